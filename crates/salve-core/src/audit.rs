@@ -1,0 +1,154 @@
+//! The audit vocabulary: who did what to which records, with what outcome.
+
+use std::fmt;
+
+use crate::ids::{PracticeId, TokenId};
+
+/// One chain per practice, plus one for actions outside any practice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ChainScope {
+    System,
+    Practice(PracticeId),
+}
+
+impl ChainScope {
+    pub const SYSTEM_KEY: &'static str = "system";
+
+    /// The stored form: `system` or the practice id.
+    pub fn key(&self) -> String {
+        match self {
+            Self::System => Self::SYSTEM_KEY.to_owned(),
+            Self::Practice(id) => id.to_string(),
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        if raw == Self::SYSTEM_KEY {
+            Some(Self::System)
+        } else {
+            raw.parse().ok().map(Self::Practice)
+        }
+    }
+}
+
+impl fmt::Display for ChainScope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::System => f.write_str("system"),
+            Self::Practice(id) => write!(f, "practice {id}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Actor {
+    System,
+    /// An operator at the command line of the server host.
+    Cli,
+    ApiToken(TokenId),
+}
+
+impl Actor {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::System => "system",
+            Self::Cli => "cli",
+            Self::ApiToken(_) => "token",
+        }
+    }
+    pub fn id(&self) -> String {
+        match self {
+            Self::System | Self::Cli => String::new(),
+            Self::ApiToken(id) => id.to_string(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    PracticeCreate,
+    TokenCreate,
+    PatientCreate,
+    PatientRead,
+    PatientList,
+    PatientSearch,
+    PatientLookup,
+    PatientUpdate,
+    PatientShred,
+    KeysRotateBegin,
+    KeysRotateFinish,
+    BackupRestore,
+    AccessDenied,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::PracticeCreate => "practice.create",
+            Self::TokenCreate => "token.create",
+            Self::PatientCreate => "patient.create",
+            Self::PatientRead => "patient.read",
+            Self::PatientList => "patient.list",
+            Self::PatientSearch => "patient.search",
+            Self::PatientLookup => "patient.lookup",
+            Self::PatientUpdate => "patient.update",
+            Self::PatientShred => "patient.shred",
+            Self::KeysRotateBegin => "keys.rotate.begin",
+            Self::KeysRotateFinish => "keys.rotate.finish",
+            Self::BackupRestore => "backup.restore",
+            Self::AccessDenied => "access.denied",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Success,
+    Denied,
+    Failure,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Success => "success",
+            Self::Denied => "denied",
+            Self::Failure => "failure",
+        }
+    }
+}
+
+/// Where a request came from. Sealed before storage: an IP address identifies a patient.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RequestContext {
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub request_id: Option<String>,
+    /// Free text an operator typed (e.g. a reason); sealed.
+    pub reason: Option<String>,
+}
+
+/// An audit event before it is placed on its chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditEvent {
+    pub scope: ChainScope,
+    pub actor: Actor,
+    pub action: Action,
+    /// Ids of the records touched (patients, tokens, practices); never PHI.
+    pub targets: Vec<String>,
+    pub outcome: Outcome,
+    pub context: RequestContext,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scope_keys_round_trip() {
+        let p = ChainScope::Practice(PracticeId::new());
+        assert_eq!(ChainScope::parse(&p.key()), Some(p));
+        assert_eq!(ChainScope::parse("system"), Some(ChainScope::System));
+        assert_eq!(ChainScope::parse("bogus"), None);
+    }
+}

@@ -1,0 +1,15 @@
+//! Salve's domain: identifiers, validated inputs, permissions and the audit vocabulary.
+//! No I/O, no async, no SQL: every rule here is testable in isolation.
+
+pub mod audit;
+pub mod clock;
+pub mod ids;
+pub mod patient;
+pub mod permissions;
+pub mod sensitive;
+pub mod validation;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use ids::{PatientId, PracticeId, TokenId};
+pub use sensitive::Sensitive;
+pub use validation::FieldError;
