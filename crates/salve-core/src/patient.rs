@@ -206,25 +206,32 @@ impl PatientRecord {
             preferred_language,
             time_zone,
         ) {
-            (Some(given_name), Some(family_name), Some(birth_date), Some(mrn), Some(preferred_language), Some(time_zone))
-                if errors.is_empty() =>
-            {
-                Ok(Self {
-                    given_name,
-                    family_name,
-                    birth_date,
-                    mrn,
-                    preferred_language,
-                    time_zone,
-                    contacts,
-                })
-            }
+            (
+                Some(given_name),
+                Some(family_name),
+                Some(birth_date),
+                Some(mrn),
+                Some(preferred_language),
+                Some(time_zone),
+            ) if errors.is_empty() => Ok(Self {
+                given_name,
+                family_name,
+                birth_date,
+                mrn,
+                preferred_language,
+                time_zone,
+                contacts,
+            }),
             _ => Err(errors),
         }
     }
 
     /// Applies a partial update, validating only what changes.
-    pub fn patched(&self, patch: &PatientPatchInput, ctx: &InputContext) -> Result<Self, Vec<FieldError>> {
+    pub fn patched(
+        &self,
+        patch: &PatientPatchInput,
+        ctx: &InputContext,
+    ) -> Result<Self, Vec<FieldError>> {
         let mut errors = Vec::new();
         let mut next = self.clone();
         if let Some(v) = &patch.given_name
@@ -271,7 +278,11 @@ impl PatientRecord {
         if let Some(list) = &patch.contacts {
             next.contacts = contacts(list, ctx, &mut errors);
         }
-        if errors.is_empty() { Ok(next) } else { Err(errors) }
+        if errors.is_empty() {
+            Ok(next)
+        } else {
+            Err(errors)
+        }
     }
 }
 

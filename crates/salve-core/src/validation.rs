@@ -115,6 +115,19 @@ pub fn time_zone(field: &str, raw: &str) -> Result<String, FieldError> {
     }
 }
 
+/// A region (ISO 3166 alpha-2 country code) for reading national phone numbers.
+pub fn phone_region(field: &str, raw: &str) -> Result<String, FieldError> {
+    let region = raw.trim().to_ascii_uppercase();
+    if region.len() == 2 && region.parse::<phonenumber::country::Id>().is_ok() {
+        Ok(region)
+    } else {
+        Err(FieldError::new(
+            field,
+            "a two-letter country code such as \"US\"",
+        ))
+    }
+}
+
 /// A phone number, normalized to E.164. National numbers are read in the practice's region.
 pub fn phone(field: &str, raw: &str, region: &str) -> Result<Sensitive<String>, FieldError> {
     let expected = || {
@@ -144,9 +157,13 @@ pub fn email(field: &str, raw: &str) -> Result<Sensitive<String>, FieldError> {
     let local_ok = !local.is_empty()
         && local.len() <= 64
         && !local.contains('@')
-        && local
-            .chars()
-            .all(|c| c.is_ascii_graphic() && !matches!(c, '<' | '>' | '(' | ')' | ',' | ';' | ':' | '\\' | '"' | '[' | ']'));
+        && local.chars().all(|c| {
+            c.is_ascii_graphic()
+                && !matches!(
+                    c,
+                    '<' | '>' | '(' | ')' | ',' | ';' | ':' | '\\' | '"' | '[' | ']'
+                )
+        });
     let labels: Vec<&str> = domain.split('.').collect();
     let domain_ok = labels.len() >= 2
         && labels.iter().all(|l| {

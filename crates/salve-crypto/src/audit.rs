@@ -20,7 +20,12 @@ pub fn chain_hash(prev: &[u8; 32], fields: &[&[u8]]) -> [u8; 32] {
 }
 
 /// What a checkpoint signs: the chain, its length and head hash, and when.
-pub fn checkpoint_message(scope: &str, seq: i64, head: &[u8; 32], signed_at_micros: i64) -> Vec<u8> {
+pub fn checkpoint_message(
+    scope: &str,
+    seq: i64,
+    head: &[u8; 32],
+    signed_at_micros: i64,
+) -> Vec<u8> {
     let mut m = b"salve:audit-checkpoint:v1".to_vec();
     m.extend_from_slice(&(scope.len() as u64).to_be_bytes());
     m.extend_from_slice(scope.as_bytes());
@@ -86,5 +91,12 @@ mod tests {
         let stranger = AuditSigner::from_seed(&[8; 32]);
         assert!(!verify_signature(&stranger.public_key(), &msg, &sig));
         assert!(!verify_signature(&signer.public_key(), &msg, &sig[..10]));
+    }
+}
+
+impl AuditSigner {
+    /// The key ring stores signing keys as 32-byte secrets; the seed is that secret.
+    pub fn from_key(key: &crate::SymmetricKey) -> Self {
+        Self::from_seed(key.bytes())
     }
 }

@@ -97,7 +97,11 @@ impl SymmetricKey {
         out
     }
 
-    pub fn open(&self, aad: FieldAad<'_>, sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+    pub fn open(
+        &self,
+        aad: FieldAad<'_>,
+        sealed: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
         if sealed.len() < 1 + NONCE_LEN + 16 || sealed[0] != VERSION {
             return Err(CryptoError::Malformed);
         }
@@ -126,12 +130,18 @@ impl SymmetricKey {
 
     /// Wraps another key under this one; the wrapped key's id is bound as associated data.
     pub fn wrap(&self, key: &SymmetricKey) -> Vec<u8> {
-        self.seal(FieldAad::new("keyring", "wrapped", &key.id), key.bytes.as_ref())
+        self.seal(
+            FieldAad::new("keyring", "wrapped", &key.id),
+            key.bytes.as_ref(),
+        )
     }
 
     pub fn unwrap_key(&self, id: &str, wrapped: &[u8]) -> Result<SymmetricKey, CryptoError> {
         let bytes = self.open(FieldAad::new("keyring", "wrapped", id), wrapped)?;
-        let arr: [u8; 32] = bytes.as_slice().try_into().map_err(|_| CryptoError::Malformed)?;
+        let arr: [u8; 32] = bytes
+            .as_slice()
+            .try_into()
+            .map_err(|_| CryptoError::Malformed)?;
         Ok(SymmetricKey::from_bytes(id, arr))
     }
 
@@ -175,7 +185,11 @@ mod tests {
         assert!(SymmetricKey::generate("k1").open(aad, &sealed).is_err());
         let key = SymmetricKey::from_bytes("k1", [7; 32]);
         let sealed = key.seal(aad, b"x");
-        assert!(SymmetricKey::from_bytes("k2", [7; 32]).open(aad, &sealed).is_err());
+        assert!(
+            SymmetricKey::from_bytes("k2", [7; 32])
+                .open(aad, &sealed)
+                .is_err()
+        );
     }
 
     #[test]
@@ -186,7 +200,10 @@ mod tests {
         let last = sealed.len() - 1;
         sealed[last] ^= 1;
         assert_eq!(key.open(aad, &sealed).unwrap_err(), CryptoError::Open);
-        assert_eq!(key.open(aad, &[1, 2, 3]).unwrap_err(), CryptoError::Malformed);
+        assert_eq!(
+            key.open(aad, &[1, 2, 3]).unwrap_err(),
+            CryptoError::Malformed
+        );
     }
 
     #[test]

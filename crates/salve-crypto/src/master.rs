@@ -17,14 +17,18 @@ use crate::random_bytes;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MasterKeyError {
-    #[error("master key file {0} does not exist; pass the key this database was created with (--master-key-file or SALVE_MASTER_KEY_FILE)")]
+    #[error(
+        "master key file {0} does not exist; pass the key this database was created with (--master-key-file or SALVE_MASTER_KEY_FILE)"
+    )]
     Missing(PathBuf),
     #[error("master key file {path} cannot be read: {kind}")]
     Unreadable {
         path: PathBuf,
         kind: std::io::ErrorKind,
     },
-    #[error("master key file {path} is readable by group or others (mode {mode:o}); run `chmod 600 {path}`")]
+    #[error(
+        "master key file {path} is readable by group or others (mode {mode:o}); run `chmod 600 {path}`"
+    )]
     TooOpen { path: PathBuf, mode: u32 },
     #[error("master key in {0} is malformed: expected 32 bytes in base64 on one line")]
     Malformed(String),
@@ -181,7 +185,10 @@ mod tests {
         assert_ne!(a.id(), b.id());
         assert_eq!(a.id(), MasterKey::from_bytes([1; 32]).id());
         assert!(!a.id().contains(&hex::encode([1u8; 32])));
-        assert!(!format!("{a:?}").contains("AQEB"), "Debug never shows key bytes");
+        assert!(
+            !format!("{a:?}").contains("AQEB"),
+            "Debug never shows key bytes"
+        );
     }
 
     #[test]

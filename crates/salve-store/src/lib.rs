@@ -1,1 +1,132 @@
+//! Salve's storage: one `Store` over SQLite (the embedded default) and PostgreSQL.
+//! This is the only crate that writes SQL. Every call that touches practice data takes the
+//! practice id and filters by it inside the query.
+//!
+//! Queries are shared between the two backends where the dialects agree (positional `$n`
+//! parameters work in both); what differs (connection set-up, transaction start, chain-head
+//! locking, migrations, schema introspection, backup) lives in `dialect::sqlite` and
+//! `dialect::postgres` behind the `Dialect` type.
 
+mod audit;
+mod backup;
+mod dialect;
+mod error;
+mod keyring;
+mod names;
+mod patients;
+mod practices;
+mod tx;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use salve_core::Clock;
+use salve_crypto::MasterKey;
+use sqlx::AnyPool;
+
+pub use audit::{AuditRow, Checkpoint, VerifyProblem, VerifyReport, append_anchor, read_anchor};
+pub use backup::{ShredEntry, read_shred_list};
+pub use dialect::{Backend, SchemaDescription};
+pub use error::StoreError;
+pub use patients::{Idempotency, Lookup, MAX_PAGE, Patient, PatientPage};
+pub use practices::{Practice, TokenPrincipal};
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Where the store lives and how it is opened.
+#[derive(Clone)]
+pub struct StoreOptions {
+    pub database_url: String,
+    /// The shred list kept outside the database (in the data directory), re-applied by restore.
+    pub shred_list: Option<PathBuf>,
+    pub max_connections: u32,
+}
+
+impl StoreOptions {
+    pub fn new(database_url: impl Into<String>) -> Self {
+        Self {
+            database_url: database_url.into(),
+            shred_list: None,
+            max_connections: 8,
+        }
+    }
+}
+
+pub struct Store {
+    pool: AnyPool,
+    dialect: dialect::Dialect,
+    ring: keyring::KeyRing,
+    clock: Arc<dyn Clock>,
+    names: names::NameIndexCache,
+    shred_list: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("backend", &self.dialect.backend())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Applies pending migrations. Idempotent; refuses a database made by a newer Salve.
+    pub async fn migrate(options: &StoreOptions) -> Result<()> {
+        let dialect = dialect::Dialect::from_url(&options.database_url)?;
+        let pool = dialect.connect(&options.database_url, 2).await?;
+        let result = dialect.migrate(&pool).await;
+        pool.close().await;
+        result
+    }
+
+    /// Opens a migrated database with this instance's master key. Refuses a key that does not
+    /// belong to the database, and a database whose schema differs from this binary's.
+    pub async fn open(
+        options: &StoreOptions,
+        master: MasterKey,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self> {
+        let dialect = dialect::Dialect::from_url(&options.database_url)?;
+        let pool = dialect
+            .connect(&options.database_url, options.max_connections)
+            .await?;
+        dialect.check_migrated(&pool).await?;
+        let store = Self {
+            pool,
+            dialect,
+            ring: keyring::KeyRing::new(master),
+            clock,
+            names: names::NameIndexCache::default(),
+            shred_list: options.shred_list.clone(),
+        };
+        store.register_master_key().await?;
+        Ok(store)
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.dialect.backend()
+    }
+
+    pub fn master_key_id(&self) -> &str {
+        self.ring.master().id()
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// Ready means: the database answers and its schema is this binary's.
+    pub async fn ready(&self) -> Result<()> {
+        self.dialect.check_migrated(&self.pool).await
+    }
+
+    pub async fn describe_schema(&self) -> Result<SchemaDescription> {
+        self.dialect.describe_schema(&self.pool).await
+    }
+
+    /// Direct access for tests that tamper with rows or inject faults.
+    #[doc(hidden)]
+    pub fn pool_for_tests(&self) -> &AnyPool {
+        &self.pool
+    }
+}
