@@ -47,6 +47,11 @@ impl AuditSigner {
         }
     }
 
+    /// The key ring stores signing keys as 32-byte secrets; the seed is that secret.
+    pub fn from_key(key: &crate::SymmetricKey) -> Self {
+        Self::from_seed(key.bytes())
+    }
+
     pub fn public_key(&self) -> [u8; 32] {
         self.key.verifying_key().to_bytes()
     }
@@ -91,12 +96,5 @@ mod tests {
         let stranger = AuditSigner::from_seed(&[8; 32]);
         assert!(!verify_signature(&stranger.public_key(), &msg, &sig));
         assert!(!verify_signature(&signer.public_key(), &msg, &sig[..10]));
-    }
-}
-
-impl AuditSigner {
-    /// The key ring stores signing keys as 32-byte secrets; the seed is that secret.
-    pub fn from_key(key: &crate::SymmetricKey) -> Self {
-        Self::from_seed(key.bytes())
     }
 }

@@ -1,1 +1,47 @@
+//! Salve's HTTP server: the JSON API under `/api/v1` (OpenAPI at `/api/v1/openapi.json`),
+//! health and readiness, Prometheus metrics, and the audit checkpoint worker.
+//!
+//! Handlers parse, authorize (through the route table and `salve_core::permissions`), call the
+//! store, and render. Errors are RFC 9457 problem documents that never echo submitted values.
 
+// ApiError is built once per failed request and returned straight away; boxing it buys nothing.
+#![allow(clippy::result_large_err)]
+
+mod api;
+mod config;
+mod context;
+mod error;
+mod extract;
+mod metrics;
+mod openapi;
+mod routes;
+mod serve;
+
+use std::sync::Arc;
+
+use salve_core::Clock;
+use salve_store::Store;
+
+pub use config::{ConfigError, MetricsToken, ServerConfig, TlsFiles};
+pub use routes::{Access, RouteSpec, route_specs};
+pub use serve::{build_router, serve};
+
+/// Shared by every request.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<Store>,
+    pub clock: Arc<dyn Clock>,
+    pub config: Arc<ServerConfig>,
+    pub metrics: Arc<metrics::Metrics>,
+}
+
+impl AppState {
+    pub fn new(store: Arc<Store>, clock: Arc<dyn Clock>, config: ServerConfig) -> Self {
+        Self {
+            store,
+            clock,
+            config: Arc::new(config),
+            metrics: Arc::new(metrics::Metrics::new()),
+        }
+    }
+}

@@ -79,6 +79,25 @@ impl Store {
         result
     }
 
+    /// Whether this database already belongs to a master key (so a missing key is an error,
+    /// not a reason to create one).
+    pub async fn is_initialized(options: &StoreOptions) -> Result<bool> {
+        let dialect = dialect::Dialect::from_url(&options.database_url)?;
+        let pool = dialect.connect(&options.database_url, 1).await?;
+        let result = async {
+            if dialect.check_migrated(&pool).await.is_err() {
+                return Ok(false);
+            }
+            let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM master_keys")
+                .fetch_one(&pool)
+                .await?;
+            Ok(n > 0)
+        }
+        .await;
+        pool.close().await;
+        result
+    }
+
     /// Opens a migrated database with this instance's master key. Refuses a key that does not
     /// belong to the database, and a database whose schema differs from this binary's.
     pub async fn open(

@@ -1,0 +1,224 @@
+//! Extractors whose rejections are problem documents that name the field and the expected
+//! type, and never echo what the client sent.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use serde::de::DeserializeOwned;
+use sha2::{Digest, Sha256};
+
+use crate::error::{ApiError, ProblemField};
+
+/// A JSON body, plus the SHA-256 of its bytes (for idempotent replays).
+pub struct JsonBody<T> {
+    pub value: T,
+    pub sha256: [u8; 32],
+}
+
+fn is_json(content_type: &str) -> bool {
+    let mime = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
+}
+
+/// Field names are echoed only when they look like field names; anything else might be data.
+fn safe_name(name: &str) -> Option<&str> {
+    (!name.is_empty()
+        && name.len() <= 40
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+    .then_some(name)
+}
+
+fn between<'a>(text: &'a str, start: &str, end: char) -> Option<&'a str> {
+    let i = text.find(start)? + start.len();
+    let rest = &text[i..];
+    Some(&rest[..rest.find(end)?])
+}
+
+/// Rewrites serde's message (which may quote the value) into "what was expected".
+pub(crate) fn describe_serde_error(path: &str, message: &str) -> ProblemField {
+    let field = if path == "." || path.is_empty() {
+        "(body)".to_owned()
+    } else {
+        path.to_owned()
+    };
+    if message.starts_with("unknown field") {
+        let name = between(message, "unknown field `", '`').and_then(safe_name);
+        let field = match (name, field.as_str()) {
+            (Some(n), "(body)") => n.to_owned(),
+            (Some(n), parent) if !parent.ends_with(n) => format!("{parent}.{n}"),
+            (_, parent) => parent.to_owned(),
+        };
+        return ProblemField {
+            field,
+            expected: "no such field (remove it)".into(),
+        };
+    }
+    if message.starts_with("missing field") {
+        let name = between(message, "missing field `", '`')
+            .and_then(safe_name)
+            .unwrap_or("?");
+        let field = if field == "(body)" {
+            name.to_owned()
+        } else {
+            format!("{field}.{name}")
+        };
+        return ProblemField {
+            field,
+            expected: "a value (this field is required)".into(),
+        };
+    }
+    let expected = message
+        .rfind(", expected ")
+        .map(|i| &message[i + ", expected ".len()..])
+        .map(|e| e.split(" at line ").next().unwrap_or(e))
+        .map(|e| {
+            if e.starts_with("struct ") || e.starts_with("a map") {
+                "a JSON object".to_owned()
+            } else if e.starts_with("variant identifier") || e.starts_with("one of") {
+                e.replace("variant identifier", "one of the allowed values")
+            } else {
+                e.to_owned()
+            }
+        })
+        .unwrap_or_else(|| "a valid value".to_owned());
+    ProblemField { field, expected }
+}
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let content_type = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        if !is_json(content_type) {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported-media-type",
+                "Unsupported media type",
+                "send the body as application/json",
+            ));
+        }
+        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "too-large",
+                    "Request body too large",
+                    "the request body exceeds the size limit",
+                )
+            } else {
+                ApiError::bad_request("the request body could not be read")
+            }
+        })?;
+        let mut de = serde_json::Deserializer::from_slice(&bytes);
+        let value: T = match serde_path_to_error::deserialize(&mut de) {
+            Ok(v) => v,
+            Err(err) => {
+                let inner = err.inner();
+                return Err(match inner.classify() {
+                    serde_json::error::Category::Data => {
+                        let mut e = ApiError::new(
+                            StatusCode::UNPROCESSABLE_ENTITY,
+                            "validation",
+                            "The request has invalid fields",
+                            "",
+                        );
+                        let field =
+                            describe_serde_error(&err.path().to_string(), &inner.to_string());
+                        e.detail = format!("`{}`: expected {}", field.field, field.expected);
+                        e.errors.push(field);
+                        e
+                    }
+                    _ => ApiError::bad_request(format!(
+                        "the body is not valid JSON (line {}, column {})",
+                        inner.line(),
+                        inner.column()
+                    )),
+                });
+            }
+        };
+        de.end().map_err(|_| {
+            ApiError::bad_request("the body has trailing characters after the JSON value")
+        })?;
+        Ok(Self {
+            value,
+            sha256: Sha256::digest(&bytes).into(),
+        })
+    }
+}
+
+/// The optional `Idempotency-Key` header of a create request.
+pub struct IdempotencyKey(pub Option<[u8; 32]>);
+
+impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let Some(value) = parts.headers.get("idempotency-key") else {
+            return Ok(Self(None));
+        };
+        let text = value
+            .to_str()
+            .ok()
+            .filter(|t| !t.is_empty() && t.len() <= 255 && t.chars().all(|c| c.is_ascii_graphic()));
+        match text {
+            Some(t) => Ok(Self(Some(Sha256::digest(t.as_bytes()).into()))),
+            None => Err(ApiError::bad_request(
+                "Idempotency-Key must be 1 to 255 visible ASCII characters",
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serde_messages_lose_the_value() {
+        let f = describe_serde_error(
+            "birth_date",
+            "invalid type: integer `19840702`, expected a string at line 1 column 20",
+        );
+        assert_eq!(f.field, "birth_date");
+        assert_eq!(f.expected, "a string");
+        let f = describe_serde_error(
+            ".",
+            "unknown field `favorite_color`, expected one of `given_name`, `family_name`",
+        );
+        assert_eq!(f.field, "favorite_color");
+        let f = describe_serde_error(
+            ".",
+            "unknown field `Jane Doe 555-0100`, expected one of `a`",
+        );
+        assert!(!f.field.contains("Jane"));
+        let f = describe_serde_error(
+            "contacts[0].kind",
+            "unknown variant `fax`, expected `phone` or `email`",
+        );
+        assert_eq!(f.expected, "`phone` or `email`");
+        assert!(!f.expected.contains("fax"));
+        let f = describe_serde_error(".", "missing field `given_name`");
+        assert_eq!(f.field, "given_name");
+        let f = describe_serde_error(".", "invalid type: sequence, expected struct PatientCreate");
+        assert_eq!(f.expected, "a JSON object");
+    }
+
+    #[test]
+    fn json_content_types() {
+        assert!(is_json("application/json"));
+        assert!(is_json("application/json; charset=utf-8"));
+        assert!(is_json("application/merge-patch+json"));
+        assert!(!is_json("text/plain"));
+        assert!(!is_json(""));
+    }
+}

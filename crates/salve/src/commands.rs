@@ -1,0 +1,535 @@
+//! What each command does. Errors are plain sentences for the operator; exit codes are non-zero
+//! on any failure.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use salve_core::audit::{Actor, RequestContext};
+use salve_core::permissions::Scope;
+use salve_core::{Clock, SystemClock};
+use salve_crypto::MasterKey;
+use salve_server::{AppState, ServerConfig, TlsFiles};
+use salve_store::{Store, StoreOptions};
+
+use crate::cli::{AdminCommand, AuditCommand, Cli, Command, KeysCommand, ServeArgs};
+use crate::settings::{FileConfig, KeySource, ServeSettings, Settings};
+
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let file = match &cli.global.config {
+        Some(path) => FileConfig::load(path)?,
+        None if Path::new("salve.toml").exists() => FileConfig::load(Path::new("salve.toml"))?,
+        None => FileConfig::default(),
+    };
+    let settings = Settings::resolve(&cli.global, &file)?;
+    match cli.command {
+        Command::Serve(args) => serve(&settings, &args, &file).await,
+        Command::Migrate => {
+            prepare_data_dir(&settings)?;
+            Store::migrate(&store_options(&settings)).await?;
+            println!("database is up to date");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Admin(cmd) => admin(&settings, cmd).await,
+        Command::Audit(cmd) => audit(&settings, cmd).await,
+        Command::Keys(cmd) => keys(&settings, cmd).await,
+        Command::Backup { file } => {
+            let store = open_existing(&settings).await?;
+            store.backup_to(&file).await?;
+            println!("backup written to {}", file.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Restore { file } => restore(&settings, &file).await,
+        Command::Demo { port } => demo(port).await,
+    }
+}
+
+fn store_options(settings: &Settings) -> StoreOptions {
+    let mut options = StoreOptions::new(settings.database_url.clone());
+    options.shred_list = Some(settings.shred_list());
+    options
+}
+
+/// Creates the data directory (0700) for a SQLite database.
+fn prepare_data_dir(settings: &Settings) -> anyhow::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    if !settings.data_dir.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&settings.data_dir)
+            .with_context(|| {
+                format!(
+                    "cannot create the data directory {}",
+                    settings.data_dir.display()
+                )
+            })?;
+    }
+    Ok(())
+}
+
+/// The master key: from the environment, or a file (created on first use for a new database).
+async fn master_key(settings: &Settings, options: &StoreOptions) -> anyhow::Result<MasterKey> {
+    match &settings.key {
+        KeySource::Env(secret) => Ok(MasterKey::from_base64("SALVE_MASTER_KEY", secret.expose())?),
+        KeySource::File { path } => {
+            if path.exists() {
+                return Ok(MasterKey::load_file(path)?);
+            }
+            if Store::is_initialized(options).await? {
+                bail!(
+                    "the master key file {} is missing, and this database already holds encrypted data; \
+                     restore the key this database was created with (--master-key-file)",
+                    path.display()
+                );
+            }
+            let key = MasterKey::create_file(path)?;
+            eprintln!(
+                "created a new master key at {} (mode 0600); back it up separately from the database",
+                path.display()
+            );
+            Ok(key)
+        }
+    }
+}
+
+/// Opens the database, creating and migrating it when needed.
+async fn open_or_create(settings: &Settings) -> anyhow::Result<Store> {
+    prepare_data_dir(settings)?;
+    let options = store_options(settings);
+    Store::migrate(&options).await?;
+    let key = master_key(settings, &options).await?;
+    Ok(Store::open(&options, key, Arc::new(SystemClock)).await?)
+}
+
+/// Opens a database that must already exist.
+async fn open_existing(settings: &Settings) -> anyhow::Result<Store> {
+    if let Some(path) = settings.sqlite_path()
+        && !path.exists()
+    {
+        bail!(
+            "no database at {}; check --data-dir / --database-url (or run `salve migrate`)",
+            path.display()
+        );
+    }
+    let options = store_options(settings);
+    let key = match &settings.key {
+        KeySource::Env(secret) => MasterKey::from_base64("SALVE_MASTER_KEY", secret.expose())?,
+        KeySource::File { path } => MasterKey::load_file(path)?,
+    };
+    Ok(Store::open(&options, key, Arc::new(SystemClock)).await?)
+}
+
+fn inside(path: &Path, dir: &Path) -> bool {
+    let abs = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+    abs(path).starts_with(abs(dir))
+}
+
+async fn serve(
+    settings: &Settings,
+    args: &ServeArgs,
+    file: &FileConfig,
+) -> anyhow::Result<ExitCode> {
+    let serve = ServeSettings::resolve(args, file)?;
+    let config = server_config(&serve);
+    config.check()?;
+    if let KeySource::File { path } = &settings.key
+        && inside(path, &settings.data_dir)
+    {
+        tracing::warn!(
+            "the master key is inside the data directory: anyone with a copy of the directory can read the data; \
+             keep the key elsewhere in production (--master-key-file)"
+        );
+    }
+    if inside(&serve.audit_anchor, &settings.data_dir) {
+        tracing::warn!(
+            "the audit anchor file is inside the data directory; keep it elsewhere so that deleting audit rows \
+             together with the anchor is not one step (--audit-anchor)"
+        );
+    }
+    let store = Arc::new(open_or_create(settings).await?);
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let state = AppState::new(store.clone(), clock, config);
+    let scheme = if serve.tls_cert.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    salve_server::serve(state, shutdown_signal(), |addr| {
+        tracing::info!("Salve is listening on {scheme}://{addr}");
+    })
+    .await?;
+    store.close().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn server_config(serve: &ServeSettings) -> ServerConfig {
+    let mut config = ServerConfig::local(serve.listen);
+    config.public_url = serve.public_url.clone();
+    config.trusted_proxies = serve.trusted_proxies.clone();
+    config.metrics_listen = serve.metrics_listen;
+    config.metrics_token = serve
+        .metrics_token
+        .as_ref()
+        .map(|t| salve_server::MetricsToken(t.expose().to_owned()));
+    config.audit_anchor = Some(serve.audit_anchor.clone());
+    config.checkpoint_interval = serve.checkpoint_interval;
+    config.tls = match (&serve.tls_cert, &serve.tls_key) {
+        (Some(cert), Some(key)) => Some(TlsFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+        }),
+        _ => None,
+    };
+    config
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}
+
+fn parse_practice(raw: &str) -> anyhow::Result<salve_core::PracticeId> {
+    raw.parse().map_err(|_| {
+        anyhow::anyhow!("--practice must be a practice id (see `salve admin list-practices`)")
+    })
+}
+
+async fn admin(settings: &Settings, cmd: AdminCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        AdminCommand::CreatePractice {
+            name,
+            phone_region,
+            time_zone,
+        } => {
+            let store = open_or_create(settings).await?;
+            let practice = store
+                .create_practice(Actor::Cli, &name, &phone_region, &time_zone)
+                .await?;
+            println!("{}", practice.id);
+        }
+        AdminCommand::ListPractices => {
+            let store = open_existing(settings).await?;
+            for p in store.list_practices().await? {
+                println!("{}\t{}\t{}\t{}", p.id, p.phone_region, p.time_zone, p.name);
+            }
+        }
+        AdminCommand::CreateToken {
+            practice,
+            scope,
+            label,
+        } => {
+            let practice = parse_practice(&practice)?;
+            let scopes = Scope::parse_list(&scope).map_err(|e| anyhow::anyhow!("--scope: {e}"))?;
+            let store = open_existing(settings).await?;
+            let token = salve_crypto::token::mint("salve");
+            store
+                .create_token(Actor::Cli, practice, &scopes, &label, &token.hash)
+                .await
+                .map_err(|e| match e {
+                    salve_store::StoreError::NotFound => {
+                        anyhow::anyhow!("no practice with that id")
+                    }
+                    other => other.into(),
+                })?;
+            // Shown once; only the hash is stored.
+            println!("{}", token.secret.as_str());
+        }
+        AdminCommand::ShredPatient {
+            practice,
+            patient,
+            confirm,
+        } => {
+            if !confirm {
+                bail!(
+                    "shredding is irreversible: add --confirm once the retention period has ended"
+                );
+            }
+            let practice = parse_practice(&practice)?;
+            let patient = patient
+                .parse()
+                .map_err(|_| anyhow::anyhow!("--patient must be a patient id"))?;
+            let store = open_existing(settings).await?;
+            store
+                .shred_patient(practice, &Actor::Cli, &RequestContext::default(), patient)
+                .await?;
+            println!("patient {patient} shredded; their content can no longer be decrypted");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn audit(settings: &Settings, cmd: AuditCommand) -> anyhow::Result<ExitCode> {
+    let store = open_existing(settings).await?;
+    match cmd {
+        AuditCommand::Verify { anchor } => {
+            let anchored = match &anchor {
+                Some(path) => Some(salve_store::read_anchor(path)?),
+                None => None,
+            };
+            let report = store.verify_audit(anchored.as_deref()).await?;
+            if !report.ok() {
+                for problem in &report.problems {
+                    println!("audit verify: FAILED: {problem}");
+                }
+                return Ok(ExitCode::FAILURE);
+            }
+            let mut line = format!(
+                "audit verify: OK: {} chains, {} rows, {} checkpoints with valid signatures",
+                report.chains, report.rows, report.checkpoints
+            );
+            if anchor.is_some() {
+                let after: i64 = report.rows_after_anchor.values().sum();
+                line.push_str(&format!(
+                    "; {} anchored checkpoints match; {after} rows follow the last anchored checkpoint",
+                    report.anchored_checkpoints
+                ));
+            } else {
+                line.push_str("; no anchor file given: deletion of the newest rows together with their checkpoints cannot be detected");
+            }
+            println!("{line}");
+        }
+        AuditCommand::PublicKey => {
+            for (scope, (key_id, public)) in store.audit_public_keys().await? {
+                println!("{scope}\t{key_id}\t{}", hex_encode(&public));
+            }
+        }
+        AuditCommand::Checkpoint { anchor } => {
+            let written = store.write_checkpoints(anchor.as_deref()).await?;
+            println!("{} checkpoints written", written.len());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn hex_encode(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+async fn keys(settings: &Settings, cmd: KeysCommand) -> anyhow::Result<ExitCode> {
+    let KeysCommand::Rotate {
+        new_key_file,
+        finish,
+        old_key_file,
+    } = cmd;
+    let store = open_existing(settings).await?;
+    if finish {
+        let old_path = old_key_file.context("--finish needs --old-key-file")?;
+        let old = MasterKey::load_file(&old_path)?;
+        let caught_up = store.finish_master_rotation(&old).await?;
+        println!(
+            "rotation finished: master key {} retired; {} keys created during the rotation were re-wrapped",
+            old.id(),
+            caught_up
+        );
+    } else {
+        let path = new_key_file
+            .context("give --new-key-file (phase 1) or --finish --old-key-file (phase 2)")?;
+        let next = if path.exists() {
+            MasterKey::load_file(&path)?
+        } else {
+            MasterKey::create_file(&path)?
+        };
+        let count = store.begin_master_rotation(&next).await?;
+        println!(
+            "rotation phase 1 done: {count} keys are now also wrapped under {}. Restart every server with \
+             --master-key-file {}, then run `salve keys rotate --finish --old-key-file OLD` with the new key.",
+            next.id(),
+            path.display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn restore(settings: &Settings, backup: &Path) -> anyhow::Result<ExitCode> {
+    let Some(db_path) = settings.sqlite_path() else {
+        bail!(
+            "restore works on SQLite; for PostgreSQL use pg_restore, then run `salve restore --help` guidance in the README to re-apply the shred list"
+        );
+    };
+    if !backup.exists() {
+        bail!("no backup at {}", backup.display());
+    }
+    // Shreds recorded anywhere we can see: the list outside the database and the current database.
+    let mut shreds = salve_store::read_shred_list(&settings.shred_list())?;
+    if db_path.exists()
+        && let Ok(current) = open_existing(settings).await
+    {
+        shreds.extend(current.shredded_patients().await?);
+        current.close().await;
+    }
+    prepare_data_dir(settings)?;
+    let staging = db_path.with_extension("db.restoring");
+    std::fs::copy(backup, &staging).with_context(|| format!("cannot copy {}", backup.display()))?;
+    for suffix in ["-wal", "-shm"] {
+        let side = PathBuf::from(format!("{}{suffix}", db_path.display()));
+        if side.exists() {
+            std::fs::remove_file(&side)
+                .with_context(|| format!("cannot remove {}", side.display()))?;
+        }
+    }
+    std::fs::rename(&staging, &db_path)
+        .with_context(|| format!("cannot replace {}", db_path.display()))?;
+    let store = open_existing(settings).await?;
+    let reshredded = store.reapply_shreds(&shreds).await?;
+    store.close().await;
+    println!(
+        "restored {} from {}; {reshredded} patients shredded since the backup were shredded again",
+        db_path.display(),
+        backup.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn demo(port: Option<u16>) -> anyhow::Result<ExitCode> {
+    let dir = tempfile::Builder::new().prefix("salve-demo-").tempdir()?;
+    let settings = Settings {
+        data_dir: dir.path().join("data"),
+        database_url: format!("sqlite://{}", dir.path().join("data/salve.db").display()),
+        key: KeySource::File {
+            path: dir.path().join("data/master.key"),
+        },
+    };
+    let store = Arc::new(open_or_create(&settings).await?);
+    let practice = store
+        .create_practice(
+            Actor::Cli,
+            "Salve Demo Family Practice",
+            "US",
+            "America/Chicago",
+        )
+        .await?;
+    let token = salve_crypto::token::mint("salve");
+    store
+        .create_token(Actor::Cli, practice.id, &Scope::ALL, "demo", &token.hash)
+        .await?;
+    crate::commands::seed_demo_patients(&store, practice.id).await?;
+
+    let wanted = port.unwrap_or(8080);
+    let listen: std::net::SocketAddr = ([127, 0, 0, 1], wanted).into();
+    let listen = match std::net::TcpListener::bind(listen) {
+        Ok(l) => l.local_addr()?,
+        Err(_) => ([127, 0, 0, 1], 0).into(),
+    };
+    let mut config = ServerConfig::local(listen);
+    config.audit_anchor = Some(dir.path().join("audit-anchor.jsonl"));
+    config.checkpoint_interval = std::time::Duration::from_secs(30);
+    let state = AppState::new(store.clone(), Arc::new(SystemClock), config);
+    let token_text = token.secret.as_str().to_owned();
+    let data_dir = dir.path().display().to_string();
+    salve_server::serve(state, shutdown_signal(), move |addr| {
+        let url = format!("http://localhost:{}", addr.port());
+        println!("Salve demo is running at {url}");
+        println!("  practice:  {} ({})", practice.name, practice.id);
+        println!("  API token: {token_text}");
+        println!(
+            "  try:       curl -H \"Authorization: Bearer {token_text}\" {url}/api/v1/patients"
+        );
+        println!("  OpenAPI:   {url}/api/v1/openapi.json");
+        println!("  data:      {data_dir} (deleted when the demo stops)");
+        println!("Press Ctrl-C to stop.");
+    })
+    .await?;
+    store.close().await;
+    drop(dir);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Fictional patients for the demo practice.
+pub async fn seed_demo_patients(
+    store: &Store,
+    practice: salve_core::PracticeId,
+) -> anyhow::Result<()> {
+    use salve_core::Sensitive;
+    use salve_core::patient::{
+        ContactInput, ContactKind, ContactRole, PatientInput, PatientRecord,
+    };
+    let ctx = store.input_context(practice).await?;
+    let people = [
+        (
+            "Ana",
+            "Ruiz",
+            "1984-07-02",
+            "es",
+            "+13125550142",
+            "ana.ruiz@example.org",
+        ),
+        (
+            "Leo",
+            "Ruiz",
+            "2015-03-11",
+            "es",
+            "+13125550142",
+            "leo.family@example.org",
+        ),
+        (
+            "Grace",
+            "Okafor",
+            "1958-11-23",
+            "en",
+            "+13125550177",
+            "grace.okafor@example.com",
+        ),
+        (
+            "Minh",
+            "Tran",
+            "1991-01-30",
+            "vi",
+            "+13125550190",
+            "minh.tran@example.net",
+        ),
+    ];
+    for (i, (given, family, dob, lang, phone, email)) in people.into_iter().enumerate() {
+        let s = |v: &str| Sensitive::new(v.to_owned());
+        let input = PatientInput {
+            given_name: s(given),
+            family_name: s(family),
+            birth_date: s(dob),
+            mrn: Some(s(&format!("DEMO-{:04}", i + 1))),
+            preferred_language: Some(lang.into()),
+            time_zone: None,
+            contacts: vec![
+                ContactInput {
+                    kind: ContactKind::Phone,
+                    value: s(phone),
+                    role: if given == "Leo" {
+                        ContactRole::Guardian
+                    } else {
+                        ContactRole::Patient
+                    },
+                },
+                ContactInput {
+                    kind: ContactKind::Email,
+                    value: s(email),
+                    role: ContactRole::Patient,
+                },
+            ],
+        };
+        let record = PatientRecord::from_input(&input, &ctx)
+            .map_err(|e| anyhow::anyhow!("demo patient is invalid: {:?}", e))?;
+        store
+            .create_patient(
+                practice,
+                &Actor::Cli,
+                &RequestContext::default(),
+                &record,
+                None,
+            )
+            .await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,336 @@
+//! Configuration: defaults < `salve.toml` < `SALVE_*` environment < command-line flags.
+//! Secrets never print: `Secret` redacts in both `Debug` and `Display`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use ipnet::IpNet;
+use serde::Deserialize;
+
+use crate::cli::GlobalArgs;
+use crate::cli::ServeArgs;
+
+/// A secret value. Prints as `[redacted]` whichever way it is formatted.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: String) -> Self {
+        Self(value)
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl std::fmt::Display for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl Drop for Secret {
+    fn drop(&mut self) {
+        use zeroize::Zeroize;
+        self.0.zeroize();
+    }
+}
+
+/// The optional configuration file. Secrets may only be referenced by file path here.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub data_dir: Option<PathBuf>,
+    pub database_url: Option<String>,
+    pub master_key_file: Option<PathBuf>,
+    pub listen: Option<SocketAddr>,
+    pub public_url: Option<String>,
+    pub trusted_proxies: Option<Vec<IpNet>>,
+    pub metrics_listen: Option<SocketAddr>,
+    pub metrics_token_file: Option<PathBuf>,
+    pub audit_anchor: Option<PathBuf>,
+    pub checkpoint_interval_secs: Option<u64>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+}
+
+impl FileConfig {
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the configuration file {}", path.display()))?;
+        toml::from_str(&text).map_err(|e| {
+            anyhow::anyhow!(
+                "configuration file {} is invalid: {}",
+                path.display(),
+                e.message()
+            )
+        })
+    }
+}
+
+/// Where the master key comes from.
+#[derive(Debug, Clone)]
+pub enum KeySource {
+    File { path: PathBuf },
+    Env(Secret),
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub data_dir: PathBuf,
+    pub database_url: String,
+    pub key: KeySource,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServeSettings {
+    pub listen: SocketAddr,
+    pub public_url: Option<String>,
+    pub trusted_proxies: Vec<IpNet>,
+    pub metrics_listen: Option<SocketAddr>,
+    pub metrics_token: Option<Secret>,
+    pub audit_anchor: PathBuf,
+    pub checkpoint_interval: Duration,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+}
+
+pub const DEFAULT_DATA_DIR: &str = "./salve-data";
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+pub const DEFAULT_ANCHOR: &str = "./salve-audit-anchor.jsonl";
+pub const DEFAULT_CHECKPOINT_SECS: u64 = 60;
+
+/// Every `SALVE_*` variable Salve reads; anything else with the prefix gets a warning.
+pub const KNOWN_ENV: &[&str] = &[
+    "SALVE_CONFIG",
+    "SALVE_DATA_DIR",
+    "SALVE_DATABASE_URL",
+    "SALVE_MASTER_KEY",
+    "SALVE_MASTER_KEY_FILE",
+    "SALVE_LISTEN",
+    "SALVE_PUBLIC_URL",
+    "SALVE_TRUSTED_PROXIES",
+    "SALVE_METRICS_LISTEN",
+    "SALVE_METRICS_TOKEN",
+    "SALVE_METRICS_TOKEN_FILE",
+    "SALVE_AUDIT_ANCHOR",
+    "SALVE_CHECKPOINT_INTERVAL_SECS",
+    "SALVE_TLS_CERT",
+    "SALVE_TLS_KEY",
+    "SALVE_LOG",
+    "SALVE_LOG_FORMAT",
+    "SALVE_DEMO_PORT",
+];
+
+/// Names of unknown `SALVE_*` variables, each with the closest known name when one is near.
+pub fn unknown_env_vars(names: impl Iterator<Item = String>) -> Vec<String> {
+    names
+        .filter(|n| n.starts_with("SALVE_") && !n.starts_with("SALVE_TEST_"))
+        .filter(|n| !KNOWN_ENV.contains(&n.as_str()))
+        .map(|n| {
+            let best = KNOWN_ENV
+                .iter()
+                .map(|k| (strsim_distance(&n, k), *k))
+                .min()
+                .filter(|(d, _)| *d <= 3);
+            match best {
+                Some((_, k)) => format!("{n} (did you mean {k}?)"),
+                None => n,
+            }
+        })
+        .collect()
+}
+
+/// Levenshtein distance; names are short, so the simple quadratic form is fine.
+fn strsim_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != *cb);
+            cur.push((prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+fn read_secret_file(path: &Path, what: &str) -> anyhow::Result<Secret> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the {what} file {}", path.display()))?;
+    let value = text.trim().to_owned();
+    if value.is_empty() {
+        bail!("the {what} file {} is empty", path.display());
+    }
+    Ok(Secret::new(value))
+}
+
+impl Settings {
+    pub fn resolve(global: &GlobalArgs, file: &FileConfig) -> anyhow::Result<Self> {
+        let data_dir = global
+            .data_dir
+            .clone()
+            .or_else(|| file.data_dir.clone())
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+        let database_url = global
+            .database_url
+            .clone()
+            .or_else(|| file.database_url.clone())
+            .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("salve.db").display()));
+        let key = if let Some(path) = &global.master_key_file {
+            KeySource::File { path: path.clone() }
+        } else if let Some(value) = &global.master_key {
+            KeySource::Env(Secret::new(value.clone()))
+        } else if let Some(path) = &file.master_key_file {
+            KeySource::File { path: path.clone() }
+        } else {
+            KeySource::File {
+                path: data_dir.join("master.key"),
+            }
+        };
+        Ok(Self {
+            data_dir,
+            database_url,
+            key,
+        })
+    }
+
+    pub fn sqlite_path(&self) -> Option<PathBuf> {
+        let rest = self.database_url.strip_prefix("sqlite:")?;
+        let rest = rest.strip_prefix("//").unwrap_or(rest);
+        Some(PathBuf::from(rest.split('?').next().unwrap_or(rest)))
+    }
+
+    pub fn shred_list(&self) -> PathBuf {
+        self.data_dir.join("shred-list.jsonl")
+    }
+}
+
+impl ServeSettings {
+    pub fn resolve(args: &ServeArgs, file: &FileConfig) -> anyhow::Result<Self> {
+        let listen = match (args.listen, file.listen) {
+            (Some(l), _) | (None, Some(l)) => l,
+            (None, None) => DEFAULT_LISTEN.parse()?,
+        };
+        let metrics_token = match (
+            &args.metrics_token,
+            &args.metrics_token_file,
+            &file.metrics_token_file,
+        ) {
+            (Some(t), _, _) => Some(Secret::new(t.clone())),
+            (None, Some(p), _) | (None, None, Some(p)) => {
+                Some(read_secret_file(p, "metrics token")?)
+            }
+            (None, None, None) => None,
+        };
+        if let Some(t) = &metrics_token
+            && t.expose().len() < 16
+        {
+            bail!("the metrics token must be at least 16 characters");
+        }
+        Ok(Self {
+            listen,
+            public_url: args.public_url.clone().or_else(|| file.public_url.clone()),
+            trusted_proxies: args
+                .trusted_proxies
+                .clone()
+                .or_else(|| file.trusted_proxies.clone())
+                .unwrap_or_default(),
+            metrics_listen: args.metrics_listen.or(file.metrics_listen),
+            metrics_token,
+            audit_anchor: args
+                .audit_anchor
+                .clone()
+                .or_else(|| file.audit_anchor.clone())
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_ANCHOR)),
+            checkpoint_interval: Duration::from_secs(
+                args.checkpoint_interval_secs
+                    .or(file.checkpoint_interval_secs)
+                    .unwrap_or(DEFAULT_CHECKPOINT_SECS)
+                    .max(1),
+            ),
+            tls_cert: args.tls_cert.clone().or_else(|| file.tls_cert.clone()),
+            tls_key: args.tls_key.clone().or_else(|| file.tls_key.clone()),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_redacted_in_debug_and_display() {
+        let s = Secret::new("hunter2-but-longer".into());
+        assert_eq!(format!("{s}"), "[redacted]");
+        assert_eq!(format!("{s:?}"), "[redacted]");
+        let settings = Settings {
+            data_dir: "d".into(),
+            database_url: "sqlite://d/salve.db".into(),
+            key: KeySource::Env(Secret::new("c2VjcmV0LWtleS1ieXRlcw==".into())),
+        };
+        assert!(!format!("{settings:?}").contains("c2VjcmV0"));
+    }
+
+    #[test]
+    fn misspelled_variables_are_named_with_a_suggestion() {
+        let warnings = unknown_env_vars(
+            [
+                "SALVE_LISTN",
+                "SALVE_LISTEN",
+                "SALVE_TEST_POSTGRES_URL",
+                "PATH",
+                "SALVE_ZZZZZZZZZZZZ",
+            ]
+            .into_iter()
+            .map(String::from),
+        );
+        assert_eq!(
+            warnings,
+            [
+                "SALVE_LISTN (did you mean SALVE_LISTEN?)",
+                "SALVE_ZZZZZZZZZZZZ"
+            ]
+        );
+    }
+
+    #[test]
+    fn config_files_reject_unknown_keys_and_inline_secrets() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("salve.toml");
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.1:9000\"\nmetrics_token = \"x\"\n",
+        )
+        .unwrap();
+        let err = FileConfig::load(&path).unwrap_err().to_string();
+        assert!(err.contains("unknown field"), "{err}");
+        std::fs::write(&path, "listen = \"127.0.0.1:9000\"\n").unwrap();
+        assert_eq!(
+            FileConfig::load(&path).unwrap().listen,
+            Some("127.0.0.1:9000".parse().unwrap())
+        );
+    }
+
+    #[test]
+    fn sqlite_paths_come_from_urls() {
+        let s = Settings {
+            data_dir: "d".into(),
+            database_url: "sqlite:///var/lib/salve/salve.db?mode=rwc".into(),
+            key: KeySource::File { path: "k".into() },
+        };
+        assert_eq!(
+            s.sqlite_path().unwrap(),
+            PathBuf::from("/var/lib/salve/salve.db")
+        );
+    }
+}
