@@ -82,6 +82,9 @@ pub enum Command {
         /// A file written by `salve backup`.
         file: PathBuf,
     },
+    /// Print the settings `serve` would use and where each came from (flag, env, file, default).
+    /// Secrets are redacted.
+    Config(Box<ServeArgs>),
     /// Start a throw-away server with a seeded demo practice on http://localhost.
     Demo {
         /// Port on localhost (0 picks a free one). Default 8080, or a free port if it is taken.

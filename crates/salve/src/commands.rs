@@ -16,7 +16,7 @@ use salve_store::{Store, StoreOptions};
 use crate::cli::{AdminCommand, AuditCommand, Cli, Command, KeysCommand, ServeArgs};
 use crate::settings::{FileConfig, KeySource, ServeSettings, Settings};
 
-pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+pub async fn run(cli: Cli, matches: clap::ArgMatches) -> anyhow::Result<ExitCode> {
     let file = match &cli.global.config {
         Some(path) => FileConfig::load(path)?,
         None if Path::new("salve.toml").exists() => FileConfig::load(Path::new("salve.toml"))?,
@@ -42,6 +42,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Restore { file } => restore(&settings, &file).await,
         Command::Demo { port } => demo(port).await,
+        Command::Config(args) => {
+            let serve = ServeSettings::resolve(&args, &file)?;
+            let sub = matches.subcommand_matches("config").unwrap_or(&matches);
+            print!(
+                "{}",
+                crate::settings::describe(&settings, &serve, &file, &matches, sub)
+            );
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

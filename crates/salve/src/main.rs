@@ -6,8 +6,6 @@ mod settings;
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
 fn init_logging() {
     use tracing_subscriber::EnvFilter;
     let filter =
@@ -26,7 +24,11 @@ fn init_logging() {
 }
 
 fn main() -> ExitCode {
-    let cli = cli::Cli::parse();
+    let matches = <cli::Cli as clap::CommandFactory>::command().get_matches();
+    let cli = match <cli::Cli as clap::FromArgMatches>::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     init_logging();
     for warning in settings::unknown_env_vars(std::env::vars().map(|(k, _)| k)) {
         tracing::warn!("unknown environment variable {warning}; it is ignored");
@@ -41,7 +43,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(commands::run(cli)) {
+    match runtime.block_on(commands::run(cli, matches)) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");

@@ -264,8 +264,151 @@ impl ServeSettings {
     }
 }
 
+/// Where a setting's value came from.
+fn origin(matches: &clap::ArgMatches, id: &str, in_file: bool) -> &'static str {
+    use clap::parser::ValueSource;
+    match matches.value_source(id) {
+        Some(ValueSource::CommandLine) => "flag",
+        Some(ValueSource::EnvVariable) => "env",
+        _ if in_file => "file",
+        _ => "default",
+    }
+}
+
+/// Hides a password in a database URL.
+pub fn redact_url(url: &str) -> String {
+    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
+        return url.to_owned();
+    };
+    let rest = &url[scheme_end..];
+    match (rest.find('@'), rest.find(':')) {
+        (Some(at), Some(colon)) if colon < at => {
+            format!(
+                "{}{}:[redacted]{}",
+                &url[..scheme_end],
+                &rest[..colon],
+                &rest[at..]
+            )
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// The effective settings, one per line: `name = value  (origin)`.
+pub fn describe(
+    settings: &Settings,
+    serve: &ServeSettings,
+    file: &FileConfig,
+    global: &clap::ArgMatches,
+    sub: &clap::ArgMatches,
+) -> String {
+    let mut out = String::new();
+    let mut line = |name: &str, value: String, origin: &str| {
+        out.push_str(&format!("{name} = {value}  ({origin})\n"));
+    };
+    line(
+        "data_dir",
+        settings.data_dir.display().to_string(),
+        origin(global, "data_dir", file.data_dir.is_some()),
+    );
+    line(
+        "database_url",
+        redact_url(&settings.database_url),
+        origin(global, "database_url", file.database_url.is_some()),
+    );
+    let key = match &settings.key {
+        KeySource::File { path } => format!("file {}", path.display()),
+        KeySource::Env(secret) => format!("SALVE_MASTER_KEY {secret}"),
+    };
+    let key_origin = match origin(global, "master_key_file", file.master_key_file.is_some()) {
+        "default" => origin(global, "master_key", false),
+        other => other,
+    };
+    line("master_key", key, key_origin);
+    line(
+        "listen",
+        serve.listen.to_string(),
+        origin(sub, "listen", file.listen.is_some()),
+    );
+    line(
+        "public_url",
+        serve.public_url.clone().unwrap_or_else(|| "(none)".into()),
+        origin(sub, "public_url", file.public_url.is_some()),
+    );
+    line(
+        "trusted_proxies",
+        serve
+            .trusted_proxies
+            .iter()
+            .map(|n| n.to_string())
+            .collect::<Vec<_>>()
+            .join(","),
+        origin(sub, "trusted_proxies", file.trusted_proxies.is_some()),
+    );
+    line(
+        "metrics_listen",
+        serve
+            .metrics_listen
+            .map(|a| a.to_string())
+            .unwrap_or_else(|| "(none)".into()),
+        origin(sub, "metrics_listen", file.metrics_listen.is_some()),
+    );
+    line(
+        "metrics_token",
+        serve
+            .metrics_token
+            .as_ref()
+            .map(|t| t.to_string())
+            .unwrap_or_else(|| "(none)".into()),
+        match origin(sub, "metrics_token", false) {
+            "default" => origin(sub, "metrics_token_file", file.metrics_token_file.is_some()),
+            other => other,
+        },
+    );
+    line(
+        "audit_anchor",
+        serve.audit_anchor.display().to_string(),
+        origin(sub, "audit_anchor", file.audit_anchor.is_some()),
+    );
+    line(
+        "checkpoint_interval_secs",
+        serve.checkpoint_interval.as_secs().to_string(),
+        origin(
+            sub,
+            "checkpoint_interval_secs",
+            file.checkpoint_interval_secs.is_some(),
+        ),
+    );
+    line(
+        "tls_cert",
+        serve
+            .tls_cert
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "(none)".into()),
+        origin(sub, "tls_cert", file.tls_cert.is_some()),
+    );
+    out
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn database_passwords_are_hidden() {
+        assert_eq!(
+            super::redact_url("postgres://salve:pw@db.internal/salve"),
+            "postgres://salve:[redacted]@db.internal/salve"
+        );
+        assert_eq!(
+            super::redact_url("postgres://salve@db/salve"),
+            "postgres://salve@db/salve"
+        );
+        assert_eq!(
+            super::redact_url("sqlite://x/salve.db"),
+            "sqlite://x/salve.db"
+        );
+    }
+
     use super::*;
 
     #[test]
