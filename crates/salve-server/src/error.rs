@@ -182,6 +182,12 @@ impl From<StoreError> for ApiError {
                 ApiError::new(StatusCode::CONFLICT, "conflict", "Conflict", what)
             }
             StoreError::Invalid(what) => ApiError::bad_request(what),
+            StoreError::IdempotencyMismatch => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency-key-reused",
+                "Idempotency-Key reused",
+                "this Idempotency-Key was already used with a different request body; use a new key",
+            ),
             other => ApiError::internal(other.detail()),
         }
     }

@@ -34,6 +34,25 @@ fn safe_name(name: &str) -> Option<&str> {
     .then_some(name)
 }
 
+/// Renders a JSON path, replacing any key that does not look like a field name.
+fn safe_path(path: &serde_path_to_error::Path) -> String {
+    use serde_path_to_error::Segment;
+    let mut out = String::new();
+    for segment in path.iter() {
+        match segment {
+            Segment::Seq { index } => out.push_str(&format!("[{index}]")),
+            Segment::Map { key } | Segment::Enum { variant: key } => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(safe_name(key).unwrap_or("(unknown field)"));
+            }
+            Segment::Unknown => {}
+        }
+    }
+    if out.is_empty() { ".".to_owned() } else { out }
+}
+
 fn between<'a>(text: &'a str, start: &str, end: char) -> Option<&'a str> {
     let i = text.find(start)? + start.len();
     let rest = &text[i..];
@@ -52,6 +71,7 @@ pub(crate) fn describe_serde_error(path: &str, message: &str) -> ProblemField {
         let field = match (name, field.as_str()) {
             (Some(n), "(body)") => n.to_owned(),
             (Some(n), parent) if !parent.ends_with(n) => format!("{parent}.{n}"),
+            (None, "(body)") => "(unknown field)".to_owned(),
             (_, parent) => parent.to_owned(),
         };
         return ProblemField {
@@ -133,7 +153,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
                             "",
                         );
                         let field =
-                            describe_serde_error(&err.path().to_string(), &inner.to_string());
+                            describe_serde_error(&safe_path(err.path()), &inner.to_string());
                         e.detail = format!("`{}`: expected {}", field.field, field.expected);
                         e.errors.push(field);
                         e

@@ -12,6 +12,8 @@ pub enum StoreError {
     Conflict(&'static str),
     #[error("{0}")]
     Invalid(String),
+    #[error("this Idempotency-Key was already used with a different request body")]
+    IdempotencyMismatch,
     #[error(
         "the master key {supplied} does not belong to this database (it accepts {accepted}); start Salve with the key this database was created with"
     )]

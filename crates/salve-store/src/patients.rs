@@ -120,9 +120,7 @@ impl Store {
             .await?;
             if let Some((request_hash, resource)) = prior {
                 if !salve_crypto::ct_eq(&request_hash, &idem.request_hash) {
-                    return Err(StoreError::Conflict(
-                        "this Idempotency-Key was already used with a different request",
-                    ));
+                    return Err(StoreError::IdempotencyMismatch);
                 }
                 let id: PatientId = resource
                     .parse()
