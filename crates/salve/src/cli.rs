@@ -77,10 +77,15 @@ pub enum Command {
         file: PathBuf,
     },
     /// Replace the SQLite database with a backup (stop the server first). Patients shredded
-    /// since the backup are shredded again.
+    /// since the backup are shredded again. For PostgreSQL, run `pg_restore` first, then
+    /// `salve restore --reapply-shreds`.
     Restore {
-        /// A file written by `salve backup`.
-        file: PathBuf,
+        /// A file written by `salve backup` (SQLite).
+        #[arg(required_unless_present = "reapply_shreds")]
+        file: Option<PathBuf>,
+        /// Only shred again the patients in the shred list (after a PostgreSQL pg_restore).
+        #[arg(long, conflicts_with = "file")]
+        reapply_shreds: bool,
     },
     /// Print the settings `serve` would use and where each came from (flag, env, file, default).
     /// Secrets are redacted.

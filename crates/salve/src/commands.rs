@@ -40,7 +40,17 @@ pub async fn run(cli: Cli, matches: clap::ArgMatches) -> anyhow::Result<ExitCode
             println!("backup written to {}", file.display());
             Ok(ExitCode::SUCCESS)
         }
-        Command::Restore { file } => restore(&settings, &file).await,
+        Command::Restore {
+            file: Some(file), ..
+        } => restore(&settings, &file).await,
+        Command::Restore { file: None, .. } => {
+            let store = open_existing(&settings).await?;
+            let shreds = salve_store::read_shred_list(&settings.shred_list())?;
+            let count = store.reapply_shreds(&shreds).await?;
+            store.close().await;
+            println!("{count} patients from the shred list were shredded again");
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Demo { port } => demo(port).await,
         Command::Config(args) => {
             let serve = ServeSettings::resolve(&args, &file)?;
@@ -367,7 +377,7 @@ async fn keys(settings: &Settings, cmd: KeysCommand) -> anyhow::Result<ExitCode>
 async fn restore(settings: &Settings, backup: &Path) -> anyhow::Result<ExitCode> {
     let Some(db_path) = settings.sqlite_path() else {
         bail!(
-            "restore works on SQLite; for PostgreSQL use pg_restore, then run `salve restore --help` guidance in the README to re-apply the shred list"
+            "`salve restore FILE` restores SQLite backups; for PostgreSQL use pg_restore, then `salve restore --reapply-shreds`"
         );
     };
     if !backup.exists() {
