@@ -35,10 +35,19 @@ fn safe_name(name: &str) -> Option<&str> {
 }
 
 /// Renders a JSON path, replacing any key that does not look like a field name.
-fn safe_path(path: &serde_path_to_error::Path) -> String {
+fn safe_path(path: &serde_path_to_error::Path, drop_last_key: bool) -> String {
     use serde_path_to_error::Segment;
     let mut out = String::new();
-    for segment in path.iter() {
+    let segments: Vec<&Segment> = path.iter().collect();
+    let keep = if drop_last_key {
+        segments
+            .iter()
+            .rposition(|s| matches!(s, Segment::Map { .. }))
+            .unwrap_or(segments.len())
+    } else {
+        segments.len()
+    };
+    for segment in segments.into_iter().take(keep) {
         match segment {
             Segment::Seq { index } => out.push_str(&format!("[{index}]")),
             Segment::Map { key } | Segment::Enum { variant: key } => {
@@ -67,16 +76,18 @@ pub(crate) fn describe_serde_error(path: &str, message: &str) -> ProblemField {
         path.to_owned()
     };
     if message.starts_with("unknown field") {
-        let name = between(message, "unknown field `", '`').and_then(safe_name);
-        let field = match (name, field.as_str()) {
-            (Some(n), "(body)") => n.to_owned(),
-            (Some(n), parent) if !parent.ends_with(n) => format!("{parent}.{n}"),
-            (None, "(body)") => "(unknown field)".to_owned(),
-            (_, parent) => parent.to_owned(),
-        };
+        // The unknown key itself is never echoed (a key can be personal data too); the known
+        // field names are ours and are listed.
+        let known = message
+            .find(", expected ")
+            .map(|i| &message[i + ", expected ".len()..])
+            .map(|e| e.split(" at line ").next().unwrap_or(e))
+            .filter(|e| e.starts_with("one of") || e.starts_with('`'))
+            .map(|e| format!("only known fields ({e})"))
+            .unwrap_or_else(|| "only known fields".to_owned());
         return ProblemField {
             field,
-            expected: "no such field (remove it)".into(),
+            expected: known,
         };
     }
     if message.starts_with("missing field") {
@@ -152,8 +163,10 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
                             "The request has invalid fields",
                             "",
                         );
+                        let message = inner.to_string();
+                        let unknown_key = message.starts_with("unknown field");
                         let field =
-                            describe_serde_error(&safe_path(err.path()), &inner.to_string());
+                            describe_serde_error(&safe_path(err.path(), unknown_key), &message);
                         e.detail = format!("`{}`: expected {}", field.field, field.expected);
                         e.errors.push(field);
                         e
