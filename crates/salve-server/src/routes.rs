@@ -6,7 +6,7 @@ use axum::http::{Method, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, get, patch, post};
-use salve_core::audit::{Action, Actor, AuditEvent, ChainScope, Outcome};
+use salve_core::audit::{Action, Actor, AuditEvent, ChainScope, Outcome, RequestContext};
 use salve_core::permissions::{Operation, authorize_token};
 
 use crate::AppState;
@@ -131,6 +131,28 @@ fn bearer(req: &Request) -> Option<&str> {
         .filter(|t| !t.is_empty())
 }
 
+/// Records a refused request, then answers with `error` (or with the audit failure).
+async fn refuse(
+    state: &AppState,
+    scope: ChainScope,
+    actor: Actor,
+    context: RequestContext,
+    error: ApiError,
+) -> Response {
+    let event = AuditEvent {
+        scope,
+        actor,
+        action: Action::AccessDenied,
+        targets: Vec::new(),
+        outcome: Outcome::Denied,
+        context,
+    };
+    match state.store.record_audit(event).await {
+        Ok(()) => error.into_response(),
+        Err(e) => ApiError::from(e).into_response(),
+    }
+}
+
 /// Authenticates the bearer token and asks `salve_core::permissions` whether its scopes allow
 /// the route's operation. Refusals are audited.
 async fn token_gate(state: AppState, op: Operation, mut req: Request, next: Next) -> Response {
@@ -148,33 +170,26 @@ async fn token_gate(state: AppState, op: Operation, mut req: Request, next: Next
         },
     };
     let Some(principal) = principal else {
-        let event = AuditEvent {
-            scope: ChainScope::System,
-            actor: Actor::System,
-            action: Action::AccessDenied,
-            targets: Vec::new(),
-            outcome: Outcome::Denied,
+        return refuse(
+            &state,
+            ChainScope::System,
+            Actor::System,
             context,
-        };
-        if let Err(e) = state.store.record_audit(event).await {
-            return ApiError::from(e).into_response();
-        }
-        return ApiError::unauthorized().into_response();
+            ApiError::unauthorized(),
+        )
+        .await;
     };
     if let Err(denied) = authorize_token(&principal.scopes, op) {
-        let event = AuditEvent {
-            scope: ChainScope::Practice(principal.practice_id),
-            actor: Actor::ApiToken(principal.token_id),
-            action: Action::AccessDenied,
-            targets: Vec::new(),
-            outcome: Outcome::Denied,
+        let error = ApiError::forbidden(format!("this token lacks the `{}` scope", denied.missing));
+        let scope = ChainScope::Practice(principal.practice_id);
+        return refuse(
+            &state,
+            scope,
+            Actor::ApiToken(principal.token_id),
             context,
-        };
-        if let Err(e) = state.store.record_audit(event).await {
-            return ApiError::from(e).into_response();
-        }
-        return ApiError::forbidden(format!("this token lacks the `{}` scope", denied.missing))
-            .into_response();
+            error,
+        )
+        .await;
     }
     req.extensions_mut().insert(principal);
     next.run(req).await

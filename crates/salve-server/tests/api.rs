@@ -385,7 +385,14 @@ async fn bad_input_gets_a_problem_that_names_the_field_and_stores_nothing() {
                 with(&|v| v["nickname"] = json!("Zebulon")),
                 None,
                 StatusCode::UNPROCESSABLE_ENTITY,
-                Some("nickname"),
+                Some("(body)"),
+            ),
+            (
+                "name-like unknown field",
+                with(&|v| v["Quintanilla"] = json!(1)),
+                None,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Some("(body)"),
             ),
             (
                 "unknown nested field",

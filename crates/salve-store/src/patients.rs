@@ -143,13 +143,7 @@ impl Store {
         let blind = self.ring.practice_keys(&mut tx.tx, practice).await?;
         let key = self.ring.new_patient_key();
         let row = id.to_string();
-        let seal = |column: &str, value: &str| {
-            key.seal_str(FieldAad::new("patients", column, &row), value)
-        };
-        let mrn_index = record
-            .mrn
-            .as_ref()
-            .map(|m| blind.blind_index.blind_index("mrn", m.expose()).to_vec());
+        let sealed = SealedFields::new(&key, &blind.blind_index, &row, record);
         sqlx::query(
             "INSERT INTO patients (id, practice_id, given_name, family_name, birth_date, mrn, mrn_index, \
              preferred_language, time_zone, version, created_at, updated_at) \
@@ -157,12 +151,12 @@ impl Store {
         )
         .bind(&row)
         .bind(practice.to_string())
-        .bind(seal("given_name", record.given_name.expose()))
-        .bind(seal("family_name", record.family_name.expose()))
-        .bind(seal("birth_date", &validation::format_date(record.birth_date)))
-        .bind(record.mrn.as_ref().map(|m| seal("mrn", m.expose())))
-        .bind(mrn_index)
-        .bind(seal("preferred_language", &record.preferred_language))
+        .bind(sealed.given_name)
+        .bind(sealed.family_name)
+        .bind(sealed.birth_date)
+        .bind(sealed.mrn)
+        .bind(sealed.mrn_index)
+        .bind(sealed.preferred_language)
         .bind(record.time_zone.clone())
         .bind(now)
         .execute(&mut *tx.tx)
@@ -316,25 +310,19 @@ impl Store {
         let key = self.ring.patient_key(&mut tx.tx, practice, id).await?;
         let blind = self.ring.practice_keys(&mut tx.tx, practice).await?;
         let row = id.to_string();
-        let seal = |column: &str, value: &str| {
-            key.seal_str(FieldAad::new("patients", column, &row), value)
-        };
-        let mrn_index = record
-            .mrn
-            .as_ref()
-            .map(|m| blind.blind_index.blind_index("mrn", m.expose()).to_vec());
+        let sealed = SealedFields::new(&key, &blind.blind_index, &row, record);
         let version = current.version + 1;
         sqlx::query(
             "UPDATE patients SET given_name = $1, family_name = $2, birth_date = $3, mrn = $4, \
              mrn_index = $5, preferred_language = $6, time_zone = $7, version = $8, updated_at = $9 \
              WHERE id = $10 AND practice_id = $11",
         )
-        .bind(seal("given_name", record.given_name.expose()))
-        .bind(seal("family_name", record.family_name.expose()))
-        .bind(seal("birth_date", &validation::format_date(record.birth_date)))
-        .bind(record.mrn.as_ref().map(|m| seal("mrn", m.expose())))
-        .bind(mrn_index)
-        .bind(seal("preferred_language", &record.preferred_language))
+        .bind(sealed.given_name)
+        .bind(sealed.family_name)
+        .bind(sealed.birth_date)
+        .bind(sealed.mrn)
+        .bind(sealed.mrn_index)
+        .bind(sealed.preferred_language)
         .bind(record.time_zone.clone())
         .bind(version)
         .bind(now)
@@ -653,6 +641,35 @@ impl Store {
             created_at: from_micros(row.try_get(7)?),
             updated_at: from_micros(row.try_get(8)?),
         })
+    }
+}
+
+/// A patient's columns as stored: each field sealed under the patient's key and bound to its
+/// column and row; the MRN also as a blind index.
+struct SealedFields {
+    given_name: Vec<u8>,
+    family_name: Vec<u8>,
+    birth_date: Vec<u8>,
+    mrn: Option<Vec<u8>>,
+    mrn_index: Option<Vec<u8>>,
+    preferred_language: Vec<u8>,
+}
+
+impl SealedFields {
+    fn new(key: &SymmetricKey, blind: &SymmetricKey, row: &str, record: &PatientRecord) -> Self {
+        let seal =
+            |column: &str, value: &str| key.seal_str(FieldAad::new("patients", column, row), value);
+        Self {
+            given_name: seal("given_name", record.given_name.expose()),
+            family_name: seal("family_name", record.family_name.expose()),
+            birth_date: seal("birth_date", &validation::format_date(record.birth_date)),
+            mrn: record.mrn.as_ref().map(|m| seal("mrn", m.expose())),
+            mrn_index: record
+                .mrn
+                .as_ref()
+                .map(|m| blind.blind_index("mrn", m.expose()).to_vec()),
+            preferred_language: seal("preferred_language", &record.preferred_language),
+        }
     }
 }
 

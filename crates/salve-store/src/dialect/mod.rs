@@ -143,3 +143,22 @@ pub(crate) fn normalize_type(raw: &str) -> &'static str {
         _ => "other",
     }
 }
+
+/// Groups `(index, table, column, unique)` rows, in column order, into `unique table(a, b)`.
+pub(crate) fn collect_indexes(
+    rows: Vec<(String, String, String, bool)>,
+) -> BTreeMap<String, String> {
+    let mut map: BTreeMap<String, (String, Vec<String>, bool)> = BTreeMap::new();
+    for (name, table, col, unique) in rows {
+        map.entry(name)
+            .or_insert_with(|| (table, Vec::new(), unique))
+            .1
+            .push(col);
+    }
+    map.into_iter()
+        .map(|(name, (table, cols, unique))| {
+            let kind = if unique { "unique " } else { "" };
+            (name, format!("{kind}{table}({})", cols.join(", ")))
+        })
+        .collect()
+}

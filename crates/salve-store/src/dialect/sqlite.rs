@@ -1,11 +1,9 @@
 //! SQLite: WAL, `synchronous=FULL`, foreign keys on, a busy timeout, `BEGIN IMMEDIATE` writes.
 
-use std::collections::BTreeMap;
-
 use sqlx::any::AnyPoolOptions;
 use sqlx::{AnyPool, Executor, Row};
 
-use super::{SchemaDescription, normalize_type};
+use super::{SchemaDescription, collect_indexes, normalize_type};
 use crate::Result;
 
 pub(super) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -75,21 +73,16 @@ pub(super) async fn describe_schema(pool: &AnyPool) -> Result<SchemaDescription>
     )
     .fetch_all(pool)
     .await?;
-    let mut map: BTreeMap<String, (String, Vec<String>, bool)> = BTreeMap::new();
+    let mut rows = Vec::with_capacity(indexes.len());
     for row in indexes {
-        let name: String = row.try_get(0)?;
-        let table: String = row.try_get(1)?;
-        let col: String = row.try_get(2)?;
         let unique: i64 = row.try_get(3)?;
-        map.entry(name)
-            .or_insert_with(|| (table, Vec::new(), unique != 0))
-            .1
-            .push(col);
+        rows.push((
+            row.try_get(0)?,
+            row.try_get(1)?,
+            row.try_get(2)?,
+            unique != 0,
+        ));
     }
-    for (name, (table, cols, unique)) in map {
-        let kind = if unique { "unique " } else { "" };
-        out.indexes
-            .insert(name, format!("{kind}{table}({})", cols.join(", ")));
-    }
+    out.indexes = collect_indexes(rows);
     Ok(out)
 }
