@@ -371,3 +371,73 @@ async fn a_failing_audit_insert_undoes_the_action() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_ciphertext_moved_to_another_row_does_not_open() {
+    for db in TestDatabase::all().await {
+        let store = open(&db, MasterKey::generate()).await.unwrap();
+        let practice = store
+            .create_practice(Actor::Cli, "P", "US", "America/Chicago")
+            .await
+            .unwrap();
+        let ictx = store.input_context(practice.id).await.unwrap();
+        let ctx = RequestContext::default();
+        let mk = |given: &str, phone: &str| {
+            PatientRecord::from_input(
+                &input(given, "Doe", None, phone, &format!("{given}@example.org")),
+                &ictx,
+            )
+            .unwrap()
+        };
+        let (a, _) = store
+            .create_patient(
+                practice.id,
+                &Actor::Cli,
+                &ctx,
+                &mk("Ann", "+13125550111"),
+                None,
+            )
+            .await
+            .unwrap();
+        let (b, _) = store
+            .create_patient(
+                practice.id,
+                &Actor::Cli,
+                &ctx,
+                &mk("Bob", "+13125550112"),
+                None,
+            )
+            .await
+            .unwrap();
+        // An insider swaps a sealed value between rows (same key ring, different row).
+        let a_name: Vec<u8> = sqlx::query_scalar("SELECT given_name FROM patients WHERE id = $1")
+            .bind(a.id.to_string())
+            .fetch_one(store.pool_for_tests())
+            .await
+            .unwrap();
+        sqlx::query("UPDATE patients SET given_name = $1 WHERE id = $2")
+            .bind(a_name.clone())
+            .bind(b.id.to_string())
+            .execute(store.pool_for_tests())
+            .await
+            .unwrap();
+        let err = store
+            .read_patient(practice.id, &Actor::Cli, &ctx, b.id)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Crypto(_)), "{err}");
+        // Within its own row but in another column it fails too.
+        sqlx::query("UPDATE patients SET family_name = $1 WHERE id = $2")
+            .bind(a_name)
+            .bind(a.id.to_string())
+            .execute(store.pool_for_tests())
+            .await
+            .unwrap();
+        assert!(matches!(
+            store
+                .read_patient(practice.id, &Actor::Cli, &ctx, a.id)
+                .await,
+            Err(StoreError::Crypto(_))
+        ));
+    }
+}
