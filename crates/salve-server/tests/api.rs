@@ -323,6 +323,8 @@ async fn an_audit_insert_that_fails_makes_the_call_fail_and_changes_nothing() {
     }
 }
 
+type BadCase<'a> = (&'a str, String, Option<&'a str>, StatusCode, Option<&'a str>);
+
 const PHI: [&str; 6] = [
     "Zebulon",
     "Quintanilla",
@@ -351,7 +353,8 @@ async fn bad_input_gets_a_problem_that_names_the_field_and_stores_nothing() {
             f(&mut v);
             v.to_string()
         };
-        let cases: Vec<(&str, String, Option<&str>, StatusCode, Option<&str>)> = vec![
+        // (case, body, content type, expected status, field the problem must name)
+        let cases: Vec<BadCase<'_>> = vec![
             (
                 "malformed JSON",
                 r#"{"given_name": "Zebulon", "family_name": "Quintanilla""#.into(),

@@ -43,7 +43,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let input = PatientInput {
             given_name: s(format!("Given{i}")),
             family_name: s(format!("Family{}", i % 500)),
-            birth_date: s(format!("19{:02}-{:02}-{:02}", 40 + i % 60, 1 + i % 12, 1 + i % 28)),
+            birth_date: s(format!(
+                "19{:02}-{:02}-{:02}",
+                40 + i % 60,
+                1 + i % 12,
+                1 + i % 28
+            )),
             mrn: Some(s(format!("MRN{i:07}"))),
             preferred_language: None,
             time_zone: None,
@@ -54,7 +59,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             }],
         };
         let record = PatientRecord::from_input(&input, &ctx).map_err(|e| format!("{e:?}"))?;
-        ids.push(store.create_patient(practice, &actor, &rc, &record, None).await?.0.id);
+        ids.push(
+            store
+                .create_patient(practice, &actor, &rc, &record, None)
+                .await?
+                .0
+                .id,
+        );
     }
     report("create (audited, one transaction each)", n, started);
     let started = Instant::now();
@@ -63,13 +74,21 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     report("read (audited)", n, started);
     let started = Instant::now();
-    let found = store.search_patients(practice, &actor, &rc, "family7", 50).await?;
+    let found = store
+        .search_patients(practice, &actor, &rc, "family7", 50)
+        .await?;
     report("search, cold (builds the name index)", 1, started);
     let started = Instant::now();
     let queries = 200;
     for i in 0..queries {
         store
-            .search_patients(practice, &actor, &rc, &format!("given{}", i * 7 % n.max(1)), 50)
+            .search_patients(
+                practice,
+                &actor,
+                &rc,
+                &format!("given{}", i * 7 % n.max(1)),
+                50,
+            )
             .await?;
     }
     report("search, warm", queries, started);

@@ -204,21 +204,27 @@ fn server_config(serve: &ServeSettings) -> ServerConfig {
     config
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+/// Resolves on SIGTERM or SIGINT. The handlers are installed when this is called, not when
+/// the future is first polled: the server only polls it once it is serving, after printing
+/// its listening line, and a SIGTERM in between would otherwise kill the process outright
+/// (no draining, no final checkpoint).
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let term = signal(SignalKind::terminate()).ok();
+    let int = signal(SignalKind::interrupt()).ok();
+    async move {
+        async fn recv(s: Option<tokio::signal::unix::Signal>) {
+            match s {
+                Some(mut s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending::<()>().await,
             }
-            Err(_) => std::future::pending::<()>().await,
         }
-    };
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
+        tokio::select! {
+            () = recv(term) => {},
+            () = recv(int) => {},
+        }
     }
 }
 

@@ -257,7 +257,7 @@ async fn run_scan(db: &TestDatabase) {
         ("/api/v1/patients/lookup", json!({"email": "Zeb.Quint@Example"}).to_string(), "application/json"),
         ("/api/v1/patients/lookup", json!({"mrn": "ZQ 770311 Zebulon"}).to_string(), "application/json"),
         ("/api/v1/patients/search", json!({"query": "Z", "limit": "Quintanilla"}).to_string(), "application/json"),
-        (&"/api/v1/patients/search"[..], json!({"query": "Zebulon", "Quintanilla": 1}).to_string(), "application/json"),
+        ("/api/v1/patients/search", json!({"query": "Zebulon", "Quintanilla": 1}).to_string(), "application/json"),
     ];
     for (path, body, content_type) in bad {
         let resp = api

@@ -26,7 +26,11 @@ async fn serves_https_with_the_given_certificate() {
             key_path.display().to_string(),
         ])
         .await;
-    assert!(server.base_url.starts_with("https://"), "{}", server.base_url);
+    assert!(
+        server.base_url.starts_with("https://"),
+        "{}",
+        server.base_url
+    );
     let port = server.base_url.rsplit(':').next().unwrap().to_owned();
     let url = format!("https://localhost:{port}/readyz");
     let cacert = cert_path.display().to_string();
@@ -38,7 +42,11 @@ async fn serves_https_with_the_given_certificate() {
     })
     .await
     .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(String::from_utf8_lossy(&out.stdout), "ready\n");
     // Plain HTTP on the TLS port is not served.
     let plain = format!("http://localhost:{port}/readyz");

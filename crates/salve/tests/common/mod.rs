@@ -298,6 +298,32 @@ impl std::fmt::Display for CliOutput {
     }
 }
 
+/// Waits for a child to exit, at most `limit`; past it, kills the child (SIGKILL), reaps it and
+/// returns `Err(())`. The child is waited for on a thread of its own (no polling).
+pub fn wait_with_deadline(mut child: Child, limit: Duration) -> Result<ExitStatus, ()> {
+    let pid = child.id();
+    let (tx, rx) = mpsc::channel();
+    let waiter = std::thread::spawn(move || {
+        let status = child.wait().expect("wait for a child process");
+        let _ = tx.send(status);
+    });
+    match rx.recv_timeout(limit) {
+        Ok(status) => {
+            let _ = waiter.join();
+            Ok(status)
+        }
+        Err(_) => {
+            // The waiter has not reaped the child yet, so the pid is still ours.
+            let _ = Command::new("kill")
+                .arg("-KILL")
+                .arg(pid.to_string())
+                .status();
+            let _ = waiter.join();
+            Err(())
+        }
+    }
+}
+
 fn read_all(mut r: impl Read + Send + 'static) -> std::thread::JoinHandle<String> {
     std::thread::spawn(move || {
         let mut buf = Vec::new();
@@ -318,20 +344,11 @@ pub fn run_command(mut cmd: Command) -> CliOutput {
         .unwrap_or_else(|e| panic!("cannot start {described}: {e}"));
     let stdout = read_all(child.stdout.take().expect("stdout"));
     let stderr = read_all(child.stderr.take().expect("stderr"));
-    let deadline = Instant::now() + COMMAND_DEADLINE;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for the command") {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "{described} did not finish within {COMMAND_DEADLINE:?}; stderr:\n{}",
-                stderr.join().unwrap_or_default()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(5));
+    let Ok(status) = wait_with_deadline(child, COMMAND_DEADLINE) else {
+        panic!(
+            "{described} did not finish within {COMMAND_DEADLINE:?} and was killed; stderr:\n{}",
+            stderr.join().unwrap_or_default()
+        );
     };
     CliOutput {
         status,
@@ -419,28 +436,19 @@ impl Server {
     /// Sends SIGTERM, waits (up to [`SERVER_DEADLINE`]) for the process to exit, asserts exit
     /// status 0, and returns the complete stderr log. Blocks the calling thread.
     pub fn stop(mut self) -> String {
-        let mut child = self.child.take().expect("server process");
+        let child = self.child.take().expect("server process");
         let sent = Command::new("kill")
             .arg("-TERM")
             .arg(self.pid.to_string())
             .status()
             .expect("run kill");
         assert!(sent.success(), "kill -TERM {} failed", self.pid);
-        let deadline = Instant::now() + SERVER_DEADLINE;
-        let status = loop {
-            if let Some(status) = child.try_wait().expect("wait for the server") {
-                break status;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!(
-                    "server {} did not exit within {SERVER_DEADLINE:?} of SIGTERM:\n{}",
-                    self.pid,
-                    self.log()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(5));
+        let Ok(status) = wait_with_deadline(child, SERVER_DEADLINE) else {
+            panic!(
+                "server {} did not exit within {SERVER_DEADLINE:?} of SIGTERM and was killed:\n{}",
+                self.pid,
+                self.log()
+            );
         };
         if let Some(reader) = self.reader.take() {
             let _ = reader.join();
