@@ -323,7 +323,13 @@ async fn an_audit_insert_that_fails_makes_the_call_fail_and_changes_nothing() {
     }
 }
 
-type BadCase<'a> = (&'a str, String, Option<&'a str>, StatusCode, Option<&'a str>);
+type BadCase<'a> = (
+    &'a str,
+    String,
+    Option<&'a str>,
+    StatusCode,
+    Option<&'a str>,
+);
 
 const PHI: [&str; 6] = [
     "Zebulon",
