@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use crate::ids::{PracticeId, TokenId};
+use crate::ids::{PracticeId, TokenId, UserId};
 
 /// One chain per practice, plus one for actions outside any practice.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -46,6 +46,9 @@ pub enum Actor {
     /// An operator at the command line of the server host.
     Cli,
     ApiToken(TokenId),
+    User(UserId),
+    /// Someone not yet identified (a failed sign-in): no id to record.
+    Anonymous,
 }
 
 impl Actor {
@@ -54,12 +57,15 @@ impl Actor {
             Self::System => "system",
             Self::Cli => "cli",
             Self::ApiToken(_) => "token",
+            Self::User(_) => "user",
+            Self::Anonymous => "anonymous",
         }
     }
     pub fn id(&self) -> String {
         match self {
-            Self::System | Self::Cli => String::new(),
+            Self::System | Self::Cli | Self::Anonymous => String::new(),
             Self::ApiToken(id) => id.to_string(),
+            Self::User(id) => id.to_string(),
         }
     }
 }
@@ -75,10 +81,20 @@ pub enum Action {
     PatientLookup,
     PatientUpdate,
     PatientShred,
+    PatientRestrict,
     KeysRotateBegin,
     KeysRotateFinish,
     BackupRestore,
     AccessDenied,
+    UserCreate,
+    UserDisable,
+    MembershipChange,
+    MfaReset,
+    MfaEnroll,
+    SignIn,
+    SignInLocked,
+    SessionEnd,
+    SessionsRevoked,
 }
 
 impl Action {
@@ -93,10 +109,20 @@ impl Action {
             Self::PatientLookup => "patient.lookup",
             Self::PatientUpdate => "patient.update",
             Self::PatientShred => "patient.shred",
+            Self::PatientRestrict => "patient.restrict",
             Self::KeysRotateBegin => "keys.rotate.begin",
             Self::KeysRotateFinish => "keys.rotate.finish",
             Self::BackupRestore => "backup.restore",
             Self::AccessDenied => "access.denied",
+            Self::UserCreate => "user.create",
+            Self::UserDisable => "user.disable",
+            Self::MembershipChange => "user.membership",
+            Self::MfaReset => "user.mfa.reset",
+            Self::MfaEnroll => "user.mfa.enroll",
+            Self::SignIn => "auth.sign_in",
+            Self::SignInLocked => "auth.locked",
+            Self::SessionEnd => "session.end",
+            Self::SessionsRevoked => "session.revoke_all",
         }
     }
 }

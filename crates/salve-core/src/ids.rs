@@ -70,6 +70,19 @@ typed_id!(
     ContactId
 );
 
+typed_id!(
+    /// A person's staff account; one per person, with memberships in practices.
+    UserId
+);
+typed_id!(
+    /// A team within a practice.
+    TeamId
+);
+typed_id!(
+    /// A signed-in session (never the session's secret token).
+    SessionId
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;

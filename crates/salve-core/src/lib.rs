@@ -4,12 +4,14 @@
 pub mod audit;
 pub mod clock;
 pub mod ids;
+pub mod password_policy;
 pub mod patient;
 pub mod permissions;
 pub mod sensitive;
+pub mod throttle;
 pub mod validation;
 
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use ids::{PatientId, PracticeId, TokenId};
+pub use ids::{PatientId, PracticeId, SessionId, TeamId, TokenId, UserId};
 pub use sensitive::Sensitive;
 pub use validation::FieldError;

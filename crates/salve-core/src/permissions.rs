@@ -1,6 +1,12 @@
-//! Who may do what. The one place that answers "is this allowed?"; handlers only ask.
+//! Who may do what: the one place that answers "is this allowed?"; handlers and the store ask.
+//!
+//! API tokens carry scopes. Staff carry a role in one practice. Restricted patients (VIPs, staff
+//! who are patients, behavioral health) are visible only to the people named on them, or to a
+//! clinician who breaks the glass with a reason.
 
 use std::fmt;
+
+use crate::ids::{PracticeId, TokenId, UserId};
 
 /// What an API token was granted. A token belongs to exactly one practice.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -52,7 +58,42 @@ impl fmt::Display for Scope {
     }
 }
 
-/// Operations on patient data reachable from the API.
+/// A staff member's role in one practice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Role {
+    /// Practice settings, users, teams, tokens.
+    Admin,
+    Clinician,
+    /// Front desk.
+    Staff,
+    /// The audit log and reports; no patient content.
+    Auditor,
+}
+
+impl Role {
+    pub const ALL: [Role; 4] = [Role::Admin, Role::Clinician, Role::Staff, Role::Auditor];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Admin => "admin",
+            Self::Clinician => "clinician",
+            Self::Staff => "staff",
+            Self::Auditor => "auditor",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.as_str() == raw)
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Everything a request can ask to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Operation {
     PatientCreate,
@@ -61,42 +102,213 @@ pub enum Operation {
     PatientSearch,
     PatientLookup,
     PatientUpdate,
+    /// Mark a patient restricted and name who may see them.
+    PatientRestrict,
+    /// See the practice's staff directory (names and roles).
+    UserList,
+    /// Create, disable, change roles, reset MFA.
+    UserManage,
+    TeamManage,
+    AuditRead,
+    /// Open a restricted patient with a reason.
+    BreakGlass,
 }
 
 impl Operation {
-    pub const ALL: [Operation; 6] = [
+    pub const ALL: [Operation; 12] = [
         Operation::PatientCreate,
         Operation::PatientRead,
         Operation::PatientList,
         Operation::PatientSearch,
         Operation::PatientLookup,
         Operation::PatientUpdate,
+        Operation::PatientRestrict,
+        Operation::UserList,
+        Operation::UserManage,
+        Operation::TeamManage,
+        Operation::AuditRead,
+        Operation::BreakGlass,
     ];
+
+    /// Operations whose resource is one patient (and so may be restricted).
+    pub fn is_patient_operation(self) -> bool {
+        matches!(
+            self,
+            Self::PatientRead | Self::PatientUpdate | Self::PatientRestrict | Self::BreakGlass
+        )
+    }
 }
 
-/// The permission table, as data: the scope each operation needs.
-pub fn required_scope(op: Operation) -> Scope {
+/// The scope a token needs for an operation; `None`: tokens may not do it.
+pub fn required_scope(op: Operation) -> Option<Scope> {
     match op {
-        Operation::PatientCreate | Operation::PatientUpdate => Scope::PatientsWrite,
+        Operation::PatientCreate | Operation::PatientUpdate => Some(Scope::PatientsWrite),
         Operation::PatientRead
         | Operation::PatientList
         | Operation::PatientSearch
-        | Operation::PatientLookup => Scope::PatientsRead,
+        | Operation::PatientLookup => Some(Scope::PatientsRead),
+        _ => None,
+    }
+}
+
+use Operation as Op;
+
+/// The staff permission table, as data.
+const ROLE_TABLE: &[(Role, &[Operation])] = &[
+    (
+        Role::Admin,
+        &[
+            Op::PatientCreate,
+            Op::PatientRead,
+            Op::PatientList,
+            Op::PatientSearch,
+            Op::PatientLookup,
+            Op::PatientUpdate,
+            Op::PatientRestrict,
+            Op::UserList,
+            Op::UserManage,
+            Op::TeamManage,
+        ],
+    ),
+    (
+        Role::Clinician,
+        &[
+            Op::PatientCreate,
+            Op::PatientRead,
+            Op::PatientList,
+            Op::PatientSearch,
+            Op::PatientLookup,
+            Op::PatientUpdate,
+            Op::UserList,
+            Op::BreakGlass,
+        ],
+    ),
+    (
+        Role::Staff,
+        &[
+            Op::PatientCreate,
+            Op::PatientRead,
+            Op::PatientList,
+            Op::PatientSearch,
+            Op::PatientLookup,
+            Op::PatientUpdate,
+            Op::UserList,
+        ],
+    ),
+    (Role::Auditor, &[Op::AuditRead, Op::UserList]),
+];
+
+pub fn role_allows(role: Role, op: Operation) -> bool {
+    ROLE_TABLE
+        .iter()
+        .any(|(r, ops)| *r == role && ops.contains(&op))
+}
+
+/// Who is asking.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Principal {
+    Token {
+        practice: PracticeId,
+        token: TokenId,
+        scopes: Vec<Scope>,
+    },
+    Staff {
+        practice: PracticeId,
+        user: UserId,
+        role: Role,
+    },
+    /// An operator at the server's command line, who holds the master key anyway.
+    Operator,
+}
+
+impl Principal {
+    /// The one practice this principal may act in (`None`: the operator, any practice).
+    pub fn practice(&self) -> Option<PracticeId> {
+        match self {
+            Self::Token { practice, .. } | Self::Staff { practice, .. } => Some(*practice),
+            Self::Operator => None,
+        }
+    }
+
+    pub fn actor(&self) -> crate::audit::Actor {
+        match self {
+            Self::Token { token, .. } => crate::audit::Actor::ApiToken(*token),
+            Self::Staff { user, .. } => crate::audit::Actor::User(*user),
+            Self::Operator => crate::audit::Actor::Cli,
+        }
+    }
+
+    /// Which restricted patients appear in this principal's lists and searches.
+    pub fn restricted_visibility(&self) -> RestrictedVisibility {
+        match self {
+            // An integration token acts for the practice's systems of record.
+            Self::Token { .. } | Self::Operator => RestrictedVisibility::All,
+            Self::Staff { user, .. } => RestrictedVisibility::NamedOrGranted(*user),
+        }
     }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Denied {
-    pub missing: Scope,
+pub enum RestrictedVisibility {
+    All,
+    /// Only those naming this user, or for which the user holds a live break-glass grant.
+    NamedOrGranted(UserId),
 }
 
-/// The only gate for token-authenticated requests.
-pub fn authorize_token(granted: &[Scope], op: Operation) -> Result<(), Denied> {
-    let needed = required_scope(op);
-    if granted.contains(&needed) {
-        Ok(())
-    } else {
-        Err(Denied { missing: needed })
+/// What the gate knows about one patient.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PatientGuard {
+    pub restricted: bool,
+    /// The principal is one of the people named on this restricted patient.
+    pub named: bool,
+    /// The principal holds an unexpired break-glass grant for this patient.
+    pub break_glass: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    Allow,
+    Deny(DenyReason),
+    /// Allowed only after the clinician gives a reason (break-glass).
+    BreakGlassRequired,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DenyReason {
+    MissingScope(Scope),
+    TokenNotAllowed,
+    RoleNotAllowed(Role),
+    Restricted,
+}
+
+/// The only gate. `patient` is given for operations on one patient.
+pub fn authorize(principal: &Principal, op: Operation, patient: Option<&PatientGuard>) -> Decision {
+    match principal {
+        Principal::Operator => Decision::Allow,
+        Principal::Token { scopes, .. } => match required_scope(op) {
+            None => Decision::Deny(DenyReason::TokenNotAllowed),
+            Some(needed) if !scopes.contains(&needed) => {
+                Decision::Deny(DenyReason::MissingScope(needed))
+            }
+            Some(_) => Decision::Allow,
+        },
+        Principal::Staff { role, .. } => {
+            if !role_allows(*role, op) {
+                return Decision::Deny(DenyReason::RoleNotAllowed(*role));
+            }
+            match patient {
+                Some(p) if p.restricted && !p.named && !p.break_glass => {
+                    if op != Op::BreakGlass && role_allows(*role, Op::BreakGlass) {
+                        Decision::BreakGlassRequired
+                    } else if op == Op::BreakGlass {
+                        Decision::Allow
+                    } else {
+                        Decision::Deny(DenyReason::Restricted)
+                    }
+                }
+                _ => Decision::Allow,
+            }
+        }
     }
 }
 
@@ -104,32 +316,126 @@ pub fn authorize_token(granted: &[Scope], op: Operation) -> Result<(), Denied> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn every_operation_needs_exactly_its_scope() {
-        for op in Operation::ALL {
-            let needed = required_scope(op);
-            assert!(authorize_token(&[needed], op).is_ok());
-            let others: Vec<Scope> = Scope::ALL.into_iter().filter(|s| *s != needed).collect();
-            assert_eq!(
-                authorize_token(&others, op),
-                Err(Denied { missing: needed })
-            );
-            assert!(authorize_token(&[], op).is_err());
+    fn token(scopes: &[Scope]) -> Principal {
+        Principal::Token {
+            practice: PracticeId::new(),
+            token: TokenId::new(),
+            scopes: scopes.to_vec(),
+        }
+    }
+
+    fn staff(role: Role) -> Principal {
+        Principal::Staff {
+            practice: PracticeId::new(),
+            user: UserId::new(),
+            role,
         }
     }
 
     #[test]
-    fn write_does_not_imply_read() {
-        assert!(authorize_token(&[Scope::PatientsWrite], Operation::PatientRead).is_err());
+    fn tokens_need_exactly_their_scope_and_never_administer() {
+        for op in Operation::ALL {
+            match required_scope(op) {
+                Some(needed) => {
+                    assert_eq!(authorize(&token(&[needed]), op, None), Decision::Allow);
+                    let others: Vec<Scope> =
+                        Scope::ALL.into_iter().filter(|s| *s != needed).collect();
+                    assert_eq!(
+                        authorize(&token(&others), op, None),
+                        Decision::Deny(DenyReason::MissingScope(needed))
+                    );
+                }
+                None => assert_eq!(
+                    authorize(&token(&Scope::ALL), op, None),
+                    Decision::Deny(DenyReason::TokenNotAllowed)
+                ),
+            }
+        }
     }
 
     #[test]
-    fn scope_lists_parse_strictly() {
+    fn the_role_table_is_what_the_product_promises() {
+        let allowed = |role| -> Vec<Operation> {
+            Operation::ALL
+                .into_iter()
+                .filter(|op| authorize(&staff(role), *op, None) == Decision::Allow)
+                .collect()
+        };
+        assert!(allowed(Role::Admin).contains(&Op::UserManage));
+        assert!(
+            !allowed(Role::Admin).contains(&Op::AuditRead),
+            "separation of duties"
+        );
+        assert!(!allowed(Role::Clinician).contains(&Op::UserManage));
+        assert!(allowed(Role::Clinician).contains(&Op::BreakGlass));
+        assert!(!allowed(Role::Staff).contains(&Op::BreakGlass));
+        assert_eq!(allowed(Role::Auditor), vec![Op::UserList, Op::AuditRead]);
+        assert!(
+            !allowed(Role::Auditor).contains(&Op::PatientRead),
+            "no patient content"
+        );
+    }
+
+    #[test]
+    fn restricted_patients_need_a_name_or_the_glass() {
+        let restricted = PatientGuard {
+            restricted: true,
+            named: false,
+            break_glass: false,
+        };
+        assert_eq!(
+            authorize(&staff(Role::Clinician), Op::PatientRead, Some(&restricted)),
+            Decision::BreakGlassRequired
+        );
+        assert_eq!(
+            authorize(&staff(Role::Staff), Op::PatientRead, Some(&restricted)),
+            Decision::Deny(DenyReason::Restricted)
+        );
+        assert_eq!(
+            authorize(&staff(Role::Clinician), Op::BreakGlass, Some(&restricted)),
+            Decision::Allow
+        );
+        let named = PatientGuard {
+            named: true,
+            ..restricted
+        };
+        assert_eq!(
+            authorize(&staff(Role::Staff), Op::PatientRead, Some(&named)),
+            Decision::Allow
+        );
+        let granted = PatientGuard {
+            break_glass: true,
+            ..restricted
+        };
+        assert_eq!(
+            authorize(&staff(Role::Clinician), Op::PatientRead, Some(&granted)),
+            Decision::Allow
+        );
+        assert_eq!(
+            authorize(&token(&Scope::ALL), Op::PatientRead, Some(&restricted)),
+            Decision::Allow
+        );
+        assert_eq!(
+            authorize(
+                &staff(Role::Admin),
+                Op::PatientRead,
+                Some(&PatientGuard::default())
+            ),
+            Decision::Allow
+        );
+    }
+
+    #[test]
+    fn scope_and_role_names_parse_strictly() {
         assert_eq!(
             Scope::parse_list("patients:write, patients:read").unwrap(),
             vec![Scope::PatientsRead, Scope::PatientsWrite]
         );
         assert!(Scope::parse_list("patients:delete").is_err());
         assert!(Scope::parse_list("").is_err());
+        for r in Role::ALL {
+            assert_eq!(Role::parse(r.as_str()), Some(r));
+        }
+        assert_eq!(Role::parse("root"), None);
     }
 }

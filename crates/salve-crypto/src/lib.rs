@@ -6,7 +6,9 @@ pub mod audit;
 pub mod field;
 pub mod master;
 pub mod password;
+pub mod recovery;
 pub mod token;
+pub mod totp;
 
 pub use field::{FieldAad, SymmetricKey};
 pub use master::{MasterKey, MasterKeyError};

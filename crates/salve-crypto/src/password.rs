@@ -1,6 +1,9 @@
 //! Password hashing with argon2id (OWASP parameters). Callers run it off the async runtime.
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use std::sync::LazyLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use argon2::{Algorithm, Argon2, Params, Version};
 
 fn hasher() -> Argon2<'static> {
@@ -18,7 +21,16 @@ pub fn hash_password(password: &str) -> String {
         .to_string()
 }
 
+/// How many argon2 verifications this process has run (a metric, and the way tests check
+/// that the unknown-account path does the same work as the known one).
+static VERIFICATIONS: AtomicU64 = AtomicU64::new(0);
+
+pub fn verifications() -> u64 {
+    VERIFICATIONS.load(Ordering::Relaxed)
+}
+
 pub fn verify_password(password: &str, stored: &str) -> bool {
+    VERIFICATIONS.fetch_add(1, Ordering::Relaxed);
     PasswordHash::new(stored)
         .map(|parsed| {
             hasher()
@@ -26,6 +38,22 @@ pub fn verify_password(password: &str, stored: &str) -> bool {
                 .is_ok()
         })
         .unwrap_or(false)
+}
+
+/// A hash of a password nobody has, with the same parameters as real ones.
+static DUMMY_HASH: LazyLock<String> =
+    LazyLock::new(|| hash_password("salve: no account has this password"));
+
+/// Verifies against the stored hash, or, when there is none (unknown account, or no password
+/// set), against a dummy hash, so that both paths cost one argon2 verification.
+pub fn verify_or_dummy(password: &str, stored: Option<&str>) -> bool {
+    match stored {
+        Some(hash) => verify_password(password, hash),
+        None => {
+            verify_password(password, &DUMMY_HASH);
+            false
+        }
+    }
 }
 
 #[cfg(test)]
@@ -39,5 +67,14 @@ mod tests {
         assert!(verify_password("correct horse battery staple", &h));
         assert!(!verify_password("wrong", &h));
         assert!(!verify_password("x", "not a hash"));
+    }
+
+    #[test]
+    fn unknown_accounts_cost_one_verification_too() {
+        let before = verifications();
+        assert!(!verify_or_dummy("guess", None));
+        assert!(verifications() > before, "the dummy hash was verified");
+        let h = hash_password("correct horse battery staple");
+        assert!(verify_or_dummy("correct horse battery staple", Some(&h)));
     }
 }

@@ -171,7 +171,14 @@ impl IntoResponse for ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::NotFound => ApiError::not_found("record"),
+            StoreError::NotFound | StoreError::Hidden => ApiError::not_found("record"),
+            StoreError::BreakGlassRequired => ApiError::new(
+                StatusCode::FORBIDDEN,
+                "break-glass-required",
+                "Restricted record",
+                "this patient is restricted; opening the record needs a break-glass reason",
+            ),
+            StoreError::Forbidden => ApiError::forbidden("not allowed"),
             StoreError::Shredded => ApiError::new(
                 StatusCode::GONE,
                 "shredded",

@@ -8,6 +8,7 @@
 #![allow(clippy::result_large_err)]
 
 mod api;
+mod auth;
 mod config;
 mod context;
 mod error;
@@ -22,6 +23,7 @@ use std::sync::Arc;
 use salve_core::Clock;
 use salve_store::Store;
 
+pub use auth::{COOKIE, HOST_COOKIE};
 pub use config::{ConfigError, MetricsToken, ServerConfig, TlsFiles};
 pub use routes::{Access, RouteSpec, route_specs};
 pub use serve::{build_router, serve};
@@ -33,6 +35,8 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     pub config: Arc<ServerConfig>,
     pub metrics: Arc<metrics::Metrics>,
+    /// Bounds concurrent argon2 work (memory-hard: 19 MiB each).
+    pub hash_permits: Arc<tokio::sync::Semaphore>,
 }
 
 impl AppState {
@@ -42,6 +46,9 @@ impl AppState {
             clock,
             config: Arc::new(config),
             metrics: Arc::new(metrics::Metrics::new()),
+            hash_permits: Arc::new(tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(2, |n| n.get()),
+            )),
         }
     }
 }

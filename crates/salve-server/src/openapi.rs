@@ -1,10 +1,10 @@
 //! The OpenAPI document, generated from the handlers' annotations.
 
 use axum::Json;
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::api::{health, patients};
+use crate::api::{health, patients, session, users};
 use crate::error::{Problem, ProblemField};
 
 struct BearerAuth;
@@ -16,6 +16,10 @@ impl Modify for BearerAuth {
             "bearer",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
         );
+        components.add_security_scheme(
+            "session",
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::new(crate::auth::COOKIE))),
+        );
     }
 }
 
@@ -25,11 +29,19 @@ impl Modify for BearerAuth {
     paths(
         health::healthz, health::readyz,
         patients::create, patients::list, patients::read, patients::update, patients::search, patients::lookup,
+        patients::set_restriction,
+        session::sign_in, session::status, session::sign_out, session::sign_out_everywhere, session::verify_mfa,
+        session::begin_enrollment, session::confirm_enrollment,
+        users::list, users::set_role, users::reset_mfa,
     ),
     components(schemas(Problem, ProblemField, patients::PatientCreate, patients::PatientPatch, patients::PatientView,
-        patients::PatientList, patients::ContactBody, patients::ContactView, patients::SearchBody, patients::LookupBody)),
+        patients::PatientList, patients::ContactBody, patients::ContactView, patients::SearchBody, patients::LookupBody,
+        patients::RestrictionBody, session::SignInBody, session::SignInStep, session::MfaBody, session::ConfirmBody,
+        session::Enrollment, session::RecoveryCodes, session::SessionStatus, users::StaffMember, users::StaffList, users::RoleBody)),
     modifiers(&BearerAuth),
-    tags((name = "patients", description = "Patients of the token's practice"), (name = "operations", description = "Health and readiness")),
+    tags((name = "patients", description = "Patients of the caller's practice"),
+        (name = "session", description = "Staff sign-in, second factor, sign-out"),
+        (name = "users", description = "The practice's staff"), (name = "operations", description = "Health and readiness")),
 )]
 pub struct ApiDoc;
 

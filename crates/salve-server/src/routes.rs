@@ -1,16 +1,20 @@
-//! The route table: every route with its method, path and the access it requires. The router
-//! is built from it, and tests enumerate it, so a route cannot exist without a declared access.
+//! The route table: every route with its method, path, the access it requires, and whether it
+//! counts as user activity. The router is built from it, and tests enumerate it, so a route
+//! cannot exist without a declared access.
 
 use axum::extract::{Request, State};
-use axum::http::{Method, header};
+use axum::http::Method;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{MethodRouter, get, patch, post};
+use axum::routing::{MethodRouter, delete, get, patch, post, put};
 use salve_core::audit::{Action, Actor, AuditEvent, ChainScope, Outcome, RequestContext};
-use salve_core::permissions::{Operation, authorize_token};
+use salve_core::clock::to_micros;
+use salve_core::permissions::{Decision, DenyReason, Operation, Principal, authorize};
+use salve_store::SessionStage;
 
 use crate::AppState;
-use crate::api::{health, patients};
+use crate::api::{health, patients, session, users};
+use crate::auth::{self, Caller};
 use crate::context::ClientInfo;
 use crate::error::ApiError;
 
@@ -18,8 +22,10 @@ use crate::error::ApiError;
 pub enum Access {
     /// No credentials; serves no patient data.
     Public,
-    /// An API token of the practice, with the scope the operation needs.
-    Token(Operation),
+    /// An API token with the operation's scope, or a signed-in staff member whose role allows it.
+    Op(Operation),
+    /// A staff session cookie at one of these sign-in stages.
+    Session(&'static [SessionStage]),
     /// The metrics token (when metrics are served on the main listener).
     MetricsToken,
 }
@@ -29,7 +35,18 @@ pub struct RouteSpec {
     pub method: Method,
     pub path: &'static str,
     pub access: Access,
+    /// Requests that do not keep a session alive (status polling, live-update streams).
+    pub passive: bool,
 }
+
+const ACTIVE: &[SessionStage] = &[SessionStage::Active];
+const MFA: &[SessionStage] = &[SessionStage::Mfa];
+const ENROLL: &[SessionStage] = &[SessionStage::Enroll];
+const ANY_STAGE: &[SessionStage] = &[
+    SessionStage::Mfa,
+    SessionStage::Enroll,
+    SessionStage::Active,
+];
 
 fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
     use Access::*;
@@ -41,10 +58,15 @@ fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
                     method,
                     path,
                     access,
+                    passive: false,
                 },
                 handler,
             )
         };
+    let passive = |(mut spec, handler): (RouteSpec, MethodRouter<AppState>)| {
+        spec.passive = true;
+        (spec, handler)
+    };
     vec![
         r(Method::GET, "/healthz", Public, get(health::healthz)),
         r(Method::GET, "/readyz", Public, get(health::readyz)),
@@ -62,39 +84,100 @@ fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
         ),
         r(
             Method::POST,
+            "/api/v1/session",
+            Public,
+            post(session::sign_in),
+        ),
+        passive(r(
+            Method::GET,
+            "/api/v1/session",
+            Session(ANY_STAGE),
+            get(session::status),
+        )),
+        r(
+            Method::DELETE,
+            "/api/v1/session",
+            Session(ANY_STAGE),
+            delete(session::sign_out),
+        ),
+        r(
+            Method::POST,
+            "/api/v1/session/end-all",
+            Session(ACTIVE),
+            post(session::sign_out_everywhere),
+        ),
+        r(
+            Method::POST,
+            "/api/v1/session/mfa",
+            Session(MFA),
+            post(session::verify_mfa),
+        ),
+        r(
+            Method::POST,
+            "/api/v1/session/mfa/enroll",
+            Session(ENROLL),
+            post(session::begin_enrollment),
+        ),
+        r(
+            Method::POST,
+            "/api/v1/session/mfa/confirm",
+            Session(ENROLL),
+            post(session::confirm_enrollment),
+        ),
+        r(Method::GET, "/api/v1/users", Op(UserList), get(users::list)),
+        r(
+            Method::PUT,
+            "/api/v1/users/{id}/role",
+            Op(UserManage),
+            put(users::set_role),
+        ),
+        r(
+            Method::POST,
+            "/api/v1/users/{id}/mfa-reset",
+            Op(UserManage),
+            post(users::reset_mfa),
+        ),
+        r(
+            Method::POST,
             "/api/v1/patients",
-            Token(PatientCreate),
+            Op(PatientCreate),
             post(patients::create),
         ),
         r(
             Method::GET,
             "/api/v1/patients",
-            Token(PatientList),
+            Op(PatientList),
             get(patients::list),
         ),
         r(
             Method::POST,
             "/api/v1/patients/search",
-            Token(PatientSearch),
+            Op(PatientSearch),
             post(patients::search),
         ),
         r(
             Method::POST,
             "/api/v1/patients/lookup",
-            Token(PatientLookup),
+            Op(PatientLookup),
             post(patients::lookup),
         ),
         r(
             Method::GET,
             "/api/v1/patients/{id}",
-            Token(PatientRead),
+            Op(PatientRead),
             get(patients::read),
         ),
         r(
             Method::PATCH,
             "/api/v1/patients/{id}",
-            Token(PatientUpdate),
+            Op(PatientUpdate),
             patch(patients::update),
+        ),
+        r(
+            Method::PUT,
+            "/api/v1/patients/{id}/restriction",
+            Op(PatientRestrict),
+            put(patients::set_restriction),
         ),
     ]
 }
@@ -107,12 +190,19 @@ pub fn route_specs() -> Vec<RouteSpec> {
 pub(crate) fn router(state: &AppState) -> axum::Router<AppState> {
     let mut router = axum::Router::new();
     for (spec, handler) in table() {
+        let passive = spec.passive;
         let handler = match spec.access {
             Access::Public | Access::MetricsToken => handler,
-            Access::Token(op) => handler.route_layer(middleware::from_fn_with_state(
+            Access::Op(op) => handler.route_layer(middleware::from_fn_with_state(
                 state.clone(),
                 move |State(s): State<AppState>, req: Request, next: Next| {
-                    token_gate(s, op, req, next)
+                    op_gate(s, op, passive, req, next)
+                },
+            )),
+            Access::Session(stages) => handler.route_layer(middleware::from_fn_with_state(
+                state.clone(),
+                move |State(s): State<AppState>, req: Request, next: Next| {
+                    session_gate(s, stages, passive, req, next)
                 },
             )),
         };
@@ -121,14 +211,11 @@ pub(crate) fn router(state: &AppState) -> axum::Router<AppState> {
     router
 }
 
-fn bearer(req: &Request) -> Option<&str> {
-    req.headers()
-        .get(header::AUTHORIZATION)?
-        .to_str()
-        .ok()?
-        .strip_prefix("Bearer ")
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
+fn context(req: &Request) -> RequestContext {
+    req.extensions()
+        .get::<ClientInfo>()
+        .map(|c| c.audit_context())
+        .unwrap_or_default()
 }
 
 /// Records a refused request, then answers with `error` (or with the audit failure).
@@ -153,44 +240,155 @@ async fn refuse(
     }
 }
 
-/// Authenticates the bearer token and asks `salve_core::permissions` whether its scopes allow
-/// the route's operation. Refusals are audited.
-async fn token_gate(state: AppState, op: Operation, mut req: Request, next: Next) -> Response {
-    let client = req.extensions().get::<ClientInfo>().cloned();
-    let context = client.map(|c| c.audit_context()).unwrap_or_default();
-    let principal = match bearer(&req) {
-        None => None,
-        Some(token) => match state
-            .store
-            .authenticate_token(&salve_crypto::token::hash(token))
-            .await
-        {
-            Ok(p) => p,
-            Err(e) => return ApiError::from(e).into_response(),
-        },
+fn cross_site() -> ApiError {
+    ApiError::forbidden("cross-site request refused: send it from Salve's own pages")
+}
+
+/// Resolves the caller, asks the permission table, counts activity, and passes the principal on.
+async fn op_gate(
+    state: AppState,
+    op: Operation,
+    passive: bool,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let ctx = context(&req);
+    let caller = match auth::resolve(&state, req.headers(), &ctx).await {
+        Ok(c) => c,
+        Err(e) => return e.into_response(),
     };
-    let Some(principal) = principal else {
+    let principal = match caller {
+        None => {
+            return refuse(
+                &state,
+                ChainScope::System,
+                Actor::Anonymous,
+                ctx,
+                ApiError::unauthorized(),
+            )
+            .await;
+        }
+        Some(Caller::Token(t)) => Principal::Token {
+            practice: t.practice_id,
+            token: t.token_id,
+            scopes: t.scopes,
+        },
+        Some(Caller::Session(s)) => {
+            let session = &s.session;
+            let scope = ChainScope::Practice(session.practice_id);
+            let actor = Actor::User(session.user_id);
+            if session.stage != SessionStage::Active {
+                return refuse(&state, scope, actor, ctx, ApiError::unauthorized()).await;
+            }
+            if !auth::csrf_ok(&state, req.method(), req.headers()) {
+                return refuse(&state, scope, actor, ctx, cross_site()).await;
+            }
+            let role = match state
+                .store
+                .role_in(session.user_id, session.practice_id)
+                .await
+            {
+                Ok(Some(role)) => role,
+                Ok(None) => {
+                    return refuse(&state, scope, actor, ctx, ApiError::unauthorized()).await;
+                }
+                Err(e) => return ApiError::from(e).into_response(),
+            };
+            if !passive
+                && let Err(e) = state
+                    .store
+                    .touch_session(session.id, to_micros(state.clock.now()))
+                    .await
+            {
+                return ApiError::from(e).into_response();
+            }
+            req.extensions_mut().insert(s.clone());
+            Principal::Staff {
+                practice: session.practice_id,
+                user: session.user_id,
+                role,
+            }
+        }
+    };
+    let scope = principal
+        .practice()
+        .map_or(ChainScope::System, ChainScope::Practice);
+    match authorize(&principal, op, None) {
+        Decision::Allow => {
+            req.extensions_mut().insert(principal);
+            next.run(req).await
+        }
+        Decision::Deny(reason) => {
+            let detail = match reason {
+                DenyReason::MissingScope(scope) => format!("this token lacks the `{scope}` scope"),
+                DenyReason::TokenNotAllowed => {
+                    "API tokens cannot do this; sign in as staff".to_owned()
+                }
+                DenyReason::RoleNotAllowed(role) => format!("the {role} role cannot do this"),
+                DenyReason::Restricted => "not allowed".to_owned(),
+            };
+            refuse(
+                &state,
+                scope,
+                principal.actor(),
+                ctx,
+                ApiError::forbidden(detail),
+            )
+            .await
+        }
+        Decision::BreakGlassRequired => {
+            refuse(
+                &state,
+                scope,
+                principal.actor(),
+                ctx,
+                ApiError::forbidden("not allowed"),
+            )
+            .await
+        }
+    }
+}
+
+/// Sign-in steps and sign-out: a session cookie at one of `stages`.
+async fn session_gate(
+    state: AppState,
+    stages: &'static [SessionStage],
+    passive: bool,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let ctx = context(&req);
+    let caller = match auth::resolve(&state, req.headers(), &ctx).await {
+        Ok(c) => c,
+        Err(e) => return e.into_response(),
+    };
+    let Some(Caller::Session(s)) = caller else {
         return refuse(
             &state,
             ChainScope::System,
-            Actor::System,
-            context,
+            Actor::Anonymous,
+            ctx,
             ApiError::unauthorized(),
         )
         .await;
     };
-    if let Err(denied) = authorize_token(&principal.scopes, op) {
-        let error = ApiError::forbidden(format!("this token lacks the `{}` scope", denied.missing));
-        let scope = ChainScope::Practice(principal.practice_id);
-        return refuse(
-            &state,
-            scope,
-            Actor::ApiToken(principal.token_id),
-            context,
-            error,
-        )
-        .await;
+    let scope = ChainScope::Practice(s.session.practice_id);
+    let actor = Actor::User(s.session.user_id);
+    if !auth::stage_allows(stages, s.session.stage) {
+        return refuse(&state, scope, actor, ctx, ApiError::unauthorized()).await;
     }
-    req.extensions_mut().insert(principal);
+    if !auth::csrf_ok(&state, req.method(), req.headers()) {
+        return refuse(&state, scope, actor, ctx, cross_site()).await;
+    }
+    if s.session.stage == SessionStage::Active
+        && !passive
+        && let Err(e) = state
+            .store
+            .touch_session(s.session.id, to_micros(state.clock.now()))
+            .await
+    {
+        return ApiError::from(e).into_response();
+    }
+    req.extensions_mut().insert(s);
     next.run(req).await
 }

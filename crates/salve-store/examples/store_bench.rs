@@ -29,7 +29,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .await?
         .id;
     let ctx = store.input_context(practice).await?;
-    let actor = Actor::Cli;
+    let actor = salve_core::permissions::Principal::Operator;
     let rc = RequestContext {
         ip: Some("203.0.113.7".into()),
         user_agent: Some("bench".into()),

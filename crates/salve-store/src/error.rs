@@ -12,6 +12,13 @@ pub enum StoreError {
     Conflict(&'static str),
     #[error("{0}")]
     Invalid(String),
+    #[error("this patient is restricted: opening the record needs a break-glass reason")]
+    BreakGlassRequired,
+    #[error("not allowed")]
+    Forbidden,
+    /// A restricted patient the caller may not know about: answered like "not found".
+    #[error("not found")]
+    Hidden,
     #[error("this Idempotency-Key was already used with a different request body")]
     IdempotencyMismatch,
     #[error(

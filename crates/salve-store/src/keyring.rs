@@ -17,8 +17,10 @@ pub(crate) const PURPOSE_AUDIT_SIGNING: &str = "audit_signing";
 pub(crate) const PURPOSE_PROVIDER_CREDENTIALS: &str = "provider_credentials";
 pub(crate) const SYSTEM_SEALING_KEY_ID: &str = "system-sealing";
 pub(crate) const SYSTEM_SIGNING_KEY_ID: &str = "system-audit-signing";
+pub(crate) const SYSTEM_BLIND_INDEX_KEY_ID: &str = "system-blind-index";
 const PURPOSE_SYSTEM: &str = "system";
 const PURPOSE_SYSTEM_SIGNING: &str = "system_audit_signing";
+const PURPOSE_SYSTEM_BLIND_INDEX: &str = "system_blind_index";
 
 /// A practice's keys, unwrapped.
 pub(crate) struct PracticeKeys {
@@ -37,6 +39,12 @@ pub(crate) struct ChainKeys {
     pub signing: SymmetricKey,
 }
 
+/// The system's keys for data that belongs to no single practice (staff accounts).
+pub(crate) struct SystemKeys {
+    pub sealing: SymmetricKey,
+    pub blind_index: SymmetricKey,
+}
+
 impl ChainKeys {
     pub fn signer(&self) -> AuditSigner {
         AuditSigner::from_key(&self.signing)
@@ -48,6 +56,7 @@ pub(crate) struct KeyRing {
     practices: RwLock<HashMap<PracticeId, Arc<PracticeKeys>>>,
     patients: RwLock<HashMap<PatientId, Arc<SymmetricKey>>>,
     system: RwLock<Option<Arc<ChainKeys>>>,
+    system_data: RwLock<Option<Arc<SystemKeys>>>,
 }
 
 fn poisoned<T>(e: std::sync::PoisonError<T>) -> T {
@@ -61,6 +70,7 @@ impl KeyRing {
             practices: RwLock::default(),
             patients: RwLock::default(),
             system: RwLock::default(),
+            system_data: RwLock::default(),
         }
     }
 
@@ -152,6 +162,9 @@ impl KeyRing {
             now,
         )
         .await?;
+        let blind = SymmetricKey::generate(SYSTEM_BLIND_INDEX_KEY_ID);
+        self.insert_key(conn, &blind, None, PURPOSE_SYSTEM_BLIND_INDEX, None, now)
+            .await?;
         Ok(())
     }
 
@@ -181,6 +194,18 @@ impl KeyRing {
             signing: self.unwrap_stored(conn, SYSTEM_SIGNING_KEY_ID).await?,
         });
         *self.system.write().unwrap_or_else(poisoned) = Some(keys.clone());
+        Ok(keys)
+    }
+
+    pub async fn system_data_keys(&self, conn: &mut AnyConnection) -> Result<Arc<SystemKeys>> {
+        if let Some(keys) = self.system_data.read().unwrap_or_else(poisoned).clone() {
+            return Ok(keys);
+        }
+        let keys = Arc::new(SystemKeys {
+            sealing: self.unwrap_stored(conn, SYSTEM_SEALING_KEY_ID).await?,
+            blind_index: self.unwrap_stored(conn, SYSTEM_BLIND_INDEX_KEY_ID).await?,
+        });
+        *self.system_data.write().unwrap_or_else(poisoned) = Some(keys.clone());
         Ok(keys)
     }
 

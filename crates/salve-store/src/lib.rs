@@ -11,6 +11,7 @@ mod audit;
 mod backup;
 mod dialect;
 mod error;
+mod identity;
 mod keyring;
 mod names;
 mod patients;
@@ -28,6 +29,9 @@ pub use audit::{AuditRow, Checkpoint, VerifyProblem, VerifyReport, append_anchor
 pub use backup::{ShredEntry, read_shred_list};
 pub use dialect::{Backend, SchemaDescription};
 pub use error::StoreError;
+pub use identity::{
+    Membership, Session, SessionEnd, SessionStage, ThrottleState, UserAuth, UserProfile,
+};
 pub use patients::{Idempotency, Lookup, MAX_PAGE, Patient, PatientPage};
 pub use practices::{Practice, TokenPrincipal};
 

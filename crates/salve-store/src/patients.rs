@@ -8,6 +8,9 @@ use salve_core::clock::from_micros;
 use salve_core::patient::{
     Contact, ContactKind, ContactRole, InputContext, PatientPatchInput, PatientRecord,
 };
+use salve_core::permissions::{
+    Decision, DenyReason, Operation, PatientGuard, Principal, RestrictedVisibility, authorize,
+};
 use salve_core::validation::{self, FieldError};
 use salve_core::{PatientId, PracticeId, Sensitive};
 use salve_crypto::{FieldAad, SymmetricKey};
@@ -101,11 +104,13 @@ impl Store {
     pub async fn create_patient(
         &self,
         practice: PracticeId,
-        actor: &Actor,
+        principal: &Principal,
         ctx: &RequestContext,
         record: &PatientRecord,
         idempotency: Option<Idempotency>,
     ) -> Result<(Patient, bool)> {
+        let actor = &principal.actor();
+        check_practice(principal, practice)?;
         let mut tx = self.begin().await?;
         let actor_key = format!("{}:{}", actor.kind(), actor.id());
         if let Some(idem) = idempotency {
@@ -211,14 +216,89 @@ impl Store {
     pub async fn read_patient(
         &self,
         practice: PracticeId,
-        actor: &Actor,
+        principal: &Principal,
         ctx: &RequestContext,
         id: PatientId,
     ) -> Result<Patient> {
+        let actor = &principal.actor();
+        check_practice(principal, practice)?;
         let mut tx = self.begin().await?;
-        let result = self.load_patient(&mut tx.tx, practice, id).await;
+        let result = match self
+            .guard_patient(&mut tx.tx, practice, principal, Operation::PatientRead, id)
+            .await
+        {
+            Ok(()) => self.load_patient(&mut tx.tx, practice, id).await,
+            Err(e) => Err(e),
+        };
         self.finish_single(tx, practice, actor, ctx, Action::PatientRead, id, result)
             .await
+    }
+
+    /// Applies the gate to one patient: restricted patients need a name on them or the glass.
+    async fn guard_patient(
+        &self,
+        conn: &mut AnyConnection,
+        practice: PracticeId,
+        principal: &Principal,
+        op: Operation,
+        id: PatientId,
+    ) -> Result<()> {
+        let restricted: Option<i64> = sqlx::query_scalar(
+            "SELECT restricted FROM patients WHERE id = $1 AND practice_id = $2",
+        )
+        .bind(id.to_string())
+        .bind(practice.to_string())
+        .fetch_optional(&mut *conn)
+        .await?;
+        let restricted = restricted.ok_or(StoreError::NotFound)? != 0;
+        let named = match principal {
+            Principal::Staff { user, .. } if restricted => {
+                let row: Option<String> = sqlx::query_scalar(
+                    "SELECT user_id FROM patient_access WHERE patient_id = $1 AND user_id = $2",
+                )
+                .bind(id.to_string())
+                .bind(user.to_string())
+                .fetch_optional(&mut *conn)
+                .await?;
+                row.is_some()
+            }
+            _ => false,
+        };
+        let guard = PatientGuard {
+            restricted,
+            named,
+            break_glass: false,
+        };
+        match authorize(principal, op, Some(&guard)) {
+            Decision::Allow => Ok(()),
+            Decision::BreakGlassRequired => Err(StoreError::BreakGlassRequired),
+            // Not allowed to know it exists: the same answer as for no such patient.
+            Decision::Deny(DenyReason::Restricted) => Err(StoreError::Hidden),
+            Decision::Deny(_) => Err(StoreError::Forbidden),
+        }
+    }
+
+    /// Whether a patient may appear in this principal's lists, searches and look-ups.
+    async fn visible(
+        &self,
+        conn: &mut AnyConnection,
+        practice: PracticeId,
+        principal: &Principal,
+        id: PatientId,
+    ) -> Result<bool> {
+        match principal.restricted_visibility() {
+            RestrictedVisibility::All => Ok(true),
+            RestrictedVisibility::NamedOrGranted(_) => {
+                match self
+                    .guard_patient(conn, practice, principal, Operation::PatientRead, id)
+                    .await
+                {
+                    Ok(()) => Ok(true),
+                    Err(StoreError::Hidden | StoreError::BreakGlassRequired) => Ok(false),
+                    Err(e) => Err(e),
+                }
+            }
+        }
     }
 
     /// Commits the one audit event of a single-patient call, success or not; a call that fails
@@ -234,13 +314,22 @@ impl Store {
         id: PatientId,
         result: Result<Patient>,
     ) -> Result<Patient> {
-        let outcome = if result.is_ok() {
-            Outcome::Success
-        } else {
-            Outcome::Failure
+        let outcome = match &result {
+            Ok(_) => Outcome::Success,
+            Err(StoreError::Hidden | StoreError::BreakGlassRequired | StoreError::Forbidden) => {
+                Outcome::Denied
+            }
+            Err(_) => Outcome::Failure,
         };
         match &result {
-            Ok(_) | Err(StoreError::NotFound) | Err(StoreError::Shredded) => {
+            Ok(_)
+            | Err(
+                StoreError::NotFound
+                | StoreError::Shredded
+                | StoreError::Hidden
+                | StoreError::BreakGlassRequired
+                | StoreError::Forbidden,
+            ) => {
                 tx.audit(event(
                     practice,
                     actor,
@@ -270,14 +359,29 @@ impl Store {
     pub async fn update_patient(
         &self,
         practice: PracticeId,
-        actor: &Actor,
+        principal: &Principal,
         ctx: &RequestContext,
         id: PatientId,
         patch: &PatientPatchInput,
         input: &InputContext,
     ) -> Result<std::result::Result<Patient, Vec<FieldError>>> {
+        let actor = &principal.actor();
+        check_practice(principal, practice)?;
         let mut tx = self.begin().await?;
-        let current = match self.load_patient(&mut tx.tx, practice, id).await {
+        let loaded = match self
+            .guard_patient(
+                &mut tx.tx,
+                practice,
+                principal,
+                Operation::PatientUpdate,
+                id,
+            )
+            .await
+        {
+            Ok(()) => self.load_patient(&mut tx.tx, practice, id).await,
+            Err(e) => Err(e),
+        };
+        let current = match loaded {
             Ok(p) => p,
             Err(e) => {
                 return self
@@ -361,20 +465,31 @@ impl Store {
     pub async fn list_patients(
         &self,
         practice: PracticeId,
-        actor: &Actor,
+        principal: &Principal,
         ctx: &RequestContext,
         after: Option<PatientId>,
         limit: usize,
     ) -> Result<PatientPage> {
+        let actor = &principal.actor();
+        check_practice(principal, practice)?;
         let limit = limit.clamp(1, MAX_PAGE);
         let mut tx = self.begin().await?;
+        // Restricted patients appear only to those named on them: filtered in the query so
+        // that pages keep their size.
+        let named_user = match principal.restricted_visibility() {
+            RestrictedVisibility::All => String::new(),
+            RestrictedVisibility::NamedOrGranted(user) => user.to_string(),
+        };
         let ids: Vec<String> = sqlx::query_scalar(
             "SELECT id FROM patients WHERE practice_id = $1 AND shredded_at IS NULL AND id > $2 \
+             AND (restricted = 0 OR $4 = '' OR EXISTS (SELECT 1 FROM patient_access a \
+                  WHERE a.patient_id = patients.id AND a.user_id = $4)) \
              ORDER BY id LIMIT $3",
         )
         .bind(practice.to_string())
         .bind(after.map(|a| a.to_string()).unwrap_or_default())
         .bind(limit as i64 + 1)
+        .bind(named_user)
         .fetch_all(&mut *tx.tx)
         .await?;
         let more = ids.len() > limit;
@@ -420,11 +535,13 @@ impl Store {
     pub async fn search_patients(
         &self,
         practice: PracticeId,
-        actor: &Actor,
+        principal: &Principal,
         ctx: &RequestContext,
         query: &str,
         limit: usize,
     ) -> Result<Vec<Patient>> {
+        let actor = &principal.actor();
+        check_practice(principal, practice)?;
         let limit = limit.clamp(1, MAX_PAGE);
         let mut tx = self.begin().await?;
         let generation: Option<i64> =
@@ -445,8 +562,13 @@ impl Store {
             }
         };
         let mut patients = Vec::new();
-        for id in index.search(query, limit) {
-            patients.push(self.load_patient(&mut tx.tx, practice, id).await?);
+        for id in index.search(query, usize::MAX) {
+            if patients.len() == limit {
+                break;
+            }
+            if self.visible(&mut tx.tx, practice, principal, id).await? {
+                patients.push(self.load_patient(&mut tx.tx, practice, id).await?);
+            }
         }
         self.finish_many(tx, practice, actor, ctx, Action::PatientSearch, &patients)
             .await?;
@@ -494,10 +616,12 @@ impl Store {
     pub async fn lookup_patients(
         &self,
         practice: PracticeId,
-        actor: &Actor,
+        principal: &Principal,
         ctx: &RequestContext,
         lookup: &Lookup,
     ) -> Result<Vec<Patient>> {
+        let actor = &principal.actor();
+        check_practice(principal, practice)?;
         let mut tx = self.begin().await?;
         let keys = self.ring.practice_keys(&mut tx.tx, practice).await?;
         let ids: Vec<String> = match lookup {
@@ -546,15 +670,84 @@ impl Store {
         Ok(patients)
     }
 
+    /// Marks a patient restricted (or not) and names the staff who may see them. Every named
+    /// user must be a member of the practice.
+    pub async fn set_restriction(
+        &self,
+        practice: PracticeId,
+        principal: &Principal,
+        ctx: &RequestContext,
+        id: PatientId,
+        restricted: bool,
+        named: &[salve_core::UserId],
+    ) -> Result<()> {
+        let actor = &principal.actor();
+        check_practice(principal, practice)?;
+        let mut tx = self.begin().await?;
+        let result = async {
+            self.guard_patient(&mut tx.tx, practice, principal, Operation::PatientRestrict, id)
+                .await?;
+            for user in named {
+                let member: Option<String> = sqlx::query_scalar(
+                    "SELECT user_id FROM memberships WHERE user_id = $1 AND practice_id = $2",
+                )
+                .bind(user.to_string())
+                .bind(practice.to_string())
+                .fetch_optional(&mut *tx.tx)
+                .await?;
+                if member.is_none() {
+                    return Err(StoreError::Invalid(
+                        "every named user must be a member of this practice".into(),
+                    ));
+                }
+            }
+            sqlx::query("UPDATE patients SET restricted = $1 WHERE id = $2 AND practice_id = $3")
+                .bind(i64::from(restricted))
+                .bind(id.to_string())
+                .bind(practice.to_string())
+                .execute(&mut *tx.tx)
+                .await?;
+            sqlx::query("DELETE FROM patient_access WHERE patient_id = $1 AND practice_id = $2")
+                .bind(id.to_string())
+                .bind(practice.to_string())
+                .execute(&mut *tx.tx)
+                .await?;
+            for user in named {
+                sqlx::query(
+                    "INSERT INTO patient_access (patient_id, user_id, practice_id) VALUES ($1, $2, $3)",
+                )
+                .bind(id.to_string())
+                .bind(user.to_string())
+                .bind(practice.to_string())
+                .execute(&mut *tx.tx)
+                .await?;
+            }
+            Ok(())
+        }
+        .await;
+        result?;
+        tx.audit(event(
+            practice,
+            actor,
+            ctx,
+            Action::PatientRestrict,
+            vec![id.to_string()],
+            Outcome::Success,
+        ));
+        tx.commit().await
+    }
+
     /// Destroys a patient's data key at the end of retention. Content becomes unrecoverable;
     /// audit rows stay verifiable. The shred is also appended to the shred list file.
     pub async fn shred_patient(
         &self,
         practice: PracticeId,
-        actor: &Actor,
+        principal: &Principal,
         ctx: &RequestContext,
         id: PatientId,
     ) -> Result<()> {
+        let actor = &principal.actor();
+        check_practice(principal, practice)?;
         let mut tx = self.begin().await?;
         let now = tx.now_micros();
         let exists: Option<Option<i64>> = sqlx::query_scalar(
@@ -708,6 +901,14 @@ pub(crate) async fn shred_rows(
     .execute(&mut *conn)
     .await?;
     bump_generation(conn, practice).await
+}
+
+/// A principal bound to one practice may act only in it.
+fn check_practice(principal: &Principal, practice: PracticeId) -> Result<()> {
+    match principal.practice() {
+        Some(p) if p != practice => Err(StoreError::NotFound),
+        _ => Ok(()),
+    }
 }
 
 fn parse_id(text: &str) -> Result<PatientId> {

@@ -157,6 +157,17 @@ impl Store {
         })
     }
 
+    /// The practice's session policy: idle and absolute timeouts in seconds.
+    pub async fn session_policy(&self, id: PracticeId) -> Result<(i64, i64)> {
+        let row: Option<(i64, i64)> = sqlx::query_as(
+            "SELECT session_idle_secs, session_absolute_secs FROM practices WHERE id = $1",
+        )
+        .bind(id.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.ok_or(StoreError::NotFound)
+    }
+
     pub async fn list_practices(&self) -> Result<Vec<Practice>> {
         let rows: Vec<(String, String, String, String)> =
             sqlx::query_as("SELECT id, name, phone_region, time_zone FROM practices ORDER BY id")

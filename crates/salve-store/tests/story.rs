@@ -82,7 +82,7 @@ async fn patient_story(db: &TestDatabase) {
         .create_practice(Actor::Cli, "Other Clinic", "US", "America/New_York")
         .await
         .unwrap();
-    let actor = Actor::Cli;
+    let actor = salve_core::permissions::Principal::Operator;
     let ctx = RequestContext::default();
     let ictx = store.input_context(practice.id).await.unwrap();
 
@@ -353,7 +353,7 @@ async fn a_failing_audit_insert_undoes_the_action() {
             store
                 .create_patient(
                     practice.id,
-                    &Actor::Cli,
+                    &salve_core::permissions::Principal::Operator,
                     &RequestContext::default(),
                     &rec,
                     None
@@ -392,7 +392,7 @@ async fn a_ciphertext_moved_to_another_row_does_not_open() {
         let (a, _) = store
             .create_patient(
                 practice.id,
-                &Actor::Cli,
+                &salve_core::permissions::Principal::Operator,
                 &ctx,
                 &mk("Ann", "+13125550111"),
                 None,
@@ -402,7 +402,7 @@ async fn a_ciphertext_moved_to_another_row_does_not_open() {
         let (b, _) = store
             .create_patient(
                 practice.id,
-                &Actor::Cli,
+                &salve_core::permissions::Principal::Operator,
                 &ctx,
                 &mk("Bob", "+13125550112"),
                 None,
@@ -422,7 +422,12 @@ async fn a_ciphertext_moved_to_another_row_does_not_open() {
             .await
             .unwrap();
         let err = store
-            .read_patient(practice.id, &Actor::Cli, &ctx, b.id)
+            .read_patient(
+                practice.id,
+                &salve_core::permissions::Principal::Operator,
+                &ctx,
+                b.id,
+            )
             .await
             .unwrap_err();
         assert!(matches!(err, StoreError::Crypto(_)), "{err}");
@@ -435,7 +440,12 @@ async fn a_ciphertext_moved_to_another_row_does_not_open() {
             .unwrap();
         assert!(matches!(
             store
-                .read_patient(practice.id, &Actor::Cli, &ctx, a.id)
+                .read_patient(
+                    practice.id,
+                    &salve_core::permissions::Principal::Operator,
+                    &ctx,
+                    a.id
+                )
                 .await,
             Err(StoreError::Crypto(_))
         ));

@@ -161,6 +161,36 @@ pub enum AdminCommand {
         #[arg(long, default_value = "api")]
         label: String,
     },
+    /// Create a staff account in a practice. The password is read from --password-file, or
+    /// from standard input. The user enrols a second factor at first sign-in.
+    CreateUser {
+        #[arg(long)]
+        practice: String,
+        #[arg(long)]
+        email: String,
+        /// The name colleagues see.
+        #[arg(long)]
+        name: String,
+        /// admin, clinician, staff or auditor.
+        #[arg(long)]
+        role: String,
+        /// Receives break-glass and lock notifications.
+        #[arg(long)]
+        privacy_officer: bool,
+        /// A file holding the initial password (else standard input).
+        #[arg(long)]
+        password_file: Option<PathBuf>,
+    },
+    /// Remove a user's second factor (lost phone): sessions end, the next sign-in enrols again.
+    ResetMfa {
+        #[arg(long)]
+        email: String,
+    },
+    /// Disable a user everywhere and end all their sessions.
+    DisableUser {
+        #[arg(long)]
+        email: String,
+    },
     /// Destroy a patient's data key at the end of its retention period. Irreversible.
     ShredPatient {
         #[arg(long)]

@@ -274,6 +274,94 @@ async fn admin(settings: &Settings, cmd: AdminCommand) -> anyhow::Result<ExitCod
             // Shown once; only the hash is stored.
             println!("{}", token.secret.as_str());
         }
+        AdminCommand::CreateUser {
+            practice,
+            email,
+            name,
+            role,
+            privacy_officer,
+            password_file,
+        } => {
+            let practice = parse_practice(&practice)?;
+            let role = salve_core::permissions::Role::parse(&role)
+                .context("--role must be admin, clinician, staff or auditor")?;
+            let email = salve_core::validation::email("--email", &email)
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let name = salve_core::validation::name("--name", &name)
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let password = match password_file {
+                Some(path) => std::fs::read_to_string(&path)
+                    .with_context(|| format!("cannot read {}", path.display()))?,
+                None => {
+                    let mut line = String::new();
+                    std::io::stdin()
+                        .read_line(&mut line)
+                        .context("cannot read the password from standard input")?;
+                    line
+                }
+            };
+            let password =
+                salve_core::Sensitive::new(password.trim_end_matches(['\r', '\n']).to_owned());
+            let store = open_existing(settings).await?;
+            let practice_name = store
+                .practice(practice)
+                .await
+                .map_err(|e| match e {
+                    salve_store::StoreError::NotFound => {
+                        anyhow::anyhow!("no practice with that id")
+                    }
+                    other => other.into(),
+                })?
+                .name;
+            salve_core::password_policy::check(
+                password.expose(),
+                &salve_core::password_policy::PasswordContext {
+                    email: email.expose(),
+                    practice_name: &practice_name,
+                },
+            )
+            .map_err(|problem| anyhow::anyhow!("password refused: {problem}"))?;
+            let normalized = salve_core::password_policy::normalize(password.expose());
+            let hash = tokio::task::spawn_blocking(move || {
+                salve_crypto::password::hash_password(normalized.expose())
+            })
+            .await?;
+            let id = store
+                .create_user(
+                    &Actor::Cli,
+                    &RequestContext::default(),
+                    practice,
+                    &email,
+                    &name,
+                    Some(hash),
+                    role,
+                    privacy_officer,
+                )
+                .await?;
+            println!("{id}");
+        }
+        AdminCommand::ResetMfa { email } => {
+            let store = open_existing(settings).await?;
+            let user = store
+                .user_for_sign_in(&email)
+                .await?
+                .context("no account with that email")?;
+            store
+                .reset_mfa(&Actor::Cli, &RequestContext::default(), user.id)
+                .await?;
+            println!("second factor removed; the user enrols again at the next sign-in");
+        }
+        AdminCommand::DisableUser { email } => {
+            let store = open_existing(settings).await?;
+            let user = store
+                .user_for_sign_in(&email)
+                .await?
+                .context("no account with that email")?;
+            store
+                .disable_user(&Actor::Cli, &RequestContext::default(), user.id)
+                .await?;
+            println!("account disabled; its sessions have ended");
+        }
         AdminCommand::ShredPatient {
             practice,
             patient,
@@ -290,7 +378,12 @@ async fn admin(settings: &Settings, cmd: AdminCommand) -> anyhow::Result<ExitCod
                 .map_err(|_| anyhow::anyhow!("--patient must be a patient id"))?;
             let store = open_existing(settings).await?;
             store
-                .shred_patient(practice, &Actor::Cli, &RequestContext::default(), patient)
+                .shred_patient(
+                    practice,
+                    &salve_core::permissions::Principal::Operator,
+                    &RequestContext::default(),
+                    patient,
+                )
                 .await?;
             println!("patient {patient} shredded; their content can no longer be decrypted");
         }
@@ -549,7 +642,7 @@ pub async fn seed_demo_patients(
         store
             .create_patient(
                 practice,
-                &Actor::Cli,
+                &salve_core::permissions::Principal::Operator,
                 &RequestContext::default(),
                 &record,
                 None,

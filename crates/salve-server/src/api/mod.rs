@@ -1,2 +1,4 @@
 pub mod health;
 pub mod patients;
+pub mod session;
+pub mod users;

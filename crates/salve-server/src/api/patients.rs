@@ -4,13 +4,13 @@ use axum::Extension;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use salve_core::audit::Actor;
 use salve_core::patient::{
     ContactInput, ContactKind, ContactRole, PatientInput, PatientPatchInput, PatientRecord,
 };
+use salve_core::permissions::Principal;
 use salve_core::validation::{self, FieldError};
 use salve_core::{PatientId, Sensitive};
-use salve_store::{Idempotency, Lookup, Patient, TokenPrincipal};
+use salve_store::{Idempotency, Lookup, Patient};
 use serde::{Deserialize, Deserializer, Serialize};
 use time::format_description::well_known::Rfc3339;
 use utoipa::{IntoParams, ToSchema};
@@ -214,8 +214,11 @@ fn view(p: &Patient, practice_zone: &str) -> PatientView {
     }
 }
 
-fn actor(principal: &TokenPrincipal) -> Actor {
-    Actor::ApiToken(principal.token_id)
+/// The practice a route's principal acts in (the gate only lets practice-bound principals in).
+fn practice_of(principal: &Principal) -> Result<salve_core::PracticeId, ApiError> {
+    principal
+        .practice()
+        .ok_or_else(|| ApiError::forbidden("an operator has no practice here"))
 }
 
 /// Path ids that do not parse are simply not found: the answer is the same as for another
@@ -226,9 +229,55 @@ fn patient_id(raw: &str) -> Result<PatientId, ApiError> {
 
 fn store_error(e: salve_store::StoreError) -> ApiError {
     match e {
-        salve_store::StoreError::NotFound => ApiError::not_found("patient"),
+        salve_store::StoreError::NotFound | salve_store::StoreError::Hidden => {
+            ApiError::not_found("patient")
+        }
         other => other.into(),
     }
+}
+
+/// Who may see a restricted patient.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RestrictionBody {
+    pub restricted: bool,
+    /// Staff of this practice who may see the patient.
+    #[serde(default)]
+    pub users: Vec<uuid::Uuid>,
+}
+
+/// Mark a patient restricted (VIP, staff member, behavioral health) and name who may see them.
+#[utoipa::path(put, path = "/api/v1/patients/{id}/restriction", tag = "patients", request_body = RestrictionBody,
+    params(("id" = uuid::Uuid, Path)),
+    responses((status = 204), (status = 404, body = crate::error::Problem, content_type = "application/problem+json")),
+    security(("session" = [])))]
+pub async fn set_restriction(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Extension(client): Extension<ClientInfo>,
+    Path(id): Path<String>,
+    body: JsonBody<RestrictionBody>,
+) -> Result<StatusCode, ApiError> {
+    let id = patient_id(&id)?;
+    let users: Vec<salve_core::UserId> = body
+        .value
+        .users
+        .iter()
+        .map(|u| salve_core::UserId::from_uuid(*u))
+        .collect();
+    state
+        .store
+        .set_restriction(
+            practice_of(&principal)?,
+            &principal,
+            &client.audit_context(),
+            id,
+            body.value.restricted,
+            &users,
+        )
+        .await
+        .map_err(store_error)?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// Create a patient.
@@ -239,16 +288,16 @@ fn store_error(e: salve_store::StoreError) -> ApiError {
         (status = 409, body = crate::error::Problem, content_type = "application/problem+json", description = "MRN already used, or Idempotency-Key reused with another body"),
         (status = 422, body = crate::error::Problem, content_type = "application/problem+json"),
     ),
-    security(("bearer" = ["patients:write"])))]
+    security(("bearer" = ["patients:write"]), ("session" = [])))]
 pub async fn create(
     State(state): State<AppState>,
-    Extension(principal): Extension<TokenPrincipal>,
+    Extension(principal): Extension<Principal>,
     Extension(client): Extension<ClientInfo>,
     IdempotencyKey(idempotency_key): IdempotencyKey,
     body: JsonBody<PatientCreate>,
 ) -> Result<Response, ApiError> {
-    let practice = state.store.practice(principal.practice_id).await?;
-    let ctx = state.store.input_context(principal.practice_id).await?;
+    let practice = state.store.practice(practice_of(&principal)?).await?;
+    let ctx = state.store.input_context(practice_of(&principal)?).await?;
     let b = body.value;
     let input = PatientInput {
         given_name: Sensitive::new(b.given_name),
@@ -267,8 +316,8 @@ pub async fn create(
     let (patient, replayed) = state
         .store
         .create_patient(
-            principal.practice_id,
-            &actor(&principal),
+            practice_of(&principal)?,
+            &principal,
             &client.audit_context(),
             &record,
             idempotency,
@@ -294,20 +343,20 @@ pub async fn create(
 #[utoipa::path(get, path = "/api/v1/patients/{id}", tag = "patients",
     params(("id" = uuid::Uuid, Path)),
     responses((status = 200, body = PatientView), (status = 404, body = crate::error::Problem, content_type = "application/problem+json")),
-    security(("bearer" = ["patients:read"])))]
+    security(("bearer" = ["patients:read"]), ("session" = [])))]
 pub async fn read(
     State(state): State<AppState>,
-    Extension(principal): Extension<TokenPrincipal>,
+    Extension(principal): Extension<Principal>,
     Extension(client): Extension<ClientInfo>,
     Path(id): Path<String>,
 ) -> Result<axum::Json<PatientView>, ApiError> {
     let id = patient_id(&id)?;
-    let practice = state.store.practice(principal.practice_id).await?;
+    let practice = state.store.practice(practice_of(&principal)?).await?;
     let patient = state
         .store
         .read_patient(
-            principal.practice_id,
-            &actor(&principal),
+            practice_of(&principal)?,
+            &principal,
             &client.audit_context(),
             id,
         )
@@ -321,17 +370,17 @@ pub async fn read(
     params(("id" = uuid::Uuid, Path)),
     responses((status = 200, body = PatientView), (status = 404, body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 422, body = crate::error::Problem, content_type = "application/problem+json")),
-    security(("bearer" = ["patients:write"])))]
+    security(("bearer" = ["patients:write"]), ("session" = [])))]
 pub async fn update(
     State(state): State<AppState>,
-    Extension(principal): Extension<TokenPrincipal>,
+    Extension(principal): Extension<Principal>,
     Extension(client): Extension<ClientInfo>,
     Path(id): Path<String>,
     body: JsonBody<PatientPatch>,
 ) -> Result<axum::Json<PatientView>, ApiError> {
     let id = patient_id(&id)?;
-    let practice = state.store.practice(principal.practice_id).await?;
-    let ctx = state.store.input_context(principal.practice_id).await?;
+    let practice = state.store.practice(practice_of(&principal)?).await?;
+    let ctx = state.store.input_context(practice_of(&principal)?).await?;
     let b = body.value;
     let patch = PatientPatchInput {
         given_name: b.given_name.map(Sensitive::new),
@@ -345,8 +394,8 @@ pub async fn update(
     let patient = state
         .store
         .update_patient(
-            principal.practice_id,
-            &actor(&principal),
+            practice_of(&principal)?,
+            &principal,
             &client.audit_context(),
             id,
             &patch,
@@ -361,10 +410,10 @@ pub async fn update(
 /// List the practice's patients, oldest first.
 #[utoipa::path(get, path = "/api/v1/patients", tag = "patients", params(ListParams),
     responses((status = 200, body = PatientList)),
-    security(("bearer" = ["patients:read"])))]
+    security(("bearer" = ["patients:read"]), ("session" = [])))]
 pub async fn list(
     State(state): State<AppState>,
-    Extension(principal): Extension<TokenPrincipal>,
+    Extension(principal): Extension<Principal>,
     Extension(client): Extension<ClientInfo>,
     params: Result<Query<ListParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<axum::Json<PatientList>, ApiError> {
@@ -381,12 +430,12 @@ pub async fn list(
             "a number from 1 to 200",
         )]));
     }
-    let practice = state.store.practice(principal.practice_id).await?;
+    let practice = state.store.practice(practice_of(&principal)?).await?;
     let page = state
         .store
         .list_patients(
-            principal.practice_id,
-            &actor(&principal),
+            practice_of(&principal)?,
+            &principal,
             &client.audit_context(),
             params.after.map(PatientId::from_uuid),
             limit,
@@ -405,10 +454,10 @@ pub async fn list(
 /// Search patients by part of their name.
 #[utoipa::path(post, path = "/api/v1/patients/search", tag = "patients", request_body = SearchBody,
     responses((status = 200, body = PatientList), (status = 422, body = crate::error::Problem, content_type = "application/problem+json")),
-    security(("bearer" = ["patients:read"])))]
+    security(("bearer" = ["patients:read"]), ("session" = [])))]
 pub async fn search(
     State(state): State<AppState>,
-    Extension(principal): Extension<TokenPrincipal>,
+    Extension(principal): Extension<Principal>,
     Extension(client): Extension<ClientInfo>,
     body: JsonBody<SearchBody>,
 ) -> Result<axum::Json<PatientList>, ApiError> {
@@ -428,12 +477,12 @@ pub async fn search(
             "a number from 1 to 200",
         )]));
     }
-    let practice = state.store.practice(principal.practice_id).await?;
+    let practice = state.store.practice(practice_of(&principal)?).await?;
     let found = state
         .store
         .search_patients(
-            principal.practice_id,
-            &actor(&principal),
+            practice_of(&principal)?,
+            &principal,
             &client.audit_context(),
             q,
             limit,
@@ -448,14 +497,14 @@ pub async fn search(
 /// Find patients by exact phone, email or MRN. A family phone may match several patients.
 #[utoipa::path(post, path = "/api/v1/patients/lookup", tag = "patients", request_body = LookupBody,
     responses((status = 200, body = PatientList), (status = 422, body = crate::error::Problem, content_type = "application/problem+json")),
-    security(("bearer" = ["patients:read"])))]
+    security(("bearer" = ["patients:read"]), ("session" = [])))]
 pub async fn lookup(
     State(state): State<AppState>,
-    Extension(principal): Extension<TokenPrincipal>,
+    Extension(principal): Extension<Principal>,
     Extension(client): Extension<ClientInfo>,
     body: JsonBody<LookupBody>,
 ) -> Result<axum::Json<PatientList>, ApiError> {
-    let practice = state.store.practice(principal.practice_id).await?;
+    let practice = state.store.practice(practice_of(&principal)?).await?;
     let b = body.value;
     let lookup = match (b.phone, b.email, b.mrn) {
         (Some(p), None, None) => Lookup::Phone(
@@ -478,8 +527,8 @@ pub async fn lookup(
     let found = state
         .store
         .lookup_patients(
-            principal.practice_id,
-            &actor(&principal),
+            practice_of(&principal)?,
+            &principal,
             &client.audit_context(),
             &lookup,
         )
