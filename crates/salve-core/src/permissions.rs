@@ -112,10 +112,14 @@ pub enum Operation {
     AuditRead,
     /// Open a restricted patient with a reason.
     BreakGlass,
+    /// Read and acknowledge the practice's messaging guidelines.
+    GuidelinesRead,
+    /// Publish guidelines and see who acknowledged them.
+    GuidelinesEdit,
 }
 
 impl Operation {
-    pub const ALL: [Operation; 12] = [
+    pub const ALL: [Operation; 14] = [
         Operation::PatientCreate,
         Operation::PatientRead,
         Operation::PatientList,
@@ -128,6 +132,8 @@ impl Operation {
         Operation::TeamManage,
         Operation::AuditRead,
         Operation::BreakGlass,
+        Operation::GuidelinesRead,
+        Operation::GuidelinesEdit,
     ];
 
     /// Operations whose resource is one patient (and so may be restricted).
@@ -168,6 +174,8 @@ const ROLE_TABLE: &[(Role, &[Operation])] = &[
             Op::UserList,
             Op::UserManage,
             Op::TeamManage,
+            Op::GuidelinesRead,
+            Op::GuidelinesEdit,
         ],
     ),
     (
@@ -181,6 +189,7 @@ const ROLE_TABLE: &[(Role, &[Operation])] = &[
             Op::PatientUpdate,
             Op::UserList,
             Op::BreakGlass,
+            Op::GuidelinesRead,
         ],
     ),
     (
@@ -193,9 +202,13 @@ const ROLE_TABLE: &[(Role, &[Operation])] = &[
             Op::PatientLookup,
             Op::PatientUpdate,
             Op::UserList,
+            Op::GuidelinesRead,
         ],
     ),
-    (Role::Auditor, &[Op::AuditRead, Op::UserList]),
+    (
+        Role::Auditor,
+        &[Op::AuditRead, Op::UserList, Op::GuidelinesRead],
+    ),
 ];
 
 pub fn role_allows(role: Role, op: Operation) -> bool {
@@ -312,6 +325,53 @@ pub fn authorize(principal: &Principal, op: Operation, patient: Option<&PatientG
     }
 }
 
+/// Why a clinician broke the glass; the free-text reason comes with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BreakGlassCategory {
+    EmergencyTreatment,
+    ContinuityOfCare,
+    CoveringForColleague,
+    PatientRequest,
+    Other,
+}
+
+impl BreakGlassCategory {
+    pub const ALL: [BreakGlassCategory; 5] = [
+        Self::EmergencyTreatment,
+        Self::ContinuityOfCare,
+        Self::CoveringForColleague,
+        Self::PatientRequest,
+        Self::Other,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::EmergencyTreatment => "emergency_treatment",
+            Self::ContinuityOfCare => "continuity_of_care",
+            Self::CoveringForColleague => "covering_for_colleague",
+            Self::PatientRequest => "patient_request",
+            Self::Other => "other",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| c.as_str() == raw)
+    }
+}
+
+/// A break-glass reason: written out, 10 to 1000 characters.
+pub fn break_glass_reason(raw: &str) -> Result<crate::Sensitive<String>, crate::FieldError> {
+    let trimmed = raw.trim();
+    let n = trimmed.chars().count();
+    if !(10..=1000).contains(&n) || trimmed.chars().any(|c| c.is_control() && c != '\n') {
+        return Err(crate::FieldError::new(
+            "reason",
+            "a written reason of 10 to 1000 characters",
+        ));
+    }
+    Ok(crate::Sensitive::new(trimmed.to_owned()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -369,7 +429,10 @@ mod tests {
         assert!(!allowed(Role::Clinician).contains(&Op::UserManage));
         assert!(allowed(Role::Clinician).contains(&Op::BreakGlass));
         assert!(!allowed(Role::Staff).contains(&Op::BreakGlass));
-        assert_eq!(allowed(Role::Auditor), vec![Op::UserList, Op::AuditRead]);
+        assert_eq!(
+            allowed(Role::Auditor),
+            vec![Op::UserList, Op::AuditRead, Op::GuidelinesRead]
+        );
         assert!(
             !allowed(Role::Auditor).contains(&Op::PatientRead),
             "no patient content"
@@ -423,6 +486,22 @@ mod tests {
             ),
             Decision::Allow
         );
+    }
+
+    #[test]
+    fn break_glass_needs_a_real_reason() {
+        assert!(break_glass_reason("x").is_err());
+        assert!(break_glass_reason("          ").is_err());
+        assert!(break_glass_reason(&"y".repeat(1001)).is_err());
+        assert_eq!(
+            break_glass_reason("  covering Dr. Lee's patients today ")
+                .unwrap()
+                .expose(),
+            "covering Dr. Lee's patients today"
+        );
+        for c in BreakGlassCategory::ALL {
+            assert_eq!(BreakGlassCategory::parse(c.as_str()), Some(c));
+        }
     }
 
     #[test]

@@ -37,6 +37,8 @@ pub struct AppState {
     pub metrics: Arc<metrics::Metrics>,
     /// Bounds concurrent argon2 work (memory-hard: 19 MiB each).
     pub hash_permits: Arc<tokio::sync::Semaphore>,
+    /// Where notifications to staff go (the local outbox until real channels are configured).
+    pub provider: Arc<dyn salve_channels::Provider>,
 }
 
 impl AppState {
@@ -49,6 +51,30 @@ impl AppState {
             hash_permits: Arc::new(tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map_or(2, |n| n.get()),
             )),
+            provider: Arc::new(NoChannel),
         }
+    }
+
+    pub fn with_provider(mut self, provider: Arc<dyn salve_channels::Provider>) -> Self {
+        self.provider = provider;
+        self
+    }
+}
+
+/// Used until a channel is configured: every send fails, and the failure is audited.
+struct NoChannel;
+
+#[async_trait::async_trait]
+impl salve_channels::Provider for NoChannel {
+    fn name(&self) -> &'static str {
+        "none"
+    }
+    async fn send(
+        &self,
+        _message: &salve_channels::OutgoingMessage,
+    ) -> Result<salve_channels::SendReceipt, salve_channels::ProviderError> {
+        Err(salve_channels::ProviderError::Unavailable(
+            "no message channel is configured".into(),
+        ))
     }
 }

@@ -4,7 +4,7 @@ use axum::Json;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::api::{health, patients, session, users};
+use crate::api::{health, oversight, patients, session, users};
 use crate::error::{Problem, ProblemField};
 
 struct BearerAuth;
@@ -33,15 +33,22 @@ impl Modify for BearerAuth {
         session::sign_in, session::status, session::sign_out, session::sign_out_everywhere, session::verify_mfa,
         session::begin_enrollment, session::confirm_enrollment,
         users::list, users::set_role, users::reset_mfa,
+        oversight::break_glass, oversight::break_glass_report, oversight::guidelines, oversight::publish_guidelines,
+        oversight::acknowledge, oversight::acknowledgments,
     ),
     components(schemas(Problem, ProblemField, patients::PatientCreate, patients::PatientPatch, patients::PatientView,
         patients::PatientList, patients::ContactBody, patients::ContactView, patients::SearchBody, patients::LookupBody,
         patients::RestrictionBody, session::SignInBody, session::SignInStep, session::MfaBody, session::ConfirmBody,
-        session::Enrollment, session::RecoveryCodes, session::SessionStatus, users::StaffMember, users::StaffList, users::RoleBody)),
+        session::Enrollment, session::RecoveryCodes, session::SessionStatus, users::StaffMember, users::StaffList, users::RoleBody,
+        oversight::BreakGlassBody, oversight::BreakGlassGranted, oversight::BreakGlassEntry, oversight::BreakGlassReport,
+        oversight::GuidelinesView, oversight::GuidelinesBody, oversight::AcknowledgeBody, oversight::AcknowledgmentEntry,
+        oversight::AcknowledgmentList)),
     modifiers(&BearerAuth),
     tags((name = "patients", description = "Patients of the caller's practice"),
         (name = "session", description = "Staff sign-in, second factor, sign-out"),
-        (name = "users", description = "The practice's staff"), (name = "operations", description = "Health and readiness")),
+        (name = "users", description = "The practice's staff"),
+        (name = "audit", description = "Reports for the practice's auditors"),
+        (name = "guidelines", description = "The practice's messaging guidelines"), (name = "operations", description = "Health and readiness")),
 )]
 pub struct ApiDoc;
 

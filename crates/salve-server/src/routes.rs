@@ -13,7 +13,7 @@ use salve_core::permissions::{Decision, DenyReason, Operation, Principal, author
 use salve_store::SessionStage;
 
 use crate::AppState;
-use crate::api::{health, patients, session, users};
+use crate::api::{health, oversight, patients, session, users};
 use crate::auth::{self, Caller};
 use crate::context::ClientInfo;
 use crate::error::ApiError;
@@ -179,6 +179,42 @@ fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
             Op(PatientRestrict),
             put(patients::set_restriction),
         ),
+        r(
+            Method::POST,
+            "/api/v1/patients/{id}/break-glass",
+            Op(BreakGlass),
+            post(oversight::break_glass),
+        ),
+        r(
+            Method::GET,
+            "/api/v1/audit/break-glass",
+            Op(AuditRead),
+            get(oversight::break_glass_report),
+        ),
+        r(
+            Method::GET,
+            "/api/v1/guidelines",
+            Op(GuidelinesRead),
+            get(oversight::guidelines),
+        ),
+        r(
+            Method::PUT,
+            "/api/v1/guidelines",
+            Op(GuidelinesEdit),
+            put(oversight::publish_guidelines),
+        ),
+        r(
+            Method::POST,
+            "/api/v1/guidelines/acknowledge",
+            Op(GuidelinesRead),
+            post(oversight::acknowledge),
+        ),
+        r(
+            Method::GET,
+            "/api/v1/guidelines/acknowledgments",
+            Op(GuidelinesEdit),
+            get(oversight::acknowledgments),
+        ),
     ]
 }
 
@@ -301,6 +337,26 @@ async fn op_gate(
                     .await
             {
                 return ApiError::from(e).into_response();
+            }
+            // Staff acknowledge the current messaging guidelines before anything else.
+            if op != Operation::GuidelinesRead && op != Operation::GuidelinesEdit {
+                match state
+                    .store
+                    .guidelines_pending(session.practice_id, session.user_id)
+                    .await
+                {
+                    Ok(false) => {}
+                    Ok(true) => {
+                        let error = ApiError::new(
+                            axum::http::StatusCode::FORBIDDEN,
+                            "guidelines-acknowledgment-required",
+                            "Guidelines to acknowledge",
+                            "read and acknowledge the practice's messaging guidelines first (GET /api/v1/guidelines)",
+                        );
+                        return refuse(&state, scope, actor, ctx, error).await;
+                    }
+                    Err(e) => return ApiError::from(e).into_response(),
+                }
             }
             req.extensions_mut().insert(s.clone());
             Principal::Staff {

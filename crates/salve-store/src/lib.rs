@@ -14,6 +14,7 @@ mod error;
 mod identity;
 mod keyring;
 mod names;
+mod oversight;
 mod patients;
 mod practices;
 mod tx;
@@ -32,6 +33,7 @@ pub use error::StoreError;
 pub use identity::{
     Membership, Session, SessionEnd, SessionStage, ThrottleState, UserAuth, UserProfile,
 };
+pub use oversight::{Acknowledgment, BreakGlassGrant, Guidelines};
 pub use patients::{Idempotency, Lookup, MAX_PAGE, Patient, PatientPage};
 pub use practices::{Practice, TokenPrincipal};
 
@@ -145,6 +147,12 @@ impl Store {
 
     pub async fn describe_schema(&self) -> Result<SchemaDescription> {
         self.dialect.describe_schema(&self.pool).await
+    }
+
+    /// The key that seals the local outbox's files (the system sealing key).
+    pub async fn outbox_key(&self) -> Result<salve_crypto::SymmetricKey> {
+        let mut conn = self.pool.acquire().await?;
+        Ok(self.ring.system_data_keys(&mut conn).await?.sealing.clone())
     }
 
     /// Direct access for tests that tamper with rows or inject faults.

@@ -251,7 +251,7 @@ impl Store {
         .fetch_optional(&mut *conn)
         .await?;
         let restricted = restricted.ok_or(StoreError::NotFound)? != 0;
-        let named = match principal {
+        let (named, break_glass) = match principal {
             Principal::Staff { user, .. } if restricted => {
                 let row: Option<String> = sqlx::query_scalar(
                     "SELECT user_id FROM patient_access WHERE patient_id = $1 AND user_id = $2",
@@ -260,14 +260,14 @@ impl Store {
                 .bind(user.to_string())
                 .fetch_optional(&mut *conn)
                 .await?;
-                row.is_some()
+                (row.is_some(), self.has_break_glass(conn, id, *user).await?)
             }
-            _ => false,
+            _ => (false, false),
         };
         let guard = PatientGuard {
             restricted,
             named,
-            break_glass: false,
+            break_glass,
         };
         match authorize(principal, op, Some(&guard)) {
             Decision::Allow => Ok(()),
@@ -483,13 +483,16 @@ impl Store {
         let ids: Vec<String> = sqlx::query_scalar(
             "SELECT id FROM patients WHERE practice_id = $1 AND shredded_at IS NULL AND id > $2 \
              AND (restricted = 0 OR $4 = '' OR EXISTS (SELECT 1 FROM patient_access a \
-                  WHERE a.patient_id = patients.id AND a.user_id = $4)) \
+                  WHERE a.patient_id = patients.id AND a.user_id = $4) \
+                  OR EXISTS (SELECT 1 FROM break_glass_grants g \
+                  WHERE g.patient_id = patients.id AND g.user_id = $4 AND g.expires_at > $5)) \
              ORDER BY id LIMIT $3",
         )
         .bind(practice.to_string())
         .bind(after.map(|a| a.to_string()).unwrap_or_default())
         .bind(limit as i64 + 1)
         .bind(named_user)
+        .bind(tx.now_micros())
         .fetch_all(&mut *tx.tx)
         .await?;
         let more = ids.len() > limit;

@@ -87,6 +87,9 @@ pub enum Command {
         #[arg(long, conflicts_with = "file")]
         reapply_shreds: bool,
     },
+    /// Messages "sent" through the local outbox (the demo's stand-in for SMS and email).
+    #[command(subcommand)]
+    Outbox(OutboxCommand),
     /// Print the settings `serve` would use and where each came from (flag, env, file, default).
     /// Secrets are redacted.
     Config(Box<ServeArgs>),
@@ -237,4 +240,10 @@ pub enum KeysCommand {
         #[arg(long)]
         old_key_file: Option<PathBuf>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OutboxCommand {
+    /// Print every message in the local outbox (DATA_DIR/outbox), oldest first, as JSON lines.
+    List,
 }

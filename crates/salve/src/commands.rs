@@ -13,7 +13,7 @@ use salve_crypto::MasterKey;
 use salve_server::{AppState, ServerConfig, TlsFiles};
 use salve_store::{Store, StoreOptions};
 
-use crate::cli::{AdminCommand, AuditCommand, Cli, Command, KeysCommand, ServeArgs};
+use crate::cli::{AdminCommand, AuditCommand, Cli, Command, KeysCommand, OutboxCommand, ServeArgs};
 use crate::settings::{FileConfig, KeySource, ServeSettings, Settings};
 
 pub async fn run(cli: Cli, matches: clap::ArgMatches) -> anyhow::Result<ExitCode> {
@@ -52,6 +52,14 @@ pub async fn run(cli: Cli, matches: clap::ArgMatches) -> anyhow::Result<ExitCode
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo { port } => demo(port).await,
+        Command::Outbox(OutboxCommand::List) => {
+            let store = open_existing(&settings).await?;
+            let outbox = local_outbox(&settings, &store).await?;
+            for record in outbox.list()? {
+                println!("{}", serde_json::to_string(&record)?);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Config(args) => {
             let serve = ServeSettings::resolve(&args, &file)?;
             let sub = matches.subcommand_matches("config").unwrap_or(&matches);
@@ -140,6 +148,17 @@ async fn open_existing(settings: &Settings) -> anyhow::Result<Store> {
     Ok(Store::open(&options, key, Arc::new(SystemClock)).await?)
 }
 
+/// The local outbox in the data directory, sealed with the system key.
+async fn local_outbox(
+    settings: &Settings,
+    store: &Store,
+) -> anyhow::Result<salve_channels::LocalOutbox> {
+    Ok(salve_channels::LocalOutbox::new(
+        settings.data_dir.join("outbox"),
+        store.outbox_key().await?,
+    ))
+}
+
 fn inside(path: &Path, dir: &Path) -> bool {
     let abs = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
     abs(path).starts_with(abs(dir))
@@ -169,7 +188,8 @@ async fn serve(
     }
     let store = Arc::new(open_or_create(settings).await?);
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let state = AppState::new(store.clone(), clock, config);
+    let outbox = local_outbox(settings, &store).await?;
+    let state = AppState::new(store.clone(), clock, config).with_provider(Arc::new(outbox));
     let scheme = if serve.tls_cert.is_some() {
         "https"
     } else {
@@ -546,7 +566,9 @@ async fn demo(port: Option<u16>) -> anyhow::Result<ExitCode> {
     let mut config = ServerConfig::local(listen);
     config.audit_anchor = Some(dir.path().join("audit-anchor.jsonl"));
     config.checkpoint_interval = std::time::Duration::from_secs(30);
-    let state = AppState::new(store.clone(), Arc::new(SystemClock), config);
+    let outbox = local_outbox(&settings, &store).await?;
+    let state =
+        AppState::new(store.clone(), Arc::new(SystemClock), config).with_provider(Arc::new(outbox));
     let token_text = token.secret.as_str().to_owned();
     let data_dir = dir.path().display().to_string();
     salve_server::serve(state, shutdown_signal(), move |addr| {

@@ -1,0 +1,51 @@
+//! Channels that carry messages out of Salve. Every provider sits behind [`Provider`]; the
+//! [`LocalOutbox`] stands in for SMS and email in the demo and in tests.
+
+mod outbox;
+
+use async_trait::async_trait;
+use salve_core::Sensitive;
+use serde::{Deserialize, Serialize};
+
+pub use outbox::{LocalOutbox, OutboxRecord};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Channel {
+    Sms,
+    Email,
+}
+
+/// One message to send. `id` is stable across retries, so a provider can refuse a duplicate.
+#[derive(Debug, Clone)]
+pub struct OutgoingMessage {
+    pub id: uuid::Uuid,
+    pub channel: Channel,
+    /// E.164 phone number or email address.
+    pub to: Sensitive<String>,
+    pub subject: Option<String>,
+    pub body: Sensitive<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SendReceipt {
+    /// The provider's id for the message, for reconciliation.
+    pub provider_id: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProviderError {
+    /// The provider refused the message; retrying will not help.
+    #[error("rejected by the provider: {0}")]
+    Rejected(String),
+    /// The provider could not be reached or failed; whether it sent is unknown.
+    #[error("provider unavailable: {0}")]
+    Unavailable(String),
+}
+
+#[async_trait]
+pub trait Provider: Send + Sync {
+    fn name(&self) -> &'static str;
+    /// Sends, and returns only once the provider has durably accepted the message.
+    async fn send(&self, message: &OutgoingMessage) -> Result<SendReceipt, ProviderError>;
+}
