@@ -165,7 +165,7 @@ fn security_headers(state: &AppState, headers: &mut axum::http::HeaderMap) {
     set(
         headers,
         "content-security-policy",
-        "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+        "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'; report-uri /csp-report",
     );
     set(headers, "x-frame-options", "DENY");
     if state.config.public_url_is_https() {

@@ -20,8 +20,14 @@ struct RouteLabels {
     route: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DirectiveLabels {
+    directive: String,
+}
+
 pub struct Metrics {
     registry: Registry,
+    csp_reports: Family<DirectiveLabels, Counter>,
     requests: Family<RequestLabels, Counter>,
     latency: Family<RouteLabels, Histogram>,
 }
@@ -43,8 +49,15 @@ impl Metrics {
             "HTTP request latency by route template",
             latency.clone(),
         );
+        let csp_reports = Family::<DirectiveLabels, Counter>::default();
+        registry.register(
+            "csp_reports",
+            "Content-Security-Policy violation reports by directive",
+            csp_reports.clone(),
+        );
         Self {
             registry,
+            csp_reports,
             requests,
             latency,
         }
@@ -64,6 +77,14 @@ impl Metrics {
                 route: route.to_owned(),
             })
             .observe(seconds);
+    }
+
+    pub fn csp_report(&self, directive: &str) {
+        self.csp_reports
+            .get_or_create(&DirectiveLabels {
+                directive: directive.to_owned(),
+            })
+            .inc();
     }
 
     pub fn render(&self) -> String {

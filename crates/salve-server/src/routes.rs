@@ -84,6 +84,12 @@ fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
         ),
         r(
             Method::POST,
+            "/csp-report",
+            Public,
+            post(health::csp_report),
+        ),
+        r(
+            Method::POST,
             "/api/v1/session",
             Public,
             post(session::sign_in),

@@ -55,3 +55,45 @@ pub async fn metrics_with_token(State(state): State<AppState>, headers: HeaderMa
         ApiError::unauthorized().into_response()
     }
 }
+
+/// The directive names browsers report; anything else is counted as "other" so a client
+/// cannot put arbitrary text into metrics.
+const DIRECTIVES: &[&str] = &[
+    "default-src",
+    "script-src",
+    "script-src-elem",
+    "script-src-attr",
+    "style-src",
+    "style-src-elem",
+    "style-src-attr",
+    "img-src",
+    "font-src",
+    "connect-src",
+    "media-src",
+    "object-src",
+    "frame-src",
+    "child-src",
+    "worker-src",
+    "manifest-src",
+    "form-action",
+    "frame-ancestors",
+    "base-uri",
+];
+
+/// Content-Security-Policy violation reports. Only the violated directive is kept (as a metric):
+/// the blocked and document URIs could carry personal data.
+pub async fn csp_report(State(state): State<AppState>, body: axum::body::Bytes) -> StatusCode {
+    let value: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+    let report = value.get("csp-report").unwrap_or(&value);
+    let directive = report
+        .get("effective-directive")
+        .or_else(|| report.get("violated-directive"))
+        .and_then(|d| d.as_str())
+        .and_then(|d| d.split_whitespace().next())
+        .and_then(|d| DIRECTIVES.iter().find(|known| **known == d))
+        .copied()
+        .unwrap_or("other");
+    state.metrics.csp_report(directive);
+    tracing::warn!(directive, "content security policy violation reported");
+    StatusCode::NO_CONTENT
+}
