@@ -14,6 +14,7 @@ mod context;
 mod error;
 mod extract;
 mod metrics;
+mod notify;
 mod openapi;
 mod routes;
 mod serve;

@@ -414,3 +414,49 @@ async fn staff_acknowledge_each_version_of_the_guidelines_before_working() {
         2
     );
 }
+
+#[tokio::test]
+async fn a_sign_in_lock_is_audited_and_the_admins_are_told() {
+    let w = World::new(TestDatabase::sqlite()).await;
+    let (admin, _) = w.staff("admin@lakeside.example", Role::Admin, false).await;
+    w.staff("desk@lakeside.example", Role::Staff, false).await;
+    let attempt = || async {
+        let req = Request::builder()
+            .method(Method::POST)
+            .uri("/api/v1/session")
+            .header(header::CONTENT_TYPE, "application/json")
+            .header("sec-fetch-site", "same-origin")
+            .body(Body::from(
+                json!({"email": "desk@lakeside.example", "password": "not the password at all"})
+                    .to_string(),
+            ))
+            .unwrap();
+        w.router.clone().oneshot(req).await.unwrap().status()
+    };
+    for n in 1..=10 {
+        assert_eq!(attempt().await, StatusCode::UNAUTHORIZED, "attempt {n}");
+        // Wait out each growing delay (at most 64 s before the lock).
+        w.clock.advance(time::Duration::minutes(2));
+    }
+    assert!(
+        w.outbox.list().unwrap().len() == 1,
+        "one notification per lock"
+    );
+    let sent = &w.outbox.list().unwrap()[0];
+    assert_eq!(sent.to, "admin@lakeside.example");
+    assert!(sent.subject.as_deref().unwrap().contains("Sign-in lock"));
+    assert!(!sent.body.contains("desk@"), "the message names no account");
+    let actions = w.audit_actions().await;
+    assert!(
+        actions
+            .iter()
+            .any(|(a, _, o)| a == "auth.locked" && o == "denied")
+    );
+    assert!(
+        actions
+            .iter()
+            .any(|(a, t, _)| a == "notification.sent" && t.contains(&admin.to_string()))
+    );
+    // Locked now, even with the right timing: 429 until 15 minutes pass.
+    assert_eq!(attempt().await, StatusCode::TOO_MANY_REQUESTS);
+}

@@ -818,6 +818,18 @@ impl Store {
             .await
     }
 
+    /// The enabled admins of a practice.
+    pub async fn practice_admins(&self, practice: PracticeId) -> Result<Vec<UserId>> {
+        let rows: Vec<String> = sqlx::query_scalar(
+            "SELECT m.user_id FROM memberships m JOIN users u ON u.id = m.user_id \
+             WHERE m.practice_id = $1 AND m.role = 'admin' AND u.disabled_at IS NULL ORDER BY m.user_id",
+        )
+        .bind(practice.to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| parse_user(r)).collect()
+    }
+
     /// The privacy officers of a practice (the admins when none is flagged).
     pub async fn privacy_officers(&self, practice: PracticeId) -> Result<Vec<UserId>> {
         let rows: Vec<(String, String, i64)> = sqlx::query_as(

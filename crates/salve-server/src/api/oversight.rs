@@ -4,10 +4,8 @@ use axum::Extension;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use salve_channels::{Channel, OutgoingMessage};
-use salve_core::audit::{Action, AuditEvent, ChainScope, Outcome, RequestContext};
 use salve_core::permissions::{BreakGlassCategory, Principal, break_glass_reason};
-use salve_core::{FieldError, PracticeId, Sensitive};
+use salve_core::{FieldError, PracticeId};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -93,48 +91,6 @@ fn practice_of(principal: &Principal) -> Result<PracticeId, ApiError> {
         .ok_or_else(|| ApiError::forbidden("an operator has no practice here"))
 }
 
-/// Tells the privacy officers (or the admins) that break-glass was used. The message names no
-/// patient; details are in the auditor's report. Each send, or failure, is audited.
-async fn notify_officers(
-    state: &AppState,
-    practice: PracticeId,
-    ctx: &RequestContext,
-) -> Result<(), ApiError> {
-    let name = state.store.practice(practice).await?.name;
-    for officer in state.store.privacy_officers(practice).await? {
-        let profile = state.store.user_profile(officer).await?;
-        let message = OutgoingMessage {
-            id: uuid::Uuid::now_v7(),
-            channel: Channel::Email,
-            to: profile.email.clone(),
-            subject: Some(format!("Break-glass access at {name}")),
-            body: Sensitive::new(format!(
-                "A clinician at {name} opened a restricted patient's record with break-glass. \
-                 Review the reason in Salve's break-glass report."
-            )),
-        };
-        let outcome = match state.provider.send(&message).await {
-            Ok(_) => Outcome::Success,
-            Err(e) => {
-                tracing::warn!(provider = state.provider.name(), error = %e, "break-glass notification failed");
-                Outcome::Failure
-            }
-        };
-        state
-            .store
-            .record_audit(AuditEvent {
-                scope: ChainScope::Practice(practice),
-                actor: salve_core::audit::Actor::System,
-                action: Action::NotificationSent,
-                targets: vec![officer.to_string(), message.id.to_string()],
-                outcome,
-                context: ctx.clone(),
-            })
-            .await?;
-    }
-    Ok(())
-}
-
 /// Open a restricted patient for a limited time, giving a reason. The privacy officer is told.
 #[utoipa::path(post, path = "/api/v1/patients/{id}/break-glass", tag = "patients", request_body = BreakGlassBody,
     params(("id" = uuid::Uuid, Path)),
@@ -173,7 +129,20 @@ pub async fn break_glass(
             salve_store::StoreError::NotFound => ApiError::not_found("patient"),
             other => other.into(),
         })?;
-    notify_officers(&state, practice, &ctx).await?;
+    let name = state.store.practice(practice).await?.name;
+    let officers = state.store.privacy_officers(practice).await?;
+    crate::notify::email_staff(
+        &state,
+        practice,
+        &officers,
+        &format!("Break-glass access at {name}"),
+        &format!(
+            "A clinician at {name} opened a restricted patient's record with break-glass. \
+             Review the reason in Salve's break-glass report."
+        ),
+        &ctx,
+    )
+    .await?;
     Ok((
         StatusCode::CREATED,
         axum::Json(BreakGlassGranted {

@@ -143,6 +143,28 @@ fn with_cookie(state: &AppState, token: &str, body: impl Serialize) -> Response 
     response
 }
 
+/// Tells the practice's admins that an account of theirs was locked after repeated failures.
+async fn notify_lock(
+    state: &AppState,
+    practice: salve_core::PracticeId,
+    ctx: &salve_core::audit::RequestContext,
+) -> Result<(), ApiError> {
+    let name = state.store.practice(practice).await?.name;
+    let admins = state.store.practice_admins(practice).await?;
+    crate::notify::email_staff(
+        state,
+        practice,
+        &admins,
+        &format!("Sign-in lock at {name}"),
+        &format!(
+            "An account at {name} was locked for 15 minutes after repeated failed sign-ins. \
+             See the audit log for details."
+        ),
+        ctx,
+    )
+    .await
+}
+
 /// Runs argon2 off the async runtime, a few at a time.
 async fn verify_password(
     state: &AppState,
@@ -218,8 +240,6 @@ pub async fn sign_in(
                     .record_sign_in(*practice, user_id, Action::SignIn, Outcome::Failure, &ctx)
                     .await?;
                 if states.iter().any(|s| throttle::locks_now(s.failures)) {
-                    // The practice's admins see the lock in their audit view; notification by
-                    // message arrives with the outbox (see docs/security.md).
                     state
                         .store
                         .record_sign_in(
@@ -230,6 +250,9 @@ pub async fn sign_in(
                             &ctx,
                         )
                         .await?;
+                    if let Some(practice) = practice {
+                        notify_lock(&state, *practice, &ctx).await?;
+                    }
                 }
             }
             return Err(wrong_credentials());
@@ -402,6 +425,7 @@ pub async fn verify_mfa(
                     &ctx,
                 )
                 .await?;
+            notify_lock(&state, session.practice_id, &ctx).await?;
         }
         return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
