@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use crate::ids::{PracticeId, TokenId, UserId};
+use crate::ids::{PatientId, PracticeId, TokenId, UserId};
 
 /// One chain per practice, plus one for actions outside any practice.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -49,6 +49,8 @@ pub enum Actor {
     User(UserId),
     /// Someone not yet identified (a failed sign-in): no id to record.
     Anonymous,
+    /// A patient who proved who they are through a secure link.
+    Patient(PatientId),
 }
 
 impl Actor {
@@ -59,6 +61,7 @@ impl Actor {
             Self::ApiToken(_) => "token",
             Self::User(_) => "user",
             Self::Anonymous => "anonymous",
+            Self::Patient(_) => "patient",
         }
     }
     pub fn id(&self) -> String {
@@ -66,6 +69,7 @@ impl Actor {
             Self::System | Self::Cli | Self::Anonymous => String::new(),
             Self::ApiToken(id) => id.to_string(),
             Self::User(id) => id.to_string(),
+            Self::Patient(id) => id.to_string(),
         }
     }
 }
@@ -86,6 +90,14 @@ pub enum Action {
     GuidelinesPublish,
     GuidelinesAcknowledge,
     NotificationSent,
+    LinkCreate,
+    LinkOpen,
+    LinkRevoke,
+    LinkDateOfBirthFailed,
+    LinkCodeSent,
+    LinkCodeFailed,
+    LinkLocked,
+    LinkVerified,
     KeysRotateBegin,
     KeysRotateFinish,
     BackupRestore,
@@ -118,6 +130,14 @@ impl Action {
             Self::GuidelinesPublish => "guidelines.publish",
             Self::GuidelinesAcknowledge => "guidelines.acknowledge",
             Self::NotificationSent => "notification.sent",
+            Self::LinkCreate => "link.create",
+            Self::LinkOpen => "link.open",
+            Self::LinkRevoke => "link.revoke",
+            Self::LinkDateOfBirthFailed => "link.birth_date_failed",
+            Self::LinkCodeSent => "link.code_sent",
+            Self::LinkCodeFailed => "link.code_failed",
+            Self::LinkLocked => "link.locked",
+            Self::LinkVerified => "link.verified",
             Self::KeysRotateBegin => "keys.rotate.begin",
             Self::KeysRotateFinish => "keys.rotate.finish",
             Self::BackupRestore => "backup.restore",

@@ -4,6 +4,7 @@
 pub mod audit;
 pub mod clock;
 pub mod ids;
+pub mod links;
 pub mod password_policy;
 pub mod patient;
 pub mod permissions;

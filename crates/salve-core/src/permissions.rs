@@ -116,10 +116,12 @@ pub enum Operation {
     GuidelinesRead,
     /// Publish guidelines and see who acknowledged them.
     GuidelinesEdit,
+    /// Send a patient a secure link, or revoke one.
+    SecureLinkSend,
 }
 
 impl Operation {
-    pub const ALL: [Operation; 14] = [
+    pub const ALL: [Operation; 15] = [
         Operation::PatientCreate,
         Operation::PatientRead,
         Operation::PatientList,
@@ -134,13 +136,18 @@ impl Operation {
         Operation::BreakGlass,
         Operation::GuidelinesRead,
         Operation::GuidelinesEdit,
+        Operation::SecureLinkSend,
     ];
 
     /// Operations whose resource is one patient (and so may be restricted).
     pub fn is_patient_operation(self) -> bool {
         matches!(
             self,
-            Self::PatientRead | Self::PatientUpdate | Self::PatientRestrict | Self::BreakGlass
+            Self::PatientRead
+                | Self::PatientUpdate
+                | Self::PatientRestrict
+                | Self::BreakGlass
+                | Self::SecureLinkSend
         )
     }
 }
@@ -148,7 +155,9 @@ impl Operation {
 /// The scope a token needs for an operation; `None`: tokens may not do it.
 pub fn required_scope(op: Operation) -> Option<Scope> {
     match op {
-        Operation::PatientCreate | Operation::PatientUpdate => Some(Scope::PatientsWrite),
+        Operation::PatientCreate | Operation::PatientUpdate | Operation::SecureLinkSend => {
+            Some(Scope::PatientsWrite)
+        }
         Operation::PatientRead
         | Operation::PatientList
         | Operation::PatientSearch
@@ -171,6 +180,7 @@ const ROLE_TABLE: &[(Role, &[Operation])] = &[
             Op::PatientLookup,
             Op::PatientUpdate,
             Op::PatientRestrict,
+            Op::SecureLinkSend,
             Op::UserList,
             Op::UserManage,
             Op::TeamManage,
@@ -187,6 +197,7 @@ const ROLE_TABLE: &[(Role, &[Operation])] = &[
             Op::PatientSearch,
             Op::PatientLookup,
             Op::PatientUpdate,
+            Op::SecureLinkSend,
             Op::UserList,
             Op::BreakGlass,
             Op::GuidelinesRead,

@@ -42,3 +42,25 @@ mod tests {
         assert_ne!(a.hash, b.hash);
     }
 }
+
+/// A 6-digit one-time code, drawn uniformly (leading zeros kept), and the hash to store.
+pub fn numeric_code() -> NewToken {
+    use rand::Rng;
+    let n: u32 = rand::rngs::OsRng.gen_range(0..1_000_000);
+    let secret = Zeroizing::new(format!("{n:06}"));
+    let hash = hash(&secret);
+    NewToken { secret, hash }
+}
+
+#[cfg(test)]
+mod code_tests {
+    #[test]
+    fn numeric_codes_are_six_digits() {
+        for _ in 0..100 {
+            let c = super::numeric_code();
+            assert_eq!(c.secret.len(), 6);
+            assert!(c.secret.chars().all(|ch| ch.is_ascii_digit()));
+            assert_eq!(super::hash(&c.secret), c.hash);
+        }
+    }
+}

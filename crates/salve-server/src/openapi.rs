@@ -4,7 +4,7 @@ use axum::Json;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::api::{health, oversight, patients, session, users};
+use crate::api::{health, oversight, patients, portal, session, users};
 use crate::error::{Problem, ProblemField};
 
 struct BearerAuth;
@@ -35,6 +35,7 @@ impl Modify for BearerAuth {
         users::list, users::set_role, users::reset_mfa,
         oversight::break_glass, oversight::break_glass_report, oversight::guidelines, oversight::publish_guidelines,
         oversight::acknowledge, oversight::acknowledgments,
+        portal::send_link, portal::revoke_link, portal::submit_birth_date, portal::submit_code, portal::me,
     ),
     components(schemas(Problem, ProblemField, patients::PatientCreate, patients::PatientPatch, patients::PatientView,
         patients::PatientList, patients::ContactBody, patients::ContactView, patients::SearchBody, patients::LookupBody,
@@ -42,13 +43,15 @@ impl Modify for BearerAuth {
         session::Enrollment, session::RecoveryCodes, session::SessionStatus, users::StaffMember, users::StaffList, users::RoleBody,
         oversight::BreakGlassBody, oversight::BreakGlassGranted, oversight::BreakGlassEntry, oversight::BreakGlassReport,
         oversight::GuidelinesView, oversight::GuidelinesBody, oversight::AcknowledgeBody, oversight::AcknowledgmentEntry,
-        oversight::AcknowledgmentList)),
+        oversight::AcknowledgmentList, portal::SendLinkBody, portal::LinkSent, portal::BirthDateBody, portal::CodeBody,
+        portal::PortalStep, portal::PortalMe)),
     modifiers(&BearerAuth),
     tags((name = "patients", description = "Patients of the caller's practice"),
         (name = "session", description = "Staff sign-in, second factor, sign-out"),
         (name = "users", description = "The practice's staff"),
         (name = "audit", description = "Reports for the practice's auditors"),
-        (name = "guidelines", description = "The practice's messaging guidelines"), (name = "operations", description = "Health and readiness")),
+        (name = "guidelines", description = "The practice's messaging guidelines"),
+        (name = "portal", description = "Patients verifying a secure link: possession of the phone or inbox plus a knowledge check"), (name = "operations", description = "Health and readiness")),
 )]
 pub struct ApiDoc;
 

@@ -13,7 +13,7 @@ use salve_core::permissions::{Decision, DenyReason, Operation, Principal, author
 use salve_store::SessionStage;
 
 use crate::AppState;
-use crate::api::{health, oversight, patients, session, users};
+use crate::api::{health, oversight, patients, portal, session, users};
 use crate::auth::{self, Caller};
 use crate::context::ClientInfo;
 use crate::error::ApiError;
@@ -28,6 +28,10 @@ pub enum Access {
     Session(&'static [SessionStage]),
     /// The metrics token (when metrics are served on the main listener).
     MetricsToken,
+    /// A patient holding a secure link (checked by the handler: the link's state decides).
+    PatientLink,
+    /// A patient who verified through a secure link (checked by the handler).
+    PatientSession,
 }
 
 #[derive(Debug, Clone)]
@@ -221,6 +225,42 @@ fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
             Op(GuidelinesEdit),
             get(oversight::acknowledgments),
         ),
+        r(
+            Method::POST,
+            "/api/v1/patients/{id}/secure-links",
+            Op(SecureLinkSend),
+            post(portal::send_link),
+        ),
+        r(
+            Method::DELETE,
+            "/api/v1/secure-links/{id}",
+            Op(SecureLinkSend),
+            delete(portal::revoke_link),
+        ),
+        r(
+            Method::GET,
+            "/p/{token}",
+            PatientLink,
+            get(portal::open_link),
+        ),
+        r(
+            Method::POST,
+            "/api/v1/portal/birth-date",
+            PatientLink,
+            post(portal::submit_birth_date),
+        ),
+        r(
+            Method::POST,
+            "/api/v1/portal/code",
+            PatientLink,
+            post(portal::submit_code),
+        ),
+        r(
+            Method::GET,
+            "/api/v1/portal/me",
+            PatientSession,
+            get(portal::me),
+        ),
     ]
 }
 
@@ -234,7 +274,10 @@ pub(crate) fn router(state: &AppState) -> axum::Router<AppState> {
     for (spec, handler) in table() {
         let passive = spec.passive;
         let handler = match spec.access {
-            Access::Public | Access::MetricsToken => handler,
+            Access::Public
+            | Access::MetricsToken
+            | Access::PatientLink
+            | Access::PatientSession => handler,
             Access::Op(op) => handler.route_layer(middleware::from_fn_with_state(
                 state.clone(),
                 move |State(s): State<AppState>, req: Request, next: Next| {

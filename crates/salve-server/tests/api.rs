@@ -863,6 +863,17 @@ async fn every_declared_route_exists_and_token_routes_refuse_anonymous_callers()
                 StatusCode::NOT_FOUND,
                 "metrics are off by default"
             ),
+            // Opening a link only redirects; the verification steps need a link cookie.
+            Access::PatientLink if spec.method == Method::GET => {
+                assert_eq!(r.status, StatusCode::SEE_OTHER)
+            }
+            Access::PatientLink | Access::PatientSession => assert!(
+                r.status.is_client_error(),
+                "{} {}: {}",
+                spec.method,
+                spec.path,
+                r.status
+            ),
             // Signing in with no body is a client error, not a server one.
             Access::Public if spec.path == "/api/v1/session" => assert!(
                 r.status.is_client_error(),

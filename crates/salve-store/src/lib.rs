@@ -13,6 +13,7 @@ mod dialect;
 mod error;
 mod identity;
 mod keyring;
+mod links;
 mod names;
 mod oversight;
 mod patients;
@@ -33,6 +34,7 @@ pub use error::StoreError;
 pub use identity::{
     Membership, Session, SessionEnd, SessionStage, ThrottleState, UserAuth, UserProfile,
 };
+pub use links::{LinkInfo, PatientSession};
 pub use oversight::{Acknowledgment, BreakGlassGrant, Guidelines};
 pub use patients::{Idempotency, Lookup, MAX_PAGE, Patient, PatientPage};
 pub use practices::{Practice, TokenPrincipal};

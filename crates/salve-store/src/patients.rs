@@ -278,6 +278,19 @@ impl Store {
         }
     }
 
+    /// The gate for other modules' operations on one patient.
+    pub(crate) async fn guard_patient_op(
+        &self,
+        conn: &mut AnyConnection,
+        practice: PracticeId,
+        principal: &Principal,
+        op: Operation,
+        id: PatientId,
+    ) -> Result<()> {
+        check_practice(principal, practice)?;
+        self.guard_patient(conn, practice, principal, op, id).await
+    }
+
     /// Whether a patient may appear in this principal's lists, searches and look-ups.
     async fn visible(
         &self,
