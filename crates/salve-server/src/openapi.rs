@@ -4,7 +4,7 @@ use axum::Json;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::api::{health, oversight, patients, portal, session, users};
+use crate::api::{health, oversight, patients, portal, session, teams, users};
 use crate::error::{Problem, ProblemField};
 
 struct BearerAuth;
@@ -36,6 +36,7 @@ impl Modify for BearerAuth {
         oversight::break_glass, oversight::break_glass_report, oversight::guidelines, oversight::publish_guidelines,
         oversight::acknowledge, oversight::acknowledgments,
         portal::send_link, portal::revoke_link, portal::submit_birth_date, portal::submit_code, portal::me,
+        teams::list, teams::create, teams::set_members, teams::delete,
     ),
     components(schemas(Problem, ProblemField, patients::PatientCreate, patients::PatientPatch, patients::PatientView,
         patients::PatientList, patients::ContactBody, patients::ContactView, patients::SearchBody, patients::LookupBody,
@@ -44,7 +45,8 @@ impl Modify for BearerAuth {
         oversight::BreakGlassBody, oversight::BreakGlassGranted, oversight::BreakGlassEntry, oversight::BreakGlassReport,
         oversight::GuidelinesView, oversight::GuidelinesBody, oversight::AcknowledgeBody, oversight::AcknowledgmentEntry,
         oversight::AcknowledgmentList, portal::SendLinkBody, portal::LinkSent, portal::BirthDateBody, portal::CodeBody,
-        portal::PortalStep, portal::PortalMe)),
+        portal::PortalStep, portal::PortalMe, teams::TeamView, teams::TeamList, teams::TeamBody, teams::MembersBody,
+        teams::TeamCreated)),
     modifiers(&BearerAuth),
     tags((name = "patients", description = "Patients of the caller's practice"),
         (name = "session", description = "Staff sign-in, second factor, sign-out"),

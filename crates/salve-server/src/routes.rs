@@ -13,7 +13,7 @@ use salve_core::permissions::{Decision, DenyReason, Operation, Principal, author
 use salve_store::SessionStage;
 
 use crate::AppState;
-use crate::api::{health, oversight, patients, portal, session, users};
+use crate::api::{health, oversight, patients, portal, session, teams, users};
 use crate::auth::{self, Caller};
 use crate::context::ClientInfo;
 use crate::error::ApiError;
@@ -260,6 +260,25 @@ fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
             "/api/v1/portal/me",
             PatientSession,
             get(portal::me),
+        ),
+        r(Method::GET, "/api/v1/teams", Op(UserList), get(teams::list)),
+        r(
+            Method::POST,
+            "/api/v1/teams",
+            Op(TeamManage),
+            post(teams::create),
+        ),
+        r(
+            Method::PUT,
+            "/api/v1/teams/{id}/members",
+            Op(TeamManage),
+            put(teams::set_members),
+        ),
+        r(
+            Method::DELETE,
+            "/api/v1/teams/{id}",
+            Op(TeamManage),
+            delete(teams::delete),
         ),
     ]
 }

@@ -460,3 +460,147 @@ async fn a_sign_in_lock_is_audited_and_the_admins_are_told() {
     // Locked now, even with the right timing: 429 until 15 minutes pass.
     assert_eq!(attempt().await, StatusCode::TOO_MANY_REQUESTS);
 }
+
+#[tokio::test]
+async fn teams_are_the_admins_and_other_practices_cannot_touch_them() {
+    for db in TestDatabase::all().await {
+        let w = World::new(db).await;
+        let (_, admin) = w.staff("admin@lakeside.example", Role::Admin, false).await;
+        let (desk_id, desk) = w.staff("desk@lakeside.example", Role::Staff, false).await;
+        let (status, created) = w
+            .send(
+                Method::POST,
+                "/api/v1/teams",
+                &admin,
+                Some(json!({"name": "Front desk"})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED);
+        let team = created["id"].as_str().unwrap().to_owned();
+        let (status, _) = w
+            .send(
+                Method::POST,
+                "/api/v1/teams",
+                &admin,
+                Some(json!({"name": "Front desk"})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CONFLICT);
+        let (status, _) = w
+            .send(
+                Method::POST,
+                "/api/v1/teams",
+                &desk,
+                Some(json!({"name": "Mine"})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "staff cannot manage teams");
+        let members = format!("/api/v1/teams/{team}/members");
+        let (status, _) = w
+            .send(
+                Method::PUT,
+                &members,
+                &admin,
+                Some(json!({"members": [desk_id.to_string()]})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::NO_CONTENT);
+        let (status, list) = w.send(Method::GET, "/api/v1/teams", &desk, None).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(list["teams"][0]["members"][0], desk_id.to_string());
+
+        // Another practice's admin: the team, its members and the users are invisible (404).
+        let other = w
+            .store
+            .create_practice(Actor::Cli, "Elsewhere", "US", "America/Denver")
+            .await
+            .unwrap()
+            .id;
+        let outsider = w
+            .store
+            .create_user(
+                &Actor::Cli,
+                &RequestContext::default(),
+                other,
+                &Sensitive::new("admin@elsewhere.example".into()),
+                &Sensitive::new("Other admin".into()),
+                None,
+                Role::Admin,
+                false,
+            )
+            .await
+            .unwrap();
+        let token = salve_crypto::token::mint("salve_s");
+        let now = salve_core::clock::to_micros(w.clock.now());
+        w.store
+            .create_session(
+                outsider,
+                other,
+                SessionStage::Active,
+                &token.hash,
+                900,
+                now + 3600 * 1_000_000,
+            )
+            .await
+            .unwrap();
+        let outsider_cookie = format!("salve_session={}", token.secret.as_str());
+        let (status, _) = w
+            .send(
+                Method::PUT,
+                &members,
+                &outsider_cookie,
+                Some(json!({"members": []})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        let (status, _) = w
+            .send(
+                Method::DELETE,
+                &format!("/api/v1/teams/{team}"),
+                &outsider_cookie,
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        let (status, _) = w
+            .send(
+                Method::PUT,
+                &format!("/api/v1/users/{desk_id}/role"),
+                &outsider_cookie,
+                Some(json!({"role": "admin"})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        let (_, list) = w
+            .send(Method::GET, "/api/v1/teams", &outsider_cookie, None)
+            .await;
+        assert_eq!(list["teams"].as_array().unwrap().len(), 0);
+        let (_, users) = w
+            .send(Method::GET, "/api/v1/users", &outsider_cookie, None)
+            .await;
+        assert_eq!(
+            users["users"].as_array().unwrap().len(),
+            1,
+            "only their own practice's staff"
+        );
+        // An outsider cannot be made a team member here either.
+        let (status, _) = w
+            .send(
+                Method::PUT,
+                &members,
+                &admin,
+                Some(json!({"members": [outsider.to_string()]})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        let (status, _) = w
+            .send(
+                Method::DELETE,
+                &format!("/api/v1/teams/{team}"),
+                &admin,
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::NO_CONTENT);
+    }
+}

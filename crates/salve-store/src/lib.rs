@@ -18,6 +18,7 @@ mod names;
 mod oversight;
 mod patients;
 mod practices;
+mod teams;
 mod tx;
 
 use std::path::PathBuf;
@@ -38,6 +39,7 @@ pub use links::{LinkInfo, PatientSession};
 pub use oversight::{Acknowledgment, BreakGlassGrant, Guidelines};
 pub use patients::{Idempotency, Lookup, MAX_PAGE, Patient, PatientPage};
 pub use practices::{Practice, TokenPrincipal};
+pub use teams::Team;
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 

@@ -3,4 +3,5 @@ pub mod oversight;
 pub mod patients;
 pub mod portal;
 pub mod session;
+pub mod teams;
 pub mod users;
