@@ -13,7 +13,7 @@ use salve_core::permissions::{Decision, DenyReason, Operation, Principal, author
 use salve_store::SessionStage;
 
 use crate::AppState;
-use crate::api::{health, oversight, patients, portal, session, teams, users};
+use crate::api::{account, health, oversight, patients, portal, session, teams, users};
 use crate::auth::{self, Caller};
 use crate::context::ClientInfo;
 use crate::error::ApiError;
@@ -32,6 +32,8 @@ pub enum Access {
     PatientLink,
     /// A patient who verified through a secure link (checked by the handler).
     PatientSession,
+    /// A staff invitation or password-reset link (checked by the handler).
+    AccountLink,
 }
 
 #[derive(Debug, Clone)]
@@ -280,6 +282,36 @@ fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
             Op(TeamManage),
             delete(teams::delete),
         ),
+        r(
+            Method::POST,
+            "/api/v1/users/invite",
+            Op(UserManage),
+            post(account::invite),
+        ),
+        r(
+            Method::POST,
+            "/api/v1/password-reset",
+            Public,
+            post(account::request_reset),
+        ),
+        r(
+            Method::GET,
+            "/invite/{token}",
+            AccountLink,
+            get(account::open_account_link),
+        ),
+        r(
+            Method::GET,
+            "/reset/{token}",
+            AccountLink,
+            get(account::open_account_link),
+        ),
+        r(
+            Method::POST,
+            "/api/v1/account/password",
+            AccountLink,
+            post(account::set_password),
+        ),
     ]
 }
 
@@ -296,7 +328,8 @@ pub(crate) fn router(state: &AppState) -> axum::Router<AppState> {
             Access::Public
             | Access::MetricsToken
             | Access::PatientLink
-            | Access::PatientSession => handler,
+            | Access::PatientSession
+            | Access::AccountLink => handler,
             Access::Op(op) => handler.route_layer(middleware::from_fn_with_state(
                 state.clone(),
                 move |State(s): State<AppState>, req: Request, next: Next| {

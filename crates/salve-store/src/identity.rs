@@ -889,3 +889,220 @@ async fn membership_scopes(conn: &mut AnyConnection, user: UserId) -> Result<Vec
     }
     Ok(scopes)
 }
+
+/// Why an account token exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccountTokenPurpose {
+    Invite,
+    Reset,
+}
+
+impl AccountTokenPurpose {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Invite => "invite",
+            Self::Reset => "reset",
+        }
+    }
+}
+
+/// A usable invitation or reset token.
+#[derive(Debug, Clone)]
+pub struct AccountToken {
+    pub id: uuid::Uuid,
+    pub user_id: UserId,
+    pub practice_id: Option<PracticeId>,
+    pub purpose: AccountTokenPurpose,
+}
+
+impl Store {
+    /// Invites a person to a practice. A new account gets no password and an invitation token
+    /// (returns `true`); an existing account just gains the membership (returns `false`).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn invite_user(
+        &self,
+        actor: &Actor,
+        ctx: &RequestContext,
+        practice: PracticeId,
+        email: &Sensitive<String>,
+        display_name: &Sensitive<String>,
+        role: Role,
+        token_hash: &[u8; 32],
+        ttl_secs: i64,
+    ) -> Result<(UserId, bool)> {
+        if let Some(existing) = self.user_for_sign_in(email.expose()).await? {
+            let mut tx = self.begin().await?;
+            let now = tx.now_micros();
+            let added = sqlx::query(
+                "INSERT INTO memberships (user_id, practice_id, role, privacy_officer, created_at) VALUES ($1, $2, $3, 0, $4) \
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(existing.id.to_string())
+            .bind(practice.to_string())
+            .bind(role.as_str())
+            .bind(now)
+            .execute(&mut *tx.tx)
+            .await?
+            .rows_affected();
+            if added == 0 {
+                return Err(StoreError::Conflict(
+                    "this person is already a member of the practice",
+                ));
+            }
+            tx.audit(event(
+                ChainScope::Practice(practice),
+                actor.clone(),
+                Action::MembershipChange,
+                vec![existing.id.to_string()],
+                Outcome::Success,
+                ctx,
+            ));
+            tx.commit().await?;
+            return Ok((existing.id, false));
+        }
+        let user = self
+            .create_user(actor, ctx, practice, email, display_name, None, role, false)
+            .await?;
+        self.create_account_token(
+            user,
+            Some(practice),
+            AccountTokenPurpose::Invite,
+            token_hash,
+            ttl_secs,
+            actor,
+            ctx,
+        )
+        .await?;
+        Ok((user, true))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub async fn create_account_token(
+        &self,
+        user: UserId,
+        practice: Option<PracticeId>,
+        purpose: AccountTokenPurpose,
+        token_hash: &[u8; 32],
+        ttl_secs: i64,
+        actor: &Actor,
+        ctx: &RequestContext,
+    ) -> Result<()> {
+        let mut tx = self.begin().await?;
+        let now = tx.now_micros();
+        // A new token replaces any unused one of the same purpose.
+        sqlx::query("UPDATE account_tokens SET used_at = $1 WHERE user_id = $2 AND purpose = $3 AND used_at IS NULL")
+            .bind(now)
+            .bind(user.to_string())
+            .bind(purpose.as_str())
+            .execute(&mut *tx.tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO account_tokens (id, token_hash, user_id, practice_id, purpose, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(uuid::Uuid::now_v7().to_string())
+        .bind(token_hash.to_vec())
+        .bind(user.to_string())
+        .bind(practice.map(|p| p.to_string()))
+        .bind(purpose.as_str())
+        .bind(now)
+        .bind(now + ttl_secs * 1_000_000)
+        .execute(&mut *tx.tx)
+        .await?;
+        let action = match purpose {
+            AccountTokenPurpose::Invite => Action::UserInvite,
+            AccountTokenPurpose::Reset => Action::PasswordResetRequest,
+        };
+        let scopes = match practice {
+            Some(p) => vec![ChainScope::Practice(p)],
+            None => membership_scopes(&mut tx.tx, user).await?,
+        };
+        for scope in scopes {
+            tx.audit(event(
+                scope,
+                actor.clone(),
+                action,
+                vec![user.to_string()],
+                Outcome::Success,
+                ctx,
+            ));
+        }
+        tx.commit().await
+    }
+
+    /// The unused, unexpired token with this hash.
+    pub async fn account_token(&self, token_hash: &[u8; 32]) -> Result<Option<AccountToken>> {
+        let now = salve_core::clock::to_micros(self.clock.now());
+        let row: Option<(String, String, Option<String>, String, Vec<u8>)> = sqlx::query_as(
+            "SELECT id, user_id, practice_id, purpose, token_hash FROM account_tokens \
+             WHERE token_hash = $1 AND used_at IS NULL AND expires_at > $2",
+        )
+        .bind(token_hash.to_vec())
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some((id, user, practice, purpose, stored)) = row else {
+            return Ok(None);
+        };
+        if !salve_crypto::ct_eq(&stored, token_hash) {
+            return Ok(None);
+        }
+        let bad = || StoreError::KeyRing("malformed account token".into());
+        Ok(Some(AccountToken {
+            id: id.parse().map_err(|_| bad())?,
+            user_id: parse_user(&user)?,
+            practice_id: practice.map(|p| p.parse().map_err(|_| bad())).transpose()?,
+            purpose: match purpose.as_str() {
+                "invite" => AccountTokenPurpose::Invite,
+                "reset" => AccountTokenPurpose::Reset,
+                _ => return Err(bad()),
+            },
+        }))
+    }
+
+    /// Sets a new password with a token, spending the token and ending every session.
+    pub async fn set_password_with_token(
+        &self,
+        token: &AccountToken,
+        password_hash: String,
+        ctx: &RequestContext,
+    ) -> Result<()> {
+        let mut tx = self.begin().await?;
+        let now = tx.now_micros();
+        let spent =
+            sqlx::query("UPDATE account_tokens SET used_at = $1 WHERE id = $2 AND used_at IS NULL")
+                .bind(now)
+                .bind(token.id.to_string())
+                .execute(&mut *tx.tx)
+                .await?
+                .rows_affected();
+        if spent == 0 {
+            return Err(StoreError::NotFound);
+        }
+        sqlx::query("UPDATE users SET password_hash = $1, updated_at = $2 WHERE id = $3")
+            .bind(password_hash)
+            .bind(now)
+            .bind(token.user_id.to_string())
+            .execute(&mut *tx.tx)
+            .await?;
+        end_sessions(
+            &mut tx.tx,
+            token.user_id,
+            None,
+            SessionEnd::PasswordChanged,
+            now,
+        )
+        .await?;
+        for scope in membership_scopes(&mut tx.tx, token.user_id).await? {
+            tx.audit(event(
+                scope,
+                Actor::User(token.user_id),
+                Action::PasswordSet,
+                vec![token.user_id.to_string()],
+                Outcome::Success,
+                ctx,
+            ));
+        }
+        tx.commit().await
+    }
+}

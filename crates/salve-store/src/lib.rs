@@ -33,7 +33,8 @@ pub use backup::{ShredEntry, read_shred_list};
 pub use dialect::{Backend, SchemaDescription};
 pub use error::StoreError;
 pub use identity::{
-    Membership, Session, SessionEnd, SessionStage, ThrottleState, UserAuth, UserProfile,
+    AccountToken, AccountTokenPurpose, Membership, Session, SessionEnd, SessionStage,
+    ThrottleState, UserAuth, UserProfile,
 };
 pub use links::{LinkInfo, PatientSession};
 pub use oversight::{Acknowledgment, BreakGlassGrant, Guidelines};

@@ -433,3 +433,15 @@ impl Store {
         Ok(patient)
     }
 }
+
+impl Store {
+    /// Counts one send under a rate-limit key (e.g. password-reset emails per account).
+    pub async fn record_code_send(&self, key: &[u8], at: i64) -> Result<()> {
+        sqlx::query("INSERT INTO code_sends (limit_key, sent_at) VALUES ($1, $2)")
+            .bind(key.to_vec())
+            .bind(at)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}

@@ -1,3 +1,4 @@
+pub mod account;
 pub mod health;
 pub mod oversight;
 pub mod patients;

@@ -1,0 +1,13 @@
+-- Single-use tokens for staff invitations and password resets (PostgreSQL). Keep in step with
+-- ../sqlite/. Only the token's hash is stored.
+CREATE TABLE account_tokens (
+    id TEXT PRIMARY KEY NOT NULL,
+    token_hash BYTEA NOT NULL UNIQUE,
+    user_id TEXT NOT NULL REFERENCES users (id),
+    practice_id TEXT REFERENCES practices (id),
+    purpose TEXT NOT NULL CHECK (purpose IN ('invite', 'reset')),
+    created_at BIGINT NOT NULL,
+    expires_at BIGINT NOT NULL,
+    used_at BIGINT
+);
+CREATE INDEX account_tokens_user ON account_tokens (user_id);
