@@ -890,6 +890,9 @@ async fn membership_scopes(conn: &mut AnyConnection, user: UserId) -> Result<Vec
     Ok(scopes)
 }
 
+/// id, user, practice, purpose, token hash
+type AccountTokenRow = (String, String, Option<String>, String, Vec<u8>);
+
 /// Why an account token exists.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AccountTokenPurpose {
@@ -1033,7 +1036,7 @@ impl Store {
     /// The unused, unexpired token with this hash.
     pub async fn account_token(&self, token_hash: &[u8; 32]) -> Result<Option<AccountToken>> {
         let now = salve_core::clock::to_micros(self.clock.now());
-        let row: Option<(String, String, Option<String>, String, Vec<u8>)> = sqlx::query_as(
+        let row: Option<AccountTokenRow> = sqlx::query_as(
             "SELECT id, user_id, practice_id, purpose, token_hash FROM account_tokens \
              WHERE token_hash = $1 AND used_at IS NULL AND expires_at > $2",
         )
