@@ -556,6 +556,22 @@ async fn demo(port: Option<u16>) -> anyhow::Result<ExitCode> {
         .create_token(Actor::Cli, practice.id, &Scope::ALL, "demo", &token.hash)
         .await?;
     crate::commands::seed_demo_patients(&store, practice.id).await?;
+    let admin_email = salve_core::Sensitive::new("admin@demo.salve.example".to_owned());
+    let admin_password = salve_crypto::token::mint("demo");
+    let normalized = salve_core::password_policy::normalize(&admin_password.secret);
+    let hash = tokio::task::spawn_blocking(move || salve_crypto::password::hash_password(normalized.expose())).await?;
+    store
+        .create_user(
+            &Actor::Cli,
+            &RequestContext::default(),
+            practice.id,
+            &admin_email,
+            &salve_core::Sensitive::new("Demo Admin".to_owned()),
+            Some(hash),
+            salve_core::permissions::Role::Admin,
+            true,
+        )
+        .await?;
 
     let wanted = port.unwrap_or(8080);
     let listen: std::net::SocketAddr = ([127, 0, 0, 1], wanted).into();
@@ -576,6 +592,12 @@ async fn demo(port: Option<u16>) -> anyhow::Result<ExitCode> {
         println!("Salve demo is running at {url}");
         println!("  practice:  {} ({})", practice.name, practice.id);
         println!("  API token: {token_text}");
+        println!(
+            "  staff:     {} / {} (POST /api/v1/session; the first sign-in enrols an authenticator app)",
+            admin_email.expose(),
+            admin_password.secret.as_str()
+        );
+        println!("  outbox:    salve outbox list --data-dir {data_dir}/data (texts and emails the demo \"sent\")");
         println!(
             "  try:       curl -H \"Authorization: Bearer {token_text}\" {url}/api/v1/patients"
         );
