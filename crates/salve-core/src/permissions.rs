@@ -516,6 +516,28 @@ mod tests {
     }
 
     #[test]
+    fn only_named_admins_change_a_restricted_patients_list() {
+        // Otherwise an admin could quietly name themselves and read the record.
+        let restricted = PatientGuard {
+            restricted: true,
+            named: false,
+            break_glass: false,
+        };
+        assert_eq!(
+            authorize(&staff(Role::Admin), Op::PatientRestrict, Some(&restricted)),
+            Decision::Deny(DenyReason::Restricted)
+        );
+        let named = PatientGuard {
+            named: true,
+            ..restricted
+        };
+        assert_eq!(
+            authorize(&staff(Role::Admin), Op::PatientRestrict, Some(&named)),
+            Decision::Allow
+        );
+    }
+
+    #[test]
     fn scope_and_role_names_parse_strictly() {
         assert_eq!(
             Scope::parse_list("patients:write, patients:read").unwrap(),

@@ -10,6 +10,19 @@ pub const LOCK_AFTER: i64 = 10;
 /// The temporary lock.
 pub const LOCK_FOR: Duration = Duration::minutes(15);
 
+/// Failures older than this are forgotten, so a shared address (a clinic behind one NAT) is
+/// not locked forever by failures spread over days.
+pub const FORGET_AFTER: Duration = Duration::hours(1);
+
+/// The failure count to continue from, given the key's last failure.
+pub fn carried_failures(previous: i64, last_failure_micros: i64, now_micros: i64) -> i64 {
+    if now_micros - last_failure_micros > FORGET_AFTER.whole_microseconds() as i64 {
+        0
+    } else {
+        previous
+    }
+}
+
 /// How long a key waits after its `failures`-th consecutive failure: nothing for the first
 /// few, then 1 s, 2 s, 4 s … doubling, and the full lock from `LOCK_AFTER` on.
 pub fn delay_after(failures: i64) -> Duration {
@@ -47,5 +60,12 @@ mod tests {
             previous = delay_after(n);
         }
         assert!(locks_now(LOCK_AFTER) && !locks_now(LOCK_AFTER + 1));
+    }
+
+    #[test]
+    fn old_failures_are_forgotten() {
+        let hour = FORGET_AFTER.whole_microseconds() as i64;
+        assert_eq!(carried_failures(7, 0, hour), 7);
+        assert_eq!(carried_failures(7, 0, hour + 1), 0);
     }
 }

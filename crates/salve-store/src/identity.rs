@@ -768,12 +768,15 @@ impl Store {
         let mut tx = self.begin().await?;
         let mut out = Vec::with_capacity(keys.len());
         for key in keys {
-            let failures: Option<i64> =
-                sqlx::query_scalar("SELECT failures FROM auth_throttle WHERE throttle_key = $1")
-                    .bind(key.clone())
-                    .fetch_optional(&mut *tx.tx)
-                    .await?;
-            let failures = failures.unwrap_or(0) + 1;
+            let previous: Option<(i64, i64)> = sqlx::query_as(
+                "SELECT failures, last_failure_at FROM auth_throttle WHERE throttle_key = $1",
+            )
+            .bind(key.clone())
+            .fetch_optional(&mut *tx.tx)
+            .await?;
+            let failures = previous.map_or(0, |(n, last)| {
+                salve_core::throttle::carried_failures(n, last, at)
+            }) + 1;
             let locked_until = at + delay(failures);
             sqlx::query(
                 "INSERT INTO auth_throttle (throttle_key, failures, last_failure_at, locked_until) VALUES ($1, $2, $3, $4) \

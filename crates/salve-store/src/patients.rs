@@ -672,10 +672,11 @@ impl Store {
         };
         let mut patients = Vec::with_capacity(ids.len());
         for id in ids {
-            match self
-                .load_patient(&mut tx.tx, practice, parse_id(&id)?)
-                .await
-            {
+            let id = parse_id(&id)?;
+            if !self.visible(&mut tx.tx, practice, principal, id).await? {
+                continue;
+            }
+            match self.load_patient(&mut tx.tx, practice, id).await {
                 Ok(p) => patients.push(p),
                 Err(StoreError::Shredded) => {}
                 Err(e) => return Err(e),

@@ -559,7 +559,10 @@ async fn demo(port: Option<u16>) -> anyhow::Result<ExitCode> {
     let admin_email = salve_core::Sensitive::new("admin@demo.salve.example".to_owned());
     let admin_password = salve_crypto::token::mint("demo");
     let normalized = salve_core::password_policy::normalize(&admin_password.secret);
-    let hash = tokio::task::spawn_blocking(move || salve_crypto::password::hash_password(normalized.expose())).await?;
+    let hash = tokio::task::spawn_blocking(move || {
+        salve_crypto::password::hash_password(normalized.expose())
+    })
+    .await?;
     store
         .create_user(
             &Actor::Cli,

@@ -276,7 +276,15 @@ pub async fn set_restriction(
             &users,
         )
         .await
-        .map_err(store_error)?;
+        .map_err(|e| match e {
+            salve_store::StoreError::Invalid(_) => {
+                ApiError::validation(vec![salve_core::FieldError::new(
+                    "users",
+                    "ids of staff who are members of this practice",
+                )])
+            }
+            other => store_error(other),
+        })?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -362,6 +362,16 @@ pub async fn verify_mfa(
     ];
     let locked_until = state.store.throttle_locked_until(&keys).await?;
     if locked_until > now {
+        state
+            .store
+            .record_sign_in(
+                Some(session.practice_id),
+                Some(session.user_id),
+                Action::SignIn,
+                Outcome::Denied,
+                &ctx,
+            )
+            .await?;
         return Err(too_many(locked_until - now));
     }
     let accepted = match (body.value.code, body.value.recovery_code) {
@@ -481,6 +491,15 @@ pub async fn confirm_enrollment(
 ) -> Result<Response, ApiError> {
     let ctx = client.audit_context();
     let session = &caller.session;
+    let now = to_micros(state.clock.now());
+    let keys = vec![
+        throttle_key("user", session.user_id.to_string().as_bytes()),
+        ip_key(&client),
+    ];
+    let locked_until = state.store.throttle_locked_until(&keys).await?;
+    if locked_until > now {
+        return Err(too_many(locked_until - now));
+    }
     let Some((secret, _)) = state.store.totp_secret(session.user_id, true).await? else {
         return Err(ApiError::bad_request(
             "start enrolment first (POST /api/v1/session/mfa/enroll)",
@@ -491,6 +510,20 @@ pub async fn confirm_enrollment(
     let Some(step) =
         salve_crypto::totp::verify(&secret, &body.value.code, unix_seconds(&state), None)
     else {
+        state
+            .store
+            .throttle_failure(&keys, now, delay_micros)
+            .await?;
+        state
+            .store
+            .record_sign_in(
+                Some(session.practice_id),
+                Some(session.user_id),
+                Action::MfaEnroll,
+                Outcome::Failure,
+                &ctx,
+            )
+            .await?;
         return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "mfa-failed",
