@@ -343,6 +343,36 @@ fn unix_seconds(state: &AppState) -> u64 {
     state.clock.now().unix_timestamp().max(0) as u64
 }
 
+/// The throttle of a second-factor step: keyed by the account and the address. A locked
+/// attempt is refused and audited. Returns the keys to count a failure against, and now.
+async fn second_factor_gate(
+    state: &AppState,
+    client: &ClientInfo,
+    session: &salve_store::Session,
+    ctx: &salve_core::audit::RequestContext,
+) -> Result<(Vec<Vec<u8>>, i64), ApiError> {
+    let now = to_micros(state.clock.now());
+    let keys = vec![
+        throttle_key("user", session.user_id.to_string().as_bytes()),
+        ip_key(client),
+    ];
+    let locked_until = state.store.throttle_locked_until(&keys).await?;
+    if locked_until > now {
+        state
+            .store
+            .record_sign_in(
+                Some(session.practice_id),
+                Some(session.user_id),
+                Action::SignIn,
+                Outcome::Denied,
+                ctx,
+            )
+            .await?;
+        return Err(too_many(locked_until - now));
+    }
+    Ok((keys, now))
+}
+
 /// Second factor: a TOTP code (accepted once) or a recovery code (spent).
 #[utoipa::path(post, path = "/api/v1/session/mfa", tag = "session", request_body = MfaBody,
     responses((status = 200, body = SignInStep), (status = 401, body = crate::error::Problem, content_type = "application/problem+json"),
@@ -355,25 +385,7 @@ pub async fn verify_mfa(
 ) -> Result<Response, ApiError> {
     let ctx = client.audit_context();
     let session = &caller.session;
-    let now = to_micros(state.clock.now());
-    let keys = vec![
-        throttle_key("user", session.user_id.to_string().as_bytes()),
-        ip_key(&client),
-    ];
-    let locked_until = state.store.throttle_locked_until(&keys).await?;
-    if locked_until > now {
-        state
-            .store
-            .record_sign_in(
-                Some(session.practice_id),
-                Some(session.user_id),
-                Action::SignIn,
-                Outcome::Denied,
-                &ctx,
-            )
-            .await?;
-        return Err(too_many(locked_until - now));
-    }
+    let (keys, now) = second_factor_gate(&state, &client, session, &ctx).await?;
     let accepted = match (body.value.code, body.value.recovery_code) {
         (Some(code), None) => match state.store.totp_secret(session.user_id, false).await? {
             Some((secret, last)) => {
@@ -491,15 +503,7 @@ pub async fn confirm_enrollment(
 ) -> Result<Response, ApiError> {
     let ctx = client.audit_context();
     let session = &caller.session;
-    let now = to_micros(state.clock.now());
-    let keys = vec![
-        throttle_key("user", session.user_id.to_string().as_bytes()),
-        ip_key(&client),
-    ];
-    let locked_until = state.store.throttle_locked_until(&keys).await?;
-    if locked_until > now {
-        return Err(too_many(locked_until - now));
-    }
+    let (keys, now) = second_factor_gate(&state, &client, session, &ctx).await?;
     let Some((secret, _)) = state.store.totp_secret(session.user_id, true).await? else {
         return Err(ApiError::bad_request(
             "start enrolment first (POST /api/v1/session/mfa/enroll)",
