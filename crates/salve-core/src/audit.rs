@@ -78,6 +78,7 @@ impl Actor {
 pub enum Action {
     PracticeCreate,
     TokenCreate,
+    TokenRevoke,
     PatientCreate,
     PatientRead,
     PatientList,
@@ -122,6 +123,7 @@ impl Action {
         match self {
             Self::PracticeCreate => "practice.create",
             Self::TokenCreate => "token.create",
+            Self::TokenRevoke => "token.revoke",
             Self::PatientCreate => "patient.create",
             Self::PatientRead => "patient.read",
             Self::PatientList => "patient.list",

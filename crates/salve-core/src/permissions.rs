@@ -118,10 +118,12 @@ pub enum Operation {
     GuidelinesEdit,
     /// Send a patient a secure link, or revoke one.
     SecureLinkSend,
+    /// Create, list and revoke the practice's API tokens.
+    TokenManage,
 }
 
 impl Operation {
-    pub const ALL: [Operation; 15] = [
+    pub const ALL: [Operation; 16] = [
         Operation::PatientCreate,
         Operation::PatientRead,
         Operation::PatientList,
@@ -137,6 +139,7 @@ impl Operation {
         Operation::GuidelinesRead,
         Operation::GuidelinesEdit,
         Operation::SecureLinkSend,
+        Operation::TokenManage,
     ];
 
     /// Operations whose resource is one patient (and so may be restricted).
@@ -184,6 +187,7 @@ const ROLE_TABLE: &[(Role, &[Operation])] = &[
             Op::UserList,
             Op::UserManage,
             Op::TeamManage,
+            Op::TokenManage,
             Op::GuidelinesRead,
             Op::GuidelinesEdit,
         ],

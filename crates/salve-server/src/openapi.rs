@@ -4,7 +4,7 @@ use axum::Json;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::api::{account, health, oversight, patients, portal, session, teams, users};
+use crate::api::{account, health, oversight, patients, portal, session, teams, tokens, users};
 use crate::error::{Problem, ProblemField};
 
 struct BearerAuth;
@@ -38,6 +38,7 @@ impl Modify for BearerAuth {
         portal::send_link, portal::revoke_link, portal::submit_birth_date, portal::submit_code, portal::me,
         teams::list, teams::create, teams::set_members, teams::delete,
         account::invite, account::request_reset, account::set_password,
+        tokens::list, tokens::create, tokens::revoke,
     ),
     components(schemas(Problem, ProblemField, patients::PatientCreate, patients::PatientPatch, patients::PatientView,
         patients::PatientList, patients::ContactBody, patients::ContactView, patients::SearchBody, patients::LookupBody,
@@ -48,7 +49,7 @@ impl Modify for BearerAuth {
         oversight::AcknowledgmentList, portal::SendLinkBody, portal::LinkSent, portal::BirthDateBody, portal::CodeBody,
         portal::PortalStep, portal::PortalMe, teams::TeamView, teams::TeamList, teams::TeamBody, teams::MembersBody,
         teams::TeamCreated, account::InviteBody, account::Invited, account::ResetBody, account::ResetAccepted,
-        account::PasswordBody)),
+        account::PasswordBody, tokens::TokenView, tokens::TokenList, tokens::TokenBody, tokens::TokenCreated)),
     modifiers(&BearerAuth),
     tags((name = "patients", description = "Patients of the caller's practice"),
         (name = "session", description = "Staff sign-in, second factor, sign-out"),

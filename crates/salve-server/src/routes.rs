@@ -13,7 +13,7 @@ use salve_core::permissions::{Decision, DenyReason, Operation, Principal, author
 use salve_store::SessionStage;
 
 use crate::AppState;
-use crate::api::{account, health, oversight, patients, portal, session, teams, users};
+use crate::api::{account, health, oversight, patients, portal, session, teams, tokens, users};
 use crate::auth::{self, Caller};
 use crate::context::ClientInfo;
 use crate::error::ApiError;
@@ -311,6 +311,24 @@ fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
             "/api/v1/account/password",
             AccountLink,
             post(account::set_password),
+        ),
+        r(
+            Method::GET,
+            "/api/v1/tokens",
+            Op(TokenManage),
+            get(tokens::list),
+        ),
+        r(
+            Method::POST,
+            "/api/v1/tokens",
+            Op(TokenManage),
+            post(tokens::create),
+        ),
+        r(
+            Method::DELETE,
+            "/api/v1/tokens/{id}",
+            Op(TokenManage),
+            delete(tokens::revoke),
         ),
     ]
 }

@@ -370,3 +370,81 @@ async fn a_reset_never_says_whether_an_account_exists_and_ends_sessions() {
         assert!(actions.iter().any(|a| a == expected), "{expected}");
     }
 }
+
+#[tokio::test]
+async fn admins_create_list_and_revoke_api_tokens() {
+    let w = World::new(TestDatabase::sqlite()).await;
+    let admin = w.admin_cookie().await;
+    let (status, _, created) = w
+        .call(
+            Method::POST,
+            "/api/v1/tokens",
+            Some(&admin),
+            Some(json!({"label": "EHR sync", "scopes": ["patients:read"]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let secret = created["token"].as_str().unwrap().to_owned();
+    let id = created["id"].as_str().unwrap().to_owned();
+    let with_token = |path: &str| {
+        Request::builder()
+            .uri(path.to_owned())
+            .header(header::AUTHORIZATION, format!("Bearer {secret}"))
+            .body(Body::empty())
+            .unwrap()
+    };
+    let ok = w
+        .router
+        .clone()
+        .oneshot(with_token("/api/v1/patients"))
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), StatusCode::OK);
+    let (_, _, list) = w
+        .call(Method::GET, "/api/v1/tokens", Some(&admin), None)
+        .await;
+    assert_eq!(list["tokens"][0]["label"], "EHR sync");
+    assert!(
+        !list.to_string().contains(&secret),
+        "the secret is shown once only"
+    );
+    let (status, _, problem) = w
+        .call(
+            Method::POST,
+            "/api/v1/tokens",
+            Some(&admin),
+            Some(json!({"label": "", "scopes": ["patients:delete"]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(problem["errors"].as_array().unwrap().len(), 2);
+    let (status, _, _) = w
+        .call(
+            Method::DELETE,
+            &format!("/api/v1/tokens/{id}"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let refused = w
+        .router
+        .clone()
+        .oneshot(with_token("/api/v1/patients"))
+        .await
+        .unwrap();
+    assert_eq!(
+        refused.status(),
+        StatusCode::UNAUTHORIZED,
+        "revoked at once"
+    );
+    let (status, _, _) = w
+        .call(
+            Method::DELETE,
+            &format!("/api/v1/tokens/{id}"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}

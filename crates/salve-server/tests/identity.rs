@@ -1072,6 +1072,7 @@ const RECORD_KINDS: &[(&str, &[Target])] = &[
     ),
     ("/api/v1/users/{id}", &[Target::Own, Target::Other]),
     ("/api/v1/teams/{id}", &[Target::Own, Target::Other]),
+    ("/api/v1/tokens/{id}", &[Target::Own, Target::Other]),
     (
         "/api/v1/secure-links/{id}",
         &[Target::Own, Target::Restricted, Target::Other],
@@ -1155,6 +1156,11 @@ fn templates() -> Vec<Template> {
         t(Method::POST, "/api/v1/teams", 201).body(|_| Some(json!({"name": "Front desk"}))),
         t(Method::PUT, "/api/v1/teams/{id}/members", 204).body(|_| Some(json!({"members": []}))),
         t(Method::DELETE, "/api/v1/teams/{id}", 204),
+        // API tokens: admins only; a token cannot make tokens.
+        t(Method::GET, "/api/v1/tokens", 200),
+        t(Method::POST, "/api/v1/tokens", 201)
+            .body(|_| Some(json!({"label": "EHR", "scopes": ["patients:read"]}))),
+        t(Method::DELETE, "/api/v1/tokens/{id}", 204),
         // Patients.
         t(Method::POST, "/api/v1/patients", 201)
             .body(|_| Some(patient_body("Nadia", None, "+13125550190"))),
@@ -1379,6 +1385,24 @@ async fn matrix_fixture(app: &App, admin: &str) -> Fixture {
     let teams = "/api/v1/teams/{id}";
     ids.insert((teams, Target::Own), own_team);
     ids.insert((teams, Target::Other), other_team);
+    // Tokens made only to be revoked (the matrix's own token must keep working).
+    let spare_token = async |practice| {
+        let t = salve_crypto::token::mint("salve");
+        app.store
+            .create_token(
+                Actor::Cli,
+                practice,
+                &[Scope::PatientsRead],
+                "spare",
+                &t.hash,
+            )
+            .await
+            .unwrap()
+            .to_string()
+    };
+    let tokens = "/api/v1/tokens/{id}";
+    ids.insert((tokens, Target::Own), spare_token(app.practice).await);
+    ids.insert((tokens, Target::Other), spare_token(app.other).await);
     let links = "/api/v1/secure-links/{id}";
     ids.insert((links, Target::Own), own_link);
     ids.insert((links, Target::Restricted), restricted_link);

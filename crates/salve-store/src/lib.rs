@@ -39,7 +39,7 @@ pub use identity::{
 pub use links::{LinkInfo, PatientSession};
 pub use oversight::{Acknowledgment, BreakGlassGrant, Guidelines};
 pub use patients::{Idempotency, Lookup, MAX_PAGE, Patient, PatientPage};
-pub use practices::{Practice, TokenPrincipal};
+pub use practices::{Practice, TokenInfo, TokenPrincipal};
 pub use teams::Team;
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;

@@ -17,6 +17,16 @@ pub struct Practice {
     pub time_zone: String,
 }
 
+/// An API token as its practice's admins see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenInfo {
+    pub id: TokenId,
+    pub label: String,
+    pub scopes: Vec<Scope>,
+    pub created_at: i64,
+    pub revoked_at: Option<i64>,
+}
+
 /// Who an API token speaks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenPrincipal {
@@ -185,6 +195,62 @@ impl Store {
                 })
             })
             .collect()
+    }
+
+    /// The practice's API tokens (never their secrets).
+    pub async fn list_tokens(&self, practice: PracticeId) -> Result<Vec<TokenInfo>> {
+        let rows: Vec<(String, String, String, i64, Option<i64>)> = sqlx::query_as(
+            "SELECT id, label, scopes, created_at, revoked_at FROM api_tokens WHERE practice_id = $1 ORDER BY created_at",
+        )
+        .bind(practice.to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|(id, label, scopes, created_at, revoked_at)| {
+                Ok(TokenInfo {
+                    id: id
+                        .parse()
+                        .map_err(|_| StoreError::KeyRing("malformed token row".into()))?,
+                    label,
+                    scopes: scopes.split(' ').filter_map(Scope::parse).collect(),
+                    created_at,
+                    revoked_at,
+                })
+            })
+            .collect()
+    }
+
+    /// Revokes one of the practice's tokens; another practice's token is not found.
+    pub async fn revoke_token(
+        &self,
+        practice: PracticeId,
+        actor: Actor,
+        ctx: &RequestContext,
+        token: TokenId,
+    ) -> Result<()> {
+        let mut tx = self.begin().await?;
+        let now = tx.now_micros();
+        let changed = sqlx::query(
+            "UPDATE api_tokens SET revoked_at = $1 WHERE id = $2 AND practice_id = $3 AND revoked_at IS NULL",
+        )
+        .bind(now)
+        .bind(token.to_string())
+        .bind(practice.to_string())
+        .execute(&mut *tx.tx)
+        .await?
+        .rows_affected();
+        if changed == 0 {
+            return Err(StoreError::NotFound);
+        }
+        tx.audit(AuditEvent {
+            scope: ChainScope::Practice(practice),
+            actor,
+            action: Action::TokenRevoke,
+            targets: vec![token.to_string()],
+            outcome: Outcome::Success,
+            context: ctx.clone(),
+        });
+        tx.commit().await
     }
 
     /// Stores a new token's hash. The caller shows the secret once and never again.

@@ -5,4 +5,5 @@ pub mod patients;
 pub mod portal;
 pub mod session;
 pub mod teams;
+pub mod tokens;
 pub mod users;
