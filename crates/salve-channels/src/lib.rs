@@ -33,6 +33,8 @@ pub struct SendReceipt {
     pub provider_id: String,
 }
 
+/// Why a send failed. Providers must not put recipients or message text in these strings:
+/// they are logged.
 #[derive(Debug, thiserror::Error)]
 pub enum ProviderError {
     /// The provider refused the message; retrying will not help.

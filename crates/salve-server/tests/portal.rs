@@ -167,6 +167,28 @@ impl World {
         cookie.split(';').next().unwrap().to_owned()
     }
 
+    async fn birth_date(&self, link_cookie: &str, date: &str) -> Reply {
+        self.call(
+            Method::POST,
+            "/api/v1/portal/birth-date",
+            &[link_cookie],
+            false,
+            Some(json!({"birth_date": date})),
+        )
+        .await
+    }
+
+    async fn code(&self, link_cookie: &str, code: &str) -> Reply {
+        self.call(
+            Method::POST,
+            "/api/v1/portal/code",
+            &[link_cookie],
+            false,
+            Some(json!({"code": code})),
+        )
+        .await
+    }
+
     fn last_code(&self) -> String {
         let sent = self.outbox.list().unwrap();
         let body = &sent.last().unwrap().body;
@@ -227,29 +249,13 @@ async fn a_patient_verifies_with_possession_and_knowledge_and_nothing_leaks() {
         let cookie = scanner;
 
         // Wrong date of birth (another patient's): a failure, no code.
-        let r = w
-            .call(
-                Method::POST,
-                "/api/v1/portal/birth-date",
-                &[&cookie],
-                false,
-                Some(json!({"birth_date": "2015-03-11"})),
-            )
-            .await;
+        let r = w.birth_date(&cookie, "2015-03-11").await;
         assert_eq!(r.status, StatusCode::UNAUTHORIZED);
         assert_eq!(w.failures(&link).await, 1);
         assert_eq!(w.outbox.list().unwrap().len(), sent_before);
 
         // Right date of birth: a code goes to the phone the link went to, and nowhere else.
-        let r = w
-            .call(
-                Method::POST,
-                "/api/v1/portal/birth-date",
-                &[&cookie],
-                false,
-                Some(json!({"birth_date": "1984-07-02"})),
-            )
-            .await;
+        let r = w.birth_date(&cookie, "1984-07-02").await;
         assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.json);
         let sent = w.outbox.list().unwrap();
         assert_eq!(sent.len(), sent_before + 1);
@@ -258,26 +264,10 @@ async fn a_patient_verifies_with_possession_and_knowledge_and_nothing_leaks() {
 
         // Wrong code, then the right one: a patient session for Ana only.
         let wrong = if code == "000000" { "111111" } else { "000000" };
-        let r = w
-            .call(
-                Method::POST,
-                "/api/v1/portal/code",
-                &[&cookie],
-                false,
-                Some(json!({"code": wrong})),
-            )
-            .await;
+        let r = w.code(&cookie, wrong).await;
         assert_eq!(r.status, StatusCode::UNAUTHORIZED);
         assert_eq!(w.failures(&link).await, 2);
-        let r = w
-            .call(
-                Method::POST,
-                "/api/v1/portal/code",
-                &[&cookie],
-                false,
-                Some(json!({"code": code})),
-            )
-            .await;
+        let r = w.code(&cookie, &code).await;
         assert_eq!(r.status, StatusCode::OK);
         let patient_cookie = r.headers[header::SET_COOKIE]
             .to_str()
@@ -298,15 +288,7 @@ async fn a_patient_verifies_with_possession_and_knowledge_and_nothing_leaks() {
         assert_eq!(r.status, StatusCode::OK);
         assert_eq!(r.json["given_name"], "Ana");
         // A code works once.
-        let r = w
-            .call(
-                Method::POST,
-                "/api/v1/portal/code",
-                &[&cookie],
-                false,
-                Some(json!({"code": code})),
-            )
-            .await;
+        let r = w.code(&cookie, &code).await;
         assert_eq!(r.status, StatusCode::UNAUTHORIZED);
         // The patient session idles out after 10 minutes.
         w.clock.advance(time::Duration::minutes(11));
@@ -321,15 +303,7 @@ async fn a_patient_verifies_with_possession_and_knowledge_and_nothing_leaks() {
             .await;
         assert_eq!(r.status, StatusCode::UNAUTHORIZED);
         // The link stays usable (with verification each time) until it expires.
-        let r = w
-            .call(
-                Method::POST,
-                "/api/v1/portal/birth-date",
-                &[&cookie],
-                false,
-                Some(json!({"birth_date": "1984-07-02"})),
-            )
-            .await;
+        let r = w.birth_date(&cookie, "1984-07-02").await;
         assert_eq!(r.status, StatusCode::ACCEPTED);
 
         // Locked after five failures of either kind; staff can send a new link.
@@ -337,23 +311,9 @@ async fn a_patient_verifies_with_possession_and_knowledge_and_nothing_leaks() {
         let c = w.open(&locked_token).await;
         for n in 0..5 {
             let r = if n % 2 == 0 {
-                w.call(
-                    Method::POST,
-                    "/api/v1/portal/birth-date",
-                    &[&c],
-                    false,
-                    Some(json!({"birth_date": "1999-01-01"})),
-                )
-                .await
+                w.birth_date(&c, "1999-01-01").await
             } else {
-                w.call(
-                    Method::POST,
-                    "/api/v1/portal/code",
-                    &[&c],
-                    false,
-                    Some(json!({"code": "123456"})),
-                )
-                .await
+                w.code(&c, "123456").await
             };
             let expected = if n == 4 {
                 StatusCode::LOCKED
@@ -363,27 +323,11 @@ async fn a_patient_verifies_with_possession_and_knowledge_and_nothing_leaks() {
             assert_eq!(r.status, expected, "attempt {n}");
         }
         assert_eq!(w.failures(&locked_link).await, 5);
-        let r = w
-            .call(
-                Method::POST,
-                "/api/v1/portal/birth-date",
-                &[&c],
-                false,
-                Some(json!({"birth_date": "2015-03-11"})),
-            )
-            .await;
+        let r = w.birth_date(&c, "2015-03-11").await;
         assert_eq!(r.status, StatusCode::LOCKED, "even the right answer");
         let (_, fresh) = w.send_link(&leo).await;
         let c = w.open(&fresh).await;
-        let r = w
-            .call(
-                Method::POST,
-                "/api/v1/portal/birth-date",
-                &[&c],
-                false,
-                Some(json!({"birth_date": "2015-03-11"})),
-            )
-            .await;
+        let r = w.birth_date(&c, "2015-03-11").await;
         assert_eq!(r.status, StatusCode::ACCEPTED);
 
         // Revoked.
@@ -399,69 +343,29 @@ async fn a_patient_verifies_with_possession_and_knowledge_and_nothing_leaks() {
             )
             .await;
         assert_eq!(r.status, StatusCode::NO_CONTENT);
-        let r = w
-            .call(
-                Method::POST,
-                "/api/v1/portal/birth-date",
-                &[&c],
-                false,
-                Some(json!({"birth_date": "1984-07-02"})),
-            )
-            .await;
+        let r = w.birth_date(&c, "1984-07-02").await;
         assert_eq!(r.status, StatusCode::GONE);
 
         // Expired after 72 hours.
         let (_, old_token) = w.send_link(&ana).await;
         let c = w.open(&old_token).await;
         w.clock.advance(time::Duration::hours(73));
-        let r = w
-            .call(
-                Method::POST,
-                "/api/v1/portal/birth-date",
-                &[&c],
-                false,
-                Some(json!({"birth_date": "1984-07-02"})),
-            )
-            .await;
+        let r = w.birth_date(&c, "1984-07-02").await;
         assert_eq!(r.status, StatusCode::GONE);
 
         // A made-up token is simply not valid.
         let c = w.open("salve_l_not-a-real-token").await;
-        let r = w
-            .call(
-                Method::POST,
-                "/api/v1/portal/birth-date",
-                &[&c],
-                false,
-                Some(json!({"birth_date": "1984-07-02"})),
-            )
-            .await;
+        let r = w.birth_date(&c, "1984-07-02").await;
         assert_eq!(r.status, StatusCode::NOT_FOUND);
 
         // Codes are rate-limited per link.
         let (_, limited) = w.send_link(&leo).await;
         let c = w.open(&limited).await;
         for _ in 0..3 {
-            let r = w
-                .call(
-                    Method::POST,
-                    "/api/v1/portal/birth-date",
-                    &[&c],
-                    false,
-                    Some(json!({"birth_date": "2015-03-11"})),
-                )
-                .await;
+            let r = w.birth_date(&c, "2015-03-11").await;
             assert_eq!(r.status, StatusCode::ACCEPTED);
         }
-        let r = w
-            .call(
-                Method::POST,
-                "/api/v1/portal/birth-date",
-                &[&c],
-                false,
-                Some(json!({"birth_date": "2015-03-11"})),
-            )
-            .await;
+        let r = w.birth_date(&c, "2015-03-11").await;
         assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
 
         // Everything was audited, and the chain holds.
