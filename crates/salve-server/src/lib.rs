@@ -40,11 +40,21 @@ pub struct AppState {
     pub hash_permits: Arc<tokio::sync::Semaphore>,
     /// Where notifications to staff go (the local outbox until real channels are configured).
     pub provider: Arc<dyn salve_channels::Provider>,
+    /// The passkey relying party; `None` when the public URL cannot name one.
+    pub webauthn: Option<Arc<webauthn_rs::Webauthn>>,
 }
 
 impl AppState {
     pub fn new(store: Arc<Store>, clock: Arc<dyn Clock>, config: ServerConfig) -> Self {
+        let webauthn = match api::passkeys::relying_party(&config) {
+            Ok(w) => Some(Arc::new(w)),
+            Err(e) => {
+                tracing::warn!(error = %e, "passkeys are unavailable");
+                None
+            }
+        };
         Self {
+            webauthn,
             store,
             clock,
             config: Arc::new(config),

@@ -4,7 +4,9 @@ use axum::Json;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::api::{account, health, oversight, patients, portal, session, teams, tokens, users};
+use crate::api::{
+    account, health, oversight, passkeys, patients, portal, session, teams, tokens, users,
+};
 use crate::error::{Problem, ProblemField};
 
 struct BearerAuth;
@@ -32,6 +34,8 @@ impl Modify for BearerAuth {
         patients::set_restriction,
         session::sign_in, session::status, session::sign_out, session::sign_out_everywhere, session::verify_mfa,
         session::begin_enrollment, session::confirm_enrollment,
+        passkeys::begin_registration, passkeys::finish_registration, passkeys::list, passkeys::remove,
+        passkeys::begin_mfa, passkeys::finish_mfa, passkeys::begin_sign_in, passkeys::finish_sign_in,
         users::list, users::set_role, users::reset_mfa,
         oversight::break_glass, oversight::break_glass_report, oversight::guidelines, oversight::publish_guidelines,
         oversight::acknowledge, oversight::acknowledgments,
@@ -43,7 +47,8 @@ impl Modify for BearerAuth {
     components(schemas(Problem, ProblemField, patients::PatientCreate, patients::PatientPatch, patients::PatientView,
         patients::PatientList, patients::ContactBody, patients::ContactView, patients::SearchBody, patients::LookupBody,
         patients::RestrictionBody, session::SignInBody, session::SignInStep, session::MfaBody, session::ConfirmBody,
-        session::Enrollment, session::RecoveryCodes, session::SessionStatus, users::StaffMember, users::StaffList, users::RoleBody,
+        session::Enrollment, session::RecoveryCodes, session::SessionStatus,
+        passkeys::PasskeyChallenge, passkeys::PasskeyAnswer, passkeys::PasskeySignInBody, passkeys::PasskeyInfo, passkeys::PasskeyList, users::StaffMember, users::StaffList, users::RoleBody,
         oversight::BreakGlassBody, oversight::BreakGlassGranted, oversight::BreakGlassEntry, oversight::BreakGlassReport,
         oversight::GuidelinesView, oversight::GuidelinesBody, oversight::AcknowledgeBody, oversight::AcknowledgmentEntry,
         oversight::AcknowledgmentList, portal::SendLinkBody, portal::LinkSent, portal::BirthDateBody, portal::CodeBody,

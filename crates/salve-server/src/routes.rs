@@ -13,7 +13,9 @@ use salve_core::permissions::{Decision, DenyReason, Operation, Principal, author
 use salve_store::SessionStage;
 
 use crate::AppState;
-use crate::api::{account, health, oversight, patients, portal, session, teams, tokens, users};
+use crate::api::{
+    account, health, oversight, passkeys, patients, portal, session, teams, tokens, users,
+};
 use crate::auth::{self, Caller};
 use crate::context::ClientInfo;
 use crate::error::ApiError;
@@ -135,6 +137,54 @@ fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
             "/api/v1/session/mfa/confirm",
             Session(ENROLL),
             post(session::confirm_enrollment),
+        ),
+        r(
+            Method::POST,
+            "/api/v1/session/mfa/passkey",
+            Session(MFA),
+            post(passkeys::begin_mfa),
+        ),
+        r(
+            Method::POST,
+            "/api/v1/session/mfa/passkey/finish",
+            Session(MFA),
+            post(passkeys::finish_mfa),
+        ),
+        r(
+            Method::POST,
+            "/api/v1/session/passkey",
+            Public,
+            post(passkeys::begin_sign_in),
+        ),
+        r(
+            Method::POST,
+            "/api/v1/session/passkey/finish",
+            Public,
+            post(passkeys::finish_sign_in),
+        ),
+        r(
+            Method::GET,
+            "/api/v1/session/passkeys",
+            Session(ACTIVE),
+            get(passkeys::list),
+        ),
+        r(
+            Method::POST,
+            "/api/v1/session/passkeys/register",
+            Session(ACTIVE),
+            post(passkeys::begin_registration),
+        ),
+        r(
+            Method::POST,
+            "/api/v1/session/passkeys/register/finish",
+            Session(ACTIVE),
+            post(passkeys::finish_registration),
+        ),
+        r(
+            Method::DELETE,
+            "/api/v1/session/passkeys/{id}",
+            Session(ACTIVE),
+            delete(passkeys::remove),
         ),
         r(Method::GET, "/api/v1/users", Op(UserList), get(users::list)),
         r(

@@ -147,7 +147,7 @@ async fn sign_in_enrols_then_asks_for_a_code_swapping_the_token_at_each_step() {
                 .json(&body)
         };
         let r = app.sign_in(&alice.email, PASSWORD).await;
-        assert_eq!(r.json(), json!({"stage": "mfa"}));
+        assert_eq!(r.json(), json!({"stage": "mfa", "factors": ["totp"]}));
         let pending = r.session_token().unwrap();
         let r = app
             .send(mfa_step(&pending, json!({ "code": enrol_code })))
@@ -989,6 +989,9 @@ const PUBLIC_ROUTES: &[(&str, &str)] = &[
     ("GET", "/readyz"),
     ("GET", "/api/v1/openapi.json"),
     ("POST", "/api/v1/session"),
+    // Passwordless sign-in with a passkey: the same answer whether or not the account exists.
+    ("POST", "/api/v1/session/passkey"),
+    ("POST", "/api/v1/session/passkey/finish"),
     // Browsers' Content-Security-Policy violation reports.
     ("POST", "/csp-report"),
     // Asking for a password reset: the same answer whether or not the account exists.
@@ -1139,6 +1142,19 @@ fn templates() -> Vec<Template> {
         // Without an enrolment started first.
         t(Method::POST, "/api/v1/session/mfa/confirm", 400)
             .body(|_| Some(json!({"code": "000000"}))),
+        // Passkeys. These accounts have none: no second-factor challenge (400), an empty list.
+        t(Method::POST, "/api/v1/session/mfa/passkey", 400),
+        t(Method::POST, "/api/v1/session/mfa/passkey/finish", 422).body(|_| Some(json!({}))),
+        t(Method::POST, "/api/v1/session/passkeys/register", 200),
+        t(
+            Method::POST,
+            "/api/v1/session/passkeys/register/finish",
+            422,
+        )
+        .body(|_| Some(json!({}))),
+        t(Method::GET, "/api/v1/session/passkeys", 200),
+        // The path's literal `{id}` is no passkey of the caller's.
+        t(Method::DELETE, "/api/v1/session/passkeys/{id}", 404),
         // Staff administration.
         t(Method::GET, "/api/v1/users", 200),
         t(Method::PUT, "/api/v1/users/{id}/role", 204).body(|_| Some(json!({"role": "staff"}))),

@@ -402,6 +402,11 @@ impl Store {
             .bind(user.to_string())
             .execute(&mut *tx.tx)
             .await?;
+        // Passkeys are second factors too: a reset removes them.
+        sqlx::query("DELETE FROM passkeys WHERE user_id = $1")
+            .bind(user.to_string())
+            .execute(&mut *tx.tx)
+            .await?;
         end_sessions(&mut tx.tx, user, None, SessionEnd::MfaReset, now).await?;
         for scope in membership_scopes(&mut tx.tx, user).await? {
             tx.audit(event(

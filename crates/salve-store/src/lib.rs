@@ -16,6 +16,7 @@ mod keyring;
 mod links;
 mod names;
 mod oversight;
+mod passkeys;
 mod patients;
 mod practices;
 mod teams;
@@ -38,6 +39,7 @@ pub use identity::{
 };
 pub use links::{LinkInfo, PatientSession};
 pub use oversight::{Acknowledgment, BreakGlassGrant, Guidelines};
+pub use passkeys::{Ceremony, CeremonyPurpose, StoredPasskey};
 pub use patients::{Idempotency, Lookup, MAX_PAGE, Patient, PatientPage};
 pub use practices::{Practice, TokenInfo, TokenPrincipal};
 pub use teams::Team;

@@ -1,6 +1,7 @@
 pub mod account;
 pub mod health;
 pub mod oversight;
+pub mod passkeys;
 pub mod patients;
 pub mod portal;
 pub mod session;

@@ -37,6 +37,9 @@ pub struct SignInStep {
     /// `mfa`: send a code to /api/v1/session/mfa; `enroll`: set up an authenticator first;
     /// `active`: signed in.
     pub stage: String,
+    /// At stage `mfa`: the second factors this account can use (`totp`, `passkey`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub factors: Option<Vec<String>>,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -82,13 +85,13 @@ pub struct SessionStatus {
     pub warn_at: String,
 }
 
-fn rfc3339(micros: i64) -> String {
+pub(crate) fn rfc3339(micros: i64) -> String {
     salve_core::clock::from_micros(micros)
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default()
 }
 
-fn throttle_key(kind: &str, value: &[u8]) -> Vec<u8> {
+pub(crate) fn throttle_key(kind: &str, value: &[u8]) -> Vec<u8> {
     let mut h = Sha256::new();
     h.update(b"salve:throttle:v1:");
     h.update(kind.as_bytes());
@@ -97,7 +100,7 @@ fn throttle_key(kind: &str, value: &[u8]) -> Vec<u8> {
     h.finalize().to_vec()
 }
 
-fn ip_key(client: &ClientInfo) -> Vec<u8> {
+pub(crate) fn ip_key(client: &ClientInfo) -> Vec<u8> {
     throttle_key(
         "ip",
         client
@@ -108,11 +111,11 @@ fn ip_key(client: &ClientInfo) -> Vec<u8> {
     )
 }
 
-fn delay_micros(failures: i64) -> i64 {
+pub(crate) fn delay_micros(failures: i64) -> i64 {
     throttle::delay_after(failures).whole_microseconds() as i64
 }
 
-fn too_many(retry_after_micros: i64) -> ApiError {
+pub(crate) fn too_many(retry_after_micros: i64) -> ApiError {
     let mut e = ApiError::new(
         StatusCode::TOO_MANY_REQUESTS,
         "throttled",
@@ -135,7 +138,7 @@ fn wrong_credentials() -> ApiError {
     )
 }
 
-fn with_cookie(state: &AppState, token: &str, body: impl Serialize) -> Response {
+pub(crate) fn with_cookie(state: &AppState, token: &str, body: impl Serialize) -> Response {
     let mut response = (StatusCode::OK, axum::Json(body)).into_response();
     response
         .headers_mut()
@@ -144,7 +147,7 @@ fn with_cookie(state: &AppState, token: &str, body: impl Serialize) -> Response 
 }
 
 /// Tells the practice's admins that an account of theirs was locked after repeated failures.
-async fn notify_lock(
+pub(crate) async fn notify_lock(
     state: &AppState,
     practice: salve_core::PracticeId,
     ctx: &salve_core::audit::RequestContext,
@@ -184,6 +187,52 @@ async fn verify_password(
     .map_err(|_| ApiError::internal("password verification task failed"))
 }
 
+/// Counts a failed sign-in (no session yet) against `keys`, audits it in each practice of the
+/// account (or system-wide for an unknown one), and tells the admins when it locks.
+pub(crate) async fn sign_in_failed(
+    state: &AppState,
+    keys: &[Vec<u8>],
+    now: i64,
+    user_id: Option<salve_core::UserId>,
+    ctx: &salve_core::audit::RequestContext,
+) -> Result<(), ApiError> {
+    let states = state
+        .store
+        .throttle_failure(keys, now, delay_micros)
+        .await?;
+    let memberships = match user_id {
+        Some(id) => state.store.memberships(id).await?,
+        None => Vec::new(),
+    };
+    let scopes: Vec<Option<salve_core::PracticeId>> = if memberships.is_empty() {
+        vec![None]
+    } else {
+        memberships.iter().map(|m| Some(m.practice_id)).collect()
+    };
+    for practice in &scopes {
+        state
+            .store
+            .record_sign_in(*practice, user_id, Action::SignIn, Outcome::Failure, ctx)
+            .await?;
+        if states.iter().any(|s| throttle::locks_now(s.failures)) {
+            state
+                .store
+                .record_sign_in(
+                    *practice,
+                    user_id,
+                    Action::SignInLocked,
+                    Outcome::Denied,
+                    ctx,
+                )
+                .await?;
+            if let Some(practice) = practice {
+                notify_lock(state, *practice, ctx).await?;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Sign in with email and password. Starts a session that still needs its second factor.
 #[utoipa::path(post, path = "/api/v1/session", tag = "session", request_body = SignInBody,
     responses((status = 200, body = SignInStep, description = "password accepted; `Set-Cookie` carries the session"),
@@ -220,41 +269,7 @@ pub async fn sign_in(
     let user = match user {
         Some(u) if password_ok && !u.disabled => u,
         known => {
-            let states = state
-                .store
-                .throttle_failure(&keys, now, delay_micros)
-                .await?;
-            let user_id = known.map(|u| u.id);
-            let memberships = match user_id {
-                Some(id) => state.store.memberships(id).await?,
-                None => Vec::new(),
-            };
-            let scopes: Vec<Option<salve_core::PracticeId>> = if memberships.is_empty() {
-                vec![None]
-            } else {
-                memberships.iter().map(|m| Some(m.practice_id)).collect()
-            };
-            for practice in &scopes {
-                state
-                    .store
-                    .record_sign_in(*practice, user_id, Action::SignIn, Outcome::Failure, &ctx)
-                    .await?;
-                if states.iter().any(|s| throttle::locks_now(s.failures)) {
-                    state
-                        .store
-                        .record_sign_in(
-                            *practice,
-                            user_id,
-                            Action::SignInLocked,
-                            Outcome::Denied,
-                            &ctx,
-                        )
-                        .await?;
-                    if let Some(practice) = practice {
-                        notify_lock(&state, *practice, &ctx).await?;
-                    }
-                }
-            }
+            sign_in_failed(&state, &keys, now, known.map(|u| u.id), &ctx).await?;
             return Err(wrong_credentials());
         }
     };
@@ -296,17 +311,27 @@ pub async fn sign_in(
             now + SIGN_IN_STEP_SECS * 1_000_000,
         )
         .await?;
+    let factors = if stage == SessionStage::Mfa {
+        let mut factors = vec!["totp".to_owned()];
+        if !state.store.passkeys(user.id).await?.is_empty() {
+            factors.push("passkey".to_owned());
+        }
+        Some(factors)
+    } else {
+        None
+    };
     Ok(with_cookie(
         &state,
         &token.secret,
         SignInStep {
             stage: stage.as_str().to_owned(),
+            factors,
         },
     ))
 }
 
 /// Finishes sign-in: swaps the token and makes the session active with the practice's timeouts.
-async fn activate(
+pub(crate) async fn activate(
     state: &AppState,
     caller: &SessionCaller,
     ctx: &salve_core::audit::RequestContext,
@@ -345,7 +370,7 @@ fn unix_seconds(state: &AppState) -> u64 {
 
 /// The throttle of a second-factor step: keyed by the account and the address. A locked
 /// attempt is refused and audited. Returns the keys to count a failure against, and now.
-async fn second_factor_gate(
+pub(crate) async fn second_factor_gate(
     state: &AppState,
     client: &ClientInfo,
     session: &salve_store::Session,
@@ -371,6 +396,45 @@ async fn second_factor_gate(
         return Err(too_many(locked_until - now));
     }
     Ok((keys, now))
+}
+
+/// Counts a failed second factor against the gate's keys, audits it, and tells the admins
+/// when it locks the account.
+pub(crate) async fn second_factor_failed(
+    state: &AppState,
+    session: &salve_store::Session,
+    keys: &[Vec<u8>],
+    now: i64,
+    ctx: &salve_core::audit::RequestContext,
+) -> Result<(), ApiError> {
+    let states = state
+        .store
+        .throttle_failure(keys, now, delay_micros)
+        .await?;
+    state
+        .store
+        .record_sign_in(
+            Some(session.practice_id),
+            Some(session.user_id),
+            Action::SignIn,
+            Outcome::Failure,
+            ctx,
+        )
+        .await?;
+    if states.iter().any(|s| throttle::locks_now(s.failures)) {
+        state
+            .store
+            .record_sign_in(
+                Some(session.practice_id),
+                Some(session.user_id),
+                Action::SignInLocked,
+                Outcome::Denied,
+                ctx,
+            )
+            .await?;
+        notify_lock(state, session.practice_id, ctx).await?;
+    }
+    Ok(())
 }
 
 /// Second factor: a TOTP code (accepted once) or a recovery code (spent).
@@ -422,33 +486,7 @@ pub async fn verify_mfa(
         }
     };
     if !accepted {
-        let states = state
-            .store
-            .throttle_failure(&keys, now, delay_micros)
-            .await?;
-        state
-            .store
-            .record_sign_in(
-                Some(session.practice_id),
-                Some(session.user_id),
-                Action::SignIn,
-                Outcome::Failure,
-                &ctx,
-            )
-            .await?;
-        if states.iter().any(|s| throttle::locks_now(s.failures)) {
-            state
-                .store
-                .record_sign_in(
-                    Some(session.practice_id),
-                    Some(session.user_id),
-                    Action::SignInLocked,
-                    Outcome::Denied,
-                    &ctx,
-                )
-                .await?;
-            notify_lock(&state, session.practice_id, &ctx).await?;
-        }
+        second_factor_failed(&state, session, &keys, now, &ctx).await?;
         return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "mfa-failed",
@@ -463,6 +501,7 @@ pub async fn verify_mfa(
         &ctx,
         SignInStep {
             stage: "active".into(),
+            factors: None,
         },
     )
     .await
