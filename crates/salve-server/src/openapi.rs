@@ -5,7 +5,8 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
 use utoipa::{Modify, OpenApi};
 
 use crate::api::{
-    account, health, oversight, passkeys, patients, portal, session, teams, tokens, users,
+    account, health, oversight, passkeys, patients, portal, portal_login, session, teams, tokens,
+    users,
 };
 use crate::error::{Problem, ProblemField};
 
@@ -40,6 +41,7 @@ impl Modify for BearerAuth {
         oversight::break_glass, oversight::break_glass_report, oversight::guidelines, oversight::publish_guidelines,
         oversight::acknowledge, oversight::acknowledgments,
         portal::send_link, portal::revoke_link, portal::submit_birth_date, portal::submit_code, portal::me,
+        portal_login::create_account, portal_login::confirm_account, portal_login::sign_in, portal_login::verify_mfa,
         teams::list, teams::create, teams::set_members, teams::delete,
         account::invite, account::request_reset, account::set_password,
         tokens::list, tokens::create, tokens::revoke,
@@ -52,7 +54,7 @@ impl Modify for BearerAuth {
         oversight::BreakGlassBody, oversight::BreakGlassGranted, oversight::BreakGlassEntry, oversight::BreakGlassReport,
         oversight::GuidelinesView, oversight::GuidelinesBody, oversight::AcknowledgeBody, oversight::AcknowledgmentEntry,
         oversight::AcknowledgmentList, portal::SendLinkBody, portal::LinkSent, portal::BirthDateBody, portal::CodeBody,
-        portal::PortalStep, portal::PortalMe, teams::TeamView, teams::TeamList, teams::TeamBody, teams::MembersBody,
+        portal::PortalStep, portal::PortalMe, portal_login::AccountBody, portal_login::PatientSignInBody, portal_login::PatientSignInStep, teams::TeamView, teams::TeamList, teams::TeamBody, teams::MembersBody,
         teams::TeamCreated, account::InviteBody, account::Invited, account::ResetBody, account::ResetAccepted,
         account::PasswordBody, tokens::TokenView, tokens::TokenList, tokens::TokenBody, tokens::TokenCreated)),
     modifiers(&BearerAuth),

@@ -14,7 +14,8 @@ use salve_store::SessionStage;
 
 use crate::AppState;
 use crate::api::{
-    account, health, oversight, passkeys, patients, portal, session, teams, tokens, users,
+    account, health, oversight, passkeys, patients, portal, portal_login, session, teams, tokens,
+    users,
 };
 use crate::auth::{self, Caller};
 use crate::context::ClientInfo;
@@ -312,6 +313,30 @@ fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
             "/api/v1/portal/me",
             PatientSession,
             get(portal::me),
+        ),
+        r(
+            Method::POST,
+            "/api/v1/portal/account",
+            PatientSession,
+            post(portal_login::create_account),
+        ),
+        r(
+            Method::POST,
+            "/api/v1/portal/account/confirm",
+            PatientSession,
+            post(portal_login::confirm_account),
+        ),
+        r(
+            Method::POST,
+            "/api/v1/portal/session",
+            Public,
+            post(portal_login::sign_in),
+        ),
+        r(
+            Method::POST,
+            "/api/v1/portal/session/mfa",
+            PatientLink,
+            post(portal_login::verify_mfa),
         ),
         r(Method::GET, "/api/v1/teams", Op(UserList), get(teams::list)),
         r(

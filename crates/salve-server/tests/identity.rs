@@ -996,6 +996,8 @@ const PUBLIC_ROUTES: &[(&str, &str)] = &[
     ("POST", "/csp-report"),
     // Asking for a password reset: the same answer whether or not the account exists.
     ("POST", "/api/v1/password-reset"),
+    // A patient's portal login: the same answer whether or not the login exists.
+    ("POST", "/api/v1/portal/session"),
 ];
 /// Routes behind the metrics token.
 const METRICS_ROUTES: &[(&str, &str)] = &[("GET", "/metrics")];
@@ -1011,6 +1013,21 @@ const LINK_ROUTES: &[(&str, &str, Option<&str>)] = &[
     ),
     ("POST", "/api/v1/portal/code", Some(r#"{"code": "123456"}"#)),
     ("GET", "/api/v1/portal/me", None),
+    (
+        "POST",
+        "/api/v1/portal/account",
+        Some(r#"{"password": "a brand new passphrase for 2026"}"#),
+    ),
+    (
+        "POST",
+        "/api/v1/portal/account/confirm",
+        Some(r#"{"code": "123456"}"#),
+    ),
+    (
+        "POST",
+        "/api/v1/portal/session/mfa",
+        Some(r#"{"code": "123456"}"#),
+    ),
     ("GET", "/invite/{token}", None),
     ("GET", "/reset/{token}", None),
     (

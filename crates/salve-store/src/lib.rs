@@ -17,6 +17,7 @@ mod links;
 mod names;
 mod oversight;
 mod passkeys;
+mod patient_accounts;
 mod patients;
 mod practices;
 mod teams;
@@ -40,6 +41,7 @@ pub use identity::{
 pub use links::{LinkInfo, PatientSession};
 pub use oversight::{Acknowledgment, BreakGlassGrant, Guidelines};
 pub use passkeys::{Ceremony, CeremonyPurpose, StoredPasskey};
+pub use patient_accounts::PatientLogin;
 pub use patients::{Idempotency, Lookup, MAX_PAGE, Patient, PatientPage};
 pub use practices::{Practice, TokenInfo, TokenPrincipal};
 pub use teams::Team;

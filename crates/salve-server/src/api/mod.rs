@@ -4,6 +4,7 @@ pub mod oversight;
 pub mod passkeys;
 pub mod patients;
 pub mod portal;
+pub mod portal_login;
 pub mod session;
 pub mod teams;
 pub mod tokens;

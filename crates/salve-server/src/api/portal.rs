@@ -70,7 +70,7 @@ fn rfc3339(micros: i64) -> String {
         .unwrap_or_default()
 }
 
-fn cookie_header(state: &AppState, name: &str, value: &str) -> HeaderValue {
+pub(crate) fn cookie_header(state: &AppState, name: &str, value: &str) -> HeaderValue {
     let secure = if state.config.public_url_is_https() {
         "; Secure"
     } else {

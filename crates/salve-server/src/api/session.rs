@@ -169,7 +169,7 @@ pub(crate) async fn notify_lock(
 }
 
 /// Runs argon2 off the async runtime, a few at a time.
-async fn verify_password(
+pub(crate) async fn verify_password(
     state: &AppState,
     password: String,
     stored: Option<String>,
@@ -364,7 +364,7 @@ pub(crate) async fn activate(
     Ok(with_cookie(state, &token.secret, body))
 }
 
-fn unix_seconds(state: &AppState) -> u64 {
+pub(crate) fn unix_seconds(state: &AppState) -> u64 {
     state.clock.now().unix_timestamp().max(0) as u64
 }
 

@@ -1,0 +1,589 @@
+//! Patients' own portal logins: created after link verification, password plus TOTP,
+//! recovery codes once, the same answer for unknown and wrong, throttling, one practice's
+//! logins invisible from another, the 10-minute idle, all audited as the patient.
+//!
+//! Counts argon2 verifications through a process-wide counter: relies on nextest's
+//! one-process-per-test.
+
+use std::num::NonZeroU64;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{HeaderMap, Method, Request, StatusCode, header};
+use salve_channels::LocalOutbox;
+use salve_core::audit::Actor;
+use salve_core::permissions::Scope;
+use salve_core::{Clock, ManualClock, PracticeId};
+use salve_crypto::MasterKey;
+use salve_crypto::totp::{Digits, TotpAlgorithm, TotpSecret};
+use salve_server::{AppState, ServerConfig, build_router};
+use salve_store::{Store, StoreOptions};
+use salve_testkit::TestDatabase;
+use serde_json::{Value, json};
+use time::Duration;
+use time::macros::datetime;
+use tower::ServiceExt;
+
+struct World {
+    router: Router,
+    store: Arc<Store>,
+    clock: Arc<ManualClock>,
+    outbox: LocalOutbox,
+    token: String,
+    practice: PracticeId,
+    _db: TestDatabase,
+}
+
+struct Reply {
+    status: StatusCode,
+    headers: HeaderMap,
+    json: Value,
+}
+
+impl World {
+    async fn new(db: TestDatabase) -> Self {
+        let options = StoreOptions::new(db.url.clone());
+        Store::migrate(&options).await.unwrap();
+        let clock = Arc::new(ManualClock::new(datetime!(2026-11-25 09:00 UTC)));
+        let store = Arc::new(
+            Store::open(&options, MasterKey::generate(), clock.clone())
+                .await
+                .unwrap(),
+        );
+        let practice = store
+            .create_practice(Actor::Cli, "Lakeside", "US", "America/Chicago")
+            .await
+            .unwrap()
+            .id;
+        let t = salve_crypto::token::mint("salve");
+        store
+            .create_token(Actor::Cli, practice, &Scope::ALL, "ehr", &t.hash)
+            .await
+            .unwrap();
+        let dir = db.dir.path().join("outbox");
+        let key = store.outbox_key().await.unwrap();
+        let mut config = ServerConfig::local("127.0.0.1:8080".parse().unwrap());
+        config.public_url = Some("https://messages.lakeside.example".into());
+        let state = AppState::new(store.clone(), clock.clone(), config)
+            .with_provider(Arc::new(LocalOutbox::new(dir.clone(), key.clone())));
+        Self {
+            router: build_router(state),
+            store,
+            clock,
+            outbox: LocalOutbox::new(dir, key),
+            token: t.secret.as_str().to_owned(),
+            practice,
+            _db: db,
+        }
+    }
+
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        cookies: &[&str],
+        bearer: bool,
+        body: Option<Value>,
+    ) -> Reply {
+        let mut req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("sec-fetch-site", "same-origin");
+        if bearer {
+            req = req.header(header::AUTHORIZATION, format!("Bearer {}", self.token));
+        }
+        if !cookies.is_empty() {
+            req = req.header(header::COOKIE, cookies.join("; "));
+        }
+        if body.is_some() {
+            req = req.header(header::CONTENT_TYPE, "application/json");
+        }
+        let resp = self
+            .router
+            .clone()
+            .oneshot(
+                req.body(body.map_or_else(Body::empty, |b| Body::from(b.to_string())))
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        Reply {
+            status,
+            headers,
+            json: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        }
+    }
+
+    async fn patient(&self, given: &str, dob: &str, phone: &str) -> String {
+        let body = json!({"given_name": given, "family_name": "Ngata", "birth_date": dob,
+            "contacts": [{"kind": "phone", "value": phone, "role": "self"},
+                         {"kind": "email", "value": format!("{given}@example.org"), "role": "self"}]});
+        let r = self
+            .call(Method::POST, "/api/v1/patients", &[], true, Some(body))
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED);
+        r.json["id"].as_str().unwrap().to_owned()
+    }
+
+    /// Sends a link to the patient's phone and returns (link id, token from the text message).
+    async fn send_link(&self, patient: &str) -> (String, String) {
+        let before = self.outbox.list().unwrap().len();
+        let r = self
+            .call(
+                Method::POST,
+                &format!("/api/v1/patients/{patient}/secure-links"),
+                &[],
+                true,
+                Some(json!({"contact_index": 0})),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.json);
+        let sent = self.outbox.list().unwrap();
+        assert_eq!(sent.len(), before + 1);
+        let text = &sent.last().unwrap().body;
+        assert!(text.starts_with(
+            "You have a new secure message from Lakeside: https://messages.lakeside.example/p/"
+        ));
+        let token = text.rsplit("/p/").next().unwrap().to_owned();
+        (r.json["id"].as_str().unwrap().to_owned(), token)
+    }
+
+    /// Opens the link like a browser (or a scanner) and returns the link cookie.
+    async fn open(&self, token: &str) -> String {
+        let r = self
+            .call(Method::GET, &format!("/p/{token}"), &[], false, None)
+            .await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER);
+        assert_eq!(r.headers[header::LOCATION], "/portal/verify");
+        assert_eq!(r.headers["referrer-policy"], "no-referrer");
+        assert_eq!(r.headers[header::CACHE_CONTROL], "no-store");
+        let cookie = r.headers[header::SET_COOKIE].to_str().unwrap().to_owned();
+        assert!(
+            cookie.contains("HttpOnly")
+                && cookie.contains("Secure")
+                && cookie.contains("SameSite=Lax")
+        );
+        cookie.split(';').next().unwrap().to_owned()
+    }
+
+    async fn birth_date(&self, link_cookie: &str, date: &str) -> Reply {
+        self.call(
+            Method::POST,
+            "/api/v1/portal/birth-date",
+            &[link_cookie],
+            false,
+            Some(json!({"birth_date": date})),
+        )
+        .await
+    }
+
+    async fn code(&self, link_cookie: &str, code: &str) -> Reply {
+        self.call(
+            Method::POST,
+            "/api/v1/portal/code",
+            &[link_cookie],
+            false,
+            Some(json!({"code": code})),
+        )
+        .await
+    }
+
+    fn last_code(&self) -> String {
+        let sent = self.outbox.list().unwrap();
+        let body = &sent.last().unwrap().body;
+        body.split("code is ").nth(1).unwrap()[..6].to_owned()
+    }
+}
+
+const PASSWORD: &str = "a brand new passphrase for 2026";
+
+fn base32_decode(text: &str) -> Vec<u8> {
+    const ALPHABET: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+    let mut out = Vec::new();
+    let (mut buffer, mut bits) = (0u32, 0u32);
+    for c in text.trim_end_matches('=').bytes() {
+        let value = ALPHABET
+            .iter()
+            .position(|a| *a == c.to_ascii_uppercase())
+            .unwrap() as u32;
+        buffer = (buffer << 5) | value;
+        bits += 5;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((buffer >> bits) as u8);
+            buffer &= (1 << bits) - 1;
+        }
+    }
+    out
+}
+
+fn cookie_of(r: &Reply, name: &str) -> String {
+    r.headers
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_owned())
+        .find(|c| c.starts_with(&format!("{name}=")) && c.len() > name.len() + 1)
+        .unwrap_or_else(|| panic!("no {name} cookie"))
+}
+
+struct Login {
+    patient: String,
+    secret: TotpSecret,
+    recovery: Vec<String>,
+}
+
+impl World {
+    fn totp(&self, secret: &TotpSecret) -> String {
+        salve_crypto::totp::code_at(
+            secret,
+            TotpAlgorithm::Sha1,
+            Digits::Six,
+            self.clock.now().unix_timestamp() as u64,
+            NonZeroU64::new(30).unwrap(),
+        )
+    }
+
+    /// Verifies through a secure link and returns the patient session cookie.
+    async fn verified(&self, patient: &str, dob: &str) -> String {
+        let (_, token) = self.send_link(patient).await;
+        let link = self.open(&token).await;
+        let r = self.birth_date(&link, dob).await;
+        assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.json);
+        let r = self.code(&link, &self.last_code()).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+        cookie_of(&r, "salve_patient")
+    }
+
+    /// A patient with an activated login (email `{given}@example.org`).
+    async fn login(&self, given: &str) -> Login {
+        let patient = self.patient(given, "1984-07-02", "+13125550142").await;
+        let session = self.verified(&patient, "1984-07-02").await;
+        let r = self
+            .call(
+                Method::POST,
+                "/api/v1/portal/account",
+                &[&session],
+                false,
+                Some(json!({"password": PASSWORD})),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+        assert!(
+            r.json["otpauth_uri"]
+                .as_str()
+                .unwrap()
+                .contains("issuer=Lakeside")
+        );
+        assert!(r.json["qr_svg"].as_str().unwrap().starts_with("<svg"));
+        let secret =
+            TotpSecret::from_bytes(&base32_decode(r.json["secret"].as_str().unwrap())).unwrap();
+        let r = self
+            .call(
+                Method::POST,
+                "/api/v1/portal/account/confirm",
+                &[&session],
+                false,
+                Some(json!({"code": self.totp(&secret)})),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+        let recovery: Vec<String> = r.json["recovery_codes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c.as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(recovery.len(), 10);
+        Login {
+            patient,
+            secret,
+            recovery,
+        }
+    }
+
+    async fn sign_in(&self, practice: PracticeId, email: &str, password: &str) -> Reply {
+        self.call(
+            Method::POST,
+            "/api/v1/portal/session",
+            &[],
+            false,
+            Some(json!({"practice_id": practice.as_uuid(), "email": email, "password": password})),
+        )
+        .await
+    }
+
+    async fn mfa(&self, pending: &str, body: Value) -> Reply {
+        self.call(
+            Method::POST,
+            "/api/v1/portal/session/mfa",
+            &[pending],
+            false,
+            Some(body),
+        )
+        .await
+    }
+
+    async fn me(&self, session: &str) -> Reply {
+        self.call(Method::GET, "/api/v1/portal/me", &[session], false, None)
+            .await
+    }
+
+    /// (actor kind, actor id, action, outcome) of the patient login events.
+    async fn login_events(&self) -> Vec<(String, String, String, String)> {
+        sqlx::query_as(
+            "SELECT actor_kind, actor_id, action, outcome FROM audit_events \
+             WHERE action LIKE 'patient.account.%' OR action LIKE 'patient.sign_in%' ORDER BY occurred_at, seq",
+        )
+        .fetch_all(self.store.pool_for_tests())
+        .await
+        .unwrap()
+    }
+}
+
+#[tokio::test]
+async fn a_patient_creates_a_login_and_signs_in_with_password_and_totp() {
+    for db in TestDatabase::all().await {
+        let w = World::new(db).await;
+        let patient = w.patient("Ana", "1984-07-02", "+13125550142").await;
+        let session = w.verified(&patient, "1984-07-02").await;
+
+        // A weak password is refused, and not echoed.
+        let r = w
+            .call(
+                Method::POST,
+                "/api/v1/portal/account",
+                &[&session],
+                false,
+                Some(json!({"password": "ana-lakeside"})),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.json);
+        assert!(!r.json.to_string().contains("ana-lakeside"));
+        // Without a patient session: nothing.
+        let r = w
+            .call(
+                Method::POST,
+                "/api/v1/portal/account",
+                &[],
+                false,
+                Some(json!({"password": PASSWORD})),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+        // A wrong first code does not activate the login, and is audited.
+        let r = w
+            .call(
+                Method::POST,
+                "/api/v1/portal/account",
+                &[&session],
+                false,
+                Some(json!({"password": PASSWORD})),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+        let r = w
+            .call(
+                Method::POST,
+                "/api/v1/portal/account/confirm",
+                &[&session],
+                false,
+                Some(json!({"code": "000000"})),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.json);
+        let r = w.sign_in(w.practice, "ana@example.org", PASSWORD).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.json);
+        let events = w.login_events().await;
+        assert!(
+            events.iter().any(|(kind, id, a, o)| kind == "patient"
+                && *id == patient
+                && a == "patient.account.activate"
+                && o == "failure"),
+            "{events:?}"
+        );
+
+        let login = w.login("Mia").await;
+        let email = "Mia@Example.org";
+        // The password needs its second factor.
+        let r = w.sign_in(w.practice, email, PASSWORD).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+        assert_eq!(r.json["stage"], "mfa");
+        let pending = cookie_of(&r, "salve_patient_login");
+        // The pending cookie is not a patient session.
+        assert_eq!(
+            w.me(&pending.replace("salve_patient_login", "salve_patient"))
+                .await
+                .status,
+            StatusCode::UNAUTHORIZED
+        );
+        // The code used to confirm the login is not accepted again.
+        let r = w
+            .mfa(&pending, json!({"code": w.totp(&login.secret)}))
+            .await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.json);
+        w.clock.advance(Duration::seconds(30));
+        let code = w.totp(&login.secret);
+        let r = w.mfa(&pending, json!({"code": code})).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+        assert_eq!(r.json["stage"], "active");
+        let session = cookie_of(&r, "salve_patient");
+        let r = w.me(&session).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+        assert_eq!(r.json["given_name"], "Mia");
+        // The pending sign-in is spent.
+        assert_eq!(
+            w.mfa(&pending, json!({"code": code})).await.status,
+            StatusCode::UNAUTHORIZED
+        );
+
+        // The session idles out after 10 minutes.
+        w.clock
+            .advance(Duration::minutes(10) - Duration::seconds(1));
+        assert_eq!(w.me(&session).await.status, StatusCode::OK);
+        w.clock.advance(Duration::minutes(10));
+        assert_eq!(w.me(&session).await.status, StatusCode::UNAUTHORIZED);
+
+        // The login cannot be created twice.
+        let again = w.verified(&login.patient, "1984-07-02").await;
+        let r = w
+            .call(
+                Method::POST,
+                "/api/v1/portal/account",
+                &[&again],
+                false,
+                Some(json!({"password": PASSWORD})),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.json);
+
+        // Audited as the patient.
+        let events = w.login_events().await;
+        assert_eq!(
+            events
+                .iter()
+                .filter(|(kind, ..)| kind == "anonymous")
+                .count(),
+            1,
+            "{events:?}"
+        );
+        let actions: Vec<(&str, &str)> = events
+            .iter()
+            .map(|(_, _, a, o)| (a.as_str(), o.as_str()))
+            .collect();
+        for expected in [
+            ("patient.account.create", "success"),
+            ("patient.account.activate", "success"),
+            ("patient.sign_in", "failure"),
+            ("patient.sign_in", "success"),
+        ] {
+            assert!(actions.contains(&expected), "{expected:?} in {actions:?}");
+        }
+        assert!(
+            events
+                .iter()
+                // Ana's attempt before her login was active: an unknown login, anonymous.
+                .filter(|(kind, id, _, _)| kind != "anonymous" && *id != patient)
+                .all(|(kind, id, _, _)| kind == "patient" && *id == login.patient),
+            "{events:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn recovery_codes_work_once_and_practices_do_not_share_logins() {
+    for db in TestDatabase::all().await {
+        let w = World::new(db).await;
+        let login = w.login("Ana").await;
+        let r = w.sign_in(w.practice, "ana@example.org", PASSWORD).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+        let pending = cookie_of(&r, "salve_patient_login");
+        let r = w
+            .mfa(&pending, json!({"recovery_code": login.recovery[0]}))
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+        assert_eq!(
+            w.me(&cookie_of(&r, "salve_patient")).await.status,
+            StatusCode::OK
+        );
+
+        let r = w.sign_in(w.practice, "ana@example.org", PASSWORD).await;
+        let pending = cookie_of(&r, "salve_patient_login");
+        let r = w
+            .mfa(&pending, json!({"recovery_code": login.recovery[0]}))
+            .await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.json);
+        let r = w
+            .mfa(&pending, json!({"recovery_code": login.recovery[1]}))
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+
+        // Another practice's id with the same email finds nothing.
+        let other = w
+            .store
+            .create_practice(Actor::Cli, "Hillside", "US", "America/Chicago")
+            .await
+            .unwrap()
+            .id;
+        let r = w.sign_in(other, "ana@example.org", PASSWORD).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.json);
+        assert!(r.headers.get(header::SET_COOKIE).is_none());
+    }
+}
+
+#[tokio::test]
+async fn unknown_and_wrong_look_the_same_and_repeated_failures_lock() {
+    for db in TestDatabase::all().await {
+        let w = World::new(db).await;
+        w.login("Ana").await;
+        let before = salve_crypto::password::verifications();
+        let unknown = w.sign_in(w.practice, "nobody@example.org", PASSWORD).await;
+        let middle = salve_crypto::password::verifications();
+        let wrong = w
+            .sign_in(
+                w.practice,
+                "ana@example.org",
+                "not the right passphrase at all",
+            )
+            .await;
+        let after = salve_crypto::password::verifications();
+        assert_eq!((middle - before, after - middle), (1, 1));
+        assert_eq!(unknown.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+        let strip = |v: &Value| {
+            let mut v = v.clone();
+            v.as_object_mut().unwrap().remove("request_id");
+            v.as_object_mut().unwrap().remove("instance");
+            v
+        };
+        assert_eq!(strip(&unknown.json), strip(&wrong.json));
+
+        // Ten failures in a row lock the login, even for the right password.
+        for _ in 0..8 {
+            w.clock.advance(Duration::minutes(5));
+            let r = w
+                .sign_in(
+                    w.practice,
+                    "ana@example.org",
+                    "not the right passphrase at all",
+                )
+                .await;
+            assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.json);
+        }
+        let r = w.sign_in(w.practice, "ana@example.org", PASSWORD).await;
+        assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{}", r.json);
+        assert!(r.headers.get(header::RETRY_AFTER).is_some());
+        let events = w.login_events().await;
+        assert!(
+            events
+                .iter()
+                .any(|(kind, _, a, _)| kind == "patient" && a == "patient.sign_in_locked"),
+            "{events:?}"
+        );
+    }
+}
