@@ -587,3 +587,26 @@ async fn unknown_and_wrong_look_the_same_and_repeated_failures_lock() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_shredded_patients_login_no_longer_signs_in() {
+    let w = World::new(TestDatabase::sqlite()).await;
+    let login = w.login("Ana").await;
+    let r = w.sign_in(w.practice, "ana@example.org", PASSWORD).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    w.store
+        .shred_patient(
+            w.practice,
+            &salve_core::permissions::Principal::Operator,
+            &Default::default(),
+            login.patient.parse().unwrap(),
+        )
+        .await
+        .unwrap();
+    let r = w.sign_in(w.practice, "ana@example.org", PASSWORD).await;
+    assert_eq!(
+        r.status,
+        StatusCode::UNAUTHORIZED,
+        "answered like an unknown login"
+    );
+}

@@ -257,7 +257,8 @@ impl Store {
         tx.commit().await
     }
 
-    /// The activated login for this practice and email, if any.
+    /// The activated login for this practice and email, if any (none once the patient's
+    /// record was shredded).
     pub async fn patient_login(
         &self,
         practice: PracticeId,
@@ -270,8 +271,10 @@ impl Store {
             Err(e) => return Err(e),
         };
         let row: Option<(String, String, String)> = sqlx::query_as(
-            "SELECT id, patient_id, password_hash FROM patient_accounts \
-             WHERE practice_id = $1 AND login_index = $2 AND activated_at IS NOT NULL",
+            "SELECT a.id, a.patient_id, a.password_hash FROM patient_accounts a \
+             JOIN patients p ON p.id = a.patient_id \
+             WHERE a.practice_id = $1 AND a.login_index = $2 AND a.activated_at IS NOT NULL \
+             AND p.shredded_at IS NULL",
         )
         .bind(practice.to_string())
         .bind(index)
