@@ -484,3 +484,32 @@ async fn passwordless_failures_count_against_the_account_like_password_failures(
         assert_eq!(failures, 3);
     }
 }
+
+#[tokio::test]
+async fn one_address_gets_a_bounded_number_of_passwordless_challenges() {
+    let app = app(TestDatabase::sqlite()).await;
+    let address: std::net::IpAddr = "192.0.2.7".parse().unwrap();
+    let ask = |email: &'static str| {
+        app.send(
+            Req::post("/api/v1/session/passkey")
+                .same_origin()
+                .client_ip(address)
+                .json(&json!({ "email": email })),
+        )
+    };
+    for _ in 0..30 {
+        assert_eq!(ask("someone@lakeside.example").await.status, StatusCode::OK);
+    }
+    let refused = ask("someone-else@lakeside.example").await;
+    assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(refused.retry_after().is_some());
+    // Another address is not affected.
+    let other = app
+        .send(
+            Req::post("/api/v1/session/passkey")
+                .same_origin()
+                .json(&json!({ "email": "someone@lakeside.example" })),
+        )
+        .await;
+    assert_eq!(other.status, StatusCode::OK);
+}

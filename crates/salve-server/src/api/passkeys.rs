@@ -418,6 +418,10 @@ fn csrf(state: &AppState, headers: &axum::http::HeaderMap) -> Result<(), ApiErro
     }
 }
 
+/// Passwordless challenges one address may ask for per window.
+const BEGINS_PER_WINDOW: i64 = 30;
+const BEGIN_WINDOW_SECS: i64 = 10 * 60;
+
 /// Passwordless sign-in: a challenge for the account's passkeys. The answer has the same shape
 /// whether or not the account exists (an unknown one gets a challenge no passkey can answer).
 #[utoipa::path(post, path = "/api/v1/session/passkey", tag = "session",
@@ -441,6 +445,18 @@ pub async fn begin_sign_in(
     if locked_until > now {
         return Err(too_many(locked_until - now));
     }
+    // Each challenge stores a ceremony for 5 minutes: bound the rows one address can create.
+    let address = client.ip.map(|i| i.to_string()).unwrap_or_default();
+    let begin_key = throttle_key("passkey-begin", address.as_bytes());
+    let window = BEGIN_WINDOW_SECS * 1_000_000;
+    let begun = state
+        .store
+        .code_sends_since(std::slice::from_ref(&begin_key), now - window)
+        .await?;
+    if begun[0] >= BEGINS_PER_WINDOW {
+        return Err(too_many(window));
+    }
+    state.store.record_code_send(&begin_key, now).await?;
     let user = state
         .store
         .user_for_sign_in(&b.email)
