@@ -33,8 +33,7 @@ pub struct SendReceipt {
     pub provider_id: String,
 }
 
-/// Why a send failed. Providers must not put recipients or message text in these strings:
-/// they are logged.
+/// Why a send failed. Only [`ProviderError::kind`] is logged; the text is for the caller.
 #[derive(Debug, thiserror::Error)]
 pub enum ProviderError {
     /// The provider refused the message; retrying will not help.
@@ -45,9 +44,32 @@ pub enum ProviderError {
     Unavailable(String),
 }
 
+impl ProviderError {
+    /// What may be logged: the kind only. A provider's own text can quote the recipient.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Rejected(_) => "rejected",
+            Self::Unavailable(_) => "unavailable",
+        }
+    }
+}
+
 #[async_trait]
 pub trait Provider: Send + Sync {
     fn name(&self) -> &'static str;
     /// Sends, and returns only once the provider has durably accepted the message.
     async fn send(&self, message: &OutgoingMessage) -> Result<SendReceipt, ProviderError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ProviderError;
+
+    #[test]
+    fn only_the_kind_is_for_logs() {
+        let e = ProviderError::Rejected("The 'To' number +13125550142 is not valid".into());
+        assert_eq!(e.kind(), "rejected");
+        assert!(!e.kind().contains("555"));
+        assert_eq!(ProviderError::Unavailable("timeout".into()).kind(), "unavailable");
+    }
 }

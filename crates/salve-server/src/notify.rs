@@ -28,7 +28,11 @@ pub async fn email_staff(
         let outcome = match state.provider.send(&message).await {
             Ok(_) => Outcome::Success,
             Err(e) => {
-                tracing::warn!(provider = state.provider.name(), error = %e, "staff notification failed");
+                tracing::warn!(
+                    provider = state.provider.name(),
+                    error = e.kind(),
+                    "staff notification failed"
+                );
                 Outcome::Failure
             }
         };

@@ -78,7 +78,11 @@ async fn email(
         body: Sensitive::new(body),
     };
     state.provider.send(&message).await.map_err(|e| {
-        tracing::warn!(provider = state.provider.name(), error = %e, "account email not delivered");
+        tracing::warn!(
+            provider = state.provider.name(),
+            error = e.kind(),
+            "account email not delivered"
+        );
         ApiError::new(
             StatusCode::BAD_GATEWAY,
             "not-delivered",

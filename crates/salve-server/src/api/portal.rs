@@ -147,7 +147,11 @@ pub async fn send_link(
         )),
     };
     if let Err(e) = state.provider.send(&message).await {
-        tracing::warn!(provider = state.provider.name(), error = %e, "secure link not delivered");
+        tracing::warn!(
+            provider = state.provider.name(),
+            error = e.kind(),
+            "secure link not delivered"
+        );
         state
             .store
             .revoke_link(practice, &principal, &ctx, link.id)
@@ -377,7 +381,11 @@ pub async fn submit_birth_date(
         )),
     };
     state.provider.send(&message).await.map_err(|e| {
-        tracing::warn!(provider = state.provider.name(), error = %e, "one-time code not delivered");
+        tracing::warn!(
+            provider = state.provider.name(),
+            error = e.kind(),
+            "one-time code not delivered"
+        );
         ApiError::new(
             StatusCode::BAD_GATEWAY,
             "not-delivered",
