@@ -70,6 +70,9 @@ mod tests {
         let e = ProviderError::Rejected("The 'To' number +13125550142 is not valid".into());
         assert_eq!(e.kind(), "rejected");
         assert!(!e.kind().contains("555"));
-        assert_eq!(ProviderError::Unavailable("timeout".into()).kind(), "unavailable");
+        assert_eq!(
+            ProviderError::Unavailable("timeout".into()).kind(),
+            "unavailable"
+        );
     }
 }

@@ -9,3 +9,22 @@ pub mod session;
 pub mod teams;
 pub mod tokens;
 pub mod users;
+
+use salve_core::PracticeId;
+use salve_core::permissions::Principal;
+
+use crate::error::ApiError;
+
+/// The one practice a principal acts in; the operator (CLI) has none on the HTTP side.
+pub(crate) fn practice_of(principal: &Principal) -> Result<PracticeId, ApiError> {
+    principal
+        .practice()
+        .ok_or_else(|| ApiError::forbidden("an operator has no practice here"))
+}
+
+/// A stored timestamp (microseconds) as RFC 3339 for responses.
+pub(crate) fn rfc3339(micros: i64) -> String {
+    salve_core::clock::from_micros(micros)
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}

@@ -4,12 +4,13 @@ use axum::Extension;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use salve_core::FieldError;
 use salve_core::permissions::{BreakGlassCategory, Principal, break_glass_reason};
-use salve_core::{FieldError, PracticeId};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::AppState;
+use crate::api::{practice_of, rfc3339};
 use crate::context::ClientInfo;
 use crate::error::ApiError;
 use crate::extract::JsonBody;
@@ -77,18 +78,6 @@ pub struct AcknowledgmentEntry {
 pub struct AcknowledgmentList {
     pub current_version: i64,
     pub acknowledgments: Vec<AcknowledgmentEntry>,
-}
-
-fn rfc3339(micros: i64) -> String {
-    salve_core::clock::from_micros(micros)
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
-}
-
-fn practice_of(principal: &Principal) -> Result<PracticeId, ApiError> {
-    principal
-        .practice()
-        .ok_or_else(|| ApiError::forbidden("an operator has no practice here"))
 }
 
 /// Open a restricted patient for a limited time, giving a reason. The privacy officer is told.

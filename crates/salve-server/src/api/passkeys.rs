@@ -18,9 +18,10 @@ use webauthn_rs::prelude::{
     RegisterPublicKeyCredential, Url,
 };
 
+use super::rfc3339;
 use super::session::{
-    SignInStep, activate, ip_key, rfc3339, second_factor_failed, second_factor_gate,
-    sign_in_failed, throttle_key, too_many, with_cookie,
+    SignInStep, activate, ip_key, second_factor_failed, second_factor_gate, sign_in_failed,
+    throttle_key, too_many, with_cookie,
 };
 use crate::AppState;
 use crate::auth::{self, SessionCaller};

@@ -16,6 +16,7 @@ use time::format_description::well_known::Rfc3339;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::AppState;
+use crate::api::practice_of;
 use crate::context::ClientInfo;
 use crate::error::ApiError;
 use crate::extract::{IdempotencyKey, JsonBody};
@@ -212,13 +213,6 @@ fn view(p: &Patient, practice_zone: &str) -> PatientView {
         created_at: rfc3339(p.created_at),
         updated_at: rfc3339(p.updated_at),
     }
-}
-
-/// The practice a route's principal acts in (the gate only lets practice-bound principals in).
-fn practice_of(principal: &Principal) -> Result<salve_core::PracticeId, ApiError> {
-    principal
-        .practice()
-        .ok_or_else(|| ApiError::forbidden("an operator has no practice here"))
 }
 
 /// Path ids that do not parse are simply not found: the answer is the same as for another

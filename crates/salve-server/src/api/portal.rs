@@ -18,6 +18,7 @@ use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 
 use crate::AppState;
+use crate::api::{practice_of, rfc3339};
 use crate::auth;
 use crate::context::ClientInfo;
 use crate::error::ApiError;
@@ -64,12 +65,6 @@ pub struct PortalMe {
     pub practice: String,
 }
 
-fn rfc3339(micros: i64) -> String {
-    salve_core::clock::from_micros(micros)
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
-}
-
 pub(crate) fn cookie_header(state: &AppState, name: &str, value: &str) -> HeaderValue {
     let secure = if state.config.public_url_is_https() {
         "; Secure"
@@ -87,12 +82,6 @@ fn base_url(state: &AppState) -> String {
         Some(url) => url.trim_end_matches('/').to_owned(),
         None => format!("http://localhost:{}", state.config.listen.port()),
     }
-}
-
-fn practice_of(principal: &Principal) -> Result<salve_core::PracticeId, ApiError> {
-    principal
-        .practice()
-        .ok_or_else(|| ApiError::forbidden("an operator has no practice here"))
 }
 
 /// Send the patient a secure link (content-free: it names only the practice).

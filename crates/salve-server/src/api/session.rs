@@ -15,6 +15,7 @@ use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 
 use crate::AppState;
+use crate::api::rfc3339;
 use crate::auth::{self, SessionCaller};
 use crate::context::ClientInfo;
 use crate::error::ApiError;
@@ -83,12 +84,6 @@ pub struct SessionStatus {
     pub expires_at: String,
     /// When to warn the user that automatic logoff is near.
     pub warn_at: String,
-}
-
-pub(crate) fn rfc3339(micros: i64) -> String {
-    salve_core::clock::from_micros(micros)
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
 }
 
 pub(crate) fn throttle_key(kind: &str, value: &[u8]) -> Vec<u8> {

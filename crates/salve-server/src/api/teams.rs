@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::AppState;
+use crate::api::practice_of;
 use crate::context::ClientInfo;
 use crate::error::ApiError;
 use crate::extract::JsonBody;
@@ -41,12 +42,6 @@ pub struct MembersBody {
 #[derive(Serialize, ToSchema)]
 pub struct TeamCreated {
     pub id: uuid::Uuid,
-}
-
-fn practice_of(principal: &Principal) -> Result<salve_core::PracticeId, ApiError> {
-    principal
-        .practice()
-        .ok_or_else(|| ApiError::forbidden("an operator has no practice here"))
 }
 
 fn team_id(raw: &str) -> Result<TeamId, ApiError> {

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::AppState;
+use crate::api::{practice_of, rfc3339};
 use crate::context::ClientInfo;
 use crate::error::ApiError;
 use crate::extract::JsonBody;
@@ -42,18 +43,6 @@ pub struct TokenCreated {
     pub id: uuid::Uuid,
     /// Shown once; only its hash is kept.
     pub token: String,
-}
-
-fn rfc3339(micros: i64) -> String {
-    salve_core::clock::from_micros(micros)
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
-}
-
-fn practice_of(principal: &Principal) -> Result<salve_core::PracticeId, ApiError> {
-    principal
-        .practice()
-        .ok_or_else(|| ApiError::forbidden("an operator has no practice here"))
 }
 
 /// The practice's tokens (never their secrets).

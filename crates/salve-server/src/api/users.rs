@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::AppState;
+use crate::api::practice_of;
 use crate::context::ClientInfo;
 use crate::error::ApiError;
 use crate::extract::JsonBody;
@@ -36,12 +37,6 @@ pub struct StaffList {
 pub struct RoleBody {
     /// admin, clinician, staff or auditor
     pub role: String,
-}
-
-fn practice_of(principal: &Principal) -> Result<salve_core::PracticeId, ApiError> {
-    principal
-        .practice()
-        .ok_or_else(|| ApiError::forbidden("an operator has no practice here"))
 }
 
 /// A user id of this practice's members, or 404 (another practice's user looks like no user).
