@@ -8,6 +8,7 @@ pub mod links;
 pub mod password_policy;
 pub mod patient;
 pub mod permissions;
+pub mod policy;
 pub mod sensitive;
 pub mod throttle;
 pub mod validation;
