@@ -83,6 +83,39 @@ typed_id!(
     SessionId
 );
 
+typed_id!(
+    /// A conversation thread with one patient (the main thread or a topic thread).
+    ConversationId
+);
+typed_id!(
+    /// One message (inbound, outbound, internal note or system message).
+    MessageId
+);
+typed_id!(
+    /// A file attached to a message.
+    AttachmentId
+);
+typed_id!(
+    /// One grant or revocation in a patient's consent history.
+    ConsentEventId
+);
+typed_id!(
+    /// A patient's confidential-communication request (45 CFR 164.522(b)).
+    ConfidentialRequestId
+);
+typed_id!(
+    /// One job of the transactional outbox.
+    OutboxJobId
+);
+typed_id!(
+    /// A saved reply template.
+    TemplateId
+);
+typed_id!(
+    /// An appointment type, location or provider in a practice's catalog.
+    CatalogItemId
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;

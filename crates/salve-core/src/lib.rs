@@ -14,6 +14,9 @@ pub mod throttle;
 pub mod validation;
 
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use ids::{PatientId, PracticeId, SessionId, TeamId, TokenId, UserId};
+pub use ids::{
+    AttachmentId, CatalogItemId, ConfidentialRequestId, ConsentEventId, ConversationId, MessageId,
+    OutboxJobId, PatientId, PracticeId, SessionId, TeamId, TemplateId, TokenId, UserId,
+};
 pub use sensitive::Sensitive;
 pub use validation::FieldError;
