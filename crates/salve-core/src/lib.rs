@@ -1,8 +1,11 @@
-//! Salve's domain: identifiers, validated inputs, permissions and the audit vocabulary.
+//! Salve's domain: identifiers, validated inputs, permissions, the audit vocabulary, and the
+//! messaging rules (consent, confidential communications, system messages, routing).
 //! No I/O, no async, no SQL: every rule here is testable in isolation.
 
 pub mod audit;
 pub mod clock;
+pub mod confidential;
+pub mod consent;
 pub mod ids;
 pub mod links;
 pub mod password_policy;
