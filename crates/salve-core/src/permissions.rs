@@ -13,15 +13,27 @@ use crate::ids::{PracticeId, TokenId, UserId};
 pub enum Scope {
     PatientsRead,
     PatientsWrite,
+    MessagesRead,
+    MessagesWrite,
+    ConsentWrite,
 }
 
 impl Scope {
-    pub const ALL: [Scope; 2] = [Scope::PatientsRead, Scope::PatientsWrite];
+    pub const ALL: [Scope; 5] = [
+        Scope::PatientsRead,
+        Scope::PatientsWrite,
+        Scope::MessagesRead,
+        Scope::MessagesWrite,
+        Scope::ConsentWrite,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Self::PatientsRead => "patients:read",
             Self::PatientsWrite => "patients:write",
+            Self::MessagesRead => "messages:read",
+            Self::MessagesWrite => "messages:write",
+            Self::ConsentWrite => "consent:write",
         }
     }
 
@@ -120,10 +132,28 @@ pub enum Operation {
     SecureLinkSend,
     /// Create, list and revoke the practice's API tokens.
     TokenManage,
+    /// The inbox: list conversations (no message content).
+    ConversationList,
+    /// Read one patient's conversation.
+    ConversationRead,
+    /// Send a patient a message.
+    MessageSend,
+    /// Write an internal note (never sent to the patient).
+    MessageNote,
+    /// Assign, close, snooze a conversation; mark it read.
+    ConversationManage,
+    /// See a patient's consent and confidential-communication history.
+    ConsentRead,
+    /// Record a consent, a revocation or a confidential-communication request.
+    ConsentRecord,
+    /// See the catalog (appointment types, locations, providers) and saved replies.
+    CatalogRead,
+    /// Edit the catalog, saved replies, and the practice's messaging settings.
+    CatalogManage,
 }
 
 impl Operation {
-    pub const ALL: [Operation; 16] = [
+    pub const ALL: [Operation; 25] = [
         Operation::PatientCreate,
         Operation::PatientRead,
         Operation::PatientList,
@@ -140,6 +170,15 @@ impl Operation {
         Operation::GuidelinesEdit,
         Operation::SecureLinkSend,
         Operation::TokenManage,
+        Operation::ConversationList,
+        Operation::ConversationRead,
+        Operation::MessageSend,
+        Operation::MessageNote,
+        Operation::ConversationManage,
+        Operation::ConsentRead,
+        Operation::ConsentRecord,
+        Operation::CatalogRead,
+        Operation::CatalogManage,
     ];
 
     /// Operations whose resource is one patient (and so may be restricted).
@@ -151,6 +190,23 @@ impl Operation {
                 | Self::PatientRestrict
                 | Self::BreakGlass
                 | Self::SecureLinkSend
+                | Self::ConversationRead
+                | Self::MessageSend
+                | Self::MessageNote
+                | Self::ConversationManage
+                | Self::ConsentRead
+                | Self::ConsentRecord
+        )
+    }
+
+    /// Operations on one conversation, where a team assignment limits who may act.
+    pub fn is_conversation_operation(self) -> bool {
+        matches!(
+            self,
+            Self::ConversationRead
+                | Self::MessageSend
+                | Self::MessageNote
+                | Self::ConversationManage
         )
     }
 }
@@ -164,7 +220,15 @@ pub fn required_scope(op: Operation) -> Option<Scope> {
         Operation::PatientRead
         | Operation::PatientList
         | Operation::PatientSearch
-        | Operation::PatientLookup => Some(Scope::PatientsRead),
+        | Operation::PatientLookup
+        | Operation::ConsentRead => Some(Scope::PatientsRead),
+        Operation::ConversationList | Operation::ConversationRead | Operation::CatalogRead => {
+            Some(Scope::MessagesRead)
+        }
+        Operation::MessageSend | Operation::MessageNote | Operation::ConversationManage => {
+            Some(Scope::MessagesWrite)
+        }
+        Operation::ConsentRecord => Some(Scope::ConsentWrite),
         _ => None,
     }
 }
@@ -190,6 +254,15 @@ const ROLE_TABLE: &[(Role, &[Operation])] = &[
             Op::TokenManage,
             Op::GuidelinesRead,
             Op::GuidelinesEdit,
+            Op::ConversationList,
+            Op::ConversationRead,
+            Op::MessageSend,
+            Op::MessageNote,
+            Op::ConversationManage,
+            Op::ConsentRead,
+            Op::ConsentRecord,
+            Op::CatalogRead,
+            Op::CatalogManage,
         ],
     ),
     (
@@ -205,6 +278,14 @@ const ROLE_TABLE: &[(Role, &[Operation])] = &[
             Op::UserList,
             Op::BreakGlass,
             Op::GuidelinesRead,
+            Op::ConversationList,
+            Op::ConversationRead,
+            Op::MessageSend,
+            Op::MessageNote,
+            Op::ConversationManage,
+            Op::ConsentRead,
+            Op::ConsentRecord,
+            Op::CatalogRead,
         ],
     ),
     (
@@ -218,11 +299,24 @@ const ROLE_TABLE: &[(Role, &[Operation])] = &[
             Op::PatientUpdate,
             Op::UserList,
             Op::GuidelinesRead,
+            Op::ConversationList,
+            Op::ConversationRead,
+            Op::MessageSend,
+            Op::MessageNote,
+            Op::ConversationManage,
+            Op::ConsentRead,
+            Op::ConsentRecord,
+            Op::CatalogRead,
         ],
     ),
     (
         Role::Auditor,
-        &[Op::AuditRead, Op::UserList, Op::GuidelinesRead],
+        &[
+            Op::AuditRead,
+            Op::UserList,
+            Op::GuidelinesRead,
+            Op::ConsentRead,
+        ],
     ),
 ];
 
@@ -283,7 +377,7 @@ pub enum RestrictedVisibility {
     NamedOrGranted(UserId),
 }
 
-/// What the gate knows about one patient.
+/// What the gate knows about one patient (and, for conversation operations, its conversation).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct PatientGuard {
     pub restricted: bool,
@@ -291,6 +385,61 @@ pub struct PatientGuard {
     pub named: bool,
     /// The principal holds an unexpired break-glass grant for this patient.
     pub break_glass: bool,
+    pub team: TeamGate,
+}
+
+/// A conversation assigned to a team is for that team (and its assignee and the admins).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TeamGate {
+    /// Not assigned to a team, or the principal is its assignee.
+    #[default]
+    Open,
+    Member,
+    Outsider,
+}
+
+/// Whether a message's content is clinical or administrative.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ContentKind {
+    Clinical,
+    Administrative,
+}
+
+impl ContentKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Clinical => "clinical",
+            Self::Administrative => "administrative",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw {
+            "clinical" => Some(Self::Clinical),
+            "administrative" => Some(Self::Administrative),
+            _ => None,
+        }
+    }
+}
+
+/// May this principal see the content of a message of this kind? The front desk sees clinical
+/// content only where the practice allows it; everyone sees what they wrote themselves.
+pub fn may_see_content(
+    principal: &Principal,
+    kind: ContentKind,
+    front_desk_sees_clinical: bool,
+    own_message: bool,
+) -> bool {
+    match principal {
+        Principal::Operator | Principal::Token { .. } => true,
+        Principal::Staff { role, .. } => match (role, kind) {
+            _ if own_message => true,
+            (Role::Auditor, _) => false,
+            (_, ContentKind::Administrative) => true,
+            (Role::Admin | Role::Clinician, ContentKind::Clinical) => true,
+            (Role::Staff, ContentKind::Clinical) => front_desk_sees_clinical,
+        },
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -307,6 +456,8 @@ pub enum DenyReason {
     TokenNotAllowed,
     RoleNotAllowed(Role),
     Restricted,
+    /// The conversation is assigned to a team the principal is not in.
+    OtherTeam,
 }
 
 /// The only gate. `patient` is given for operations on one patient.
@@ -323,6 +474,13 @@ pub fn authorize(principal: &Principal, op: Operation, patient: Option<&PatientG
         Principal::Staff { role, .. } => {
             if !role_allows(*role, op) {
                 return Decision::Deny(DenyReason::RoleNotAllowed(*role));
+            }
+            if let Some(p) = patient
+                && op.is_conversation_operation()
+                && p.team == TeamGate::Outsider
+                && *role != Role::Admin
+            {
+                return Decision::Deny(DenyReason::OtherTeam);
             }
             match patient {
                 Some(p) if p.restricted && !p.named && !p.break_glass => {
@@ -446,7 +604,12 @@ mod tests {
         assert!(!allowed(Role::Staff).contains(&Op::BreakGlass));
         assert_eq!(
             allowed(Role::Auditor),
-            vec![Op::UserList, Op::AuditRead, Op::GuidelinesRead]
+            vec![
+                Op::UserList,
+                Op::AuditRead,
+                Op::GuidelinesRead,
+                Op::ConsentRead
+            ]
         );
         assert!(
             !allowed(Role::Auditor).contains(&Op::PatientRead),
@@ -460,6 +623,7 @@ mod tests {
             restricted: true,
             named: false,
             break_glass: false,
+            team: TeamGate::Open,
         };
         assert_eq!(
             authorize(&staff(Role::Clinician), Op::PatientRead, Some(&restricted)),
@@ -526,6 +690,7 @@ mod tests {
             restricted: true,
             named: false,
             break_glass: false,
+            team: TeamGate::Open,
         };
         assert_eq!(
             authorize(&staff(Role::Admin), Op::PatientRestrict, Some(&restricted)),
@@ -553,5 +718,89 @@ mod tests {
             assert_eq!(Role::parse(r.as_str()), Some(r));
         }
         assert_eq!(Role::parse("root"), None);
+    }
+
+    #[test]
+    fn a_team_conversation_is_for_its_team_its_assignee_and_admins() {
+        let outsider = PatientGuard {
+            team: TeamGate::Outsider,
+            ..PatientGuard::default()
+        };
+        for op in Operation::ALL
+            .into_iter()
+            .filter(|o| o.is_conversation_operation())
+        {
+            for role in [Role::Clinician, Role::Staff] {
+                assert_eq!(
+                    authorize(&staff(role), op, Some(&outsider)),
+                    Decision::Deny(DenyReason::OtherTeam),
+                    "{role} {op:?}"
+                );
+                for gate in [TeamGate::Member, TeamGate::Open] {
+                    let inside = PatientGuard {
+                        team: gate,
+                        ..PatientGuard::default()
+                    };
+                    assert_eq!(authorize(&staff(role), op, Some(&inside)), Decision::Allow);
+                }
+            }
+            assert_eq!(
+                authorize(&staff(Role::Admin), op, Some(&outsider)),
+                Decision::Allow
+            );
+        }
+        // Consent is the patient's, not the conversation's: a team assignment does not hide it.
+        assert_eq!(
+            authorize(&staff(Role::Staff), Op::ConsentRead, Some(&outsider)),
+            Decision::Allow
+        );
+    }
+
+    #[test]
+    fn clinical_content_is_for_clinicians_and_a_front_desk_the_practice_allows() {
+        use ContentKind::*;
+        let cases = [
+            (Role::Admin, Clinical, false, true),
+            (Role::Clinician, Clinical, false, true),
+            (Role::Staff, Clinical, false, false),
+            (Role::Staff, Clinical, true, true),
+            (Role::Staff, Administrative, false, true),
+            (Role::Auditor, Administrative, true, false),
+            (Role::Auditor, Clinical, true, false),
+        ];
+        for (role, kind, allowed_by_practice, expected) in cases {
+            assert_eq!(
+                may_see_content(&staff(role), kind, allowed_by_practice, false),
+                expected,
+                "{role} {kind:?} {allowed_by_practice}"
+            );
+        }
+        assert!(may_see_content(&staff(Role::Staff), Clinical, false, true));
+        assert!(may_see_content(
+            &token(&[Scope::MessagesRead]),
+            Clinical,
+            false,
+            false
+        ));
+    }
+
+    #[test]
+    fn auditors_never_read_or_send_messages() {
+        for op in [
+            Op::ConversationList,
+            Op::ConversationRead,
+            Op::MessageSend,
+            Op::MessageNote,
+            Op::ConversationManage,
+        ] {
+            assert_eq!(
+                authorize(&staff(Role::Auditor), op, None),
+                Decision::Deny(DenyReason::RoleNotAllowed(Role::Auditor))
+            );
+        }
+        assert_eq!(
+            authorize(&staff(Role::Auditor), Op::ConsentRead, None),
+            Decision::Allow
+        );
     }
 }

@@ -1271,6 +1271,7 @@ fn expected(
                 restricted: true,
                 named: false,
                 break_glass: false,
+                ..PatientGuard::default()
             };
             match authorize(&principal, op, Some(&guard)) {
                 Decision::Allow => (template.ok_restricted.unwrap_or(template.ok), None),

@@ -9,12 +9,16 @@
 
 mod audit;
 mod backup;
+mod catalog;
+mod consent;
 mod dialect;
 mod error;
 mod identity;
 mod keyring;
 mod links;
+mod messaging;
 mod names;
+mod outbox;
 mod oversight;
 mod passkeys;
 mod patient_accounts;
@@ -32,6 +36,8 @@ use sqlx::AnyPool;
 
 pub use audit::{AuditRow, Checkpoint, VerifyProblem, VerifyReport, append_anchor, read_anchor};
 pub use backup::{ShredEntry, read_shred_list};
+pub use catalog::{CatalogItem, CatalogKind, MessagingSettings, ReplyTemplate};
+pub use consent::{ConsentText, Recorder};
 pub use dialect::{Backend, SchemaDescription};
 pub use error::StoreError;
 pub use identity::{
@@ -39,6 +45,12 @@ pub use identity::{
     ThrottleState, UserAuth, UserProfile,
 };
 pub use links::{LinkInfo, PatientSession};
+pub use messaging::{
+    Assignment, AttachmentMeta, AttachmentReader, ConversationDetail, ConversationState,
+    ConversationSummary, ConversationTarget, Direction, InboxFilter, Medium, MessageChannel,
+    MessageStatus, MessageView, NewAttachment, NewJob, OutboundPlan, PlanRefused, SendFacts,
+};
+pub use outbox::{ClaimedJob, JobOutcome};
 pub use oversight::{Acknowledgment, BreakGlassGrant, Guidelines};
 pub use passkeys::{Ceremony, CeremonyPurpose, StoredPasskey};
 pub use patient_accounts::PatientLogin;
@@ -74,6 +86,8 @@ pub struct Store {
     clock: Arc<dyn Clock>,
     names: names::NameIndexCache,
     shred_list: Option<PathBuf>,
+    /// Wakes this instance's live-update streams after a commit that changed an inbox.
+    inbox_wake: Arc<tokio::sync::Notify>,
 }
 
 impl std::fmt::Debug for Store {
@@ -132,9 +146,20 @@ impl Store {
             clock,
             names: names::NameIndexCache::default(),
             shred_list: options.shred_list.clone(),
+            inbox_wake: Arc::new(tokio::sync::Notify::new()),
         };
         store.register_master_key().await?;
         Ok(store)
+    }
+
+    /// Tells this instance's live-update streams to look for inbox changes.
+    pub fn inbox_changed(&self) {
+        self.inbox_wake.notify_waiters();
+    }
+
+    /// Resolves at the next local inbox change.
+    pub fn inbox_wake(&self) -> Arc<tokio::sync::Notify> {
+        self.inbox_wake.clone()
     }
 
     pub fn backend(&self) -> Backend {

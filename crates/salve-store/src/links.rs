@@ -91,22 +91,9 @@ impl Store {
                 StoreError::Invalid("the patient has no contact point with that index".into())
             })?
             .clone();
-        let key = self.ring.patient_key(&mut tx.tx, practice, patient).await?;
-        let id = uuid::Uuid::now_v7();
-        let expires_at = now + ttl_secs * 1_000_000;
-        sqlx::query(
-            "INSERT INTO secure_links (id, token_hash, practice_id, patient_id, contact_kind, contact_value, \
-             created_at, expires_at, failures) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0)",
+        let id = insert_link(
+            &mut tx.tx, &self.ring, practice, patient, &contact, token_hash, now, ttl_secs,
         )
-        .bind(id.to_string())
-        .bind(token_hash.to_vec())
-        .bind(practice.to_string())
-        .bind(patient.to_string())
-        .bind(contact.kind.as_str())
-        .bind(key.seal_str(FieldAad::new("secure_links", "contact_value", &id.to_string()), contact.value.expose()))
-        .bind(now)
-        .bind(expires_at)
-        .execute(&mut *tx.tx)
         .await?;
         let info = LinkInfo {
             id,
@@ -444,4 +431,39 @@ impl Store {
             .await?;
         Ok(())
     }
+}
+
+/// Stores a secure link inside the caller's transaction; returns its id.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn insert_link(
+    conn: &mut sqlx::AnyConnection,
+    ring: &crate::keyring::KeyRing,
+    practice: PracticeId,
+    patient: PatientId,
+    contact: &salve_core::patient::Contact,
+    token_hash: &[u8; 32],
+    now: i64,
+    ttl_secs: i64,
+) -> Result<uuid::Uuid> {
+    let key = ring.patient_key(&mut *conn, practice, patient).await?;
+    let id = uuid::Uuid::now_v7();
+    let expires_at = now + ttl_secs * 1_000_000;
+    sqlx::query(
+        "INSERT INTO secure_links (id, token_hash, practice_id, patient_id, contact_kind, contact_value, \
+         created_at, expires_at, failures) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0)",
+    )
+    .bind(id.to_string())
+    .bind(token_hash.to_vec())
+    .bind(practice.to_string())
+    .bind(patient.to_string())
+    .bind(contact.kind.as_str())
+    .bind(key.seal_str(
+        FieldAad::new("secure_links", "contact_value", &id.to_string()),
+        contact.value.expose(),
+    ))
+    .bind(now)
+    .bind(expires_at)
+    .execute(&mut *conn)
+    .await?;
+    Ok(id)
 }

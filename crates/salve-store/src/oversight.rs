@@ -76,6 +76,7 @@ impl Store {
             restricted,
             named: false,
             break_glass: false,
+            ..PatientGuard::default()
         };
         if authorize(principal, Operation::BreakGlass, Some(&guard)) != Decision::Allow {
             return Err(StoreError::Forbidden);

@@ -9,7 +9,8 @@ use salve_core::patient::{
     Contact, ContactKind, ContactRole, InputContext, PatientPatchInput, PatientRecord,
 };
 use salve_core::permissions::{
-    Decision, DenyReason, Operation, PatientGuard, Principal, RestrictedVisibility, authorize,
+    Decision, DenyReason, Operation, PatientGuard, Principal, RestrictedVisibility, TeamGate,
+    authorize,
 };
 use salve_core::validation::{self, FieldError};
 use salve_core::{PatientId, PracticeId, Sensitive};
@@ -243,6 +244,20 @@ impl Store {
         op: Operation,
         id: PatientId,
     ) -> Result<()> {
+        self.guard_patient_in_team(conn, practice, principal, op, id, TeamGate::Open)
+            .await
+    }
+
+    /// The gate, for an operation on a conversation whose team assignment is `team`.
+    pub(crate) async fn guard_patient_in_team(
+        &self,
+        conn: &mut AnyConnection,
+        practice: PracticeId,
+        principal: &Principal,
+        op: Operation,
+        id: PatientId,
+        team: TeamGate,
+    ) -> Result<()> {
         let restricted: Option<i64> = sqlx::query_scalar(
             "SELECT restricted FROM patients WHERE id = $1 AND practice_id = $2",
         )
@@ -268,6 +283,7 @@ impl Store {
             restricted,
             named,
             break_glass,
+            team,
         };
         match authorize(principal, op, Some(&guard)) {
             Decision::Allow => Ok(()),
@@ -292,7 +308,7 @@ impl Store {
     }
 
     /// Whether a patient may appear in this principal's lists, searches and look-ups.
-    async fn visible(
+    pub(crate) async fn visible(
         &self,
         conn: &mut AnyConnection,
         practice: PracticeId,
@@ -921,7 +937,7 @@ pub(crate) async fn shred_rows(
 }
 
 /// A principal bound to one practice may act only in it.
-fn check_practice(principal: &Principal, practice: PracticeId) -> Result<()> {
+pub(crate) fn check_practice(principal: &Principal, practice: PracticeId) -> Result<()> {
     match principal.practice() {
         Some(p) if p != practice => Err(StoreError::NotFound),
         _ => Ok(()),
@@ -971,7 +987,7 @@ async fn write_contacts(
     Ok(())
 }
 
-async fn load_contacts(
+pub(crate) async fn load_contacts(
     conn: &mut AnyConnection,
     practice: PracticeId,
     patient: PatientId,

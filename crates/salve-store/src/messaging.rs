@@ -1,0 +1,1617 @@
+//! Conversations and messages: one main thread per patient per practice plus topic threads,
+//! messages sealed with the patient's key, attachments, assignment, state and per-user reads.
+//!
+//! Outgoing messages are planned by the caller (the channel policy and consent rules live in
+//! salve-core) from facts read inside the same transaction, so the message, its outbox job and
+//! its audit row commit together or not at all.
+
+use salve_core::audit::{Action, Actor, AuditEvent, ChainScope, Outcome, RequestContext};
+use salve_core::clock::{from_micros, to_micros};
+use salve_core::permissions::{ContentKind, Operation, Principal, Role, TeamGate, may_see_content};
+use salve_core::policy::Route;
+use salve_core::{
+    AttachmentId, ConsentEventId, ConversationId, MessageId, OutboxJobId, PatientId, PracticeId,
+    Sensitive, TeamId, UserId,
+};
+use salve_crypto::FieldAad;
+use sqlx::AnyConnection;
+use time::OffsetDateTime;
+
+use crate::catalog::{CatalogItem, MessagingSettings};
+use crate::patients::{Idempotency, Patient, check_practice};
+use crate::tx::WriteTx;
+use crate::{Result, Store, StoreError};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    Inbound,
+    Outbound,
+    /// An internal note: never sent to the patient.
+    Note,
+    /// A fixed system message (opt-out confirmation, after-hours reply, …).
+    System,
+}
+
+impl Direction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Inbound => "inbound",
+            Self::Outbound => "outbound",
+            Self::Note => "note",
+            Self::System => "system",
+        }
+    }
+    pub fn parse(raw: &str) -> Option<Self> {
+        [Self::Inbound, Self::Outbound, Self::Note, Self::System]
+            .into_iter()
+            .find(|d| d.as_str() == raw)
+    }
+}
+
+/// Where a message's content lives or travelled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MessageChannel {
+    Portal,
+    Sms,
+    Email,
+}
+
+impl MessageChannel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Portal => "portal",
+            Self::Sms => "sms",
+            Self::Email => "email",
+        }
+    }
+    pub fn parse(raw: &str) -> Option<Self> {
+        [Self::Portal, Self::Sms, Self::Email]
+            .into_iter()
+            .find(|c| c.as_str() == raw)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MessageStatus {
+    Queued,
+    Sending,
+    Sent,
+    Delivered,
+    Read,
+    Failed,
+    /// The provider could not tell whether the send happened; staff decide.
+    Unknown,
+    Received,
+}
+
+impl MessageStatus {
+    pub const ALL: [MessageStatus; 8] = [
+        Self::Queued,
+        Self::Sending,
+        Self::Sent,
+        Self::Delivered,
+        Self::Read,
+        Self::Failed,
+        Self::Unknown,
+        Self::Received,
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Sending => "sending",
+            Self::Sent => "sent",
+            Self::Delivered => "delivered",
+            Self::Read => "read",
+            Self::Failed => "failed",
+            Self::Unknown => "unknown",
+            Self::Received => "received",
+        }
+    }
+    pub fn parse(raw: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == raw)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConversationState {
+    Open,
+    Snoozed,
+    Closed,
+}
+
+impl ConversationState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Open => "open",
+            Self::Snoozed => "snoozed",
+            Self::Closed => "closed",
+        }
+    }
+    pub fn parse(raw: &str) -> Option<Self> {
+        [Self::Open, Self::Snoozed, Self::Closed]
+            .into_iter()
+            .find(|s| s.as_str() == raw)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConversationSummary {
+    pub id: ConversationId,
+    pub patient_id: PatientId,
+    /// `None` when the patient's record was shredded.
+    pub patient_name: Option<Sensitive<String>>,
+    pub is_main: bool,
+    pub topic: Option<Sensitive<String>>,
+    pub state: ConversationState,
+    pub snoozed_until: Option<OffsetDateTime>,
+    pub assigned_user: Option<UserId>,
+    pub assigned_team: Option<TeamId>,
+    pub last_message_at: OffsetDateTime,
+    /// Messages from others since this user last read the conversation.
+    pub unread: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttachmentMeta {
+    pub id: AttachmentId,
+    pub media_type: String,
+    pub file_name: Sensitive<String>,
+    pub size: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageView {
+    pub id: MessageId,
+    pub conversation_id: ConversationId,
+    pub direction: Direction,
+    pub channel: Option<MessageChannel>,
+    pub kind: ContentKind,
+    pub author: Actor,
+    /// `None`: clinical content this reader may not see.
+    pub body: Option<Sensitive<String>>,
+    pub route: Option<Route>,
+    /// The channel policy's decision and reasons, as JSON (may quote the text).
+    pub decision: Option<Sensitive<String>>,
+    pub delivery: Option<String>,
+    pub status: Option<MessageStatus>,
+    pub status_reason: Option<Sensitive<String>>,
+    pub legal_basis: Option<ConsentEventId>,
+    pub created_at: OffsetDateTime,
+    pub attachments: Vec<AttachmentMeta>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ConversationDetail {
+    pub summary: ConversationSummary,
+    pub messages: Vec<MessageView>,
+}
+
+/// Which conversations an inbox list shows.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Assignment {
+    #[default]
+    Any,
+    Mine,
+    MyTeams,
+    Unassigned,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct InboxFilter {
+    pub assignment: Assignment,
+    pub unread_only: bool,
+    pub state: Option<ConversationState>,
+    pub patient: Option<PatientId>,
+    /// Conversations whose last message is older than this (paging).
+    pub before: Option<OffsetDateTime>,
+    pub limit: usize,
+}
+
+/// Where a message goes: the patient's main thread, or a given conversation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConversationTarget {
+    Main(PatientId),
+    Existing(ConversationId),
+}
+
+/// A file already checked and cleaned by the caller.
+#[derive(Debug, Clone)]
+pub struct NewAttachment {
+    pub media_type: String,
+    pub file_name: String,
+    pub bytes: Vec<u8>,
+}
+
+/// Everything the caller needs to plan an outgoing message, read inside its transaction.
+#[derive(Debug, Clone)]
+pub struct SendFacts {
+    pub conversation: ConversationId,
+    pub patient: Patient,
+    pub consent: Vec<salve_core::consent::ConsentEvent>,
+    pub confidential: Vec<salve_core::confidential::ConfidentialRequest>,
+    pub settings: MessagingSettings,
+    pub catalog: Vec<CatalogItem>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Medium {
+    Sms,
+    Email,
+}
+
+impl Medium {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Sms => "sms",
+            Self::Email => "email",
+        }
+    }
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw {
+            "sms" => Some(Self::Sms),
+            "email" => Some(Self::Email),
+            _ => None,
+        }
+    }
+}
+
+/// A send for the outbox worker.
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    pub medium: Medium,
+    pub recipient: Sensitive<String>,
+    pub body: Sensitive<String>,
+    /// The consent the send relies on, re-checked when the worker claims the job.
+    pub purpose: Option<String>,
+    pub consent_channel: Option<String>,
+    pub legal_basis: Option<ConsentEventId>,
+    /// A secure link to mint with the message (its token is already in `body`).
+    pub secure_link: Option<(salve_core::patient::Contact, [u8; 32], i64)>,
+}
+
+/// The caller's plan for one outgoing message.
+#[derive(Debug, Clone)]
+pub struct OutboundPlan {
+    pub direction: Direction,
+    pub kind: ContentKind,
+    pub channel: MessageChannel,
+    pub route: Option<Route>,
+    pub decision_json: Option<String>,
+    pub delivery: String,
+    pub status: MessageStatus,
+    pub status_reason: Option<String>,
+    pub legal_basis: Option<ConsentEventId>,
+    pub job: Option<NewJob>,
+}
+
+/// A plan the caller refused to make (bad template, nothing to send): shown to the client.
+#[derive(Debug, Clone)]
+pub struct PlanRefused(pub String);
+
+type ConversationRow = (
+    String,
+    String,
+    i64,
+    Option<Vec<u8>>,
+    String,
+    Option<i64>,
+    Option<String>,
+    Option<String>,
+    i64,
+);
+
+const CONVERSATION_COLUMNS: &str = "id, patient_id, is_main, topic, state, snoozed_until, \
+    assigned_user, assigned_team, last_message_at";
+
+fn malformed(what: &str) -> StoreError {
+    StoreError::KeyRing(format!("malformed {what} row"))
+}
+
+pub(crate) fn conversation_event(
+    practice: PracticeId,
+    actor: Actor,
+    ctx: &RequestContext,
+    action: Action,
+    targets: Vec<String>,
+    outcome: Outcome,
+) -> AuditEvent {
+    AuditEvent {
+        scope: ChainScope::Practice(practice),
+        actor,
+        action,
+        targets,
+        outcome,
+        context: ctx.clone(),
+    }
+}
+
+struct LoadedConversation {
+    id: ConversationId,
+    patient: PatientId,
+    is_main: bool,
+    topic: Option<Vec<u8>>,
+    state: ConversationState,
+    snoozed_until: Option<i64>,
+    assigned_user: Option<UserId>,
+    assigned_team: Option<TeamId>,
+    last_message_at: i64,
+}
+
+fn parse_conversation(row: ConversationRow) -> Result<LoadedConversation> {
+    let (id, patient, is_main, topic, state, snoozed, user, team, last) = row;
+    let bad = || malformed("conversation");
+    Ok(LoadedConversation {
+        id: id.parse().map_err(|_| bad())?,
+        patient: patient.parse().map_err(|_| bad())?,
+        is_main: is_main != 0,
+        topic,
+        state: ConversationState::parse(&state).ok_or_else(bad)?,
+        snoozed_until: snoozed,
+        assigned_user: user.map(|u| u.parse()).transpose().map_err(|_| bad())?,
+        assigned_team: team.map(|t| t.parse()).transpose().map_err(|_| bad())?,
+        last_message_at: last,
+    })
+}
+
+fn parse_actor(kind: &str, id: &str) -> Actor {
+    match kind {
+        "user" => id.parse().map(Actor::User).unwrap_or(Actor::System),
+        "token" => id.parse().map(Actor::ApiToken).unwrap_or(Actor::System),
+        "patient" => id.parse().map(Actor::Patient).unwrap_or(Actor::System),
+        "cli" => Actor::Cli,
+        _ => Actor::System,
+    }
+}
+
+impl Store {
+    async fn load_conversation(
+        &self,
+        conn: &mut AnyConnection,
+        practice: PracticeId,
+        id: ConversationId,
+    ) -> Result<LoadedConversation> {
+        // Only constant column lists are formatted in.
+        let row: Option<ConversationRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE id = $1 AND practice_id = $2"
+        )))
+        .bind(id.to_string())
+        .bind(practice.to_string())
+        .fetch_optional(&mut *conn)
+        .await?;
+        parse_conversation(row.ok_or(StoreError::NotFound)?)
+    }
+
+    async fn team_gate(
+        &self,
+        conn: &mut AnyConnection,
+        principal: &Principal,
+        conv: &LoadedConversation,
+    ) -> Result<TeamGate> {
+        let (Some(team), Principal::Staff { user, .. }) = (conv.assigned_team, principal) else {
+            return Ok(TeamGate::Open);
+        };
+        if conv.assigned_user == Some(*user) {
+            return Ok(TeamGate::Open);
+        }
+        let member: Option<String> = sqlx::query_scalar(
+            "SELECT user_id FROM team_members WHERE team_id = $1 AND user_id = $2",
+        )
+        .bind(team.to_string())
+        .bind(user.to_string())
+        .fetch_optional(&mut *conn)
+        .await?;
+        Ok(if member.is_some() {
+            TeamGate::Member
+        } else {
+            TeamGate::Outsider
+        })
+    }
+
+    /// Loads a conversation and applies the gate (practice, restricted patient, team).
+    async fn guarded_conversation(
+        &self,
+        conn: &mut AnyConnection,
+        practice: PracticeId,
+        principal: &Principal,
+        op: Operation,
+        id: ConversationId,
+    ) -> Result<LoadedConversation> {
+        check_practice(principal, practice)?;
+        let conv = self.load_conversation(conn, practice, id).await?;
+        let gate = self.team_gate(conn, principal, &conv).await?;
+        self.guard_patient_in_team(conn, practice, principal, op, conv.patient, gate)
+            .await?;
+        Ok(conv)
+    }
+
+    /// The patient's main thread, created on first use.
+    async fn main_conversation(
+        &self,
+        conn: &mut AnyConnection,
+        practice: PracticeId,
+        patient: PatientId,
+        now: i64,
+    ) -> Result<LoadedConversation> {
+        let existing: Option<String> = sqlx::query_scalar(
+            "SELECT id FROM conversations WHERE patient_id = $1 AND practice_id = $2 AND is_main = 1",
+        )
+        .bind(patient.to_string())
+        .bind(practice.to_string())
+        .fetch_optional(&mut *conn)
+        .await?;
+        if let Some(id) = existing {
+            let id = id.parse().map_err(|_| malformed("conversation"))?;
+            return self.load_conversation(conn, practice, id).await;
+        }
+        let id = ConversationId::new();
+        sqlx::query(
+            "INSERT INTO conversations (id, practice_id, patient_id, is_main, topic, state, \
+             last_message_at, created_at, updated_at) VALUES ($1, $2, $3, 1, NULL, 'open', $4, $4, $4)",
+        )
+        .bind(id.to_string())
+        .bind(practice.to_string())
+        .bind(patient.to_string())
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
+        self.load_conversation(conn, practice, id).await
+    }
+
+    /// Resolves a target to a conversation the principal may use for `op`.
+    async fn target_conversation(
+        &self,
+        conn: &mut AnyConnection,
+        practice: PracticeId,
+        principal: &Principal,
+        op: Operation,
+        target: ConversationTarget,
+        now: i64,
+    ) -> Result<LoadedConversation> {
+        match target {
+            ConversationTarget::Existing(id) => {
+                self.guarded_conversation(conn, practice, principal, op, id)
+                    .await
+            }
+            ConversationTarget::Main(patient) => {
+                check_practice(principal, practice)?;
+                // The patient gate first, so a hidden patient gets no thread created.
+                self.guard_patient_in_team(conn, practice, principal, op, patient, TeamGate::Open)
+                    .await?;
+                let conv = self.main_conversation(conn, practice, patient, now).await?;
+                let gate = self.team_gate(conn, principal, &conv).await?;
+                self.guard_patient_in_team(conn, practice, principal, op, patient, gate)
+                    .await?;
+                Ok(conv)
+            }
+        }
+    }
+
+    /// Opens a topic thread beside the patient's main thread.
+    pub async fn create_topic_conversation(
+        &self,
+        practice: PracticeId,
+        principal: &Principal,
+        ctx: &RequestContext,
+        patient: PatientId,
+        topic: &Sensitive<String>,
+    ) -> Result<ConversationId> {
+        let topic = topic.expose().trim();
+        if topic.is_empty() || topic.chars().count() > 200 {
+            return Err(StoreError::Invalid(
+                "a topic has 1 to 200 characters".into(),
+            ));
+        }
+        check_practice(principal, practice)?;
+        let mut tx = self.begin().await?;
+        let now = tx.now_micros();
+        self.guard_patient_in_team(
+            &mut tx.tx,
+            practice,
+            principal,
+            Operation::MessageSend,
+            patient,
+            TeamGate::Open,
+        )
+        .await?;
+        let key = self.ring.patient_key(&mut tx.tx, practice, patient).await?;
+        let id = ConversationId::new();
+        sqlx::query(
+            "INSERT INTO conversations (id, practice_id, patient_id, is_main, topic, state, \
+             last_message_at, created_at, updated_at) VALUES ($1, $2, $3, 0, $4, 'open', $5, $5, $5)",
+        )
+        .bind(id.to_string())
+        .bind(practice.to_string())
+        .bind(patient.to_string())
+        .bind(key.seal_str(
+            FieldAad::new("conversations", "topic", &id.to_string()),
+            topic,
+        ))
+        .bind(now)
+        .execute(&mut *tx.tx)
+        .await?;
+        record_change(&mut tx, practice, id, "conversation").await?;
+        tx.audit(conversation_event(
+            practice,
+            principal.actor(),
+            ctx,
+            Action::ConversationState,
+            vec![patient.to_string(), id.to_string()],
+            Outcome::Success,
+        ));
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    async fn summary(
+        &self,
+        conn: &mut AnyConnection,
+        practice: PracticeId,
+        principal: &Principal,
+        conv: &LoadedConversation,
+    ) -> Result<ConversationSummary> {
+        let (name, topic) = match self.ring.patient_key(conn, practice, conv.patient).await {
+            Ok(key) => {
+                let patient = self.load_patient(conn, practice, conv.patient).await?;
+                let name = format!(
+                    "{} {}",
+                    patient.record.given_name.expose(),
+                    patient.record.family_name.expose()
+                );
+                let topic = conv
+                    .topic
+                    .as_ref()
+                    .map(|t| {
+                        key.open_string(
+                            FieldAad::new("conversations", "topic", &conv.id.to_string()),
+                            t,
+                        )
+                    })
+                    .transpose()?
+                    .map(Sensitive::new);
+                (Some(Sensitive::new(name)), topic)
+            }
+            Err(StoreError::Shredded) => (None, None),
+            Err(e) => return Err(e),
+        };
+        let unread = match principal {
+            Principal::Staff { user, .. } => {
+                let read_at: Option<i64> = sqlx::query_scalar(
+                    "SELECT read_at FROM conversation_reads WHERE conversation_id = $1 AND user_id = $2",
+                )
+                .bind(conv.id.to_string())
+                .bind(user.to_string())
+                .fetch_optional(&mut *conn)
+                .await?;
+                sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM messages WHERE conversation_id = $1 AND created_at > $2 \
+                     AND NOT (author_kind = 'user' AND author_id = $3)",
+                )
+                .bind(conv.id.to_string())
+                .bind(read_at.unwrap_or(i64::MIN))
+                .bind(user.to_string())
+                .fetch_one(&mut *conn)
+                .await?
+            }
+            _ => 0,
+        };
+        Ok(ConversationSummary {
+            id: conv.id,
+            patient_id: conv.patient,
+            patient_name: name,
+            is_main: conv.is_main,
+            topic,
+            state: conv.state,
+            snoozed_until: conv.snoozed_until.map(from_micros),
+            assigned_user: conv.assigned_user,
+            assigned_team: conv.assigned_team,
+            last_message_at: from_micros(conv.last_message_at),
+            unread,
+        })
+    }
+
+    /// The inbox: conversations this principal may see, newest activity first, no content.
+    pub async fn list_conversations(
+        &self,
+        practice: PracticeId,
+        principal: &Principal,
+        ctx: &RequestContext,
+        filter: &InboxFilter,
+    ) -> Result<Vec<ConversationSummary>> {
+        check_practice(principal, practice)?;
+        let limit = filter.limit.clamp(1, crate::MAX_PAGE);
+        let mut conn = self.pool.acquire().await?;
+        let now = to_micros(self.clock.now());
+        let mut sql = format!(
+            "SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE practice_id = $1 AND last_message_at < $2"
+        );
+        if filter.state.is_some() {
+            sql.push_str(" AND state = $3");
+        } else {
+            sql.push_str(" AND $3 = $3");
+        }
+        if filter.patient.is_some() {
+            sql.push_str(" AND patient_id = $4");
+        } else {
+            sql.push_str(" AND $4 = $4");
+        }
+        sql.push_str(" ORDER BY last_message_at DESC, id DESC");
+        let rows: Vec<ConversationRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(practice.to_string())
+            .bind(filter.before.map(to_micros).unwrap_or(i64::MAX))
+            .bind(filter.state.map(|s| s.as_str()).unwrap_or(""))
+            .bind(filter.patient.map(|p| p.to_string()).unwrap_or_default())
+            .fetch_all(&mut *conn)
+            .await?;
+        let me = match principal {
+            Principal::Staff { user, .. } => Some(*user),
+            _ => None,
+        };
+        let my_teams: Vec<String> = match me {
+            Some(user) => {
+                sqlx::query_scalar("SELECT team_id FROM team_members WHERE user_id = $1")
+                    .bind(user.to_string())
+                    .fetch_all(&mut *conn)
+                    .await?
+            }
+            None => Vec::new(),
+        };
+        let mut out = Vec::new();
+        for row in rows {
+            if out.len() >= limit {
+                break;
+            }
+            let mut conv = parse_conversation(row)?;
+            // A snooze that ran out shows the conversation as open again.
+            if conv.state == ConversationState::Snoozed
+                && conv.snoozed_until.is_some_and(|t| t <= now)
+            {
+                conv.state = ConversationState::Open;
+                if filter.state == Some(ConversationState::Snoozed) {
+                    continue;
+                }
+            }
+            let in_my_team = conv
+                .assigned_team
+                .is_some_and(|t| my_teams.contains(&t.to_string()));
+            let keep = match filter.assignment {
+                Assignment::Any => true,
+                Assignment::Mine => me.is_some() && conv.assigned_user == me,
+                Assignment::MyTeams => in_my_team,
+                Assignment::Unassigned => {
+                    conv.assigned_user.is_none() && conv.assigned_team.is_none()
+                }
+            };
+            if !keep {
+                continue;
+            }
+            let gate = self.team_gate(&mut conn, principal, &conv).await?;
+            let allowed = self
+                .guard_patient_in_team(
+                    &mut conn,
+                    practice,
+                    principal,
+                    Operation::ConversationRead,
+                    conv.patient,
+                    gate,
+                )
+                .await;
+            match allowed {
+                Ok(()) => {}
+                Err(
+                    StoreError::Hidden | StoreError::BreakGlassRequired | StoreError::Forbidden,
+                ) => {
+                    continue;
+                }
+                Err(e) => return Err(e),
+            }
+            let summary = self.summary(&mut conn, practice, principal, &conv).await?;
+            if filter.unread_only && summary.unread == 0 {
+                continue;
+            }
+            out.push(summary);
+        }
+        drop(conn);
+        let mut targets: Vec<String> = out.iter().map(|c| c.patient_id.to_string()).collect();
+        targets.sort();
+        targets.dedup();
+        self.record_audit(conversation_event(
+            practice,
+            principal.actor(),
+            ctx,
+            Action::ConversationList,
+            targets,
+            Outcome::Success,
+        ))
+        .await?;
+        Ok(out)
+    }
+
+    async fn load_messages(
+        &self,
+        conn: &mut AnyConnection,
+        practice: PracticeId,
+        principal: &Principal,
+        conv: &LoadedConversation,
+        front_desk_sees_clinical: bool,
+    ) -> Result<Vec<MessageView>> {
+        type Row = (
+            String,
+            String,
+            Option<String>,
+            String,
+            String,
+            String,
+            Vec<u8>,
+            Option<String>,
+            Option<Vec<u8>>,
+            Option<String>,
+            Option<String>,
+            Option<Vec<u8>>,
+            Option<String>,
+            i64,
+        );
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT id, direction, channel, kind, author_kind, author_id, body, route, decision, \
+             delivery, status, status_reason, legal_basis, created_at FROM messages \
+             WHERE conversation_id = $1 AND practice_id = $2 ORDER BY created_at, id",
+        )
+        .bind(conv.id.to_string())
+        .bind(practice.to_string())
+        .fetch_all(&mut *conn)
+        .await?;
+        let key = self.ring.patient_key(conn, practice, conv.patient).await?;
+        let patient_reader = matches!(principal, Principal::Operator);
+        let _ = patient_reader;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let (
+                id,
+                direction,
+                channel,
+                kind,
+                author_kind,
+                author_id,
+                body,
+                route,
+                decision,
+                delivery,
+                status,
+                reason,
+                basis,
+                created,
+            ) = row;
+            let bad = || malformed("message");
+            let author = parse_actor(&author_kind, &author_id);
+            let own = matches!((&author, principal), (Actor::User(a), Principal::Staff { user, .. }) if a == user);
+            let kind = ContentKind::parse(&kind).ok_or_else(bad)?;
+            let visible = may_see_content(principal, kind, front_desk_sees_clinical, own);
+            let open = |column: &str, sealed: &[u8]| {
+                key.open_string(FieldAad::new("messages", column, &id), sealed)
+                    .map(Sensitive::new)
+            };
+            let attachments = if visible {
+                self.attachment_metas(conn, &key, &id).await?
+            } else {
+                Vec::new()
+            };
+            out.push(MessageView {
+                id: id.parse().map_err(|_| bad())?,
+                conversation_id: conv.id,
+                direction: Direction::parse(&direction).ok_or_else(bad)?,
+                channel: channel.as_deref().and_then(MessageChannel::parse),
+                kind,
+                author,
+                body: if visible {
+                    Some(open("body", &body)?)
+                } else {
+                    None
+                },
+                route: route.as_deref().and_then(Route::parse),
+                decision: match (&decision, visible) {
+                    (Some(d), true) => Some(open("decision", d)?),
+                    _ => None,
+                },
+                delivery,
+                status: status.as_deref().and_then(MessageStatus::parse),
+                status_reason: reason.map(|r| open("status_reason", &r)).transpose()?,
+                legal_basis: basis.map(|b| b.parse()).transpose().map_err(|_| bad())?,
+                created_at: from_micros(created),
+                attachments,
+            });
+        }
+        Ok(out)
+    }
+
+    async fn attachment_metas(
+        &self,
+        conn: &mut AnyConnection,
+        key: &salve_crypto::SymmetricKey,
+        message: &str,
+    ) -> Result<Vec<AttachmentMeta>> {
+        let rows: Vec<(String, String, Vec<u8>, i64)> = sqlx::query_as(
+            "SELECT id, media_type, file_name, size FROM attachments WHERE message_id = $1 ORDER BY id",
+        )
+        .bind(message)
+        .fetch_all(&mut *conn)
+        .await?;
+        rows.into_iter()
+            .map(|(id, media_type, name, size)| {
+                Ok(AttachmentMeta {
+                    file_name: Sensitive::new(
+                        key.open_string(FieldAad::new("attachments", "file_name", &id), &name)?,
+                    ),
+                    id: id.parse().map_err(|_| malformed("attachment"))?,
+                    media_type,
+                    size,
+                })
+            })
+            .collect()
+    }
+
+    /// Reads one conversation with its messages (audited, success or not).
+    pub async fn read_conversation(
+        &self,
+        practice: PracticeId,
+        principal: &Principal,
+        ctx: &RequestContext,
+        id: ConversationId,
+    ) -> Result<ConversationDetail> {
+        let settings = self.messaging_settings(practice).await.ok();
+        let front_desk = settings.is_some_and(|s| s.front_desk_sees_clinical);
+        let mut tx = self.begin().await?;
+        let result = async {
+            let conv = self
+                .guarded_conversation(
+                    &mut tx.tx,
+                    practice,
+                    principal,
+                    Operation::ConversationRead,
+                    id,
+                )
+                .await?;
+            let summary = self.summary(&mut tx.tx, practice, principal, &conv).await?;
+            let messages = self
+                .load_messages(&mut tx.tx, practice, principal, &conv, front_desk)
+                .await?;
+            Ok::<_, StoreError>((conv.patient, ConversationDetail { summary, messages }))
+        }
+        .await;
+        let (targets, outcome) = match &result {
+            Ok((patient, _)) => (vec![patient.to_string(), id.to_string()], Outcome::Success),
+            Err(StoreError::Hidden | StoreError::BreakGlassRequired | StoreError::Forbidden) => {
+                (vec![id.to_string()], Outcome::Denied)
+            }
+            Err(_) => (vec![id.to_string()], Outcome::Failure),
+        };
+        let event = conversation_event(
+            practice,
+            principal.actor(),
+            ctx,
+            Action::ConversationRead,
+            targets,
+            outcome,
+        );
+        match result {
+            Ok((_, detail)) => {
+                tx.audit(event);
+                tx.commit().await?;
+                Ok(detail)
+            }
+            Err(e) => {
+                drop(tx);
+                if !matches!(e, StoreError::NotFound) {
+                    self.record_audit(event).await?;
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Reads the facts an outgoing message is planned from.
+    async fn send_facts(
+        &self,
+        conn: &mut AnyConnection,
+        practice: PracticeId,
+        conv: &LoadedConversation,
+    ) -> Result<SendFacts> {
+        let patient = self.load_patient(conn, practice, conv.patient).await?;
+        let consent = self
+            .consent_history_in(conn, practice, conv.patient)
+            .await?;
+        let confidential = self
+            .confidential_requests_in(conn, practice, conv.patient)
+            .await?;
+        Ok(SendFacts {
+            conversation: conv.id,
+            patient,
+            consent,
+            confidential,
+            settings: self.messaging_settings(practice).await?,
+            catalog: self.catalog(practice).await?,
+        })
+    }
+
+    /// Stores an outgoing message (or a note) with its attachments, outbox job and audit row,
+    /// in one transaction. `plan` decides the route from facts read in that transaction.
+    /// A repeated `Idempotency-Key` returns the first message and changes nothing.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn send_message<F>(
+        &self,
+        practice: PracticeId,
+        principal: &Principal,
+        ctx: &RequestContext,
+        target: ConversationTarget,
+        body: &Sensitive<String>,
+        attachments: &[NewAttachment],
+        idempotency: Option<Idempotency>,
+        plan: F,
+    ) -> Result<(MessageView, bool)>
+    where
+        F: FnOnce(&SendFacts) -> std::result::Result<OutboundPlan, PlanRefused>,
+    {
+        check_practice(principal, practice)?;
+        let mut tx = self.begin().await?;
+        let now = tx.now_micros();
+        let actor = principal.actor();
+        let actor_key = format!("{}:{}", actor.kind(), actor.id());
+        if let Some(idem) = idempotency
+            && let Some(id) = self
+                .idempotent_replay(&mut tx, practice, &actor_key, &idem)
+                .await?
+        {
+            let message_id: MessageId = id.parse().map_err(|_| malformed("idempotency"))?;
+            let conv_id: String = sqlx::query_scalar(
+                "SELECT conversation_id FROM messages WHERE id = $1 AND practice_id = $2",
+            )
+            .bind(message_id.to_string())
+            .bind(practice.to_string())
+            .fetch_one(&mut *tx.tx)
+            .await?;
+            let conv = self
+                .load_conversation(
+                    &mut tx.tx,
+                    practice,
+                    conv_id.parse().map_err(|_| malformed("message"))?,
+                )
+                .await?;
+            let messages = self
+                .load_messages(&mut tx.tx, practice, principal, &conv, true)
+                .await?;
+            let message = messages
+                .into_iter()
+                .find(|m| m.id == message_id)
+                .ok_or(StoreError::NotFound)?;
+            tx.audit(conversation_event(
+                practice,
+                actor,
+                ctx,
+                Action::MessageDuplicate,
+                vec![conv.patient.to_string(), message_id.to_string()],
+                Outcome::Success,
+            ));
+            tx.commit().await?;
+            return Ok((message, true));
+        }
+        let conv = self
+            .target_conversation(
+                &mut tx.tx,
+                practice,
+                principal,
+                Operation::MessageSend,
+                target,
+                now,
+            )
+            .await?;
+        let facts = self.send_facts(&mut tx.tx, practice, &conv).await?;
+        let plan = plan(&facts).map_err(|PlanRefused(why)| StoreError::Invalid(why))?;
+        let message = self
+            .insert_message(&mut tx, practice, &conv, &actor, body, attachments, &plan)
+            .await?;
+        if let Some(idem) = idempotency {
+            sqlx::query(
+                "INSERT INTO idempotency_keys (practice_id, actor, key_hash, request_hash, status, resource_id, created_at) \
+                 VALUES ($1, $2, $3, $4, 201, $5, $6)",
+            )
+            .bind(practice.to_string())
+            .bind(&actor_key)
+            .bind(idem.key_hash.to_vec())
+            .bind(idem.request_hash.to_vec())
+            .bind(message.to_string())
+            .bind(now)
+            .execute(&mut *tx.tx)
+            .await?;
+        }
+        let action = match plan.direction {
+            Direction::Note => Action::MessageNote,
+            _ => Action::MessageSend,
+        };
+        tx.audit(conversation_event(
+            practice,
+            actor,
+            ctx,
+            action,
+            vec![conv.patient.to_string(), message.to_string()],
+            Outcome::Success,
+        ));
+        let messages = self
+            .load_messages(&mut tx.tx, practice, principal, &conv, true)
+            .await?;
+        let view = messages
+            .into_iter()
+            .find(|m| m.id == message)
+            .ok_or(StoreError::NotFound)?;
+        tx.commit().await?;
+        self.inbox_changed();
+        Ok((view, false))
+    }
+
+    async fn idempotent_replay(
+        &self,
+        tx: &mut WriteTx<'_>,
+        practice: PracticeId,
+        actor_key: &str,
+        idem: &Idempotency,
+    ) -> Result<Option<String>> {
+        let prior: Option<(Vec<u8>, String)> = sqlx::query_as(
+            "SELECT request_hash, resource_id FROM idempotency_keys \
+             WHERE practice_id = $1 AND actor = $2 AND key_hash = $3",
+        )
+        .bind(practice.to_string())
+        .bind(actor_key)
+        .bind(idem.key_hash.to_vec())
+        .fetch_optional(&mut *tx.tx)
+        .await?;
+        match prior {
+            Some((request_hash, resource)) => {
+                if !salve_crypto::ct_eq(&request_hash, &idem.request_hash) {
+                    return Err(StoreError::IdempotencyMismatch);
+                }
+                Ok(Some(resource))
+            }
+            None => Ok(None),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn insert_message(
+        &self,
+        tx: &mut WriteTx<'_>,
+        practice: PracticeId,
+        conv: &LoadedConversation,
+        author: &Actor,
+        body: &Sensitive<String>,
+        attachments: &[NewAttachment],
+        plan: &OutboundPlan,
+    ) -> Result<MessageId> {
+        let now = tx.now_micros();
+        let key = self
+            .ring
+            .patient_key(&mut tx.tx, practice, conv.patient)
+            .await?;
+        let id = MessageId::new();
+        let row = id.to_string();
+        let seal =
+            |column: &str, text: &str| key.seal_str(FieldAad::new("messages", column, &row), text);
+        let status = match plan.direction {
+            Direction::Note => None,
+            _ => Some(plan.status.as_str()),
+        };
+        sqlx::query(
+            "INSERT INTO messages (id, practice_id, conversation_id, patient_id, direction, channel, kind, \
+             author_kind, author_id, body, route, decision, delivery, status, status_reason, legal_basis, \
+             created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $17)",
+        )
+        .bind(&row)
+        .bind(practice.to_string())
+        .bind(conv.id.to_string())
+        .bind(conv.patient.to_string())
+        .bind(plan.direction.as_str())
+        .bind(match plan.direction {
+            Direction::Note => None,
+            _ => Some(plan.channel.as_str()),
+        })
+        .bind(plan.kind.as_str())
+        .bind(author.kind())
+        .bind(author.id())
+        .bind(seal("body", body.expose()))
+        .bind(plan.route.map(Route::as_str))
+        .bind(plan.decision_json.as_deref().map(|d| seal("decision", d)))
+        .bind(plan.delivery.clone())
+        .bind(status)
+        .bind(plan.status_reason.as_deref().map(|r| seal("status_reason", r)))
+        .bind(plan.legal_basis.map(|b| b.to_string()))
+        .bind(now)
+        .execute(&mut *tx.tx)
+        .await?;
+        for attachment in attachments {
+            let aid = AttachmentId::new().to_string();
+            sqlx::query(
+                "INSERT INTO attachments (id, practice_id, message_id, patient_id, media_type, file_name, size, content, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            )
+            .bind(&aid)
+            .bind(practice.to_string())
+            .bind(&row)
+            .bind(conv.patient.to_string())
+            .bind(&attachment.media_type)
+            .bind(key.seal_str(FieldAad::new("attachments", "file_name", &aid), &attachment.file_name))
+            .bind(attachment.bytes.len() as i64)
+            .bind(key.seal(FieldAad::new("attachments", "content", &aid), &attachment.bytes))
+            .bind(now)
+            .execute(&mut *tx.tx)
+            .await?;
+        }
+        if let Some(job) = &plan.job {
+            if let Some((contact, token_hash, ttl)) = &job.secure_link {
+                crate::links::insert_link(
+                    &mut tx.tx,
+                    &self.ring,
+                    practice,
+                    conv.patient,
+                    contact,
+                    token_hash,
+                    now,
+                    *ttl,
+                )
+                .await?;
+            }
+            let job_id = OutboxJobId::new().to_string();
+            sqlx::query(
+                "INSERT INTO outbox_jobs (id, practice_id, patient_id, message_id, medium, purpose, \
+                 consent_channel, legal_basis, recipient, body, status, attempts, next_attempt_at, \
+                 created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'pending', 0, $11, $11, $11)",
+            )
+            .bind(&job_id)
+            .bind(practice.to_string())
+            .bind(conv.patient.to_string())
+            .bind(&row)
+            .bind(job.medium.as_str())
+            .bind(job.purpose.clone())
+            .bind(job.consent_channel.clone())
+            .bind(job.legal_basis.map(|b| b.to_string()))
+            .bind(key.seal_str(FieldAad::new("outbox_jobs", "recipient", &job_id), job.recipient.expose()))
+            .bind(key.seal_str(FieldAad::new("outbox_jobs", "body", &job_id), job.body.expose()))
+            .bind(now)
+            .execute(&mut *tx.tx)
+            .await?;
+        }
+        // A patient's or staff member's new message reopens a closed or snoozed thread.
+        sqlx::query(
+            "UPDATE conversations SET last_message_at = $1, updated_at = $1, \
+             state = CASE WHEN $2 = 1 THEN 'open' ELSE state END, \
+             snoozed_until = CASE WHEN $2 = 1 THEN NULL ELSE snoozed_until END WHERE id = $3",
+        )
+        .bind(now)
+        .bind(i64::from(plan.direction == Direction::Inbound))
+        .bind(conv.id.to_string())
+        .execute(&mut *tx.tx)
+        .await?;
+        record_change(tx, practice, conv.id, "message").await?;
+        Ok(id)
+    }
+
+    /// A patient's own message from the portal, into their main thread or one of their threads.
+    pub async fn receive_patient_message<F>(
+        &self,
+        practice: PracticeId,
+        patient: PatientId,
+        ctx: &RequestContext,
+        conversation: Option<ConversationId>,
+        body: &Sensitive<String>,
+        attachments: &[NewAttachment],
+        classify: F,
+    ) -> Result<MessageId>
+    where
+        F: FnOnce(&str) -> ContentKind,
+    {
+        let mut tx = self.begin().await?;
+        let now = tx.now_micros();
+        let conv = match conversation {
+            Some(id) => {
+                let conv = self.load_conversation(&mut tx.tx, practice, id).await?;
+                if conv.patient != patient {
+                    return Err(StoreError::NotFound);
+                }
+                conv
+            }
+            None => {
+                self.main_conversation(&mut tx.tx, practice, patient, now)
+                    .await?
+            }
+        };
+        let kind = if attachments.is_empty() {
+            classify(body.expose())
+        } else {
+            ContentKind::Clinical
+        };
+        let plan = OutboundPlan {
+            direction: Direction::Inbound,
+            kind,
+            channel: MessageChannel::Portal,
+            route: None,
+            decision_json: None,
+            delivery: "portal".into(),
+            status: MessageStatus::Received,
+            status_reason: None,
+            legal_basis: None,
+            job: None,
+        };
+        let actor = Actor::Patient(patient);
+        let id = self
+            .insert_message(&mut tx, practice, &conv, &actor, body, attachments, &plan)
+            .await?;
+        tx.audit(conversation_event(
+            practice,
+            actor,
+            ctx,
+            Action::MessageReceive,
+            vec![patient.to_string(), id.to_string()],
+            Outcome::Success,
+        ));
+        tx.commit().await?;
+        self.inbox_changed();
+        Ok(id)
+    }
+
+    /// The patient's own view of their conversations: everything but internal notes.
+    pub async fn patient_conversations(
+        &self,
+        practice: PracticeId,
+        patient: PatientId,
+        ctx: &RequestContext,
+    ) -> Result<Vec<(ConversationId, Vec<MessageView>)>> {
+        let mut tx = self.begin().await?;
+        let ids: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM conversations WHERE patient_id = $1 AND practice_id = $2 \
+             ORDER BY is_main DESC, created_at",
+        )
+        .bind(patient.to_string())
+        .bind(practice.to_string())
+        .fetch_all(&mut *tx.tx)
+        .await?;
+        let mut out = Vec::new();
+        for id in ids {
+            let id: ConversationId = id.parse().map_err(|_| malformed("conversation"))?;
+            let conv = self.load_conversation(&mut tx.tx, practice, id).await?;
+            let messages = self
+                .load_messages(&mut tx.tx, practice, &Principal::Operator, &conv, true)
+                .await?
+                .into_iter()
+                .filter(|m| m.direction != Direction::Note)
+                .map(|mut m| {
+                    // Staff-facing details stay with staff.
+                    m.decision = None;
+                    m.status_reason = None;
+                    m.legal_basis = None;
+                    m
+                })
+                .collect();
+            out.push((id, messages));
+        }
+        // Outbound messages the patient now sees count as read.
+        sqlx::query(
+            "UPDATE messages SET status = 'read', updated_at = $1 WHERE patient_id = $2 AND practice_id = $3 \
+             AND direction = 'outbound' AND channel = 'portal' AND status IN ('queued', 'sending', 'sent', 'delivered', 'unknown')",
+        )
+        .bind(tx.now_micros())
+        .bind(patient.to_string())
+        .bind(practice.to_string())
+        .execute(&mut *tx.tx)
+        .await?;
+        tx.audit(conversation_event(
+            practice,
+            Actor::Patient(patient),
+            ctx,
+            Action::ConversationRead,
+            vec![patient.to_string()],
+            Outcome::Success,
+        ));
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    /// One attachment's bytes, for staff (gated like its conversation) or for its own patient.
+    pub async fn read_attachment(
+        &self,
+        practice: PracticeId,
+        reader: AttachmentReader<'_>,
+        ctx: &RequestContext,
+        id: AttachmentId,
+    ) -> Result<(AttachmentMeta, Vec<u8>)> {
+        let settings = self.messaging_settings(practice).await?;
+        let mut tx = self.begin().await?;
+        type Row = (String, String, String, Vec<u8>, i64, Vec<u8>);
+        let row: Option<Row> = sqlx::query_as(
+            "SELECT message_id, patient_id, media_type, file_name, size, content FROM attachments \
+             WHERE id = $1 AND practice_id = $2",
+        )
+        .bind(id.to_string())
+        .bind(practice.to_string())
+        .fetch_optional(&mut *tx.tx)
+        .await?;
+        let (message, patient, media_type, name, size, content) =
+            row.ok_or(StoreError::NotFound)?;
+        let patient: PatientId = patient.parse().map_err(|_| malformed("attachment"))?;
+        let (conv_id, kind, direction, author_kind, author_id): (String, String, String, String, String) =
+            sqlx::query_as(
+                "SELECT conversation_id, kind, direction, author_kind, author_id FROM messages WHERE id = $1",
+            )
+            .bind(&message)
+            .fetch_one(&mut *tx.tx)
+            .await?;
+        let actor = match reader {
+            AttachmentReader::Staff(principal) => {
+                let conv_id: ConversationId = conv_id.parse().map_err(|_| malformed("message"))?;
+                self.guarded_conversation(
+                    &mut tx.tx,
+                    practice,
+                    principal,
+                    Operation::ConversationRead,
+                    conv_id,
+                )
+                .await?;
+                let own = matches!((parse_actor(&author_kind, &author_id), principal), (Actor::User(a), Principal::Staff { user, .. }) if a == *user);
+                let kind = ContentKind::parse(&kind).ok_or_else(|| malformed("message"))?;
+                if !may_see_content(principal, kind, settings.front_desk_sees_clinical, own) {
+                    return Err(StoreError::Forbidden);
+                }
+                principal.actor()
+            }
+            AttachmentReader::Patient(own) => {
+                if own != patient || direction == "note" {
+                    return Err(StoreError::NotFound);
+                }
+                Actor::Patient(own)
+            }
+        };
+        let key = self.ring.patient_key(&mut tx.tx, practice, patient).await?;
+        let aid = id.to_string();
+        let meta = AttachmentMeta {
+            id,
+            media_type,
+            file_name: Sensitive::new(
+                key.open_string(FieldAad::new("attachments", "file_name", &aid), &name)?,
+            ),
+            size,
+        };
+        let bytes = key.open(FieldAad::new("attachments", "content", &aid), &content)?;
+        tx.audit(conversation_event(
+            practice,
+            actor,
+            ctx,
+            Action::AttachmentRead,
+            vec![patient.to_string(), aid],
+            Outcome::Success,
+        ));
+        tx.commit().await?;
+        Ok((meta, bytes.to_vec()))
+    }
+
+    /// Assigns a conversation to a person and/or a team of the practice (or clears it).
+    pub async fn assign_conversation(
+        &self,
+        practice: PracticeId,
+        principal: &Principal,
+        ctx: &RequestContext,
+        id: ConversationId,
+        user: Option<UserId>,
+        team: Option<TeamId>,
+    ) -> Result<()> {
+        let mut tx = self.begin().await?;
+        let conv = self
+            .guarded_conversation(
+                &mut tx.tx,
+                practice,
+                principal,
+                Operation::ConversationManage,
+                id,
+            )
+            .await?;
+        if let Some(user) = user {
+            let role: Option<String> = sqlx::query_scalar(
+                "SELECT role FROM memberships WHERE user_id = $1 AND practice_id = $2",
+            )
+            .bind(user.to_string())
+            .bind(practice.to_string())
+            .fetch_optional(&mut *tx.tx)
+            .await?;
+            match role.as_deref().and_then(Role::parse) {
+                Some(Role::Admin | Role::Clinician | Role::Staff) => {}
+                _ => {
+                    return Err(StoreError::Invalid(
+                        "a conversation is assigned to a member of the practice who handles messages"
+                            .into(),
+                    ));
+                }
+            }
+        }
+        if let Some(team) = team {
+            let exists: Option<String> =
+                sqlx::query_scalar("SELECT id FROM teams WHERE id = $1 AND practice_id = $2")
+                    .bind(team.to_string())
+                    .bind(practice.to_string())
+                    .fetch_optional(&mut *tx.tx)
+                    .await?;
+            if exists.is_none() {
+                return Err(StoreError::Invalid("no such team in this practice".into()));
+            }
+        }
+        sqlx::query(
+            "UPDATE conversations SET assigned_user = $1, assigned_team = $2, updated_at = $3 WHERE id = $4",
+        )
+        .bind(user.map(|u| u.to_string()))
+        .bind(team.map(|t| t.to_string()))
+        .bind(tx.now_micros())
+        .bind(id.to_string())
+        .execute(&mut *tx.tx)
+        .await?;
+        record_change(&mut tx, practice, id, "assignment").await?;
+        tx.audit(conversation_event(
+            practice,
+            principal.actor(),
+            ctx,
+            Action::ConversationAssign,
+            vec![conv.patient.to_string(), id.to_string()],
+            Outcome::Success,
+        ));
+        tx.commit().await?;
+        self.inbox_changed();
+        Ok(())
+    }
+
+    /// Opens, closes or snoozes a conversation (a snooze needs a time in the future).
+    pub async fn set_conversation_state(
+        &self,
+        practice: PracticeId,
+        principal: &Principal,
+        ctx: &RequestContext,
+        id: ConversationId,
+        state: ConversationState,
+        snoozed_until: Option<OffsetDateTime>,
+    ) -> Result<()> {
+        let mut tx = self.begin().await?;
+        let until = match (state, snoozed_until) {
+            (ConversationState::Snoozed, Some(t)) if t > tx.now => Some(to_micros(t)),
+            (ConversationState::Snoozed, _) => {
+                return Err(StoreError::Invalid(
+                    "a snooze needs `snoozed_until` in the future".into(),
+                ));
+            }
+            (_, None) => None,
+            (_, Some(_)) => {
+                return Err(StoreError::Invalid(
+                    "`snoozed_until` goes only with the state `snoozed`".into(),
+                ));
+            }
+        };
+        let conv = self
+            .guarded_conversation(
+                &mut tx.tx,
+                practice,
+                principal,
+                Operation::ConversationManage,
+                id,
+            )
+            .await?;
+        sqlx::query(
+            "UPDATE conversations SET state = $1, snoozed_until = $2, updated_at = $3 WHERE id = $4",
+        )
+        .bind(state.as_str())
+        .bind(until)
+        .bind(tx.now_micros())
+        .bind(id.to_string())
+        .execute(&mut *tx.tx)
+        .await?;
+        record_change(&mut tx, practice, id, "state").await?;
+        tx.audit(conversation_event(
+            practice,
+            principal.actor(),
+            ctx,
+            Action::ConversationState,
+            vec![conv.patient.to_string(), id.to_string()],
+            Outcome::Success,
+        ));
+        tx.commit().await?;
+        self.inbox_changed();
+        Ok(())
+    }
+
+    /// Marks a conversation read by this staff member, up to now.
+    pub async fn mark_conversation_read(
+        &self,
+        practice: PracticeId,
+        principal: &Principal,
+        id: ConversationId,
+    ) -> Result<()> {
+        let Principal::Staff { user, .. } = principal else {
+            return Err(StoreError::Invalid(
+                "read marks belong to staff members".into(),
+            ));
+        };
+        let mut tx = self.begin().await?;
+        self.guarded_conversation(
+            &mut tx.tx,
+            practice,
+            principal,
+            Operation::ConversationManage,
+            id,
+        )
+        .await?;
+        sqlx::query(
+            "INSERT INTO conversation_reads (conversation_id, user_id, read_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (conversation_id, user_id) DO UPDATE SET read_at = excluded.read_at",
+        )
+        .bind(id.to_string())
+        .bind(user.to_string())
+        .bind(tx.now_micros())
+        .execute(&mut *tx.tx)
+        .await?;
+        // Marking read is a personal view state, not an access: no audit row of its own.
+        tx.commit().await
+    }
+
+    /// Changes recorded since `after` for one practice: (seq, conversation, kind).
+    pub async fn inbox_changes_since(
+        &self,
+        practice: PracticeId,
+        after: i64,
+    ) -> Result<Vec<(i64, ConversationId, String)>> {
+        let rows: Vec<(i64, String, String)> = sqlx::query_as(
+            "SELECT seq, conversation_id, kind FROM inbox_changes WHERE practice_id = $1 AND seq > $2 \
+             ORDER BY seq LIMIT 500",
+        )
+        .bind(practice.to_string())
+        .bind(after)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|(seq, conv, kind)| {
+                Ok((
+                    seq,
+                    conv.parse().map_err(|_| malformed("inbox change"))?,
+                    kind,
+                ))
+            })
+            .collect()
+    }
+
+    /// The newest change sequence number (where a new stream starts).
+    pub async fn inbox_head(&self) -> Result<i64> {
+        let seq: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM inbox_changes")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(seq.unwrap_or(0))
+    }
+}
+
+/// Who reads an attachment.
+#[derive(Debug, Clone, Copy)]
+pub enum AttachmentReader<'a> {
+    Staff(&'a Principal),
+    Patient(PatientId),
+}
+
+/// Records an inbox change (ids and a kind only) inside the transaction; on PostgreSQL it also
+/// notifies other instances when the transaction commits.
+pub(crate) async fn record_change(
+    tx: &mut WriteTx<'_>,
+    practice: PracticeId,
+    conversation: ConversationId,
+    kind: &str,
+) -> Result<()> {
+    sqlx::query("INSERT INTO inbox_changes (practice_id, conversation_id, kind, at) VALUES ($1, $2, $3, $4)")
+        .bind(practice.to_string())
+        .bind(conversation.to_string())
+        .bind(kind)
+        .bind(tx.now_micros())
+        .execute(&mut *tx.tx)
+        .await?;
+    if tx.store.backend() == crate::Backend::Postgres {
+        sqlx::query("SELECT pg_notify('salve_inbox', '')")
+            .execute(&mut *tx.tx)
+            .await?;
+    }
+    Ok(())
+}

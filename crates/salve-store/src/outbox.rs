@@ -1,0 +1,390 @@
+//! The transactional outbox, worker side: claim due jobs (PostgreSQL: `FOR UPDATE SKIP LOCKED`,
+//! any number of instances), re-check consent at claim time, record the outcome. A job left in
+//! `sending` by a crash is never blindly re-sent: the worker reconciles it with the provider.
+
+use salve_core::audit::{Action, Actor, Outcome, RequestContext};
+use salve_core::clock::to_micros;
+use salve_core::consent::{ConsentChannel, ConsentPurpose, ConsentState};
+use salve_core::{MessageId, OutboxJobId, PatientId, PracticeId, Sensitive};
+use salve_crypto::FieldAad;
+
+use crate::keyring::KeyRing;
+use crate::messaging::{Medium, conversation_event};
+use crate::tx::WriteTx;
+use crate::{Backend, Result, Store, StoreError};
+
+/// A job claimed by this worker, ready to hand to a provider.
+#[derive(Debug, Clone)]
+pub struct ClaimedJob {
+    pub id: OutboxJobId,
+    pub practice: PracticeId,
+    pub patient: PatientId,
+    pub message: MessageId,
+    pub medium: Medium,
+    pub recipient: Sensitive<String>,
+    pub body: Sensitive<String>,
+    pub attempts: i64,
+}
+
+/// What became of a send.
+#[derive(Debug, Clone)]
+pub enum JobOutcome {
+    Sent {
+        provider_id: String,
+    },
+    /// Worth retrying later (the provider said it did not take the message).
+    Retry {
+        error_kind: String,
+        after_secs: i64,
+    },
+    /// Refused for good; the reason is shown to staff (sealed: a provider may quote the number).
+    Failed {
+        error_kind: String,
+        reason: String,
+    },
+    /// Nobody can tell whether it was sent; staff decide.
+    Unknown {
+        reason: String,
+    },
+}
+
+const MAX_ATTEMPTS: i64 = 8;
+
+type JobRow = (
+    String,
+    String,
+    String,
+    String,
+    String,
+    Vec<u8>,
+    Vec<u8>,
+    i64,
+    Option<String>,
+    Option<String>,
+);
+
+fn malformed() -> StoreError {
+    StoreError::KeyRing("malformed outbox job".into())
+}
+
+fn system_ctx() -> RequestContext {
+    RequestContext::default()
+}
+
+impl Store {
+    /// Claims up to `limit` due jobs for `worker`, marking them `sending` in one transaction.
+    /// Jobs whose consent was revoked since they were queued are cancelled instead.
+    pub async fn claim_outbox_jobs(&self, worker: &str, limit: usize) -> Result<Vec<ClaimedJob>> {
+        let mut tx = self.begin().await?;
+        let now = tx.now_micros();
+        let lock = match self.backend() {
+            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+            Backend::Sqlite => "",
+        };
+        // Only the constant lock clause is formatted in.
+        let rows: Vec<JobRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT id, practice_id, patient_id, message_id, medium, recipient, body, attempts, \
+             consent_channel, purpose FROM outbox_jobs WHERE status = 'pending' AND next_attempt_at <= $1 \
+             ORDER BY next_attempt_at, id LIMIT $2{lock}"
+        )))
+        .bind(now)
+        .bind(limit as i64)
+        .fetch_all(&mut *tx.tx)
+        .await?;
+        let mut claimed = Vec::new();
+        for (id, practice, patient, message, medium, recipient, body, attempts, channel, purpose) in
+            rows
+        {
+            let practice: PracticeId = practice.parse().map_err(|_| malformed())?;
+            let patient: PatientId = patient.parse().map_err(|_| malformed())?;
+            if let (Some(channel), Some(purpose)) = (
+                channel.as_deref().and_then(ConsentChannel::parse),
+                purpose.as_deref().and_then(ConsentPurpose::parse),
+            ) {
+                let history = self
+                    .consent_history_in(&mut tx.tx, practice, patient)
+                    .await?;
+                if !ConsentState::from_history(&history).is_granted(channel, purpose) {
+                    cancel_job(
+                        &mut tx,
+                        &self.ring,
+                        practice,
+                        patient,
+                        &id,
+                        &message,
+                        "consent was revoked before sending",
+                    )
+                    .await?;
+                    continue;
+                }
+            }
+            let key = match self.ring.patient_key(&mut tx.tx, practice, patient).await {
+                Ok(key) => key,
+                Err(StoreError::Shredded) => {
+                    sqlx::query("UPDATE outbox_jobs SET status = 'cancelled', updated_at = $1 WHERE id = $2")
+                        .bind(now)
+                        .bind(&id)
+                        .execute(&mut *tx.tx)
+                        .await?;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            let recipient =
+                key.open_string(FieldAad::new("outbox_jobs", "recipient", &id), &recipient)?;
+            let body = key.open_string(FieldAad::new("outbox_jobs", "body", &id), &body)?;
+            sqlx::query(
+                "UPDATE outbox_jobs SET status = 'sending', claimed_by = $1, claimed_at = $2, \
+                 attempts = attempts + 1, updated_at = $2 WHERE id = $3",
+            )
+            .bind(worker)
+            .bind(now)
+            .bind(&id)
+            .execute(&mut *tx.tx)
+            .await?;
+            set_message_status(&mut tx, &message, "sending", None).await?;
+            claimed.push(ClaimedJob {
+                id: id.parse().map_err(|_| malformed())?,
+                practice,
+                patient,
+                message: message.parse().map_err(|_| malformed())?,
+                medium: Medium::parse(&medium).ok_or_else(malformed)?,
+                recipient: Sensitive::new(recipient),
+                body: Sensitive::new(body),
+                attempts: attempts + 1,
+            });
+        }
+        tx.commit().await?;
+        Ok(claimed)
+    }
+
+    /// Records what became of a claimed job, with its audit row.
+    pub async fn finish_outbox_job(&self, job: &ClaimedJob, outcome: &JobOutcome) -> Result<()> {
+        let mut tx = self.begin().await?;
+        let now = tx.now_micros();
+        let id = job.id.to_string();
+        let message = job.message.to_string();
+        let status: Option<String> =
+            sqlx::query_scalar("SELECT status FROM outbox_jobs WHERE id = $1")
+                .bind(&id)
+                .fetch_optional(&mut *tx.tx)
+                .await?;
+        if status.as_deref() != Some("sending") {
+            // Finished elsewhere (reconciled after a lease ran out): nothing changes twice.
+            return Ok(());
+        }
+        let key = self
+            .ring
+            .patient_key(&mut tx.tx, job.practice, job.patient)
+            .await?;
+        let (job_status, message_status, reason, error_kind, provider_id, next, audit_outcome) =
+            match outcome {
+                JobOutcome::Sent { provider_id } => (
+                    "sent",
+                    "sent",
+                    None,
+                    None,
+                    Some(provider_id.clone()),
+                    now,
+                    Outcome::Success,
+                ),
+                JobOutcome::Retry {
+                    error_kind,
+                    after_secs,
+                } if job.attempts < MAX_ATTEMPTS => (
+                    "pending",
+                    "queued",
+                    None,
+                    Some(error_kind.clone()),
+                    None,
+                    now + after_secs * 1_000_000,
+                    Outcome::Failure,
+                ),
+                JobOutcome::Retry { error_kind, .. } => (
+                    "failed",
+                    "failed",
+                    Some("the provider kept failing; the message was not sent".to_owned()),
+                    Some(error_kind.clone()),
+                    None,
+                    now,
+                    Outcome::Failure,
+                ),
+                JobOutcome::Failed { error_kind, reason } => (
+                    "failed",
+                    "failed",
+                    Some(reason.clone()),
+                    Some(error_kind.clone()),
+                    None,
+                    now,
+                    Outcome::Failure,
+                ),
+                JobOutcome::Unknown { reason } => (
+                    "unknown",
+                    "unknown",
+                    Some(reason.clone()),
+                    None,
+                    None,
+                    now,
+                    Outcome::Failure,
+                ),
+            };
+        sqlx::query(
+            "UPDATE outbox_jobs SET status = $1, last_error_kind = $2, provider_message_id = $3, \
+             next_attempt_at = $4, updated_at = $5 WHERE id = $6",
+        )
+        .bind(job_status)
+        .bind(error_kind)
+        .bind(provider_id.clone())
+        .bind(next)
+        .bind(now)
+        .bind(&id)
+        .execute(&mut *tx.tx)
+        .await?;
+        let sealed_reason = reason
+            .as_deref()
+            .map(|r| key.seal_str(FieldAad::new("messages", "status_reason", &message), r));
+        set_message_status(&mut tx, &message, message_status, sealed_reason).await?;
+        if let Some(provider_id) = provider_id {
+            sqlx::query("UPDATE messages SET provider_message_id = $1 WHERE id = $2")
+                .bind(provider_id)
+                .bind(&message)
+                .execute(&mut *tx.tx)
+                .await?;
+        }
+        let conversation: String =
+            sqlx::query_scalar("SELECT conversation_id FROM messages WHERE id = $1")
+                .bind(&message)
+                .fetch_one(&mut *tx.tx)
+                .await?;
+        crate::messaging::record_change(
+            &mut tx,
+            job.practice,
+            conversation.parse().map_err(|_| malformed())?,
+            "status",
+        )
+        .await?;
+        tx.audit(conversation_event(
+            job.practice,
+            Actor::System,
+            &system_ctx(),
+            Action::MessageStatus,
+            vec![job.patient.to_string(), message, id],
+            audit_outcome,
+        ));
+        tx.commit().await?;
+        self.inbox_changed();
+        Ok(())
+    }
+
+    /// Jobs left in `sending` longer than `lease_secs` (their worker died): for reconciliation.
+    pub async fn stale_outbox_jobs(&self, lease_secs: i64) -> Result<Vec<ClaimedJob>> {
+        let mut conn = self.pool.acquire().await?;
+        let cutoff = to_micros(self.clock.now()) - lease_secs * 1_000_000;
+        let rows: Vec<JobRow> = sqlx::query_as(
+            "SELECT id, practice_id, patient_id, message_id, medium, recipient, body, attempts, \
+             consent_channel, purpose FROM outbox_jobs WHERE status = 'sending' AND claimed_at <= $1 \
+             ORDER BY claimed_at LIMIT 100",
+        )
+        .bind(cutoff)
+        .fetch_all(&mut *conn)
+        .await?;
+        let mut out = Vec::new();
+        for (id, practice, patient, message, medium, recipient, body, attempts, _, _) in rows {
+            let practice: PracticeId = practice.parse().map_err(|_| malformed())?;
+            let patient: PatientId = patient.parse().map_err(|_| malformed())?;
+            let key = match self.ring.patient_key(&mut conn, practice, patient).await {
+                Ok(key) => key,
+                Err(StoreError::Shredded) => continue,
+                Err(e) => return Err(e),
+            };
+            out.push(ClaimedJob {
+                recipient: Sensitive::new(
+                    key.open_string(FieldAad::new("outbox_jobs", "recipient", &id), &recipient)?,
+                ),
+                body: Sensitive::new(
+                    key.open_string(FieldAad::new("outbox_jobs", "body", &id), &body)?,
+                ),
+                id: id.parse().map_err(|_| malformed())?,
+                practice,
+                patient,
+                message: message.parse().map_err(|_| malformed())?,
+                medium: Medium::parse(&medium).ok_or_else(malformed)?,
+                attempts,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Puts a stale job the provider never received back in the queue.
+    pub async fn requeue_outbox_job(&self, job: &ClaimedJob) -> Result<()> {
+        let mut tx = self.begin().await?;
+        let now = tx.now_micros();
+        sqlx::query(
+            "UPDATE outbox_jobs SET status = 'pending', claimed_by = NULL, claimed_at = NULL, \
+             next_attempt_at = $1, updated_at = $1 WHERE id = $2 AND status = 'sending'",
+        )
+        .bind(now)
+        .bind(job.id.to_string())
+        .execute(&mut *tx.tx)
+        .await?;
+        set_message_status(&mut tx, &job.message.to_string(), "queued", None).await?;
+        tx.commit().await
+    }
+
+    /// Counts of jobs by status (for metrics and tests; no content).
+    pub async fn outbox_counts(&self) -> Result<Vec<(String, i64)>> {
+        Ok(sqlx::query_as(
+            "SELECT status, COUNT(*) FROM outbox_jobs GROUP BY status ORDER BY status",
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+}
+
+async fn set_message_status(
+    tx: &mut WriteTx<'_>,
+    message: &str,
+    status: &str,
+    sealed_reason: Option<Vec<u8>>,
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE messages SET status = $1, status_reason = $2, updated_at = $3 WHERE id = $4",
+    )
+    .bind(status)
+    .bind(sealed_reason)
+    .bind(tx.now_micros())
+    .bind(message)
+    .execute(&mut *tx.tx)
+    .await?;
+    Ok(())
+}
+
+/// Cancels a pending job and marks its message failed with a reason staff can read.
+pub(crate) async fn cancel_job(
+    tx: &mut WriteTx<'_>,
+    ring: &KeyRing,
+    practice: PracticeId,
+    patient: PatientId,
+    job: &str,
+    message: &str,
+    reason: &str,
+) -> Result<()> {
+    let now = tx.now_micros();
+    sqlx::query("UPDATE outbox_jobs SET status = 'cancelled', updated_at = $1 WHERE id = $2")
+        .bind(now)
+        .bind(job)
+        .execute(&mut *tx.tx)
+        .await?;
+    let key = ring.patient_key(&mut tx.tx, practice, patient).await?;
+    let sealed = key.seal_str(FieldAad::new("messages", "status_reason", message), reason);
+    set_message_status(tx, message, "failed", Some(sealed)).await?;
+    tx.audit(conversation_event(
+        practice,
+        Actor::System,
+        &system_ctx(),
+        Action::MessageStatus,
+        vec![patient.to_string(), message.to_owned(), job.to_owned()],
+        Outcome::Denied,
+    ));
+    Ok(())
+}
