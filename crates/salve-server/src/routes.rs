@@ -576,6 +576,9 @@ async fn op_gate(
                 }
                 DenyReason::RoleNotAllowed(role) => format!("the {role} role cannot do this"),
                 DenyReason::Restricted => "not allowed".to_owned(),
+                DenyReason::OtherTeam => {
+                    "this conversation is assigned to a team you are not in".to_owned()
+                }
             };
             refuse(
                 &state,
