@@ -13,6 +13,7 @@ pub mod patient;
 pub mod permissions;
 pub mod policy;
 pub mod sensitive;
+pub mod system_messages;
 pub mod throttle;
 pub mod validation;
 
