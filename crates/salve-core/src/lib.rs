@@ -12,7 +12,9 @@ pub mod password_policy;
 pub mod patient;
 pub mod permissions;
 pub mod policy;
+pub mod routing;
 pub mod sensitive;
+pub mod system_messages;
 pub mod throttle;
 pub mod validation;
 
