@@ -1,7 +1,14 @@
 //! The channel policy: may this text go by plain SMS? An allow-list: `Direct` only when every
 //! part of the rendered text is an SMS-safe kind and every filled-in value is marked SMS-safe.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+
+mod allow;
+mod engine;
+mod text;
+mod vocab;
+
+pub use engine::{check_sender_name, classify};
 
 /// Where a message's content may go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -54,7 +61,7 @@ pub struct Decision {
 }
 
 /// What kind of value a template filled in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ValueKind {
     AppointmentType,
@@ -65,13 +72,30 @@ pub enum ValueKind {
 }
 
 /// A value a template filled into the text, with the practice's SMS-safe flag for catalog values.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FilledValue {
     pub kind: ValueKind,
     pub text: String,
     /// For catalog values (type, location, provider): whether the practice marked it SMS-safe.
-    /// Ignored for `Other`.
+    /// Ignored for `Other`. Absent means not marked.
+    #[serde(default)]
     pub sms_safe: bool,
+}
+
+impl ValueKind {
+    /// Catalog values carry the practice's SMS-safe flag; others do not.
+    pub fn is_catalog(self) -> bool {
+        !matches!(self, Self::Other)
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::AppointmentType => "appointment type",
+            Self::Location => "location",
+            Self::Provider => "provider",
+            Self::Other => "value",
+        }
+    }
 }
 
 /// Everything besides the text that the policy looks at.

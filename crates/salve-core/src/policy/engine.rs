@@ -1,0 +1,457 @@
+//! `classify`: the allow-list decides, the vocabularies explain.
+
+use super::allow::{self, Kinds};
+use super::text::{self, Kind, SLOT, Shape, Token};
+use super::vocab;
+use super::{ClassifyContext, Decision, FilledValue, Reason, Route};
+
+/// Most unrecognised words named in one `not_allow_listed` reason.
+const MAX_UNKNOWN_SHOWN: usize = 5;
+
+fn reason(rule: &str, matched: impl Into<String>, explanation: String) -> Reason {
+    Reason {
+        rule: rule.to_owned(),
+        matched_text: matched.into(),
+        explanation,
+    }
+}
+
+/// May `text` go by plain SMS? Pure: the same input always gives the same decision.
+pub fn classify(text: &str, ctx: &ClassifyContext) -> Decision {
+    let mut reasons: Vec<Reason> = Vec::new();
+    if ctx.has_attachment {
+        reasons.push(reason(
+            "attachment",
+            "",
+            "has an attachment (attachments only go through the secure portal)".into(),
+        ));
+    }
+    for value in &ctx.values {
+        if value.kind.is_catalog() && !value.sms_safe {
+            reasons.push(reason(
+                "value_not_sms_safe",
+                value.text.clone(),
+                format!(
+                    "the {} \"{}\" is not marked SMS-safe",
+                    value.kind.label(),
+                    value.text
+                ),
+            ));
+        }
+    }
+    if let Some(name) = &ctx.sender_name {
+        reasons.extend(check_sender_name(name));
+    }
+
+    // Every word is scanned, filled-in values included: a value marked SMS-safe by mistake
+    // ("Oncology, 2nd floor") still names a specialty.
+    let folded = text::fold(text);
+    let hits = vocab::find(&folded);
+    for hit in &hits {
+        let r = reason(
+            hit.category.rule,
+            hit.text.clone(),
+            format!("mentions {} ({})", hit.category.what, hit.text),
+        );
+        if !reasons.contains(&r) {
+            reasons.push(r);
+        }
+    }
+
+    let masked = mask_values(text, &ctx.values);
+    let tokens = text::tokenize(&masked);
+    let check = allow_check(&tokens);
+    if tokens.is_empty() {
+        reasons.push(reason(
+            "not_allow_listed",
+            "",
+            "has no text to recognise as an SMS-safe kind".into(),
+        ));
+    } else if !check.unknown.is_empty() {
+        // Words a vocabulary already explained are not repeated here.
+        let explained: Vec<&str> = hits.iter().flat_map(|h| h.text.split(' ')).collect();
+        let mut shown: Vec<&str> = Vec::new();
+        for word in &check.unknown {
+            if !explained.contains(&word.as_str()) && !shown.contains(&word.as_str()) {
+                shown.push(word);
+            }
+        }
+        if !shown.is_empty() {
+            shown.truncate(MAX_UNKNOWN_SHOWN);
+            let list = shown.join(", ");
+            reasons.push(reason(
+                "not_allow_listed",
+                list.clone(),
+                format!("is not recognised as an SMS-safe kind (unrecognised words: {list})"),
+            ));
+        }
+    }
+
+    if reasons.is_empty() {
+        let labels: Vec<&str> = check.kinds.iter().map(|k| k.label()).collect();
+        let reasons = if labels.is_empty() {
+            Vec::new()
+        } else {
+            let list = labels.join(", ");
+            vec![reason(
+                "allow_listed",
+                list.clone(),
+                format!("recognised as {list}"),
+            )]
+        };
+        Decision {
+            route: Route::Direct,
+            reasons,
+        }
+    } else {
+        Decision {
+            route: Route::Secure,
+            reasons,
+        }
+    }
+}
+
+/// Reasons why a practice's texted sender name would reveal health information (empty when it
+/// is fine). Used at save time and for every classification.
+pub fn check_sender_name(name: &str) -> Vec<Reason> {
+    let mut reasons: Vec<Reason> = Vec::new();
+    for hit in vocab::find(&text::fold(name)) {
+        let r = reason(
+            "sender_name",
+            hit.text.clone(),
+            format!(
+                "the sender name mentions {} ({})",
+                hit.category.what, hit.text
+            ),
+        );
+        if !reasons.contains(&r) {
+            reasons.push(r);
+        }
+    }
+    reasons
+}
+
+/// The text with every filled-in value replaced by one slot marker: a value was judged through
+/// its catalog flag (or is a name, date or link the template put there), not word by word.
+fn mask_values(text: &str, values: &[FilledValue]) -> String {
+    let mut out = text.to_owned();
+    let mut values: Vec<&str> = values
+        .iter()
+        .map(|v| v.text.trim())
+        .filter(|t| !t.is_empty())
+        .collect();
+    // Longest first, so a value inside another is not masked half-way.
+    values.sort_by_key(|v| std::cmp::Reverse(v.len()));
+    for value in values {
+        if out.contains(value) {
+            out = out.replace(value, &SLOT.to_string());
+            continue;
+        }
+        // Same bytes up to ASCII case: byte offsets agree between the two strings.
+        let lower_out = out.to_ascii_lowercase();
+        let lower_value = value.to_ascii_lowercase();
+        let mut result = String::with_capacity(out.len());
+        let mut last = 0;
+        for (at, _) in lower_out.match_indices(&lower_value) {
+            result.push_str(&out[last..at]);
+            result.push(SLOT);
+            last = at + lower_value.len();
+        }
+        result.push_str(&out[last..]);
+        out = result;
+    }
+    out
+}
+
+struct AllowCheck {
+    kinds: Kinds,
+    /// Folded words that are neither on the allow-list nor names.
+    unknown: Vec<String>,
+}
+
+fn allow_check(tokens: &[Token]) -> AllowCheck {
+    let mut kinds = Kinds::default();
+    let mut unknown = Vec::new();
+    // Whether each token was accepted as a name (for "Dr. Maria Lopez").
+    let mut name = vec![false; tokens.len()];
+    for (i, token) in tokens.iter().enumerate() {
+        let Kind::Word { folded, shape } = &token.kind else {
+            continue;
+        };
+        if let Some(k) = allow::lookup(folded) {
+            kinds.add(k);
+            continue;
+        }
+        if folded.chars().count() == 1 {
+            continue;
+        }
+        if is_name(tokens, i, *shape, &name) {
+            name[i] = true;
+            continue;
+        }
+        unknown.push(folded.clone());
+    }
+    AllowCheck { kinds, unknown }
+}
+
+/// A capitalised word the allow-list does not know is taken as a person's or a place's name
+/// only where names go: after a title, greeting or "with"/"at", beside another name or a house
+/// number, or before "Street"/"Clinic". Elsewhere an unknown word keeps the text secure.
+fn is_name(tokens: &[Token], i: usize, shape: Shape, name: &[bool]) -> bool {
+    let prev = i.checked_sub(1).map(|p| (&tokens[p], name[p]));
+    let prev_word = prev.and_then(|(t, _)| match &t.kind {
+        Kind::Word { folded, shape } => Some((folded.as_str(), *shape, t.sentence_start)),
+        _ => None,
+    });
+    let token = &tokens[i];
+    // A title makes even a lower-case word a name ("dr. lee").
+    if let Some((w, _, _)) = prev_word
+        && matches!(
+            w,
+            "dr" | "dra" | "doctor" | "doctora" | "mr" | "mrs" | "ms" | "sr" | "sra" | "srta"
+        )
+        && !token.sentence_start
+    {
+        return true;
+    }
+    if shape != Shape::Capitalized {
+        return false;
+    }
+    if token.sentence_start {
+        // "Maria, your appointment ..."
+        return token.comma_after || next_trails(tokens, i);
+    }
+    if let Some((p, was_name)) = prev {
+        if was_name || matches!(p.kind, Kind::Number | Kind::Slot) {
+            return true;
+        }
+        if let Some((w, pshape, pstart)) = prev_word {
+            if allow::leads_to_name(w) && !p.comma_after {
+                return true;
+            }
+            // "Riverside Family Medicine": a run of capitalised words inside a sentence.
+            if pshape == Shape::Capitalized && !pstart {
+                return true;
+            }
+        }
+        if p.comma_after {
+            // "Thanks, Maria" / "..., Oak Street Clinic"
+            return true;
+        }
+    }
+    next_trails(tokens, i)
+}
+
+fn next_trails(tokens: &[Token], i: usize) -> bool {
+    matches!(tokens.get(i + 1), Some(Token { kind: Kind::Word { folded, .. }, sentence_start: false, .. }) if allow::trails_name(folded))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::ValueKind;
+    use super::*;
+
+    fn route(text: &str) -> Route {
+        classify(text, &ClassifyContext::default()).route
+    }
+
+    fn rules(d: &Decision) -> Vec<&str> {
+        d.reasons.iter().map(|r| r.rule.as_str()).collect()
+    }
+
+    #[test]
+    fn appointment_reminder_goes_direct() {
+        let d = classify(
+            "Hi Maria, this is a reminder of your appointment with Dr. Okafor on Tuesday, March 4 at 10:30 AM at 1200 Oak Street, Suite 200. Reply C to confirm.",
+            &ClassifyContext::default(),
+        );
+        assert_eq!(d.route, Route::Direct, "{:?}", d.reasons);
+        assert_eq!(rules(&d), ["allow_listed"]);
+    }
+
+    #[test]
+    fn attachment_is_secure() {
+        let ctx = ClassifyContext {
+            has_attachment: true,
+            ..Default::default()
+        };
+        let d = classify("We received your form.", &ctx);
+        assert_eq!(d.route, Route::Secure);
+        assert_eq!(rules(&d), ["attachment"]);
+    }
+
+    #[test]
+    fn value_not_sms_safe_is_secure() {
+        let ctx = ClassifyContext {
+            values: vec![FilledValue {
+                kind: ValueKind::Location,
+                text: "Cancer Center, 3rd floor".into(),
+                sms_safe: false,
+            }],
+            ..Default::default()
+        };
+        let d = classify(
+            "Your appointment is tomorrow at 9 AM at Cancer Center, 3rd floor.",
+            &ctx,
+        );
+        assert_eq!(d.route, Route::Secure);
+        assert!(rules(&d).contains(&"value_not_sms_safe"));
+        assert!(rules(&d).contains(&"specialty"), "{:?}", d.reasons);
+    }
+
+    #[test]
+    fn safe_values_are_masked() {
+        let ctx = ClassifyContext {
+            values: vec![
+                FilledValue {
+                    kind: ValueKind::Location,
+                    text: "Bldg Q7 Annex".into(),
+                    sms_safe: true,
+                },
+                FilledValue {
+                    kind: ValueKind::Other,
+                    text: "zyx".into(),
+                    sms_safe: false,
+                },
+            ],
+            ..Default::default()
+        };
+        let d = classify(
+            "Hi zyx, your appointment is at Bldg Q7 Annex tomorrow.",
+            &ctx,
+        );
+        assert_eq!(d.route, Route::Direct, "{:?}", d.reasons);
+    }
+
+    #[test]
+    fn provider_name_and_street_address_are_fine() {
+        assert_eq!(
+            route(
+                "Your appointment with Dr. Priya Raman is at 45 Elmwood Avenue on Friday at 2 PM."
+            ),
+            Route::Direct
+        );
+        assert_eq!(
+            route("Su cita con la Dra. Beatriz Solano es el viernes a las 2 PM en 45 Calle Olmo."),
+            Route::Direct
+        );
+    }
+
+    #[test]
+    fn specialty_in_free_text_is_secure() {
+        let d = classify(
+            "Your appointment at the oncology clinic is Friday at 2 PM.",
+            &ClassifyContext::default(),
+        );
+        assert_eq!(d.route, Route::Secure);
+        assert_eq!(d.reasons[0].rule, "specialty");
+        assert_eq!(d.reasons[0].matched_text, "oncology");
+        assert_eq!(d.reasons[0].explanation, "mentions a specialty (oncology)");
+    }
+
+    #[test]
+    fn sender_name_is_checked() {
+        assert!(check_sender_name("Oak Street Clinic").is_empty());
+        let r = check_sender_name("Riverside Oncology");
+        assert_eq!(r.len(), 1);
+        assert_eq!(
+            (r[0].rule.as_str(), r[0].matched_text.as_str()),
+            ("sender_name", "oncology")
+        );
+        let ctx = ClassifyContext {
+            sender_name: Some("Riverside Oncology".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            classify("Our office is closed on Monday.", &ctx).route,
+            Route::Secure
+        );
+        let ctx = ClassifyContext {
+            sender_name: Some("Oak Street Clinic".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            classify("Our office is closed on Monday.", &ctx).route,
+            Route::Direct
+        );
+    }
+
+    #[test]
+    fn spanish_with_and_without_accents() {
+        for text in [
+            "Recordatorio: su cita es mañana a las 9:00 a.m. Responda C para confirmar.",
+            "Recordatorio: su cita es manana a las 9:00 a.m. Responda C para confirmar.",
+        ] {
+            assert_eq!(route(text), Route::Direct, "{text}");
+        }
+        for text in [
+            "Sus resultados de laboratorio están listos.",
+            "Sus resultados de laboratorio estan listos.",
+        ] {
+            let d = classify(text, &ClassifyContext::default());
+            assert_eq!(d.route, Route::Secure);
+            assert!(rules(&d).contains(&"test_or_result"));
+        }
+        let d = classify("Recuerde venir en ayunas.", &ClassifyContext::default());
+        assert_eq!(d.route, Route::Secure);
+        assert!(rules(&d).contains(&"preparation"));
+    }
+
+    #[test]
+    fn empty_text_is_secure() {
+        for text in ["", "   ", "\n"] {
+            let d = classify(text, &ClassifyContext::default());
+            assert_eq!(d.route, Route::Secure);
+            assert_eq!(rules(&d), ["not_allow_listed"]);
+        }
+    }
+
+    #[test]
+    fn very_long_text_is_handled() {
+        let safe = "Your appointment is on Monday at 9 AM. ".repeat(5_000);
+        assert_eq!(route(&safe), Route::Direct);
+        let unsafe_ = format!("{safe}Please keep taking your metformin.");
+        let d = classify(&unsafe_, &ClassifyContext::default());
+        assert_eq!(d.route, Route::Secure);
+        assert!(d.reasons.iter().any(|r| r.matched_text == "metformin"));
+    }
+
+    #[test]
+    fn reasons_name_the_matched_words() {
+        let d = classify(
+            "Please call about your MRI results and your lisinopril.",
+            &ClassifyContext::default(),
+        );
+        let matched: Vec<(&str, &str)> = d
+            .reasons
+            .iter()
+            .map(|r| (r.rule.as_str(), r.matched_text.as_str()))
+            .collect();
+        assert_eq!(
+            matched,
+            [
+                ("test_or_result", "mri"),
+                ("test_or_result", "results"),
+                ("medication", "lisinopril")
+            ]
+        );
+        assert_eq!(
+            d.reasons[2].explanation,
+            "mentions a medication (lisinopril)"
+        );
+    }
+
+    #[test]
+    fn unknown_words_are_not_allow_listed() {
+        let d = classify("Your glucometer arrived.", &ClassifyContext::default());
+        assert_eq!(d.route, Route::Secure);
+        let r = d
+            .reasons
+            .iter()
+            .find(|r| r.rule == "not_allow_listed")
+            .unwrap();
+        assert!(r.matched_text.contains("glucometer"), "{r:?}");
+        // Capitalising a clinical word does not make it a name.
+        assert_eq!(route("Bring your Glucometer on Monday."), Route::Secure);
+    }
+}

@@ -1,0 +1,200 @@
+//! Vocabularies of clinical terms (data files built by scripts/policy-vocab.py), matched as whole
+//! words on folded text. They explain why a text is secure; the allow-list decides.
+
+use std::sync::LazyLock;
+
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+
+use super::text::fold;
+
+/// One vocabulary: the rule it feeds and how to say it to staff.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Category {
+    pub rule: &'static str,
+    /// Completes "mentions ..." ("a medication").
+    pub what: &'static str,
+}
+
+pub const MEDICATION: Category = Category {
+    rule: "medication",
+    what: "a medication",
+};
+pub const TEST: Category = Category {
+    rule: "test_or_result",
+    what: "a test or result",
+};
+pub const CONDITION: Category = Category {
+    rule: "condition",
+    what: "a condition or symptom",
+};
+pub const PROCEDURE: Category = Category {
+    rule: "procedure",
+    what: "a procedure or treatment",
+};
+pub const SPECIALTY: Category = Category {
+    rule: "specialty",
+    what: "a specialty",
+};
+pub const PREPARATION: Category = Category {
+    rule: "preparation",
+    what: "how to prepare for a visit",
+};
+pub const ANATOMY: Category = Category {
+    rule: "anatomy",
+    what: "a part of the body",
+};
+
+const FILES: &[(Category, &str)] = &[
+    (
+        MEDICATION,
+        include_str!("../../data/policy/vocab/medications.txt"),
+    ),
+    (TEST, include_str!("../../data/policy/vocab/tests.txt")),
+    (
+        CONDITION,
+        include_str!("../../data/policy/vocab/conditions.txt"),
+    ),
+    (
+        PROCEDURE,
+        include_str!("../../data/policy/vocab/procedures.txt"),
+    ),
+    (
+        SPECIALTY,
+        include_str!("../../data/policy/vocab/specialties.txt"),
+    ),
+    (
+        PREPARATION,
+        include_str!("../../data/policy/vocab/preparation.txt"),
+    ),
+    (ANATOMY, include_str!("../../data/policy/vocab/anatomy.txt")),
+];
+
+struct Vocab {
+    automaton: AhoCorasick,
+    /// Per pattern: its category.
+    category: Vec<Category>,
+}
+
+static VOCAB: LazyLock<Vocab> = LazyLock::new(|| {
+    let mut patterns = Vec::new();
+    let mut category = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for (cat, text) in FILES {
+        for line in text.lines() {
+            // Files are folded already; folding again keeps a hand edit with an accent working.
+            let term = fold(line);
+            if !term.is_empty() && seen.insert(term.clone()) {
+                patterns.push(term);
+                category.push(*cat);
+            }
+        }
+    }
+    let automaton = AhoCorasickBuilder::new()
+        .match_kind(MatchKind::Standard)
+        .build(&patterns)
+        .expect("policy vocabularies build an automaton");
+    Vocab {
+        automaton,
+        category,
+    }
+});
+
+/// A vocabulary term found in a folded text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hit {
+    pub category: Category,
+    /// The words as they appear in the folded text ("metformin", "blood tests").
+    pub text: String,
+    pub start: usize,
+    pub end: usize,
+}
+
+/// Whole-word hits in `folded` (output of [`fold`]), longest first where they overlap.
+/// A plural ending ("tests", "biopsias") still counts as the word.
+pub fn find(folded: &str) -> Vec<Hit> {
+    let vocab = &*VOCAB;
+    let bytes = folded.as_bytes();
+    let mut hits: Vec<Hit> = Vec::new();
+    for m in vocab.automaton.find_overlapping_iter(folded) {
+        let (start, mut end) = (m.start(), m.end());
+        if start > 0 && bytes[start - 1] != b' ' {
+            continue;
+        }
+        let boundary = |at: usize| at == bytes.len() || bytes[at] == b' ';
+        if !boundary(end) {
+            let rest = &folded[end..];
+            let plural = ["s", "es"]
+                .iter()
+                .find(|s| rest.starts_with(**s) && boundary(end + s.len()));
+            match plural {
+                Some(s) if end - start >= 3 => end += s.len(),
+                _ => continue,
+            }
+        }
+        hits.push(Hit {
+            category: vocab.category[m.pattern().as_usize()],
+            text: folded[start..end].to_owned(),
+            start,
+            end,
+        });
+    }
+    // Keep the longest of overlapping hits ("high blood pressure" over "blood pressure").
+    hits.sort_by(|a, b| a.start.cmp(&b.start).then(b.end.cmp(&a.end)));
+    let mut kept: Vec<Hit> = Vec::with_capacity(hits.len());
+    for hit in hits {
+        if kept.last().is_some_and(|k| hit.start < k.end) {
+            continue;
+        }
+        kept.push(hit);
+    }
+    kept
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn found(text: &str) -> Vec<(&'static str, String)> {
+        find(&fold(text))
+            .into_iter()
+            .map(|h| (h.category.rule, h.text))
+            .collect()
+    }
+
+    #[test]
+    fn whole_words_only_with_plurals() {
+        assert_eq!(
+            found("Your metformin refill"),
+            [
+                ("medication", "metformin".into()),
+                ("medication", "refill".into())
+            ]
+        );
+        assert!(found("metforminx").is_empty());
+        assert_eq!(
+            found("two biopsias"),
+            [("test_or_result", "biopsias".into())]
+        );
+    }
+
+    #[test]
+    fn longest_overlapping_term_wins() {
+        assert_eq!(
+            found("your high blood pressure"),
+            [("condition", "high blood pressure".into())]
+        );
+    }
+
+    #[test]
+    fn everyday_words_are_not_terms() {
+        for text in [
+            "come back",
+            "a cold day",
+            "fall hours",
+            "Oak Street",
+            "good morning",
+        ] {
+            assert!(found(text).is_empty(), "{text}: {:?}", found(text));
+        }
+    }
+}
