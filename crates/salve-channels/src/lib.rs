@@ -54,11 +54,25 @@ impl ProviderError {
     }
 }
 
+/// What a provider can say about a send whose outcome was lost (a crash, a timeout).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reconciliation {
+    Sent(SendReceipt),
+    /// The provider never received it: sending it now is not a duplicate.
+    NotSent,
+    CannotTell,
+}
+
 #[async_trait]
 pub trait Provider: Send + Sync {
     fn name(&self) -> &'static str;
     /// Sends, and returns only once the provider has durably accepted the message.
     async fn send(&self, message: &OutgoingMessage) -> Result<SendReceipt, ProviderError>;
+    /// Whether the provider has the message with this id. Providers that cannot look a message
+    /// up say `CannotTell`, and the message becomes `unknown` for staff instead of being resent.
+    async fn reconcile(&self, _message: &OutgoingMessage) -> Reconciliation {
+        Reconciliation::CannotTell
+    }
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use salve_core::Sensitive;
 use salve_crypto::{FieldAad, SymmetricKey};
 use serde::{Deserialize, Serialize};
 
-use crate::{Channel, OutgoingMessage, Provider, ProviderError, SendReceipt};
+use crate::{Channel, OutgoingMessage, Provider, ProviderError, Reconciliation, SendReceipt};
 
 pub struct LocalOutbox {
     dir: PathBuf,
@@ -130,6 +130,17 @@ impl Provider for LocalOutbox {
         Ok(SendReceipt {
             provider_id: format!("local-{id}-{attempt}"),
         })
+    }
+
+    async fn reconcile(&self, message: &OutgoingMessage) -> Reconciliation {
+        let first = self.dir.join(format!("{}.1.sealed", message.id));
+        match tokio::fs::try_exists(&first).await {
+            Ok(true) => Reconciliation::Sent(SendReceipt {
+                provider_id: format!("local-{}-1", message.id),
+            }),
+            Ok(false) => Reconciliation::NotSent,
+            Err(_) => Reconciliation::CannotTell,
+        }
     }
 }
 

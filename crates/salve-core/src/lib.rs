@@ -8,6 +8,7 @@ pub mod confidential;
 pub mod consent;
 pub mod ids;
 pub mod links;
+pub mod outgoing;
 pub mod password_policy;
 pub mod patient;
 pub mod permissions;

@@ -37,6 +37,10 @@ pub struct ServerConfig {
     /// Append-only file outside the data directory that receives every signed checkpoint.
     pub audit_anchor: Option<PathBuf>,
     pub checkpoint_interval: Duration,
+    /// How often the outbox worker looks for due jobs besides being woken by a commit.
+    pub outbox_poll: Duration,
+    /// How often a live-update stream re-checks its session (expiry, revocation).
+    pub stream_session_check: Duration,
     pub max_body_bytes: usize,
     pub tls: Option<TlsFiles>,
 }
@@ -51,6 +55,8 @@ impl ServerConfig {
             metrics_token: None,
             audit_anchor: None,
             checkpoint_interval: Duration::from_secs(60),
+            outbox_poll: Duration::from_secs(5),
+            stream_session_check: Duration::from_secs(5),
             max_body_bytes: 64 * 1024,
             tls: None,
         }

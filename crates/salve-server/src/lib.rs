@@ -18,6 +18,7 @@ mod notify;
 mod openapi;
 mod routes;
 mod serve;
+pub mod worker;
 
 use std::sync::Arc;
 

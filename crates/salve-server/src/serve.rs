@@ -90,6 +90,12 @@ pub async fn serve(
         })
     };
 
+    let worker_task = tokio::spawn(crate::worker::run(
+        state.clone(),
+        config.outbox_poll,
+        stop_rx.clone(),
+    ));
+
     let stop = async move {
         shutdown.await;
         tracing::info!("shutting down: draining requests");
@@ -129,6 +135,7 @@ pub async fn serve(
     }
 
     let _ = checkpoint_task.await;
+    let _ = worker_task.await;
     if let Some(t) = metrics_task {
         let _ = t.await;
     }

@@ -1,0 +1,133 @@
+//! The outbox worker: claims committed jobs, hands them to the provider, records the outcome.
+//! A job found in `sending` after its lease ran out (its worker died mid-send) is reconciled
+//! with the provider; when the provider cannot tell, it becomes `unknown` for staff. Never a
+//! blind resend.
+
+use std::time::Duration;
+
+use salve_channels::{Channel, OutgoingMessage, ProviderError, Reconciliation};
+use salve_store::{ClaimedJob, JobOutcome, Medium};
+use tokio::sync::watch;
+
+use crate::AppState;
+
+/// A job in `sending` for longer than this belongs to a worker that died.
+pub const SENDING_LEASE_SECS: i64 = 120;
+const BATCH: usize = 16;
+
+fn outgoing(job: &ClaimedJob, practice_name: &str) -> OutgoingMessage {
+    OutgoingMessage {
+        id: job.id.as_uuid(),
+        channel: match job.medium {
+            Medium::Sms => Channel::Sms,
+            Medium::Email => Channel::Email,
+        },
+        to: job.recipient.clone(),
+        subject: Some(format!("A secure message from {practice_name}")),
+        body: job.body.clone(),
+    }
+}
+
+async fn sender_name(state: &AppState, job: &ClaimedJob) -> String {
+    state
+        .store
+        .messaging_settings(job.practice)
+        .await
+        .map(|s| s.sender_name)
+        .unwrap_or_default()
+}
+
+/// Sends every due job once; returns how many were handled. Tests drive the worker with this.
+pub async fn run_once(state: &AppState, worker: &str) -> anyhow::Result<usize> {
+    let mut handled = reconcile_stale(state).await?;
+    loop {
+        let jobs = state.store.claim_outbox_jobs(worker, BATCH).await?;
+        if jobs.is_empty() {
+            return Ok(handled);
+        }
+        for job in jobs {
+            let message = outgoing(&job, &sender_name(state, &job).await);
+            let outcome = match state.provider.send(&message).await {
+                Ok(receipt) => JobOutcome::Sent {
+                    provider_id: receipt.provider_id,
+                },
+                Err(e @ ProviderError::Rejected(_)) => JobOutcome::Failed {
+                    error_kind: e.kind().into(),
+                    reason: e.to_string(),
+                },
+                Err(e @ ProviderError::Unavailable(_)) => {
+                    tracing::warn!(provider = state.provider.name(), error = e.kind(), "send failed");
+                    // Whether the provider took it is unknown: ask before trying again.
+                    match state.provider.reconcile(&message).await {
+                        Reconciliation::Sent(receipt) => JobOutcome::Sent {
+                            provider_id: receipt.provider_id,
+                        },
+                        Reconciliation::NotSent => JobOutcome::Retry {
+                            error_kind: e.kind().into(),
+                            after_secs: 30 * job.attempts.max(1),
+                        },
+                        Reconciliation::CannotTell => JobOutcome::Unknown {
+                            reason: "the provider did not answer and cannot say whether it sent the message".into(),
+                        },
+                    }
+                }
+            };
+            state.store.finish_outbox_job(&job, &outcome).await?;
+            handled += 1;
+        }
+    }
+}
+
+async fn reconcile_stale(state: &AppState) -> anyhow::Result<usize> {
+    let stale = state.store.stale_outbox_jobs(SENDING_LEASE_SECS).await?;
+    let count = stale.len();
+    for job in stale {
+        let message = outgoing(&job, &sender_name(state, &job).await);
+        match state.provider.reconcile(&message).await {
+            Reconciliation::Sent(receipt) => {
+                state
+                    .store
+                    .finish_outbox_job(
+                        &job,
+                        &JobOutcome::Sent {
+                            provider_id: receipt.provider_id,
+                        },
+                    )
+                    .await?
+            }
+            Reconciliation::NotSent => state.store.requeue_outbox_job(&job).await?,
+            Reconciliation::CannotTell => {
+                state
+                    .store
+                    .finish_outbox_job(
+                        &job,
+                        &JobOutcome::Unknown {
+                            reason: "Salve stopped while sending and the provider cannot say whether the message went out; check with the patient before sending again".into(),
+                        },
+                    )
+                    .await?
+            }
+        }
+    }
+    Ok(count)
+}
+
+/// Runs the worker until `stop` turns true: on every local inbox change and every `period`.
+pub async fn run(state: AppState, period: Duration, mut stop: watch::Receiver<bool>) {
+    let worker = format!("worker-{}", uuid::Uuid::new_v4());
+    let wake = state.store.inbox_wake();
+    loop {
+        // Registered before the pass, so a change committed during it is not missed.
+        let notified = wake.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        if let Err(e) = run_once(&state, &worker).await {
+            tracing::error!(error = %e, "outbox worker pass failed");
+        }
+        tokio::select! {
+            () = notified => {}
+            () = tokio::time::sleep(period) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+    }
+}
