@@ -10,6 +10,7 @@ pub mod patient;
 pub mod permissions;
 pub mod policy;
 pub mod sensitive;
+pub mod templates;
 pub mod throttle;
 pub mod validation;
 
