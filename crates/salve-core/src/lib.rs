@@ -16,6 +16,7 @@ pub mod policy;
 pub mod routing;
 pub mod sensitive;
 pub mod system_messages;
+pub mod templates;
 pub mod throttle;
 pub mod validation;
 

@@ -8,6 +8,7 @@
 #![allow(clippy::result_large_err)]
 
 mod api;
+pub mod attachments;
 mod auth;
 mod config;
 mod context;
