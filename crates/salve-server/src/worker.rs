@@ -56,7 +56,11 @@ pub async fn run_once(state: &AppState, worker: &str) -> anyhow::Result<usize> {
                     reason: e.to_string(),
                 },
                 Err(e @ ProviderError::Unavailable(_)) => {
-                    tracing::warn!(provider = state.provider.name(), error = e.kind(), "send failed");
+                    tracing::warn!(
+                        provider = state.provider.name(),
+                        error = e.kind(),
+                        "send failed"
+                    );
                     // Whether the provider took it is unknown: ask before trying again.
                     match state.provider.reconcile(&message).await {
                         Reconciliation::Sent(receipt) => JobOutcome::Sent {

@@ -273,6 +273,8 @@ pub struct NewJob {
 #[derive(Debug, Clone)]
 pub struct OutboundPlan {
     pub direction: Direction,
+    /// The text as stored and shown (a template already rendered).
+    pub body: Sensitive<String>,
     pub kind: ContentKind,
     pub channel: MessageChannel,
     pub route: Option<Route>,
@@ -931,6 +933,32 @@ impl Store {
         })
     }
 
+    /// The facts a preview is planned from, with the same gate as a send; writes nothing.
+    pub async fn send_facts_for(
+        &self,
+        practice: PracticeId,
+        principal: &Principal,
+        target: ConversationTarget,
+    ) -> Result<SendFacts> {
+        check_practice(principal, practice)?;
+        let mut tx = self.begin().await?;
+        let now = tx.now_micros();
+        let conv = self
+            .target_conversation(
+                &mut tx.tx,
+                practice,
+                principal,
+                Operation::MessageSend,
+                target,
+                now,
+            )
+            .await?;
+        let facts = self.send_facts(&mut tx.tx, practice, &conv).await;
+        // Dropped, not committed: a preview leaves no thread behind.
+        drop(tx);
+        facts
+    }
+
     /// Stores an outgoing message (or a note) with its attachments, outbox job and audit row,
     /// in one transaction. `plan` decides the route from facts read in that transaction.
     /// A repeated `Idempotency-Key` returns the first message and changes nothing.
@@ -941,7 +969,6 @@ impl Store {
         principal: &Principal,
         ctx: &RequestContext,
         target: ConversationTarget,
-        body: &Sensitive<String>,
         attachments: &[NewAttachment],
         idempotency: Option<Idempotency>,
         plan: F,
@@ -1005,7 +1032,7 @@ impl Store {
         let facts = self.send_facts(&mut tx.tx, practice, &conv).await?;
         let plan = plan(&facts).map_err(|PlanRefused(why)| StoreError::Invalid(why))?;
         let message = self
-            .insert_message(&mut tx, practice, &conv, &actor, body, attachments, &plan)
+            .insert_message(&mut tx, practice, &conv, &actor, attachments, &plan)
             .await?;
         if let Some(idem) = idempotency {
             sqlx::query(
@@ -1079,10 +1106,10 @@ impl Store {
         practice: PracticeId,
         conv: &LoadedConversation,
         author: &Actor,
-        body: &Sensitive<String>,
         attachments: &[NewAttachment],
         plan: &OutboundPlan,
     ) -> Result<MessageId> {
+        let body = &plan.body;
         let now = tx.now_micros();
         let key = self
             .ring
@@ -1228,6 +1255,7 @@ impl Store {
         };
         let plan = OutboundPlan {
             direction: Direction::Inbound,
+            body: body.clone(),
             kind,
             channel: MessageChannel::Portal,
             route: None,
@@ -1240,7 +1268,7 @@ impl Store {
         };
         let actor = Actor::Patient(patient);
         let id = self
-            .insert_message(&mut tx, practice, &conv, &actor, body, attachments, &plan)
+            .insert_message(&mut tx, practice, &conv, &actor, attachments, &plan)
             .await?;
         tx.audit(conversation_event(
             practice,

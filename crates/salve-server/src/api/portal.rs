@@ -77,7 +77,7 @@ pub(crate) fn cookie_header(state: &AppState, name: &str, value: &str) -> Header
     .unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
-fn base_url(state: &AppState) -> String {
+pub(crate) fn base_url(state: &AppState) -> String {
     match &state.config.public_url {
         Some(url) => url.trim_end_matches('/').to_owned(),
         None => format!("http://localhost:{}", state.config.listen.port()),
