@@ -24,7 +24,9 @@ import unicodedata
 import xml.etree.ElementTree as ET
 import zipfile
 
-from wordfreq import zipf_frequency
+from wordfreq import top_n_list, zipf_frequency
+
+EVERYDAY_N = 12000
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUT = os.path.join(ROOT, "crates/salve-core/data/policy/vocab")
@@ -39,15 +41,32 @@ def fold(s):
     return " ".join(s.split())
 
 
+_ZIPF = {}
+
+
+def _zipf_folded():
+    """Highest frequency of each folded word ("atras" for "atrás") in English or Spanish."""
+    if not _ZIPF:
+        for lang in ("en", "es"):
+            for w in top_n_list(lang, 60000):
+                f = fold(w)
+                z = zipf_frequency(w, lang)
+                if z > _ZIPF.get(f, 0):
+                    _ZIPF[f] = z
+    return _ZIPF
+
+
 def common(word, limit=4.0):
     """An everyday word in English or Spanish: matching it alone would cause false secures."""
-    return zipf_frequency(word, "en") >= limit or zipf_frequency(word, "es") >= limit
+    return _zipf_folded().get(word, 0) >= limit
 
 
 def safe_words():
-    """Words the allow-list accepts; a vocabulary must never contain them alone."""
+    """Words the curated allow files accept; a vocabulary must never contain them alone."""
     words = set()
     for path in glob.glob(os.path.join(ALLOW, "*.txt")):
+        if path.endswith("everyday.txt"):
+            continue
         with open(path, encoding="utf-8") as f:
             for line in f:
                 line = line.split("#", 1)[0].strip()
@@ -100,6 +119,17 @@ def icd_conditions(wheel_dir):
     return words | phrases
 
 
+def icd_all_words(wheel_dir):
+    whl = glob.glob(os.path.join(wheel_dir, "simple_icd_10_cm-*.whl"))[0]
+    with zipfile.ZipFile(whl) as z:
+        name = next(n for n in z.namelist() if n.endswith(".xml") and "tabular" in n)
+        root = ET.fromstring(z.read(name))
+    words = set()
+    for diag in root.iter("diag"):
+        words.update(fold(diag.findtext("desc") or "").split())
+    return words
+
+
 def drugs(wheel_dir):
     whl = glob.glob(os.path.join(wheel_dir, "drug_named_entity_recognition-*.whl"))[0]
     with zipfile.ZipFile(whl) as z:
@@ -132,13 +162,13 @@ def drugs(wheel_dir):
 # filter drops.
 CURATED = {
     "medications": """
-        medication medications medicine medicines meds prescription prescriptions rx refill refills
+        medication medications medicines meds prescription prescriptions rx refill refills
         pharmacy dose dosage doses pill pills tablet tablets capsule capsules inhaler inhalers
         insulin antibiotic antibiotics antidepressant antidepressants steroid steroids
         vaccine vaccines vaccination booster injection injections infusion
         contraceptive contraceptives ointment opioid opioids painkiller painkillers sedative
         chemo chemotherapy
-        medicamento medicamentos medicina medicinas receta recetas farmacia dosis pastilla pastillas
+        medicamento medicamentos medicinas receta recetas farmacia dosis pastilla pastillas
         tableta tabletas capsula capsulas inhalador insulina antibiotico antibioticos
         antidepresivo antidepresivos vacuna vacunas inyeccion inyecciones anticonceptivo
         anticonceptivos pomada quimioterapia quimio resurtido
@@ -146,7 +176,7 @@ CURATED = {
         suboxone methadone naloxone narcan truvada adderall xanax zoloft prozac lexapro
         """,
     "tests": """
-        lab labs laboratory result results screening screenings bloodwork urinalysis
+        pap lab labs laboratory result results screening screenings bloodwork urinalysis
         a1c hba1c cbc cmp bmp cholesterol glucose psa tsh hemoglobin
         mri xray ultrasound sonogram echocardiogram ekg ecg eeg mammogram mammography biopsy
         pathology culture swab imaging findings diagnosis diagnoses dexa holter spirometry
@@ -197,7 +227,18 @@ CURATED = {
         ortopedia traumatologia
         """,
     "preparation": """
-        fasting laxative driver ayunas ayuno laxante
+        fasting laxative driver ayunas ayuno laxante prep gown waist bata cintura lotion
+        lotions deodorant desodorante caffeine cafeina jewelry joyas
+        """,
+    "devices": """
+        cpap bipap nebulizer glucometer epipen crutches walker wheelchair catheter ostomy
+        colostomy insulin pump cgm dexcom libre freestyle hearing aid hearing aids
+        oxygen tank pacemaker defibrillator brace splint sling
+        muletas andadera silla de ruedas nebulizador glucometro oxigeno marcapasos
+        """,
+    "paperwork": """
+        fmla disability
+        incapacidad discapacidad justificante
         """,
     "anatomy": """
         breast breasts prostate cervix uterus ovary ovaries vagina vaginal penis testicle
@@ -252,9 +293,25 @@ PHRASES = {
         "bring your glucose meter", "bring your pill bottles", "wear loose clothing", "sample cup",
         "no coma", "no comer", "no beba", "no tomar nada", "liquidos claros", "vejiga llena",
         "quien lo lleve", "quien la lleve", "alguien que lo lleve", "alguien que la lleve",
-        "traiga su inhalador", "traiga sus medicamentos", "en ayunas",
+        "traiga su inhalador", "traiga sus medicamentos", "en ayunas", "take you home",
+        "get you home", "pick you up after", "lleve a casa", "llevarlo a casa", "llevarla a casa",
+        "no podra manejar", "no podra conducir", "not drive", "cannot drive", "can t drive",
+        "shouldn t drive", "able to drive", "nothing after midnight", "after midnight",
+        "despues de la medianoche", "change into a gown", "nail polish", "esmalte de unas",
+        "empty your bladder", "drink water before", "avoid caffeine", "no caffeine",
+        "ropa interior", "two piece outfit",
     ],
     "anatomy": ["cuello uterino"],
+    "devices": [
+        "insulin pump", "hearing aid", "hearing aids", "oxygen tank", "glucose meter",
+        "blood pressure cuff", "silla de ruedas", "cpap mask",
+    ],
+    "paperwork": [
+        "work note", "school note", "doctors note", "doctor s note", "sick note", "excuse note",
+        "return to work", "back to work note", "medical leave", "leave of absence",
+        "disability form", "disability paperwork", "nota medica", "nota para el trabajo",
+        "nota para la escuela", "carta medica", "permiso medico", "incapacidad laboral",
+    ],
 }
 
 # Single words that look clinical in a list but are everyday words in messages.
@@ -263,8 +320,75 @@ DROP = set(
     fast cast patch drops cream echo report reports mass shot shots scan positive negative
     condition test tests testing tested sick study estudio estudios muestra examen procedure
     operation session puntos colon heart skin mole hip knee spine lunar columna
+    walker brace sling libre freestyle oxygen tank pump aid aids hearing
     """.split()
 )
+
+
+# Everyday words that still carry clinical meaning in a message to a patient: never allowed by
+# frequency alone (a curated allow file may still list one, e.g. "visit").
+DENY_EVERYDAY = set(
+    """
+    normal abnormal fine okay ok well better worse worst improve improving improved feel feeling
+    feels felt hurt hurts hurting ache sick ill healthy health healing heal recover recovery
+    results result came look looks looked looking clear clean positive negative high low level
+    levels count numbers range elevated stable serious urgent emergency concern concerned
+    concerning worried worry  sorry body mind mental physical sexual sex baby babies born
+    birth pregnant mother       wife husband partner boyfriend
+    girlfriend age old weight fat thin eat eating ate food meal meals drink drinking drank
+    alcohol drug drugs smoke smoking water sugar salt diet exercise sleep sleeping tired
+    breathing breath breathe weak dizzy blood heart brain eye eyes ear ears nose mouth teeth
+    tooth throat neck chest arm arms leg legs foot feet hand hands head back stomach belly skin
+    hair bone bones muscle muscles joint joints nerve   dead death die died dying
+    kill killed life  alive risk danger dangerous safe safety protect protection treat
+    treated treatment treatments therapy  cure medical clinical hospital er surgery
+    nurse doctor doctors specialist specialists referral refer referred insurance coverage
+    approved approval denied deny authorization prior pharmacy test tests tested exam
+    screening screen scan scans shot shots dose doses pill pills patch cream drops procedure
+    procedures operation session sessions support group program counseling class classes
+    education weight loss condition problem problems issue issues trouble help needed
+    normal daily twice nightly morning taking take  stop stopped start started continue
+      increase decrease reduce lower raise double half
+    bien mal mejor peor mejorar mejorando sentir siente siento sintio sentirse duele dolor
+    enfermo enferma sano sana salud curar cura recuperacion resultado resultados salio salieron
+    normal anormal alto alta bajo baja nivel niveles cuerpo mente bebe bebes nacimiento madre
+    hijo hija hijos esposo esposa pareja edad peso comer comida beber bebida alcohol droga
+    drogas fumar agua azucar sal dieta ejercicio dormir sueno cansado cansada respirar
+    sangre corazon cerebro ojo ojos oido nariz boca dientes garganta cuello pecho brazo
+    pierna pie pies mano manos cabeza espalda estomago barriga piel pelo hueso huesos
+    musculo muerte morir muerto vida vivir riesgo peligro seguro tratamiento tratar terapia
+    cuidado cuidados medico medica hospital emergencia urgencia urgente enfermera doctor
+    especialista referido referencia aprobado aprobada negado autorizacion farmacia examen
+    prueba estudio estudios toma tomar tome tomando dejar empezar  aumentar bajar
+    problema problemas grupo programa clase clases embarazo ataque informe debil caliente
+    mareado mareada mareo vomitar hinchado hinchada hinchazon inflamacion golpe caida accidente
+    presion azucar gordo gorda delgado delgada triste deprimido deprimida nervioso nerviosa
+    estres angustia miedo llorar herido herida quemadura corte sangrar respiracion pecho
+    abuse accident advanced attack attacks cancer disease pain suicide injury medicine memory
+    pressure temperature vision hearing growth emotional behavior behaviour thoughts fall falls
+    falling cut failure damage fear taste speech touch reaction trial studies study testing
+    signs episode lack gain regimen domestic self history cycle stage violence mass effects
+    effect cause caused causes complex critical serious crisis poor heat sweet milk
+    walker brace sling oxygen libre freestyle pump
+    period periods cast counselor counselors therapist lonely admitted discharged discharge
+    specimen sore sperm gay lesbian bisexual transgender trans queer drunk weed marijuana pot
+    cannabis sober sobriety relapse exams rehab bedrest pads tampons diapers breastfeeding
+    nursing lactation dental dentist teeth vision glasses contacts shape physical checkups
+    muestra regla periodo sexo urgencias internado alta consejero terapeuta sobrio recaida
+    killer stress anxious nervous sad swelling swollen bruise burn hot cold weak shaking
+    """.split()
+)
+
+
+def everyday(safe, denied):
+    """Common English and Spanish words that are not health words: the allow-list's bulk."""
+    words = set()
+    for lang in ("en", "es"):
+        for w in top_n_list(lang, EVERYDAY_N):
+            f = fold(w)
+            if f and " " not in f and f.isalpha() and len(f) > 1:
+                words.add(f)
+    return {w for w in words if w not in denied and w not in safe}
 
 
 def write(name, terms, safe):
@@ -290,14 +414,33 @@ def main():
     meds = curated["medications"] | drugs(wheel_dir)
     conds = curated["conditions"] | icd_conditions(wheel_dir)
     # A term belongs to one file: the more specific list wins.
-    for cat in ["tests", "procedures", "specialties", "preparation", "anatomy"]:
+    for cat in ["tests", "procedures", "specialties", "preparation", "anatomy", "devices", "paperwork"]:
         conds -= curated[cat]
         meds -= curated[cat]
     conds -= meds
     write("medications", meds, safe)
     write("conditions", conds, safe)
-    for cat in ["tests", "procedures", "specialties", "preparation", "anatomy"]:
+    for cat in ["tests", "procedures", "specialties", "preparation", "anatomy", "devices", "paperwork"]:
         write(cat, curated[cat], safe)
+
+    # Any word of any vocabulary term or ICD-10-CM title is a health word.
+    # Single-word terms are health words. Words of longer terms and of ICD-10-CM titles can be
+    # everyday ones ("substance use", "nervous system"): only the rarer of them count;
+    # DENY_EVERYDAY covers the frequent ones that matter.
+    zipf = _zipf_folded()
+    denied = set(DENY_EVERYDAY)
+    words = set(icd_all_words(wheel_dir))
+    for terms in [meds, conds] + [curated[c] for c in curated]:
+        for t in terms:
+            if " " in t:
+                words.update(t.split())
+            else:
+                denied.add(t)
+    denied |= {w for w in words if zipf.get(w, 0) < 4.6}
+    with open(os.path.join(ALLOW, "everyday.txt"), "w", encoding="utf-8") as f:
+        f.write("# Generated by scripts/policy-vocab.py: common words minus health words. Do not edit.\n")
+        for w in sorted(everyday(safe, denied)):
+            f.write(w + "\n")
 
 
 if __name__ == "__main__":
