@@ -1,7 +1,7 @@
 //! The allow-list: the words that SMS-safe messages are made of (data/policy/allow/*.txt), and
 //! which SMS-safe kind each one signals.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::LazyLock;
 
 use super::text::fold;
@@ -55,10 +55,10 @@ impl Kinds {
     }
 }
 
-const FILES: &[(Option<SafeKind>, &str)] = &[
+/// Hand-curated files: their words are allowed even where a denied beginning matches
+/// ("clinic" despite "clinic-").
+const CURATED: &[(Option<SafeKind>, &str)] = &[
     (None, include_str!("../../data/policy/allow/common.txt")),
-    // Generated: frequent English and Spanish words minus health words.
-    (None, include_str!("../../data/policy/allow/everyday.txt")),
     (
         Some(SafeKind::Appointment),
         include_str!("../../data/policy/allow/appointment.txt"),
@@ -81,35 +81,96 @@ const FILES: &[(Option<SafeKind>, &str)] = &[
     ),
 ];
 
-static WORDS: LazyLock<HashMap<String, Kinds>> = LazyLock::new(|| {
-    let mut words: HashMap<String, Kinds> = HashMap::new();
-    for (kind, text) in FILES {
-        for line in text.lines() {
-            let line = line.split('#').next().unwrap_or("").trim();
-            // "a.m" and "sign-up" fold to several words; each is listed on its own.
-            for word in fold(line).split(' ').filter(|w| !w.is_empty()) {
-                let entry = words.entry(word.to_owned()).or_default();
-                if let Some(kind) = kind {
-                    entry.add(Kinds(kind.bit()));
-                }
+/// Generated: frequent English and Spanish words minus health words.
+const EVERYDAY: &str = include_str!("../../data/policy/allow/everyday.txt");
+/// Generated: health words that no form of may be allowed, and health word beginnings.
+const DENIED: &str = include_str!("../../data/policy/allow/denied.txt");
+const DENIED_PREFIXES: &str = include_str!("../../data/policy/allow/denied_prefixes.txt");
+
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    kinds: Kinds,
+    curated: bool,
+}
+
+struct Lists {
+    words: HashMap<String, Entry>,
+    denied: HashSet<String>,
+    denied_prefixes: Vec<String>,
+}
+
+fn entries(text: &str) -> impl Iterator<Item = String> + '_ {
+    text.lines().flat_map(|line| {
+        let line = line.split('#').next().unwrap_or("").trim();
+        // "a.m" and "sign-up" fold to several words; each is listed on its own.
+        fold(line)
+            .split(' ')
+            .filter(|w| !w.is_empty())
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    })
+}
+
+static LISTS: LazyLock<Lists> = LazyLock::new(|| {
+    let mut words: HashMap<String, Entry> = HashMap::new();
+    for word in entries(EVERYDAY) {
+        words.insert(
+            word,
+            Entry {
+                kinds: Kinds::default(),
+                curated: false,
+            },
+        );
+    }
+    for (kind, text) in CURATED {
+        for word in entries(text) {
+            let entry = words.entry(word).or_insert(Entry {
+                kinds: Kinds::default(),
+                curated: true,
+            });
+            entry.curated = true;
+            if let Some(kind) = kind {
+                entry.kinds.add(Kinds(kind.bit()));
             }
         }
     }
-    words
+    Lists {
+        words,
+        denied: entries(DENIED).collect(),
+        denied_prefixes: entries(DENIED_PREFIXES).collect(),
+    }
 });
+
+fn denied(lists: &Lists, word: &str) -> bool {
+    lists.denied.contains(word)
+        || lists
+            .denied_prefixes
+            .iter()
+            .any(|p| word.starts_with(p.as_str()))
+}
 
 /// The kinds a folded word signals, or `None` when the word is not on the allow-list. Listed
 /// words stand for their regular forms too ("checking" for "check", "cambiamos" and
-/// "mandenos" for "cambiar" and "mandar"); a form of a health word stays unknown because the
-/// health word is never listed.
+/// "mandenos" for "cambiar" and "mandar"), except health words in any form ("expecting" is
+/// not allowed because "expect" is).
 pub fn lookup(folded_word: &str) -> Option<Kinds> {
-    if let Some(k) = WORDS.get(folded_word) {
-        return Some(*k);
+    let lists = &*LISTS;
+    let exact = lists.words.get(folded_word);
+    if let Some(e) = exact
+        && e.curated
+    {
+        return Some(e.kinds);
+    }
+    if denied(lists, folded_word) {
+        return None;
+    }
+    if let Some(e) = exact {
+        return Some(e.kinds);
     }
     let mut found = None;
     for_each_base(folded_word, &mut |base| {
-        if found.is_none() {
-            found = WORDS.get(base).copied();
+        if found.is_none() && !denied(lists, base) {
+            found = lists.words.get(base).map(|e| e.kinds);
         }
     });
     found
@@ -137,8 +198,9 @@ fn for_each_base(word: &str, f: &mut dyn FnMut(&str)) {
         ("ing", ""),
         ("ing", "e"),
     ] {
+        // Four letters at least: "dosing" is not a form of "dos".
         if let Some(stem) = word.strip_suffix(suffix)
-            && stem.len() >= 3
+            && stem.len() >= 4
         {
             buf.clear();
             buf.push_str(stem);

@@ -455,6 +455,41 @@ mod tests {
         );
     }
 
+    /// Written beside the rules, not taken from the evaluation sets: clinical content in
+    /// everyday words must still go secure.
+    #[test]
+    fn hard_secure_cases() {
+        for text in [
+            "Dr. Lee wants to go over your scan with you.",
+            "Please remember to take it with food.",
+            "The swelling should go down in a few days.",
+            "Your sugar was a bit high, call us.",
+            "Your referral was approved.",
+            "Your therapist will see you Tuesday at 4.",
+            "Group session moved to Thursday at 6 PM.",
+            "Your weigh-in is Monday at 9.",
+            "Your appointment with the midwife is Friday.",
+            "You were diagnosed last year, so we need an update.",
+            "Are you still feeling dizzy?",
+            "Your baby's next visit is on the 5th.",
+            "Your dosing schedule changed.",
+            "Don't eat anything after midnight before your visit.",
+            "Have someone drive you home after your appointment.",
+            "We found your CPAP mask in the waiting room.",
+            "Your prescription is ready for pickup.",
+            "Your lab results are normal.",
+            "Su prueba salió negativa.",
+            "¿Cómo se ha sentido con el nuevo tratamiento?",
+            "Su cita prenatal es el lunes.",
+            "Traiga a alguien que la lleve a casa después del procedimiento.",
+            "Su bebé necesita sus vacunas.",
+            "No coma nada después de la medianoche.",
+        ] {
+            let d = classify(text, &ClassifyContext::default());
+            assert_eq!(d.route, Route::Secure, "{text}");
+        }
+    }
+
     #[test]
     fn unknown_words_are_not_allow_listed() {
         // A made-up word: unknown to every list, so the allow-list alone keeps it secure.
