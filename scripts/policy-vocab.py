@@ -235,7 +235,8 @@ CURATED = {
         """,
     "preparation": """
         fasting laxative driver ayunas ayuno laxante prep gown waist bata cintura lotion
-        lotions deodorant desodorante caffeine cafeina jewelry joyas
+        lotions deodorant desodorante caffeine cafeina jewelry joyas shave shaving afeitar
+        afeitarse rasurar rasurarse
         """,
     "devices": """
         cpap bipap nebulizer glucometer epipen crutches walker wheelchair catheter ostomy
@@ -264,7 +265,8 @@ PHRASES = {
         "ct scan", "cat scan", "x ray", "x rays", "pap smear", "pap test", "covid test",
         "pregnancy test", "strep test", "std test", "hiv test", "sti test", "bone density",
         "stress test", "sleep study", "allergy test", "rayos x", "prueba de embarazo",
-        "examen de sangre", "analisis de sangre", "muestra de orina",
+        "examen de sangre", "analisis de sangre", "muestra de orina", "the images", "your images",
+        "sus imagenes", "las imagenes", "your chart", "su expediente clinico",
     ],
     "conditions": [
         "blood pressure", "high blood pressure", "heart attack", "substance use", "eating disorder",
@@ -310,7 +312,8 @@ PHRASES = {
         "shouldn t drive", "able to drive", "nothing after midnight", "after midnight",
         "despues de la medianoche", "change into a gown", "nail polish", "esmalte de unas",
         "empty your bladder", "drink water before", "avoid caffeine", "no caffeine",
-        "ropa interior", "two piece outfit",
+        "ropa interior", "two piece outfit", "avoid coffee", "no coffee", "skip your coffee",
+        "sin cafe", "no tome cafe",
     ],
     "anatomy": ["cuello uterino"],
     "devices": [
@@ -385,7 +388,7 @@ DENY_EVERYDAY = set(
     specimen sore sperm gay lesbian bisexual transgender trans queer drunk weed marijuana pot
     cannabis sober sobriety relapse exams rehab bedrest pads tampons diapers breastfeeding
     nursing lactation dental dentist teeth vision glasses contacts shape physical checkups
-    doing pt ot toddler expecting isolation outbreak mood options weighed weigh nutrition nutricion
+    chart charts doing pt ot toddler expecting isolation outbreak mood options weighed weigh nutrition nutricion
     animo sano sana
     muestra regla periodo sexo urgencias internado alta consejero terapeuta sobrio recaida
     killer stress anxious nervous sad swelling swollen bruise burn hot cold weak shaking
