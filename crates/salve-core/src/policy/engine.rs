@@ -143,19 +143,26 @@ fn mask_values(text: &str, values: &[FilledValue]) -> String {
     // Longest first, so a value inside another is not masked half-way.
     values.sort_by_key(|v| std::cmp::Reverse(v.len()));
     for value in values {
-        if out.contains(value) {
-            out = out.replace(value, &SLOT.to_string());
-            continue;
-        }
         // Same bytes up to ASCII case: byte offsets agree between the two strings.
         let lower_out = out.to_ascii_lowercase();
         let lower_value = value.to_ascii_lowercase();
         let mut result = String::with_capacity(out.len());
         let mut last = 0;
         for (at, _) in lower_out.match_indices(&lower_value) {
+            let end = at + lower_value.len();
+            // Whole words only: a first name "An" must not hide the "an" of "scan".
+            let before = out[..at].chars().next_back();
+            let after = out[end..].chars().next();
+            let inside_word = |c: Option<char>| c.is_some_and(char::is_alphanumeric);
+            if at < last
+                || inside_word(before) && value.starts_with(char::is_alphanumeric)
+                || inside_word(after) && value.ends_with(char::is_alphanumeric)
+            {
+                continue;
+            }
             result.push_str(&out[last..at]);
             result.push(SLOT);
-            last = at + lower_value.len();
+            last = end;
         }
         result.push_str(&out[last..]);
         out = result;
@@ -335,6 +342,26 @@ mod tests {
             &ctx,
         );
         assert_eq!(d.route, Route::Direct, "{:?}", d.reasons);
+    }
+
+    #[test]
+    fn values_are_masked_as_whole_words_only() {
+        let ctx = ClassifyContext {
+            values: vec![FilledValue {
+                kind: ValueKind::Other,
+                text: "An".into(),
+                sms_safe: false,
+            }],
+            ..Default::default()
+        };
+        assert_eq!(
+            classify("Hi An, about your scan.", &ctx).route,
+            Route::Secure
+        );
+        assert_eq!(
+            mask_values("Hi An, an answer", &ctx.values),
+            "Hi \u{E000}, \u{E000} answer"
+        );
     }
 
     #[test]
