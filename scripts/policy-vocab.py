@@ -167,7 +167,7 @@ def drugs(wheel_dir):
 # filter drops.
 CURATED = {
     "medications": """
-        medication medications medicines meds prescription prescriptions rx refill refills
+        script scripts medication medications medicines meds prescription prescriptions rx refill refills
         pharmacy dose dosage doses pill pills tablet tablets capsule capsules inhaler inhalers
         insulin antibiotic antibiotics antidepressant antidepressants steroid steroids
         vaccine vaccines vaccination booster injection injections infusion
@@ -259,14 +259,23 @@ CURATED = {
 
 # Curated entries are space-separated single words, plus these multi-word phrases per file.
 PHRASES = {
-    "medications": ["birth control", "pain medication", "pain meds", "blood thinner", "water pill"],
+    "medications": [
+        "birth control", "pain medication", "pain meds", "blood thinner", "water pill", "as needed",
+        "twice a day", "once a day", "three times a day", "once daily", "twice daily",
+        "at bedtime", "morning dose", "called in your", "call in your", "dos veces al dia",
+        "una vez al dia", "tres veces al dia", "cada seis horas", "cada ocho horas",
+        "cada 6 horas", "cada 8 horas", "cada 4 horas", "every 4 hours", "every 6 hours",
+        "every 8 hours", "every four hours", "every six hours", "every eight hours",
+    ],
     "tests": [
         "blood work", "blood test", "blood draw", "urine sample", "stool sample", "lipid panel",
         "ct scan", "cat scan", "x ray", "x rays", "pap smear", "pap test", "covid test",
         "pregnancy test", "strep test", "std test", "hiv test", "sti test", "bone density",
         "stress test", "sleep study", "allergy test", "rayos x", "prueba de embarazo",
         "examen de sangre", "analisis de sangre", "muestra de orina", "the images", "your images",
-        "sus imagenes", "las imagenes", "your chart", "su expediente clinico",
+        "sus imagenes", "las imagenes", "your chart", "su expediente clinico", "what we found",
+        "what they found", "what was found", "lo que encontramos", "lo que encontraron",
+        "more pictures", "more images", "mas imagenes",
     ],
     "conditions": [
         "blood pressure", "high blood pressure", "heart attack", "substance use", "eating disorder",
@@ -274,10 +283,14 @@ PHRASES = {
         "broken bone", "erectile dysfunction", "sickle cell", "high cholesterol", "sleep apnea",
         "perdida del embarazo", "presion alta", "ataque al corazon", "derrame cerebral",
         "enfermedad renal", "insuficiencia cardiaca", "azucar alta", "presion arterial",
+        "tenga relaciones", "tener relaciones", "relaciones sexuales", "have sex", "sexual activity",
+        "intercourse",
     ],
     "procedures": [
         "c section", "cataract surgery", "knee replacement", "hip replacement", "physical therapy",
-        "radiation therapy", "iud insertion", "iud removal", "therapy session",
+        "radiation therapy", "iud insertion", "iud removal", "therapy session", "ice it",
+        "ice pack", "ice the area", "heating pad", "ponga hielo", "pongale hielo",
+        "ponerle hielo", "compresas de hielo",
         "terapia fisica",
     ],
     "specialties": [
@@ -313,9 +326,12 @@ PHRASES = {
         "despues de la medianoche", "change into a gown", "nail polish", "esmalte de unas",
         "empty your bladder", "drink water before", "avoid caffeine", "no caffeine",
         "ropa interior", "two piece outfit", "avoid coffee", "no coffee", "skip your coffee",
-        "sin cafe", "no tome cafe",
+        "sin cafe", "no tome cafe", "sports bra",
     ],
-    "anatomy": ["cuello uterino"],
+    "anatomy": [
+        "cuello uterino", "left side", "right side", "both sides", "lado izquierdo",
+        "lado derecho",
+    ],
     "devices": [
         "insulin pump", "hearing aid", "hearing aids", "oxygen tank", "glucose meter",
         "blood pressure cuff", "silla de ruedas", "cpap mask",
@@ -388,6 +404,8 @@ DENY_EVERYDAY = set(
     specimen sore sperm gay lesbian bisexual transgender trans queer drunk weed marijuana pot
     cannabis sober sobriety relapse exams rehab bedrest pads tampons diapers breastfeeding
     nursing lactation dental dentist teeth vision glasses contacts shape physical checkups
+    congrats congratulations felicidades felicitaciones enhorabuena bra bras sosten
+    brasier script scripts hielo take taking
     chart charts doing pt ot toddler expecting isolation outbreak mood options weighed weigh nutrition nutricion
     animo sano sana
     muestra regla periodo sexo urgencias internado alta consejero terapeuta sobrio recaida

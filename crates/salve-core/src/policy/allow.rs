@@ -219,6 +219,15 @@ fn for_each_base(word: &str, f: &mut dyn FnMut(&str)) {
         }
     }
     for stem in stems {
+        // Future and conditional add to the infinitive: "llamaremos", "ayudaria".
+        for ending in ["emos", "ian", "ias", "ia", "an", "as", "e", "a"] {
+            if let Some(inf) = stem.strip_suffix(ending)
+                && inf.len() >= 4
+                && (inf.ends_with("ar") || inf.ends_with("er") || inf.ends_with("ir"))
+            {
+                f(inf);
+            }
+        }
         for ending in SPANISH_ENDINGS {
             if let Some(root) = stem.strip_suffix(ending)
                 && root.len() >= 3

@@ -511,9 +511,37 @@ mod tests {
             "Traiga a alguien que la lleve a casa después del procedimiento.",
             "Su bebé necesita sus vacunas.",
             "No coma nada después de la medianoche.",
+            "Take two every six hours as needed.",
+            "Congrats on the good news! See you at 8 weeks.",
+            "We called in your new script.",
+            "Please wear a sports bra to your appointment.",
+            "Dr. Shah wants you to come in to talk about what we found.",
+            "No tenga relaciones por 7 días.",
+            "Póngale hielo 20 minutos.",
         ] {
             let d = classify(text, &ClassifyContext::default());
             assert_eq!(d.route, Route::Secure, "{text}");
+        }
+    }
+
+    /// Also written beside the rules: everyday practice messages in both languages, including
+    /// Spanish verb forms and texting style.
+    #[test]
+    fn everyday_direct_cases() {
+        for text in [
+            "Your appt on Friday was cancelled per your request. Call us to rebook.",
+            "We'll be closed Monday for Memorial Day. Have a great weekend!",
+            "Please upload a photo of the front and back of your insurance card.",
+            "Dr. Ng is on vacation next week; Dr. Alvarez is covering.",
+            "Hey! It's Sam from Oak Street Clinic. Can you call us back when you get a sec?",
+            "Vamos 15 minutos atrasados. ¡Disculpe la espera!",
+            "Nos ayudaría mucho una reseña en Google.",
+            "Recibimos su mensaje de voz y le devolveremos la llamada en un día hábil.",
+            "hola, su cita es mañana a las 10, conteste C para confirmar porfa",
+            "Su appointment es mañana, please llegue 10 min antes.",
+        ] {
+            let d = classify(text, &ClassifyContext::default());
+            assert_eq!(d.route, Route::Direct, "{text}: {:?}", d.reasons);
         }
     }
 
