@@ -176,6 +176,7 @@ impl Store {
     }
 
     /// Adds a catalog item, or updates the one with the same kind and name.
+    #[allow(clippy::too_many_arguments)]
     pub async fn upsert_catalog_item(
         &self,
         practice: PracticeId,
@@ -276,6 +277,7 @@ impl Store {
     }
 
     /// Saves a template (already parsed and checked by the caller); `id` updates an existing one.
+    #[allow(clippy::too_many_arguments)]
     pub async fn save_reply_template(
         &self,
         practice: PracticeId,

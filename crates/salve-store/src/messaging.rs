@@ -1220,6 +1220,7 @@ impl Store {
     }
 
     /// A patient's own message from the portal, into their main thread or one of their threads.
+    #[allow(clippy::too_many_arguments)]
     pub async fn receive_patient_message<F>(
         &self,
         practice: PracticeId,

@@ -93,6 +93,10 @@ pub enum Command {
     /// Print the settings `serve` would use and where each came from (flag, env, file, default).
     /// Secrets are redacted.
     Config(Box<ServeArgs>),
+    /// The channel policy: would a text go by plain SMS or through the secure portal, and why.
+    /// Reads no database.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
     /// Start a throw-away server with a seeded demo practice on http://localhost.
     Demo {
         /// Port on localhost (0 picks a free one). Default 8080, or a free port if it is taken.
@@ -239,6 +243,22 @@ pub enum KeysCommand {
         /// Phase 2: the old key file.
         #[arg(long)]
         old_key_file: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Classify JSON lines from standard input: {"text": "...", "has_attachment": bool,
+    /// "values": [{"kind": "location", "text": "...", "sms_safe": bool}], "sender_name": "..."}
+    /// (all but "text" optional). Writes one line per input: {"route": "direct"|"secure",
+    /// "reasons": [...]}.
+    Classify,
+    /// Score the policy on a labelled file of JSON lines ({"text", "expected": "direct"|"secure",
+    /// "lang", "note", optional "has_attachment", "values"}): recall on secure, false-secure rate
+    /// on direct, overall and per language, then every miss (with its text: use fictional data).
+    Eval {
+        /// The labelled JSON-lines file.
+        file: PathBuf,
     },
 }
 

@@ -17,13 +17,18 @@ use crate::cli::{AdminCommand, AuditCommand, Cli, Command, KeysCommand, OutboxCo
 use crate::settings::{FileConfig, KeySource, ServeSettings, Settings};
 
 pub async fn run(cli: Cli, matches: clap::ArgMatches) -> anyhow::Result<ExitCode> {
+    // Pure computation on stdin or a file: needs no settings, data directory or key.
+    let command = match cli.command {
+        Command::Policy(cmd) => return crate::policy_cmd::run(&cmd),
+        other => other,
+    };
     let file = match &cli.global.config {
         Some(path) => FileConfig::load(path)?,
         None if Path::new("salve.toml").exists() => FileConfig::load(Path::new("salve.toml"))?,
         None => FileConfig::default(),
     };
     let settings = Settings::resolve(&cli.global, &file)?;
-    match cli.command {
+    match command {
         Command::Serve(args) => serve(&settings, &args, &file).await,
         Command::Migrate => {
             prepare_data_dir(&settings)?;
@@ -51,6 +56,7 @@ pub async fn run(cli: Cli, matches: clap::ArgMatches) -> anyhow::Result<ExitCode
             println!("{count} patients from the shred list were shredded again");
             Ok(ExitCode::SUCCESS)
         }
+        Command::Policy(_) => Ok(ExitCode::SUCCESS), // returned above
         Command::Demo { port } => demo(port).await,
         Command::Outbox(OutboxCommand::List) => {
             let store = open_existing(&settings).await?;

@@ -2,6 +2,7 @@
 
 mod cli;
 mod commands;
+mod policy_cmd;
 mod settings;
 
 use std::process::ExitCode;

@@ -1,7 +1,7 @@
 //! The allow-list: the words that SMS-safe messages are made of (data/policy/allow/*.txt), and
 //! which SMS-safe kind each one signals.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::LazyLock;
 
 use super::text::fold;
@@ -48,9 +48,6 @@ impl Kinds {
     pub fn add(&mut self, other: Kinds) {
         self.0 |= other.0;
     }
-    pub fn is_empty(self) -> bool {
-        self.0 == 0
-    }
     pub fn iter(self) -> impl Iterator<Item = SafeKind> {
         SafeKind::ALL
             .into_iter()
@@ -58,7 +55,9 @@ impl Kinds {
     }
 }
 
-const FILES: &[(Option<SafeKind>, &str)] = &[
+/// Hand-curated files: their words are allowed even where a denied beginning matches
+/// ("clinic" despite "clinic-").
+const CURATED: &[(Option<SafeKind>, &str)] = &[
     (None, include_str!("../../data/policy/allow/common.txt")),
     (
         Some(SafeKind::Appointment),
@@ -82,132 +81,239 @@ const FILES: &[(Option<SafeKind>, &str)] = &[
     ),
 ];
 
-static WORDS: LazyLock<HashMap<String, Kinds>> = LazyLock::new(|| {
-    let mut words: HashMap<String, Kinds> = HashMap::new();
-    for (kind, text) in FILES {
-        for line in text.lines() {
-            let line = line.split('#').next().unwrap_or("").trim();
-            // "a.m" and "sign-up" fold to several words; each is listed on its own.
-            for word in fold(line).split(' ').filter(|w| !w.is_empty()) {
-                let entry = words.entry(word.to_owned()).or_default();
-                if let Some(kind) = kind {
-                    entry.add(Kinds(kind.bit()));
+/// Generated: frequent English and Spanish words minus health words.
+const EVERYDAY: &str = include_str!("../../data/policy/allow/everyday.txt");
+/// Generated: health words that no form of may be allowed, and health word beginnings.
+const DENIED: &str = include_str!("../../data/policy/allow/denied.txt");
+const DENIED_PREFIXES: &str = include_str!("../../data/policy/allow/denied_prefixes.txt");
+
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    kinds: Kinds,
+    curated: bool,
+}
+
+struct Lists {
+    words: HashMap<String, Entry>,
+    denied: HashSet<String>,
+    denied_prefixes: Vec<String>,
+}
+
+fn entries(text: &str) -> impl Iterator<Item = String> + '_ {
+    text.lines().flat_map(|line| {
+        let line = line.split('#').next().unwrap_or("").trim();
+        // "a.m" and "sign-up" fold to several words; each is listed on its own.
+        fold(line)
+            .split(' ')
+            .filter(|w| !w.is_empty())
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    })
+}
+
+static LISTS: LazyLock<Lists> = LazyLock::new(|| {
+    let mut words: HashMap<String, Entry> = HashMap::new();
+    for word in entries(EVERYDAY) {
+        words.insert(
+            word,
+            Entry {
+                kinds: Kinds::default(),
+                curated: false,
+            },
+        );
+    }
+    for (kind, text) in CURATED {
+        for word in entries(text) {
+            let entry = words.entry(word).or_insert(Entry {
+                kinds: Kinds::default(),
+                curated: true,
+            });
+            entry.curated = true;
+            if let Some(kind) = kind {
+                entry.kinds.add(Kinds(kind.bit()));
+            }
+        }
+    }
+    Lists {
+        words,
+        denied: entries(DENIED).collect(),
+        denied_prefixes: entries(DENIED_PREFIXES).collect(),
+    }
+});
+
+fn denied(lists: &Lists, word: &str) -> bool {
+    lists.denied.contains(word)
+        || lists
+            .denied_prefixes
+            .iter()
+            .any(|p| word.starts_with(p.as_str()))
+}
+
+/// The kinds a folded word signals, or `None` when the word is not on the allow-list. Listed
+/// words stand for their regular forms too ("checking" for "check", "cambiamos" and
+/// "mandenos" for "cambiar" and "mandar"), except health words in any form ("expecting" is
+/// not allowed because "expect" is).
+pub fn lookup(folded_word: &str) -> Option<Kinds> {
+    let lists = &*LISTS;
+    let exact = lists.words.get(folded_word);
+    if let Some(e) = exact
+        && e.curated
+    {
+        return Some(e.kinds);
+    }
+    if denied(lists, folded_word) {
+        return None;
+    }
+    if let Some(e) = exact {
+        return Some(e.kinds);
+    }
+    let mut found = None;
+    for_each_base(folded_word, &mut |base| {
+        if found.is_none() && !denied(lists, base) {
+            found = lists.words.get(base).map(|e| e.kinds);
+        }
+    });
+    found
+}
+
+/// Spanish verb endings (longest first) and English suffixes, with what replaces them.
+const SPANISH_ENDINGS: &[&str] = &[
+    "aremos", "eremos", "iremos", "aremos", "ariamos", "abamos", "ieron", "iendo", "amos", "emos",
+    "imos", "aron", "aban", "aras", "ando", "ados", "adas", "idos", "idas", "aba", "ara", "era",
+    "ira", "are", "ado", "ada", "ido", "ida", "ian", "ia", "an", "en", "as", "es", "a", "e", "o",
+];
+const ENCLITICS: &[&str] = &[
+    "nos", "les", "los", "las", "me", "le", "lo", "la", "se", "te",
+];
+
+fn for_each_base(word: &str, f: &mut dyn FnMut(&str)) {
+    let mut buf = String::new();
+    // English: plural and tense endings.
+    for (suffix, repl) in [
+        ("ies", "y"),
+        ("es", ""),
+        ("s", ""),
+        ("ed", ""),
+        ("ed", "e"),
+        ("ing", ""),
+        ("ing", "e"),
+    ] {
+        // Four letters at least: "dosing" is not a form of "dos".
+        if let Some(stem) = word.strip_suffix(suffix)
+            && stem.len() >= 4
+        {
+            buf.clear();
+            buf.push_str(stem);
+            buf.push_str(repl);
+            f(&buf);
+        }
+    }
+    // Spanish: an enclitic pronoun ("mandenos"), then a verb ending back to the infinitive.
+    let mut stems = vec![word];
+    for e in ENCLITICS {
+        if let Some(stem) = word.strip_suffix(e)
+            && stem.len() >= 4
+        {
+            stems.push(stem);
+            f(stem);
+        }
+    }
+    for stem in stems {
+        // Future and conditional add to the infinitive: "llamaremos", "ayudaria".
+        for ending in ["emos", "ian", "ias", "ia", "an", "as", "e", "a"] {
+            if let Some(inf) = stem.strip_suffix(ending)
+                && inf.len() >= 4
+                && (inf.ends_with("ar") || inf.ends_with("er") || inf.ends_with("ir"))
+            {
+                f(inf);
+            }
+        }
+        for ending in SPANISH_ENDINGS {
+            if let Some(root) = stem.strip_suffix(ending)
+                && root.len() >= 3
+            {
+                for inf in ["ar", "er", "ir"] {
+                    buf.clear();
+                    buf.push_str(root);
+                    buf.push_str(inf);
+                    f(&buf);
                 }
             }
         }
     }
-    words
-});
-
-/// The kinds a folded word signals, or `None` when the word is not on the allow-list.
-pub fn lookup(folded_word: &str) -> Option<Kinds> {
-    WORDS.get(folded_word).copied()
 }
 
 /// Words before a capitalised unknown word that make it a name: titles, greetings and the
-/// prepositions that introduce a provider or a place ("with Dr. Lee", "at Oak Street").
-pub fn leads_to_name(folded_word: &str) -> bool {
-    matches!(
-        folded_word,
-        "dr" | "dra"
-            | "drs"
-            | "doctor"
-            | "doctora"
-            | "mr"
-            | "mrs"
-            | "ms"
-            | "miss"
-            | "mx"
-            | "sr"
-            | "sra"
-            | "srta"
-            | "nurse"
-            | "np"
-            | "pa"
-            | "rn"
-            | "with"
-            | "con"
-            | "hi"
-            | "hello"
-            | "hey"
-            | "dear"
-            | "hola"
-            | "estimado"
-            | "estimada"
-            | "querido"
-            | "querida"
-            | "at"
-            | "en"
-            | "from"
-            | "de"
-            | "del"
-            | "to"
-            | "and"
-            | "y"
-            | "thanks"
-            | "gracias"
-            | "team"
-            | "equipo"
-            | "on"
-            | "the"
-            | "el"
-            | "la"
-            | "see"
-            | "ver"
-            | "por"
-            | "by"
-            | "for"
-            | "para"
-    )
-}
+/// words that introduce a provider, a person or a place ("with Dr. Lee", "this is Jenna",
+/// "at Oak Street").
+const NAME_LEADS: &[&str] = &[
+    "dr", "dra", "drs", "doctor", "doctora", "mr", "mrs", "ms", "miss", "mx", "sr", "sra", "srta",
+    "nurse", "np", "pa", "rn", "with", "con", "hi", "hello", "hey", "dear", "hola", "estimado",
+    "estimada", "querido", "querida", "at", "en", "from", "de", "del", "to", "and", "y", "thanks",
+    "gracias", "team", "equipo", "on", "the", "el", "la", "see", "ver", "por", "by", "for", "para",
+    "is", "am", "soy", "habla", "new", "nuevo", "nueva", "our", "nuestro", "nuestra",
+];
 
 /// Words after a capitalised unknown word that make it part of a name or an address.
+const NAME_TRAILS: &[&str] = &[
+    "street",
+    "st",
+    "avenue",
+    "ave",
+    "av",
+    "road",
+    "rd",
+    "boulevard",
+    "blvd",
+    "drive",
+    "dr",
+    "lane",
+    "ln",
+    "way",
+    "court",
+    "ct",
+    "place",
+    "pl",
+    "parkway",
+    "pkwy",
+    "highway",
+    "hwy",
+    "plaza",
+    "square",
+    "circle",
+    "suite",
+    "clinic",
+    "clinica",
+    "office",
+    "building",
+    "center",
+    "centre",
+    "centro",
+    "family",
+    "medical",
+    "practice",
+    "primary",
+    "campus",
+    "hall",
+    "tower",
+    "calle",
+    "avenida",
+    "edificio",
+    "consultorio",
+    "location",
+    "locations",
+    "ubicacion",
+    "partners",
+    "associates",
+    "group",
+    "health",
+    "pediatrics",
+];
+
+pub fn leads_to_name(folded_word: &str) -> bool {
+    NAME_LEADS.contains(&folded_word)
+}
+
 pub fn trails_name(folded_word: &str) -> bool {
-    matches!(
-        folded_word,
-        "street"
-            | "st"
-            | "avenue"
-            | "ave"
-            | "av"
-            | "road"
-            | "rd"
-            | "boulevard"
-            | "blvd"
-            | "drive"
-            | "dr"
-            | "lane"
-            | "ln"
-            | "way"
-            | "court"
-            | "ct"
-            | "place"
-            | "pl"
-            | "parkway"
-            | "pkwy"
-            | "highway"
-            | "hwy"
-            | "plaza"
-            | "square"
-            | "circle"
-            | "suite"
-            | "clinic"
-            | "clinica"
-            | "office"
-            | "building"
-            | "center"
-            | "centre"
-            | "centro"
-            | "family"
-            | "medical"
-            | "practice"
-            | "primary"
-            | "campus"
-            | "hall"
-            | "tower"
-            | "calle"
-            | "avenida"
-            | "edificio"
-            | "consultorio"
-    )
+    NAME_TRAILS.contains(&folded_word)
 }

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 mod allow;
 mod engine;
+pub mod eval;
 mod text;
 mod vocab;
 

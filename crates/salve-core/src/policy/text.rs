@@ -160,7 +160,8 @@ fn push_chunk(chunk: &str, sentence_start: bool, tokens: &mut Vec<Token>) -> boo
     }
     let mut first = sentence_start;
     let pieces: Vec<&str> = core
-        .split(|c: char| !(c.is_alphanumeric() || c == '\'' || c == '\u{2019}' || c == SLOT))
+        // Apostrophes split too: "we'll" is "we" and "ll", not the word "well".
+        .split(|c: char| !(c.is_alphanumeric() || c == SLOT))
         .filter(|p| !p.is_empty())
         .collect();
     let has_digit = core.chars().any(|c| c.is_ascii_digit());
@@ -170,8 +171,8 @@ fn push_chunk(chunk: &str, sentence_start: bool, tokens: &mut Vec<Token>) -> boo
         let comma = comma_after && i + 1 == n;
         let kind = if piece.contains(SLOT) {
             Kind::Slot
-        } else if has_digit && piece.chars().any(|c| c.is_ascii_digit())
-            || has_digit && piece.chars().count() <= 2
+        } else if has_digit
+            && (piece.chars().any(|c| c.is_ascii_digit()) || piece.chars().count() <= 2)
         {
             // "8:30am", "$45.00", "Suite 2B", "3rd"; letters beside digits ("10 am") stay codes.
             Kind::Number

@@ -43,6 +43,14 @@ pub const ANATOMY: Category = Category {
     rule: "anatomy",
     what: "a part of the body",
 };
+pub const DEVICE: Category = Category {
+    rule: "device",
+    what: "a medical device",
+};
+pub const PAPERWORK: Category = Category {
+    rule: "medical_paperwork",
+    what: "paperwork that implies a health matter",
+};
 
 const FILES: &[(Category, &str)] = &[
     (
@@ -67,10 +75,19 @@ const FILES: &[(Category, &str)] = &[
         include_str!("../../data/policy/vocab/preparation.txt"),
     ),
     (ANATOMY, include_str!("../../data/policy/vocab/anatomy.txt")),
+    (DEVICE, include_str!("../../data/policy/vocab/devices.txt")),
+    (
+        PAPERWORK,
+        include_str!("../../data/policy/vocab/paperwork.txt"),
+    ),
 ];
+
+/// Phrases whose clinical-looking words are not clinical ("survey results").
+const BENIGN: &str = include_str!("../../data/policy/vocab/benign.txt");
 
 struct Vocab {
     automaton: AhoCorasick,
+    benign: AhoCorasick,
     /// Per pattern: its category.
     category: Vec<Category>,
 }
@@ -93,11 +110,45 @@ static VOCAB: LazyLock<Vocab> = LazyLock::new(|| {
         .match_kind(MatchKind::Standard)
         .build(&patterns)
         .expect("policy vocabularies build an automaton");
+    let benign: Vec<String> = BENIGN
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(fold)
+        .filter(|l| !l.is_empty())
+        .collect();
+    let benign = AhoCorasickBuilder::new()
+        .match_kind(MatchKind::Standard)
+        .build(&benign)
+        .expect("benign phrases build an automaton");
     Vocab {
         automaton,
+        benign,
         category,
     }
 });
+
+/// Byte ranges of benign phrases in a folded text, at word boundaries.
+fn benign_spans(folded: &str) -> Vec<(usize, usize)> {
+    let bytes = folded.as_bytes();
+    VOCAB
+        .benign
+        .find_overlapping_iter(folded)
+        .filter(|m| {
+            (m.start() == 0 || bytes[m.start() - 1] == b' ')
+                && (m.end() == bytes.len() || bytes[m.end()] == b' ')
+        })
+        .map(|m| (m.start(), m.end()))
+        .collect()
+}
+
+/// Words of `folded` that stand in a benign phrase: the allow-list accepts them here.
+pub fn benign_words(folded: &str) -> Vec<&str> {
+    let mut words = Vec::new();
+    for (start, end) in benign_spans(folded) {
+        words.extend(folded[start..end].split(' '));
+    }
+    words
+}
 
 /// A vocabulary term found in a folded text.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -126,8 +177,13 @@ pub fn find(folded: &str) -> Vec<Hit> {
             let plural = ["s", "es"]
                 .iter()
                 .find(|s| rest.starts_with(**s) && boundary(end + s.len()));
+            // Not for drug names: "atra" is a drug, "atras" a Spanish word.
             match plural {
-                Some(s) if end - start >= 3 => end += s.len(),
+                Some(s)
+                    if end - start >= 4 && vocab.category[m.pattern().as_usize()] != MEDICATION =>
+                {
+                    end += s.len()
+                }
                 _ => continue,
             }
         }
@@ -138,6 +194,8 @@ pub fn find(folded: &str) -> Vec<Hit> {
             end,
         });
     }
+    let benign = benign_spans(folded);
+    hits.retain(|h| !benign.iter().any(|&(s, e)| s <= h.start && h.end <= e));
     // Keep the longest of overlapping hits ("high blood pressure" over "blood pressure").
     hits.sort_by(|a, b| a.start.cmp(&b.start).then(b.end.cmp(&a.end)));
     let mut kept: Vec<Hit> = Vec::with_capacity(hits.len());
