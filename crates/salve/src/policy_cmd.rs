@@ -139,6 +139,22 @@ fn eval_file(path: &Path) -> anyhow::Result<()> {
         }
     }
 
+    let report = write_report(path, &overall, &by_lang, &misses);
+    // `salve policy eval FILE | head` is fine: a closed pipe is not an error.
+    match report {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => Ok(other?),
+    }
+}
+
+type Miss = (usize, String, Route, Labelled, Decision);
+
+fn write_report(
+    path: &Path,
+    overall: &Tally,
+    by_lang: &BTreeMap<String, Tally>,
+    misses: &[Miss],
+) -> std::io::Result<()> {
     let mut out = std::io::stdout().lock();
     let total = overall.secure + overall.direct;
     writeln!(out, "{total} labelled messages from {}", path.display())?;
@@ -166,12 +182,12 @@ fn eval_file(path: &Path) -> anyhow::Result<()> {
             ),
         )
     };
-    row("all", &overall)?;
-    for (lang, t) in &by_lang {
+    row("all", overall)?;
+    for (lang, t) in by_lang {
         row(lang, t)?;
     }
     writeln!(out, "\n{} misses", misses.len())?;
-    for (number, lang, expected, case, decision) in &misses {
+    for (number, lang, expected, case, decision) in misses {
         let why: Vec<String> = decision
             .reasons
             .iter()
