@@ -84,13 +84,24 @@ impl Store {
     /// The practice's messaging settings; until an admin sets them, the practice's name and
     /// neutral wording.
     pub async fn messaging_settings(&self, practice: PracticeId) -> Result<MessagingSettings> {
+        let mut conn = self.pool.acquire().await?;
+        self.messaging_settings_in(&mut conn, practice).await
+    }
+
+    /// The same, on the caller's connection (inside its transaction: a second pooled connection
+    /// there could wait forever once every connection is held by a transaction).
+    pub(crate) async fn messaging_settings_in(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        practice: PracticeId,
+    ) -> Result<MessagingSettings> {
         type Row = (String, String, String, String, Option<String>, i64);
         let row: Option<Row> = sqlx::query_as(
             "SELECT sender_name, phone, hours_text, expected_reply_text, on_call_number, \
              front_desk_sees_clinical FROM practice_messaging WHERE practice_id = $1",
         )
         .bind(practice.to_string())
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *conn)
         .await?;
         Ok(match row {
             Some((sender_name, phone, hours_text, expected_reply_text, on_call_number, fd)) => {
@@ -104,7 +115,11 @@ impl Store {
                 }
             }
             None => MessagingSettings {
-                sender_name: self.practice(practice).await?.name,
+                sender_name: sqlx::query_scalar("SELECT name FROM practices WHERE id = $1")
+                    .bind(practice.to_string())
+                    .fetch_optional(&mut *conn)
+                    .await?
+                    .ok_or(StoreError::NotFound)?,
                 phone: String::new(),
                 hours_text: String::new(),
                 expected_reply_text: String::new(),
@@ -155,12 +170,21 @@ impl Store {
     }
 
     pub async fn catalog(&self, practice: PracticeId) -> Result<Vec<CatalogItem>> {
+        let mut conn = self.pool.acquire().await?;
+        self.catalog_in(&mut conn, practice).await
+    }
+
+    pub(crate) async fn catalog_in(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        practice: PracticeId,
+    ) -> Result<Vec<CatalogItem>> {
         let rows: Vec<(String, String, String, i64, i64)> = sqlx::query_as(
             "SELECT id, kind, name, sms_safe, active FROM catalog_items WHERE practice_id = $1 \
              ORDER BY kind, name",
         )
         .bind(practice.to_string())
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *conn)
         .await?;
         rows.into_iter()
             .map(|(id, kind, name, sms_safe, active)| {

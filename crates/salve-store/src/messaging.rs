@@ -928,8 +928,8 @@ impl Store {
             patient,
             consent,
             confidential,
-            settings: self.messaging_settings(practice).await?,
-            catalog: self.catalog(practice).await?,
+            settings: self.messaging_settings_in(conn, practice).await?,
+            catalog: self.catalog_in(conn, practice).await?,
         })
     }
 

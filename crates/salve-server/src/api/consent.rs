@@ -13,28 +13,16 @@ use salve_core::consent::{
 use salve_core::permissions::Principal;
 use salve_core::policy::{self, ClassifyContext};
 use salve_core::{ConfidentialRequestId, PatientId, Sensitive, TemplateId};
-use salve_store::{CatalogKind, MessagingSettings, Recorder, StoreError};
+use salve_store::{CatalogKind, MessagingSettings, Recorder};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::AppState;
-use crate::api::messages::{Created, ReasonView};
+use crate::api::messages::{Created, ReasonView, fmt_time, not_found};
 use crate::api::practice_of;
 use crate::context::ClientInfo;
 use crate::error::ApiError;
 use crate::extract::JsonBody;
-
-fn not_found(what: &'static str) -> impl Fn(StoreError) -> ApiError {
-    move |e| match e {
-        StoreError::NotFound | StoreError::Hidden => ApiError::not_found(what),
-        other => other.into(),
-    }
-}
-
-fn fmt_time(t: time::OffsetDateTime) -> String {
-    t.format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
-}
 
 #[derive(Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]

@@ -206,7 +206,7 @@ pub struct AttachmentQuery {
     pub inline: Option<bool>,
 }
 
-fn fmt_time(t: time::OffsetDateTime) -> String {
+pub(crate) fn fmt_time(t: time::OffsetDateTime) -> String {
     t.format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default()
 }
@@ -273,7 +273,7 @@ pub(crate) fn message_out(m: &MessageView) -> MessageOut {
     }
 }
 
-fn not_found(what: &'static str) -> impl Fn(StoreError) -> ApiError {
+pub(crate) fn not_found(what: &'static str) -> impl Fn(StoreError) -> ApiError {
     move |e| match e {
         StoreError::NotFound | StoreError::Hidden => ApiError::not_found(what),
         other => other.into(),
