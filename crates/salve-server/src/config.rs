@@ -41,6 +41,9 @@ pub struct ServerConfig {
     pub outbox_poll: Duration,
     /// How often a live-update stream re-checks its session (expiry, revocation).
     pub stream_session_check: Duration,
+    /// A live-update stream is closed after this long; the client reconnects (and is
+    /// authenticated again), which also spreads streams over restarted instances.
+    pub stream_max_lifetime: Duration,
     pub max_body_bytes: usize,
     pub tls: Option<TlsFiles>,
 }
@@ -57,6 +60,7 @@ impl ServerConfig {
             checkpoint_interval: Duration::from_secs(60),
             outbox_poll: Duration::from_secs(5),
             stream_session_check: Duration::from_secs(5),
+            stream_max_lifetime: Duration::from_secs(30 * 60),
             max_body_bytes: 64 * 1024,
             tls: None,
         }

@@ -5,8 +5,8 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
 use utoipa::{Modify, OpenApi};
 
 use crate::api::{
-    account, health, oversight, passkeys, patients, portal, portal_login, session, teams, tokens,
-    users,
+    account, consent, health, inbox_events, messages, oversight, passkeys, patients, portal,
+    portal_login, portal_messages, session, teams, tokens, users,
 };
 use crate::error::{Problem, ProblemField};
 
@@ -45,6 +45,13 @@ impl Modify for BearerAuth {
         teams::list, teams::create, teams::set_members, teams::delete,
         account::invite, account::request_reset, account::set_password,
         tokens::list, tokens::create, tokens::revoke,
+        messages::send, messages::preview, messages::list, messages::read, messages::create_topic, messages::note,
+        messages::assign, messages::set_state, messages::mark_read, messages::attachment, inbox_events::stream_changes,
+        consent::read, consent::record, consent::revoke_all, consent::record_confidential, consent::withdraw_confidential,
+        consent::consent_texts, consent::publish_consent_text, consent::catalog, consent::upsert_catalog_item,
+        consent::templates, consent::create_template, consent::update_template, consent::messaging_settings,
+        consent::set_messaging_settings,
+        portal_messages::conversations, portal_messages::reply, portal_messages::attachment,
     ),
     components(schemas(Problem, ProblemField, patients::PatientCreate, patients::PatientPatch, patients::PatientView,
         patients::PatientList, patients::ContactBody, patients::ContactView, patients::SearchBody, patients::LookupBody,
@@ -56,14 +63,26 @@ impl Modify for BearerAuth {
         oversight::AcknowledgmentList, portal::SendLinkBody, portal::LinkSent, portal::BirthDateBody, portal::CodeBody,
         portal::PortalStep, portal::PortalMe, portal_login::AccountBody, portal_login::PatientSignInBody, portal_login::PatientSignInStep, teams::TeamView, teams::TeamList, teams::TeamBody, teams::MembersBody,
         teams::TeamCreated, account::InviteBody, account::Invited, account::ResetBody, account::ResetAccepted,
-        account::PasswordBody, tokens::TokenView, tokens::TokenList, tokens::TokenBody, tokens::TokenCreated)),
+        account::PasswordBody, tokens::TokenView, tokens::TokenList, tokens::TokenBody, tokens::TokenCreated,
+        messages::SendBody, messages::AttachmentUpload, messages::ReasonView, messages::PreviewView, messages::AttachmentView,
+        messages::MessageOut, messages::ConversationView, messages::ConversationList, messages::ConversationDetailView,
+        messages::NoteBody, messages::AssignBody, messages::StateBody, messages::TopicBody, messages::Created,
+        consent::ConsentTextRefBody, consent::ConsentEventBody, consent::RecordConsentBody, consent::RevokeAllBody,
+        consent::ConsentEventView, consent::EffectiveConsent, consent::ConfidentialRequestView, consent::ConsentRecordView,
+        consent::RecordedConsent, consent::ConfidentialBody, consent::ConsentTextBody, consent::ConsentTextView,
+        consent::ConsentTextList, consent::CatalogItemView, consent::CatalogList, consent::TemplateBody, consent::TemplateView,
+        consent::TemplateList, consent::MessagingSettingsBody,
+        portal_messages::PortalConversation, portal_messages::PortalConversations, portal_messages::PortalReplyBody)),
     modifiers(&BearerAuth),
     tags((name = "patients", description = "Patients of the caller's practice"),
         (name = "session", description = "Staff sign-in, second factor, sign-out"),
         (name = "users", description = "The practice's staff"),
         (name = "audit", description = "Reports for the practice's auditors"),
         (name = "guidelines", description = "The practice's messaging guidelines"),
-        (name = "portal", description = "Patients verifying a secure link: possession of the phone or inbox plus a knowledge check"), (name = "operations", description = "Health and readiness")),
+        (name = "portal", description = "Patients verifying a secure link: possession of the phone or inbox plus a knowledge check"), (name = "operations", description = "Health and readiness"),
+        (name = "inbox", description = "The team inbox: conversations, sending, notes, assignment, live updates"),
+        (name = "consent", description = "Consent ledger and confidential-communication requests"),
+        (name = "settings", description = "Catalog, saved replies and messaging settings")),
 )]
 pub struct ApiDoc;
 

@@ -2,7 +2,7 @@
 //! counts as user activity. The router is built from it, and tests enumerate it, so a route
 //! cannot exist without a declared access.
 
-use axum::extract::{Request, State};
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::Method;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -14,8 +14,8 @@ use salve_store::SessionStage;
 
 use crate::AppState;
 use crate::api::{
-    account, health, oversight, passkeys, patients, portal, portal_login, session, teams, tokens,
-    users,
+    account, consent, health, inbox_events, messages, oversight, passkeys, patients, portal,
+    portal_login, portal_messages, session, teams, tokens, users,
 };
 use crate::auth::{self, Caller};
 use crate::context::ClientInfo;
@@ -386,6 +386,175 @@ fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
             "/api/v1/account/password",
             AccountLink,
             post(account::set_password),
+        ),
+        r(
+            Method::GET,
+            "/api/v1/conversations",
+            Op(ConversationList),
+            get(messages::list),
+        ),
+        r(
+            Method::GET,
+            "/api/v1/conversations/{id}",
+            Op(ConversationRead),
+            get(messages::read),
+        ),
+        r(
+            Method::POST,
+            "/api/v1/conversations/{id}/notes",
+            Op(MessageNote),
+            post(messages::note),
+        ),
+        r(
+            Method::PUT,
+            "/api/v1/conversations/{id}/assignment",
+            Op(ConversationManage),
+            put(messages::assign),
+        ),
+        r(
+            Method::PUT,
+            "/api/v1/conversations/{id}/state",
+            Op(ConversationManage),
+            put(messages::set_state),
+        ),
+        r(
+            Method::POST,
+            "/api/v1/conversations/{id}/read",
+            Op(ConversationManage),
+            post(messages::mark_read),
+        ),
+        r(
+            Method::POST,
+            "/api/v1/patients/{id}/messages",
+            Op(MessageSend),
+            post(messages::send).layer(DefaultBodyLimit::max(messages::ATTACHMENT_BODY_LIMIT)),
+        ),
+        r(
+            Method::POST,
+            "/api/v1/patients/{id}/messages/preview",
+            Op(MessageSend),
+            post(messages::preview).layer(DefaultBodyLimit::max(messages::ATTACHMENT_BODY_LIMIT)),
+        ),
+        r(
+            Method::POST,
+            "/api/v1/patients/{id}/conversations",
+            Op(MessageSend),
+            post(messages::create_topic),
+        ),
+        r(
+            Method::GET,
+            "/api/v1/attachments/{id}",
+            Op(ConversationRead),
+            get(messages::attachment),
+        ),
+        passive(r(
+            Method::GET,
+            "/api/v1/inbox/events",
+            Op(ConversationList),
+            get(inbox_events::stream_changes),
+        )),
+        r(
+            Method::GET,
+            "/api/v1/patients/{id}/consent",
+            Op(ConsentRead),
+            get(consent::read),
+        ),
+        r(
+            Method::POST,
+            "/api/v1/patients/{id}/consent",
+            Op(ConsentRecord),
+            post(consent::record),
+        ),
+        r(
+            Method::POST,
+            "/api/v1/patients/{id}/consent/revoke-all",
+            Op(ConsentRecord),
+            post(consent::revoke_all),
+        ),
+        r(
+            Method::POST,
+            "/api/v1/patients/{id}/confidential-requests",
+            Op(ConsentRecord),
+            post(consent::record_confidential),
+        ),
+        r(
+            Method::DELETE,
+            "/api/v1/patients/{id}/confidential-requests/{request_id}",
+            Op(ConsentRecord),
+            delete(consent::withdraw_confidential),
+        ),
+        r(
+            Method::GET,
+            "/api/v1/consent-texts",
+            Op(CatalogRead),
+            get(consent::consent_texts),
+        ),
+        r(
+            Method::POST,
+            "/api/v1/consent-texts",
+            Op(CatalogManage),
+            post(consent::publish_consent_text),
+        ),
+        r(
+            Method::GET,
+            "/api/v1/catalog",
+            Op(CatalogRead),
+            get(consent::catalog),
+        ),
+        r(
+            Method::PUT,
+            "/api/v1/catalog",
+            Op(CatalogManage),
+            put(consent::upsert_catalog_item),
+        ),
+        r(
+            Method::GET,
+            "/api/v1/templates",
+            Op(CatalogRead),
+            get(consent::templates),
+        ),
+        r(
+            Method::POST,
+            "/api/v1/templates",
+            Op(CatalogManage),
+            post(consent::create_template),
+        ),
+        r(
+            Method::PUT,
+            "/api/v1/templates/{id}",
+            Op(CatalogManage),
+            put(consent::update_template),
+        ),
+        r(
+            Method::GET,
+            "/api/v1/practice/messaging",
+            Op(CatalogRead),
+            get(consent::messaging_settings),
+        ),
+        r(
+            Method::PUT,
+            "/api/v1/practice/messaging",
+            Op(CatalogManage),
+            put(consent::set_messaging_settings),
+        ),
+        r(
+            Method::GET,
+            "/api/v1/portal/conversations",
+            PatientSession,
+            get(portal_messages::conversations),
+        ),
+        r(
+            Method::POST,
+            "/api/v1/portal/messages",
+            PatientSession,
+            post(portal_messages::reply)
+                .layer(DefaultBodyLimit::max(messages::ATTACHMENT_BODY_LIMIT)),
+        ),
+        r(
+            Method::GET,
+            "/api/v1/portal/attachments/{id}",
+            PatientSession,
+            get(portal_messages::attachment),
         ),
         r(
             Method::GET,

@@ -12,6 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use axum::http::{Method, StatusCode};
+use base64::Engine;
 use common::{App, AuditRow, PASSWORD, Req, count, patient_body};
 use salve_core::audit::{Actor, RequestContext};
 use salve_core::permissions::{
@@ -1006,6 +1007,13 @@ const METRICS_ROUTES: &[(&str, &str)] = &[("GET", "/metrics")];
 /// credentials must change nothing on them.
 const LINK_ROUTES: &[(&str, &str, Option<&str>)] = &[
     ("GET", "/p/{token}", None),
+    ("GET", "/api/v1/portal/conversations", None),
+    (
+        "POST",
+        "/api/v1/portal/messages",
+        Some(r#"{"text": "Is my appointment still on?"}"#),
+    ),
+    ("GET", "/api/v1/portal/attachments/{id}", None),
     (
         "POST",
         "/api/v1/portal/birth-date",
@@ -1097,6 +1105,15 @@ const RECORD_KINDS: &[(&str, &[Target])] = &[
         "/api/v1/secure-links/{id}",
         &[Target::Own, Target::Restricted, Target::Other],
     ),
+    (
+        "/api/v1/conversations/{id}",
+        &[Target::Own, Target::Restricted, Target::Other],
+    ),
+    (
+        "/api/v1/attachments/{id}",
+        &[Target::Own, Target::Restricted, Target::Other],
+    ),
+    ("/api/v1/templates/{id}", &[Target::Own, Target::Other]),
 ];
 
 /// The records the matrix points at, by path prefix and target.
@@ -1231,6 +1248,69 @@ fn templates() -> Vec<Template> {
         t(Method::POST, "/api/v1/guidelines/acknowledge", 204)
             .body(|f| Some(json!({"version": f.guidelines_version}))),
         t(Method::GET, "/api/v1/guidelines/acknowledgments", 200),
+        // Messaging. Sends are administrative so that the front desk may read them back.
+        t(Method::GET, "/api/v1/conversations", 200),
+        t(Method::GET, "/api/v1/conversations/{id}", 200),
+        t(Method::POST, "/api/v1/conversations/{id}/notes", 201)
+            .body(|_| Some(json!({"text": "Called back, left a voicemail."}))),
+        t(Method::PUT, "/api/v1/conversations/{id}/assignment", 204).body(|_| Some(json!({}))),
+        t(Method::PUT, "/api/v1/conversations/{id}/state", 204)
+            .body(|_| Some(json!({"state": "open"}))),
+        t(Method::POST, "/api/v1/conversations/{id}/read", 204),
+        t(Method::POST, "/api/v1/patients/{id}/messages", 201).body(|_| {
+            Some(json!({"text": "Please call the office when you can.", "kind": "administrative"}))
+        }),
+        t(Method::POST, "/api/v1/patients/{id}/messages/preview", 200)
+            .body(|_| Some(json!({"text": "Please call the office when you can."}))),
+        t(Method::POST, "/api/v1/patients/{id}/conversations", 201)
+            .body(|_| Some(json!({"topic": "Billing question"}))),
+        t(Method::GET, "/api/v1/attachments/{id}", 200),
+        // The matrix's server closes streams at once (zero lifetime), so the answer ends.
+        t(Method::GET, "/api/v1/inbox/events", 200),
+        // Consent and confidential communications.
+        t(Method::GET, "/api/v1/patients/{id}/consent", 200),
+        t(Method::POST, "/api/v1/patients/{id}/consent", 201).body(|_| {
+            Some(json!({"events": [{
+                "channel": "sms_plain", "purpose": "care_messages",
+                "action": "revoke", "method": "verbal"
+            }]}))
+        }),
+        // Nothing granted, so nothing to revoke.
+        t(Method::POST, "/api/v1/patients/{id}/consent/revoke-all", 200)
+            .body(|_| Some(json!({"method": "verbal"}))),
+        t(Method::POST, "/api/v1/patients/{id}/confidential-requests", 201).body(|_| {
+            Some(json!({"rule": "never_medium", "value": "email", "method": "verbal"}))
+        }),
+        // The path's literal `{request_id}` names no request.
+        t(
+            Method::DELETE,
+            "/api/v1/patients/{id}/confidential-requests/{request_id}",
+            404,
+        ),
+        // Practice settings: everyone who messages reads them; admins change them.
+        t(Method::GET, "/api/v1/consent-texts", 200),
+        t(Method::POST, "/api/v1/consent-texts", 201)
+            .body(|_| Some(json!({"version": "matrix-1", "text": "I agree to texts."}))),
+        t(Method::GET, "/api/v1/catalog", 200),
+        t(Method::PUT, "/api/v1/catalog", 200).body(|_| {
+            Some(json!({"kind": "location", "name": "Main Street office", "sms_safe": true}))
+        }),
+        t(Method::GET, "/api/v1/templates", 200),
+        t(Method::POST, "/api/v1/templates", 201).body(|_| {
+            Some(json!({"name": "Call us", "body": "Hi {patient.first_name}, please call {practice.phone}."}))
+        }),
+        t(Method::PUT, "/api/v1/templates/{id}", 200).body(|_| {
+            Some(json!({"name": "Hello", "body": "Hello {patient.first_name}."}))
+        }),
+        t(Method::GET, "/api/v1/practice/messaging", 200),
+        t(Method::PUT, "/api/v1/practice/messaging", 204).body(|_| {
+            Some(json!({
+                "sender_name": "Lakeside Clinic",
+                "phone": "(312) 555-0100",
+                "hours_text": "Mon-Fri 8-5",
+                "expected_reply_text": "within 1 business day"
+            }))
+        }),
     ]
 }
 
@@ -1441,6 +1521,71 @@ async fn matrix_fixture(app: &App, admin: &str) -> Fixture {
     ids.insert((links, Target::Own), own_link);
     ids.insert((links, Target::Restricted), restricted_link);
     ids.insert((links, Target::Other), other_link);
+    // A conversation with an attachment for each patient (tokens may write to restricted ones).
+    let png = {
+        let mut bytes = std::io::Cursor::new(Vec::new());
+        image::RgbImage::new(2, 2)
+            .write_to(&mut bytes, image::ImageFormat::Png)
+            .unwrap();
+        base64::engine::general_purpose::STANDARD.encode(bytes.into_inner())
+    };
+    let message = async |token: &str, patient: &str| {
+        let r = app
+            .send(
+                Req::post(format!("/api/v1/patients/{patient}/messages"))
+                    .bearer(token)
+                    .json(&json!({
+                        "text": "Here is the form you asked for.",
+                        "kind": "administrative",
+                        "attachments": [{"file_name": "form.png", "content_base64": png}]
+                    })),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+        let m = r.json();
+        (
+            m["conversation_id"].as_str().unwrap().to_owned(),
+            m["attachments"][0]["id"].as_str().unwrap().to_owned(),
+        )
+    };
+    let conversations = "/api/v1/conversations/{id}";
+    let attachments = "/api/v1/attachments/{id}";
+    for (target, token, patient) in [
+        (
+            Target::Own,
+            &app.token,
+            ids[&(patients, Target::Own)].clone(),
+        ),
+        (
+            Target::Restricted,
+            &app.token,
+            ids[&(patients, Target::Restricted)].clone(),
+        ),
+        (
+            Target::Other,
+            &app.other_token,
+            ids[&(patients, Target::Other)].clone(),
+        ),
+    ] {
+        let (conversation, attachment) = message(token, &patient).await;
+        ids.insert((conversations, target), conversation);
+        ids.insert((attachments, target), attachment);
+    }
+    let template = async |cookie: &str| {
+        let r = app
+            .send(
+                Req::post("/api/v1/templates")
+                    .cookie(cookie)
+                    .same_origin()
+                    .json(&json!({"name": "Fixture", "body": "Please call {practice.phone}."})),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+        r.json()["id"].as_str().unwrap().to_owned()
+    };
+    let templates = "/api/v1/templates/{id}";
+    ids.insert((templates, Target::Own), template(admin).await);
+    ids.insert((templates, Target::Other), template(&other_admin).await);
     Fixture {
         ids,
         glass_patient,
@@ -1503,7 +1648,11 @@ async fn every_route_allows_and_denies_exactly_what_the_permission_table_says() 
     }
 
     for db in TestDatabase::all().await {
-        let app = App::new(db).await;
+        // Live-update streams end at once, so a call's whole answer can be read.
+        let app = App::with_config(db, |c| {
+            c.stream_max_lifetime = std::time::Duration::ZERO;
+        })
+        .await;
         let mut cookies = BTreeMap::new();
         for who in [Who::Admin, Who::Clinician, Who::Staff, Who::Auditor] {
             let (_, cookie) = app.signed_in_staff(who.role().unwrap()).await;

@@ -1547,6 +1547,25 @@ impl Store {
         Ok(())
     }
 
+    /// Applies the conversation gate for `ConversationManage` without changing anything.
+    pub async fn check_conversation_access(
+        &self,
+        practice: PracticeId,
+        principal: &Principal,
+        id: ConversationId,
+    ) -> Result<()> {
+        let mut conn = self.pool.acquire().await?;
+        self.guarded_conversation(
+            &mut conn,
+            practice,
+            principal,
+            Operation::ConversationManage,
+            id,
+        )
+        .await
+        .map(|_| ())
+    }
+
     /// Marks a conversation read by this staff member, up to now.
     pub async fn mark_conversation_read(
         &self,

@@ -19,7 +19,7 @@ use utoipa::ToSchema;
 
 use crate::AppState;
 use crate::api::messages::{Created, ReasonView, fmt_time, not_found};
-use crate::api::practice_of;
+use crate::api::{path_id, practice_of};
 use crate::context::ClientInfo;
 use crate::error::ApiError;
 use crate::extract::JsonBody;
@@ -175,7 +175,7 @@ pub async fn read(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
     Extension(client): Extension<ClientInfo>,
-    Path(patient): Path<uuid::Uuid>,
+    Path(patient): Path<String>,
 ) -> Result<axum::Json<ConsentRecordView>, ApiError> {
     let (events, requests) = state
         .store
@@ -183,7 +183,7 @@ pub async fn read(
             practice_of(&principal)?,
             &principal,
             &client.audit_context(),
-            PatientId::from_uuid(patient),
+            path_id::<PatientId>(&patient, "patient")?,
         )
         .await
         .map_err(not_found("patient"))?;
@@ -249,7 +249,7 @@ pub async fn record(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
     Extension(client): Extension<ClientInfo>,
-    Path(patient): Path<uuid::Uuid>,
+    Path(patient): Path<String>,
     body: JsonBody<RecordConsentBody>,
 ) -> Result<Response, ApiError> {
     let inputs = body
@@ -279,7 +279,7 @@ pub async fn record(
             practice_of(&principal)?,
             Recorder::Principal(&principal),
             &client.audit_context(),
-            PatientId::from_uuid(patient),
+            path_id::<PatientId>(&patient, "patient")?,
             &inputs,
             evidence(body.value.evidence.as_ref())?.as_ref(),
         )
@@ -303,7 +303,7 @@ pub async fn revoke_all(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
     Extension(client): Extension<ClientInfo>,
-    Path(patient): Path<uuid::Uuid>,
+    Path(patient): Path<String>,
     body: JsonBody<RevokeAllBody>,
 ) -> Result<Response, ApiError> {
     let method = ConsentMethod::parse(&body.value.method).ok_or_else(|| {
@@ -313,7 +313,7 @@ pub async fn revoke_all(
         )
     })?;
     let practice = practice_of(&principal)?;
-    let patient = PatientId::from_uuid(patient);
+    let patient = path_id::<PatientId>(&patient, "patient")?;
     let ctx = client.audit_context();
     let (events, _) = state
         .store
@@ -354,7 +354,7 @@ pub async fn record_confidential(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
     Extension(client): Extension<ClientInfo>,
-    Path(patient): Path<uuid::Uuid>,
+    Path(patient): Path<String>,
     body: JsonBody<ConfidentialBody>,
 ) -> Result<Response, ApiError> {
     let practice = practice_of(&principal)?;
@@ -388,7 +388,7 @@ pub async fn record_confidential(
             practice,
             Recorder::Principal(&principal),
             &client.audit_context(),
-            PatientId::from_uuid(patient),
+            path_id::<PatientId>(&patient, "patient")?,
             &ConfidentialRequestInput { rule, method },
             evidence(b.evidence.as_ref())?.as_ref(),
         )
@@ -410,7 +410,7 @@ pub async fn withdraw_confidential(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
     Extension(client): Extension<ClientInfo>,
-    Path((patient, request)): Path<(uuid::Uuid, uuid::Uuid)>,
+    Path((patient, request)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     state
         .store
@@ -418,8 +418,12 @@ pub async fn withdraw_confidential(
             practice_of(&principal)?,
             &principal,
             &client.audit_context(),
-            PatientId::from_uuid(patient),
-            ConfidentialRequestId::from_uuid(request),
+            path_id::<PatientId>(&patient, "patient")?,
+            // An id that names nothing still goes through the patient's gate, so the answer for
+            // a restricted patient does not depend on the id's shape.
+            request
+                .parse()
+                .unwrap_or_else(|_| ConfidentialRequestId::from_uuid(uuid::Uuid::nil())),
         )
         .await
         .map_err(not_found("confidential request"))?;
@@ -723,7 +727,7 @@ pub async fn update_template(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
     Extension(client): Extension<ClientInfo>,
-    Path(id): Path<uuid::Uuid>,
+    Path(id): Path<String>,
     body: JsonBody<TemplateBody>,
 ) -> Result<axum::Json<TemplateView>, ApiError> {
     Ok(axum::Json(
@@ -731,7 +735,7 @@ pub async fn update_template(
             &state,
             &principal,
             &client,
-            Some(TemplateId::from_uuid(id)),
+            Some(path_id::<TemplateId>(&id, "template")?),
             body.value,
         )
         .await?,

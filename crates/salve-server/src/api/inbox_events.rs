@@ -25,6 +25,7 @@ struct Cursor {
     practice: PracticeId,
     after: i64,
     pending: std::collections::VecDeque<Event>,
+    closes_at: tokio::time::Instant,
 }
 
 /// Whether the credentials that opened the stream are still good.
@@ -47,7 +48,9 @@ pub async fn stream_changes(
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let practice = practice_of(&principal)?;
     let after = state.store.inbox_head().await?;
+    let closes_at = tokio::time::Instant::now() + state.config.stream_max_lifetime;
     let cursor = Cursor {
+        closes_at,
         ctx: client.audit_context(),
         state,
         headers,
@@ -64,7 +67,7 @@ pub async fn stream_changes(
             let notified = wake.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            if !still_signed_in(&c).await {
+            if tokio::time::Instant::now() >= c.closes_at || !still_signed_in(&c).await {
                 return None;
             }
             match c.state.store.inbox_changes_since(c.practice, c.after).await {
@@ -96,6 +99,7 @@ pub async fn stream_changes(
             tokio::select! {
                 () = &mut notified => {}
                 () = tokio::time::sleep(c.state.config.stream_session_check) => {}
+                () = tokio::time::sleep_until(c.closes_at) => {}
             }
         }
     });

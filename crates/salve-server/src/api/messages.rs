@@ -27,7 +27,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::AppState;
 use crate::api::portal::base_url;
-use crate::api::practice_of;
+use crate::api::{path_id, practice_of};
 use crate::attachments;
 use crate::context::ClientInfo;
 use crate::error::ApiError;
@@ -612,7 +612,7 @@ pub async fn send(
     Extension(principal): Extension<Principal>,
     Extension(client): Extension<ClientInfo>,
     IdempotencyKey(key): IdempotencyKey,
-    Path(patient): Path<uuid::Uuid>,
+    Path(patient): Path<String>,
     body: JsonBody<SendBody>,
 ) -> Result<Response, ApiError> {
     let practice = practice_of(&principal)?;
@@ -624,7 +624,7 @@ pub async fn send(
         key_hash,
         request_hash: body.sha256,
     });
-    let patient = PatientId::from_uuid(patient);
+    let patient = path_id::<PatientId>(&patient, "patient")?;
     // Rendered inside the store's transaction: templates need the patient's facts.
     let plan = |facts: &SendFacts| -> Result<OutboundPlan, PlanRefused> {
         let (text, filled) = rendered(&request, facts, &portal_link).map_err(PlanRefused)?;
@@ -661,7 +661,7 @@ pub async fn send(
 pub async fn preview(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
-    Path(patient): Path<uuid::Uuid>,
+    Path(patient): Path<String>,
     body: JsonBody<SendBody>,
 ) -> Result<axum::Json<PreviewView>, ApiError> {
     let practice = practice_of(&principal)?;
@@ -671,7 +671,10 @@ pub async fn preview(
         .send_facts_for(
             practice,
             &principal,
-            target(PatientId::from_uuid(patient), body.value.conversation_id),
+            target(
+                path_id::<PatientId>(&patient, "patient")?,
+                body.value.conversation_id,
+            ),
         )
         .await
         .map_err(not_found("patient or conversation"))?;
@@ -745,7 +748,7 @@ pub async fn read(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
     Extension(client): Extension<ClientInfo>,
-    Path(id): Path<uuid::Uuid>,
+    Path(id): Path<String>,
 ) -> Result<axum::Json<ConversationDetailView>, ApiError> {
     let detail = state
         .store
@@ -753,7 +756,7 @@ pub async fn read(
             practice_of(&principal)?,
             &principal,
             &client.audit_context(),
-            ConversationId::from_uuid(id),
+            path_id::<ConversationId>(&id, "conversation")?,
         )
         .await
         .map_err(not_found("conversation"))?;
@@ -772,7 +775,7 @@ pub async fn create_topic(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
     Extension(client): Extension<ClientInfo>,
-    Path(patient): Path<uuid::Uuid>,
+    Path(patient): Path<String>,
     body: JsonBody<TopicBody>,
 ) -> Result<Response, ApiError> {
     let id = state
@@ -781,7 +784,7 @@ pub async fn create_topic(
             practice_of(&principal)?,
             &principal,
             &client.audit_context(),
-            PatientId::from_uuid(patient),
+            path_id::<PatientId>(&patient, "patient")?,
             &Sensitive::new(body.value.topic),
         )
         .await
@@ -802,7 +805,7 @@ pub async fn note(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
     Extension(client): Extension<ClientInfo>,
-    Path(id): Path<uuid::Uuid>,
+    Path(id): Path<String>,
     body: JsonBody<NoteBody>,
 ) -> Result<Response, ApiError> {
     let text = checked_text(&body.value.text)?;
@@ -819,7 +822,7 @@ pub async fn note(
             practice_of(&principal)?,
             &principal,
             &client.audit_context(),
-            ConversationTarget::Existing(ConversationId::from_uuid(id)),
+            ConversationTarget::Existing(path_id::<ConversationId>(&id, "conversation")?),
             &[],
             None,
             |_| {
@@ -852,7 +855,7 @@ pub async fn assign(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
     Extension(client): Extension<ClientInfo>,
-    Path(id): Path<uuid::Uuid>,
+    Path(id): Path<String>,
     body: JsonBody<AssignBody>,
 ) -> Result<StatusCode, ApiError> {
     state
@@ -861,7 +864,7 @@ pub async fn assign(
             practice_of(&principal)?,
             &principal,
             &client.audit_context(),
-            ConversationId::from_uuid(id),
+            path_id::<ConversationId>(&id, "conversation")?,
             body.value.user_id.map(UserId::from_uuid),
             body.value.team_id.map(TeamId::from_uuid),
         )
@@ -879,7 +882,7 @@ pub async fn set_state(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
     Extension(client): Extension<ClientInfo>,
-    Path(id): Path<uuid::Uuid>,
+    Path(id): Path<String>,
     body: JsonBody<StateBody>,
 ) -> Result<StatusCode, ApiError> {
     let new_state = ConversationState::parse(&body.value.state)
@@ -896,7 +899,7 @@ pub async fn set_state(
             practice_of(&principal)?,
             &principal,
             &client.audit_context(),
-            ConversationId::from_uuid(id),
+            path_id::<ConversationId>(&id, "conversation")?,
             new_state,
             until,
         )
@@ -913,14 +916,27 @@ pub async fn set_state(
 pub async fn mark_read(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
-    Path(id): Path<uuid::Uuid>,
+    Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
+    if !matches!(principal, Principal::Staff { .. }) {
+        // Read marks belong to people; a system has none to keep. Still gated like a read.
+        state
+            .store
+            .check_conversation_access(
+                practice_of(&principal)?,
+                &principal,
+                path_id::<ConversationId>(&id, "conversation")?,
+            )
+            .await
+            .map_err(not_found("conversation"))?;
+        return Ok(StatusCode::NO_CONTENT);
+    }
     state
         .store
         .mark_conversation_read(
             practice_of(&principal)?,
             &principal,
-            ConversationId::from_uuid(id),
+            path_id::<ConversationId>(&id, "conversation")?,
         )
         .await
         .map_err(not_found("conversation"))?;
@@ -955,7 +971,7 @@ pub async fn attachment(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
     Extension(client): Extension<ClientInfo>,
-    Path(id): Path<uuid::Uuid>,
+    Path(id): Path<String>,
     Query(q): Query<AttachmentQuery>,
 ) -> Result<Response, ApiError> {
     let (meta, bytes) = state
@@ -964,7 +980,7 @@ pub async fn attachment(
             practice_of(&principal)?,
             AttachmentReader::Staff(&principal),
             &client.audit_context(),
-            AttachmentId::from_uuid(id),
+            path_id::<AttachmentId>(&id, "attachment")?,
         )
         .await
         .map_err(not_found("attachment"))?;

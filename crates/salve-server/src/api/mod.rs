@@ -1,19 +1,13 @@
 pub mod account;
-// Not routed yet: a route exists only once the authorization matrix test covers it
-// (crates/salve-server/tests/identity.rs); the messaging routes are the next slice.
-#[allow(dead_code)]
 pub mod consent;
 pub mod health;
-#[allow(dead_code)]
 pub mod inbox_events;
-#[allow(dead_code)]
 pub mod messages;
 pub mod oversight;
 pub mod passkeys;
 pub mod patients;
 pub mod portal;
 pub mod portal_login;
-#[allow(dead_code)]
 pub mod portal_messages;
 pub mod session;
 pub mod teams;
@@ -37,4 +31,9 @@ pub(crate) fn rfc3339(micros: i64) -> String {
     salve_core::clock::from_micros(micros)
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default()
+}
+
+/// An id from the path; anything that is not one names no record (404, never a bare 400).
+pub(crate) fn path_id<T: std::str::FromStr>(raw: &str, what: &str) -> Result<T, ApiError> {
+    raw.parse().map_err(|_| ApiError::not_found(what))
 }

@@ -14,6 +14,7 @@ use crate::api::messages::{
     AttachmentQuery, AttachmentUpload, Created, MessageOut, attachment_response, clean_uploads,
     message_out,
 };
+use crate::api::path_id;
 use crate::api::portal::patient_session;
 use crate::context::ClientInfo;
 use crate::error::ApiError;
@@ -125,7 +126,7 @@ pub async fn attachment(
     State(state): State<AppState>,
     Extension(client): Extension<ClientInfo>,
     headers: HeaderMap,
-    Path(id): Path<uuid::Uuid>,
+    Path(id): Path<String>,
     Query(q): Query<AttachmentQuery>,
 ) -> Result<Response, ApiError> {
     let session = patient_session(&state, &headers).await?;
@@ -135,7 +136,7 @@ pub async fn attachment(
             session.practice_id,
             AttachmentReader::Patient(session.patient_id),
             &client.audit_context(),
-            AttachmentId::from_uuid(id),
+            path_id::<AttachmentId>(&id, "attachment")?,
         )
         .await
         .map_err(|e| match e {
