@@ -13,6 +13,14 @@ use serde::{Deserialize, Serialize};
 
 use crate::{Channel, OutgoingMessage, Provider, ProviderError, Reconciliation, SendReceipt};
 
+/// Temporary files (records being written) are named `.{final name}.{uuid}.tmp`.
+const TEMP_PREFIX: &str = ".";
+const TEMP_SUFFIX: &str = ".tmp";
+
+fn is_record_name(name: &str) -> bool {
+    name.ends_with(".sealed") && !name.starts_with(TEMP_PREFIX) && !name.ends_with(TEMP_SUFFIX)
+}
+
 pub struct LocalOutbox {
     dir: PathBuf,
     key: SymmetricKey,
@@ -43,6 +51,12 @@ impl LocalOutbox {
         &self.dir
     }
 
+    /// Records one send. The sealed record is written to a temporary file in the same
+    /// directory and synced, then hard-linked to its final name `{id}.{attempt}.sealed` (an
+    /// existing name means an earlier send of this id: the next attempt number is tried), and
+    /// the directory is synced. So a final name only ever appears for a complete, durable
+    /// record, even if the process is killed mid-write; what a crash can leave behind is a
+    /// temporary file, which [`LocalOutbox::list`] and [`Provider::reconcile`] ignore.
     fn write(&self, message: &OutgoingMessage) -> std::io::Result<u32> {
         std::fs::create_dir_all(&self.dir)?;
         let mut attempt = 1;
@@ -66,14 +80,25 @@ impl LocalOutbox {
                 FieldAad::new("local_outbox", "message", &name),
                 json.expose().as_bytes(),
             );
-            match std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&path)
-            {
-                Ok(mut file) => {
-                    file.write_all(&sealed)?;
-                    file.sync_all()?;
+            let temp = self.dir.join(format!(
+                "{TEMP_PREFIX}{name}.{}{TEMP_SUFFIX}",
+                uuid::Uuid::new_v4()
+            ));
+            let linked = (|| {
+                let mut file = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .open(&temp)?;
+                file.write_all(&sealed)?;
+                file.sync_all()?;
+                drop(file);
+                std::fs::hard_link(&temp, &path)
+            })();
+            // The final name (if linked) holds the data now; the temporary name is not needed
+            // either way.
+            let _ = std::fs::remove_file(&temp);
+            match linked {
+                Ok(()) => {
                     std::fs::File::open(&self.dir)?.sync_all()?;
                     return Ok(attempt);
                 }
@@ -94,7 +119,9 @@ impl LocalOutbox {
         for entry in entries {
             let entry = entry?;
             let name = entry.file_name().to_string_lossy().into_owned();
-            if !name.ends_with(".sealed") {
+            // Temporary files a killed writer left behind were never linked to a final name:
+            // not a send.
+            if !is_record_name(&name) {
                 continue;
             }
             let sealed = std::fs::read(entry.path())?;
@@ -132,6 +159,8 @@ impl Provider for LocalOutbox {
         })
     }
 
+    /// Sent only when the final file of the first attempt exists: it is complete by
+    /// construction (see [`LocalOutbox::write`]); a leftover temporary file does not count.
     async fn reconcile(&self, message: &OutgoingMessage) -> Reconciliation {
         let first = self.dir.join(format!("{}.1.sealed", message.id));
         match tokio::fs::try_exists(&first).await {
@@ -181,5 +210,45 @@ mod tests {
         }
         let other_key = LocalOutbox::new(outbox.dir().to_path_buf(), SymmetricKey::generate("k"));
         assert!(other_key.list().is_err());
+    }
+
+    #[tokio::test]
+    async fn a_leftover_temp_file_is_not_a_send() {
+        let dir = tempfile::tempdir().unwrap();
+        let outbox = LocalOutbox::new(dir.path().join("outbox"), SymmetricKey::generate("k"));
+        let m = message("A secure message is waiting");
+        std::fs::create_dir_all(outbox.dir()).unwrap();
+        // What a writer killed before its hard link leaves: a partial temporary file.
+        let temp = outbox.dir().join(format!(
+            "{TEMP_PREFIX}{}.1.sealed.{}{TEMP_SUFFIX}",
+            m.id,
+            uuid::Uuid::new_v4()
+        ));
+        std::fs::write(&temp, b"partial").unwrap();
+        assert!(
+            outbox.list().unwrap().is_empty(),
+            "a temp file is not listed"
+        );
+        assert!(matches!(
+            outbox.reconcile(&m).await,
+            Reconciliation::NotSent
+        ));
+        // Sending after the crash is the first send, and the temp file stays ignored.
+        let receipt = outbox.send(&m).await.unwrap();
+        assert_eq!(receipt.provider_id, format!("local-{}-1", m.id));
+        let records = outbox.list().unwrap();
+        assert_eq!(records.len(), 1);
+        assert_eq!(records[0].attempt, 1);
+        assert!(matches!(
+            outbox.reconcile(&m).await,
+            Reconciliation::Sent(_)
+        ));
+        // A successful send leaves no temporary file of its own behind.
+        let names: Vec<String> = std::fs::read_dir(outbox.dir())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names.len(), 2, "{names:?}");
+        assert!(names.contains(&format!("{}.1.sealed", m.id)));
     }
 }

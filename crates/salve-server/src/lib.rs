@@ -38,7 +38,7 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     pub config: Arc<ServerConfig>,
     pub metrics: Arc<metrics::Metrics>,
-    /// Bounds concurrent argon2 work (memory-hard: 19 MiB each).
+    /// Bounds concurrent CPU- and memory-heavy work: argon2 (19 MiB each) and image decoding.
     pub hash_permits: Arc<tokio::sync::Semaphore>,
     /// Where notifications to staff go (the local outbox until real channels are configured).
     pub provider: Arc<dyn salve_channels::Provider>,

@@ -90,6 +90,12 @@ pub async fn serve(
         })
     };
 
+    let listener_task = {
+        let store = state.store.clone();
+        let stop = stop_rx.clone();
+        tokio::spawn(async move { store.listen_for_inbox_changes(stop).await })
+    };
+
     let worker_task = tokio::spawn(crate::worker::run(
         state.clone(),
         config.outbox_poll,
@@ -136,6 +142,7 @@ pub async fn serve(
 
     let _ = checkpoint_task.await;
     let _ = worker_task.await;
+    let _ = listener_task.await;
     if let Some(t) = metrics_task {
         let _ = t.await;
     }

@@ -2,17 +2,31 @@
 //! A job found in `sending` after its lease ran out (its worker died mid-send) is reconciled
 //! with the provider; when the provider cannot tell, it becomes `unknown` for staff. Never a
 //! blind resend.
+//!
+//! On SQLite one process owns the database and runs the only worker, so every job in `sending`
+//! when [`run`] starts was left by a previous process that died: they are all reconciled at
+//! once (lease 0) instead of waiting out [`SENDING_LEASE_SECS`]. On PostgreSQL other instances
+//! may be sending right now, so only jobs whose lease ran out are touched.
 
 use std::time::Duration;
 
 use salve_channels::{Channel, OutgoingMessage, ProviderError, Reconciliation};
-use salve_store::{ClaimedJob, JobOutcome, Medium};
+use salve_store::{Backend, ClaimedJob, JobOutcome, Medium};
 use tokio::sync::watch;
 
 use crate::AppState;
 
 /// A job in `sending` for longer than this belongs to a worker that died.
 pub const SENDING_LEASE_SECS: i64 = 120;
+/// The lease [`run`] applies once at startup: 0 on SQLite (the only worker, and it has not
+/// claimed anything yet, so every job in `sending` is a dead process's), the normal lease on
+/// PostgreSQL (other instances may be mid-send).
+pub fn startup_lease_secs(backend: Backend) -> i64 {
+    match backend {
+        Backend::Sqlite => 0,
+        Backend::Postgres => SENDING_LEASE_SECS,
+    }
+}
 const BATCH: usize = 16;
 
 fn outgoing(job: &ClaimedJob, practice_name: &str) -> OutgoingMessage {
@@ -82,8 +96,26 @@ pub async fn run_once(state: &AppState, worker: &str) -> anyhow::Result<usize> {
     }
 }
 
+/// Reconciles the jobs a dead worker left in `sending` before this process claims any: on
+/// SQLite all of them (see [`startup_lease_secs`]). Pages until a pass finds nothing more.
+pub async fn reconcile_at_startup(state: &AppState) -> anyhow::Result<usize> {
+    let lease = startup_lease_secs(state.store.backend());
+    let mut total = 0;
+    loop {
+        let n = reconcile_stale_with_lease(state, lease).await?;
+        if n == 0 {
+            return Ok(total);
+        }
+        total += n;
+    }
+}
+
 async fn reconcile_stale(state: &AppState) -> anyhow::Result<usize> {
-    let stale = state.store.stale_outbox_jobs(SENDING_LEASE_SECS).await?;
+    reconcile_stale_with_lease(state, SENDING_LEASE_SECS).await
+}
+
+async fn reconcile_stale_with_lease(state: &AppState, lease_secs: i64) -> anyhow::Result<usize> {
+    let stale = state.store.stale_outbox_jobs(lease_secs).await?;
     let count = stale.len();
     for job in stale {
         let message = outgoing(&job, &sender_name(state, &job).await);
@@ -120,6 +152,15 @@ async fn reconcile_stale(state: &AppState) -> anyhow::Result<usize> {
 pub async fn run(state: AppState, period: Duration, mut stop: watch::Receiver<bool>) {
     let worker = format!("worker-{}", uuid::Uuid::new_v4());
     let wake = state.store.inbox_wake();
+    // Before the first claim, so none of this worker's own sends can be taken for a dead one's.
+    match reconcile_at_startup(&state).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(
+            jobs = n,
+            "reconciled outbox jobs left in sending by a previous run"
+        ),
+        Err(e) => tracing::error!(error = %e, "reconciling outbox jobs at startup failed"),
+    }
     loop {
         // Registered before the pass, so a change committed during it is not missed.
         let notified = wake.notified();

@@ -18,7 +18,6 @@ use sqlx::AnyConnection;
 
 use crate::messaging::conversation_event;
 use crate::patients::check_practice;
-use crate::tx::WriteTx;
 use crate::{Result, Store, StoreError};
 
 /// A consent text as shown to patients.
@@ -366,11 +365,7 @@ impl Store {
             .await?;
             ids.push(id);
         }
-        let history = self
-            .consent_history_in(&mut tx.tx, practice, patient)
-            .await?;
-        let state = ConsentState::from_history(&history);
-        self.withdraw_unconsented_jobs(&mut tx, practice, patient, &state)
+        self.withdraw_blocked_jobs(&mut tx, practice, patient)
             .await?;
         let mut targets = vec![patient.to_string()];
         targets.extend(ids.iter().map(ConsentEventId::to_string));
@@ -385,49 +380,6 @@ impl Store {
         tx.commit().await?;
         self.inbox_changed();
         Ok(ids)
-    }
-
-    /// Pending jobs whose consent is no longer granted are cancelled, and their messages marked
-    /// failed with the reason, inside the revoking transaction.
-    pub(crate) async fn withdraw_unconsented_jobs(
-        &self,
-        tx: &mut WriteTx<'_>,
-        practice: PracticeId,
-        patient: PatientId,
-        state: &ConsentState,
-    ) -> Result<usize> {
-        let pending: Vec<(String, String, Option<String>, Option<String>)> = sqlx::query_as(
-            "SELECT id, message_id, consent_channel, purpose FROM outbox_jobs \
-             WHERE patient_id = $1 AND practice_id = $2 AND status = 'pending'",
-        )
-        .bind(patient.to_string())
-        .bind(practice.to_string())
-        .fetch_all(&mut *tx.tx)
-        .await?;
-        let mut cancelled = 0;
-        for (job, message, channel, purpose) in pending {
-            let (Some(channel), Some(purpose)) = (
-                channel.as_deref().and_then(ConsentChannel::parse),
-                purpose.as_deref().and_then(ConsentPurpose::parse),
-            ) else {
-                continue;
-            };
-            if state.is_granted(channel, purpose) {
-                continue;
-            }
-            crate::outbox::cancel_job(
-                tx,
-                &self.ring,
-                practice,
-                patient,
-                &job,
-                &message,
-                "consent was revoked before sending",
-            )
-            .await?;
-            cancelled += 1;
-        }
-        Ok(cancelled)
     }
 
     /// Records a confidential-communication request (45 CFR 164.522(b)).
@@ -475,6 +427,9 @@ impl Store {
         .bind(tx.now_micros())
         .execute(&mut *tx.tx)
         .await?;
+        // A request overrides routing at once, queued sends included.
+        self.withdraw_blocked_jobs(&mut tx, practice, patient)
+            .await?;
         tx.audit(conversation_event(
             practice,
             actor,
@@ -484,6 +439,7 @@ impl Store {
             Outcome::Success,
         ));
         tx.commit().await?;
+        self.inbox_changed();
         Ok(id)
     }
 

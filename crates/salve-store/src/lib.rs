@@ -88,6 +88,8 @@ pub struct Store {
     shred_list: Option<PathBuf>,
     /// Wakes this instance's live-update streams after a commit that changed an inbox.
     inbox_wake: Arc<tokio::sync::Notify>,
+    /// For the PostgreSQL change listener's own connection (never logged: it may hold a password).
+    database_url: String,
 }
 
 impl std::fmt::Debug for Store {
@@ -147,6 +149,7 @@ impl Store {
             names: names::NameIndexCache::default(),
             shred_list: options.shred_list.clone(),
             inbox_wake: Arc::new(tokio::sync::Notify::new()),
+            database_url: options.database_url.clone(),
         };
         store.register_master_key().await?;
         Ok(store)
@@ -155,6 +158,41 @@ impl Store {
     /// Tells this instance's live-update streams to look for inbox changes.
     pub fn inbox_changed(&self) {
         self.inbox_wake.notify_waiters();
+    }
+
+    /// On PostgreSQL, wakes this instance's streams when any instance commits an inbox change
+    /// (`LISTEN salve_inbox`; the notification carries nothing, streams read the ids), until
+    /// `stop` turns true. Reconnects after a lost connection and wakes the streams then too,
+    /// so nothing committed meanwhile is missed. Returns at once on SQLite (one process).
+    pub async fn listen_for_inbox_changes(&self, mut stop: tokio::sync::watch::Receiver<bool>) {
+        if self.backend() != Backend::Postgres {
+            return;
+        }
+        loop {
+            let listening = async {
+                let mut listener = sqlx::postgres::PgListener::connect(&self.database_url).await?;
+                listener.listen("salve_inbox").await?;
+                self.inbox_changed();
+                loop {
+                    listener.recv().await?;
+                    self.inbox_changed();
+                }
+                #[allow(unreachable_code)]
+                Ok::<(), sqlx::Error>(())
+            };
+            tokio::select! {
+                result = listening => {
+                    if let Err(e) = result {
+                        tracing::warn!(error = %StoreError::from(e).detail(), "inbox change listener lost its connection");
+                    }
+                }
+                _ = stop.wait_for(|s| *s) => return,
+            }
+            tokio::select! {
+                () = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+                _ = stop.wait_for(|s| *s) => return,
+            }
+        }
     }
 
     /// Resolves at the next local inbox change.

@@ -212,6 +212,8 @@ pub struct InboxFilter {
 pub enum ConversationTarget {
     Main(PatientId),
     Existing(ConversationId),
+    /// A given conversation that must belong to this patient (the one the request names).
+    OfPatient(PatientId, ConversationId),
 }
 
 /// A file already checked and cleaned by the caller.
@@ -473,6 +475,18 @@ impl Store {
             ConversationTarget::Existing(id) => {
                 self.guarded_conversation(conn, practice, principal, op, id)
                     .await
+            }
+            ConversationTarget::OfPatient(patient, id) => {
+                check_practice(principal, practice)?;
+                let conv = self.load_conversation(conn, practice, id).await?;
+                // Another patient's thread is no thread of this patient's.
+                if conv.patient != patient {
+                    return Err(StoreError::NotFound);
+                }
+                let gate = self.team_gate(conn, principal, &conv).await?;
+                self.guard_patient_in_team(conn, practice, principal, op, patient, gate)
+                    .await?;
+                Ok(conv)
             }
             ConversationTarget::Main(patient) => {
                 check_practice(principal, practice)?;
@@ -736,6 +750,41 @@ impl Store {
         conv: &LoadedConversation,
         front_desk_sees_clinical: bool,
     ) -> Result<Vec<MessageView>> {
+        self.load_messages_where(
+            conn,
+            practice,
+            principal,
+            conv,
+            front_desk_sees_clinical,
+            None,
+        )
+        .await
+    }
+
+    /// One message of a conversation, as `load_messages` shows it.
+    async fn load_message(
+        &self,
+        conn: &mut AnyConnection,
+        practice: PracticeId,
+        principal: &Principal,
+        conv: &LoadedConversation,
+        id: MessageId,
+    ) -> Result<MessageView> {
+        self.load_messages_where(conn, practice, principal, conv, true, Some(id))
+            .await?
+            .pop()
+            .ok_or(StoreError::NotFound)
+    }
+
+    async fn load_messages_where(
+        &self,
+        conn: &mut AnyConnection,
+        practice: PracticeId,
+        principal: &Principal,
+        conv: &LoadedConversation,
+        front_desk_sees_clinical: bool,
+        only: Option<MessageId>,
+    ) -> Result<Vec<MessageView>> {
         type Row = (
             String,
             String,
@@ -755,15 +804,15 @@ impl Store {
         let rows: Vec<Row> = sqlx::query_as(
             "SELECT id, direction, channel, kind, author_kind, author_id, body, route, decision, \
              delivery, status, status_reason, legal_basis, created_at FROM messages \
-             WHERE conversation_id = $1 AND practice_id = $2 ORDER BY created_at, id",
+             WHERE conversation_id = $1 AND practice_id = $2 AND ($3 = '' OR id = $3) \
+             ORDER BY created_at, id",
         )
         .bind(conv.id.to_string())
         .bind(practice.to_string())
+        .bind(only.map(|m| m.to_string()).unwrap_or_default())
         .fetch_all(&mut *conn)
         .await?;
         let key = self.ring.patient_key(conn, practice, conv.patient).await?;
-        let patient_reader = matches!(principal, Principal::Operator);
-        let _ = patient_reader;
         let mut out = Vec::with_capacity(rows.len());
         for row in rows {
             let (
@@ -1001,13 +1050,9 @@ impl Store {
                     conv_id.parse().map_err(|_| malformed("message"))?,
                 )
                 .await?;
-            let messages = self
-                .load_messages(&mut tx.tx, practice, principal, &conv, true)
+            let message = self
+                .load_message(&mut tx.tx, practice, principal, &conv, message_id)
                 .await?;
-            let message = messages
-                .into_iter()
-                .find(|m| m.id == message_id)
-                .ok_or(StoreError::NotFound)?;
             tx.audit(conversation_event(
                 practice,
                 actor,
@@ -1060,13 +1105,9 @@ impl Store {
             vec![conv.patient.to_string(), message.to_string()],
             Outcome::Success,
         ));
-        let messages = self
-            .load_messages(&mut tx.tx, practice, principal, &conv, true)
+        let view = self
+            .load_message(&mut tx.tx, practice, principal, &conv, message)
             .await?;
-        let view = messages
-            .into_iter()
-            .find(|m| m.id == message)
-            .ok_or(StoreError::NotFound)?;
         tx.commit().await?;
         self.inbox_changed();
         Ok((view, false))

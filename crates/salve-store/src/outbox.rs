@@ -4,7 +4,9 @@
 
 use salve_core::audit::{Action, Actor, Outcome, RequestContext};
 use salve_core::clock::to_micros;
-use salve_core::consent::{ConsentChannel, ConsentPurpose, ConsentState};
+use salve_core::confidential::Restrictions;
+use salve_core::consent::{ConsentChannel, ConsentPurpose, ConsentState, Medium as ConsentMedium};
+use salve_core::patient::{Contact, ContactKind, ContactRole};
 use salve_core::{MessageId, OutboxJobId, PatientId, PracticeId, Sensitive};
 use salve_crypto::FieldAad;
 
@@ -97,26 +99,25 @@ impl Store {
         {
             let practice: PracticeId = practice.parse().map_err(|_| malformed())?;
             let patient: PatientId = patient.parse().map_err(|_| malformed())?;
-            if let (Some(channel), Some(purpose)) = (
-                channel.as_deref().and_then(ConsentChannel::parse),
-                purpose.as_deref().and_then(ConsentPurpose::parse),
-            ) {
-                let history = self
-                    .consent_history_in(&mut tx.tx, practice, patient)
-                    .await?;
-                if !ConsentState::from_history(&history).is_granted(channel, purpose) {
-                    cancel_job(
-                        &mut tx,
-                        &self.ring,
-                        practice,
-                        patient,
-                        &id,
-                        &message,
-                        "consent was revoked before sending",
-                    )
-                    .await?;
-                    continue;
-                }
+            // Consent or a confidential request may have changed since the job was queued.
+            if let Some(reason) = self
+                .job_blocked(
+                    &mut tx,
+                    practice,
+                    patient,
+                    &id,
+                    &medium,
+                    &recipient,
+                    channel.as_deref(),
+                    purpose.as_deref(),
+                )
+                .await?
+            {
+                cancel_job(
+                    &mut tx, &self.ring, practice, patient, &id, &message, reason,
+                )
+                .await?;
+                continue;
             }
             let key = match self.ring.patient_key(&mut tx.tx, practice, patient).await {
                 Ok(key) => key,
@@ -156,6 +157,110 @@ impl Store {
         }
         tx.commit().await?;
         Ok(claimed)
+    }
+
+    /// Why a queued job may no longer be sent, if it may not: its consent was revoked, or a
+    /// confidential-communication request now excludes its recipient. The rules are
+    /// salve-core's; this only reads the facts.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn job_blocked(
+        &self,
+        tx: &mut WriteTx<'_>,
+        practice: PracticeId,
+        patient: PatientId,
+        job: &str,
+        medium: &str,
+        sealed_recipient: &[u8],
+        channel: Option<&str>,
+        purpose: Option<&str>,
+    ) -> Result<Option<&'static str>> {
+        if let (Some(channel), Some(purpose)) = (
+            channel.and_then(ConsentChannel::parse),
+            purpose.and_then(ConsentPurpose::parse),
+        ) {
+            let history = self
+                .consent_history_in(&mut tx.tx, practice, patient)
+                .await?;
+            if !ConsentState::from_history(&history).is_granted(channel, purpose) {
+                return Ok(Some("consent was revoked before sending"));
+            }
+        }
+        let requests = self
+            .confidential_requests_in(&mut tx.tx, practice, patient)
+            .await?;
+        if requests.is_empty() {
+            return Ok(None);
+        }
+        let Some(medium) = ConsentMedium::parse(medium) else {
+            return Err(malformed());
+        };
+        let key = match self.ring.patient_key(&mut tx.tx, practice, patient).await {
+            Ok(key) => key,
+            Err(StoreError::Shredded) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let value = key.open_string(
+            FieldAad::new("outbox_jobs", "recipient", job),
+            sealed_recipient,
+        )?;
+        let contact = Contact {
+            kind: match medium {
+                ConsentMedium::Sms => ContactKind::Phone,
+                ConsentMedium::Email => ContactKind::Email,
+            },
+            value: Sensitive::new(value),
+            role: ContactRole::Patient,
+        };
+        Ok(Restrictions::from_requests(&requests)
+            .allows(&contact, medium)
+            .err()
+            .map(|_| "a confidential-communication request now excludes this contact point"))
+    }
+
+    /// Cancels the patient's pending jobs that may no longer be sent (after a revocation or a
+    /// new confidential-communication request), inside the caller's transaction.
+    pub(crate) async fn withdraw_blocked_jobs(
+        &self,
+        tx: &mut WriteTx<'_>,
+        practice: PracticeId,
+        patient: PatientId,
+    ) -> Result<usize> {
+        type Row = (
+            String,
+            String,
+            String,
+            Vec<u8>,
+            Option<String>,
+            Option<String>,
+        );
+        let pending: Vec<Row> = sqlx::query_as(
+            "SELECT id, message_id, medium, recipient, consent_channel, purpose FROM outbox_jobs \
+             WHERE patient_id = $1 AND practice_id = $2 AND status = 'pending'",
+        )
+        .bind(patient.to_string())
+        .bind(practice.to_string())
+        .fetch_all(&mut *tx.tx)
+        .await?;
+        let mut cancelled = 0;
+        for (job, message, medium, recipient, channel, purpose) in pending {
+            if let Some(reason) = self
+                .job_blocked(
+                    tx,
+                    practice,
+                    patient,
+                    &job,
+                    &medium,
+                    &recipient,
+                    channel.as_deref(),
+                    purpose.as_deref(),
+                )
+                .await?
+            {
+                cancel_job(tx, &self.ring, practice, patient, &job, &message, reason).await?;
+                cancelled += 1;
+            }
+        }
+        Ok(cancelled)
     }
 
     /// Records what became of a claimed job, with its audit row.
@@ -376,8 +481,22 @@ pub(crate) async fn cancel_job(
         .execute(&mut *tx.tx)
         .await?;
     let key = ring.patient_key(&mut tx.tx, practice, patient).await?;
-    let sealed = key.seal_str(FieldAad::new("messages", "status_reason", message), reason);
-    set_message_status(tx, message, "failed", Some(sealed)).await?;
+    let channel: Option<String> = sqlx::query_scalar("SELECT channel FROM messages WHERE id = $1")
+        .bind(message)
+        .fetch_optional(&mut *tx.tx)
+        .await?
+        .flatten();
+    // A secure message's content is in the portal already: only its announcement stops.
+    let (status, reason) = if channel.as_deref() == Some("portal") {
+        (
+            "sent",
+            format!("the notification was not sent ({reason}); the message waits in the portal"),
+        )
+    } else {
+        ("failed", reason.to_owned())
+    };
+    let sealed = key.seal_str(FieldAad::new("messages", "status_reason", message), &reason);
+    set_message_status(tx, message, status, Some(sealed)).await?;
     tx.audit(conversation_event(
         practice,
         Actor::System,

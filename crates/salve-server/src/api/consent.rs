@@ -679,14 +679,7 @@ async fn save_template(
     id: Option<TemplateId>,
     b: TemplateBody,
 ) -> Result<TemplateView, ApiError> {
-    let parsed = salve_core::templates::parse(&b.body).map_err(|errors| {
-        ApiError::validation(
-            errors
-                .into_iter()
-                .map(|e| salve_core::FieldError::new(format!("body.{}", e.field), e.expected))
-                .collect(),
-        )
-    })?;
+    let parsed = salve_core::templates::parse(&b.body).map_err(ApiError::validation)?;
     let body = parsed.source().to_owned();
     let id = state
         .store

@@ -23,6 +23,7 @@ use salve_store::{
     NewAttachment, NewJob, OutboundPlan, PlanRefused, SendFacts, StoreError,
 };
 use serde::{Deserialize, Serialize};
+use sha2::Digest;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::AppState;
@@ -299,26 +300,38 @@ fn checked_text(raw: &str) -> Result<Sensitive<String>, ApiError> {
     Ok(Sensitive::new(text.to_owned()))
 }
 
-/// Decodes, checks and cleans the uploads (type by content; images re-encoded).
-pub(crate) fn clean_uploads(uploads: &[AttachmentUpload]) -> Result<Vec<NewAttachment>, ApiError> {
+/// Decodes, checks and cleans the uploads (type by content; images re-encoded), off the async
+/// runtime and a few at a time: decoding a large photo takes time and memory.
+pub(crate) async fn clean_uploads(
+    state: &AppState,
+    uploads: &[AttachmentUpload],
+) -> Result<Vec<NewAttachment>, ApiError> {
     if uploads.len() > MAX_ATTACHMENTS {
         return Err(ApiError::bad_request(format!(
             "at most {MAX_ATTACHMENTS} attachments per message"
         )));
     }
-    uploads
-        .iter()
-        .enumerate()
-        .map(|(i, upload)| {
-            let bytes = base64::engine::general_purpose::STANDARD
-                .decode(upload.content_base64.as_bytes())
-                .map_err(|_| {
-                    ApiError::bad_request(format!(
-                        "attachments[{i}].content_base64 is not valid base64"
-                    ))
-                })?;
-            let clean =
-                attachments::sanitize(&bytes, upload.file_name.as_deref()).map_err(|e| {
+    let mut out = Vec::with_capacity(uploads.len());
+    for (i, upload) in uploads.iter().enumerate() {
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(upload.content_base64.as_bytes())
+            .map_err(|_| {
+                ApiError::bad_request(format!(
+                    "attachments[{i}].content_base64 is not valid base64"
+                ))
+            })?;
+        let name = upload.file_name.clone();
+        let _permit = state
+            .hash_permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| ApiError::unavailable("shutting down"))?;
+        let clean =
+            tokio::task::spawn_blocking(move || attachments::sanitize(&bytes, name.as_deref()))
+                .await
+                .map_err(|_| ApiError::internal("attachment check failed"))?
+                .map_err(|e| {
                     ApiError::new(
                         StatusCode::UNPROCESSABLE_ENTITY,
                         "attachment-refused",
@@ -326,13 +339,13 @@ pub(crate) fn clean_uploads(uploads: &[AttachmentUpload]) -> Result<Vec<NewAttac
                         format!("attachments[{i}]: {e}"),
                     )
                 })?;
-            Ok(NewAttachment {
-                media_type: clean.media_type.media_type().to_owned(),
-                file_name: clean.file_name,
-                bytes: clean.bytes,
-            })
-        })
-        .collect()
+        out.push(NewAttachment {
+            media_type: clean.media_type.media_type().to_owned(),
+            file_name: clean.file_name,
+            bytes: clean.bytes,
+        });
+    }
+    Ok(out)
 }
 
 fn purpose_of(raw: Option<&str>) -> Result<ConsentPurpose, ApiError> {
@@ -595,7 +608,7 @@ fn preview_view(plan: &Plan, text: String) -> PreviewView {
 
 fn target(patient: PatientId, conversation: Option<uuid::Uuid>) -> ConversationTarget {
     match conversation {
-        Some(c) => ConversationTarget::Existing(ConversationId::from_uuid(c)),
+        Some(c) => ConversationTarget::OfPatient(patient, ConversationId::from_uuid(c)),
         None => ConversationTarget::Main(patient),
     }
 }
@@ -617,14 +630,20 @@ pub async fn send(
 ) -> Result<Response, ApiError> {
     let practice = practice_of(&principal)?;
     let request = parse_request(&state, &principal, &body.value).await?;
-    let uploads = clean_uploads(&body.value.attachments)?;
+    let uploads = clean_uploads(&state, &body.value.attachments).await?;
     let base = base_url(&state);
     let portal_link = format!("{base}/portal");
+    let patient = path_id::<PatientId>(&patient, "patient")?;
+    // The request is the patient in the path and the body: the same key and body for another
+    // patient is a different request (422), not a retry to answer with the first message.
     let idempotency = key.map(|key_hash| salve_store::Idempotency {
         key_hash,
-        request_hash: body.sha256,
+        request_hash: sha2::Sha256::new()
+            .chain_update(patient.as_uuid().as_bytes())
+            .chain_update(body.sha256)
+            .finalize()
+            .into(),
     });
-    let patient = path_id::<PatientId>(&patient, "patient")?;
     // Rendered inside the store's transaction: templates need the patient's facts.
     let plan = |facts: &SendFacts| -> Result<OutboundPlan, PlanRefused> {
         let (text, filled) = rendered(&request, facts, &portal_link).map_err(PlanRefused)?;

@@ -94,7 +94,7 @@ pub async fn reply(
             "`text` must have 1 to 5000 characters",
         ));
     }
-    let uploads = clean_uploads(&body.value.attachments)?;
+    let uploads = clean_uploads(&state, &body.value.attachments).await?;
     let id = state
         .store
         .receive_patient_message(

@@ -352,6 +352,36 @@ impl App {
         }
     }
 
+    /// Sends a request and returns the response with its body unread: binary bodies
+    /// (attachments) and streams (the inbox events) are read by the caller.
+    pub async fn send_raw(&self, req: Req) -> axum::response::Response {
+        let mut builder = Request::builder().method(req.method.clone()).uri(&req.path);
+        for (name, value) in &req.headers {
+            builder = builder.header(name, value);
+        }
+        let body = match req.body {
+            Some((content_type, bytes)) => {
+                builder = builder.header(header::CONTENT_TYPE, content_type);
+                Body::from(bytes)
+            }
+            None => Body::empty(),
+        };
+        let mut request = builder.body(body).unwrap();
+        let ip = req.ip.unwrap_or_else(|| self.fresh_ip());
+        request
+            .extensions_mut()
+            .insert(ConnectInfo(SocketAddr::new(ip, 40000)));
+        self.router.clone().oneshot(request).await.unwrap()
+    }
+
+    /// The local outbox the server sends through (secure links, codes, notifications).
+    pub async fn outbox(&self) -> LocalOutbox {
+        LocalOutbox::new(
+            self._db.dir.path().join("outbox"),
+            self.store.outbox_key().await.unwrap(),
+        )
+    }
+
     // ---- accounts and sign-in --------------------------------------------------------------
 
     /// A staff member of `practice` with the shared password, not yet enrolled in MFA.
