@@ -1149,14 +1149,34 @@ async fn the_inbox_stream_closes_on_sign_out_revocation_and_idle_expiry() {
             .await;
         let (_, bystander) = member(&app, app.practice, Role::Staff).await;
 
-        // A change arrives with ids and a kind only; another practice's changes never do.
+        // A change arrives with ids and a kind only; another practice's changes never do, nor
+        // those of a restricted patient this user is not named on.
+        let (_, admin) = member(&app, app.practice, Role::Admin).await;
+        let hidden = app
+            .create_patient(&app.token, &patient_body("Vera", None, "+13125550124"))
+            .await;
+        let r = app
+            .send(
+                as_user(
+                    Req::put(format!("/api/v1/patients/{hidden}/restriction")),
+                    &admin,
+                )
+                .json(&serde_json::json!({"restricted": true, "users": []})),
+            )
+            .await;
+        assert!(r.status.is_success(), "{} {}", r.status, r.text);
         let mut first = Events::open(&app, events(&s1)).await;
         send_text(&app, &app.other_token, &patient_b, "Elsewhere news").await;
+        let hidden_conv = send_text(&app, &app.token, &hidden, "Please call the office").await;
         let secret = "Your thyroid panel came back normal";
         let conv = send_text(&app, &app.token, &patient, secret).await;
         let frame = first.next_change().await;
         let data = change_data(&frame);
         assert_eq!(data["conversation_id"], conv.as_str(), "{kind:?}: {frame}");
+        assert!(
+            !frame.contains(&hidden_conv),
+            "{kind:?}: a restricted thread's id was streamed"
+        );
         for leak in ["thyroid", "Marisol", "Quintanilla", &patient] {
             assert!(!frame.contains(leak), "{kind:?}: {leak} in {frame}");
         }

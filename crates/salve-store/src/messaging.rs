@@ -1588,6 +1588,36 @@ impl Store {
         Ok(())
     }
 
+    /// Whether this principal may read the conversation (restricted patient, team); no audit
+    /// row: used to decide which live-update ids a stream may carry, not to read anything.
+    pub async fn may_read_conversation(
+        &self,
+        practice: PracticeId,
+        principal: &Principal,
+        id: ConversationId,
+    ) -> Result<bool> {
+        let mut conn = self.pool.acquire().await?;
+        match self
+            .guarded_conversation(
+                &mut conn,
+                practice,
+                principal,
+                Operation::ConversationRead,
+                id,
+            )
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(
+                StoreError::NotFound
+                | StoreError::Hidden
+                | StoreError::Forbidden
+                | StoreError::BreakGlassRequired,
+            ) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Applies the conversation gate for `ConversationManage` without changing anything.
     pub async fn check_conversation_access(
         &self,

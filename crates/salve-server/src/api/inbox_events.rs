@@ -1,5 +1,5 @@
 //! Live inbox updates over Server-Sent Events: ids and kinds only (clients fetch content through
-//! the authorized endpoints). The stream does not count as activity, and it closes when its
+//! the authorized endpoints), and only for conversations the reader may open. The stream does not count as activity, and it closes when its
 //! session or token ends, expires or is revoked.
 
 use std::convert::Infallible;
@@ -20,6 +20,7 @@ use crate::error::ApiError;
 
 struct Cursor {
     state: AppState,
+    principal: Principal,
     headers: HeaderMap,
     ctx: salve_core::audit::RequestContext,
     practice: PracticeId,
@@ -50,6 +51,7 @@ pub async fn stream_changes(
     let after = state.store.inbox_head().await?;
     let closes_at = tokio::time::Instant::now() + state.config.stream_max_lifetime;
     let cursor = Cursor {
+        principal,
         closes_at,
         ctx: client.audit_context(),
         state,
@@ -74,6 +76,21 @@ pub async fn stream_changes(
                 Ok(changes) if !changes.is_empty() => {
                     for (seq, conversation, kind) in changes {
                         c.after = seq;
+                        // Minimum necessary: not even the ids of threads this reader may not
+                        // open (other teams, restricted patients).
+                        match c
+                            .state
+                            .store
+                            .may_read_conversation(c.practice, &c.principal, conversation)
+                            .await
+                        {
+                            Ok(true) => {}
+                            Ok(false) => continue,
+                            Err(e) => {
+                                tracing::warn!(error = %e.detail(), "inbox stream check failed");
+                                return None;
+                            }
+                        }
                         let data = serde_json::json!({
                             "seq": seq,
                             "conversation_id": conversation.as_uuid(),

@@ -462,6 +462,33 @@ impl Server {
         log
     }
 
+    /// Kills the process with SIGKILL (no draining, no final checkpoint: a crash), reaps it,
+    /// asserts that the signal is what ended it, and returns the complete stderr log.
+    pub fn kill(mut self) -> String {
+        let mut child = self.child.take().expect("server process");
+        child.kill().expect("SIGKILL the server");
+        let status = child.wait().expect("reap the killed server");
+        if let Some(reader) = self.reader.take() {
+            let _ = reader.join();
+        }
+        let log = self.log();
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(
+            status.signal(),
+            Some(9),
+            "server {} was not ended by SIGKILL ({status}):\n{log}",
+            self.pid
+        );
+        log
+    }
+
+    /// [`Server::kill`] without blocking the async runtime.
+    pub async fn kill_async(self) -> String {
+        tokio::task::spawn_blocking(move || self.kill())
+            .await
+            .expect("server kill thread")
+    }
+
     /// [`Server::stop`] without blocking the async runtime.
     pub async fn stop_async(self) -> String {
         tokio::task::spawn_blocking(move || self.stop())
