@@ -90,6 +90,10 @@ pub struct Store {
     inbox_wake: Arc<tokio::sync::Notify>,
     /// For the PostgreSQL change listener's own connection (never logged: it may hold a password).
     database_url: String,
+    /// One SQLite write transaction at a time in this process (SQLite allows one anyway); a
+    /// fair queue instead of the busy handler's sleep-and-retry. Other processes (the CLI) still
+    /// meet the busy timeout.
+    sqlite_writer: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -150,6 +154,7 @@ impl Store {
             shred_list: options.shred_list.clone(),
             inbox_wake: Arc::new(tokio::sync::Notify::new()),
             database_url: options.database_url.clone(),
+            sqlite_writer: Arc::new(tokio::sync::Mutex::new(())),
         };
         store.register_master_key().await?;
         Ok(store)

@@ -16,16 +16,24 @@ pub(crate) struct WriteTx<'s> {
     pub tx: Transaction<'static, Any>,
     pub now: OffsetDateTime,
     events: Vec<AuditEvent>,
+    /// SQLite: this process's writers queue here instead of sleeping in SQLite's busy handler.
+    /// Declared last so the transaction ends before the next writer starts.
+    _writer: Option<tokio::sync::OwnedMutexGuard<()>>,
 }
 
 impl Store {
     pub(crate) async fn begin(&self) -> Result<WriteTx<'_>> {
+        let writer = match self.backend() {
+            crate::Backend::Sqlite => Some(self.sqlite_writer.clone().lock_owned().await),
+            crate::Backend::Postgres => None,
+        };
         let tx = self.dialect.begin_write(&self.pool).await?;
         Ok(WriteTx {
             store: self,
             tx,
             now: self.clock.now(),
             events: Vec::new(),
+            _writer: writer,
         })
     }
 }
