@@ -475,12 +475,18 @@ pub fn authorize(principal: &Principal, op: Operation, patient: Option<&PatientG
             if !role_allows(*role, op) {
                 return Decision::Deny(DenyReason::RoleNotAllowed(*role));
             }
+            // Another team's conversation: a clinician may break the glass, the front desk not.
             if let Some(p) = patient
                 && op.is_conversation_operation()
                 && p.team == TeamGate::Outsider
                 && *role != Role::Admin
+                && !p.break_glass
             {
-                return Decision::Deny(DenyReason::OtherTeam);
+                return if role_allows(*role, Op::BreakGlass) {
+                    Decision::BreakGlassRequired
+                } else {
+                    Decision::Deny(DenyReason::OtherTeam)
+                };
             }
             match patient {
                 Some(p) if p.restricted && !p.named && !p.break_glass => {
@@ -721,7 +727,7 @@ mod tests {
     }
 
     #[test]
-    fn a_team_conversation_is_for_its_team_its_assignee_and_admins() {
+    fn a_team_conversation_is_for_its_team_its_assignee_admins_and_the_glass() {
         let outsider = PatientGuard {
             team: TeamGate::Outsider,
             ..PatientGuard::default()
@@ -730,12 +736,25 @@ mod tests {
             .into_iter()
             .filter(|o| o.is_conversation_operation())
         {
+            assert_eq!(
+                authorize(&staff(Role::Staff), op, Some(&outsider)),
+                Decision::Deny(DenyReason::OtherTeam),
+                "front desk {op:?}"
+            );
+            assert_eq!(
+                authorize(&staff(Role::Clinician), op, Some(&outsider)),
+                Decision::BreakGlassRequired,
+                "clinician {op:?}"
+            );
+            let glass = PatientGuard {
+                break_glass: true,
+                ..outsider
+            };
+            assert_eq!(
+                authorize(&staff(Role::Clinician), op, Some(&glass)),
+                Decision::Allow
+            );
             for role in [Role::Clinician, Role::Staff] {
-                assert_eq!(
-                    authorize(&staff(role), op, Some(&outsider)),
-                    Decision::Deny(DenyReason::OtherTeam),
-                    "{role} {op:?}"
-                );
                 for gate in [TeamGate::Member, TeamGate::Open] {
                     let inside = PatientGuard {
                         team: gate,

@@ -1263,3 +1263,92 @@ async fn the_inbox_stream_closes_on_sign_out_revocation_and_idle_expiry() {
         );
     }
 }
+
+/// A clinician outside a conversation's team opens it only by breaking the glass (a category and
+/// a written reason), for the practice's break-glass period; the front desk cannot.
+#[tokio::test]
+async fn a_clinician_breaks_the_glass_for_another_teams_conversation() {
+    for db in TestDatabase::all().await {
+        let app = app(db).await;
+        let kind = app.kind;
+        let (_, admin) = member(&app, app.practice, Role::Admin).await;
+        let (_, clinician) = member(&app, app.practice, Role::Clinician).await;
+        let (_, front_desk) = member(&app, app.practice, Role::Staff).await;
+        let patient = app
+            .create_patient(&app.token, &patient_body("Marisol", None, "+13125550123"))
+            .await;
+        let conversation = send_text(&app, &app.token, &patient, "Please call the office").await;
+        let glass = format!("/api/v1/patients/{patient}/break-glass");
+        let reason = json!({
+            "category": "covering_for_colleague",
+            "reason": "covering the nurses' pool while they are in a meeting"
+        });
+        // Nothing to break while the thread belongs to no team.
+        let r = app
+            .send(as_user(Req::post(&glass), &clinician).json(&reason))
+            .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{kind:?}: {}", r.text);
+
+        let r = app
+            .send(as_user(Req::post("/api/v1/teams"), &admin).json(&json!({"name": "Nurses"})))
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+        let team = r.json()["id"].as_str().unwrap().to_owned();
+        let r = app
+            .send(
+                as_user(
+                    Req::put(format!("/api/v1/conversations/{conversation}/assignment")),
+                    &admin,
+                )
+                .json(&json!({ "team_id": team })),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text);
+
+        let read = Req::get(format!("/api/v1/conversations/{conversation}"));
+        let r = app.send(as_user(read.clone(), &clinician)).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{kind:?}");
+        assert_eq!(
+            r.problem_type(),
+            "urn:salve:problem:break-glass-required",
+            "{}",
+            r.text
+        );
+        let r = app.send(as_user(read.clone(), &front_desk)).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{kind:?}");
+        assert_eq!(r.problem_type(), "urn:salve:problem:forbidden");
+
+        // The front desk may not break the glass; a clinician with a reason may.
+        let r = app
+            .send(as_user(Req::post(&glass), &front_desk).json(&reason))
+            .await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{kind:?}: {}", r.text);
+        let r = app
+            .send(as_user(Req::post(&glass), &clinician).json(&reason))
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{kind:?}: {}", r.text);
+        let r = app.send(as_user(read.clone(), &clinician)).await;
+        assert_eq!(r.status, StatusCode::OK, "{kind:?}: {}", r.text);
+        let r = app
+            .send(
+                as_user(
+                    Req::post(format!("/api/v1/conversations/{conversation}/notes")),
+                    &clinician,
+                )
+                .json(&json!({"text": "Reviewed while covering."})),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{kind:?}: {}", r.text);
+
+        // The grant runs out with the practice's break-glass period (60 minutes by default).
+        app.advance(Duration::minutes(61));
+        let clinician = {
+            // The session went idle meanwhile; a fresh one for the same person.
+            let (_, fresh) = member(&app, app.practice, Role::Clinician).await;
+            fresh
+        };
+        let r = app.send(as_user(read, &clinician)).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{kind:?}");
+        assert_eq!(r.problem_type(), "urn:salve:problem:break-glass-required");
+    }
+}

@@ -81,9 +81,23 @@ impl Store {
         if authorize(principal, Operation::BreakGlass, Some(&guard)) != Decision::Allow {
             return Err(StoreError::Forbidden);
         }
-        if !restricted {
+        // The glass opens a restricted patient, or the patient's threads assigned to a team
+        // this clinician is not in (and not assigned to them personally).
+        let outside_team: Option<String> = sqlx::query_scalar(
+            "SELECT c.id FROM conversations c WHERE c.patient_id = $1 AND c.practice_id = $2 \
+             AND c.assigned_team IS NOT NULL \
+             AND (c.assigned_user IS NULL OR c.assigned_user <> $3) \
+             AND NOT EXISTS (SELECT 1 FROM team_members m WHERE m.team_id = c.assigned_team AND m.user_id = $3) \
+             LIMIT 1",
+        )
+        .bind(patient.to_string())
+        .bind(practice.to_string())
+        .bind(user.to_string())
+        .fetch_optional(&mut *tx.tx)
+        .await?;
+        if !restricted && outside_team.is_none() {
             return Err(StoreError::Invalid(
-                "this patient is not restricted; no break-glass is needed".into(),
+                "this patient is not restricted and has no conversation outside your teams; no break-glass is needed".into(),
             ));
         }
         let minutes: i64 =

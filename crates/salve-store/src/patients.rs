@@ -267,7 +267,7 @@ impl Store {
         .await?;
         let restricted = restricted.ok_or(StoreError::NotFound)? != 0;
         let (named, break_glass) = match principal {
-            Principal::Staff { user, .. } if restricted => {
+            Principal::Staff { user, .. } if restricted || team == TeamGate::Outsider => {
                 let row: Option<String> = sqlx::query_scalar(
                     "SELECT user_id FROM patient_access WHERE patient_id = $1 AND user_id = $2",
                 )
