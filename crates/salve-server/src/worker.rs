@@ -59,6 +59,8 @@ pub async fn run_once(state: &AppState, worker: &str) -> anyhow::Result<usize> {
         if jobs.is_empty() {
             return Ok(handled);
         }
+        // Outcomes are recorded together: one durable commit per batch, not per send.
+        let mut outcomes = Vec::with_capacity(jobs.len());
         for job in jobs {
             let message = outgoing(&job, &sender_name(state, &job).await);
             let outcome = match state.provider.send(&message).await {
@@ -90,9 +92,10 @@ pub async fn run_once(state: &AppState, worker: &str) -> anyhow::Result<usize> {
                     }
                 }
             };
-            state.store.finish_outbox_job(&job, &outcome).await?;
-            handled += 1;
+            outcomes.push((job, outcome));
         }
+        handled += outcomes.len();
+        state.store.finish_outbox_jobs(&outcomes).await?;
     }
 }
 

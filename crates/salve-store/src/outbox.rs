@@ -265,7 +265,31 @@ impl Store {
 
     /// Records what became of a claimed job, with its audit row.
     pub async fn finish_outbox_job(&self, job: &ClaimedJob, outcome: &JobOutcome) -> Result<()> {
+        self.finish_outbox_jobs(&[(job.clone(), outcome.clone())])
+            .await
+    }
+
+    /// Records the outcomes of a batch of sends in one transaction (one durable commit for the
+    /// batch; a crash before it leaves the jobs in `sending`, to be reconciled).
+    pub async fn finish_outbox_jobs(&self, results: &[(ClaimedJob, JobOutcome)]) -> Result<()> {
+        if results.is_empty() {
+            return Ok(());
+        }
         let mut tx = self.begin().await?;
+        for (job, outcome) in results {
+            self.finish_in(&mut tx, job, outcome).await?;
+        }
+        tx.commit().await?;
+        self.inbox_changed();
+        Ok(())
+    }
+
+    async fn finish_in(
+        &self,
+        tx: &mut WriteTx<'_>,
+        job: &ClaimedJob,
+        outcome: &JobOutcome,
+    ) -> Result<()> {
         let now = tx.now_micros();
         let id = job.id.to_string();
         let message = job.message.to_string();
@@ -348,7 +372,7 @@ impl Store {
         let sealed_reason = reason
             .as_deref()
             .map(|r| key.seal_str(FieldAad::new("messages", "status_reason", &message), r));
-        set_message_status(&mut tx, &message, message_status, sealed_reason).await?;
+        set_message_status(tx, &message, message_status, sealed_reason).await?;
         if let Some(provider_id) = provider_id {
             sqlx::query("UPDATE messages SET provider_message_id = $1 WHERE id = $2")
                 .bind(provider_id)
@@ -362,7 +386,7 @@ impl Store {
                 .fetch_one(&mut *tx.tx)
                 .await?;
         crate::messaging::record_change(
-            &mut tx,
+            tx,
             job.practice,
             conversation.parse().map_err(|_| malformed())?,
             "status",
@@ -376,8 +400,6 @@ impl Store {
             vec![job.patient.to_string(), message, id],
             audit_outcome,
         ));
-        tx.commit().await?;
-        self.inbox_changed();
         Ok(())
     }
 
