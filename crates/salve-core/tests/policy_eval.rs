@@ -1,12 +1,14 @@
-//! The shipped evaluation set (data/policy/eval.jsonl) must meet the policy's targets: recall on
-//! `secure` >= 99.5% (missing a secure message is the costly error) and a false-secure rate on
-//! `direct` <= 10%. Speed is measured by `examples/policy_bench.rs`, not here.
+//! The shipped evaluation set (data/policy/eval.jsonl) and the development set
+//! (data/policy/dev.jsonl, written separately from eval.jsonl) must meet the policy's targets:
+//! recall on `secure` >= 99.5% (missing a secure message is the costly error) and a false-secure
+//! rate on `direct` <= 10%. Speed is measured by `examples/policy_bench.rs`, not here.
 
 use salve_core::policy::eval::Tally;
 use salve_core::policy::{ClassifyContext, FilledValue, Route, classify};
 use serde_json::Value;
 
 const EVAL: &str = include_str!("../data/policy/eval.jsonl");
+const DEV: &str = include_str!("../data/policy/dev.jsonl");
 
 fn context(case: &Value) -> ClassifyContext {
     let values: Vec<FilledValue> = match case.get("values") {
@@ -28,9 +30,18 @@ fn context(case: &Value) -> ClassifyContext {
 
 #[test]
 fn shipped_eval_set_meets_the_targets() {
+    meets_the_targets(EVAL, 440);
+}
+
+#[test]
+fn dev_set_meets_the_targets() {
+    meets_the_targets(DEV, 150);
+}
+
+fn meets_the_targets(set: &str, min_cases: usize) {
     let mut tally = Tally::default();
     let mut misses = Vec::new();
-    for (i, line) in EVAL
+    for (i, line) in set
         .lines()
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
@@ -51,7 +62,7 @@ fn shipped_eval_set_meets_the_targets() {
         }
     }
     assert!(
-        tally.secure + tally.direct >= 440,
+        tally.secure + tally.direct >= min_cases,
         "the set shrank: {tally:?}"
     );
     let report = format!(

@@ -86,6 +86,8 @@ const EVERYDAY: &str = include_str!("../../data/policy/allow/everyday.txt");
 /// Generated: health words that no form of may be allowed, and health word beginnings.
 const DENIED: &str = include_str!("../../data/policy/allow/denied.txt");
 const DENIED_PREFIXES: &str = include_str!("../../data/policy/allow/denied_prefixes.txt");
+/// Hand-curated: words never allowed in any form, even when a curated file lists them.
+const NEVER: &str = include_str!("../../data/policy/allow/never.txt");
 
 #[derive(Debug, Clone, Copy)]
 struct Entry {
@@ -97,6 +99,7 @@ struct Lists {
     words: HashMap<String, Entry>,
     denied: HashSet<String>,
     denied_prefixes: Vec<String>,
+    never: HashSet<String>,
 }
 
 fn entries(text: &str) -> impl Iterator<Item = String> + '_ {
@@ -136,8 +139,9 @@ static LISTS: LazyLock<Lists> = LazyLock::new(|| {
     }
     Lists {
         words,
-        denied: entries(DENIED).collect(),
+        denied: entries(DENIED).chain(entries(NEVER)).collect(),
         denied_prefixes: entries(DENIED_PREFIXES).collect(),
+        never: entries(NEVER).collect(),
     }
 });
 
@@ -155,13 +159,16 @@ fn denied(lists: &Lists, word: &str) -> bool {
 /// not allowed because "expect" is).
 pub fn lookup(folded_word: &str) -> Option<Kinds> {
     let lists = &*LISTS;
+    if lists.never.contains(folded_word) {
+        return None;
+    }
     let exact = lists.words.get(folded_word);
     if let Some(e) = exact
         && e.curated
     {
         return Some(e.kinds);
     }
-    if denied(lists, folded_word) {
+    if denied(lists, folded_word) || plural_of_denied(lists, folded_word) {
         return None;
     }
     if let Some(e) = exact {
@@ -174,6 +181,15 @@ pub fn lookup(folded_word: &str) -> Option<Kinds> {
         }
     });
     found
+}
+
+/// "brazos" when "brazo" is denied, "readings" when "reading" is: the generated everyday list
+/// holds plurals of health words on their own.
+fn plural_of_denied(lists: &Lists, word: &str) -> bool {
+    ["s", "es"].iter().any(|ending| {
+        word.strip_suffix(ending)
+            .is_some_and(|stem| stem.len() >= 3 && lists.denied.contains(stem))
+    })
 }
 
 /// Spanish verb endings (longest first) and English suffixes, with what replaces them.
