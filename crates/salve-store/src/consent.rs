@@ -299,9 +299,24 @@ impl Store {
         if events.is_empty() {
             return Err(StoreError::Invalid("nothing to record".into()));
         }
-        for event in events {
-            salve_core::consent::validate(event).map_err(invalid)?;
-        }
+        self.record_consent_from(practice, recorder, ctx, patient, evidence, |_| {
+            events.to_vec()
+        })
+        .await
+    }
+
+    /// Records the events `decide` derives from the patient's current consent state, read in the
+    /// same transaction (revoke-all cannot miss a grant committed a moment before). Nothing to
+    /// record is not an error: it returns no ids.
+    pub async fn record_consent_from(
+        &self,
+        practice: PracticeId,
+        recorder: Recorder<'_>,
+        ctx: &RequestContext,
+        patient: PatientId,
+        evidence: Option<&Sensitive<String>>,
+        decide: impl FnOnce(&ConsentState) -> Vec<ConsentEventInput>,
+    ) -> Result<Vec<ConsentEventId>> {
         let mut tx = self.begin().await?;
         if let Recorder::Principal(principal) = recorder {
             check_practice(principal, practice)?;
@@ -315,6 +330,17 @@ impl Store {
             )
             .await?;
         }
+        let current = self
+            .consent_history_in(&mut tx.tx, practice, patient)
+            .await?;
+        let events = decide(&ConsentState::from_history(&current));
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        for event in &events {
+            salve_core::consent::validate(event).map_err(invalid)?;
+        }
+        let events = &events;
         let key = self.ring.patient_key(&mut tx.tx, practice, patient).await?;
         let now = tx.now_micros();
         let mut ids = Vec::new();

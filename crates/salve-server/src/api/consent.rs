@@ -285,13 +285,7 @@ pub async fn record(
         )
         .await
         .map_err(not_found("patient"))?;
-    Ok((
-        StatusCode::CREATED,
-        axum::Json(RecordedConsent {
-            ids: ids.iter().map(|i| i.as_uuid()).collect(),
-        }),
-    )
-        .into_response())
+    Ok(recorded(ids))
 }
 
 /// Revoke every consent the patient has given, in one action.
@@ -312,37 +306,35 @@ pub async fn revoke_all(
             "intake_form, verbal, patient_portal, sms_keyword or free_text_request",
         )
     })?;
-    let practice = practice_of(&principal)?;
-    let patient = path_id::<PatientId>(&patient, "patient")?;
-    let ctx = client.audit_context();
-    let (events, _) = state
-        .store
-        .consent_record(practice, &principal, &ctx, patient)
-        .await
-        .map_err(not_found("patient"))?;
-    let inputs = consent::revoke_all(&ConsentState::from_history(&events), method);
-    if inputs.is_empty() {
-        return Ok((StatusCode::OK, axum::Json(RecordedConsent { ids: vec![] })).into_response());
-    }
     let ids = state
         .store
-        .record_consent(
-            practice,
+        .record_consent_from(
+            practice_of(&principal)?,
             Recorder::Principal(&principal),
-            &ctx,
-            patient,
-            &inputs,
+            &client.audit_context(),
+            path_id::<PatientId>(&patient, "patient")?,
             evidence(body.value.evidence.as_ref())?.as_ref(),
+            |current| consent::revoke_all(current, method),
         )
         .await
         .map_err(not_found("patient"))?;
-    Ok((
-        StatusCode::CREATED,
+    Ok(recorded(ids))
+}
+
+fn recorded(ids: Vec<salve_core::ConsentEventId>) -> Response {
+    // Nothing was granted, so nothing was revoked: 200 with no ids.
+    let status = if ids.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    (
+        status,
         axum::Json(RecordedConsent {
             ids: ids.iter().map(|i| i.as_uuid()).collect(),
         }),
     )
-        .into_response())
+        .into_response()
 }
 
 /// Record a confidential-communication request (45 CFR 164.522(b)); it overrides routing.
