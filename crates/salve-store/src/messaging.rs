@@ -502,6 +502,32 @@ impl Store {
         }
     }
 
+    /// Records an inbox change and its audit row, commits, and wakes live-update streams.
+    #[allow(clippy::too_many_arguments)]
+    async fn commit_conversation_change(
+        &self,
+        mut tx: WriteTx<'_>,
+        practice: PracticeId,
+        principal: &Principal,
+        ctx: &RequestContext,
+        (patient, id): (PatientId, ConversationId),
+        kind: &str,
+        action: Action,
+    ) -> Result<()> {
+        record_change(&mut tx, practice, id, kind).await?;
+        tx.audit(conversation_event(
+            practice,
+            principal.actor(),
+            ctx,
+            action,
+            vec![patient.to_string(), id.to_string()],
+            Outcome::Success,
+        ));
+        tx.commit().await?;
+        self.inbox_changed();
+        Ok(())
+    }
+
     /// Opens a topic thread beside the patient's main thread.
     pub async fn create_topic_conversation(
         &self,
@@ -545,16 +571,16 @@ impl Store {
         .bind(now)
         .execute(&mut *tx.tx)
         .await?;
-        record_change(&mut tx, practice, id, "conversation").await?;
-        tx.audit(conversation_event(
+        self.commit_conversation_change(
+            tx,
             practice,
-            principal.actor(),
+            principal,
             ctx,
+            (patient, id),
+            "conversation",
             Action::ConversationState,
-            vec![patient.to_string(), id.to_string()],
-            Outcome::Success,
-        ));
-        tx.commit().await?;
+        )
+        .await?;
         Ok(id)
     }
 
@@ -1517,18 +1543,16 @@ impl Store {
         .bind(id.to_string())
         .execute(&mut *tx.tx)
         .await?;
-        record_change(&mut tx, practice, id, "assignment").await?;
-        tx.audit(conversation_event(
+        self.commit_conversation_change(
+            tx,
             practice,
-            principal.actor(),
+            principal,
             ctx,
+            (conv.patient, id),
+            "assignment",
             Action::ConversationAssign,
-            vec![conv.patient.to_string(), id.to_string()],
-            Outcome::Success,
-        ));
-        tx.commit().await?;
-        self.inbox_changed();
-        Ok(())
+        )
+        .await
     }
 
     /// Opens, closes or snoozes a conversation (a snooze needs a time in the future).
@@ -1574,18 +1598,16 @@ impl Store {
         .bind(id.to_string())
         .execute(&mut *tx.tx)
         .await?;
-        record_change(&mut tx, practice, id, "state").await?;
-        tx.audit(conversation_event(
+        self.commit_conversation_change(
+            tx,
             practice,
-            principal.actor(),
+            principal,
             ctx,
+            (conv.patient, id),
+            "state",
             Action::ConversationState,
-            vec![conv.patient.to_string(), id.to_string()],
-            Outcome::Success,
-        ));
-        tx.commit().await?;
-        self.inbox_changed();
-        Ok(())
+        )
+        .await
     }
 
     /// Whether this principal may read the conversation (restricted patient, team); no audit
