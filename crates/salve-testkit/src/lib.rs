@@ -2,6 +2,8 @@
 //! uniquely named PostgreSQL database (created through `SALVE_TEST_POSTGRES_URL`, dropped
 //! when the test ends).
 
+pub mod peers;
+
 use std::path::PathBuf;
 
 use sqlx::Connection;

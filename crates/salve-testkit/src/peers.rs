@@ -1,0 +1,69 @@
+//! The real peers some tests run against (Twilio's and Telnyx's own SDKs, an SMTP server,
+//! Prism with Twilio's OpenAPI description). `scripts/test` installs them and exports their
+//! paths; a developer who ran `scripts/test --only peers` once gets them found in the checkout.
+//!
+//! Under CI a missing peer fails the test; elsewhere the test says it was skipped, so a
+//! plain `cargo nextest run` on a machine without Python or Node still works.
+
+use std::path::{Path, PathBuf};
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .nth(2)
+        .expect("crates/salve-testkit sits two levels below the repository root")
+        .to_path_buf()
+}
+
+fn in_ci() -> bool {
+    matches!(
+        std::env::var("CI").as_deref(),
+        Ok("true" | "TRUE" | "True" | "1" | "yes")
+    )
+}
+
+fn find(var: &str, default: &str, what: &str) -> Option<PathBuf> {
+    let path = std::env::var_os(var)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join(default));
+    if path.exists() {
+        return Some(path);
+    }
+    assert!(
+        !in_ci(),
+        "{what} is missing at {} (set {var}, or run scripts/test --only peers)",
+        path.display()
+    );
+    eprintln!(
+        "skipped: {what} not found at {} (run scripts/test --only peers)",
+        path.display()
+    );
+    None
+}
+
+/// The Python interpreter of the venv holding `twilio`, `telnyx[webhooks]` and `aiosmtpd`.
+pub fn python() -> Option<PathBuf> {
+    find(
+        "SALVE_TEST_PYTHON",
+        ".tools/venv/bin/python",
+        "the test peers' Python (.tools/venv)",
+    )
+}
+
+/// Stoplight Prism's command-line entry point.
+pub fn prism() -> Option<PathBuf> {
+    find(
+        "SALVE_TEST_PRISM",
+        "tools/node_modules/.bin/prism",
+        "Stoplight Prism",
+    )
+}
+
+/// Twilio's OpenAPI description of the 2010-04-01 API, from `@twilio/cli-core`.
+pub fn twilio_openapi() -> Option<PathBuf> {
+    find(
+        "SALVE_TEST_TWILIO_OPENAPI",
+        "tools/node_modules/@twilio/cli-core/src/services/twilio-api/twilio_api_v2010.json",
+        "Twilio's OpenAPI description",
+    )
+}
