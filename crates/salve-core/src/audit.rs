@@ -138,6 +138,14 @@ pub enum Action {
     CatalogChange,
     TemplateChange,
     MessagingSettingsChange,
+    AgreementRecord,
+    ProviderChange,
+    /// An agreement expired: sending through the provider stopped and the admins were alerted.
+    AgreementExpired,
+    /// A webhook whose signature was missing, wrong or of a weaker algorithm than pinned.
+    WebhookRejected,
+    /// A webhook already applied (a replay); nothing changed.
+    WebhookDuplicate,
 }
 
 impl Action {
@@ -205,6 +213,11 @@ impl Action {
             Self::CatalogChange => "catalog.change",
             Self::TemplateChange => "template.change",
             Self::MessagingSettingsChange => "practice.messaging_settings",
+            Self::AgreementRecord => "vendor.agreement.record",
+            Self::ProviderChange => "vendor.provider.change",
+            Self::AgreementExpired => "vendor.agreement.expired",
+            Self::WebhookRejected => "webhook.rejected",
+            Self::WebhookDuplicate => "webhook.duplicate",
         }
     }
 }

@@ -81,3 +81,30 @@ mod tests {
         assert_eq!(from_micros(to_micros(at)), at);
     }
 }
+
+/// The calendar date at `at` in the IANA time zone `time_zone` (a practice's "today").
+/// `None` for a zone name the time-zone database does not know.
+pub fn local_date(at: OffsetDateTime, time_zone: &str) -> Option<jiff::civil::Date> {
+    let zone = jiff::tz::TimeZone::get(time_zone).ok()?;
+    let instant = jiff::Timestamp::from_second(at.unix_timestamp()).ok()?;
+    Some(instant.to_zoned(zone).date())
+}
+
+#[cfg(test)]
+mod local_date_tests {
+    use time::macros::datetime;
+
+    #[test]
+    fn the_practice_date_is_taken_in_its_own_zone() {
+        let at = datetime!(2026-12-02 03:30 UTC);
+        assert_eq!(
+            super::local_date(at, "America/Chicago"),
+            Some(jiff::civil::date(2026, 12, 1))
+        );
+        assert_eq!(
+            super::local_date(at, "Europe/Berlin"),
+            Some(jiff::civil::date(2026, 12, 2))
+        );
+        assert_eq!(super::local_date(at, "Mars/Olympus"), None);
+    }
+}

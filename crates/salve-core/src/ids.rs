@@ -135,3 +135,11 @@ mod tests {
         assert!(a < b);
     }
 }
+typed_id!(
+    /// A configured SMS or email provider of a practice.
+    ProviderId
+);
+typed_id!(
+    /// A Business Associate Agreement, or the attestation that a service is self-operated.
+    AgreementId
+);

@@ -19,11 +19,13 @@ pub mod system_messages;
 pub mod templates;
 pub mod throttle;
 pub mod validation;
+pub mod vendors;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use ids::{
-    AttachmentId, CatalogItemId, ConfidentialRequestId, ConsentEventId, ConversationId, MessageId,
-    OutboxJobId, PatientId, PracticeId, SessionId, TeamId, TemplateId, TokenId, UserId,
+    AgreementId, AttachmentId, CatalogItemId, ConfidentialRequestId, ConsentEventId,
+    ConversationId, MessageId, OutboxJobId, PatientId, PracticeId, ProviderId, SessionId, TeamId,
+    TemplateId, TokenId, UserId,
 };
 pub use sensitive::Sensitive;
 pub use validation::FieldError;

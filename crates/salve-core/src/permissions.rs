@@ -150,10 +150,14 @@ pub enum Operation {
     CatalogRead,
     /// Edit the catalog, saved replies, and the practice's messaging settings.
     CatalogManage,
+    /// Configure SMS and email providers and record Business Associate Agreements.
+    ProviderManage,
+    /// See the practice's providers and agreements (no credentials): the BAA report.
+    VendorRead,
 }
 
 impl Operation {
-    pub const ALL: [Operation; 25] = [
+    pub const ALL: [Operation; 27] = [
         Operation::PatientCreate,
         Operation::PatientRead,
         Operation::PatientList,
@@ -179,6 +183,8 @@ impl Operation {
         Operation::ConsentRecord,
         Operation::CatalogRead,
         Operation::CatalogManage,
+        Operation::ProviderManage,
+        Operation::VendorRead,
     ];
 
     /// Operations whose resource is one patient (and so may be restricted).
@@ -263,6 +269,8 @@ const ROLE_TABLE: &[(Role, &[Operation])] = &[
             Op::ConsentRecord,
             Op::CatalogRead,
             Op::CatalogManage,
+            Op::ProviderManage,
+            Op::VendorRead,
         ],
     ),
     (
@@ -316,6 +324,7 @@ const ROLE_TABLE: &[(Role, &[Operation])] = &[
             Op::UserList,
             Op::GuidelinesRead,
             Op::ConsentRead,
+            Op::VendorRead,
         ],
     ),
 ];
@@ -614,9 +623,14 @@ mod tests {
                 Op::UserList,
                 Op::AuditRead,
                 Op::GuidelinesRead,
-                Op::ConsentRead
+                Op::ConsentRead,
+                Op::VendorRead
             ]
         );
+        assert!(allowed(Role::Admin).contains(&Op::ProviderManage));
+        for role in [Role::Clinician, Role::Staff, Role::Auditor] {
+            assert!(!allowed(role).contains(&Op::ProviderManage), "{role:?}");
+        }
         assert!(
             !allowed(Role::Auditor).contains(&Op::PatientRead),
             "no patient content"

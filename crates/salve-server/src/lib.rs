@@ -10,6 +10,7 @@
 mod api;
 pub mod attachments;
 mod auth;
+pub mod channels;
 mod config;
 mod context;
 mod error;
@@ -17,6 +18,7 @@ mod extract;
 mod metrics;
 mod notify;
 mod openapi;
+mod provider_config;
 mod routes;
 mod serve;
 pub mod worker;
@@ -40,8 +42,11 @@ pub struct AppState {
     pub metrics: Arc<metrics::Metrics>,
     /// Bounds concurrent CPU- and memory-heavy work: argon2 (19 MiB each) and image decoding.
     pub hash_permits: Arc<tokio::sync::Semaphore>,
-    /// Where notifications to staff go (the local outbox until real channels are configured).
+    /// The default channel: for practices with no provider configured (the local outbox in the
+    /// demo and in development), and for notifications to staff.
     pub provider: Arc<dyn salve_channels::Provider>,
+    /// The practices' configured providers.
+    pub providers: Arc<channels::ProviderRegistry>,
     /// The passkey relying party; `None` when the public URL cannot name one.
     pub webauthn: Option<Arc<webauthn_rs::Webauthn>>,
 }
@@ -65,6 +70,7 @@ impl AppState {
                 std::thread::available_parallelism().map_or(2, |n| n.get()),
             )),
             provider: Arc::new(NoChannel),
+            providers: Arc::default(),
         }
     }
 

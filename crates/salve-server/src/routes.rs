@@ -15,7 +15,7 @@ use salve_store::SessionStage;
 use crate::AppState;
 use crate::api::{
     account, consent, health, inbox_events, messages, oversight, passkeys, patients, portal,
-    portal_login, portal_messages, session, teams, tokens, users,
+    portal_login, portal_messages, providers, session, teams, tokens, users,
 };
 use crate::auth::{self, Caller};
 use crate::context::ClientInfo;
@@ -337,6 +337,30 @@ fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
             "/api/v1/portal/session/mfa",
             PatientLink,
             post(portal_login::verify_mfa),
+        ),
+        r(
+            Method::GET,
+            "/api/v1/admin/providers",
+            Op(VendorRead),
+            get(providers::list),
+        ),
+        r(
+            Method::POST,
+            "/api/v1/admin/providers",
+            Op(ProviderManage),
+            post(providers::create),
+        ),
+        r(
+            Method::POST,
+            "/api/v1/admin/agreements",
+            Op(ProviderManage),
+            post(providers::record_agreement),
+        ),
+        r(
+            Method::POST,
+            "/api/v1/admin/providers/{id}/agreement",
+            Op(ProviderManage),
+            post(providers::renew_agreement),
         ),
         r(Method::GET, "/api/v1/teams", Op(UserList), get(teams::list)),
         r(

@@ -11,10 +11,12 @@
 use std::time::Duration;
 
 use salve_channels::{Channel, OutgoingMessage, ProviderError, Reconciliation};
-use salve_store::{Backend, ClaimedJob, JobOutcome, Medium};
+use salve_core::vendors::Coverage;
+use salve_store::{Backend, ClaimedJob, JobOutcome, Medium, ProviderRecord};
 use tokio::sync::watch;
 
 use crate::AppState;
+use crate::channels::Route;
 
 /// A job in `sending` for longer than this belongs to a worker that died.
 pub const SENDING_LEASE_SECS: i64 = 120;
@@ -28,6 +30,55 @@ pub fn startup_lease_secs(backend: Backend) -> i64 {
     }
 }
 const BATCH: usize = 16;
+/// How often a message held for an expired agreement is looked at again (a renewal releases
+/// it at once).
+const HOLD_RECHECK_SECS: i64 = 3600;
+
+/// Once per expiry: audit it and email the practice's admins. The email names the vendor and
+/// the date, nothing about patients.
+async fn alert_expiry(state: &AppState, provider: &ProviderRecord, coverage: Coverage) {
+    let Coverage::Expired { on } = coverage else {
+        return;
+    };
+    match state.store.mark_expiry_alerted(provider, on).await {
+        Ok(true) => {}
+        Ok(false) => return,
+        Err(e) => {
+            tracing::error!(error = %e.detail(), "recording an agreement expiry failed");
+            return;
+        }
+    }
+    tracing::warn!(provider = %provider.id, expired_on = %on, "business associate agreement expired; messages are held");
+    let vendor = provider
+        .agreement
+        .as_ref()
+        .map(|a| a.vendor.clone())
+        .unwrap_or_default();
+    let admins = match state.store.practice_admins(provider.practice).await {
+        Ok(admins) => admins,
+        Err(e) => {
+            tracing::error!(error = %e.detail(), "listing admins for an agreement expiry failed");
+            return;
+        }
+    };
+    let body = format!(
+        "The Business Associate Agreement with {vendor} expired on {on}. Salve has stopped sending \
+         through this provider; messages stay queued and go out once a renewed agreement is recorded \
+         (Settings > Providers, or `salve admin renew-agreement`)."
+    );
+    if let Err(e) = crate::notify::email_staff(
+        state,
+        provider.practice,
+        &admins,
+        "Salve: a Business Associate Agreement expired",
+        &body,
+        &salve_core::audit::RequestContext::default(),
+    )
+    .await
+    {
+        tracing::error!(error = ?e, "alerting admins of an agreement expiry failed");
+    }
+}
 
 fn outgoing(job: &ClaimedJob, practice_name: &str) -> OutgoingMessage {
     OutgoingMessage {
@@ -62,8 +113,25 @@ pub async fn run_once(state: &AppState, worker: &str) -> anyhow::Result<usize> {
         // Outcomes are recorded together: one durable commit per batch, not per send.
         let mut outcomes = Vec::with_capacity(jobs.len());
         for job in jobs {
+            let provider = match state
+                .providers
+                .route(state, job.practice, job.medium)
+                .await?
+            {
+                Route::Send(provider) => provider,
+                Route::Hold { provider, coverage } => {
+                    alert_expiry(state, &provider, coverage).await;
+                    outcomes.push((
+                        job,
+                        JobOutcome::Held {
+                            after_secs: HOLD_RECHECK_SECS,
+                        },
+                    ));
+                    continue;
+                }
+            };
             let message = outgoing(&job, &sender_name(state, &job).await);
-            let outcome = match state.provider.send(&message).await {
+            let outcome = match provider.send(&message).await {
                 Ok(receipt) => JobOutcome::Sent {
                     provider_id: receipt.provider_id,
                 },
@@ -72,13 +140,9 @@ pub async fn run_once(state: &AppState, worker: &str) -> anyhow::Result<usize> {
                     reason: e.to_string(),
                 },
                 Err(e @ ProviderError::Unavailable(_)) => {
-                    tracing::warn!(
-                        provider = state.provider.name(),
-                        error = e.kind(),
-                        "send failed"
-                    );
+                    tracing::warn!(provider = provider.name(), error = e.kind(), "send failed");
                     // Whether the provider took it is unknown: ask before trying again.
-                    match state.provider.reconcile(&message).await {
+                    match provider.reconcile(&message).await {
                         Reconciliation::Sent(receipt) => JobOutcome::Sent {
                             provider_id: receipt.provider_id,
                         },
@@ -119,10 +183,21 @@ async fn reconcile_stale(state: &AppState) -> anyhow::Result<usize> {
 
 async fn reconcile_stale_with_lease(state: &AppState, lease_secs: i64) -> anyhow::Result<usize> {
     let stale = state.store.stale_outbox_jobs(lease_secs).await?;
-    let count = stale.len();
+    // Only jobs acted on count: a held one would make the startup loop spin.
+    let mut count = 0;
     for job in stale {
+        // Asking a provider whose agreement lapsed would hand it patient data: the job waits
+        // in `sending` for the renewal.
+        let Route::Send(provider) = state
+            .providers
+            .route(state, job.practice, job.medium)
+            .await?
+        else {
+            continue;
+        };
+        count += 1;
         let message = outgoing(&job, &sender_name(state, &job).await);
-        match state.provider.reconcile(&message).await {
+        match provider.reconcile(&message).await {
             Reconciliation::Sent(receipt) => {
                 state
                     .store

@@ -1100,6 +1100,10 @@ const RECORD_KINDS: &[(&str, &[Target])] = &[
     ),
     ("/api/v1/users/{id}", &[Target::Own, Target::Other]),
     ("/api/v1/teams/{id}", &[Target::Own, Target::Other]),
+    (
+        "/api/v1/admin/providers/{id}",
+        &[Target::Own, Target::Other],
+    ),
     ("/api/v1/tokens/{id}", &[Target::Own, Target::Other]),
     (
         "/api/v1/secure-links/{id}",
@@ -1206,6 +1210,17 @@ fn templates() -> Vec<Template> {
         t(Method::POST, "/api/v1/teams", 201).body(|_| Some(json!({"name": "Front desk"}))),
         t(Method::PUT, "/api/v1/teams/{id}/members", 204).body(|_| Some(json!({"members": []}))),
         t(Method::DELETE, "/api/v1/teams/{id}", 204),
+        // Providers and agreements: admins manage them, auditors read the BAA report.
+        t(Method::GET, "/api/v1/admin/providers", 200),
+        t(Method::POST, "/api/v1/admin/agreements", 201).body(|_| {
+            Some(json!({"vendor": "Our own relay", "basis": "self_operated", "attested_on": "2026-01-05"}))
+        }),
+        t(Method::POST, "/api/v1/admin/providers", 201).body(|_| {
+            Some(json!({"kind": "local_outbox", "label": "Demo outbox", "credentials": {}}))
+        }),
+        t(Method::POST, "/api/v1/admin/providers/{id}/agreement", 201).body(|_| {
+            Some(json!({"vendor": "Our own relay", "basis": "self_operated", "attested_on": "2026-01-05"}))
+        }),
         // API tokens: admins only; a token cannot make tokens.
         t(Method::GET, "/api/v1/tokens", 200),
         t(Method::POST, "/api/v1/tokens", 201)
@@ -1514,6 +1529,27 @@ async fn matrix_fixture(app: &App, admin: &str) -> Fixture {
             .unwrap()
             .to_string()
     };
+    let provider = async |practice| {
+        app.store
+            .add_provider(
+                practice,
+                Actor::Cli,
+                &RequestContext::default(),
+                &salve_store::NewProvider {
+                    kind: salve_core::vendors::ProviderKind::LocalOutbox,
+                    label: "Demo outbox".into(),
+                    credentials: salve_core::Sensitive::new("{}".into()),
+                    numbers: Vec::new(),
+                    agreement: None,
+                },
+            )
+            .await
+            .unwrap()
+            .to_string()
+    };
+    let providers = "/api/v1/admin/providers/{id}";
+    ids.insert((providers, Target::Own), provider(app.practice).await);
+    ids.insert((providers, Target::Other), provider(app.other).await);
     let tokens = "/api/v1/tokens/{id}";
     ids.insert((tokens, Target::Own), spare_token(app.practice).await);
     ids.insert((tokens, Target::Other), spare_token(app.other).await);

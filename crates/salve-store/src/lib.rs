@@ -10,6 +10,7 @@
 mod audit;
 mod backup;
 mod catalog;
+mod channels;
 mod consent;
 mod dialect;
 mod error;
@@ -37,6 +38,7 @@ use sqlx::AnyPool;
 pub use audit::{AuditRow, Checkpoint, VerifyProblem, VerifyReport, append_anchor, read_anchor};
 pub use backup::{ShredEntry, read_shred_list};
 pub use catalog::{CatalogItem, CatalogKind, MessagingSettings, ReplyTemplate};
+pub use channels::{Agreement, NewProvider, ProviderRecord, ProviderSummary};
 pub use consent::{ConsentText, Recorder};
 pub use dialect::{Backend, SchemaDescription};
 pub use error::StoreError;

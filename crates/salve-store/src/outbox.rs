@@ -48,6 +48,12 @@ pub enum JobOutcome {
     Unknown {
         reason: String,
     },
+    /// Not attempted: the provider may not carry patient data now (its agreement expired).
+    /// The job stays queued, its attempt is not counted, and it is looked at again after
+    /// `after_secs` (or at once when the agreement is renewed).
+    Held {
+        after_secs: i64,
+    },
 }
 
 const MAX_ATTEMPTS: i64 = 8;
@@ -347,6 +353,18 @@ impl Store {
                     now,
                     Outcome::Failure,
                 ),
+                JobOutcome::Held { after_secs } => {
+                    sqlx::query(
+                        "UPDATE outbox_jobs SET status = 'pending', attempts = attempts - 1, claimed_by = NULL, \
+                         claimed_at = NULL, next_attempt_at = $1, updated_at = $2 WHERE id = $3",
+                    )
+                    .bind(now + after_secs * 1_000_000)
+                    .bind(now)
+                    .bind(&id)
+                    .execute(&mut *tx.tx)
+                    .await?;
+                    return Ok(());
+                }
                 JobOutcome::Unknown { reason } => (
                     "unknown",
                     "unknown",

@@ -198,6 +198,40 @@ pub enum AdminCommand {
         #[arg(long)]
         email: String,
     },
+    /// Enable an SMS or email provider for a practice, with the Business Associate Agreement
+    /// that covers it (or an attestation that the practice runs the service itself), and print
+    /// the webhook URLs to configure at the vendor.
+    AddProvider {
+        #[arg(long)]
+        practice: String,
+        /// twilio, telnyx, smtp, or local_outbox (demo and development only).
+        #[arg(long)]
+        kind: String,
+        /// A name for admins, e.g. "Main line".
+        #[arg(long)]
+        label: String,
+        /// A JSON file with the provider's settings and secrets (see the README, "Providers").
+        #[arg(long)]
+        credentials_file: Option<PathBuf>,
+        /// A sender number in E.164 form; repeat for several.
+        #[arg(long = "number")]
+        numbers: Vec<String>,
+        #[command(flatten)]
+        agreement: AgreementArgs,
+        /// The public URL the vendor reaches Salve at (for the printed webhook URLs).
+        #[arg(long, env = "SALVE_PUBLIC_URL")]
+        public_url: Option<String>,
+    },
+    /// Record a renewed Business Associate Agreement for a provider. Messages held while the
+    /// previous one was expired are released, each sent once.
+    RenewAgreement {
+        #[arg(long)]
+        practice: String,
+        #[arg(long)]
+        provider: String,
+        #[command(flatten)]
+        agreement: AgreementArgs,
+    },
     /// Destroy a patient's data key at the end of its retention period. Irreversible.
     ShredPatient {
         #[arg(long)]
@@ -208,6 +242,28 @@ pub enum AdminCommand {
         #[arg(long)]
         confirm: bool,
     },
+}
+
+/// The agreement that lets a vendor carry patient data: a BAA (vendor, signing date, optional
+/// expiry, the signed document, whose SHA-256 is recorded) or a self-operation attestation.
+#[derive(Debug, Args, Clone, Default)]
+pub struct AgreementArgs {
+    /// The vendor named in the Business Associate Agreement.
+    #[arg(long, conflicts_with = "self_operated")]
+    pub baa_vendor: Option<String>,
+    /// YYYY-MM-DD.
+    #[arg(long, requires = "baa_vendor")]
+    pub baa_signed_on: Option<String>,
+    /// YYYY-MM-DD; the agreement is in force through this date.
+    #[arg(long, requires = "baa_vendor")]
+    pub baa_expires_on: Option<String>,
+    /// The signed agreement (PDF or scan); only its SHA-256 is stored.
+    #[arg(long, requires = "baa_vendor")]
+    pub baa_document: Option<PathBuf>,
+    /// Instead of a BAA: the practice operates this service itself (e.g. its own SMTP relay);
+    /// the value names the service.
+    #[arg(long)]
+    pub self_operated: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

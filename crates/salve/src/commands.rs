@@ -388,6 +388,94 @@ async fn admin(settings: &Settings, cmd: AdminCommand) -> anyhow::Result<ExitCod
                 .await?;
             println!("account disabled; its sessions have ended");
         }
+        AdminCommand::AddProvider {
+            practice,
+            kind,
+            label,
+            credentials_file,
+            numbers,
+            agreement,
+            public_url,
+        } => {
+            use salve_core::vendors::ProviderKind;
+            let practice = parse_practice(&practice)?;
+            let kind = ProviderKind::parse(&kind)
+                .context("--kind must be twilio, telnyx, smtp or local_outbox")?;
+            let credentials: serde_json::Value = match &credentials_file {
+                Some(path) => {
+                    let raw = std::fs::read_to_string(path)
+                        .with_context(|| format!("cannot read {}", path.display()))?;
+                    serde_json::from_str(&raw)
+                        .with_context(|| format!("{} is not JSON", path.display()))?
+                }
+                None => serde_json::json!({}),
+            };
+            let credentials =
+                salve_server::channels::check_credentials(kind, &credentials, &numbers).map_err(
+                    |errors| {
+                        anyhow::anyhow!("invalid provider settings: {}", field_errors(&errors))
+                    },
+                )?;
+            let store = open_existing(settings).await?;
+            let terms = agreement_terms(&agreement, &store, practice).await?;
+            let agreement_id = match &terms {
+                Some(terms) => Some(
+                    store
+                        .record_agreement(practice, Actor::Cli, &RequestContext::default(), terms)
+                        .await?,
+                ),
+                None => None,
+            };
+            let id = store
+                .add_provider(
+                    practice,
+                    Actor::Cli,
+                    &RequestContext::default(),
+                    &salve_store::NewProvider {
+                        kind,
+                        label,
+                        credentials: salve_core::Sensitive::new(credentials),
+                        numbers,
+                        agreement: agreement_id,
+                    },
+                )
+                .await?;
+            println!("provider {id} enabled");
+            let base = public_url.unwrap_or_else(|| "https://YOUR-PUBLIC-URL".into());
+            for url in salve_server::channels::webhook_urls(&base, kind, id) {
+                println!("configure at the vendor: {url}");
+            }
+        }
+        AdminCommand::RenewAgreement {
+            practice,
+            provider,
+            agreement,
+        } => {
+            let practice = parse_practice(&practice)?;
+            let provider = provider
+                .parse()
+                .map_err(|_| anyhow::anyhow!("--provider must be a provider id"))?;
+            let store = open_existing(settings).await?;
+            let terms = agreement_terms(&agreement, &store, practice)
+                .await?
+                .context("give the renewed agreement: --baa-vendor with --baa-signed-on and --baa-document, or --self-operated")?;
+            let id = store
+                .renew_agreement(
+                    practice,
+                    provider,
+                    Actor::Cli,
+                    &RequestContext::default(),
+                    &terms,
+                )
+                .await
+                .map_err(|e| match e {
+                    salve_store::StoreError::NotFound => {
+                        anyhow::anyhow!("no such provider in this practice")
+                    }
+                    other => other.into(),
+                })?;
+            println!("agreement {id} recorded; held messages are released");
+        }
         AdminCommand::ShredPatient {
             practice,
             patient,
@@ -415,6 +503,67 @@ async fn admin(settings: &Settings, cmd: AdminCommand) -> anyhow::Result<ExitCod
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn field_errors(errors: &[salve_core::FieldError]) -> String {
+    errors
+        .iter()
+        .map(|e| format!("{}: {}", e.field, e.expected))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// The agreement given on the command line, checked; `None` when none was given.
+async fn agreement_terms(
+    args: &crate::cli::AgreementArgs,
+    store: &Store,
+    practice: salve_core::PracticeId,
+) -> anyhow::Result<Option<salve_core::vendors::AgreementTerms>> {
+    use salve_core::vendors::{AgreementBasis, AgreementTerms};
+    let date = |flag: &str, raw: &str| -> anyhow::Result<jiff::civil::Date> {
+        raw.parse()
+            .map_err(|_| anyhow::anyhow!("{flag} must be a date as YYYY-MM-DD"))
+    };
+    let today = store.practice_today(practice).await?;
+    let terms = if let Some(vendor) = &args.baa_vendor {
+        let signed_on = date(
+            "--baa-signed-on",
+            args.baa_signed_on
+                .as_deref()
+                .context("--baa-signed-on is required with --baa-vendor")?,
+        )?;
+        let expires_on = args
+            .baa_expires_on
+            .as_deref()
+            .map(|raw| date("--baa-expires-on", raw))
+            .transpose()?;
+        let document = args
+            .baa_document
+            .as_ref()
+            .context("--baa-document (the signed agreement) is required with --baa-vendor")?;
+        let bytes = std::fs::read(document)
+            .with_context(|| format!("cannot read {}", document.display()))?;
+        use sha2::Digest;
+        AgreementTerms {
+            vendor: vendor.clone(),
+            basis: AgreementBasis::Baa {
+                signed_on,
+                expires_on,
+                document_sha256: sha2::Sha256::digest(&bytes).into(),
+            },
+        }
+    } else if let Some(service) = &args.self_operated {
+        AgreementTerms {
+            vendor: service.clone(),
+            basis: AgreementBasis::SelfOperated { attested_on: today },
+        }
+    } else {
+        return Ok(None);
+    };
+    terms
+        .validate(today)
+        .map_err(|errors| anyhow::anyhow!("invalid agreement: {}", field_errors(&errors)))?;
+    Ok(Some(terms))
 }
 
 async fn audit(settings: &Settings, cmd: AuditCommand) -> anyhow::Result<ExitCode> {

@@ -9,6 +9,7 @@ pub mod patients;
 pub mod portal;
 pub mod portal_login;
 pub mod portal_messages;
+pub mod providers;
 pub mod session;
 pub mod teams;
 pub mod tokens;
