@@ -18,6 +18,7 @@ use sqlx::AnyConnection;
 
 use crate::messaging::conversation_event;
 use crate::patients::check_practice;
+use crate::tx::WriteTx;
 use crate::{Result, Store, StoreError};
 
 /// A consent text as shown to patients.
@@ -318,6 +319,30 @@ impl Store {
         decide: impl FnOnce(&ConsentState) -> Vec<ConsentEventInput>,
     ) -> Result<Vec<ConsentEventId>> {
         let mut tx = self.begin().await?;
+        let ids = self
+            .record_consent_in(&mut tx, practice, recorder, ctx, patient, evidence, decide)
+            .await?;
+        if ids.is_empty() {
+            return Ok(ids);
+        }
+        tx.commit().await?;
+        self.inbox_changed();
+        Ok(ids)
+    }
+
+    /// [`Store::record_consent_from`] inside the caller's transaction (an SMS keyword's
+    /// revocation commits with the message that carried it). Audited there too.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn record_consent_in(
+        &self,
+        tx: &mut WriteTx<'_>,
+        practice: PracticeId,
+        recorder: Recorder<'_>,
+        ctx: &RequestContext,
+        patient: PatientId,
+        evidence: Option<&Sensitive<String>>,
+        decide: impl FnOnce(&ConsentState) -> Vec<ConsentEventInput>,
+    ) -> Result<Vec<ConsentEventId>> {
         if let Recorder::Principal(principal) = recorder {
             check_practice(principal, practice)?;
             self.guard_patient_in_team(
@@ -391,7 +416,7 @@ impl Store {
             .await?;
             ids.push(id);
         }
-        self.withdraw_blocked_jobs(&mut tx, practice, patient)
+        self.withdraw_blocked_jobs(tx, practice, patient)
             .await?;
         let mut targets = vec![patient.to_string()];
         targets.extend(ids.iter().map(ConsentEventId::to_string));
@@ -403,8 +428,6 @@ impl Store {
             targets,
             Outcome::Success,
         ));
-        tx.commit().await?;
-        self.inbox_changed();
         Ok(ids)
     }
 

@@ -15,6 +15,7 @@ mod consent;
 mod dialect;
 mod error;
 mod identity;
+mod inbound;
 mod keyring;
 mod links;
 mod messaging;
@@ -38,6 +39,10 @@ use sqlx::AnyPool;
 pub use audit::{AuditRow, Checkpoint, VerifyProblem, VerifyReport, append_anchor, read_anchor};
 pub use backup::{ShredEntry, read_shred_list};
 pub use catalog::{CatalogItem, CatalogKind, MessagingSettings, ReplyTemplate};
+pub use inbound::{
+    DeliveryReport, InboundFacts, InboundOutcome, InboundReaction, InboundSms, ReportOutcome,
+    status_moves_forward,
+};
 pub use channels::{Agreement, NewProvider, ProviderRecord, ProviderSummary};
 pub use consent::{ConsentText, Recorder};
 pub use dialect::{Backend, SchemaDescription};

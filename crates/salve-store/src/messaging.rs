@@ -329,9 +329,9 @@ pub(crate) fn conversation_event(
     }
 }
 
-struct LoadedConversation {
-    id: ConversationId,
-    patient: PatientId,
+pub(crate) struct LoadedConversation {
+    pub(crate) id: ConversationId,
+    pub(crate) patient: PatientId,
     is_main: bool,
     topic: Option<Vec<u8>>,
     state: ConversationState,
@@ -429,7 +429,7 @@ impl Store {
     }
 
     /// The patient's main thread, created on first use.
-    async fn main_conversation(
+    pub(crate) async fn main_conversation(
         &self,
         conn: &mut AnyConnection,
         practice: PracticeId,
@@ -1167,7 +1167,7 @@ impl Store {
     }
 
     #[allow(clippy::too_many_arguments)]
-    async fn insert_message(
+    pub(crate) async fn insert_message(
         &self,
         tx: &mut WriteTx<'_>,
         practice: PracticeId,

@@ -51,3 +51,38 @@ CREATE TABLE provider_events (
     received_at INTEGER NOT NULL,
     PRIMARY KEY (provider_id, event_key)
 );
+
+-- Texts no single patient can be matched to: an unknown number, or a phone several patients
+-- share (a family). Sender and text are sealed under the practice key until staff attribute
+-- them; the blind index groups one sender's texts.
+CREATE TABLE inbound_triage (
+    id TEXT PRIMARY KEY NOT NULL,
+    practice_id TEXT NOT NULL REFERENCES practices (id),
+    provider_id TEXT NOT NULL REFERENCES channel_providers (id),
+    reason TEXT NOT NULL CHECK (reason IN ('unknown_sender', 'shared_number')),
+    sender_lookup BLOB NOT NULL,
+    sender BLOB NOT NULL,
+    body BLOB NOT NULL,
+    intent TEXT NOT NULL,
+    provider_message_id TEXT NOT NULL,
+    received_at INTEGER NOT NULL,
+    attributed_to TEXT REFERENCES patients (id),
+    attributed_at INTEGER
+);
+CREATE INDEX inbound_triage_open ON inbound_triage (practice_id, attributed_at);
+
+-- Inbound texts that may revoke consent but are not clear: a person decides. The reasons are
+-- rule names, never the text.
+CREATE TABLE keyword_reviews (
+    id TEXT PRIMARY KEY NOT NULL,
+    practice_id TEXT NOT NULL REFERENCES practices (id),
+    patient_id TEXT REFERENCES patients (id),
+    message_id TEXT REFERENCES messages (id),
+    triage_id TEXT REFERENCES inbound_triage (id),
+    reasons TEXT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('open', 'revoked', 'dismissed')),
+    created_at INTEGER NOT NULL,
+    decided_at INTEGER,
+    decided_by TEXT
+);
+CREATE INDEX keyword_reviews_open ON keyword_reviews (practice_id, state);
