@@ -172,6 +172,8 @@ impl From<SmtpFailure> for ProviderError {
 /// Where in the SMTP session a failure happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Stage {
+    /// Before connecting: checking and building the message.
+    Prepare,
     /// TCP connect, implicit TLS handshake, greeting, EHLO.
     Connect,
     /// STARTTLS and its handshake.
@@ -189,6 +191,16 @@ enum Failure<'a> {
     TimedOut,
     /// STARTTLS was required and the server's EHLO did not offer it.
     StartTlsNotOffered,
+    /// About to authenticate on a connection that is not encrypted (never expected).
+    NotEncrypted,
+    /// The message is not for [`Channel::Email`].
+    WrongChannel,
+    /// The recipient is not an email address.
+    BadRecipient,
+    /// The email could not be built from the message.
+    Message(&'a lettre::error::Error),
+    /// The message needs an extension (SMTPUTF8, 8BITMIME) the server lacks.
+    Unsupported(&'static str),
 }
 
 /// The one classification of SMTP failures, returning the class and a log-safe code:
@@ -202,6 +214,7 @@ enum Failure<'a> {
 /// | timeout, reset or closed connection, garbled reply *after the content started* | Ambiguous | `smtp_outcome_unknown` |
 /// | the same before the content: while connecting / later | Transient | `smtp_connect` / `smtp_network`, `smtp_timeout` |
 /// | the relay lacks something needed (no usable AUTH mechanism, no 8BITMIME / SMTPUTF8) | Permanent | `smtp_auth` / `smtp_unsupported` |
+/// | a message for another channel, a recipient that is not an address, an unbuildable email | Permanent | `smtp_wrong_channel`, `smtp_bad_recipient`, `smtp_message` |
 ///
 /// A TLS failure is a configuration problem (the relay, its certificate or our roots), never
 /// a reason to fall back to plaintext. Once the content has started, only an explicit reply
@@ -210,7 +223,11 @@ enum Failure<'a> {
 fn classify(stage: Stage, failure: &Failure<'_>) -> (ErrorClass, &'static str) {
     use ErrorClass::*;
     let error = match failure {
-        Failure::StartTlsNotOffered => return (Permanent, "smtp_tls"),
+        Failure::StartTlsNotOffered | Failure::NotEncrypted => return (Permanent, "smtp_tls"),
+        Failure::WrongChannel => return (Permanent, "smtp_wrong_channel"),
+        Failure::BadRecipient => return (Permanent, "smtp_bad_recipient"),
+        Failure::Message(_) => return (Permanent, "smtp_message"),
+        Failure::Unsupported(_) => return (Permanent, "smtp_unsupported"),
         Failure::TimedOut if stage == Stage::Content => return (Ambiguous, "smtp_outcome_unknown"),
         Failure::TimedOut => return (Transient, "smtp_timeout"),
         Failure::Smtp(error) => error,
@@ -270,6 +287,11 @@ fn fail(stage: Stage, failure: Failure<'_>) -> SmtpFailure {
         Failure::StartTlsNotOffered => {
             "the server did not offer STARTTLS; nothing was sent in plaintext".to_owned()
         }
+        Failure::NotEncrypted => "the connection is not encrypted".to_owned(),
+        Failure::WrongChannel => "the SMTP provider only sends email".to_owned(),
+        Failure::BadRecipient => "the recipient is not a valid email address".to_owned(),
+        Failure::Message(e) => e.to_string(),
+        Failure::Unsupported(what) => what.to_owned(),
     };
     SmtpFailure::new(class, code, detail)
 }
@@ -362,7 +384,7 @@ impl SmtpProvider {
             ))
             .header(ContentType::TEXT_PLAIN)
             .body(message.body.expose().clone())
-            .map_err(|e| SmtpFailure::new(ErrorClass::Permanent, "smtp_message", e.to_string()))
+            .map_err(|e| fail(Stage::Prepare, Failure::Message(&e)))
     }
 
     /// Sends `message` and says precisely how a failure should be treated. [`Provider::send`]
@@ -372,19 +394,13 @@ impl SmtpProvider {
         message: &OutgoingMessage,
     ) -> Result<SendReceipt, SmtpFailure> {
         if message.channel != Channel::Email {
-            return Err(SmtpFailure::new(
-                ErrorClass::Permanent,
-                "smtp_wrong_channel",
-                "the SMTP provider only sends email",
-            ));
+            return Err(fail(Stage::Prepare, Failure::WrongChannel));
         }
-        let to: Address = message.to.expose().parse().map_err(|_| {
-            SmtpFailure::new(
-                ErrorClass::Permanent,
-                "smtp_bad_recipient",
-                "the recipient is not a valid email address",
-            )
-        })?;
+        let to: Address = message
+            .to
+            .expose()
+            .parse()
+            .map_err(|_| fail(Stage::Prepare, Failure::BadRecipient))?;
         let email = self.email(message, to)?;
         let content = email.formatted();
 
@@ -447,11 +463,7 @@ impl SmtpProvider {
         if !connection.is_encrypted() {
             // Unreachable by construction; checked so that no change above can ever send the
             // password in plaintext.
-            return Err(SmtpFailure::new(
-                ErrorClass::Permanent,
-                "smtp_tls",
-                "the connection is not encrypted",
-            ));
+            return Err(fail(Stage::Auth, Failure::NotEncrypted));
         }
         let credentials = Credentials::new(
             self.config.username.clone(),
@@ -473,20 +485,22 @@ impl SmtpProvider {
             .any(|a| !AsRef::<str>::as_ref(a).is_ascii());
         if non_ascii_address {
             if !server.supports_feature(Extension::SmtpUtfEight) {
-                return Err(SmtpFailure::new(
-                    ErrorClass::Permanent,
-                    "smtp_unsupported",
-                    "an address is not ASCII and the server does not support SMTPUTF8",
+                return Err(fail(
+                    Stage::Envelope,
+                    Failure::Unsupported(
+                        "an address is not ASCII and the server does not support SMTPUTF8",
+                    ),
                 ));
             }
             parameters.push(MailParameter::SmtpUtfEight);
         }
         if !content.is_ascii() {
             if !server.supports_feature(Extension::EightBitMime) {
-                return Err(SmtpFailure::new(
-                    ErrorClass::Permanent,
-                    "smtp_unsupported",
-                    "the message is not ASCII and the server does not support 8BITMIME",
+                return Err(fail(
+                    Stage::Envelope,
+                    Failure::Unsupported(
+                        "the message is not ASCII and the server does not support 8BITMIME",
+                    ),
                 ));
             }
             parameters.push(MailParameter::Body(MailBodyParameter::EightBitMime));
@@ -576,6 +590,33 @@ mod tests {
             SmtpProvider::new(c),
             Err(SmtpConfigError::EmptyHost)
         ));
+    }
+
+    #[tokio::test]
+    async fn what_cannot_be_sent_is_refused_before_connecting() {
+        // The host does not resolve: reaching the network would fail differently.
+        let mut c = config();
+        c.host = "smtp.invalid".into();
+        let provider = SmtpProvider::new(c).unwrap();
+        let mut message = OutgoingMessage {
+            id: uuid::Uuid::new_v4(),
+            channel: Channel::Sms,
+            to: salve_core::Sensitive::new("+13125550142".into()),
+            subject: None,
+            body: salve_core::Sensitive::new("A secure message is waiting".into()),
+        };
+        let failure = provider.send_classified(&message).await.unwrap_err();
+        assert_eq!(
+            (failure.class, failure.code),
+            (ErrorClass::Permanent, "smtp_wrong_channel")
+        );
+        message.channel = Channel::Email;
+        let failure = provider.send_classified(&message).await.unwrap_err();
+        assert_eq!(
+            (failure.class, failure.code),
+            (ErrorClass::Permanent, "smtp_bad_recipient")
+        );
+        assert!(!failure.detail().contains("555"), "{}", failure.detail());
     }
 
     #[test]
