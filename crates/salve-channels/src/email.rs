@@ -211,7 +211,7 @@ enum Failure<'a> {
 /// | any other 4xx reply (451, 452, 421 …) | Transient | `smtp_4xx` |
 /// | any other 5xx reply (550 mailbox unavailable, 554 …), even to the content | Permanent | `smtp_5xx` |
 /// | STARTTLS not offered, a TLS error (unknown issuer, wrong name, not TLS at all) | Permanent | `smtp_tls` |
-/// | timeout, reset or closed connection, garbled reply *after the content started* | Ambiguous | `smtp_outcome_unknown` |
+/// | no reply *after the content started*: timeout, reset, closed, TLS or parse error | Ambiguous | `smtp_outcome_unknown` |
 /// | the same before the content: while connecting / later | Transient | `smtp_connect` / `smtp_network`, `smtp_timeout` |
 /// | the relay lacks something needed (no usable AUTH mechanism, no 8BITMIME / SMTPUTF8) | Permanent | `smtp_auth` / `smtp_unsupported` |
 /// | a message for another channel, a recipient that is not an address, an unbuildable email | Permanent | `smtp_wrong_channel`, `smtp_bad_recipient`, `smtp_message` |
@@ -240,11 +240,12 @@ fn classify(stage: Stage, failure: &Failure<'_>) -> (ErrorClass, &'static str) {
             (_, false) => (Transient, "smtp_4xx"),
         };
     }
-    if error.is_tls() || is_tls_error(*error) {
-        return (Permanent, "smtp_tls");
-    }
+    // Without a reply, the content may have been queued, whatever broke (TLS included).
     if stage == Stage::Content {
         return (Ambiguous, "smtp_outcome_unknown");
+    }
+    if error.is_tls() || is_tls_error(*error) {
+        return (Permanent, "smtp_tls");
     }
     if error.is_client() {
         // lettre refused before sending anything: the server lacks what the message needs.
