@@ -1,12 +1,17 @@
 //! Channels that carry messages out of Salve. Every provider sits behind [`Provider`]; the
-//! [`LocalOutbox`] stands in for SMS and email in the demo and in tests.
+//! [`LocalOutbox`] stands in for SMS and email in the demo and in tests; [`SmtpProvider`]
+//! sends email notifications through an SMTP relay.
 
+mod email;
 mod outbox;
 
 use async_trait::async_trait;
 use salve_core::Sensitive;
 use serde::{Deserialize, Serialize};
 
+pub use email::{
+    ErrorClass, SmtpConfig, SmtpConfigError, SmtpFailure, SmtpProvider, SmtpSecurity, SmtpTimeouts,
+};
 pub use outbox::{LocalOutbox, OutboxRecord};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
