@@ -61,10 +61,13 @@ impl ProviderRegistry {
         if let Some(p) = built.get(&record.id) {
             return Ok(p.clone());
         }
-        let provider: Arc<dyn Provider> = match record.kind {
+        let credentials: serde_json::Value = serde_json::from_str(record.credentials.expose())
+            .map_err(|_| anyhow::anyhow!("provider {} has unreadable settings", record.id))?;
+        let provider = match crate::provider_config::build(record.kind, &credentials) {
+            Ok(Some(provider)) => provider,
             // The server's own local outbox: there is one per data directory.
-            ProviderKind::LocalOutbox => state.provider.clone(),
-            kind => anyhow::bail!("{} providers cannot be built yet", kind.as_str()),
+            Ok(None) => state.provider.clone(),
+            Err(_) => anyhow::bail!("provider {} has invalid settings", record.id),
         };
         built.insert(record.id, provider.clone());
         Ok(provider)
@@ -117,7 +120,9 @@ pub fn check_credentials(
             }
         }
     }
-    if let Err(mut more) = crate::provider_config::parse(kind, credentials) {
+    if errors.is_empty()
+        && let Err(mut more) = crate::provider_config::parse(kind, credentials)
+    {
         errors.append(&mut more);
     }
     if errors.is_empty() {
