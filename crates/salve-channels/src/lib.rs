@@ -1,12 +1,18 @@
 //! Channels that carry messages out of Salve. Every provider sits behind [`Provider`]; the
 //! [`LocalOutbox`] stands in for SMS and email in the demo and in tests.
 
+mod media;
 mod outbox;
 
 use async_trait::async_trait;
 use salve_core::Sensitive;
 use serde::{Deserialize, Serialize};
 
+pub use media::{
+    BasicCredentials, FetchPolicy, FetchedMedia, HostPattern, InvalidHostPattern, MAX_REDIRECTS,
+    MediaError, MediaFetcher, MediaType, Resolver, SystemResolver, TELNYX_MEDIA_HOSTS,
+    TWILIO_MEDIA_HOSTS, TWILIO_MEDIA_REDIRECT_HOSTS, is_public_address,
+};
 pub use outbox::{LocalOutbox, OutboxRecord};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
