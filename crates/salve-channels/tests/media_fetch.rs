@@ -15,7 +15,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use salve_channels::{
     BasicCredentials, FetchPolicy, HostPattern, MAX_REDIRECTS, MediaError, MediaFetcher, MediaType,
-    Resolver, TELNYX_MEDIA_HOSTS, TWILIO_MEDIA_HOSTS, TWILIO_MEDIA_REDIRECT_HOSTS,
+    Resolver, SystemResolver, TELNYX_MEDIA_HOSTS, TWILIO_MEDIA_HOSTS, TWILIO_MEDIA_REDIRECT_HOSTS,
     is_public_address,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -187,6 +187,10 @@ async fn serve(
         match stream.read(&mut buf).await {
             Ok(0) | Err(_) => return,
             Ok(n) => head.extend_from_slice(&buf[..n]),
+        }
+        // A TLS ClientHello (record type 22): this server only speaks plain HTTP, so hang up.
+        if head.first() == Some(&0x16) {
+            return;
         }
         if head.len() > 16 * 1024 {
             return;
@@ -1037,4 +1041,70 @@ async fn the_counting_listener_counts() {
     s.read_to_end(&mut out).await.unwrap();
     assert!(out.starts_with(b"HTTP/1.1 404"));
     assert_eq!(listener.accepts(), 1);
+}
+
+/// Answers with the local server first and the metadata address on every later call, like a
+/// rebinding DNS server with a zero TTL.
+struct RebindingResolver {
+    calls: AtomicUsize,
+}
+
+#[async_trait]
+impl Resolver for RebindingResolver {
+    async fn resolve(&self, _host: &str) -> std::io::Result<Vec<IpAddr>> {
+        let first = self.calls.fetch_add(1, Ordering::SeqCst) == 0;
+        Ok(vec![if first {
+            ip("127.0.0.1")
+        } else {
+            ip("169.254.169.254")
+        }])
+    }
+}
+
+#[tokio::test]
+async fn the_connection_uses_the_checked_answer_without_asking_again() {
+    // Names under `.test` do not resolve on this machine: a fetch that succeeds connected to
+    // the address the checked resolver gave, not to a second lookup of its own.
+    let server = Server::start().await;
+    server.route("/img", ok("image/png", PNG));
+    let resolver = Arc::new(RebindingResolver {
+        calls: AtomicUsize::new(0),
+    });
+    let f = MediaFetcher::new(loopback_policy(), resolver.clone());
+    let media = f
+        .fetch(&server.url("a.media.test", "/img"), None)
+        .await
+        .unwrap();
+    assert_eq!(media.bytes, PNG);
+    assert_eq!(resolver.calls.load(Ordering::SeqCst), 1);
+    assert_eq!(server.accepts(), 1);
+}
+
+#[tokio::test]
+async fn the_system_resolver_answer_is_checked_too() {
+    // `localhost` resolves from the hosts file, without a network.
+    let mut p = FetchPolicy::for_hosts(hosts(&["localhost"]), Vec::new());
+    p.timeout = Duration::from_secs(10);
+    let f = MediaFetcher::new(p, Arc::new(SystemResolver));
+    assert_eq!(
+        f.fetch("https://localhost/x.png", None).await.unwrap_err(),
+        MediaError::ForbiddenAddress
+    );
+}
+
+#[tokio::test]
+async fn https_hops_speak_tls_to_the_checked_address() {
+    // The local server speaks plain HTTP, so the TLS handshake fails; what matters is that the
+    // https client is built (rustls, ring, OS roots) and connects to the pinned address.
+    let server = Server::start().await;
+    server.route("/img", ok("image/png", PNG));
+    let resolver = FakeResolver::new(&[("a.media.test", &["127.0.0.1"])]);
+    let f = fetcher(loopback_policy(), &resolver);
+    let url = format!("https://a.media.test:{}/img", server.port);
+    assert_eq!(
+        f.fetch(&url, None).await.unwrap_err(),
+        MediaError::Transport("connect")
+    );
+    assert_eq!(server.accepts(), 1);
+    assert!(server.seen().is_empty());
 }
