@@ -445,6 +445,7 @@ impl FetchPolicy {
 
 /// HTTP basic credentials for the provider's media host (Twilio). Sent only to the origin the
 /// fetch starts at. Both parts print as `[redacted]`.
+#[derive(Clone)]
 pub struct BasicCredentials {
     username: Sensitive<String>,
     password: Sensitive<String>,

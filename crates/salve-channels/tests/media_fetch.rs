@@ -1108,3 +1108,14 @@ async fn https_hops_speak_tls_to_the_checked_address() {
     assert_eq!(server.accepts(), 1);
     assert!(server.seen().is_empty());
 }
+
+#[test]
+fn fetches_can_be_spawned() {
+    fn assert_send<T: Send + 'static>(_: &T) {}
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<MediaFetcher>();
+    let resolver = FakeResolver::new(&[]);
+    let f = Arc::new(fetcher(policy(), &resolver));
+    let fut = async move { f.fetch("https://a.media.test/x.png", creds()).await };
+    assert_send(&fut);
+}
