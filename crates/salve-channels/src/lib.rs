@@ -3,6 +3,7 @@
 //! sends email notifications through an SMTP relay.
 
 mod email;
+mod media;
 mod outbox;
 
 use async_trait::async_trait;
@@ -11,6 +12,11 @@ use serde::{Deserialize, Serialize};
 
 pub use email::{
     ErrorClass, SmtpConfig, SmtpConfigError, SmtpFailure, SmtpProvider, SmtpSecurity, SmtpTimeouts,
+};
+pub use media::{
+    BasicCredentials, FetchPolicy, FetchedMedia, HostPattern, InvalidHostPattern, MAX_REDIRECTS,
+    MediaError, MediaFetcher, MediaType, Resolver, SystemResolver, TELNYX_MEDIA_HOSTS,
+    TWILIO_MEDIA_HOSTS, TWILIO_MEDIA_REDIRECT_HOSTS, is_public_address,
 };
 pub use outbox::{LocalOutbox, OutboxRecord};
 
