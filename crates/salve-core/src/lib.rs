@@ -6,6 +6,7 @@ pub mod audit;
 pub mod clock;
 pub mod confidential;
 pub mod consent;
+pub mod delivery;
 pub mod ids;
 pub mod links;
 pub mod outgoing;

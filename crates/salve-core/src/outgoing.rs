@@ -66,6 +66,10 @@ impl Plan {
     }
 }
 
+/// The most SMS segments a direct text may take (GSM-7: 4 x 153 characters; UCS-2, e.g. with
+/// an accent or an emoji: 4 x 67).
+pub const MAX_DIRECT_SEGMENTS: usize = 4;
+
 pub fn plan_staff_message(draft: &Draft<'_>, patient: &PatientFacts<'_>) -> Plan {
     let ctx = ClassifyContext {
         has_attachment: draft.has_attachment,
@@ -73,6 +77,19 @@ pub fn plan_staff_message(draft: &Draft<'_>, patient: &PatientFacts<'_>) -> Plan
         sender_name: Some(patient.sender_name.to_owned()),
     };
     let mut decision = policy::classify(draft.text, &ctx);
+    let segments = crate::system_messages::sms_segments(draft.text);
+    if decision.route == Route::Direct && segments > MAX_DIRECT_SEGMENTS {
+        // Carriers split and may reorder long texts, and each part is billed: a long message
+        // goes through the portal instead (more secure, never less).
+        decision.route = Route::Secure;
+        decision.reasons.push(Reason {
+            rule: "segment_limit".into(),
+            matched_text: String::new(),
+            explanation: format!(
+                "too long for a text ({segments} SMS segments; at most {MAX_DIRECT_SEGMENTS})"
+            ),
+        });
+    }
     if draft.force_secure && decision.route == Route::Direct {
         decision.route = Route::Secure;
         decision.reasons.push(Reason {
@@ -172,6 +189,31 @@ mod tests {
         assert_eq!(plan.routing.delivery.basis(), Some(consent[0].id));
         assert_eq!(plan.consent_channel(), Some(ConsentChannel::SmsPlain));
         assert_eq!(plan.kind, ContentKind::Administrative);
+    }
+
+    #[test]
+    fn a_safe_text_too_long_for_four_segments_goes_secure() {
+        let consent = [grant(ConsentChannel::SmsPlain), grant(ConsentChannel::SmsNotify)];
+        let contacts = [phone()];
+        let facts = PatientFacts {
+            consent: &consent,
+            confidential: &[],
+            contacts: &contacts,
+            sender_name: "Oak Street Clinic",
+        };
+        let sentence = "Please call the office when you can. ";
+        let fits = sentence.repeat(16); // 592 GSM-7 characters: 4 segments
+        let plan = plan_staff_message(&draft(fits.trim_end()), &facts);
+        assert_eq!(plan.decision.route, Route::Direct);
+        let long = sentence.repeat(17); // 629 characters: 5 segments
+        let plan = plan_staff_message(&draft(long.trim_end()), &facts);
+        assert_eq!(plan.decision.route, Route::Secure);
+        assert!(plan.decision.reasons.iter().any(|r| r.rule == "segment_limit"));
+        // An emoji makes the text UCS-2 (67 characters a segment).
+        let emoji = format!("{} 🙂", sentence.repeat(8).trim_end());
+        assert_eq!(crate::system_messages::sms_segments(&emoji), 5);
+        let plan = plan_staff_message(&draft(&emoji), &facts);
+        assert_eq!(plan.decision.route, Route::Secure);
     }
 
     #[test]

@@ -39,6 +39,8 @@ pub struct ServerConfig {
     pub checkpoint_interval: Duration,
     /// How often the outbox worker looks for due jobs besides being woken by a commit.
     pub outbox_poll: Duration,
+    /// When non-urgent texts wait (in each patient's time zone); `None`: never.
+    pub quiet_hours: Option<salve_core::delivery::QuietHours>,
     /// How often a live-update stream re-checks its session (expiry, revocation).
     pub stream_session_check: Duration,
     /// A live-update stream is closed after this long; the client reconnects (and is
@@ -59,6 +61,7 @@ impl ServerConfig {
             audit_anchor: None,
             checkpoint_interval: Duration::from_secs(60),
             outbox_poll: Duration::from_secs(5),
+            quiet_hours: Some(salve_core::delivery::QuietHours::default()),
             stream_session_check: Duration::from_secs(5),
             stream_max_lifetime: Duration::from_secs(30 * 60),
             max_body_bytes: 64 * 1024,

@@ -34,6 +34,32 @@ const BATCH: usize = 16;
 /// it at once).
 const HOLD_RECHECK_SECS: i64 = 3600;
 
+fn retry_after(attempts: i64) -> i64 {
+    salve_core::delivery::retry_delay_secs(attempts, rand::random::<f64>())
+}
+
+/// Non-urgent texts wait out the night in the patient's time zone; system messages (opt-out
+/// and help confirmations, codes, after-hours replies) and emails do not.
+async fn quiet_hours_hold(state: &AppState, job: &ClaimedJob) -> anyhow::Result<Option<i64>> {
+    let Some(quiet) = state.config.quiet_hours else {
+        return Ok(None);
+    };
+    if job.medium != Medium::Sms {
+        return Ok(None);
+    }
+    let (system, zone) = state.store.job_schedule_facts(job).await?;
+    if system {
+        return Ok(None);
+    }
+    let Ok(zone) = jiff::tz::TimeZone::get(&zone) else {
+        return Ok(None);
+    };
+    let now = jiff::Timestamp::from_second(state.clock.now().unix_timestamp())?;
+    Ok(quiet
+        .release_at(now, &zone)
+        .map(|at| (at.as_second() - now.as_second()).max(1)))
+}
+
 /// Once per expiry: audit it and email the practice's admins. The email names the vendor and
 /// the date, nothing about patients.
 async fn alert_expiry(state: &AppState, provider: &ProviderRecord, coverage: Coverage) {
@@ -130,6 +156,10 @@ pub async fn run_once(state: &AppState, worker: &str) -> anyhow::Result<usize> {
                     continue;
                 }
             };
+            if let Some(after_secs) = quiet_hours_hold(state, &job).await? {
+                outcomes.push((job, JobOutcome::Held { after_secs }));
+                continue;
+            }
             let message = outgoing(&job, &sender_name(state, &job).await);
             let outcome = match provider.send(&message).await {
                 Ok(receipt) => JobOutcome::Sent {
@@ -148,7 +178,7 @@ pub async fn run_once(state: &AppState, worker: &str) -> anyhow::Result<usize> {
                         },
                         Reconciliation::NotSent => JobOutcome::Retry {
                             error_kind: e.kind().into(),
-                            after_secs: 30 * job.attempts.max(1),
+                            after_secs: retry_after(job.attempts),
                         },
                         Reconciliation::CannotTell => JobOutcome::Unknown {
                             reason: "the provider did not answer and cannot say whether it sent the message".into(),

@@ -476,6 +476,21 @@ impl Store {
         tx.commit().await
     }
 
+    /// What decides when a claimed job may go: whether it is a system message (never held by
+    /// quiet hours) and the patient's time zone (the practice's when the patient has none).
+    pub async fn job_schedule_facts(&self, job: &ClaimedJob) -> Result<(bool, String)> {
+        let row: Option<(String, Option<String>, String)> = sqlx::query_as(
+            "SELECT m.direction, p.time_zone, r.time_zone FROM messages m \
+             JOIN patients p ON p.id = m.patient_id JOIN practices r ON r.id = m.practice_id \
+             WHERE m.id = $1",
+        )
+        .bind(job.message.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        let (direction, patient_zone, practice_zone) = row.ok_or_else(malformed)?;
+        Ok((direction == "system", patient_zone.unwrap_or(practice_zone)))
+    }
+
     /// Counts of jobs by status (for metrics and tests; no content).
     pub async fn outbox_counts(&self) -> Result<Vec<(String, i64)>> {
         Ok(sqlx::query_as(

@@ -133,6 +133,10 @@ pub struct ServeArgs {
     /// Seconds between audit checkpoints (one is also written at shutdown). Default 60.
     #[arg(long, env = "SALVE_CHECKPOINT_INTERVAL_SECS")]
     pub checkpoint_interval_secs: Option<u64>,
+    /// When non-urgent texts wait, in each patient's time zone: HH:MM-HH:MM, or "off".
+    /// Default 21:00-08:00. Opt-out and help confirmations and codes are never held.
+    #[arg(long, env = "SALVE_QUIET_HOURS")]
+    pub quiet_hours: Option<String>,
     /// TLS certificate chain (PEM), to terminate TLS in Salve.
     #[arg(long, env = "SALVE_TLS_CERT", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,

@@ -220,6 +220,7 @@ fn server_config(serve: &ServeSettings) -> ServerConfig {
         .map(|t| salve_server::MetricsToken(t.expose().to_owned()));
     config.audit_anchor = Some(serve.audit_anchor.clone());
     config.checkpoint_interval = serve.checkpoint_interval;
+    config.quiet_hours = serve.quiet_hours;
     config.tls = match (&serve.tls_cert, &serve.tls_key) {
         (Some(cert), Some(key)) => Some(TlsFiles {
             cert: cert.clone(),

@@ -58,6 +58,7 @@ pub struct FileConfig {
     pub metrics_token_file: Option<PathBuf>,
     pub audit_anchor: Option<PathBuf>,
     pub checkpoint_interval_secs: Option<u64>,
+    pub quiet_hours: Option<String>,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
 }
@@ -99,6 +100,8 @@ pub struct ServeSettings {
     pub metrics_token: Option<Secret>,
     pub audit_anchor: PathBuf,
     pub checkpoint_interval: Duration,
+    /// `None`: quiet hours are off.
+    pub quiet_hours: Option<salve_core::delivery::QuietHours>,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
 }
@@ -258,6 +261,12 @@ impl ServeSettings {
                     .unwrap_or(DEFAULT_CHECKPOINT_SECS)
                     .max(1),
             ),
+            quiet_hours: match args.quiet_hours.as_deref().or(file.quiet_hours.as_deref()) {
+                None => Some(salve_core::delivery::QuietHours::default()),
+                Some(raw) => salve_core::delivery::QuietHours::parse_setting(raw).map_err(|e| {
+                    anyhow::anyhow!("quiet_hours: {e}")
+                })?,
+            },
             tls_cert: args.tls_cert.clone().or_else(|| file.tls_cert.clone()),
             tls_key: args.tls_key.clone().or_else(|| file.tls_key.clone()),
         })
@@ -378,6 +387,14 @@ pub fn describe(
             "checkpoint_interval_secs",
             file.checkpoint_interval_secs.is_some(),
         ),
+    );
+    line(
+        "quiet_hours",
+        serve
+            .quiet_hours
+            .map(|q| q.to_string())
+            .unwrap_or_else(|| "off".into()),
+        origin(sub, "quiet_hours", file.quiet_hours.is_some()),
     );
     line(
         "tls_cert",

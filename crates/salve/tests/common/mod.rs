@@ -50,6 +50,9 @@ fn clean_command(cwd: &Path) -> Command {
             cmd.env_remove(name);
         }
     }
+    // These servers run on the wall clock: quiet hours would hold texts at some times of day.
+    // They are tested with a manual clock in salve-server's tests.
+    cmd.env("SALVE_QUIET_HOURS", "off");
     cmd.current_dir(cwd);
     cmd
 }

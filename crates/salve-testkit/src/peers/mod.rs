@@ -5,6 +5,8 @@
 //! Under CI a missing peer fails the test; elsewhere the test says it was skipped, so a
 //! plain `cargo nextest run` on a machine without Python or Node still works.
 
+pub mod smtp;
+
 use std::path::{Path, PathBuf};
 
 fn repo_root() -> PathBuf {
