@@ -7,6 +7,7 @@ pub mod clock;
 pub mod confidential;
 pub mod consent;
 pub mod ids;
+pub mod keywords;
 pub mod links;
 pub mod outgoing;
 pub mod password_policy;
