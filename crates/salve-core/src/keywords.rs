@@ -465,7 +465,46 @@ const PLACE_WORDS: &[&str] = &[
     "by", "in", "at", "over", "into", "through", "off", "on", "past", "there", "here",
 ];
 
-const HEALTH_WORDS: &[&str] = &[
+/// Care, medication and billing: what a patient may stop that is not our texts.
+const CARE_WORDS: &[&str] = &[
+    "thinner",
+    "blood",
+    "brace",
+    "cast",
+    "splint",
+    "sling",
+    "crutches",
+    "wearing",
+    "diet",
+    "supplement",
+    "supplements",
+    "vitamin",
+    "vitamins",
+    "drops",
+    "inhaler",
+    "cream",
+    "injections",
+    "shots",
+    "pharmacy",
+    "pharmacist",
+    "prescribed",
+    "mg",
+    "tablet",
+    "tablets",
+    "refill",
+    "refills",
+    "order",
+    "payment",
+    "payments",
+    "autopay",
+    "charge",
+    "charges",
+    "bill",
+    "billing",
+    "claim",
+    "referral",
+    "farmacia",
+    "pago",
     "medication",
     "medications",
     "medicine",
@@ -894,7 +933,9 @@ fn whole_message(words: &[&str], ctx: &InboundContext) -> Option<Classification>
             vec![Reason::keyword("whole-message keyword ", k)],
         ));
     }
-    if phrase_in(&phrase, REVIEW_WHOLE_PHRASES) {
+    // Filler is part of these phrases ("no thanks"): match the words as written too.
+    let raw = collapse_phrase(&words.join(" "));
+    if phrase_in(&phrase, REVIEW_WHOLE_PHRASES) || phrase_in(&raw, REVIEW_WHOLE_PHRASES) {
         return Some(done(
             Intent::Other,
             true,
@@ -980,7 +1021,8 @@ enum Object {
     /// "stop sending me" and the clause ends.
     Me,
     Place,
-    Health,
+    /// Medication, treatment, billing: "stop my meds", "stop the refill".
+    Care,
     /// Nothing after the verb but filler.
     Nothing,
     Else,
@@ -996,8 +1038,8 @@ fn object_after(w: &[&str], i: usize) -> Object {
         if in_set(word, MSG_NOUNS) || in_set(word, SEND_VERBS) {
             return Object::Messages;
         }
-        if in_set(word, HEALTH_WORDS) {
-            return Object::Health;
+        if in_set(word, CARE_WORDS) {
+            return Object::Care;
         }
         if in_set(word, &["me", "us"]) {
             saw_me = true;
@@ -1041,22 +1083,24 @@ fn clause_rules(w: &[&str], all: &[&str], ctx: &InboundContext, ev: &mut Evidenc
             .push(Reason::rule("revocation phrase alone in its sentence"));
         return;
     }
-    if phrase_in(&core, REVIEW_WHOLE_PHRASES) {
+    if phrase_in(&core, REVIEW_WHOLE_PHRASES)
+        || phrase_in(&collapse_phrase(&w.join(" ")), REVIEW_WHOLE_PHRASES)
+    {
         ev.review
             .push(Reason::rule("review: a sentence that may be a revocation"));
     }
 
-    english_rules(w, ctx, ev);
+    english_rules(w, all, ctx, ev);
     spanish_rules(w, ev);
     optin_rules(w, ev);
 }
 
-fn english_rules(w: &[&str], ctx: &InboundContext, ev: &mut Evidence) {
+fn english_rules(w: &[&str], all: &[&str], ctx: &InboundContext, ev: &mut Evidence) {
     for (i, &word) in w.iter().enumerate() {
         let ii = i as isize;
         match word {
             "stop" | "quit" | "cease" | "halt" | "discontinue" | "end" | "cancel" | "pause" => {
-                stop_verb(w, i, ctx, ev)
+                stop_verb(w, i, all, ctx, ev)
             }
             "unsubscribe" | "unsub" | "stopall" | "optout" | "unenroll" => {
                 if negated(w, i) || in_set(at(w, ii - 1), &["did", "didnt"]) {
@@ -1085,7 +1129,7 @@ fn english_rules(w: &[&str], ctx: &InboundContext, ev: &mut Evidence) {
                         .push(Reason::rule("revocation phrase: unsubscribe / opt out"));
                 }
             }
-            "unsubscribed" | "opted" => {
+            "unsubscribed" | "opted" if !matches!(at(w, ii - 1), "be" | "get" | "been") => {
                 ev.review
                     .push(Reason::rule("review: says they already opted out"));
             }
@@ -1100,8 +1144,14 @@ fn english_rules(w: &[&str], ctx: &InboundContext, ev: &mut Evidence) {
                 ev.optout
                     .push(Reason::rule("revocation phrase: no more messages"));
             }
+            // "why do you keep texting me" (not "please keep texting me").
             "keep" | "keeps" | "kept"
-                if w[i + 1..].iter().take(2).any(|x| in_set(x, SEND_VERBS)) =>
+                if w[i + 1..].iter().take(2).any(|x| in_set(x, SEND_VERBS))
+                    && w[..i]
+                        .iter()
+                        .rev()
+                        .take(3)
+                        .any(|x| in_set(x, &["you", "u", "yall", "they", "why"])) =>
             {
                 ev.review
                     .push(Reason::rule("review: complaint about repeated messages"));
@@ -1109,6 +1159,17 @@ fn english_rules(w: &[&str], ctx: &InboundContext, ev: &mut Evidence) {
             "text" | "txt" | "message" | "msg" | "contact" | "send" | "sms" | "email" | "call"
             | "bother" => do_not_contact(w, i, ev),
             "want" | "wish" | "need" | "like" => dont_want(w, i, ev),
+            // "who gave you my number?", "how did you get my number".
+            "gave" | "get" | "got"
+                if w[..i].iter().any(|x| in_set(x, &["who", "how", "where"]))
+                    && w[i + 1..]
+                        .iter()
+                        .take(3)
+                        .any(|x| in_set(x, &["number", "phone"])) =>
+            {
+                ev.review
+                    .push(Reason::rule("review: asks how we got the number"));
+            }
             "take" | "get" | "remove" | "delete" | "erase" | "lose" | "scrub" => {
                 off_the_list(w, i, ev)
             }
@@ -1129,6 +1190,29 @@ fn english_rules(w: &[&str], ctx: &InboundContext, ev: &mut Evidence) {
             "wrong" if in_set(at(w, ii + 1), &["number", "person", "phone", "guy"]) => {
                 ev.review.push(Reason::rule("review: wrong-number report"));
             }
+            // "this isn't my number anymore", "not my phone".
+            "number" | "phone" | "cell"
+                if w[..i]
+                    .iter()
+                    .rev()
+                    .take(3)
+                    .any(|x| in_set(x, &["isnt", "not", "longer"])) =>
+            {
+                ev.review.push(Reason::rule("review: wrong-number report"));
+            }
+            // "too many texts", "enough with the messages".
+            "many" | "enough" if w[i + 1..].iter().take(3).any(|x| in_set(x, MSG_NOUNS)) => {
+                ev.review.push(Reason::rule(
+                    "review: complaint about the number of messages",
+                ));
+            }
+            // "I'd like to be removed from your text list", "taken off the list".
+            "removed" | "taken" | "deleted" | "unsubscribed"
+                if matches!(at(w, ii - 1), "be" | "get" | "been")
+                    || in_set(at(w, ii + 1), &["from", "off"]) =>
+            {
+                off_the_list(w, i, ev);
+            }
             "interested" if at(w, ii - 1) == "not" => {
                 ev.review.push(Reason::rule("review: not interested"));
             }
@@ -1148,7 +1232,7 @@ fn english_rules(w: &[&str], ctx: &InboundContext, ev: &mut Evidence) {
 }
 
 /// "stop texting me", "stop by", "can I stop my medication", "cancel my appointment".
-fn stop_verb(w: &[&str], i: usize, ctx: &InboundContext, ev: &mut Evidence) {
+fn stop_verb(w: &[&str], i: usize, all: &[&str], ctx: &InboundContext, ev: &mut Evidence) {
     let word = w[i];
     let ii = i as isize;
     // "the end of the month", "the bus stop", "a quick stop": a noun, not a request.
@@ -1181,10 +1265,20 @@ fn stop_verb(w: &[&str], i: usize, ctx: &InboundContext, ev: &mut Evidence) {
     // worth a review when they do not ("quit my job", "end of the day" are everyday words).
     let stops = matches!(word, "stop" | "quit" | "cease" | "halt" | "discontinue");
     let strong = matches!(word, "stop" | "cease" | "halt" | "discontinue");
+    // "stop sign", "stop light": a noun.
+    if word == "stop"
+        && in_set(
+            at(w, ii + 1),
+            &["sign", "signs", "light", "lights", "watch"],
+        )
+    {
+        return;
+    }
     let object = object_after(w, i);
-    if !matches!(object, Object::Messages) && w.iter().any(|x| in_set(x, HEALTH_WORDS)) {
-        ev.notes
-            .push(Reason::rule("ambiguous: 'stop' about medication or health"));
+    if !matches!(object, Object::Messages) && all.iter().any(|x| in_set(x, CARE_WORDS)) {
+        ev.notes.push(Reason::rule(
+            "ambiguous: 'stop' about care, medication or billing",
+        ));
         return;
     }
     match object {
@@ -1214,13 +1308,18 @@ fn stop_verb(w: &[&str], i: usize, ctx: &InboundContext, ev: &mut Evidence) {
             ev.notes
                 .push(Reason::rule("ambiguous: 'stop' followed by a place"));
         }
-        Object::Health => {
-            ev.notes
-                .push(Reason::rule("ambiguous: 'stop' about medication or health"));
+        Object::Care => {
+            ev.notes.push(Reason::rule(
+                "ambiguous: 'stop' about care, medication or billing",
+            ));
         }
         _ if word == "cancel" => {
-            // Cancelling is about the appointment unless it names messages (handled above).
-            if ctx.reminder_awaiting_answer || w.iter().any(|x| in_set(x, APPOINTMENT_WORDS)) {
+            // Cancelling is about the appointment unless it names messages (handled above);
+            // a time ("my 3pm") places it in the schedule too.
+            let scheduling = all
+                .iter()
+                .any(|x| in_set(x, APPOINTMENT_WORDS) || x.chars().any(|c| c.is_ascii_digit()));
+            if ctx.reminder_awaiting_answer || scheduling {
                 ev.notes
                     .push(Reason::rule("ambiguous: 'cancel' about an appointment"));
             } else {
@@ -1339,7 +1438,9 @@ fn dont_want(w: &[&str], i: usize, ev: &mut Evidence) {
 fn off_the_list(w: &[&str], i: usize, ev: &mut Evidence) {
     let ii = i as isize;
     let next = at(w, ii + 1);
+    let passive = in_set(w[i], &["removed", "taken", "deleted", "unsubscribed"]);
     let (who_end, is_me) = match next {
+        _ if passive => (i, true),
         "me" => (i + 1, true),
         "my" | "this" | "our"
             if in_set(
@@ -1370,7 +1471,7 @@ fn off_the_list(w: &[&str], i: usize, ev: &mut Evidence) {
     if dest
         .iter()
         .take(5)
-        .any(|x| in_set(x, NOT_THE_TEXTING_LIST) || in_set(x, HEALTH_WORDS))
+        .any(|x| in_set(x, NOT_THE_TEXTING_LIST) || in_set(x, CARE_WORDS))
     {
         ev.notes.push(Reason::rule(
             "ambiguous: a list other than texting (wait list)",
@@ -1438,9 +1539,14 @@ fn spanish_rules(w: &[&str], ev: &mut Evidence) {
                 let object = rest
                     .iter()
                     .take(5)
-                    .find(|x| es_send_verb(x) || in_set(x, MSG_NOUNS) || in_set(x, HEALTH_WORDS));
+                    .find(|x| es_send_verb(x) || in_set(x, MSG_NOUNS) || in_set(x, CARE_WORDS));
+                if word.starts_with("par") && in_set(at(w, ii + 1), &["en", "por", "a", "al"]) {
+                    ev.notes
+                        .push(Reason::rule("ambiguous: 'parar' followed by a place"));
+                    continue;
+                }
                 match object {
-                    Some(x) if in_set(x, HEALTH_WORDS) => ev.notes.push(Reason::rule(
+                    Some(x) if in_set(x, CARE_WORDS) => ev.notes.push(Reason::rule(
                         "ambiguous: 'parar' about medication or health",
                     )),
                     Some(_) => ev

@@ -36,6 +36,14 @@ fn check(name: &str, cases: &[LabeledCase], min_cases: usize) -> Scores {
     assert!(cases.len() >= min_cases, "{name} shrank to {}", cases.len());
     // The development set is fictional and ours: INBOUND_EVAL_VERBOSE=1 lists every miss.
     if name == "dev.jsonl" && std::env::var_os("INBOUND_EVAL_VERBOSE").is_some() {
+        for (case, got) in cases
+            .iter()
+            .map(|c| (c, salve_core::keywords::classify(&c.text, &c.context)))
+        {
+            if got.review && case.intent != salve_core::keywords::Intent::OptOut {
+                println!("  review: {:?} {:?}", case.text, got.reasons);
+            }
+        }
         for m in &misses {
             println!(
                 "  miss: expected {} got {} (review {}): {:?} {:?}",
