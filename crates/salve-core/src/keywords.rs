@@ -366,6 +366,10 @@ const SEND_VERBS: &[&str] = &[
     "sending",
     "contacting",
     "spamming",
+    "reminding",
+    "notifying",
+    "pinging",
+    "alerting",
     "texted",
     "messaged",
     "contacted",
@@ -778,11 +782,12 @@ fn in_set(word: &str, set: &[&str]) -> bool {
 /// The message's words without filler, as one collapsed phrase: "STOP!!! pls 🙏" -> "stop".
 /// `lead_ins` also drops "yes"/"no" before the rest.
 fn core_phrase(words: &[&str], lead_ins: bool) -> String {
-    let filler: Vec<String> = FILLER.iter().map(|f| collapse(f)).collect();
     let mut kept: Vec<String> = Vec::new();
     for w in words {
         let c = collapse(w);
-        if filler.contains(&c) || (lead_ins && kept.is_empty() && in_set(&c, OPT_OUT_LEAD_INS)) {
+        if FILLER.iter().any(|f| collapsed_eq(f, &c))
+            || (lead_ins && kept.is_empty() && in_set(&c, OPT_OUT_LEAD_INS))
+        {
             continue;
         }
         // "stop stop stop"
@@ -797,16 +802,30 @@ fn core_phrase(words: &[&str], lead_ins: bool) -> String {
 fn lookup(phrase: &str, table: &[(&str, &'static str)]) -> Option<&'static str> {
     table
         .iter()
-        .find(|(k, _)| collapse_phrase(k) == phrase)
+        .find(|(k, _)| collapsed_eq(k, phrase))
         .map(|(_, name)| *name)
 }
 
+/// Word by word is the same as the whole phrase at once: a space ends every run.
 fn collapse_phrase(p: &str) -> String {
-    p.split(' ').map(collapse).collect::<Vec<_>>().join(" ")
+    collapse(p)
+}
+
+/// `collapse(entry) == phrase`, without allocating (tables are compared on every text).
+fn collapsed_eq(entry: &str, phrase: &str) -> bool {
+    let mut last = None;
+    entry
+        .chars()
+        .filter(|&c| {
+            let keep = Some(c) != last;
+            last = Some(c);
+            keep
+        })
+        .eq(phrase.chars())
 }
 
 fn phrase_in(phrase: &str, table: &[&str]) -> bool {
-    table.iter().any(|k| collapse_phrase(k) == phrase)
+    table.iter().any(|k| collapsed_eq(k, phrase))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -839,6 +858,13 @@ pub fn classify(text: &str, ctx: &InboundContext) -> Classification {
 
     if let Some(c) = whole_message(&words, ctx) {
         return c;
+    }
+    // "S T O P": letters typed apart.
+    if words.len() >= 3 && words.iter().all(|w| w.chars().count() == 1) {
+        let joined = words.concat();
+        if let Some(c) = whole_message(&[joined.as_str()], ctx) {
+            return c;
+        }
     }
 
     let mut ev = Evidence::default();
@@ -1158,7 +1184,7 @@ fn english_rules(w: &[&str], all: &[&str], ctx: &InboundContext, ev: &mut Eviden
             }
             "text" | "txt" | "message" | "msg" | "contact" | "send" | "sms" | "email" | "call"
             | "bother" => do_not_contact(w, i, ev),
-            "want" | "wish" | "need" | "like" => dont_want(w, i, ev),
+            "want" | "wanna" | "wish" | "need" | "like" => dont_want(w, i, ev),
             // "who gave you my number?", "how did you get my number".
             "gave" | "get" | "got"
                 if w[..i].iter().any(|x| in_set(x, &["who", "how", "where"]))
@@ -1349,6 +1375,17 @@ fn stop_verb(w: &[&str], i: usize, all: &[&str], ctx: &InboundContext, ev: &mut 
                     .push(Reason::rule("review: 'stop' inside a longer text, unclear"));
             }
         }
+        // "I'll stop worrying", "where do I stop to pay": the patient stopping something.
+        _ if strong
+            && in_set(
+                at(w, ii - 1),
+                &["i", "ill", "im", "we", "well", "id", "ive"],
+            ) =>
+        {
+            ev.notes.push(Reason::rule(
+                "ambiguous: the patient stops something themselves",
+            ));
+        }
         _ if strong => {
             ev.review
                 .push(Reason::rule("review: 'stop' inside a longer text, unclear"));
@@ -1425,7 +1462,7 @@ fn dont_want(w: &[&str], i: usize, ev: &mut Evidence) {
     if !wants_messages || to_stop {
         return;
     }
-    if w[i] == "want" || w[i] == "wish" {
+    if matches!(w[i], "want" | "wanna" | "wish") {
         ev.optout
             .push(Reason::rule("revocation phrase: does not want messages"));
     } else {
@@ -1642,6 +1679,21 @@ fn spanish_rules(w: &[&str], ev: &mut Evidence) {
                     ev.optout
                         .push(Reason::rule("revocation phrase (es): cancelar mensajes"));
                 }
+            }
+            // "alto a los mensajes".
+            "alto" if w[i + 1..].iter().take(3).any(|x| in_set(x, MSG_NOUNS)) => {
+                ev.optout
+                    .push(Reason::rule("revocation phrase (es): alto a los mensajes"));
+            }
+            // "favor de no mandar mas mensajes", "no enviarme textos".
+            w_ if at(w, ii - 1) == "no"
+                && ["mandar", "enviar", "escribir"]
+                    .iter()
+                    .any(|s| w_.starts_with(s))
+                && w[i + 1..].iter().take(3).any(|x| in_set(x, MSG_NOUNS)) =>
+            {
+                ev.optout
+                    .push(Reason::rule("revocation phrase (es): no mandar mensajes"));
             }
             "desuscribir" | "desuscribirme" | "desuscribanme" | "desuscribirse" => {
                 ev.optout
