@@ -324,7 +324,6 @@ const MSG_NOUNS: &[&str] = &[
     "texts",
     "txt",
     "txts",
-    "txt s",
     "texting",
     "txting",
     "textin",
@@ -440,7 +439,6 @@ const GAP: &[&str] = &[
     "guys",
     "number",
     "phone",
-    "these",
     "los",
     "las",
     "sus",
@@ -1496,7 +1494,7 @@ fn off_the_list(w: &[&str], i: usize, ev: &mut Evidence) {
     let rest = &w[who_end + 1..];
     let dest: Vec<&str> = rest
         .iter()
-        .skip_while(|x| in_set(x, &["off", "from", "out", "of", "off of"]))
+        .skip_while(|x| in_set(x, &["off", "from", "out", "of"]))
         .copied()
         .collect();
     let has_prep = rest
