@@ -97,6 +97,10 @@ pub enum Command {
     /// Reads no database.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Inbound texts: is a patient's text an opt-out, help, an opt-in or a message for staff.
+    /// Reads no database.
+    #[command(subcommand)]
+    Inbound(InboundCommand),
     /// Start a throw-away server with a seeded demo practice on http://localhost.
     Demo {
         /// Port on localhost (0 picks a free one). Default 8080, or a free port if it is taken.
@@ -319,6 +323,24 @@ pub enum PolicyCommand {
     Eval {
         /// The labelled JSON-lines file.
         file: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum InboundCommand {
+    /// Classify JSON lines from standard input: {"text": "...", "context":
+    /// {"reminder_awaiting_answer": bool}} ("context" optional). Writes one line per input:
+    /// {"intent": "optout"|"help"|"optin"|"other", "review": bool, "reasons": [...]}.
+    Classify,
+    /// Score the classifier on a labelled file of JSON lines ({"text", "intent", optional
+    /// "ambiguous", "context"}): opt-out recall (opt-out or review), false opt-out rate, help and
+    /// opt-in accuracy, then the line numbers of the misses.
+    Eval {
+        /// The labelled JSON-lines file.
+        file: PathBuf,
+        /// Also print the text of each miss (only for fictional data).
+        #[arg(long)]
+        show_text: bool,
     },
 }
 

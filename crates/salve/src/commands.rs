@@ -20,6 +20,7 @@ pub async fn run(cli: Cli, matches: clap::ArgMatches) -> anyhow::Result<ExitCode
     // Pure computation on stdin or a file: needs no settings, data directory or key.
     let command = match cli.command {
         Command::Policy(cmd) => return crate::policy_cmd::run(&cmd),
+        Command::Inbound(cmd) => return crate::inbound_cmd::run(&cmd),
         other => other,
     };
     let file = match &cli.global.config {
@@ -56,7 +57,7 @@ pub async fn run(cli: Cli, matches: clap::ArgMatches) -> anyhow::Result<ExitCode
             println!("{count} patients from the shred list were shredded again");
             Ok(ExitCode::SUCCESS)
         }
-        Command::Policy(_) => Ok(ExitCode::SUCCESS), // returned above
+        Command::Policy(_) | Command::Inbound(_) => Ok(ExitCode::SUCCESS), // returned above
         Command::Demo { port } => demo(port).await,
         Command::Outbox(OutboxCommand::List) => {
             let store = open_existing(&settings).await?;

@@ -67,7 +67,7 @@ struct Labelled {
 
 /// Parse one JSON line. The error says where and which field, but quotes nothing from the line
 /// (serde's own messages can quote the offending value).
-fn parse<T: for<'de> Deserialize<'de>>(line: &str, number: usize) -> anyhow::Result<T> {
+pub(crate) fn parse<T: for<'de> Deserialize<'de>>(line: &str, number: usize) -> anyhow::Result<T> {
     let mut de = serde_json::Deserializer::from_str(line);
     let result: Result<T, _> = serde_path_to_error::deserialize(&mut de);
     let (path, inner) = match result {

@@ -1,0 +1,2048 @@
+//! The one keyword table, and the classifier for what a patient texted in: opt-out, help,
+//! opt-in, or anything else. Every inbound text is judged here and nowhere else.
+//!
+//! Rules, in order:
+//! 1. A whole message that is an opt-out keyword (STOP, STOPALL, UNSUBSCRIBE, CANCEL, END, QUIT,
+//!    REVOKE, OPTOUT, OPT OUT; Spanish PARAR, ALTO, BAJA) is an opt-out in every state. Case,
+//!    accents, punctuation, emoji, repeated letters ("stopp") and filler ("pls", "por favor",
+//!    "now", "!!!") are ignored. CANCEL right after a reminder stays an opt-out (CTIA); the
+//!    reminders flow must offer its own confirm/cancel words.
+//! 2. A whole message that is HELP, INFO or AYUDA is help; START, UNSTOP or YES is an opt-in,
+//!    except YES while a reminder awaits an answer: then it is `Other` and the reminders flow
+//!    claims it. Spanish "SI" is never an opt-in: a bare "sí" answers questions in conversation
+//!    far more often than it asks to be texted again, Twilio does not treat it as a keyword, and
+//!    re-subscribing someone by mistake is a consent violation (a missed opt-in only costs the
+//!    patient a START).
+//! 3. Inside a longer text a keyword is judged with its neighbours: "stop texting me" is an
+//!    opt-out, "stop by the office?" and "cancel my appointment tuesday" are not. Free-text
+//!    revocation ("take me off your list", "no me manden mas textos") is an opt-out: the FCC
+//!    accepts any reasonable means. A text that could be a revocation but is not clear
+//!    ("wrong number", "stop texting me after 8pm") gets `review: true` for staff.
+//!
+//! Reasons name rules and our own keyword table, never the patient's words: they are logged and
+//! shown in the review queue, and the text is PHI.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use unicode_normalization::UnicodeNormalization;
+use unicode_normalization::char::decompose_canonical;
+
+pub mod eval;
+
+/// What an inbound text asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Intent {
+    /// Stop texting me (revokes every SMS purpose).
+    OptOut,
+    /// Send the help reply.
+    Help,
+    /// Text me again (restores what STOP revoked, see `consent::sms_keyword_opt_in`).
+    OptIn,
+    /// A message for staff (or, later, for the reminders flow).
+    Other,
+}
+
+impl Intent {
+    pub const ALL: [Intent; 4] = [Intent::OptOut, Intent::Help, Intent::OptIn, Intent::Other];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::OptOut => "optout",
+            Self::Help => "help",
+            Self::OptIn => "optin",
+            Self::Other => "other",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|i| i.as_str() == raw)
+    }
+}
+
+impl fmt::Display for Intent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What the classifier knows besides the text.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InboundContext {
+    /// A reminder sent to this number asks for an answer (confirm/cancel) and has none yet.
+    /// Then a bare YES belongs to the reminders flow, not to opt-in.
+    #[serde(default)]
+    pub reminder_awaiting_answer: bool,
+}
+
+/// Why the classifier decided as it did: a rule name, built only from `'static` strings (rule
+/// names and our keyword table), so it can never carry the patient's words.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Reason(Cow<'static, str>);
+
+impl Reason {
+    const fn rule(name: &'static str) -> Self {
+        Self(Cow::Borrowed(name))
+    }
+
+    fn keyword(prefix: &'static str, keyword: &'static str) -> Self {
+        Self(Cow::Owned(format!("{prefix}{keyword}")))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Serialize for Reason {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+/// The classifier's answer for one inbound text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Classification {
+    pub intent: Intent,
+    /// Staff should look: the text may be a revocation but is not clear.
+    pub review: bool,
+    pub reasons: Vec<Reason>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// The keyword table.
+
+/// Whole-message opt-out keywords (issue 6 item 7), written as folded words.
+const OPT_OUT_KEYWORDS: &[(&str, &str)] = &[
+    ("stop", "STOP"),
+    ("stopall", "STOPALL"),
+    ("stop all", "STOPALL"),
+    ("unsubscribe", "UNSUBSCRIBE"),
+    ("cancel", "CANCEL"),
+    ("end", "END"),
+    ("quit", "QUIT"),
+    ("revoke", "REVOKE"),
+    ("optout", "OPTOUT"),
+    ("opt out", "OPT OUT"),
+    ("parar", "PARAR"),
+    ("alto", "ALTO"),
+    ("baja", "BAJA"),
+];
+
+/// Whole messages outside the table that say nothing but "stop texting me".
+const OPT_OUT_WHOLE_PHRASES: &[&str] = &[
+    "unsub",
+    "remove",
+    "remove me",
+    "stop it",
+    "stop texting",
+    "stop messaging",
+    "stop texts",
+    "stop messages",
+    "stop sms",
+    "no more",
+    "no more texts",
+    "no more messages",
+    "leave me alone",
+    "cancelar",
+    "cancelar suscripcion",
+    "detener",
+    "detengan",
+    "desuscribir",
+    "desuscribirme",
+    "darme de baja",
+    "dar de baja",
+    "no mas",
+    "no mas mensajes",
+    "no mas textos",
+    "arret",
+    "arrete",
+];
+
+/// Whole messages that may be a revocation but are not clear.
+const REVIEW_WHOLE_PHRASES: &[&str] = &[
+    "enough",
+    "basta",
+    "ya basta",
+    "para",
+    "paren",
+    "no thanks",
+    "no thank you",
+    "no gracias",
+    "not interested",
+    "no me interesa",
+    "spam",
+    "wrong number",
+    "wrong person",
+    "numero equivocado",
+    "unsubscribed",
+    "opted out",
+];
+
+const HELP_KEYWORDS: &[(&str, &str)] = &[
+    ("help", "HELP"),
+    ("info", "INFO"),
+    ("ayuda", "AYUDA"),
+    ("help me", "HELP"),
+    ("more info", "INFO"),
+    ("informacion", "INFO"),
+    ("mas info", "INFO"),
+    ("mas informacion", "INFO"),
+    ("ayudame", "AYUDA"),
+];
+
+/// Whole-message opt-in keywords. No "ALTA" (one letter from ALTO) and no "SI" (see the module
+/// documentation): a wrong opt-in texts someone who asked us to stop.
+const OPT_IN_KEYWORDS: &[(&str, &str)] = &[
+    ("start", "START"),
+    ("unstop", "UNSTOP"),
+    ("yes", "YES"),
+    ("subscribe", "SUBSCRIBE"),
+    ("resubscribe", "SUBSCRIBE"),
+    ("opt in", "OPT IN"),
+    ("optin", "OPT IN"),
+    ("start again", "START"),
+    ("comenzar", "COMENZAR"),
+    ("empezar", "COMENZAR"),
+    ("iniciar", "COMENZAR"),
+    ("reanudar", "COMENZAR"),
+];
+
+/// Words that carry no meaning around a keyword ("STOP pls", "BAJA por favor", "ok stop now").
+const FILLER: &[&str] = &[
+    "please",
+    "pls",
+    "plz",
+    "plse",
+    "pleas",
+    "plis",
+    "now",
+    "thanks",
+    "thank",
+    "thx",
+    "tnx",
+    "ty",
+    "asap",
+    "immediately",
+    "already",
+    "ok",
+    "okay",
+    "k",
+    "hi",
+    "hello",
+    "hey",
+    "just",
+    "sorry",
+    "um",
+    "uh",
+    "right",
+    "por",
+    "favor",
+    "porfa",
+    "porfavor",
+    "xfa",
+    "pf",
+    "gracias",
+    "ya",
+    "ahora",
+    "mismo",
+    "hola",
+    "oh",
+    "sir",
+    "maam",
+    "mam",
+    "senor",
+    "senora",
+    "lol",
+    "omg",
+    "u",
+    "you",
+    "yall",
+    "guys",
+];
+
+/// Before an opt-out keyword only: "yes stop", "no stop".
+const OPT_OUT_LEAD_INS: &[&str] = &["yes", "no", "si", "yeah", "yep", "nope"];
+
+// Twilio's default keyword handling (Messaging Services without Advanced Opt-Out, and long
+// codes): https://www.twilio.com/docs/messaging/tutorials/advanced-opt-out ("By default, Twilio
+// handles ... STOP, UNSUBSCRIBE, END, QUIT, STOPALL, REVOKE, OPTOUT, and CANCEL") and
+// https://help.twilio.com/articles/223134027 (opt-in START, YES, UNSTOP; help HELP, INFO; "only
+// single-word messages will trigger the block": "STOP PLEASE" does not). Twilio ignores case and
+// surrounding whitespace; we assume nothing else (not punctuation): if we wrongly believed Twilio
+// confirmed, the patient would get no confirmation at all, while the other mistake only sends
+// two.
+const TWILIO_OPT_OUT: &[&str] = &[
+    "STOP",
+    "STOPALL",
+    "UNSUBSCRIBE",
+    "CANCEL",
+    "END",
+    "QUIT",
+    "REVOKE",
+    "OPTOUT",
+];
+const TWILIO_HELP: &[&str] = &["HELP", "INFO"];
+/// Twilio re-subscribes on YES whatever Salve's reminders expect: the reminders flow must know
+/// that a YES to a reminder also lifts a Twilio-side block.
+const TWILIO_OPT_IN: &[&str] = &["START", "YES", "UNSTOP"];
+
+fn twilio_matches(text: &str, table: &[&str]) -> bool {
+    let body = text.trim();
+    table.iter().any(|k| body.eq_ignore_ascii_case(k))
+}
+
+/// Twilio confirms this opt-out by itself (its default handling): Salve must not confirm again.
+pub fn twilio_default_opt_out_keyword(text: &str) -> bool {
+    twilio_matches(text, TWILIO_OPT_OUT)
+}
+
+/// Twilio answers this help keyword by itself.
+pub fn twilio_default_help_keyword(text: &str) -> bool {
+    twilio_matches(text, TWILIO_HELP)
+}
+
+/// Twilio re-subscribes and answers this opt-in keyword by itself.
+pub fn twilio_default_opt_in_keyword(text: &str) -> bool {
+    twilio_matches(text, TWILIO_OPT_IN)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Vocabulary for longer texts (folded words).
+
+/// Things we send. "reminder" is not here: stopping one reminder is not stopping the texts.
+const MSG_NOUNS: &[&str] = &[
+    "text",
+    "texts",
+    "txt",
+    "txts",
+    "texting",
+    "txting",
+    "textin",
+    "message",
+    "messages",
+    "msg",
+    "msgs",
+    "messaging",
+    "sms",
+    "smss",
+    "notification",
+    "notifications",
+    "notifs",
+    "alert",
+    "alerts",
+    "reminders",
+    "mensaje",
+    "mensajes",
+    "mensajitos",
+    "texto",
+    "textos",
+    "msj",
+    "msjs",
+    "mjs",
+    "recordatorios",
+    "notificaciones",
+    "alertas",
+    "subscription",
+    "suscripcion",
+];
+
+/// "-ing" forms and verbs of sending us to the patient.
+const SEND_VERBS: &[&str] = &[
+    "texting",
+    "txting",
+    "textin",
+    "messaging",
+    "msging",
+    "sending",
+    "contacting",
+    "spamming",
+    "reminding",
+    "notifying",
+    "pinging",
+    "alerting",
+    "texted",
+    "messaged",
+    "contacted",
+];
+
+/// Words allowed between a stop verb and what it stops ("stop sending me all these texts").
+const GAP: &[&str] = &[
+    "the",
+    "these",
+    "those",
+    "this",
+    "that",
+    "all",
+    "any",
+    "your",
+    "ur",
+    "yalls",
+    "with",
+    "sending",
+    "send",
+    "me",
+    "us",
+    "of",
+    "them",
+    "my",
+    "automated",
+    "auto",
+    "annoying",
+    "stupid",
+    "freaking",
+    "fricking",
+    "fucking",
+    "f",
+    "ing",
+    "damn",
+    "dang",
+    "marketing",
+    "appointment",
+    "appt",
+    "text",
+    "getting",
+    "receiving",
+    "get",
+    "receive",
+    "and",
+    "or",
+    "calling",
+    "emailing",
+    "so",
+    "many",
+    "more",
+    "future",
+    "further",
+    "every",
+    "daily",
+    "constant",
+    "a",
+    "an",
+    "to",
+    "from",
+    "you",
+    "u",
+    "please",
+    "pls",
+    "plz",
+    "just",
+    "yall",
+    "guys",
+    "number",
+    "phone",
+    "los",
+    "las",
+    "sus",
+    "tus",
+    "esos",
+    "estos",
+    "esas",
+    "estas",
+    "de",
+    "recibir",
+    "mas",
+    "todos",
+    "todas",
+];
+
+const NEGATIONS: &[&str] = &[
+    "dont", "never", "not", "wont", "didnt", "doesnt", "cant", "cannot", "wouldnt", "shouldnt",
+    "couldnt", "havent", "hasnt", "isnt", "arent",
+];
+
+/// Before "stop": the text asks about the past or a fact, not for something ("why did you stop
+/// texting me?").
+const NOT_A_REQUEST: &[&str] = &["did", "why", "when", "has", "have", "had", "was", "were"];
+
+const PLACE_WORDS: &[&str] = &[
+    "by", "in", "at", "over", "into", "through", "off", "on", "past", "there", "here",
+];
+
+/// Care, medication and billing: what a patient may stop that is not our texts.
+const CARE_WORDS: &[&str] = &[
+    "thinner",
+    "blood",
+    "brace",
+    "cast",
+    "splint",
+    "sling",
+    "crutches",
+    "wearing",
+    "diet",
+    "supplement",
+    "supplements",
+    "vitamin",
+    "vitamins",
+    "drops",
+    "inhaler",
+    "cream",
+    "injections",
+    "shots",
+    "pharmacy",
+    "pharmacist",
+    "prescribed",
+    "mg",
+    "tablet",
+    "tablets",
+    "refill",
+    "refills",
+    "order",
+    "payment",
+    "payments",
+    "autopay",
+    "charge",
+    "charges",
+    "bill",
+    "billing",
+    "claim",
+    "referral",
+    "farmacia",
+    "pago",
+    "medication",
+    "medications",
+    "medicine",
+    "medicines",
+    "meds",
+    "med",
+    "pill",
+    "pills",
+    "taking",
+    "dose",
+    "doses",
+    "dosage",
+    "bleeding",
+    "treatment",
+    "therapy",
+    "insulin",
+    "drinking",
+    "smoking",
+    "eating",
+    "antibiotic",
+    "antibiotics",
+    "prescription",
+    "birth",
+    "control",
+    "pain",
+    "cough",
+    "coughing",
+    "vomiting",
+    "diarrhea",
+    "working",
+    "exercise",
+    "exercising",
+    "running",
+    "breastfeeding",
+    "nursing",
+    "medicamento",
+    "medicamentos",
+    "medicina",
+    "pastilla",
+    "pastillas",
+    "tratamiento",
+    "sangrado",
+    "dolor",
+    "tomar",
+    "tomando",
+];
+
+/// Words that place "cancel"/"cancelar" in scheduling, not messaging.
+const APPOINTMENT_WORDS: &[&str] = &[
+    "appointment",
+    "appointments",
+    "appt",
+    "appts",
+    "visit",
+    "visits",
+    "consult",
+    "consultation",
+    "surgery",
+    "procedure",
+    "checkup",
+    "exam",
+    "booking",
+    "reservation",
+    "session",
+    "cleaning",
+    "today",
+    "tomorrow",
+    "tmrw",
+    "tmr",
+    "monday",
+    "tuesday",
+    "wednesday",
+    "thursday",
+    "friday",
+    "saturday",
+    "sunday",
+    "mon",
+    "tue",
+    "tues",
+    "wed",
+    "thu",
+    "thurs",
+    "fri",
+    "sat",
+    "sun",
+    "morning",
+    "afternoon",
+    "week",
+    "come",
+    "coming",
+    "make",
+    "reschedule",
+    "sick",
+    "cita",
+    "citas",
+    "consulta",
+    "cirugia",
+    "hoy",
+    "manana",
+    "lunes",
+    "martes",
+    "miercoles",
+    "jueves",
+    "viernes",
+    "sabado",
+    "domingo",
+    "ir",
+    "puedo",
+    "voy",
+];
+
+/// Words restricting a revocation to some times or kinds of message ("after 8pm", "only").
+const QUALIFIERS: &[&str] = &[
+    "before",
+    "after",
+    "until",
+    "till",
+    "til",
+    "weekend",
+    "weekends",
+    "night",
+    "early",
+    "late",
+    "except",
+    "only",
+    "antes",
+    "despues",
+    "hasta",
+    "solo",
+    "solamente",
+    "excepto",
+    "noche",
+    "temprano",
+    "tarde",
+];
+
+/// Destinations of "take me off ..." that are not our texting list.
+const NOT_THE_TEXTING_LIST: &[&str] = &[
+    "waitlist",
+    "wait",
+    "waiting",
+    "schedule",
+    "calendar",
+    "appointment",
+    "appt",
+    "surgery",
+    "espera",
+    "cita",
+];
+
+const TEXTING_LIST: &[&str] = &[
+    "list",
+    "lists",
+    "texts",
+    "text",
+    "texting",
+    "messages",
+    "messaging",
+    "system",
+    "database",
+    "program",
+    "contacts",
+    "sms",
+    "notifications",
+    "reminders",
+    "lista",
+    "mensajes",
+    "textos",
+    "sistema",
+];
+
+// ---------------------------------------------------------------------------------------------
+// Normalising.
+
+/// The text as folded words in clauses (split at . , ! ? ; : and line breaks).
+struct Folded {
+    clauses: Vec<Vec<String>>,
+    /// Any emoji or symbol that says "stop" by itself (🛑 ⛔ 🚫 ✋).
+    stop_sign: bool,
+}
+
+impl Folded {
+    fn new(text: &str) -> Self {
+        let mut clauses = vec![Vec::new()];
+        let mut word = String::new();
+        let mut stop_sign = false;
+        for c in text.nfkc() {
+            if matches!(c, '\'' | '\u{2019}' | '\u{2018}' | '`' | '\u{00B4}') {
+                // "don't" -> "dont"
+                continue;
+            }
+            if c.is_alphanumeric() {
+                for lower in c.to_lowercase() {
+                    push_base(lower, &mut word);
+                }
+                continue;
+            }
+            end_word(&mut word, &mut clauses);
+            if matches!(
+                c,
+                '.' | ','
+                    | '!'
+                    | '?'
+                    | ';'
+                    | ':'
+                    | '\n'
+                    | '\r'
+                    | '¡'
+                    | '¿'
+                    | '\u{2014}'
+                    | '\u{2013}'
+            ) && clauses.last().is_some_and(|c| !c.is_empty())
+            {
+                clauses.push(Vec::new());
+            }
+            stop_sign |= matches!(c, '\u{1F6D1}' | '\u{26D4}' | '\u{1F6AB}' | '\u{270B}');
+        }
+        end_word(&mut word, &mut clauses);
+        clauses.retain(|c| !c.is_empty());
+        Self { clauses, stop_sign }
+    }
+
+    fn words(&self) -> impl Iterator<Item = &str> {
+        self.clauses.iter().flatten().map(String::as_str)
+    }
+}
+
+fn end_word(word: &mut String, clauses: &mut [Vec<String>]) {
+    if !word.is_empty()
+        && let Some(last) = clauses.last_mut()
+    {
+        last.push(std::mem::take(word));
+    }
+}
+
+/// Push `c` without its accents (NFD, combining marks dropped).
+fn push_base(c: char, out: &mut String) {
+    if c.is_ascii() {
+        out.push(c);
+        return;
+    }
+    decompose_canonical(c, |d| {
+        if !is_combining(d) {
+            out.push(d);
+        }
+    });
+}
+
+fn is_combining(c: char) -> bool {
+    matches!(c as u32, 0x0300..=0x036F | 0x1AB0..=0x1AFF | 0x1DC0..=0x1DFF | 0x20D0..=0x20FF | 0xFE20..=0xFE2F)
+}
+
+/// Runs of one letter become one letter: "stooop" and "stopp" meet "stop", "pleeease" meets
+/// "please" ("pls" and "all" collapse too, so both sides are always collapsed).
+fn collapse(word: &str) -> String {
+    let mut out = String::with_capacity(word.len());
+    let mut last = None;
+    for c in word.chars() {
+        if Some(c) != last {
+            out.push(c);
+        }
+        last = Some(c);
+    }
+    out
+}
+
+fn in_set(word: &str, set: &[&str]) -> bool {
+    set.contains(&word)
+}
+
+/// The message's words without filler, as one collapsed phrase: "STOP!!! pls 🙏" -> "stop".
+/// `lead_ins` also drops "yes"/"no" before the rest.
+fn core_phrase(words: &[&str], lead_ins: bool) -> String {
+    let mut kept: Vec<String> = Vec::new();
+    for w in words {
+        let c = collapse(w);
+        if FILLER.iter().any(|f| collapsed_eq(f, &c))
+            || (lead_ins && kept.is_empty() && in_set(&c, OPT_OUT_LEAD_INS))
+        {
+            continue;
+        }
+        // "stop stop stop"
+        if kept.last() == Some(&c) {
+            continue;
+        }
+        kept.push(c);
+    }
+    kept.join(" ")
+}
+
+fn lookup(phrase: &str, table: &[(&str, &'static str)]) -> Option<&'static str> {
+    table
+        .iter()
+        .find(|(k, _)| collapsed_eq(k, phrase))
+        .map(|(_, name)| *name)
+}
+
+/// Word by word is the same as the whole phrase at once: a space ends every run.
+fn collapse_phrase(p: &str) -> String {
+    collapse(p)
+}
+
+/// `collapse(entry) == phrase`, without allocating (tables are compared on every text).
+fn collapsed_eq(entry: &str, phrase: &str) -> bool {
+    let mut last = None;
+    entry
+        .chars()
+        .filter(|&c| {
+            let keep = Some(c) != last;
+            last = Some(c);
+            keep
+        })
+        .eq(phrase.chars())
+}
+
+fn phrase_in(phrase: &str, table: &[&str]) -> bool {
+    table.iter().any(|k| collapsed_eq(k, phrase))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Classifying.
+
+/// What the rules found in a longer text.
+#[derive(Default)]
+struct Evidence {
+    optout: Vec<Reason>,
+    review: Vec<Reason>,
+    optin: Vec<Reason>,
+    /// Benign readings noted for staff ("stop by"), which decide nothing.
+    notes: Vec<Reason>,
+}
+
+/// Classify one inbound text. Pure and deterministic; never panics.
+pub fn classify(text: &str, ctx: &InboundContext) -> Classification {
+    let folded = Folded::new(text);
+    let words: Vec<&str> = folded.words().collect();
+    if words.is_empty() {
+        if folded.stop_sign {
+            return done(
+                Intent::Other,
+                true,
+                vec![Reason::rule("review: a stop-sign emoji alone")],
+            );
+        }
+        return done(Intent::Other, false, vec![Reason::rule("no words")]);
+    }
+
+    if let Some(c) = whole_message(&words, ctx) {
+        return c;
+    }
+    // "S T O P": letters typed apart.
+    if words.len() >= 3 && words.iter().all(|w| w.chars().count() == 1) {
+        let joined = words.concat();
+        if let Some(c) = whole_message(&[joined.as_str()], ctx) {
+            return c;
+        }
+    }
+
+    let mut ev = Evidence::default();
+    for clause in &folded.clauses {
+        let clause: Vec<&str> = clause.iter().map(String::as_str).collect();
+        clause_rules(&clause, &words, ctx, &mut ev);
+    }
+    if folded.stop_sign && ev.optout.is_empty() {
+        ev.review
+            .push(Reason::rule("review: a stop-sign emoji with other words"));
+    }
+
+    if !ev.optout.is_empty() {
+        let mut reasons = ev.optout;
+        if words.iter().any(|w| in_set(w, QUALIFIERS)) {
+            // "stop texting me after 8pm": a revocation of some texts only; staff decide.
+            reasons.push(Reason::rule(
+                "review: revocation limited by a time or a kind of message",
+            ));
+            reasons.extend(ev.review);
+            return done(Intent::Other, true, reasons);
+        }
+        let review = !ev.optin.is_empty();
+        if review {
+            reasons.push(Reason::rule("review: also asks to be texted"));
+        }
+        return done(Intent::OptOut, review, reasons);
+    }
+    if !ev.review.is_empty() {
+        let mut reasons = ev.review;
+        reasons.extend(ev.notes);
+        return done(Intent::Other, true, reasons);
+    }
+    if !ev.optin.is_empty() {
+        return done(Intent::OptIn, false, ev.optin);
+    }
+    let mut reasons = ev.notes;
+    if reasons.is_empty() {
+        reasons.push(Reason::rule("no keyword or revocation phrase"));
+    }
+    done(Intent::Other, false, reasons)
+}
+
+fn done(intent: Intent, review: bool, reasons: Vec<Reason>) -> Classification {
+    Classification {
+        intent,
+        review,
+        reasons,
+    }
+}
+
+/// Rules 1 and 2: the message is a keyword and filler only.
+fn whole_message(words: &[&str], ctx: &InboundContext) -> Option<Classification> {
+    let phrase = core_phrase(words, false);
+    let stripped = core_phrase(words, true);
+    if let Some(k) =
+        lookup(&phrase, OPT_OUT_KEYWORDS).or_else(|| lookup(&stripped, OPT_OUT_KEYWORDS))
+    {
+        return Some(done(
+            Intent::OptOut,
+            false,
+            vec![Reason::keyword("whole-message keyword ", k)],
+        ));
+    }
+    if phrase_in(&phrase, OPT_OUT_WHOLE_PHRASES) || phrase_in(&stripped, OPT_OUT_WHOLE_PHRASES) {
+        return Some(done(
+            Intent::OptOut,
+            false,
+            vec![Reason::rule("whole-message revocation phrase")],
+        ));
+    }
+    if let Some(k) = lookup(&phrase, HELP_KEYWORDS) {
+        return Some(done(
+            Intent::Help,
+            false,
+            vec![Reason::keyword("whole-message keyword ", k)],
+        ));
+    }
+    if let Some(k) = lookup(&phrase, OPT_IN_KEYWORDS) {
+        if k == "YES" && ctx.reminder_awaiting_answer {
+            return Some(done(
+                Intent::Other,
+                false,
+                vec![Reason::rule(
+                    "YES while a reminder awaits an answer: left to the reminders flow",
+                )],
+            ));
+        }
+        return Some(done(
+            Intent::OptIn,
+            false,
+            vec![Reason::keyword("whole-message keyword ", k)],
+        ));
+    }
+    // Filler is part of these phrases ("no thanks"): match the words as written too.
+    let raw = collapse_phrase(&words.join(" "));
+    if phrase_in(&phrase, REVIEW_WHOLE_PHRASES) || phrase_in(&raw, REVIEW_WHOLE_PHRASES) {
+        return Some(done(
+            Intent::Other,
+            true,
+            vec![Reason::rule("review: whole message may be a revocation")],
+        ));
+    }
+    // One word, one typo from an opt-out keyword ("stpo", "unsubcribe", "para").
+    if !stripped.contains(' ')
+        && let Some(k) = near_keyword(&stripped)
+    {
+        return Some(done(
+            Intent::Other,
+            true,
+            vec![Reason::keyword("review: looks like a misspelled ", k)],
+        ));
+    }
+    None
+}
+
+fn near_keyword(word: &str) -> Option<&'static str> {
+    OPT_OUT_KEYWORDS
+        .iter()
+        .filter(|(k, _)| k.len() >= 4 && !k.contains(' '))
+        .find(|(k, _)| osa_distance(word, k) == 1)
+        .map(|(_, name)| *name)
+}
+
+/// Edit distance with adjacent transpositions ("stpo" is one edit from "stop").
+fn osa_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
+    let b: Vec<char> = b.chars().collect();
+    if a.len().abs_diff(b.len()) > 1 || a.len() > 32 {
+        return 2;
+    }
+    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in d.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    for (j, cell) in d[0].iter_mut().enumerate() {
+        *cell = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut best = (d[i - 1][j] + 1)
+                .min(d[i][j - 1] + 1)
+                .min(d[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                best = best.min(d[i - 2][j - 2] + 1);
+            }
+            d[i][j] = best;
+        }
+    }
+    d[a.len()][b.len()]
+}
+
+/// Word `i` of `w`, or "" past either end.
+fn at<'a>(w: &[&'a str], i: isize) -> &'a str {
+    usize::try_from(i)
+        .ok()
+        .and_then(|i| w.get(i))
+        .copied()
+        .unwrap_or("")
+}
+
+fn negated(w: &[&str], i: usize) -> bool {
+    let i = i as isize;
+    in_set(at(w, i - 1), NEGATIONS)
+        || (in_set(at(w, i - 1), &["please", "pls", "plz", "ever", "just"])
+            && in_set(at(w, i - 2), NEGATIONS))
+        || (at(w, i - 1) == "to" && in_set(at(w, i - 2), &["want", "wanna"]) && negated_want(w, i))
+}
+
+/// "I don't want to stop ...".
+fn negated_want(w: &[&str], i: isize) -> bool {
+    in_set(at(w, i - 3), NEGATIONS) || (at(w, i - 4) == "do" && at(w, i - 3) == "not")
+}
+
+/// The object of the verb at `i`: skips GAP words and says what ends the run.
+enum Object {
+    /// A messaging noun or a sending verb ("texts", "texting").
+    Messages,
+    /// "stop sending me" and the clause ends.
+    Me,
+    Place,
+    /// Medication, treatment, billing: "stop my meds", "stop the refill".
+    Care,
+    /// Nothing after the verb but filler.
+    Nothing,
+    Else,
+}
+
+fn object_after(w: &[&str], i: usize) -> Object {
+    let next = at(w, i as isize + 1);
+    if in_set(next, PLACE_WORDS) {
+        return Object::Place;
+    }
+    let mut saw_me = false;
+    for (n, word) in w.iter().enumerate().skip(i + 1).take(6) {
+        if in_set(word, MSG_NOUNS) || in_set(word, SEND_VERBS) {
+            return Object::Messages;
+        }
+        if in_set(word, CARE_WORDS) {
+            return Object::Care;
+        }
+        if in_set(word, &["me", "us"]) {
+            saw_me = true;
+        }
+        if !in_set(word, GAP)
+            && !in_set(word, FILLER)
+            && !in_set(word, &["it", "again", "anymore", "ever"])
+        {
+            return Object::Else;
+        }
+        if n + 1 == w.len() {
+            break;
+        }
+    }
+    if saw_me { Object::Me } else { Object::Nothing }
+}
+
+fn clause_rules(w: &[&str], all: &[&str], ctx: &InboundContext, ev: &mut Evidence) {
+    // A clause that is a keyword alone: "Stop. Who is this?"
+    let core = core_phrase(w, false);
+    let stripped = core_phrase(w, true);
+    if let Some(k) = lookup(&core, OPT_OUT_KEYWORDS).or_else(|| lookup(&stripped, OPT_OUT_KEYWORDS))
+    {
+        let weak = matches!(k, "CANCEL" | "END" | "QUIT" | "ALTO");
+        if !weak {
+            ev.optout
+                .push(Reason::keyword("keyword alone in its sentence: ", k));
+        } else if all.iter().any(|x| in_set(x, APPOINTMENT_WORDS)) {
+            ev.notes
+                .push(Reason::keyword("ambiguous: appointment words beside ", k));
+        } else {
+            ev.review.push(Reason::keyword(
+                "review: keyword alone in a longer text: ",
+                k,
+            ));
+        }
+        return;
+    }
+    if phrase_in(&core, OPT_OUT_WHOLE_PHRASES) {
+        ev.optout
+            .push(Reason::rule("revocation phrase alone in its sentence"));
+        return;
+    }
+    if phrase_in(&core, REVIEW_WHOLE_PHRASES)
+        || phrase_in(&collapse_phrase(&w.join(" ")), REVIEW_WHOLE_PHRASES)
+    {
+        ev.review
+            .push(Reason::rule("review: a sentence that may be a revocation"));
+    }
+
+    english_rules(w, all, ctx, ev);
+    spanish_rules(w, ev);
+    optin_rules(w, ev);
+}
+
+fn english_rules(w: &[&str], all: &[&str], ctx: &InboundContext, ev: &mut Evidence) {
+    for (i, &word) in w.iter().enumerate() {
+        let ii = i as isize;
+        match word {
+            "stop" | "quit" | "cease" | "halt" | "discontinue" | "end" | "cancel" | "pause" => {
+                stop_verb(w, i, all, ctx, ev)
+            }
+            "unsubscribe" | "unsub" | "stopall" | "optout" | "unenroll" => {
+                if negated(w, i) || in_set(at(w, ii - 1), &["did", "didnt"]) {
+                    ev.review
+                        .push(Reason::rule("review: unsubscribe, negated or asked about"));
+                } else {
+                    ev.optout
+                        .push(Reason::rule("revocation phrase: unsubscribe / opt out"));
+                }
+            }
+            "opt"
+                if at(w, ii + 1) == "out" || (at(w, ii + 1) == "me" && at(w, ii + 2) == "out") =>
+            {
+                let after = if at(w, ii + 1) == "me" { i + 3 } else { i + 2 };
+                let of_what = at(w, after as isize + 1);
+                if negated(w, i) {
+                    ev.review.push(Reason::rule("review: opt out, negated"));
+                } else if at(w, after as isize) == "of"
+                    && !in_set(of_what, MSG_NOUNS)
+                    && !in_set(of_what, GAP)
+                {
+                    ev.review
+                        .push(Reason::rule("review: opt out of something else"));
+                } else {
+                    ev.optout
+                        .push(Reason::rule("revocation phrase: unsubscribe / opt out"));
+                }
+            }
+            "unsubscribed" | "opted" if !matches!(at(w, ii - 1), "be" | "get" | "been") => {
+                ev.review
+                    .push(Reason::rule("review: says they already opted out"));
+            }
+            "leave" if at(w, ii + 1) == "me" && at(w, ii + 2) == "alone" => {
+                ev.optout
+                    .push(Reason::rule("revocation phrase: leave me alone"));
+            }
+            "more"
+                if at(w, ii - 1) == "no"
+                    && w[i + 1..].iter().take(4).any(|x| in_set(x, MSG_NOUNS)) =>
+            {
+                ev.optout
+                    .push(Reason::rule("revocation phrase: no more messages"));
+            }
+            // "why do you keep texting me" (not "please keep texting me").
+            "keep" | "keeps" | "kept"
+                if w[i + 1..].iter().take(2).any(|x| in_set(x, SEND_VERBS))
+                    && w[..i]
+                        .iter()
+                        .rev()
+                        .take(3)
+                        .any(|x| in_set(x, &["you", "u", "yall", "they", "why"])) =>
+            {
+                ev.review
+                    .push(Reason::rule("review: complaint about repeated messages"));
+            }
+            "text" | "txt" | "message" | "msg" | "contact" | "send" | "sms" | "email" | "call"
+            | "bother" => do_not_contact(w, i, ev),
+            "want" | "wanna" | "wish" | "need" | "like" => dont_want(w, i, ev),
+            // "who gave you my number?", "how did you get my number".
+            "gave" | "get" | "got"
+                if w[..i].iter().any(|x| in_set(x, &["who", "how", "where"]))
+                    && w[i + 1..]
+                        .iter()
+                        .take(3)
+                        .any(|x| in_set(x, &["number", "phone"])) =>
+            {
+                ev.review
+                    .push(Reason::rule("review: asks how we got the number"));
+            }
+            "take" | "get" | "remove" | "delete" | "erase" | "lose" | "scrub" => {
+                off_the_list(w, i, ev)
+            }
+            "revoke" | "withdraw" | "rescind" => {
+                let rest = &w[i + 1..];
+                let consent = rest
+                    .iter()
+                    .take(3)
+                    .any(|x| in_set(x, &["consent", "permission"]));
+                if consent && !negated(w, i) {
+                    ev.optout
+                        .push(Reason::rule("revocation phrase: withdraw consent"));
+                } else {
+                    ev.review
+                        .push(Reason::rule("review: revoke or withdraw, object unclear"));
+                }
+            }
+            "wrong" if in_set(at(w, ii + 1), &["number", "person", "phone", "guy"]) => {
+                ev.review.push(Reason::rule("review: wrong-number report"));
+            }
+            // "this isn't my number anymore", "not my phone".
+            "number" | "phone" | "cell"
+                if w[..i]
+                    .iter()
+                    .rev()
+                    .take(3)
+                    .any(|x| in_set(x, &["isnt", "not", "longer"])) =>
+            {
+                ev.review.push(Reason::rule("review: wrong-number report"));
+            }
+            // "too many texts", "enough with the messages".
+            "many" | "enough" if w[i + 1..].iter().take(3).any(|x| in_set(x, MSG_NOUNS)) => {
+                ev.review.push(Reason::rule(
+                    "review: complaint about the number of messages",
+                ));
+            }
+            // "I'd like to be removed from your text list", "taken off the list".
+            "removed" | "taken" | "deleted" | "unsubscribed"
+                if matches!(at(w, ii - 1), "be" | "get" | "been")
+                    || in_set(at(w, ii + 1), &["from", "off"]) =>
+            {
+                off_the_list(w, i, ev);
+            }
+            "interested" if at(w, ii - 1) == "not" => {
+                ev.review.push(Reason::rule("review: not interested"));
+            }
+            "spam" | "spamming" | "block" | "blocking" | "report" => {
+                ev.review
+                    .push(Reason::rule("review: complaint (spam, block, report)"));
+            }
+            "signed" | "sign" | "agreed" | "consented"
+                if w[..i].iter().any(|x| in_set(x, &["never", "didnt", "not"])) =>
+            {
+                ev.review
+                    .push(Reason::rule("review: says they never agreed to texts"));
+            }
+            _ => {}
+        }
+    }
+}
+
+/// "stop texting me", "stop by", "can I stop my medication", "cancel my appointment".
+fn stop_verb(w: &[&str], i: usize, all: &[&str], ctx: &InboundContext, ev: &mut Evidence) {
+    let word = w[i];
+    let ii = i as isize;
+    // "the end of the month", "the bus stop", "a quick stop": a noun, not a request.
+    if in_set(
+        at(w, ii - 1),
+        &[
+            "the", "a", "an", "my", "your", "at", "next", "bus", "last", "first", "one", "quick",
+            "short", "that", "pit", "truck",
+        ],
+    ) {
+        return;
+    }
+    // "don't stop", "won't stop" - unless "why won't you stop texting me".
+    let you = &["you", "u", "yall", "they"];
+    let wont = &["wont", "cant", "dont", "didnt"];
+    let complaint = (in_set(at(w, ii - 1), &["wont", "cant"]) && in_set(at(w, ii - 2), you))
+        || (in_set(at(w, ii - 1), you) && in_set(at(w, ii - 2), wont));
+    if negated(w, i) && !complaint {
+        ev.notes
+            .push(Reason::rule("negated: 'don't stop' is not a revocation"));
+        return;
+    }
+    let asking_about_past = !complaint
+        && w[..i]
+            .iter()
+            .rev()
+            .take(3)
+            .any(|x| in_set(x, NOT_A_REQUEST));
+    // Verbs that stop us texting when they name messages; only "stop" and its synonyms are
+    // worth a review when they do not ("quit my job", "end of the day" are everyday words).
+    let stops = matches!(word, "stop" | "quit" | "cease" | "halt" | "discontinue");
+    let strong = matches!(word, "stop" | "cease" | "halt" | "discontinue");
+    // "stop sign", "stop light": a noun.
+    if word == "stop"
+        && in_set(
+            at(w, ii + 1),
+            &["sign", "signs", "light", "lights", "watch"],
+        )
+    {
+        return;
+    }
+    let object = object_after(w, i);
+    if !matches!(object, Object::Messages) && all.iter().any(|x| in_set(x, CARE_WORDS)) {
+        ev.notes.push(Reason::rule(
+            "ambiguous: 'stop' about care, medication or billing",
+        ));
+        return;
+    }
+    match object {
+        Object::Messages if asking_about_past => {
+            ev.review
+                .push(Reason::rule("review: asks whether texts stopped"));
+        }
+        Object::Messages => {
+            let reminder_only = w[i + 1..]
+                .iter()
+                .take(6)
+                .filter(|x| in_set(x, MSG_NOUNS))
+                .all(|x| *x == "reminders");
+            if word == "pause" || (!stops && reminder_only) {
+                ev.review
+                    .push(Reason::rule("review: pause or cancel of reminders"));
+            } else {
+                ev.optout
+                    .push(Reason::rule("revocation phrase: stop + messaging"));
+            }
+        }
+        Object::Me if stops && !asking_about_past => {
+            ev.optout
+                .push(Reason::rule("revocation phrase: stop sending me"));
+        }
+        Object::Place => {
+            ev.notes
+                .push(Reason::rule("ambiguous: 'stop' followed by a place"));
+        }
+        Object::Care => {
+            ev.notes.push(Reason::rule(
+                "ambiguous: 'stop' about care, medication or billing",
+            ));
+        }
+        _ if word == "cancel" => {
+            // Cancelling is about the appointment unless it names messages (handled above);
+            // a time ("my 3pm") places it in the schedule too.
+            let scheduling = all
+                .iter()
+                .any(|x| in_set(x, APPOINTMENT_WORDS) || x.chars().any(|c| c.is_ascii_digit()));
+            if ctx.reminder_awaiting_answer || scheduling {
+                ev.notes
+                    .push(Reason::rule("ambiguous: 'cancel' about an appointment"));
+            } else {
+                ev.review.push(Reason::rule(
+                    "review: 'cancel' inside a longer text, object unclear",
+                ));
+            }
+        }
+        Object::Nothing | Object::Me if strong && !asking_about_past => {
+            // "I said stop", "can you please stop", "ok stop now".
+            let before = &w[..i];
+            let asked = before.is_empty()
+                || before.iter().any(|x| {
+                    in_set(
+                        x,
+                        &[
+                            "please", "pls", "plz", "just", "you", "u", "said", "ok", "okay",
+                            "yall", "guys", "can", "could", "will", "would", "need", "want",
+                        ],
+                    )
+                });
+            if asked {
+                ev.optout
+                    .push(Reason::rule("revocation phrase: request to stop"));
+            } else {
+                ev.review
+                    .push(Reason::rule("review: 'stop' inside a longer text, unclear"));
+            }
+        }
+        // "I'll stop worrying", "where do I stop to pay": the patient stopping something.
+        _ if strong
+            && in_set(
+                at(w, ii - 1),
+                &["i", "ill", "im", "we", "well", "id", "ive"],
+            ) =>
+        {
+            ev.notes.push(Reason::rule(
+                "ambiguous: the patient stops something themselves",
+            ));
+        }
+        _ if strong => {
+            ev.review
+                .push(Reason::rule("review: 'stop' inside a longer text, unclear"));
+        }
+        _ => {}
+    }
+}
+
+/// "don't text me", "never contact me again", "do not send me texts".
+fn do_not_contact(w: &[&str], i: usize, ev: &mut Evidence) {
+    let ii = i as isize;
+    let neg = negated(w, i) || (at(w, ii - 2) == "do" && at(w, ii - 1) == "not");
+    if !neg {
+        return;
+    }
+    let next = at(w, ii + 1);
+    let after = at(w, ii + 2);
+    let target = if w[i] == "send" {
+        // "don't send me texts", "don't send me anything", not "don't send me the bill".
+        w[i + 1..].iter().take(4).any(|x| in_set(x, MSG_NOUNS))
+            || (next == "me"
+                && in_set(
+                    after,
+                    &[
+                        "", "anything", "anymore", "again", "stuff", "nothing", "any",
+                    ],
+                ))
+    } else {
+        in_set(next, &["me", "us", "anymore", "again"])
+            || in_set(next, MSG_NOUNS)
+            || (in_set(next, &["my", "this"]) && in_set(after, &["number", "phone", "cell"]))
+    };
+    if !target {
+        return;
+    }
+    // "don't text me back": no reply needed, not a revocation.
+    if w[i + 1..].iter().take(3).any(|x| *x == "back") {
+        ev.notes.push(Reason::rule(
+            "ambiguous: 'don't text me back' is not a revocation",
+        ));
+        return;
+    }
+    if matches!(w[i], "email" | "call") {
+        ev.review
+            .push(Reason::rule("review: revocation about calls or email"));
+    } else if w[i] == "bother" {
+        ev.review
+            .push(Reason::rule("review: asks not to be bothered"));
+    } else {
+        ev.optout
+            .push(Reason::rule("revocation phrase: do not text me"));
+    }
+}
+
+/// "I don't want these texts", "no longer wish to receive messages".
+fn dont_want(w: &[&str], i: usize, ev: &mut Evidence) {
+    let ii = i as isize;
+    let neg = in_set(at(w, ii - 1), NEGATIONS)
+        || (at(w, ii - 2) == "do" && at(w, ii - 1) == "not")
+        || (at(w, ii - 2) == "no" && at(w, ii - 1) == "longer");
+    if !neg {
+        return;
+    }
+    let rest = &w[i + 1..];
+    let wants_messages = rest
+        .iter()
+        .take(7)
+        .any(|x| in_set(x, MSG_NOUNS) || in_set(x, SEND_VERBS) || *x == "reminders");
+    // "I don't want to stop the reminders", "I don't want to miss any texts".
+    let to_stop = rest
+        .iter()
+        .take(3)
+        .any(|x| in_set(x, &["stop", "cancel", "miss", "lose", "forget", "ignore"]));
+    if !wants_messages || to_stop {
+        return;
+    }
+    if matches!(w[i], "want" | "wanna" | "wish") {
+        ev.optout
+            .push(Reason::rule("revocation phrase: does not want messages"));
+    } else {
+        ev.review
+            .push(Reason::rule("review: does not need or like messages"));
+    }
+}
+
+/// "take me off your list", "remove my number", but not "take me off the waitlist".
+fn off_the_list(w: &[&str], i: usize, ev: &mut Evidence) {
+    let ii = i as isize;
+    let next = at(w, ii + 1);
+    let passive = in_set(w[i], &["removed", "taken", "deleted", "unsubscribed"]);
+    let (who_end, is_me) = match next {
+        _ if passive => (i, true),
+        "me" => (i + 1, true),
+        "my" | "this" | "our"
+            if in_set(
+                at(w, ii + 2),
+                &["number", "phone", "cell", "info", "contact"],
+            ) =>
+        {
+            (i + 2, true)
+        }
+        _ => (i, false),
+    };
+    if !is_me || negated(w, i) {
+        return;
+    }
+    // "get me" is only a revocation with a destination ("get me off this list").
+    let rest = &w[who_end + 1..];
+    let dest: Vec<&str> = rest
+        .iter()
+        .skip_while(|x| in_set(x, &["off", "from", "out", "of"]))
+        .copied()
+        .collect();
+    let has_prep = rest
+        .first()
+        .is_some_and(|x| in_set(x, &["off", "from", "out"]));
+    if matches!(w[i], "get" | "take") && !has_prep {
+        return;
+    }
+    if dest
+        .iter()
+        .take(5)
+        .any(|x| in_set(x, NOT_THE_TEXTING_LIST) || in_set(x, CARE_WORDS))
+    {
+        ev.notes.push(Reason::rule(
+            "ambiguous: a list other than texting (wait list)",
+        ));
+    } else if dest.is_empty()
+        || dest.iter().all(|x| in_set(x, FILLER))
+        || dest.iter().take(5).any(|x| in_set(x, TEXTING_LIST))
+    {
+        ev.optout
+            .push(Reason::rule("revocation phrase: take me off the list"));
+    } else {
+        ev.review
+            .push(Reason::rule("review: remove me from something unclear"));
+    }
+}
+
+/// "no me manden": the subjunctive and imperative forms only ("no me mandan" is a complaint).
+const ES_DONT_SEND: &[&str] = &[
+    "manden",
+    "mandes",
+    "mande",
+    "envien",
+    "envies",
+    "envie",
+    "escriban",
+    "escribas",
+    "escriba",
+    "contacten",
+    "contactes",
+    "contacte",
+    "texteen",
+    "textees",
+    "textee",
+    "mensajeen",
+];
+
+/// Stems of Spanish sending verbs, with or without clitics ("mandarme", "envien", "escribirme").
+fn es_send_verb(word: &str) -> bool {
+    ["mand", "envi", "escrib", "textea", "mensajea", "contact"]
+        .iter()
+        .any(|s| word.starts_with(s))
+        && !word.ends_with("ron")
+        && !word.ends_with("aste")
+        && !word.ends_with("iste")
+}
+
+fn spanish_rules(w: &[&str], ev: &mut Evidence) {
+    for (i, &word) in w.iter().enumerate() {
+        let ii = i as isize;
+        let not_before = at(w, ii - 1) == "no" || at(w, ii - 2) == "no" && at(w, ii - 1) == "me";
+        match word {
+            // "dejen de mandarme mensajes", "deja de escribirme".
+            "dejen" | "deja" | "dejar" | "deje" | "dejes" | "paren" | "pare" | "para" | "parar"
+            | "detener" | "detengan" | "detenga" | "basta"
+                if at(w, ii + 1) == "de"
+                    || word.starts_with("par") && word != "para"
+                    || word.starts_with("deten") =>
+            {
+                if at(w, ii - 1) == "no" {
+                    ev.notes
+                        .push(Reason::rule("negated: 'no dejen de' is not a revocation"));
+                    continue;
+                }
+                let rest = &w[i + 1..];
+                let object = rest
+                    .iter()
+                    .take(5)
+                    .find(|x| es_send_verb(x) || in_set(x, MSG_NOUNS) || in_set(x, CARE_WORDS));
+                if word.starts_with("par") && in_set(at(w, ii + 1), &["en", "por", "a", "al"]) {
+                    ev.notes
+                        .push(Reason::rule("ambiguous: 'parar' followed by a place"));
+                    continue;
+                }
+                match object {
+                    Some(x) if in_set(x, CARE_WORDS) => ev.notes.push(Reason::rule(
+                        "ambiguous: 'parar' about medication or health",
+                    )),
+                    Some(_) => ev
+                        .optout
+                        .push(Reason::rule("revocation phrase (es): dejen de mandar")),
+                    None if word.starts_with("par") || word.starts_with("deten") => ev.review.push(
+                        Reason::rule("review: 'parar' inside a longer text, unclear"),
+                    ),
+                    None => {}
+                }
+            }
+            // "no me manden mas textos", "no me escriban".
+            w_ if (not_before && in_set(w_, ES_DONT_SEND))
+                || (in_set(w_, &["sigan", "siga", "sigas"])
+                    && at(w, ii - 1) == "no"
+                    && es_send_verb(at(w, ii + 1))) =>
+            {
+                ev.optout
+                    .push(Reason::rule("revocation phrase (es): no me manden"));
+            }
+            "llamen" | "llames" | "llame" if not_before => {
+                ev.review
+                    .push(Reason::rule("review: revocation about calls"));
+            }
+            // "no quiero recibir mas mensajes", "ya no deseo mensajes".
+            "quiero" | "deseo" | "queremos" | "necesito" if at(w, ii - 1) == "no" => {
+                let rest = &w[i + 1..];
+                if rest
+                    .iter()
+                    .take(6)
+                    .any(|x| in_set(x, MSG_NOUNS) || es_send_verb(x))
+                    && !rest
+                        .iter()
+                        .take(3)
+                        .any(|x| x.starts_with("cancel") || x.starts_with("par"))
+                {
+                    if word == "necesito" {
+                        ev.review
+                            .push(Reason::rule("review: does not need messages (es)"));
+                    } else {
+                        ev.optout
+                            .push(Reason::rule("revocation phrase (es): no quiero mensajes"));
+                    }
+                }
+            }
+            "mas"
+                if at(w, ii - 1) == "no"
+                    && w[i + 1..].iter().take(3).any(|x| in_set(x, MSG_NOUNS)) =>
+            {
+                ev.optout
+                    .push(Reason::rule("revocation phrase (es): no mas mensajes"));
+            }
+            // "quitenme de la lista", "sacarme de su lista", "borren mi numero".
+            w_ if ["sac", "saq", "quit", "borr", "elimin", "remuev", "remov"]
+                .iter()
+                .any(|s| w_.starts_with(s))
+                && w_ != "quit" =>
+            {
+                let rest = &w[i + 1..];
+                let me = w_.ends_with("me") || at(w, ii - 1) == "me" || rest.first() == Some(&"mi");
+                let lista = rest
+                    .iter()
+                    .take(5)
+                    .any(|x| in_set(x, &["lista", "numero", "sistema"]));
+                if !me || !lista {
+                    continue;
+                }
+                if rest.iter().take(6).any(|x| in_set(x, NOT_THE_TEXTING_LIST)) {
+                    ev.notes.push(Reason::rule(
+                        "ambiguous: a list other than texting (wait list)",
+                    ));
+                } else {
+                    ev.optout
+                        .push(Reason::rule("revocation phrase (es): sacarme de la lista"));
+                }
+            }
+            // "darme de baja", "me doy de baja", "quiero la baja".
+            "baja" => {
+                let prev = at(w, ii - 1);
+                let prev2 = at(w, ii - 2);
+                let dar = prev == "de"
+                    && ["dar", "den", "doy", "da", "di", "dame", "dem"]
+                        .iter()
+                        .any(|s| prev2.starts_with(s));
+                if dar || (prev == "la" && in_set(prev2, &["quiero", "pido", "solicito"])) {
+                    ev.optout
+                        .push(Reason::rule("revocation phrase (es): darme de baja"));
+                }
+            }
+            "cancelar" | "cancelen" | "cancele" | "cancela" => {
+                let rest = &w[i + 1..];
+                if rest.iter().take(4).any(|x| in_set(x, MSG_NOUNS)) {
+                    ev.optout
+                        .push(Reason::rule("revocation phrase (es): cancelar mensajes"));
+                }
+            }
+            // "alto a los mensajes".
+            "alto" if w[i + 1..].iter().take(3).any(|x| in_set(x, MSG_NOUNS)) => {
+                ev.optout
+                    .push(Reason::rule("revocation phrase (es): alto a los mensajes"));
+            }
+            // "favor de no mandar mas mensajes", "no enviarme textos".
+            w_ if at(w, ii - 1) == "no"
+                && ["mandar", "enviar", "escribir"]
+                    .iter()
+                    .any(|s| w_.starts_with(s))
+                && w[i + 1..].iter().take(3).any(|x| in_set(x, MSG_NOUNS)) =>
+            {
+                ev.optout
+                    .push(Reason::rule("revocation phrase (es): no mandar mensajes"));
+            }
+            "desuscribir" | "desuscribirme" | "desuscribanme" | "desuscribirse" => {
+                ev.optout
+                    .push(Reason::rule("revocation phrase (es): desuscribir"));
+            }
+            "equivocado" | "equivocada"
+                if at(w, ii - 1) == "numero" || at(w, ii - 1) == "persona" =>
+            {
+                ev.review.push(Reason::rule("review: wrong-number report"));
+            }
+            "interesa" if at(w, ii - 2) == "no" => {
+                ev.review.push(Reason::rule("review: not interested"));
+            }
+            _ => {}
+        }
+    }
+}
+
+/// "please start texting me again", "opt me back in", "quiero recibir mensajes otra vez".
+fn optin_rules(w: &[&str], ev: &mut Evidence) {
+    for (i, &word) in w.iter().enumerate() {
+        let ii = i as isize;
+        match word {
+            "unstop" | "resubscribe" => {
+                ev.optin
+                    .push(Reason::rule("opt-in phrase: unstop / resubscribe"));
+            }
+            "start" | "resume" | "restart"
+                if !negated(w, i)
+                    && !w[..i].iter().any(|x| in_set(x, NOT_A_REQUEST))
+                    && w[i + 1..]
+                        .iter()
+                        .take(4)
+                        .any(|x| in_set(x, MSG_NOUNS) || in_set(x, SEND_VERBS))
+                    && w[i + 1..].iter().any(|x| in_set(x, &["again", "back"])) =>
+            {
+                ev.optin
+                    .push(Reason::rule("opt-in phrase: start texting again"));
+            }
+            "opt" | "sign"
+                if at(w, ii + 1) == "me" && at(w, ii + 2) == "back" && at(w, ii + 3) == "in" =>
+            {
+                ev.optin.push(Reason::rule("opt-in phrase: opt me back in"));
+            }
+            "recibir"
+                if in_set(at(w, ii - 1), &["quiero", "deseo"])
+                    && at(w, ii - 2) != "no"
+                    && w[i + 1..].iter().take(3).any(|x| in_set(x, MSG_NOUNS))
+                    && w[i + 1..]
+                        .iter()
+                        .any(|x| in_set(x, &["otra", "nuevo", "nuevamente"])) =>
+            {
+                ev.optin.push(Reason::rule(
+                    "opt-in phrase (es): recibir mensajes otra vez",
+                ));
+            }
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NONE: InboundContext = InboundContext {
+        reminder_awaiting_answer: false,
+    };
+    const REMINDER: InboundContext = InboundContext {
+        reminder_awaiting_answer: true,
+    };
+
+    fn intent(text: &str) -> Intent {
+        classify(text, &NONE).intent
+    }
+
+    #[track_caller]
+    fn assert_intent(text: &str, ctx: &InboundContext, want: Intent, review: bool) {
+        let got = classify(text, ctx);
+        assert_eq!(
+            (got.intent, got.review),
+            (want, review),
+            "{text:?}: {:?}",
+            got.reasons
+        );
+    }
+
+    /// Every way of writing a keyword alone that should still count.
+    fn variants(keyword: &str) -> Vec<String> {
+        let lower = keyword.to_lowercase();
+        let mut title = lower.clone();
+        if let Some(first) = title.get_mut(0..1) {
+            first.make_ascii_uppercase();
+        }
+        let mut out = Vec::new();
+        for k in [keyword.to_owned(), lower.clone(), title] {
+            for (pre, post) in [
+                ("", ""),
+                ("  ", "\n"),
+                ("", "."),
+                ("", "!!!"),
+                ("\u{00A1}", "!"),
+                ("", " \u{1F6D1}"),
+                ("\u{1F621} ", " \u{1F621}"),
+                ("", " pls"),
+                ("", " please"),
+                ("please ", ""),
+                ("", " now"),
+                ("", " por favor"),
+                ("ok ", " thanks"),
+                ("\"", "\""),
+            ] {
+                out.push(format!("{pre}{k}{post}"));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn every_opt_out_keyword_in_every_spelling_and_state() {
+        for keyword in [
+            "STOP",
+            "STOPALL",
+            "STOP ALL",
+            "UNSUBSCRIBE",
+            "CANCEL",
+            "END",
+            "QUIT",
+            "REVOKE",
+            "OPTOUT",
+            "OPT OUT",
+            "OPT-OUT",
+            "PARAR",
+            "ALTO",
+            "BAJA",
+        ] {
+            for text in variants(keyword) {
+                for ctx in [NONE, REMINDER] {
+                    let got = classify(&text, &ctx);
+                    assert_eq!(got.intent, Intent::OptOut, "{text:?} {ctx:?}");
+                    assert!(!got.review, "{text:?}");
+                    assert!(
+                        got.reasons[0]
+                            .as_str()
+                            .starts_with("whole-message keyword "),
+                        "{text:?}: {:?}",
+                        got.reasons
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn unicode_forms_fold_to_the_keyword() {
+        for text in [
+            "\u{FF33}\u{FF34}\u{FF2F}\u{FF30}", // full-width STOP
+            "S\u{0301}TOP",                     // a stray combining accent
+            "P\u{00C1}RAR",
+            "B\u{00C1}JA",
+            "stooop",
+            "stopp",
+            "stop stop stop",
+            "STOP\u{200B}",
+        ] {
+            assert_eq!(intent(text), Intent::OptOut, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn help_and_opt_in_keywords() {
+        for keyword in ["HELP", "INFO", "AYUDA"] {
+            for text in variants(keyword) {
+                assert_intent(&text, &NONE, Intent::Help, false);
+                assert_intent(&text, &REMINDER, Intent::Help, false);
+            }
+        }
+        for keyword in ["START", "UNSTOP"] {
+            for text in variants(keyword) {
+                assert_intent(&text, &NONE, Intent::OptIn, false);
+                assert_intent(&text, &REMINDER, Intent::OptIn, false);
+            }
+        }
+    }
+
+    #[test]
+    fn yes_is_an_opt_in_only_when_no_reminder_awaits() {
+        for text in variants("YES") {
+            assert_intent(&text, &NONE, Intent::OptIn, false);
+            let got = classify(&text, &REMINDER);
+            assert_eq!(got.intent, Intent::Other, "{text:?}");
+            assert!(got.reasons[0].as_str().contains("reminder"));
+        }
+        // "Sí" is never an opt-in (see the module documentation).
+        for text in ["S\u{00ED}", "si", "SI!"] {
+            assert_intent(text, &NONE, Intent::Other, false);
+        }
+        // ALTA is one letter from ALTO: never an opt-in.
+        assert_ne!(intent("ALTA"), Intent::OptIn);
+    }
+
+    #[test]
+    fn free_text_revocations() {
+        for text in [
+            "please stop texting me",
+            "Stop texting me!",
+            "can you stop sending me these messages",
+            "no more messages",
+            "take me off your list",
+            "remove me from your texting list please",
+            "don't text me again",
+            "I do not want these texts anymore",
+            "I no longer wish to receive text messages",
+            "unsubscribe me",
+            "why won't you stop texting me",
+            "I said stop",
+            "leave me alone",
+            "STOP. wrong person",
+            "dejen de mandarme mensajes",
+            "no me manden mas textos",
+            "No quiero recibir m\u{00E1}s mensajes",
+            "quiero darme de baja",
+            "qu\u{00ED}tenme de la lista",
+            "paren los mensajes",
+        ] {
+            assert_intent(text, &NONE, Intent::OptOut, false);
+        }
+    }
+
+    #[test]
+    fn look_alikes_are_not_opt_outs() {
+        for (text, ctx) in [
+            ("cancel my appointment tuesday", NONE),
+            ("I need to cancel, I'm sick", NONE),
+            ("I want to cancel", REMINDER),
+            ("stop by the office?", NONE),
+            ("Can I stop by on my way home?", NONE),
+            ("can I stop my medication", NONE),
+            ("When should I stop taking the antibiotics?", NONE),
+            ("end of the month works", NONE),
+            ("at the end of the day", NONE),
+            ("I quit smoking", NONE),
+            ("please don't stop the reminders", NONE),
+            ("why did you stop texting me?", NONE),
+            ("take me off the waitlist", NONE),
+            ("don't text me back, I'll call", NONE),
+            ("Help me find the office", NONE),
+            ("Tengo la presi\u{00F3}n baja", NONE),
+            ("\u{00BF}Puedo parar el medicamento?", NONE),
+            ("Necesito cancelar mi cita", NONE),
+            ("no dejen de mandarme recordatorios", NONE),
+            ("No me mandaron el recordatorio", NONE),
+        ] {
+            let got = classify(text, &ctx);
+            assert_ne!(got.intent, Intent::OptOut, "{text:?}: {:?}", got.reasons);
+        }
+    }
+
+    #[test]
+    fn unclear_revocations_go_to_review() {
+        for text in [
+            "wrong number",
+            "stop texting me after 8pm",
+            "Please don't text me before 9",
+            "stpo",
+            "para",
+            "why do you keep texting me",
+            "remove me from the account",
+            "\u{1F6D1}",
+        ] {
+            let got = classify(text, &NONE);
+            assert!(got.review, "{text:?}: {:?}", got.reasons);
+            assert_ne!(got.intent, Intent::OptOut, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn reasons_never_quote_the_text() {
+        for text in [
+            "Maria Lopez stop texting me about my metformin",
+            "STOP",
+            "Jane: wrong number, stop",
+            "cancel my colonoscopy",
+        ] {
+            let got = classify(text, &NONE);
+            for r in &got.reasons {
+                for word in ["maria", "lopez", "metformin", "jane", "colonoscopy"] {
+                    assert!(!r.as_str().to_lowercase().contains(word), "{r}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn odd_input_does_not_panic() {
+        let long = "stop ".repeat(10_000);
+        for text in [
+            "",
+            "   ",
+            "\u{0}",
+            "!!!",
+            "\u{1F600}\u{1F600}",
+            "\u{0301}",
+            long.as_str(),
+            "x\u{FDFA}",
+        ] {
+            let _ = classify(text, &NONE);
+            let _ = classify(text, &REMINDER);
+        }
+        assert_intent("", &NONE, Intent::Other, false);
+    }
+
+    #[test]
+    fn twilio_defaults_are_exact_single_words() {
+        for k in [
+            "STOP",
+            "stop",
+            " Stop\n",
+            "STOPALL",
+            "UNSUBSCRIBE",
+            "CANCEL",
+            "END",
+            "QUIT",
+            "REVOKE",
+            "OPTOUT",
+        ] {
+            assert!(twilio_default_opt_out_keyword(k), "{k:?}");
+        }
+        for k in [
+            "stop pls",
+            "STOP!",
+            "PARAR",
+            "BAJA",
+            "OPT OUT",
+            "please stop",
+        ] {
+            assert!(!twilio_default_opt_out_keyword(k), "{k:?}");
+        }
+        assert!(twilio_default_help_keyword("info") && twilio_default_help_keyword("HELP"));
+        assert!(!twilio_default_help_keyword("AYUDA"));
+        for k in ["START", "yes", "Unstop"] {
+            assert!(twilio_default_opt_in_keyword(k), "{k:?}");
+        }
+        assert!(!twilio_default_opt_in_keyword("SI") && !twilio_default_opt_in_keyword("START!"));
+    }
+
+    #[test]
+    fn intent_names() {
+        for i in Intent::ALL {
+            assert_eq!(Intent::parse(i.as_str()), Some(i));
+        }
+        assert_eq!(Intent::OptOut.as_str(), "optout");
+    }
+}
