@@ -301,7 +301,7 @@ impl World {
 }
 
 /// A signed-in staff member of the main practice: (user id, session token).
-async fn session(app: &App, role: Role) -> (String, String) {
+pub async fn session(app: &App, role: Role) -> (String, String) {
     let user = app.passwordless_user(app.practice, role).await;
     let token = app
         .raw_session(user, app.practice, SessionStage::Active)
