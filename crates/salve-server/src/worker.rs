@@ -63,22 +63,42 @@ pub async fn run_once(state: &AppState, worker: &str) -> anyhow::Result<usize> {
         let mut outcomes = Vec::with_capacity(jobs.len());
         for job in jobs {
             let message = outgoing(&job, &sender_name(state, &job).await);
+            let attempt_started = state.clock.now();
             let outcome = match state.provider.send(&message).await {
                 Ok(receipt) => JobOutcome::Sent {
                     provider_id: receipt.provider_id,
                 },
-                Err(e @ ProviderError::Rejected(_)) => JobOutcome::Failed {
+                Err(e @ ProviderError::Permanent { .. }) => JobOutcome::Failed {
                     error_kind: e.kind().into(),
-                    reason: e.to_string(),
+                    // Sealed by the store: the provider's text can quote the number.
+                    reason: format!("{} ({})", e.detail().expose(), e.code()),
                 },
-                Err(e @ ProviderError::Unavailable(_)) => {
+                Err(e @ ProviderError::Transient { .. }) => {
                     tracing::warn!(
                         provider = state.provider.name(),
                         error = e.kind(),
-                        "send failed"
+                        code = e.code(),
+                        "send failed, will retry"
+                    );
+                    // The provider did not take it: trying again is not a duplicate.
+                    JobOutcome::Retry {
+                        error_kind: e.kind().into(),
+                        after_secs: 30 * job.attempts.max(1),
+                    }
+                }
+                Err(e @ ProviderError::Ambiguous { .. }) => {
+                    tracing::warn!(
+                        provider = state.provider.name(),
+                        error = e.kind(),
+                        code = e.code(),
+                        "send outcome unknown"
                     );
                     // Whether the provider took it is unknown: ask before trying again.
-                    match state.provider.reconcile(&message).await {
+                    match state
+                        .provider
+                        .reconcile(&message, Some(attempt_started))
+                        .await
+                    {
                         Reconciliation::Sent(receipt) => JobOutcome::Sent {
                             provider_id: receipt.provider_id,
                         },
@@ -122,7 +142,9 @@ async fn reconcile_stale_with_lease(state: &AppState, lease_secs: i64) -> anyhow
     let count = stale.len();
     for job in stale {
         let message = outgoing(&job, &sender_name(state, &job).await);
-        match state.provider.reconcile(&message).await {
+        // When the dead worker's attempt started is not recorded: the provider only says
+        // Sent or NotSent when that does not matter.
+        match state.provider.reconcile(&message, None).await {
             Reconciliation::Sent(receipt) => {
                 state
                     .store
