@@ -446,11 +446,12 @@ fn is_form(content_type: Option<&str>) -> bool {
 fn requested_algorithm(settings: Option<&str>) -> Option<SignatureAlgorithm> {
     let mut name = "HMAC_SHA1".to_string();
     for part in settings.unwrap_or("").split(',') {
-        if let Some((key, value)) = part.split_once('=') {
-            if key.trim() == "algorithm" && !value.trim().is_empty() {
-                name = value.trim().to_ascii_uppercase();
-                break;
-            }
+        if let Some((key, value)) = part.split_once('=')
+            && key.trim() == "algorithm"
+            && !value.trim().is_empty()
+        {
+            name = value.trim().to_ascii_uppercase();
+            break;
         }
     }
     match name.as_str() {
