@@ -705,6 +705,43 @@ mod tests {
     use super::*;
 
     #[test]
+    fn secrets_stay_out_of_debug_and_bad_sids_are_refused() {
+        let config = TwilioConfig::new(
+            "AC0123456789abcdef0123456789abcdef",
+            TwilioAuth::ApiKey {
+                sid: "SK0123456789abcdef0123456789abcdef".into(),
+                secret: SecretString::from("apis3cr3t".to_string()),
+            },
+            TwilioSender::MessagingService("MG0123456789abcdef0123456789abcdef".into()),
+            WebhookSigning {
+                algorithm: SignatureAlgorithm::HmacSha256,
+                secret: SecretString::from("sh4redkey".to_string()),
+            },
+        );
+        let provider = TwilioProvider::new(config.clone()).unwrap();
+        for shown in [format!("{config:?}"), format!("{provider:?}")] {
+            assert!(
+                !shown.contains("s3cr3t") && !shown.contains("sh4redkey"),
+                "{shown}"
+            );
+        }
+        assert!(provider.capabilities().picks_sender_number);
+        for sid in [
+            "",
+            "AC",
+            "XX0123456789abcdef0123456789abcdef",
+            "AC0123456789abcdef0123456789abcde/",
+        ] {
+            let mut bad = config.clone();
+            bad.account_sid = sid.into();
+            assert!(matches!(
+                TwilioProvider::new(bad),
+                Err(ConfigError::AccountSid)
+            ));
+        }
+    }
+
+    #[test]
     fn url_variants_add_or_remove_the_port() {
         assert_eq!(
             url_variants("https://example.com/sms?x=1"),
