@@ -350,6 +350,65 @@ mod tests {
         assert_eq!(ProviderError::ambiguous("timeout", "").kind(), "ambiguous");
     }
 
+    /// Arbitrary bytes (and mangled real bodies) as webhook bodies, headers and URLs: errors,
+    /// never panics.
+    #[test]
+    fn garbage_webhooks_never_panic() {
+        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let samples: [&[u8]; 3] = [
+            b"MessageSid=SM0123456789abcdef0123456789abcdef&From=%2B1&To=%2B2&Body=x&NumMedia=1&MediaUrl0=u&MediaContentType0=t&MessageStatus=sent",
+            br#"{"data":{"event_type":"message.received","payload":{"id":"a","from":{"phone_number":"1"},"to":[{"phone_number":"2","status":"sent"}],"text":"x","media":[{"url":"u","content_type":"t"}]}}}"#,
+            b"%%%&&==\xff",
+        ];
+        let signing = twilio::WebhookSigning {
+            algorithm: twilio::SignatureAlgorithm::HmacSha1,
+            secret: secrecy::SecretString::from("t".to_string()),
+        };
+        let key = ed25519_dalek::SigningKey::from_bytes(&[3; 32]).verifying_key();
+        for round in 0..3000 {
+            let mut body = samples[round % samples.len()].to_vec();
+            let len = (next() % 64) as usize;
+            for _ in 0..len {
+                let r = next();
+                match r % 3 {
+                    0 if !body.is_empty() => {
+                        let i = (r as usize / 3) % body.len();
+                        body[i] = (r >> 40) as u8;
+                    }
+                    1 if !body.is_empty() => {
+                        body.truncate((r as usize / 3) % body.len());
+                    }
+                    _ => body.push((r >> 32) as u8),
+                }
+            }
+            let _ = twilio::parse_webhook(&body, Some("application/x-www-form-urlencoded"));
+            let _ = telnyx::parse_webhook(&body, Some("application/json"));
+            let text = String::from_utf8_lossy(&body).into_owned();
+            let mut headers = http::HeaderMap::new();
+            if let Ok(v) = http::HeaderValue::from_bytes(&body) {
+                headers.insert("x-twilio-signature", v.clone());
+                headers.insert("x-twilio-webhooks-signature-settings", v.clone());
+                headers.insert("telnyx-signature-ed25519", v.clone());
+                headers.insert("telnyx-timestamp", v.clone());
+                headers.insert("content-type", v);
+            }
+            let _ = twilio::verify_signature(&signing, &text, &headers, &body);
+            let _ = telnyx::verify_signature(
+                &key,
+                std::time::Duration::from_secs(300),
+                &headers,
+                &body,
+                time::OffsetDateTime::UNIX_EPOCH,
+            );
+        }
+    }
+
     #[test]
     fn status_only_moves_forward() {
         use DeliveryStatus::*;

@@ -300,13 +300,11 @@ struct EventData {
 struct Payload {
     id: Option<String>,
     from: Option<Endpoint>,
-    #[serde(default)]
-    to: Vec<Endpoint>,
+    // Absent and `null` both mean none.
+    to: Option<Vec<Endpoint>>,
     text: Option<String>,
-    #[serde(default)]
-    media: Vec<Media>,
-    #[serde(default)]
-    errors: Vec<ApiError>,
+    media: Option<Vec<Media>>,
+    errors: Option<Vec<ApiError>>,
 }
 
 #[derive(Deserialize)]
@@ -363,7 +361,7 @@ pub fn parse_webhook(body: &[u8], content_type: Option<&str>) -> Result<WebhookE
     if !valid_id(&id) {
         return Err(ParseError::Invalid("payload.id"));
     }
-    let first_to = payload.to.into_iter().next();
+    let first_to = payload.to.unwrap_or_default().into_iter().next();
     if !inbound {
         let status = first_to
             .and_then(|t| t.status)
@@ -373,6 +371,8 @@ pub fn parse_webhook(body: &[u8], content_type: Option<&str>) -> Result<WebhookE
             status: delivery_status(&status),
             error_code: payload
                 .errors
+                .as_deref()
+                .unwrap_or_default()
                 .first()
                 .and_then(|e| e.code.as_ref())
                 .and_then(code_text),
@@ -385,11 +385,11 @@ pub fn parse_webhook(body: &[u8], content_type: Option<&str>) -> Result<WebhookE
     let to = first_to
         .and_then(|t| t.phone_number)
         .ok_or(ParseError::Missing("payload.to"))?;
-    if payload.media.len() > MAX_MEDIA {
+    let media = payload.media.unwrap_or_default();
+    if media.len() > MAX_MEDIA {
         return Err(ParseError::Invalid("payload.media"));
     }
-    let media = payload
-        .media
+    let media = media
         .into_iter()
         .map(|m| match (m.url, m.content_type) {
             (Some(url), Some(content_type)) => Ok(MediaRef { url, content_type }),
@@ -427,6 +427,14 @@ mod tests {
             WebhookEvent::Status(s) => {
                 assert_eq!(s.status, DeliveryStatus::Undelivered);
                 assert_eq!(s.error_code.as_deref(), Some("40001"));
+            }
+            other => panic!("{other:?}"),
+        }
+        let nulls = br#"{"data":{"event_type":"message.received","payload":{"id":"abc-1","from":{"phone_number":"+13125550142"},"to":[{"phone_number":"+13125550100"}],"text":null,"media":null,"errors":null}}}"#;
+        match parse_webhook(nulls, None).unwrap() {
+            WebhookEvent::Inbound(m) => {
+                assert!(m.media.is_empty());
+                assert_eq!(m.body.expose(), "");
             }
             other => panic!("{other:?}"),
         }
