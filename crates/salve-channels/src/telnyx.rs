@@ -23,9 +23,9 @@ use time::OffsetDateTime;
 
 use crate::http_util::{classify_status, classify_transport, read_limited, safe_code, trim_base};
 use crate::{
-    Capabilities, DeliveryStatus, InboundMessage, MediaDeletion, MediaRef, OutgoingMessage,
-    ParseError, Provider, ProviderError, SendReceipt, SignatureError, StatusUpdate, WebhookEvent,
-    WebhookRequest,
+    Capabilities, Channel, DeliveryStatus, InboundMessage, MediaDeletion, MediaRef,
+    OutgoingMessage, ParseError, Provider, ProviderError, SendReceipt, SignatureError,
+    StatusUpdate, WebhookEvent, WebhookRequest,
 };
 
 pub const DEFAULT_BASE_URL: &str = "https://api.telnyx.com";
@@ -183,6 +183,12 @@ impl Provider for TelnyxProvider {
     }
 
     async fn send(&self, message: &OutgoingMessage) -> Result<SendReceipt, ProviderError> {
+        if message.channel != Channel::Sms {
+            return Err(ProviderError::permanent(
+                "channel_unsupported",
+                "this provider sends SMS only",
+            ));
+        }
         let mut body = serde_json::json!({
             "to": message.to.expose(),
             "text": message.body.expose(),

@@ -26,9 +26,9 @@ use time::OffsetDateTime;
 
 use crate::http_util::{classify_status, classify_transport, read_limited, safe_code, trim_base};
 use crate::{
-    Capabilities, DeliveryStatus, InboundMessage, MediaDeletion, MediaRef, OutgoingMessage,
-    ParseError, Provider, ProviderError, Reconciliation, SendReceipt, SignatureError, StatusUpdate,
-    WebhookEvent, WebhookRequest,
+    Capabilities, Channel, DeliveryStatus, InboundMessage, MediaDeletion, MediaRef,
+    OutgoingMessage, ParseError, Provider, ProviderError, Reconciliation, SendReceipt,
+    SignatureError, StatusUpdate, WebhookEvent, WebhookRequest,
 };
 
 pub const DEFAULT_BASE_URL: &str = "https://api.twilio.com";
@@ -63,7 +63,9 @@ pub enum TwilioSender {
 pub enum SignatureAlgorithm {
     /// Twilio's default: signed with the account's Auth Token.
     HmacSha1,
-    /// A Webhook Setting with a SharedKey: signed with the SharedKey secret.
+    /// A Webhook Setting with a SharedKey: signed with the SharedKey secret. Twilio's
+    /// Webhooks configuration API that sets this up is a Public Beta and, per Twilio's page,
+    /// not a HIPAA Eligible Service: check before enabling it for patient messaging.
     HmacSha256,
 }
 
@@ -261,6 +263,12 @@ impl Provider for TwilioProvider {
     }
 
     async fn send(&self, message: &OutgoingMessage) -> Result<SendReceipt, ProviderError> {
+        if message.channel != Channel::Sms {
+            return Err(ProviderError::permanent(
+                "channel_unsupported",
+                "this provider sends SMS only",
+            ));
+        }
         let mut form: Vec<(&str, &str)> = vec![
             ("To", message.to.expose().as_str()),
             ("Body", message.body.expose().as_str()),

@@ -84,6 +84,16 @@ async fn twilio_errors_are_classified() {
             );
         }
     }
+    // An email is not sent as SMS, and nothing goes out.
+    let server = canned(Behaviour::Answer(201, "{}".into())).await;
+    let mut email = message("x");
+    email.channel = salve_channels::Channel::Email;
+    let e = twilio(&server.base_url).send(&email).await.unwrap_err();
+    assert_eq!((e.kind(), e.code()), ("permanent", "channel_unsupported"));
+    let e = telnyx(&server.base_url).send(&email).await.unwrap_err();
+    assert_eq!(e.code(), "channel_unsupported");
+    assert!(server.requests.lock().unwrap().is_empty());
+
     // 2xx without a sid: Twilio took it, Salve cannot say under which id.
     let server = canned(Behaviour::Answer(201, "{}".into())).await;
     let e = twilio(&server.base_url)
