@@ -157,14 +157,12 @@ impl fmt::Display for SmtpFailure {
 }
 
 impl From<SmtpFailure> for ProviderError {
-    /// `ProviderError` has no ambiguous or transient kind yet: a permanent failure is
-    /// `Rejected`; transient and ambiguous ones are `Unavailable` ("whether it sent is
-    /// unknown"), which never leads to a blind resend. The text starts with the code.
     fn from(failure: SmtpFailure) -> Self {
-        let text = format!("{}: {}", failure.code, failure.detail);
+        let detail = failure.detail.clone();
         match failure.class {
-            ErrorClass::Permanent => ProviderError::Rejected(text),
-            ErrorClass::Transient | ErrorClass::Ambiguous => ProviderError::Unavailable(text),
+            ErrorClass::Permanent => ProviderError::permanent(failure.code, detail),
+            ErrorClass::Transient => ProviderError::transient(failure.code, detail),
+            ErrorClass::Ambiguous => ProviderError::ambiguous(failure.code, detail),
         }
     }
 }
@@ -536,8 +534,21 @@ impl Provider for SmtpProvider {
         self.send_classified(message).await.map_err(Into::into)
     }
 
+    fn capabilities(&self) -> crate::Capabilities {
+        crate::Capabilities {
+            handles_opt_out_keywords: false,
+            can_reconcile: false,
+            picks_sender_number: false,
+            can_delete_media: false,
+        }
+    }
+
     /// SMTP has no way to ask a relay whether it has a message.
-    async fn reconcile(&self, _message: &OutgoingMessage) -> Reconciliation {
+    async fn reconcile(
+        &self,
+        _message: &OutgoingMessage,
+        _attempt_started: Option<time::OffsetDateTime>,
+    ) -> Reconciliation {
         Reconciliation::CannotTell
     }
 }
@@ -651,11 +662,12 @@ mod tests {
     }
 
     #[test]
-    fn the_mapping_onto_provider_error_keeps_ambiguous_out_of_rejected() {
+    fn the_mapping_onto_provider_error_keeps_each_class() {
         let f = |class| ProviderError::from(SmtpFailure::new(class, "smtp_x", "detail"));
-        assert_eq!(f(ErrorClass::Permanent).kind(), "rejected");
-        assert_eq!(f(ErrorClass::Transient).kind(), "unavailable");
-        assert_eq!(f(ErrorClass::Ambiguous).kind(), "unavailable");
+        assert_eq!(f(ErrorClass::Permanent).kind(), "permanent");
+        assert_eq!(f(ErrorClass::Transient).kind(), "transient");
+        assert_eq!(f(ErrorClass::Ambiguous).kind(), "ambiguous");
+        assert_eq!(f(ErrorClass::Ambiguous).code(), "smtp_x");
         let shown = format!(
             "{:?} {}",
             SmtpFailure::new(

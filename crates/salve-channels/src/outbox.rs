@@ -11,7 +11,9 @@ use salve_core::Sensitive;
 use salve_crypto::{FieldAad, SymmetricKey};
 use serde::{Deserialize, Serialize};
 
-use crate::{Channel, OutgoingMessage, Provider, ProviderError, Reconciliation, SendReceipt};
+use crate::{
+    Capabilities, Channel, OutgoingMessage, Provider, ProviderError, Reconciliation, SendReceipt,
+};
 
 /// Temporary files (records being written) are named `.{final name}.{uuid}.tmp`.
 const TEMP_PREFIX: &str = ".";
@@ -146,14 +148,24 @@ impl Provider for LocalOutbox {
         "local-outbox"
     }
 
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            handles_opt_out_keywords: false,
+            can_reconcile: true,
+            picks_sender_number: false,
+            can_delete_media: false,
+        }
+    }
+
     async fn send(&self, message: &OutgoingMessage) -> Result<SendReceipt, ProviderError> {
         let this = LocalOutbox::new(self.dir.clone(), self.key.clone());
         let message = message.clone();
         let id = message.id;
         let attempt = tokio::task::spawn_blocking(move || this.write(&message))
             .await
-            .map_err(|e| ProviderError::Unavailable(e.to_string()))?
-            .map_err(|e| ProviderError::Unavailable(e.to_string()))?;
+            .map_err(|e| ProviderError::ambiguous("task", e.to_string()))?
+            // The record may or may not have been linked: reconcile looks.
+            .map_err(|e| ProviderError::ambiguous("io", e.to_string()))?;
         Ok(SendReceipt {
             provider_id: format!("local-{id}-{attempt}"),
         })
@@ -161,7 +173,11 @@ impl Provider for LocalOutbox {
 
     /// Sent only when the final file of the first attempt exists: it is complete by
     /// construction (see [`LocalOutbox::write`]); a leftover temporary file does not count.
-    async fn reconcile(&self, message: &OutgoingMessage) -> Reconciliation {
+    async fn reconcile(
+        &self,
+        message: &OutgoingMessage,
+        _attempt_started: Option<time::OffsetDateTime>,
+    ) -> Reconciliation {
         let first = self.dir.join(format!("{}.1.sealed", message.id));
         match tokio::fs::try_exists(&first).await {
             Ok(true) => Reconciliation::Sent(SendReceipt {
@@ -230,7 +246,7 @@ mod tests {
             "a temp file is not listed"
         );
         assert!(matches!(
-            outbox.reconcile(&m).await,
+            outbox.reconcile(&m, None).await,
             Reconciliation::NotSent
         ));
         // Sending after the crash is the first send, and the temp file stays ignored.
@@ -240,7 +256,7 @@ mod tests {
         assert_eq!(records.len(), 1);
         assert_eq!(records[0].attempt, 1);
         assert!(matches!(
-            outbox.reconcile(&m).await,
+            outbox.reconcile(&m, None).await,
             Reconciliation::Sent(_)
         ));
         // A successful send leaves no temporary file of its own behind.

@@ -182,7 +182,7 @@ async fn starttls_delivers_the_notification_and_nothing_else() {
     // The recipient address is the only patient-specific thing: in To, nowhere else.
     assert_eq!(raw.matches(PATIENT.email).count(), 1, "{raw}");
     assert_eq!(
-        provider.reconcile(&message).await,
+        provider.reconcile(&message, None).await,
         Reconciliation::CannotTell
     );
 }
@@ -237,10 +237,12 @@ async fn a_server_without_tls_gets_no_password_and_no_message() {
         "{}",
         failure.detail()
     );
-    let ProviderError::Rejected(text) = starttls.send(&message).await.unwrap_err() else {
-        panic!("a TLS failure is permanent");
-    };
-    assert!(text.starts_with("smtp_tls"), "{text}");
+    let error = starttls.send(&message).await.unwrap_err();
+    assert!(
+        matches!(error, ProviderError::Permanent { .. }),
+        "a TLS failure is permanent"
+    );
+    assert_eq!(error.code(), "smtp_tls");
 
     // Implicit TLS against a plaintext server: the handshake fails, nothing else happens.
     let implicit = SmtpProvider::new(config(server.port, SmtpSecurity::ImplicitTls, None)).unwrap();
@@ -340,7 +342,7 @@ async fn replies_decide_permanent_or_transient() {
     assert!(failure.detail().contains("550"), "{}", failure.detail());
     assert_eq!(
         provider.send(&permanent).await.unwrap_err().kind(),
-        "rejected"
+        "permanent"
     );
 
     let transient = notification("reject-transient@patients.example", "A message is waiting");
@@ -352,7 +354,7 @@ async fn replies_decide_permanent_or_transient() {
     assert!(failure.detail().contains("451"), "{}", failure.detail());
     assert_eq!(
         provider.send(&transient).await.unwrap_err().kind(),
-        "unavailable"
+        "transient"
     );
 
     // Wrong password: permanent until someone fixes the configuration.
@@ -406,8 +408,8 @@ async fn a_failure_after_the_content_was_sent_is_ambiguous() {
     // Never reported as a rejection (which would make it look safely unsent).
     assert_eq!(
         ProviderError::from(failure).kind(),
-        "unavailable",
-        "ambiguous maps to unavailable"
+        "ambiguous",
+        "reconciled, never blindly resent"
     );
 
     // Indeed: the server has both messages.

@@ -140,7 +140,10 @@ mod tests {
         assert!(q.release_at(at("2026-12-04T03:00:00Z"), &chicago).is_some());
         // The same instant is daytime in Berlin.
         let berlin = TimeZone::get("Europe/Berlin").unwrap();
-        assert_eq!(q.release_at(at("2026-12-03T05:00:00Z"), &berlin), Some(at("2026-12-03T07:00:00Z")));
+        assert_eq!(
+            q.release_at(at("2026-12-03T05:00:00Z"), &berlin),
+            Some(at("2026-12-03T07:00:00Z"))
+        );
         assert_eq!(q.release_at(at("2026-12-03T10:00:00Z"), &berlin), None);
     }
 
@@ -151,7 +154,10 @@ mod tests {
         assert_eq!(q, QuietHours::default());
         assert_eq!(q.to_string(), "21:00-08:00");
         assert_eq!(
-            QuietHours::parse_setting("22:30-07:15").unwrap().unwrap().to_string(),
+            QuietHours::parse_setting("22:30-07:15")
+                .unwrap()
+                .unwrap()
+                .to_string(),
             "22:30-07:15"
         );
         for bad in ["", "21-08", "25:00-08:00", "21:00-21:00", "nine-five"] {

@@ -193,7 +193,10 @@ mod tests {
 
     #[test]
     fn a_safe_text_too_long_for_four_segments_goes_secure() {
-        let consent = [grant(ConsentChannel::SmsPlain), grant(ConsentChannel::SmsNotify)];
+        let consent = [
+            grant(ConsentChannel::SmsPlain),
+            grant(ConsentChannel::SmsNotify),
+        ];
         let contacts = [phone()];
         let facts = PatientFacts {
             consent: &consent,
@@ -208,7 +211,12 @@ mod tests {
         let long = sentence.repeat(17); // 629 characters: 5 segments
         let plan = plan_staff_message(&draft(long.trim_end()), &facts);
         assert_eq!(plan.decision.route, Route::Secure);
-        assert!(plan.decision.reasons.iter().any(|r| r.rule == "segment_limit"));
+        assert!(
+            plan.decision
+                .reasons
+                .iter()
+                .any(|r| r.rule == "segment_limit")
+        );
         // An emoji makes the text UCS-2 (67 characters a segment).
         let emoji = format!("{} 🙂", sentence.repeat(8).trim_end());
         assert_eq!(crate::system_messages::sms_segments(&emoji), 5);

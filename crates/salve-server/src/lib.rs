@@ -88,12 +88,24 @@ impl salve_channels::Provider for NoChannel {
     fn name(&self) -> &'static str {
         "none"
     }
+    fn capabilities(&self) -> salve_channels::Capabilities {
+        salve_channels::Capabilities {
+            handles_opt_out_keywords: false,
+            can_reconcile: false,
+            picks_sender_number: false,
+            can_delete_media: false,
+        }
+    }
     async fn send(
         &self,
         _message: &salve_channels::OutgoingMessage,
     ) -> Result<salve_channels::SendReceipt, salve_channels::ProviderError> {
-        Err(salve_channels::ProviderError::Unavailable(
-            "no message channel is configured".into(),
+        // Kept as before the error split (the worker reconciles, this cannot tell, staff see
+        // `unknown`); whether it should rather be `transient` (retried) is the worker's owner's
+        // call.
+        Err(salve_channels::ProviderError::ambiguous(
+            "no_channel",
+            "no message channel is configured",
         ))
     }
 }

@@ -80,11 +80,10 @@ pub fn build(
             }
         }
         ProviderKind::Smtp => {
-            let settings: SmtpSettings = serde_json::from_value(credentials.clone())
-                .map_err(|e| field_errors(kind, &e))?;
-            let provider = SmtpProvider::new(smtp_config(settings)?).map_err(|e| {
-                vec![FieldError::new("credentials", e.to_string())]
-            })?;
+            let settings: SmtpSettings =
+                serde_json::from_value(credentials.clone()).map_err(|e| field_errors(kind, &e))?;
+            let provider = SmtpProvider::new(smtp_config(settings)?)
+                .map_err(|e| vec![FieldError::new("credentials", e.to_string())])?;
             Ok(Some(Arc::new(provider)))
         }
         ProviderKind::Twilio | ProviderKind::Telnyx => Err(vec![FieldError::new(

@@ -161,18 +161,38 @@ pub async fn run_once(state: &AppState, worker: &str) -> anyhow::Result<usize> {
                 continue;
             }
             let message = outgoing(&job, &sender_name(state, &job).await);
+            let attempt_started = state.clock.now();
             let outcome = match provider.send(&message).await {
                 Ok(receipt) => JobOutcome::Sent {
                     provider_id: receipt.provider_id,
                 },
-                Err(e @ ProviderError::Rejected(_)) => JobOutcome::Failed {
+                Err(e @ ProviderError::Permanent { .. }) => JobOutcome::Failed {
                     error_kind: e.kind().into(),
-                    reason: e.to_string(),
+                    // Sealed by the store: the provider's text can quote the number.
+                    reason: format!("{} ({})", e.detail().expose(), e.code()),
                 },
-                Err(e @ ProviderError::Unavailable(_)) => {
-                    tracing::warn!(provider = provider.name(), error = e.kind(), "send failed");
+                Err(e @ ProviderError::Transient { .. }) => {
+                    tracing::warn!(
+                        provider = provider.name(),
+                        error = e.kind(),
+                        code = e.code(),
+                        "send failed, will retry"
+                    );
+                    // The provider did not take it: trying again is not a duplicate.
+                    JobOutcome::Retry {
+                        error_kind: e.kind().into(),
+                        after_secs: retry_after(job.attempts),
+                    }
+                }
+                Err(e @ ProviderError::Ambiguous { .. }) => {
+                    tracing::warn!(
+                        provider = provider.name(),
+                        error = e.kind(),
+                        code = e.code(),
+                        "send outcome unknown"
+                    );
                     // Whether the provider took it is unknown: ask before trying again.
-                    match provider.reconcile(&message).await {
+                    match provider.reconcile(&message, Some(attempt_started)).await {
                         Reconciliation::Sent(receipt) => JobOutcome::Sent {
                             provider_id: receipt.provider_id,
                         },
@@ -227,7 +247,9 @@ async fn reconcile_stale_with_lease(state: &AppState, lease_secs: i64) -> anyhow
         };
         count += 1;
         let message = outgoing(&job, &sender_name(state, &job).await);
-        match provider.reconcile(&message).await {
+        // When the dead worker's attempt started is not recorded: the provider only says
+        // Sent or NotSent when that does not matter.
+        match provider.reconcile(&message, None).await {
             Reconciliation::Sent(receipt) => {
                 state
                     .store

@@ -416,8 +416,7 @@ impl Store {
             .await?;
             ids.push(id);
         }
-        self.withdraw_blocked_jobs(tx, practice, patient)
-            .await?;
+        self.withdraw_blocked_jobs(tx, practice, patient).await?;
         let mut targets = vec![patient.to_string()];
         targets.extend(ids.iter().map(ConsentEventId::to_string));
         tx.audit(conversation_event(

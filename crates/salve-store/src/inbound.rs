@@ -126,7 +126,12 @@ async fn claim_event(tx: &mut WriteTx<'_>, provider: ProviderId, key: &str) -> R
     Ok(inserted == 1)
 }
 
-fn webhook_event(practice: PracticeId, action: Action, targets: Vec<String>, ctx: &RequestContext) -> AuditEvent {
+fn webhook_event(
+    practice: PracticeId,
+    action: Action,
+    targets: Vec<String>,
+    ctx: &RequestContext,
+) -> AuditEvent {
     AuditEvent {
         scope: ChainScope::Practice(practice),
         actor: Actor::System,
@@ -166,7 +171,13 @@ impl Store {
     ) -> Result<InboundOutcome> {
         let mut tx = self.begin().await?;
         let practice = sms.practice;
-        if !claim_event(&mut tx, sms.provider, &format!("inbound:{}", sms.provider_message_id)).await? {
+        if !claim_event(
+            &mut tx,
+            sms.provider,
+            &format!("inbound:{}", sms.provider_message_id),
+        )
+        .await?
+        {
             tx.audit(webhook_event(
                 practice,
                 Action::WebhookDuplicate,
@@ -218,7 +229,14 @@ impl Store {
                 job: None,
             };
             let message = self
-                .insert_message(&mut tx, practice, &conv, &Actor::Patient(*patient), &[], &plan)
+                .insert_message(
+                    &mut tx,
+                    practice,
+                    &conv,
+                    &Actor::Patient(*patient),
+                    &[],
+                    &plan,
+                )
                 .await?;
             sqlx::query("UPDATE messages SET provider_message_id = $1 WHERE id = $2")
                 .bind(&sms.provider_message_id)
@@ -277,8 +295,16 @@ impl Store {
                 None => Recorder::Patient(*patient),
             };
             let events = events.clone();
-            self.record_consent_in(&mut tx, practice, recorder, ctx, *patient, Some(&evidence), |_| events)
-                .await?;
+            self.record_consent_in(
+                &mut tx,
+                practice,
+                recorder,
+                ctx,
+                *patient,
+                Some(&evidence),
+                |_| events,
+            )
+            .await?;
         }
         if let Some(patient) = actor_patient {
             let now = tx.now_micros();
@@ -388,7 +414,10 @@ impl Store {
             tx.audit(webhook_event(
                 report.practice,
                 Action::WebhookDuplicate,
-                vec![report.provider.to_string(), report.provider_message_id.clone()],
+                vec![
+                    report.provider.to_string(),
+                    report.provider_message_id.clone(),
+                ],
                 ctx,
             ));
             tx.commit().await?;
@@ -418,7 +447,10 @@ impl Store {
         let patient: PatientId = patient.parse().map_err(|_| malformed("patient id"))?;
         let reason = match (&report.error_code, report.status) {
             (Some(code), MessageStatus::Failed) => {
-                let key = self.ring.patient_key(&mut tx.tx, report.practice, patient).await?;
+                let key = self
+                    .ring
+                    .patient_key(&mut tx.tx, report.practice, patient)
+                    .await?;
                 Some(key.seal_str(
                     FieldAad::new("messages", "status_reason", &message),
                     &format!("the carrier could not deliver the message (error {code})"),
@@ -438,7 +470,9 @@ impl Store {
         record_change(
             &mut tx,
             report.practice,
-            conversation.parse().map_err(|_| malformed("conversation id"))?,
+            conversation
+                .parse()
+                .map_err(|_| malformed("conversation id"))?,
             "status",
         )
         .await?;
@@ -447,7 +481,11 @@ impl Store {
             Actor::System,
             ctx,
             Action::MessageStatus,
-            vec![patient.to_string(), message, report.status.as_str().to_owned()],
+            vec![
+                patient.to_string(),
+                message,
+                report.status.as_str().to_owned(),
+            ],
             Outcome::Success,
         ));
         tx.commit().await?;

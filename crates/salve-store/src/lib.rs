@@ -39,10 +39,6 @@ use sqlx::AnyPool;
 pub use audit::{AuditRow, Checkpoint, VerifyProblem, VerifyReport, append_anchor, read_anchor};
 pub use backup::{ShredEntry, read_shred_list};
 pub use catalog::{CatalogItem, CatalogKind, MessagingSettings, ReplyTemplate};
-pub use inbound::{
-    DeliveryReport, InboundFacts, InboundOutcome, InboundReaction, InboundSms, ReportOutcome,
-    status_moves_forward,
-};
 pub use channels::{Agreement, NewProvider, ProviderRecord, ProviderSummary};
 pub use consent::{ConsentText, Recorder};
 pub use dialect::{Backend, SchemaDescription};
@@ -50,6 +46,10 @@ pub use error::StoreError;
 pub use identity::{
     AccountToken, AccountTokenPurpose, Membership, Session, SessionEnd, SessionStage,
     ThrottleState, UserAuth, UserProfile,
+};
+pub use inbound::{
+    DeliveryReport, InboundFacts, InboundOutcome, InboundReaction, InboundSms, ReportOutcome,
+    status_moves_forward,
 };
 pub use links::{LinkInfo, PatientSession};
 pub use messaging::{

@@ -363,6 +363,7 @@ impl Store {
                     .bind(&id)
                     .execute(&mut *tx.tx)
                     .await?;
+                    set_message_status(tx, &message, "queued", None).await?;
                     return Ok(());
                 }
                 JobOutcome::Unknown { reason } => (

@@ -263,9 +263,8 @@ impl ServeSettings {
             ),
             quiet_hours: match args.quiet_hours.as_deref().or(file.quiet_hours.as_deref()) {
                 None => Some(salve_core::delivery::QuietHours::default()),
-                Some(raw) => salve_core::delivery::QuietHours::parse_setting(raw).map_err(|e| {
-                    anyhow::anyhow!("quiet_hours: {e}")
-                })?,
+                Some(raw) => salve_core::delivery::QuietHours::parse_setting(raw)
+                    .map_err(|e| anyhow::anyhow!("quiet_hours: {e}"))?,
             },
             tls_cert: args.tls_cert.clone().or_else(|| file.tls_cert.clone()),
             tls_key: args.tls_key.clone().or_else(|| file.tls_key.clone()),
