@@ -99,14 +99,7 @@ pub const MAX_VENDOR_CHARS: usize = 120;
 impl AgreementTerms {
     /// Checks the terms as an admin enters them on `today` (the practice's date).
     pub fn validate(&self, today: Date) -> Result<(), Vec<FieldError>> {
-        let mut errors = Vec::new();
-        let vendor = self.vendor.trim();
-        if vendor.is_empty() || vendor.chars().count() > MAX_VENDOR_CHARS {
-            errors.push(FieldError::new(
-                "vendor",
-                format!("the vendor's name, 1 to {MAX_VENDOR_CHARS} characters"),
-            ));
-        }
+        let mut errors: Vec<FieldError> = check_vendor(&self.vendor).into_iter().collect();
         match &self.basis {
             AgreementBasis::Baa {
                 signed_on,
@@ -143,6 +136,17 @@ impl AgreementTerms {
             Err(errors)
         }
     }
+}
+
+/// The vendor's name as an admin enters it.
+pub fn check_vendor(vendor: &str) -> Option<FieldError> {
+    let vendor = vendor.trim();
+    (vendor.is_empty() || vendor.chars().count() > MAX_VENDOR_CHARS).then(|| {
+        FieldError::new(
+            "vendor",
+            format!("the vendor's name, 1 to {MAX_VENDOR_CHARS} characters"),
+        )
+    })
 }
 
 /// Whether an agreement lets a provider carry patient data today.

@@ -208,7 +208,7 @@ async fn a_self_operated_relay_is_attested_instead_and_the_demo_outbox_steps_asi
             })))
             .await;
         assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text);
-        for field in ["document_sha256"] {
+        for field in ["vendor", "signed_on", "document_sha256"] {
             assert!(r.text.contains(field), "{field}: {}", r.text);
         }
         // The demo outbox first; a real provider then replaces it for the practice.

@@ -96,9 +96,15 @@ fn date(field: &str, raw: Option<&str>) -> Result<jiff::civil::Date, FieldError>
         .ok_or_else(|| FieldError::new(field, "a date as YYYY-MM-DD"))
 }
 
-/// Parses the body into terms, collecting every field error.
-pub(crate) fn agreement_terms(body: &AgreementBody) -> Result<AgreementTerms, ApiError> {
-    let mut errors = Vec::new();
+/// Parses the body into terms and checks them on the practice's `today`, collecting every
+/// field error.
+pub(crate) fn agreement_terms(
+    body: &AgreementBody,
+    today: jiff::civil::Date,
+) -> Result<AgreementTerms, ApiError> {
+    let mut errors: Vec<FieldError> = salve_core::vendors::check_vendor(&body.vendor)
+        .into_iter()
+        .collect();
     let basis = match body.basis.as_str() {
         "baa" => {
             let signed_on =
@@ -124,7 +130,8 @@ pub(crate) fn agreement_terms(body: &AgreementBody) -> Result<AgreementTerms, Ap
                 errors.push(FieldError::new("attested_on", "absent for a BAA"));
             }
             match (signed_on, expires_on) {
-                (Ok(signed_on), Ok(expires_on)) if hash_ok => Some(AgreementBasis::Baa {
+                // Built even with a bad hash, so the dates are checked too (errors stay).
+                (Ok(signed_on), Ok(expires_on)) => Some(AgreementBasis::Baa {
                     signed_on,
                     expires_on,
                     document_sha256: sha,
@@ -152,13 +159,19 @@ pub(crate) fn agreement_terms(body: &AgreementBody) -> Result<AgreementTerms, Ap
             None
         }
     };
-    match basis {
-        Some(basis) if errors.is_empty() => Ok(AgreementTerms {
+    if let Some(basis) = basis {
+        let terms = AgreementTerms {
             vendor: body.vendor.clone(),
             basis,
-        }),
-        _ => Err(ApiError::validation(errors)),
+        };
+        if let Err(more) = terms.validate(today) {
+            errors.extend(more.into_iter().filter(|e| e.field != "vendor"));
+        }
+        if errors.is_empty() {
+            return Ok(terms);
+        }
     }
+    Err(ApiError::validation(errors))
 }
 
 fn coverage_str(c: Coverage) -> &'static str {
@@ -244,10 +257,7 @@ pub async fn record_agreement(
     body: JsonBody<AgreementBody>,
 ) -> Result<Response, ApiError> {
     let practice = practice_of(&principal)?;
-    let terms = agreement_terms(&body.value)?;
-    terms
-        .validate(state.store.practice_today(practice).await?)
-        .map_err(ApiError::validation)?;
+    let terms = agreement_terms(&body.value, state.store.practice_today(practice).await?)?;
     let id = state
         .store
         .record_agreement(practice, principal.actor(), &client.audit_context(), &terms)
@@ -322,10 +332,7 @@ pub async fn renew_agreement(
 ) -> Result<Response, ApiError> {
     let practice = practice_of(&principal)?;
     let provider: ProviderId = crate::api::path_id(&id, "provider")?;
-    let terms = agreement_terms(&body.value)?;
-    terms
-        .validate(state.store.practice_today(practice).await?)
-        .map_err(ApiError::validation)?;
+    let terms = agreement_terms(&body.value, state.store.practice_today(practice).await?)?;
     let agreement = state
         .store
         .renew_agreement(
