@@ -8,6 +8,7 @@ pub mod confidential;
 pub mod consent;
 pub mod delivery;
 pub mod ids;
+pub mod inbound;
 pub mod keywords;
 pub mod links;
 pub mod outgoing;

@@ -52,7 +52,8 @@ impl ProviderRegistry {
         Ok(Route::Send(self.build(state, &record)?))
     }
 
-    fn build(
+    /// The provider a stored record describes, built once.
+    pub fn build(
         &self,
         state: &AppState,
         record: &ProviderRecord,
@@ -63,7 +64,20 @@ impl ProviderRegistry {
         }
         let credentials: serde_json::Value = serde_json::from_str(record.credentials.expose())
             .map_err(|_| anyhow::anyhow!("provider {} has unreadable settings", record.id))?;
-        let provider = match crate::provider_config::build(record.kind, &credentials) {
+        let urls = webhook_urls(
+            state.config.public_url.as_deref().unwrap_or(""),
+            record.kind,
+            record.id,
+        );
+        let wiring = crate::provider_config::Wiring {
+            numbers: &record.numbers,
+            webhook_urls: if state.config.public_url.is_some() {
+                &urls
+            } else {
+                &[]
+            },
+        };
+        let provider = match crate::provider_config::build(record.kind, &credentials, &wiring) {
             Ok(Some(provider)) => provider,
             // The server's own local outbox: there is one per data directory.
             Ok(None) => state.provider.clone(),
@@ -82,46 +96,18 @@ pub fn check_credentials(
     numbers: &[String],
 ) -> Result<String, Vec<salve_core::FieldError>> {
     use salve_core::FieldError;
-    let Some(object) = credentials.as_object() else {
+    if !credentials.is_object() {
         return Err(vec![FieldError::new(
             "credentials",
             "an object with the provider's settings",
         )]);
-    };
+    }
     let mut errors = Vec::new();
-    let picks_number = ["messaging_service_sid", "messaging_profile_id"]
-        .iter()
-        .any(|k| {
-            object
-                .get(*k)
-                .and_then(|v| v.as_str())
-                .is_some_and(|s| !s.is_empty())
-        });
-    match kind {
-        ProviderKind::LocalOutbox => {
-            if !object.is_empty() {
-                errors.push(FieldError::new(
-                    "credentials",
-                    "an empty object for the local outbox",
-                ));
-            }
-        }
-        ProviderKind::Twilio | ProviderKind::Telnyx => {
-            if numbers.is_empty() && !picks_number {
-                errors.push(FieldError::new(
-                    "numbers",
-                    "at least one sender number, unless a messaging service picks the number",
-                ));
-            }
-        }
-        ProviderKind::Smtp => {
-            if !numbers.is_empty() {
-                errors.push(FieldError::new("numbers", "none for an email provider"));
-            }
-        }
+    if matches!(kind, ProviderKind::Smtp | ProviderKind::LocalOutbox) && !numbers.is_empty() {
+        errors.push(FieldError::new("numbers", "none for this kind of provider"));
     }
     if errors.is_empty()
-        && let Err(mut more) = crate::provider_config::parse(kind, credentials)
+        && let Err(mut more) = crate::provider_config::parse(kind, credentials, numbers)
     {
         errors.append(&mut more);
     }

@@ -4,6 +4,10 @@
 
 use std::sync::Arc;
 
+use salve_channels::telnyx::{TelnyxConfig, TelnyxProvider, TelnyxSender};
+use salve_channels::twilio::{
+    SignatureAlgorithm, TwilioAuth, TwilioConfig, TwilioProvider, TwilioSender, WebhookSigning,
+};
 use salve_channels::{Provider, SmtpConfig, SmtpProvider, SmtpSecurity, SmtpTimeouts};
 use salve_core::FieldError;
 use salve_core::vendors::ProviderKind;
@@ -24,6 +28,124 @@ struct SmtpSettings {
     /// PEM of a private CA that signed the relay's certificate.
     #[serde(default)]
     root_ca_pem: Option<String>,
+}
+
+/// Twilio, or a vendor speaking its Messages API. The Auth Token signs webhooks (and sends,
+/// unless an API key is given).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TwilioSettings {
+    account_sid: String,
+    auth_token: String,
+    #[serde(default)]
+    api_key_sid: Option<String>,
+    #[serde(default)]
+    api_key_secret: Option<String>,
+    /// `MG…`: Twilio picks the sender number from the service's pool.
+    #[serde(default)]
+    messaging_service_sid: Option<String>,
+    #[serde(default)]
+    base_url: Option<String>,
+    /// `hmac-sha1` (Twilio's default) or `hmac-sha256` (a webhook SharedKey).
+    #[serde(default)]
+    signature_algorithm: Option<String>,
+    /// The SharedKey secret, for `hmac-sha256`.
+    #[serde(default)]
+    signing_key: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TelnyxSettings {
+    api_key: String,
+    /// The account's Ed25519 webhook public key, base64.
+    public_key: String,
+    #[serde(default)]
+    messaging_profile_id: Option<String>,
+    #[serde(default)]
+    base_url: Option<String>,
+}
+
+/// What a provider needs besides its stored settings: its numbers and where its webhooks
+/// come back to.
+pub struct Wiring<'a> {
+    pub numbers: &'a [String],
+    /// The provider's webhook URLs (`crate::channels::webhook_urls`).
+    pub webhook_urls: &'a [String],
+}
+
+fn one(field: &str, expected: impl Into<String>) -> Vec<FieldError> {
+    vec![FieldError::new(field, expected)]
+}
+
+fn twilio(settings: TwilioSettings, wiring: &Wiring<'_>) -> Result<TwilioProvider, Vec<FieldError>> {
+    let auth = match (settings.api_key_sid, settings.api_key_secret) {
+        (Some(sid), Some(secret)) => TwilioAuth::ApiKey {
+            sid,
+            secret: secret.into(),
+        },
+        (None, None) => TwilioAuth::AuthToken(settings.auth_token.clone().into()),
+        _ => {
+            return Err(one(
+                "credentials.api_key_secret",
+                "api_key_sid and api_key_secret together, or neither",
+            ));
+        }
+    };
+    let sender = match (settings.messaging_service_sid, wiring.numbers.first()) {
+        (Some(service), _) => TwilioSender::MessagingService(service),
+        (None, Some(number)) => TwilioSender::From(number.clone()),
+        (None, None) => {
+            return Err(one(
+                "numbers",
+                "a sender number, or credentials.messaging_service_sid",
+            ));
+        }
+    };
+    let webhook_signing = match settings.signature_algorithm.as_deref().unwrap_or("hmac-sha1") {
+        "hmac-sha1" => WebhookSigning {
+            algorithm: SignatureAlgorithm::HmacSha1,
+            secret: settings.auth_token.into(),
+        },
+        "hmac-sha256" => WebhookSigning {
+            algorithm: SignatureAlgorithm::HmacSha256,
+            secret: settings
+                .signing_key
+                .ok_or_else(|| one("credentials.signing_key", "the SharedKey secret for hmac-sha256"))?
+                .into(),
+        },
+        _ => {
+            return Err(one(
+                "credentials.signature_algorithm",
+                "hmac-sha1 or hmac-sha256",
+            ));
+        }
+    };
+    let mut config = TwilioConfig::new(settings.account_sid, auth, sender, webhook_signing);
+    if let Some(base) = settings.base_url {
+        config.base_url = base;
+    }
+    config.status_callback_url = wiring.webhook_urls.get(1).cloned();
+    TwilioProvider::new(config).map_err(|e| one("credentials", e.to_string()))
+}
+
+fn telnyx(settings: TelnyxSettings, wiring: &Wiring<'_>) -> Result<TelnyxProvider, Vec<FieldError>> {
+    let sender = match (settings.messaging_profile_id, wiring.numbers.first()) {
+        (Some(profile), _) => TelnyxSender::MessagingProfile(profile),
+        (None, Some(number)) => TelnyxSender::From(number.clone()),
+        (None, None) => {
+            return Err(one(
+                "numbers",
+                "a sender number, or credentials.messaging_profile_id",
+            ));
+        }
+    };
+    let mut config = TelnyxConfig::new(settings.api_key.into(), sender, settings.public_key);
+    if let Some(base) = settings.base_url {
+        config.base_url = base;
+    }
+    config.webhook_url = wiring.webhook_urls.first().cloned();
+    TelnyxProvider::new(config).map_err(|e| one("credentials", e.to_string()))
 }
 
 fn field_errors(kind: ProviderKind, e: &serde_json::Error) -> Vec<FieldError> {
@@ -67,6 +189,7 @@ fn smtp_config(settings: SmtpSettings) -> Result<SmtpConfig, Vec<FieldError>> {
 pub fn build(
     kind: ProviderKind,
     credentials: &serde_json::Value,
+    wiring: &Wiring<'_>,
 ) -> Result<Option<Arc<dyn Provider>>, Vec<FieldError>> {
     match kind {
         ProviderKind::LocalOutbox => {
@@ -86,14 +209,32 @@ pub fn build(
                 .map_err(|e| vec![FieldError::new("credentials", e.to_string())])?;
             Ok(Some(Arc::new(provider)))
         }
-        ProviderKind::Twilio | ProviderKind::Telnyx => Err(vec![FieldError::new(
-            "kind",
-            "this provider kind is not available in this build yet",
-        )]),
+        ProviderKind::Twilio => {
+            let settings: TwilioSettings = serde_json::from_value(credentials.clone())
+                .map_err(|e| field_errors(kind, &e))?;
+            Ok(Some(Arc::new(twilio(settings, wiring)?)))
+        }
+        ProviderKind::Telnyx => {
+            let settings: TelnyxSettings = serde_json::from_value(credentials.clone())
+                .map_err(|e| field_errors(kind, &e))?;
+            Ok(Some(Arc::new(telnyx(settings, wiring)?)))
+        }
     }
 }
 
-/// Checks that `credentials` is a valid configuration for `kind`.
-pub fn parse(kind: ProviderKind, credentials: &serde_json::Value) -> Result<(), Vec<FieldError>> {
-    build(kind, credentials).map(|_| ())
+/// Checks that `credentials` is a valid configuration for `kind` with these numbers.
+pub fn parse(
+    kind: ProviderKind,
+    credentials: &serde_json::Value,
+    numbers: &[String],
+) -> Result<(), Vec<FieldError>> {
+    build(
+        kind,
+        credentials,
+        &Wiring {
+            numbers,
+            webhook_urls: &[],
+        },
+    )
+    .map(|_| ())
 }

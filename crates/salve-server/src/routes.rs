@@ -15,7 +15,7 @@ use salve_store::SessionStage;
 use crate::AppState;
 use crate::api::{
     account, consent, health, inbox_events, messages, oversight, passkeys, patients, portal,
-    portal_login, portal_messages, providers, session, teams, tokens, users,
+    portal_login, portal_messages, providers, session, teams, tokens, users, webhooks,
 };
 use crate::auth::{self, Caller};
 use crate::context::ClientInfo;
@@ -37,6 +37,9 @@ pub enum Access {
     PatientSession,
     /// A staff invitation or password-reset link (checked by the handler).
     AccountLink,
+    /// A provider's webhook: its signature, for the provider the path names (checked by the
+    /// handler, which audits a refusal).
+    ProviderSignature,
 }
 
 #[derive(Debug, Clone)]
@@ -362,6 +365,24 @@ fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
             Op(ProviderManage),
             post(providers::renew_agreement),
         ),
+        r(
+            Method::POST,
+            "/webhooks/twilio/{id}/inbound",
+            ProviderSignature,
+            post(webhooks::twilio_inbound),
+        ),
+        r(
+            Method::POST,
+            "/webhooks/twilio/{id}/status",
+            ProviderSignature,
+            post(webhooks::twilio_status),
+        ),
+        r(
+            Method::POST,
+            "/webhooks/telnyx/{id}",
+            ProviderSignature,
+            post(webhooks::telnyx),
+        ),
         r(Method::GET, "/api/v1/teams", Op(UserList), get(teams::list)),
         r(
             Method::POST,
@@ -615,7 +636,8 @@ pub(crate) fn router(state: &AppState) -> axum::Router<AppState> {
             | Access::MetricsToken
             | Access::PatientLink
             | Access::PatientSession
-            | Access::AccountLink => handler,
+            | Access::AccountLink
+            | Access::ProviderSignature => handler,
             Access::Op(op) => handler.route_layer(middleware::from_fn_with_state(
                 state.clone(),
                 move |State(s): State<AppState>, req: Request, next: Next| {

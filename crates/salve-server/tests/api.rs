@@ -867,6 +867,14 @@ async fn every_declared_route_exists_and_token_routes_refuse_anonymous_callers()
             Access::PatientLink | Access::AccountLink if spec.method == Method::GET => {
                 assert_eq!(r.status, StatusCode::SEE_OTHER)
             }
+            // An unknown provider: 404 before any signature is looked at.
+            Access::ProviderSignature => assert_eq!(
+                r.status,
+                StatusCode::NOT_FOUND,
+                "{} {}",
+                spec.method,
+                spec.path
+            ),
             Access::PatientLink | Access::PatientSession | Access::AccountLink => assert!(
                 r.status.is_client_error(),
                 "{} {}: {}",

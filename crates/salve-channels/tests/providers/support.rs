@@ -1,7 +1,5 @@
 //! Shared helpers: the Python peers, a canned local HTTP server, provider configurations.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -17,38 +15,7 @@ pub const AUTH_TOKEN: &str = "12345678901234567890123456789012";
 pub const OUR_NUMBER: &str = "+13125550100";
 pub const PATIENT: &str = "+13125550142";
 
-fn peer_script(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/peers")
-        .join(name)
-}
-
-/// Runs one of the Python peer scripts with `cases` as JSON on stdin; `None` when the peers
-/// are not installed (outside CI).
-pub fn run_python(script: &str, cases: &serde_json::Value) -> Option<serde_json::Value> {
-    let python = salve_testkit::peers::python()?;
-    let mut child = Command::new(python)
-        .arg(peer_script(script))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the peers' python starts");
-    {
-        use std::io::Write;
-        let mut stdin = child.stdin.take().unwrap();
-        stdin
-            .write_all(serde_json::to_string(cases).unwrap().as_bytes())
-            .unwrap();
-    }
-    let output = child.wait_with_output().unwrap();
-    assert!(
-        output.status.success(),
-        "{script} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    Some(serde_json::from_slice(&output.stdout).expect("the peer prints JSON"))
-}
+pub use salve_testkit::peers::run_python;
 
 pub fn twilio_config(base_url: &str, sender: TwilioSender) -> TwilioConfig {
     let mut config = TwilioConfig::new(

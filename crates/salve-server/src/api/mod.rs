@@ -14,6 +14,7 @@ pub mod session;
 pub mod teams;
 pub mod tokens;
 pub mod users;
+pub mod webhooks;
 
 use salve_core::PracticeId;
 use salve_core::permissions::Principal;

@@ -69,3 +69,32 @@ pub fn twilio_openapi() -> Option<PathBuf> {
         "Twilio's OpenAPI description",
     )
 }
+
+/// Runs one of the Python peer scripts in `peers/` (Twilio's `RequestValidator`, Telnyx's
+/// webhook verification) with `cases` as JSON on stdin and returns what it printed; `None`
+/// when the peers are not installed (outside CI).
+pub fn run_python(script: &str, cases: &serde_json::Value) -> Option<serde_json::Value> {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let python = python()?;
+    let mut child = Command::new(python)
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("peers").join(script))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the peers' python starts");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(serde_json::to_string(cases).unwrap().as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "{script} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Some(serde_json::from_slice(&output.stdout).expect("the peer prints JSON"))
+}

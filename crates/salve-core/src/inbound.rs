@@ -1,0 +1,273 @@
+//! What a patient's text does: the keyword meaning ([`crate::keywords`]) turned into consent
+//! changes, the one system reply it calls for, and a review item when a person should look.
+//!
+//! - An opt-out revokes texting for the whole practice (every SMS channel and purpose) for
+//!   every patient whose phone on file sent it, in the transaction that stores the text.
+//! - Exactly one confirmation follows. Whether the provider already sent it is decided per
+//!   text: a provider with its own keyword handling (Twilio's default) confirms only a bare
+//!   English keyword, or says so (`OptOutType` under Twilio's Advanced Opt-Out); then Salve
+//!   records the provider's confirmation and sends none. Otherwise (PARAR, "stop pls", free
+//!   text) Salve confirms.
+//! - HELP gets the help text; START (or YES with no reminder awaiting) restores texting
+//!   notifications the patient had before, and is confirmed only when something was restored.
+
+use crate::consent::{
+    ConsentEventInput, ConsentMethod, ConsentState, ConsentTextRef, sms_keyword_opt_in,
+    sms_opt_out,
+};
+use crate::keywords::{
+    self, Classification, InboundContext, Intent, twilio_default_help_keyword,
+    twilio_default_opt_in_keyword, twilio_default_opt_out_keyword,
+};
+use crate::system_messages::{Language, SystemMessageKind};
+
+/// What the provider told us, and what it does by itself.
+#[derive(Debug, Clone, Default)]
+pub struct ProviderFacts {
+    /// The provider answers STOP/START/HELP itself (Twilio's default opt-out handling).
+    pub handles_opt_out_keywords: bool,
+    /// Twilio Advanced Opt-Out: the keyword class it matched (`STOP`, `START`, `HELP`).
+    pub opt_out_type: Option<String>,
+}
+
+/// The decision for one text.
+#[derive(Debug, Clone)]
+pub struct Reaction {
+    pub classification: Classification,
+    /// The system reply Salve sends, if any.
+    pub reply: Option<SystemMessageKind>,
+    /// The provider already answered: recorded, not sent again.
+    pub provider_replied: Option<SystemMessageKind>,
+    pub language: Language,
+}
+
+fn provider_matched(facts: &ProviderFacts, class: &str, bare_keyword: bool) -> bool {
+    facts.handles_opt_out_keywords
+        && (facts
+            .opt_out_type
+            .as_deref()
+            .is_some_and(|t| t.eq_ignore_ascii_case(class))
+            || (facts.opt_out_type.is_none() && bare_keyword))
+}
+
+/// Spanish words that choose the Spanish wording of the reply.
+const SPANISH_MARKERS: &[&str] = &[
+    "parar", "alto", "baja", "ayuda", "dejen", "manden", "mandar", "mensajes", "textos", "favor",
+    "quiero", "quitenme", "quiteme", "comenzar", "basta", "gracias",
+];
+
+/// The language to answer in: Spanish when the text reads Spanish, else English.
+pub fn reply_language(text: &str) -> Language {
+    let lower = text.to_lowercase();
+    let spanish = lower
+        .split(|c: char| !c.is_alphanumeric())
+        .any(|w| SPANISH_MARKERS.contains(&w));
+    if spanish { Language::Es } else { Language::En }
+}
+
+/// Decides what a text does (before looking at anyone's consent).
+pub fn react(text: &str, ctx: &InboundContext, provider: &ProviderFacts) -> Reaction {
+    let classification = keywords::classify(text, ctx);
+    let (kind, provider_did) = match classification.intent {
+        Intent::OptOut => (
+            Some(SystemMessageKind::OptOutConfirmation),
+            provider_matched(provider, "STOP", twilio_default_opt_out_keyword(text)),
+        ),
+        Intent::Help => (
+            Some(SystemMessageKind::HelpReply),
+            provider_matched(provider, "HELP", twilio_default_help_keyword(text)),
+        ),
+        Intent::OptIn => (
+            Some(SystemMessageKind::OptInConfirmation),
+            provider_matched(provider, "START", twilio_default_opt_in_keyword(text)),
+        ),
+        Intent::Other => (None, false),
+    };
+    let (reply, provider_replied) = if provider_did {
+        (None, kind)
+    } else {
+        (kind, None)
+    };
+    Reaction {
+        classification,
+        reply,
+        provider_replied,
+        language: reply_language(text),
+    }
+}
+
+/// The consent events a text records for one patient whose phone sent it.
+/// `program_text`: the SMS consent text a START opts back in to.
+pub fn consent_events(
+    reaction: &Reaction,
+    state: &ConsentState,
+    program_text: Option<&ConsentTextRef>,
+) -> Vec<ConsentEventInput> {
+    match reaction.classification.intent {
+        Intent::OptOut => sms_opt_out(state, opt_out_method(&reaction.classification)),
+        Intent::OptIn => program_text
+            .map(|text| sms_keyword_opt_in(state, text))
+            .unwrap_or_default(),
+        Intent::Help | Intent::Other => Vec::new(),
+    }
+}
+
+/// A keyword (STOP, PARAR) is recorded as such; anything else was a request in the patient's
+/// own words.
+fn opt_out_method(classification: &Classification) -> ConsentMethod {
+    if classification
+        .reasons
+        .iter()
+        .any(|r| r.as_str().starts_with("whole-message keyword "))
+    {
+        ConsentMethod::SmsKeyword
+    } else {
+        ConsentMethod::FreeTextRequest
+    }
+}
+
+/// Whether an opt-in is confirmed: only when it restored something (a START from someone who
+/// never consented grants nothing, and "you're subscribed" would be untrue).
+pub fn confirm_opt_in(events_recorded: usize) -> bool {
+    events_recorded > 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::consent::{ConsentAction, ConsentChannel, ConsentEvent, ConsentPurpose};
+    use crate::ConsentEventId;
+
+    fn twilio_default() -> ProviderFacts {
+        ProviderFacts {
+            handles_opt_out_keywords: true,
+            opt_out_type: None,
+        }
+    }
+
+    fn none() -> InboundContext {
+        InboundContext::default()
+    }
+
+    #[test]
+    fn twilio_confirms_a_bare_english_stop_and_salve_records_it() {
+        let r = react("STOP", &none(), &twilio_default());
+        assert_eq!(r.reply, None);
+        assert_eq!(r.provider_replied, Some(SystemMessageKind::OptOutConfirmation));
+        let r = react("  stop ", &none(), &twilio_default());
+        assert_eq!(r.reply, None, "Twilio trims whitespace and ignores case");
+    }
+
+    #[test]
+    fn salve_confirms_what_twilio_does_not() {
+        for text in ["PARAR", "stop pls", "please stop texting me", "STOP!!"] {
+            let r = react(text, &none(), &twilio_default());
+            assert_eq!(
+                r.classification.intent,
+                Intent::OptOut,
+                "{text}: {:?}",
+                r.classification
+            );
+            assert_eq!(r.reply, Some(SystemMessageKind::OptOutConfirmation), "{text}");
+            assert_eq!(r.provider_replied, None, "{text}");
+        }
+        assert_eq!(react("PARAR", &none(), &twilio_default()).language, Language::Es);
+    }
+
+    #[test]
+    fn advanced_opt_out_says_what_it_matched() {
+        let facts = ProviderFacts {
+            handles_opt_out_keywords: true,
+            opt_out_type: Some("STOP".into()),
+        };
+        let r = react("PARAR", &none(), &facts);
+        assert_eq!(r.reply, None, "the provider said it handled this one");
+        assert_eq!(r.provider_replied, Some(SystemMessageKind::OptOutConfirmation));
+        // Advanced Opt-Out with custom keywords says nothing for a text it did not match.
+        let facts = ProviderFacts {
+            handles_opt_out_keywords: true,
+            opt_out_type: Some("HELP".into()),
+        };
+        assert_eq!(
+            react("stop", &none(), &facts).reply,
+            Some(SystemMessageKind::OptOutConfirmation)
+        );
+    }
+
+    #[test]
+    fn without_provider_handling_salve_always_confirms() {
+        let r = react("STOP", &none(), &ProviderFacts::default());
+        assert_eq!(r.reply, Some(SystemMessageKind::OptOutConfirmation));
+        let r = react("HELP", &none(), &ProviderFacts::default());
+        assert_eq!(r.reply, Some(SystemMessageKind::HelpReply));
+        let r = react("cancel my appointment tuesday", &none(), &ProviderFacts::default());
+        assert_eq!(r.reply, None);
+    }
+
+    fn granted(channel: ConsentChannel, purpose: ConsentPurpose) -> ConsentEvent {
+        ConsentEvent::new(
+            ConsentEventId::new(),
+            time::OffsetDateTime::UNIX_EPOCH,
+            None,
+            ConsentEventInput {
+                channel,
+                purpose,
+                action: ConsentAction::Grant,
+                method: ConsentMethod::IntakeForm,
+                consent_text: Some(program()),
+                sms_risk_acknowledged: channel == ConsentChannel::SmsPlain,
+            },
+        )
+    }
+
+    fn program() -> ConsentTextRef {
+        ConsentTextRef {
+            version: "2026-01".into(),
+            sha256_hex: "ab".repeat(32),
+        }
+    }
+
+    #[test]
+    fn an_opt_out_revokes_every_sms_channel_and_start_restores_notifications_only() {
+        let history = vec![
+            granted(ConsentChannel::SmsPlain, ConsentPurpose::CareMessages),
+            granted(ConsentChannel::SmsNotify, ConsentPurpose::CareMessages),
+        ];
+        let state = ConsentState::from_history(&history);
+        let stop = react("STOP", &none(), &ProviderFacts::default());
+        let events = consent_events(&stop, &state, Some(&program()));
+        assert!(!events.is_empty());
+        assert!(events.iter().all(|e| e.action == ConsentAction::Revoke));
+        assert!(events.iter().all(|e| e.method == ConsentMethod::SmsKeyword));
+        let words = react("please stop texting me", &none(), &ProviderFacts::default());
+        assert!(
+            consent_events(&words, &state, None)
+                .iter()
+                .all(|e| e.method == ConsentMethod::FreeTextRequest)
+        );
+        assert!(
+            events
+                .iter()
+                .any(|e| e.channel == ConsentChannel::SmsPlain)
+        );
+        let mut after = history.clone();
+        for e in events {
+            after.push(ConsentEvent::new(
+                ConsentEventId::new(),
+                time::OffsetDateTime::UNIX_EPOCH + time::Duration::seconds(1),
+                None,
+                e,
+            ));
+        }
+        let state = ConsentState::from_history(&after);
+        let start = react("START", &none(), &ProviderFacts::default());
+        let events = consent_events(&start, &state, Some(&program()));
+        assert_eq!(events.len(), 1, "{events:?}");
+        assert_eq!(events[0].channel, ConsentChannel::SmsNotify);
+        assert!(confirm_opt_in(events.len()));
+        // Someone who never consented: START grants nothing and is not confirmed.
+        let nobody = ConsentState::from_history(&[]);
+        assert!(consent_events(&start, &nobody, Some(&program())).is_empty());
+        assert!(!confirm_opt_in(0));
+    }
+}

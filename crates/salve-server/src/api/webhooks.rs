@@ -1,0 +1,286 @@
+//! Webhooks from SMS providers: patients' texts and delivery reports. A request is accepted
+//! only with a valid signature for the provider named in the URL (Twilio: HMAC of the public
+//! URL and parameters, with the algorithm pinned per provider; Telnyx: Ed25519 with a replay
+//! window); anything else gets 403 and an audit row, and changes nothing. A replay is answered
+//! 200, audited, and changes nothing either.
+//!
+//! The handlers parse, verify and hand over: what a text means is `salve_core::inbound`, where
+//! it goes and what it changes is the store's.
+
+use axum::body::Bytes;
+use axum::extract::{OriginalUri, Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::Extension;
+use salve_channels::{DeliveryStatus, InboundMessage, StatusUpdate, WebhookEvent, WebhookRequest};
+use salve_core::inbound::{self, ProviderFacts};
+use salve_core::keywords::InboundContext;
+use salve_core::system_messages::{Extra, PracticeFields, SystemMessageKind, render};
+use salve_core::vendors::ProviderKind;
+use salve_core::{ProviderId, Sensitive};
+use salve_store::{DeliveryReport, InboundReaction, InboundSms, MessageStatus, ProviderRecord};
+
+use crate::AppState;
+use crate::context::ClientInfo;
+use crate::error::ApiError;
+
+fn not_found() -> ApiError {
+    ApiError::not_found("provider")
+}
+
+/// Twilio wants TwiML back; an empty `<Response/>` sends nothing more.
+fn twiml_ok() -> Response {
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "text/xml")],
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response></Response>",
+    )
+        .into_response()
+}
+
+fn answer(kind: ProviderKind) -> Response {
+    match kind {
+        ProviderKind::Twilio => twiml_ok(),
+        _ => StatusCode::OK.into_response(),
+    }
+}
+
+fn message_status(status: DeliveryStatus) -> Option<MessageStatus> {
+    Some(match status {
+        DeliveryStatus::Accepted | DeliveryStatus::Queued => MessageStatus::Queued,
+        DeliveryStatus::Sending => MessageStatus::Sending,
+        DeliveryStatus::Sent => MessageStatus::Sent,
+        DeliveryStatus::Delivered => MessageStatus::Delivered,
+        DeliveryStatus::Read => MessageStatus::Read,
+        DeliveryStatus::Undelivered | DeliveryStatus::Failed => MessageStatus::Failed,
+        _ => return None,
+    })
+}
+
+/// `POST /webhooks/twilio/{id}/inbound`: a patient's text.
+pub async fn twilio_inbound(
+    state: State<AppState>,
+    client: Extension<ClientInfo>,
+    id: Path<String>,
+    uri: OriginalUri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    receive(state, client, id, uri, headers, body, ProviderKind::Twilio).await
+}
+
+/// `POST /webhooks/twilio/{id}/status`: a delivery report.
+pub async fn twilio_status(
+    state: State<AppState>,
+    client: Extension<ClientInfo>,
+    id: Path<String>,
+    uri: OriginalUri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    receive(state, client, id, uri, headers, body, ProviderKind::Twilio).await
+}
+
+/// `POST /webhooks/telnyx/{id}`: texts and delivery reports.
+pub async fn telnyx(
+    state: State<AppState>,
+    client: Extension<ClientInfo>,
+    id: Path<String>,
+    uri: OriginalUri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    receive(state, client, id, uri, headers, body, ProviderKind::Telnyx).await
+}
+
+async fn receive(
+    State(state): State<AppState>,
+    Extension(client): Extension<ClientInfo>,
+    Path(id): Path<String>,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+    body: Bytes,
+    kind: ProviderKind,
+) -> Result<Response, ApiError> {
+    let id: ProviderId = crate::api::path_id(&id, "provider")?;
+    let record = state
+        .store
+        .provider_record(id)
+        .await?
+        .filter(|r| r.kind == kind)
+        .ok_or_else(not_found)?;
+    let provider = state
+        .providers
+        .build(&state, &record)
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    let ctx = client.audit_context();
+    // The URL the provider signed: the one it was given, so the public URL, never the Host.
+    let public = state
+        .config
+        .public_url
+        .as_deref()
+        .ok_or_else(|| ApiError::unavailable("webhooks need the server's public URL (--public-url)"))?
+        .trim_end_matches('/');
+    let signed_url = format!(
+        "{public}{}",
+        uri.path_and_query().map_or(uri.path(), |p| p.as_str())
+    );
+    let request = WebhookRequest {
+        public_url: &signed_url,
+        headers: &headers,
+        body: &body,
+    };
+    if let Err(e) = provider.verify_webhook(&request, state.clock.now()) {
+        tracing::warn!(provider = %id, reason = %e, "webhook refused");
+        state
+            .store
+            .record_webhook_rejected(record.practice, id, signature_reason(&e), &ctx)
+            .await?;
+        return Err(ApiError::forbidden("the webhook signature is missing or not valid"));
+    }
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    let event = provider
+        .parse_webhook(&body, content_type)
+        .map_err(|e| ApiError::bad_request(format!("unreadable webhook: {e}")))?;
+    match event {
+        WebhookEvent::Inbound(message) => {
+            inbound_text(&state, &record, provider.capabilities(), message, &ctx).await?;
+        }
+        WebhookEvent::Status(update) => delivery(&state, &record, update, &ctx).await?,
+        WebhookEvent::Ignored => {}
+    }
+    Ok(answer(kind))
+}
+
+fn signature_reason(e: &salve_channels::SignatureError) -> &'static str {
+    use salve_channels::SignatureError::*;
+    match e {
+        Missing => "signature_missing",
+        Malformed => "signature_malformed",
+        WrongAlgorithm => "signature_downgrade",
+        Stale => "signature_stale",
+        Mismatch => "signature_mismatch",
+    }
+}
+
+async fn inbound_text(
+    state: &AppState,
+    record: &ProviderRecord,
+    capabilities: salve_channels::Capabilities,
+    message: InboundMessage,
+    ctx: &salve_core::audit::RequestContext,
+) -> Result<(), ApiError> {
+    // One number belongs to one practice: a text to a number this provider does not hold here
+    // is not ours to file.
+    if !record.numbers.is_empty() && !record.numbers.iter().any(|n| *n == message.to) {
+        return Err(ApiError::not_found("number"));
+    }
+    let facts = ProviderFacts {
+        handles_opt_out_keywords: capabilities.handles_opt_out_keywords,
+        opt_out_type: message.opt_out_type.clone(),
+    };
+    let reaction = inbound::react(
+        message.body.expose(),
+        &InboundContext::default(),
+        &facts,
+    );
+    let settings = state.store.messaging_settings(record.practice).await?;
+    let fields = PracticeFields {
+        sender_name: settings.sender_name,
+        phone: settings.phone,
+        hours_text: settings.hours_text,
+        expected_reply_text: settings.expected_reply_text,
+        on_call_number: settings.on_call_number,
+    };
+    let program_text = state
+        .store
+        .consent_texts(record.practice)
+        .await?
+        .pop()
+        .map(|t| salve_core::consent::ConsentTextRef {
+            version: t.version,
+            sha256_hex: t.sha256_hex,
+        });
+    let render_reply = |kind: SystemMessageKind| {
+        render(kind, reaction.language, &fields, Extra::None)
+            .ok()
+            .map(Sensitive::new)
+    };
+    let provider_name = record.kind.as_str();
+    let sms = InboundSms {
+        provider: record.id,
+        practice: record.practice,
+        provider_message_id: message.provider_message_id.clone(),
+        from: message.from.clone(),
+        body: message.body.clone(),
+    };
+    let kind = salve_core::outgoing::inbound_kind(message.body.expose());
+    state
+        .store
+        .receive_sms(&sms, ctx, |facts| {
+            let consent: Vec<_> = facts
+                .patients
+                .iter()
+                .map(|(patient, consent)| {
+                    (
+                        *patient,
+                        inbound::consent_events(&reaction, consent, program_text.as_ref()),
+                    )
+                })
+                .collect();
+            let recorded: usize = consent.iter().map(|(_, e)| e.len()).sum();
+            let reply = match reaction.reply {
+                Some(SystemMessageKind::OptInConfirmation) if !inbound::confirm_opt_in(recorded) => {
+                    None
+                }
+                Some(kind) => render_reply(kind),
+                None => None,
+            };
+            InboundReaction {
+                intent: reaction.classification.intent.as_str().to_owned(),
+                consent,
+                reply,
+                provider_replied: reaction.provider_replied.map(|kind| {
+                    format!("{provider_name} answered with its own {} (not sent again by Salve)", kind.as_str().replace('_', " "))
+                }),
+                review: reaction.classification.review.then(|| {
+                    reaction
+                        .classification
+                        .reasons
+                        .iter()
+                        .map(|r| r.as_str().to_owned())
+                        .collect()
+                }),
+                kind: Some(kind),
+            }
+        })
+        .await?;
+    Ok(())
+}
+
+async fn delivery(
+    state: &AppState,
+    record: &ProviderRecord,
+    update: StatusUpdate,
+    ctx: &salve_core::audit::RequestContext,
+) -> Result<(), ApiError> {
+    let Some(status) = message_status(update.status) else {
+        return Ok(());
+    };
+    state
+        .store
+        .apply_delivery_report(
+            &DeliveryReport {
+                provider: record.id,
+                practice: record.practice,
+                provider_message_id: update.provider_message_id,
+                status,
+                error_code: update.error_code,
+            },
+            ctx,
+        )
+        .await?;
+    Ok(())
+}
