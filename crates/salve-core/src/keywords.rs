@@ -9,15 +9,20 @@
 //!    reminders flow must offer its own confirm/cancel words.
 //! 2. A whole message that is HELP, INFO or AYUDA is help; START, UNSTOP or YES is an opt-in,
 //!    except YES while a reminder awaits an answer: then it is `Other` and the reminders flow
-//!    claims it. Spanish "SI" is never an opt-in: a bare "sí" answers questions in conversation
-//!    far more often than it asks to be texted again, Twilio does not treat it as a keyword, and
-//!    re-subscribing someone by mistake is a consent violation (a missed opt-in only costs the
-//!    patient a START).
+//!    claims it. Spanish "SI" follows YES, but the spec calls it debatable: a bare "sí" often
+//!    answers a question in conversation, Twilio does not treat it as a keyword, and
+//!    re-subscribing someone by mistake is a consent violation. So it is an opt-in with
+//!    `review: true`, and so is every free-text request to resume texts ("please start texting
+//!    me again"): an opt-in with `review` must wait for staff to confirm before texts resume.
 //! 3. Inside a longer text a keyword is judged with its neighbours: "stop texting me" is an
 //!    opt-out, "stop by the office?" and "cancel my appointment tuesday" are not. Free-text
 //!    revocation ("take me off your list", "no me manden mas textos") is an opt-out: the FCC
 //!    accepts any reasonable means. A text that could be a revocation but is not clear
-//!    ("wrong number", "stop texting me after 8pm") gets `review: true` for staff.
+//!    ("wrong number", "stop texting me after 8pm", "I'm done with this") gets `review: true`
+//!    for staff. Scope decides: "opt out of the flu shot" and "no me manden la factura" are
+//!    about something else, "unsubscribe me from the newsletter" and "quit calling me" about
+//!    another channel (review, not an SMS opt-out), "Stop! I meant Tuesday" is an interjection
+//!    (review). Texting and phonetic spellings are read first ("stahp", "kiero").
 //!
 //! Reasons name rules and our own keyword table, never the patient's words: they are logged and
 //! shown in the review queue, and the text is PHI.
@@ -170,6 +175,10 @@ const OPT_OUT_WHOLE_PHRASES: &[&str] = &[
 /// Whole messages that may be a revocation but are not clear.
 const REVIEW_WHOLE_PHRASES: &[&str] = &[
     "enough",
+    "im done",
+    "i am done",
+    "im so done",
+    "ya estuvo",
     "basta",
     "ya basta",
     "para",
@@ -678,6 +687,197 @@ const TEXTING_LIST: &[&str] = &[
     "sistema",
 ];
 
+/// Channels other than our texts: a request about them is not an SMS opt-out ("unsubscribe me
+/// from the newsletter", "quit calling me"), but staff should act on it.
+const OTHER_CHANNELS: &[&str] = &[
+    "email",
+    "emails",
+    "emailing",
+    "mail",
+    "mailing",
+    "mailings",
+    "newsletter",
+    "newsletters",
+    "portal",
+    "call",
+    "calls",
+    "calling",
+    "voicemail",
+    "voicemails",
+    "survey",
+    "surveys",
+    "correo",
+    "correos",
+    "llamadas",
+    "llamada",
+    "boletin",
+    "encuesta",
+    "encuestas",
+];
+
+/// Things a patient opts out of, or asks not to be sent, that are neither texts nor a channel:
+/// care, records, papers ("opt out of the flu shot", "no me manden la factura").
+const UNRELATED_OBJECTS: &[&str] = &[
+    "flu",
+    "shot",
+    "vaccine",
+    "vaccines",
+    "vaccination",
+    "sedation",
+    "anesthesia",
+    "surgery",
+    "procedure",
+    "study",
+    "trial",
+    "research",
+    "sharing",
+    "share",
+    "records",
+    "record",
+    "data",
+    "insurance",
+    "coverage",
+    "access",
+    "factura",
+    "facturas",
+    "cuenta",
+    "cuentas",
+    "recibo",
+    "recibos",
+    "carta",
+    "cartas",
+    "papel",
+    "papeles",
+    "cobro",
+    "cobros",
+    "estado",
+    "resultados",
+    "receta",
+    "vacuna",
+    "seguro",
+];
+
+/// Consent words after "withdraw" / "retiro".
+const CONSENT_WORDS: &[&str] = &[
+    "consent",
+    "permission",
+    "authorization",
+    "consentimiento",
+    "autorizacion",
+    "permiso",
+];
+
+/// What a request to stop, unsubscribe or not be sent something is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scope {
+    /// Our texts, our list, or nothing named ("opt out of this", "unsubscribe me").
+    Ours,
+    OtherChannel,
+    Unrelated,
+    Unknown,
+}
+
+/// The scope of the words after "opt out of", "unsubscribe from", "no me manden": the first
+/// noun phrase (articles and fillers skipped, ended by the next of them or a preposition).
+/// Messages anywhere in it make it ours, then a channel ("the vaccine reminder calls", "your
+/// mailing list"); otherwise its last word decides ("the flu shot", "la factura por correo").
+fn object_scope(rest: &[&str]) -> Scope {
+    let skip = |x: &str| {
+        in_set(x, GAP)
+            || in_set(x, FILLER)
+            || in_set(
+                x,
+                &[
+                    "it", "again", "anymore", "la", "el", "lo", "me", "mi", "ningun", "for", "in",
+                    "on", "at", "by", "via", "con", "para", "en", "but", "pero", "keep", "except",
+                    "excepto", "solo",
+                ],
+            )
+    };
+    let phrase: Vec<&str> = rest
+        .iter()
+        .copied()
+        .skip_while(|x| skip(x) && !in_set(x, &["but", "pero", "keep", "except", "solo"]))
+        .take_while(|x| !skip(x))
+        .take(4)
+        .collect();
+    let Some(head) = phrase.last() else {
+        return Scope::Ours;
+    };
+    if phrase
+        .iter()
+        .any(|x| in_set(x, MSG_NOUNS) || in_set(x, SEND_VERBS))
+    {
+        Scope::Ours
+    } else if phrase.iter().any(|x| in_set(x, OTHER_CHANNELS)) {
+        Scope::OtherChannel
+    } else if in_set(head, UNRELATED_OBJECTS) || in_set(head, CARE_WORDS) {
+        Scope::Unrelated
+    } else if in_set(head, TEXTING_LIST)
+        || in_set(head, &["everything", "todo", "nada", "service", "servicio"])
+    {
+        Scope::Ours
+    } else {
+        Scope::Unknown
+    }
+}
+
+/// "withdraw my consent (to receive texts)": an opt-out when about texts or about nothing named,
+/// a review when about something else ("to share my records").
+fn consent_scope(rest: &[&str], negated: bool, ev: &mut Evidence) {
+    if negated {
+        ev.notes
+            .push(Reason::rule("negated: consent is not withdrawn"));
+        return;
+    }
+    // "consent to share my records", "consentimiento para compartir": an infinitive other than
+    // receiving or sending names something else.
+    let mut rest = rest;
+    if rest
+        .first()
+        .is_some_and(|x| in_set(x, &["to", "for", "para", "de", "a"]))
+    {
+        rest = &rest[1..];
+        let verb = rest.first().copied().unwrap_or("");
+        let ours = verb.is_empty()
+            || in_set(verb, MSG_NOUNS)
+            || in_set(verb, SEND_VERBS)
+            || es_send_verb(verb)
+            || verb.starts_with("recib")
+            || in_set(
+                verb,
+                &[
+                    "receive", "get", "text", "txt", "message", "contact", "send", "be", "sms",
+                    "recieve", "los", "las", "sus", "the", "your", "any", "all",
+                ],
+            );
+        if !ours {
+            ev.review
+                .push(Reason::rule("review: consent withdrawn for something else"));
+            return;
+        }
+    }
+    let named = rest
+        .iter()
+        .take(8)
+        .find(|x| {
+            in_set(x, MSG_NOUNS)
+                || in_set(x, SEND_VERBS)
+                || es_send_verb(x)
+                || in_set(x, OTHER_CHANNELS)
+                || in_set(x, UNRELATED_OBJECTS)
+        })
+        .copied();
+    match named {
+        Some(x) if in_set(x, OTHER_CHANNELS) || in_set(x, UNRELATED_OBJECTS) => ev
+            .review
+            .push(Reason::rule("review: consent withdrawn for something else")),
+        _ => ev
+            .optout
+            .push(Reason::rule("revocation phrase: withdraw consent")),
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Normalising.
 
@@ -738,8 +938,43 @@ fn end_word(word: &mut String, clauses: &mut [Vec<String>]) {
     if !word.is_empty()
         && let Some(last) = clauses.last_mut()
     {
-        last.push(std::mem::take(word));
+        let w = std::mem::take(word);
+        last.push(respell(&w).map_or(w, Cow::into_owned));
     }
+}
+
+/// Texting and phonetic spellings read as the word they stand for, so every rule sees one form:
+/// "stahp", "stawp", "stp" are STOP; Spanish "kiero", "ke", "nesesito" are "quiero", "que",
+/// "necesito"; "mensage(s)" is "mensaje(s)".
+fn respell(word: &str) -> Option<Cow<'static, str>> {
+    // st + only a/o/u, h or w + p: "stahp", "stawp", "stohp", "stup", "stp" (not "step",
+    // "stamp", "strip").
+    if let Some(mid) = word.strip_prefix("st").and_then(|r| r.strip_suffix('p'))
+        && mid
+            .chars()
+            .all(|c| matches!(c, 'a' | 'o' | 'u' | 'h' | 'w'))
+        && mid != "o"
+        && mid.len() <= 5
+    {
+        return Some(Cow::Borrowed("stop"));
+    }
+    let fixed = match word {
+        "ke" => "que",
+        "kero" | "qiero" | "qero" | "kiero" => "quiero",
+        "nesesito" | "nesecito" | "nesito" => "necesito",
+        "mensage" => "mensaje",
+        "mensages" => "mensajes",
+        _ => {
+            // "kieren", "kisiera": a Spanish k for qu before e/i.
+            for (from, to) in [("kier", "quier"), ("kisier", "quisier")] {
+                if let Some(rest) = word.strip_prefix(from) {
+                    return Some(Cow::Owned(format!("{to}{rest}")));
+                }
+            }
+            return None;
+        }
+    };
+    Some(Cow::Borrowed(fixed))
 }
 
 /// Push `c` without its accents (NFD, combining marks dropped).
@@ -897,7 +1132,10 @@ pub fn classify(text: &str, ctx: &InboundContext) -> Classification {
         return done(Intent::Other, true, reasons);
     }
     if !ev.optin.is_empty() {
-        return done(Intent::OptIn, false, ev.optin);
+        // Consent restored by free text: staff confirm what the patient asked for.
+        let mut reasons = ev.optin;
+        reasons.push(Reason::rule("review: free-text request to resume texts"));
+        return done(Intent::OptIn, true, reasons);
     }
     let mut reasons = ev.notes;
     if reasons.is_empty() {
@@ -906,7 +1144,8 @@ pub fn classify(text: &str, ctx: &InboundContext) -> Classification {
     done(Intent::Other, false, reasons)
 }
 
-fn done(intent: Intent, review: bool, reasons: Vec<Reason>) -> Classification {
+fn done(intent: Intent, review: bool, mut reasons: Vec<Reason>) -> Classification {
+    reasons.dedup();
     Classification {
         intent,
         review,
@@ -927,6 +1166,16 @@ fn whole_message(words: &[&str], ctx: &InboundContext) -> Option<Classification>
             vec![Reason::keyword("whole-message keyword ", k)],
         ));
     }
+    // CANCELAR is not a keyword: after a reminder it is most likely the answer to it.
+    if ctx.reminder_awaiting_answer && phrase == "cancelar" {
+        return Some(done(
+            Intent::Other,
+            true,
+            vec![Reason::rule(
+                "review: CANCELAR while a reminder awaits an answer (not a keyword)",
+            )],
+        ));
+    }
     if phrase_in(&phrase, OPT_OUT_WHOLE_PHRASES) || phrase_in(&stripped, OPT_OUT_WHOLE_PHRASES) {
         return Some(done(
             Intent::OptOut,
@@ -940,6 +1189,27 @@ fn whole_message(words: &[&str], ctx: &InboundContext) -> Option<Classification>
             false,
             vec![Reason::keyword("whole-message keyword ", k)],
         ));
+    }
+    // Spanish SI: the spec calls it debatable. Without a reminder it is an opt-in that staff
+    // confirm; with one it answers the reminder.
+    if phrase == "si" {
+        return Some(if ctx.reminder_awaiting_answer {
+            done(
+                Intent::Other,
+                false,
+                vec![Reason::rule(
+                    "SI while a reminder awaits an answer: left to the reminders flow",
+                )],
+            )
+        } else {
+            done(
+                Intent::OptIn,
+                true,
+                vec![Reason::rule(
+                    "review: whole-message SI, an opt-in only when no reminder awaits",
+                )],
+            )
+        });
     }
     if let Some(k) = lookup(&phrase, OPT_IN_KEYWORDS) {
         if k == "YES" && ctx.reminder_awaiting_answer {
@@ -979,11 +1249,25 @@ fn whole_message(words: &[&str], ctx: &InboundContext) -> Option<Classification>
     None
 }
 
+/// One edit from a keyword of four letters or more; two edits from one of six or more
+/// ("unsbscribe", "cancle"), or from a shorter one when the first and last letters are kept.
 fn near_keyword(word: &str) -> Option<&'static str> {
+    if word.chars().count() < 3 {
+        return None;
+    }
     OPT_OUT_KEYWORDS
         .iter()
         .filter(|(k, _)| k.len() >= 4 && !k.contains(' '))
-        .find(|(k, _)| osa_distance(word, k) == 1)
+        .find(|(k, _)| match osa_distance(word, k) {
+            1 => true,
+            2 => {
+                k.len() >= 6
+                    || (word.len() >= 4
+                        && word.chars().next() == k.chars().next()
+                        && word.chars().last() == k.chars().last())
+            }
+            _ => false,
+        })
         .map(|(_, name)| *name)
 }
 
@@ -991,8 +1275,8 @@ fn near_keyword(word: &str) -> Option<&'static str> {
 fn osa_distance(a: &str, b: &str) -> usize {
     let a: Vec<char> = a.chars().collect();
     let b: Vec<char> = b.chars().collect();
-    if a.len().abs_diff(b.len()) > 1 || a.len() > 32 {
-        return 2;
+    if a.len().abs_diff(b.len()) > 2 || a.len() > 32 {
+        return 3;
     }
     let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
     for (i, row) in d.iter_mut().enumerate() {
@@ -1082,6 +1366,21 @@ fn object_after(w: &[&str], i: usize) -> Object {
 }
 
 fn clause_rules(w: &[&str], all: &[&str], ctx: &InboundContext, ev: &mut Evidence) {
+    // "Stop! I meant Tuesday", "Alto ahi, me equivoque": an interjection before a correction.
+    let interjection: Vec<&str> = w
+        .iter()
+        .copied()
+        .filter(|x| !in_set(x, &["ahi", "alli", "there", "right", "wait", "espera"]))
+        .collect();
+    if w.len() > interjection.len() || all.len() > w.len() {
+        let core = core_phrase(&interjection, true);
+        if in_set(&core, &["stop", "alto", "para"]) && correcting_itself(all) {
+            ev.review.push(Reason::rule(
+                "review: STOP as an interjection before a correction",
+            ));
+            return;
+        }
+    }
     // A clause that is a keyword alone: "Stop. Who is this?"
     let core = core_phrase(w, false);
     let stripped = core_phrase(w, true);
@@ -1131,27 +1430,55 @@ fn english_rules(w: &[&str], all: &[&str], ctx: &InboundContext, ev: &mut Eviden
                     ev.review
                         .push(Reason::rule("review: unsubscribe, negated or asked about"));
                 } else {
-                    ev.optout
-                        .push(Reason::rule("revocation phrase: unsubscribe / opt out"));
+                    let after = if at(w, ii + 1) == "me" { i + 2 } else { i + 1 };
+                    opt_out_of(w, after, ev);
                 }
             }
             "opt"
                 if at(w, ii + 1) == "out" || (at(w, ii + 1) == "me" && at(w, ii + 2) == "out") =>
             {
                 let after = if at(w, ii + 1) == "me" { i + 3 } else { i + 2 };
-                let of_what = at(w, after as isize + 1);
                 if negated(w, i) {
                     ev.review.push(Reason::rule("review: opt out, negated"));
-                } else if at(w, after as isize) == "of"
-                    && !in_set(of_what, MSG_NOUNS)
-                    && !in_set(of_what, GAP)
-                {
-                    ev.review
-                        .push(Reason::rule("review: opt out of something else"));
                 } else {
-                    ev.optout
-                        .push(Reason::rule("revocation phrase: unsubscribe / opt out"));
+                    opt_out_of(w, after, ev);
                 }
+            }
+            // "I'm done with this", "so done with these texts".
+            "done" | "finished" | "through" if at(w, ii + 1) == "with" => {
+                let rest = &w[i + 2..];
+                if rest.iter().take(4).any(|x| in_set(x, MSG_NOUNS)) {
+                    ev.optout
+                        .push(Reason::rule("revocation phrase: done with the messages"));
+                } else if in_set(
+                    at(w, ii + 2),
+                    &[
+                        "this",
+                        "these",
+                        "that",
+                        "you",
+                        "u",
+                        "yall",
+                        "it",
+                        "ur",
+                        "your",
+                        "all",
+                        "everything",
+                        "yours",
+                    ],
+                ) && !w.iter().any(|x| {
+                    in_set(x, CARE_WORDS)
+                        || in_set(x, APPOINTMENT_WORDS)
+                        || in_set(x, UNRELATED_OBJECTS)
+                }) {
+                    ev.review
+                        .push(Reason::rule("review: 'done with this' may be a revocation"));
+                }
+            }
+            // "sick of these texts", "tired of the messages".
+            "sick" | "tired" | "fed" if w[i + 1..].iter().take(5).any(|x| in_set(x, MSG_NOUNS)) => {
+                ev.review
+                    .push(Reason::rule("review: complaint about the messages"));
             }
             "unsubscribed" | "opted" if !matches!(at(w, ii - 1), "be" | "get" | "been") => {
                 ev.review
@@ -1199,13 +1526,12 @@ fn english_rules(w: &[&str], all: &[&str], ctx: &InboundContext, ev: &mut Eviden
             }
             "revoke" | "withdraw" | "rescind" => {
                 let rest = &w[i + 1..];
-                let consent = rest
-                    .iter()
-                    .take(3)
-                    .any(|x| in_set(x, &["consent", "permission"]));
-                if consent && !negated(w, i) {
-                    ev.optout
-                        .push(Reason::rule("revocation phrase: withdraw consent"));
+                let consent = rest.iter().take(3).position(|x| in_set(x, CONSENT_WORDS));
+                if let Some(p) = consent {
+                    consent_scope(&rest[p + 1..], negated(w, i), ev);
+                } else if rest.iter().take(4).any(|x| in_set(x, UNRELATED_OBJECTS)) {
+                    ev.notes
+                        .push(Reason::rule("ambiguous: revoke about access or records"));
                 } else {
                     ev.review
                         .push(Reason::rule("review: revoke or withdraw, object unclear"));
@@ -1255,6 +1581,67 @@ fn english_rules(w: &[&str], all: &[&str], ctx: &InboundContext, ev: &mut Eviden
     }
 }
 
+/// "opt out (of ...)", "unsubscribe (me) (from ...)": `after` is the word after the verb and
+/// its "me". Our texts or nothing named is an opt-out; another channel is for staff; care or
+/// records are not about texting at all.
+fn opt_out_of(w: &[&str], after: usize, ev: &mut Evidence) {
+    let prep = at(w, after as isize);
+    if !in_set(prep, &["of", "from"]) {
+        ev.optout
+            .push(Reason::rule("revocation phrase: unsubscribe / opt out"));
+        return;
+    }
+    match object_scope(&w[after + 1..]) {
+        Scope::Ours => ev
+            .optout
+            .push(Reason::rule("revocation phrase: unsubscribe / opt out")),
+        Scope::OtherChannel => ev.review.push(Reason::rule(
+            "review: unsubscribe / opt out of another channel",
+        )),
+        Scope::Unrelated => ev.notes.push(Reason::rule(
+            "ambiguous: opt out of care or records, not texts",
+        )),
+        Scope::Unknown => ev
+            .review
+            .push(Reason::rule("review: opt out of something else")),
+    }
+}
+
+/// "Stop! I meant Tuesday", "Alto ahi, me equivoque de fecha": the text corrects itself and
+/// names no messages.
+fn correcting_itself(all: &[&str]) -> bool {
+    let correction = all.iter().enumerate().any(|(i, x)| {
+        in_set(
+            x,
+            &[
+                "meant",
+                "mean",
+                "misread",
+                "mistake",
+                "mistaken",
+                "typo",
+                "oops",
+                "wait",
+                "correction",
+                "equivoque",
+                "equivoco",
+                "quise",
+                "corrijo",
+                "espera",
+                "perdon",
+            ],
+        ) || (*x == "wrong"
+            && in_set(
+                at(all, i as isize + 1),
+                &["date", "day", "time", "dates", "days"],
+            ))
+    });
+    correction
+        && !all.iter().any(|x| {
+            in_set(x, MSG_NOUNS) || in_set(x, SEND_VERBS) || in_set(x, &["number", "person"])
+        })
+}
+
 /// "stop texting me", "stop by", "can I stop my medication", "cancel my appointment".
 fn stop_verb(w: &[&str], i: usize, all: &[&str], ctx: &InboundContext, ev: &mut Evidence) {
     let word = w[i];
@@ -1299,6 +1686,80 @@ fn stop_verb(w: &[&str], i: usize, all: &[&str], ctx: &InboundContext, ev: &mut 
         return;
     }
     let object = object_after(w, i);
+    let prev = at(w, ii - 1);
+    if !matches!(object, Object::Messages) {
+        // "I texted STOP by accident": the keyword is named, not sent.
+        if in_set(
+            prev,
+            &[
+                "texted",
+                "txted",
+                "sent",
+                "replied",
+                "typed",
+                "wrote",
+                "hit",
+                "pressed",
+                "answered",
+                "responded",
+                "mande",
+                "envie",
+                "escribi",
+                "puse",
+            ],
+        ) {
+            if all.iter().any(|x| {
+                in_set(
+                    x,
+                    &[
+                        "accidentally",
+                        "accident",
+                        "mistake",
+                        "mistakenly",
+                        "back",
+                        "again",
+                        "error",
+                        "querer",
+                    ],
+                )
+            }) {
+                ev.notes.push(Reason::rule(
+                    "ambiguous: a keyword named as sent by mistake",
+                ));
+            } else {
+                ev.review
+                    .push(Reason::rule("review: says they sent an opt-out keyword"));
+            }
+            return;
+        }
+        // "quit calling my work number": another channel.
+        if stops
+            && w[i + 1..]
+                .iter()
+                .take(2)
+                .any(|x| in_set(x, &["calling", "emailing", "mailing", "phoning", "ringing"]))
+        {
+            ev.review
+                .push(Reason::rule("review: revocation about calls or email"));
+            return;
+        }
+        // "I had to stop suddenly", "the doctor said stop": the patient's own stop, or reported.
+        let own = prev == "to"
+            && in_set(
+                at(w, ii - 2),
+                &["had", "have", "has", "needed", "got", "gotta"],
+            )
+            && !in_set(at(w, ii - 3), &["you", "u", "yall", "they"]);
+        let reported = in_set(prev, &["dijo", "dice", "dicen", "dijeron", "says", "told"])
+            || (prev == "said"
+                && !in_set(at(w, ii - 2), &["i", "ive", "id", "already", "just", "we"]));
+        if own || reported || prev == "gotta" {
+            ev.notes.push(Reason::rule(
+                "ambiguous: the patient stops something, or reports a stop",
+            ));
+            return;
+        }
+    }
     if !matches!(object, Object::Messages) && all.iter().any(|x| in_set(x, CARE_WORDS)) {
         ev.notes.push(Reason::rule(
             "ambiguous: 'stop' about care, medication or billing",
@@ -1580,6 +2041,17 @@ fn spanish_rules(w: &[&str], ev: &mut Evidence) {
                         .push(Reason::rule("ambiguous: 'parar' followed by a place"));
                     continue;
                 }
+                // "no puedo parar de toser": stopping an action of one's own, not our texts.
+                let next_verb = at(w, ii + 2);
+                if at(w, ii + 1) == "de"
+                    && object.is_none()
+                    && ["ar", "er", "ir"].iter().any(|e| next_verb.ends_with(e))
+                {
+                    ev.notes.push(Reason::rule(
+                        "ambiguous: 'parar de' an action that is not sending",
+                    ));
+                    continue;
+                }
                 match object {
                     Some(x) if in_set(x, CARE_WORDS) => ev.notes.push(Reason::rule(
                         "ambiguous: 'parar' about medication or health",
@@ -1599,8 +2071,62 @@ fn spanish_rules(w: &[&str], ev: &mut Evidence) {
                     && at(w, ii - 1) == "no"
                     && es_send_verb(at(w, ii + 1))) =>
             {
-                ev.optout
-                    .push(Reason::rule("revocation phrase (es): no me manden"));
+                match object_scope(&w[i + 1..]) {
+                    Scope::Ours => ev
+                        .optout
+                        .push(Reason::rule("revocation phrase (es): no me manden")),
+                    Scope::Unrelated => ev.notes.push(Reason::rule(
+                        "ambiguous: 'no me manden' about papers or bills, not texts",
+                    )),
+                    Scope::OtherChannel | Scope::Unknown => ev.review.push(Reason::rule(
+                        "review: 'no me manden' with an object that is not texts",
+                    )),
+                }
+            }
+            // "dejenme en paz", "que me dejen tranquila".
+            w_ if ((w_.starts_with("dej") && w_.ends_with("me"))
+                || (in_set(w_, &["dejen", "deje", "dejes", "deja"]) && at(w, ii - 1) == "me"))
+                && (at(w, ii + 1) == "en" && at(w, ii + 2) == "paz"
+                    || at(w, ii + 1).starts_with("tranquil")) =>
+            {
+                if at(w, ii - 1) == "no" || at(w, ii - 2) == "no" {
+                    continue;
+                }
+                if w.iter().any(|x| x.starts_with("llama")) {
+                    ev.review
+                        .push(Reason::rule("review: revocation about calls"));
+                } else {
+                    ev.optout
+                        .push(Reason::rule("revocation phrase (es): dejenme en paz"));
+                }
+            }
+            // "retiro mi consentimiento", "revoco mi autorizacion".
+            w_ if ["retir", "revoc", "anul"].iter().any(|s| w_.starts_with(s))
+                && w[i + 1..].iter().take(3).any(|x| in_set(x, CONSENT_WORDS)) =>
+            {
+                let after = w[i + 1..]
+                    .iter()
+                    .position(|x| in_set(x, CONSENT_WORDS))
+                    .map_or(i + 1, |p| i + 2 + p);
+                consent_scope(&w[after..], at(w, ii - 1) == "no", ev);
+            }
+            // "ya no doy mi consentimiento", "no autorizo mensajes".
+            "doy" | "autorizo" | "acepto" if at(w, ii - 1) == "no" => {
+                let rest = &w[i + 1..];
+                if word != "doy" || rest.iter().take(3).any(|x| in_set(x, CONSENT_WORDS)) {
+                    let after = rest
+                        .iter()
+                        .position(|x| in_set(x, CONSENT_WORDS))
+                        .map_or(i + 1, |p| i + 2 + p);
+                    consent_scope(&w[after..], false, ev);
+                }
+            }
+            // "estoy harta de los mensajes".
+            "harto" | "harta" | "hartos" | "cansado" | "cansada"
+                if w[i + 1..].iter().take(4).any(|x| in_set(x, MSG_NOUNS)) =>
+            {
+                ev.review
+                    .push(Reason::rule("review: complaint about the messages (es)"));
             }
             "llamen" | "llames" | "llame" if not_before => {
                 ev.review
@@ -1666,7 +2192,30 @@ fn spanish_rules(w: &[&str], ev: &mut Evidence) {
                     && ["dar", "den", "doy", "da", "di", "dame", "dem"]
                         .iter()
                         .any(|s| prev2.starts_with(s));
-                if dar || (prev == "la" && in_set(prev2, &["quiero", "pido", "solicito"])) {
+                let elsewhere = w[i + 1..].iter().take(4).any(|x| {
+                    in_set(
+                        x,
+                        &[
+                            "trabajo",
+                            "chamba",
+                            "empleo",
+                            "laboral",
+                            "incapacidad",
+                            "escuela",
+                            "seguro",
+                            "aseguranza",
+                            "hospital",
+                            "ejercito",
+                        ],
+                    )
+                });
+                if (dar || (prev == "la" && in_set(prev2, &["quiero", "pido", "solicito"])))
+                    && elsewhere
+                {
+                    ev.notes.push(Reason::rule(
+                        "ambiguous: 'de baja' from work or insurance (leave), not texts",
+                    ));
+                } else if dar || (prev == "la" && in_set(prev2, &["quiero", "pido", "solicito"])) {
                     ev.optout
                         .push(Reason::rule("revocation phrase (es): darme de baja"));
                 }
@@ -1731,10 +2280,46 @@ fn optin_rules(w: &[&str], ev: &mut Evidence) {
                 ev.optin
                     .push(Reason::rule("opt-in phrase: start texting again"));
             }
+            // "how do I get my reminders back", "add me back to the list".
+            "back"
+                if !w[..i].iter().any(|x| in_set(x, NEGATIONS))
+                    && ((w[i.saturating_sub(3)..i]
+                        .iter()
+                        .any(|x| in_set(x, MSG_NOUNS) || *x == "reminder")
+                        && w[..i]
+                            .iter()
+                            .any(|x| in_set(x, &["get", "want", "receive", "have", "turn"])))
+                        || (at(w, ii - 1) == "me"
+                            && in_set(at(w, ii - 2), &["add", "put", "sign", "subscribe"]))) =>
+            {
+                ev.optin
+                    .push(Reason::rule("opt-in phrase: get the texts back"));
+            }
             "opt" | "sign"
                 if at(w, ii + 1) == "me" && at(w, ii + 2) == "back" && at(w, ii + 3) == "in" =>
             {
                 ev.optin.push(Reason::rule("opt-in phrase: opt me back in"));
+            }
+            // "quiero volver a recibir los mensajes", "vuelvan a mandarme textos".
+            w_ if w_.starts_with("volv")
+                || w_.starts_with("vuelv")
+                || w_.starts_with("reactiv")
+                || w_ == "activar" =>
+            {
+                let rest = &w[i + 1..];
+                let sends = rest
+                    .iter()
+                    .take(3)
+                    .any(|x| es_send_verb(x) || x.starts_with("recibir") || in_set(x, MSG_NOUNS));
+                let msgs = rest
+                    .iter()
+                    .take(6)
+                    .any(|x| in_set(x, MSG_NOUNS) || es_send_verb(x));
+                if sends && msgs && at(w, ii - 1) != "no" && at(w, ii - 2) != "no" {
+                    ev.optin.push(Reason::rule(
+                        "opt-in phrase (es): volver a recibir mensajes",
+                    ));
+                }
             }
             "recibir"
                 if in_set(at(w, ii - 1), &["quiero", "deseo"])
@@ -1885,9 +2470,10 @@ mod tests {
             assert_eq!(got.intent, Intent::Other, "{text:?}");
             assert!(got.reasons[0].as_str().contains("reminder"));
         }
-        // "Sí" is never an opt-in (see the module documentation).
-        for text in ["S\u{00ED}", "si", "SI!"] {
-            assert_intent(text, &NONE, Intent::Other, false);
+        // "Sí" is an opt-in for staff to confirm, and never one after a reminder.
+        for text in ["S\u{00ED}", "si", "SI!", "s\u{00ED} por favor"] {
+            assert_intent(text, &NONE, Intent::OptIn, true);
+            assert_intent(text, &REMINDER, Intent::Other, false);
         }
         // ALTA is one letter from ALTO: never an opt-in.
         assert_ne!(intent("ALTA"), Intent::OptIn);
@@ -1948,6 +2534,121 @@ mod tests {
             let got = classify(text, &ctx);
             assert_ne!(got.intent, Intent::OptOut, "{text:?}: {:?}", got.reasons);
         }
+    }
+
+    #[test]
+    fn texting_and_phonetic_spellings() {
+        for text in [
+            "stawp",
+            "Stahhp!!",
+            "stoup",
+            "stohp texting me",
+            "ya no kiero recibir mensajes",
+        ] {
+            assert_intent(text, &NONE, Intent::OptOut, false);
+        }
+        // Two letters off a keyword: review, not an opt-out.
+        for text in ["unsbscribe", "cancle", "revok"] {
+            assert_intent(text, &NONE, Intent::Other, true);
+        }
+        for text in ["step", "stamp it please", "stoop down"] {
+            assert_ne!(intent(text), Intent::OptOut, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn scope_of_opt_out_and_unsubscribe() {
+        assert_intent("opt me out of everything", &NONE, Intent::OptOut, false);
+        assert_intent(
+            "unsubscribe me from this list",
+            &NONE,
+            Intent::OptOut,
+            false,
+        );
+        assert_intent("opt out of the vaccine study?", &NONE, Intent::Other, false);
+        assert_intent(
+            "please unsubscribe me from the mailing, texts ok",
+            &NONE,
+            Intent::Other,
+            true,
+        );
+        assert_intent("stop calling my house", &NONE, Intent::Other, true);
+        assert_intent(
+            "no me envien el recibo por correo",
+            &NONE,
+            Intent::Other,
+            false,
+        );
+        assert_intent(
+            "Mi jefe me dio de baja en el trabajo",
+            &NONE,
+            Intent::Other,
+            false,
+        );
+    }
+
+    #[test]
+    fn spanish_revocations_and_opt_ins() {
+        for text in [
+            "revoco mi autorizaci\u{00F3}n para mensajes",
+            "d\u{00E9}jame en paz",
+            "quiero que me dejen tranquila",
+            "ya no autorizo que me manden textos",
+        ] {
+            assert_intent(text, &NONE, Intent::OptOut, false);
+        }
+        assert_intent(
+            "retiro mi consentimiento para compartir mis resultados",
+            &NONE,
+            Intent::Other,
+            true,
+        );
+        assert_intent(
+            "los dolores no me dejan en paz",
+            &NONE,
+            Intent::Other,
+            false,
+        );
+        assert_intent(
+            "pueden volver a mandarme los mensajes",
+            &NONE,
+            Intent::OptIn,
+            true,
+        );
+        assert_intent(
+            "no quiero volver a recibir mensajes",
+            &NONE,
+            Intent::OptOut,
+            false,
+        );
+    }
+
+    #[test]
+    fn interjections_and_mentions() {
+        assert_intent(
+            "STOP - wait, I misread the time",
+            &NONE,
+            Intent::Other,
+            true,
+        );
+        assert_intent("Stop, wrong number", &NONE, Intent::OptOut, false);
+        assert_intent(
+            "I sent STOP by mistake, can I have my texts back",
+            &NONE,
+            Intent::OptIn,
+            true,
+        );
+        assert_intent("I texted STOP last week", &NONE, Intent::Other, true);
+        assert_intent("had to stop at the pharmacy", &NONE, Intent::Other, false);
+        assert_intent("so done with you people", &NONE, Intent::Other, true);
+        assert_intent(
+            "done with my antibiotics, now what",
+            &NONE,
+            Intent::Other,
+            false,
+        );
+        assert_intent("Cancelar", &REMINDER, Intent::Other, true);
+        assert_intent("Cancelar", &NONE, Intent::OptOut, false);
     }
 
     #[test]
