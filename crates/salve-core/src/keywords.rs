@@ -175,6 +175,23 @@ const OPT_OUT_WHOLE_PHRASES: &[&str] = &[
 /// Whole messages that may be a revocation but are not clear.
 const REVIEW_WHOLE_PHRASES: &[&str] = &[
     "enough",
+    "go away",
+    "get lost",
+    "leave me be",
+    "cut it out",
+    "quit it",
+    "i want out",
+    "want out",
+    "wrong",
+    "fin",
+    "ya no",
+    "no molesten",
+    "no molestes",
+    "dejen de molestar",
+    "dejen de molestarme",
+    "parenle",
+    "parale",
+    "parele",
     "im done",
     "i am done",
     "im so done",
@@ -510,6 +527,8 @@ const CARE_WORDS: &[&str] = &[
     "autopay",
     "charge",
     "charges",
+    "charging",
+    "card",
     "bill",
     "billing",
     "claim",
@@ -719,6 +738,12 @@ const OTHER_CHANNELS: &[&str] = &[
 /// care, records, papers ("opt out of the flu shot", "no me manden la factura").
 const UNRELATED_OBJECTS: &[&str] = &[
     "flu",
+    "covid",
+    "booster",
+    "test",
+    "testing",
+    "screening",
+    "labs",
     "shot",
     "vaccine",
     "vaccines",
@@ -848,7 +873,8 @@ fn consent_scope(rest: &[&str], negated: bool, ev: &mut Evidence) {
                 verb,
                 &[
                     "receive", "get", "text", "txt", "message", "contact", "send", "be", "sms",
-                    "recieve", "los", "las", "sus", "the", "your", "any", "all",
+                    "recieve", "los", "las", "sus", "the", "your", "any", "all", "these", "those",
+                    "this", "my", "mis", "estos",
                 ],
             );
         if !ours {
@@ -966,7 +992,7 @@ fn respell(word: &str) -> Option<Cow<'static, str>> {
         "mensages" => "mensajes",
         _ => {
             // "kieren", "kisiera": a Spanish k for qu before e/i.
-            for (from, to) in [("kier", "quier"), ("kisier", "quisier")] {
+            for (from, to) in [("kier", "quier"), ("kisier", "quisier"), ("kit", "quit")] {
                 if let Some(rest) = word.strip_prefix(from) {
                     return Some(Cow::Owned(format!("{to}{rest}")));
                 }
@@ -1092,10 +1118,15 @@ pub fn classify(text: &str, ctx: &InboundContext) -> Classification {
     if let Some(c) = whole_message(&words, ctx) {
         return c;
     }
-    // "S T O P": letters typed apart.
-    if words.len() >= 3 && words.iter().all(|w| w.chars().count() == 1) {
+    // "S T O P": letters typed apart; "sto p", "un subscribe": a keyword split once (only an
+    // exact keyword counts then, not a near one).
+    let letters = words.len() >= 3 && words.iter().all(|w| w.chars().count() == 1);
+    let split = words.len() == 2 && words.iter().any(|w| w.chars().count() <= 2);
+    if letters || split {
         let joined = words.concat();
-        if let Some(c) = whole_message(&[joined.as_str()], ctx) {
+        if let Some(c) = whole_message(&[joined.as_str()], ctx)
+            && (letters || !c.review)
+        {
             return c;
         }
     }
@@ -1537,6 +1568,22 @@ fn english_rules(w: &[&str], all: &[&str], ctx: &InboundContext, ev: &mut Eviden
                         .push(Reason::rule("review: revoke or withdraw, object unclear"));
                 }
             }
+            // "I no longer consent to texts", "I don't consent to these messages".
+            "consent" | "agree"
+                if in_set(at(w, ii - 1), NEGATIONS)
+                    || (at(w, ii - 2) == "no" && at(w, ii - 1) == "longer")
+                    || (at(w, ii - 2) == "do" && at(w, ii - 1) == "not") =>
+            {
+                let rest = &w[i + 1..];
+                if rest.iter().take(6).any(|x| {
+                    in_set(x, MSG_NOUNS) || in_set(x, SEND_VERBS) || in_set(x, OTHER_CHANNELS)
+                }) {
+                    consent_scope(rest, false, ev);
+                } else if rest.is_empty() && word == "consent" {
+                    ev.review
+                        .push(Reason::rule("review: consent refused, object unclear"));
+                }
+            }
             "wrong" if in_set(at(w, ii + 1), &["number", "person", "phone", "guy"]) => {
                 ev.review.push(Reason::rule("review: wrong-number report"));
             }
@@ -1964,6 +2011,18 @@ fn off_the_list(w: &[&str], i: usize, ev: &mut Evidence) {
     if matches!(w[i], "get" | "take") && !has_prep {
         return;
     }
+    // "the cancellation list", "the call list": a list named by something other than texts.
+    let named_list = dest.iter().take(5).enumerate().any(|(n, x)| {
+        in_set(x, &["list", "lista"])
+            && n > 0
+            && !in_set(dest[n - 1], GAP)
+            && !in_set(dest[n - 1], MSG_NOUNS)
+            && !in_set(dest[n - 1], TEXTING_LIST)
+            && !in_set(
+                dest[n - 1],
+                &["contact", "reminder", "sms", "texting", "de"],
+            )
+    });
     if dest
         .iter()
         .take(5)
@@ -1971,6 +2030,10 @@ fn off_the_list(w: &[&str], i: usize, ev: &mut Evidence) {
     {
         ev.notes.push(Reason::rule(
             "ambiguous: a list other than texting (wait list)",
+        ));
+    } else if named_list {
+        ev.review.push(Reason::rule(
+            "review: remove me from a list named otherwise",
         ));
     } else if dest.is_empty()
         || dest.iter().all(|x| in_set(x, FILLER))
@@ -2041,9 +2104,16 @@ fn spanish_rules(w: &[&str], ev: &mut Evidence) {
                         .push(Reason::rule("ambiguous: 'parar' followed by a place"));
                     continue;
                 }
-                // "no puedo parar de toser": stopping an action of one's own, not our texts.
+                // "dejen de molestarme": like "don't bother me".
                 let next_verb = at(w, ii + 2);
-                if at(w, ii + 1) == "de"
+                if at(w, ii + 1) == "de" && next_verb.starts_with("molest") {
+                    ev.review
+                        .push(Reason::rule("review: asks not to be bothered"));
+                    continue;
+                }
+                // "no puedo parar de toser": stopping an action of one's own, not our texts.
+                if (word.starts_with("par") || word.starts_with("deten"))
+                    && at(w, ii + 1) == "de"
                     && object.is_none()
                     && ["ar", "er", "ir"].iter().any(|e| next_verb.ends_with(e))
                 {
@@ -2068,7 +2138,7 @@ fn spanish_rules(w: &[&str], ev: &mut Evidence) {
             // "no me manden mas textos", "no me escriban".
             w_ if (not_before && in_set(w_, ES_DONT_SEND))
                 || (in_set(w_, &["sigan", "siga", "sigas"])
-                    && at(w, ii - 1) == "no"
+                    && not_before
                     && es_send_verb(at(w, ii + 1))) =>
             {
                 match object_scope(&w[i + 1..]) {
@@ -2122,7 +2192,31 @@ fn spanish_rules(w: &[&str], ev: &mut Evidence) {
                 }
             }
             // "estoy harta de los mensajes".
-            "harto" | "harta" | "hartos" | "cansado" | "cansada"
+            "basta" | "fin" if w[i + 1..].iter().take(4).any(|x| in_set(x, MSG_NOUNS)) => {
+                ev.optout
+                    .push(Reason::rule("revocation phrase (es): basta de mensajes"));
+            }
+            "molesten" | "molestes" | "moleste" if not_before => {
+                ev.review
+                    .push(Reason::rule("review: asks not to be bothered"));
+            }
+            // "ya no es mi numero".
+            "numero" if at(w, ii - 1) == "mi" && at(w, ii - 2) == "es" && at(w, ii - 3) == "no" => {
+                ev.review.push(Reason::rule("review: wrong-number report"));
+            }
+            // "no me vuelvan a escribir", "nunca me vuelvan a mandar mensajes".
+            w_ if w_.starts_with("vuelv")
+                && w[i.saturating_sub(3)..i]
+                    .iter()
+                    .any(|x| in_set(x, &["no", "nunca", "jamas"]))
+                && at(w, ii + 1) == "a"
+                && es_send_verb(at(w, ii + 2)) =>
+            {
+                ev.optout.push(Reason::rule(
+                    "revocation phrase (es): no me vuelvan a mandar",
+                ));
+            }
+            "harto" | "harta" | "hartos" | "cansado" | "cansada" | "canse" | "harte"
                 if w[i + 1..].iter().take(4).any(|x| in_set(x, MSG_NOUNS)) =>
             {
                 ev.review
@@ -2135,10 +2229,13 @@ fn spanish_rules(w: &[&str], ev: &mut Evidence) {
             // "no quiero recibir mas mensajes", "ya no deseo mensajes".
             "quiero" | "deseo" | "queremos" | "necesito" if at(w, ii - 1) == "no" => {
                 let rest = &w[i + 1..];
-                if rest
-                    .iter()
-                    .take(6)
-                    .any(|x| in_set(x, MSG_NOUNS) || es_send_verb(x))
+                let nothing = at(w, ii + 1).starts_with("recib")
+                    && in_set(at(w, ii + 2), &["", "nada", "mas"]);
+                if (nothing
+                    || rest
+                        .iter()
+                        .take(6)
+                        .any(|x| in_set(x, MSG_NOUNS) || es_send_verb(x)))
                     && !rest
                         .iter()
                         .take(3)
@@ -2192,23 +2289,29 @@ fn spanish_rules(w: &[&str], ev: &mut Evidence) {
                     && ["dar", "den", "doy", "da", "di", "dame", "dem"]
                         .iter()
                         .any(|s| prev2.starts_with(s));
-                let elsewhere = w[i + 1..].iter().take(4).any(|x| {
-                    in_set(
-                        x,
-                        &[
-                            "trabajo",
-                            "chamba",
-                            "empleo",
-                            "laboral",
-                            "incapacidad",
-                            "escuela",
-                            "seguro",
-                            "aseguranza",
-                            "hospital",
-                            "ejercito",
-                        ],
-                    )
-                });
+                let past = in_set(prev2, &["dio", "dieron", "di", "dimos"]);
+                let elsewhere = past
+                    && !w[i + 1..]
+                        .iter()
+                        .take(4)
+                        .any(|x| in_set(x, MSG_NOUNS) || in_set(x, &["lista", "mensaje"]))
+                    || w[i + 1..].iter().take(4).any(|x| {
+                        in_set(
+                            x,
+                            &[
+                                "trabajo",
+                                "chamba",
+                                "empleo",
+                                "laboral",
+                                "incapacidad",
+                                "escuela",
+                                "seguro",
+                                "aseguranza",
+                                "hospital",
+                                "ejercito",
+                            ],
+                        )
+                    });
                 if (dar || (prev == "la" && in_set(prev2, &["quiero", "pido", "solicito"])))
                     && elsewhere
                 {
@@ -2315,7 +2418,10 @@ fn optin_rules(w: &[&str], ev: &mut Evidence) {
                     .iter()
                     .take(6)
                     .any(|x| in_set(x, MSG_NOUNS) || es_send_verb(x));
-                if sends && msgs && at(w, ii - 1) != "no" && at(w, ii - 2) != "no" {
+                let refused = w[i.saturating_sub(3)..i]
+                    .iter()
+                    .any(|x| in_set(x, &["no", "nunca", "jamas"]));
+                if sends && msgs && !refused {
                     ev.optin.push(Reason::rule(
                         "opt-in phrase (es): volver a recibir mensajes",
                     ));
@@ -2619,6 +2725,40 @@ mod tests {
             "no quiero volver a recibir mensajes",
             &NONE,
             Intent::OptOut,
+            false,
+        );
+    }
+
+    #[test]
+    fn vague_and_split_revocations() {
+        for text in [
+            "sto p",
+            "un subscribe",
+            "no me sigan mandando textos",
+            "basta de textos",
+        ] {
+            assert_intent(text, &NONE, Intent::OptOut, false);
+        }
+        assert_intent("nunca me vuelvan a escribir", &NONE, Intent::OptOut, false);
+        assert_intent("I no longer consent to texts", &NONE, Intent::OptOut, false);
+        for text in [
+            "go away",
+            "wrong #",
+            "FIN",
+            "no molesten",
+            "ya no es mi numero",
+        ] {
+            assert_intent(text, &NONE, Intent::Other, true);
+        }
+        // A keyword split or run on with a word is not a near keyword.
+        assert_intent("unsubscribe me", &NONE, Intent::OptOut, false);
+        assert_intent("cancel it", &NONE, Intent::Other, true);
+        assert_intent("take me off the recall list", &NONE, Intent::Other, true);
+        assert_intent("I don't agree with this bill", &NONE, Intent::Other, false);
+        assert_intent(
+            "el doctor me dio de baja 3 dias",
+            &NONE,
+            Intent::Other,
             false,
         );
     }
