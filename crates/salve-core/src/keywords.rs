@@ -161,6 +161,16 @@ const OPT_OUT_WHOLE_PHRASES: &[&str] = &[
     "cancelar suscripcion",
     "detener",
     "detengan",
+    "detenganse",
+    "quitenme",
+    "quitame",
+    "quiteme",
+    "sacame",
+    "saquenme",
+    "borrenme",
+    "eliminenme",
+    "remove from list",
+    "remove from your list",
     "desuscribir",
     "desuscribirme",
     "darme de baja",
@@ -648,6 +658,7 @@ const APPOINTMENT_WORDS: &[&str] = &[
 
 /// Words restricting a revocation to some times or kinds of message ("after 8pm", "only").
 const QUALIFIERS: &[&str] = &[
+    "instead",
     "before",
     "after",
     "until",
@@ -1552,6 +1563,17 @@ fn english_rules(w: &[&str], all: &[&str], ctx: &InboundContext, ev: &mut Eviden
                 ev.review
                     .push(Reason::rule("review: asks how we got the number"));
             }
+            // "I take back my permission".
+            "take" | "taking"
+                if w[i + 1..].iter().take(4).any(|x| *x == "back")
+                    && w[i + 1..].iter().take(4).any(|x| in_set(x, CONSENT_WORDS)) =>
+            {
+                let p = w[i + 1..]
+                    .iter()
+                    .position(|x| in_set(x, CONSENT_WORDS))
+                    .map_or(w.len(), |p| i + 2 + p);
+                consent_scope(&w[p.min(w.len())..], negated(w, i), ev);
+            }
             "take" | "get" | "remove" | "delete" | "erase" | "lose" | "scrub" => {
                 off_the_list(w, i, ev)
             }
@@ -1584,6 +1606,20 @@ fn english_rules(w: &[&str], all: &[&str], ctx: &InboundContext, ev: &mut Eviden
                         .push(Reason::rule("review: consent refused, object unclear"));
                 }
             }
+            // "I've never been your patient", "not a patient there".
+            "patient"
+                if w[i.saturating_sub(3)..i]
+                    .iter()
+                    .any(|x| in_set(x, &["never", "not", "isnt", "no"])) =>
+            {
+                ev.review.push(Reason::rule("review: wrong-number report"));
+            }
+            // "this number belongs to someone else", "new owner of this number".
+            "else" | "owner" | "owners"
+                if all.iter().any(|x| in_set(x, &["number", "phone", "cell"])) =>
+            {
+                ev.review.push(Reason::rule("review: wrong-number report"));
+            }
             "wrong" if in_set(at(w, ii + 1), &["number", "person", "phone", "guy"]) => {
                 ev.review.push(Reason::rule("review: wrong-number report"));
             }
@@ -1613,7 +1649,8 @@ fn english_rules(w: &[&str], all: &[&str], ctx: &InboundContext, ev: &mut Eviden
             "interested" if at(w, ii - 1) == "not" => {
                 ev.review.push(Reason::rule("review: not interested"));
             }
-            "spam" | "spamming" | "block" | "blocking" | "report" => {
+            "spam" | "spamming" | "block" | "blocking" | "report" | "harassment" | "harassing"
+            | "acoso" => {
                 ev.review
                     .push(Reason::rule("review: complaint (spam, block, report)"));
             }
@@ -1676,6 +1713,10 @@ fn correcting_itself(all: &[&str]) -> bool {
                 "corrijo",
                 "espera",
                 "perdon",
+                "confused",
+                "confundi",
+                "confundido",
+                "confundida",
             ],
         ) || (*x == "wrong"
             && in_set(
@@ -1685,7 +1726,9 @@ fn correcting_itself(all: &[&str]) -> bool {
     });
     correction
         && !all.iter().any(|x| {
-            in_set(x, MSG_NOUNS) || in_set(x, SEND_VERBS) || in_set(x, &["number", "person"])
+            in_set(x, MSG_NOUNS)
+                || in_set(x, SEND_VERBS)
+                || in_set(x, &["number", "person", "who", "quien", "numero"])
         })
 }
 
@@ -1824,7 +1867,23 @@ fn stop_verb(w: &[&str], i: usize, all: &[&str], ctx: &InboundContext, ev: &mut 
                 .take(6)
                 .filter(|x| in_set(x, MSG_NOUNS))
                 .all(|x| *x == "reminders");
-            if word == "pause" || (!stops && reminder_only) {
+            // "stop texting my mom": someone else's texts.
+            let someone_else = w[i + 1..].windows(3).take(3).any(|p| {
+                (in_set(p[0], SEND_VERBS) || es_send_verb(p[0]))
+                    && in_set(p[1], &["my", "mi", "our"])
+                    && in_set(
+                        p[2],
+                        &[
+                            "mom", "mother", "dad", "father", "wife", "husband", "son", "daughter",
+                            "kid", "kids", "child", "mama", "papa", "esposa", "esposo", "hijo",
+                            "hija", "grandma", "grandpa",
+                        ],
+                    )
+            });
+            if someone_else {
+                ev.review
+                    .push(Reason::rule("review: revocation for someone else's number"));
+            } else if word == "pause" || (!stops && reminder_only) {
                 ev.review
                     .push(Reason::rule("review: pause or cancel of reminders"));
             } else {
@@ -1984,6 +2043,8 @@ fn off_the_list(w: &[&str], i: usize, ev: &mut Evidence) {
     let passive = in_set(w[i], &["removed", "taken", "deleted", "unsubscribed"]);
     let (who_end, is_me) = match next {
         _ if passive => (i, true),
+        // "remove from list": the sender is meant.
+        "from" if in_set(w[i], &["remove", "delete"]) => (i, true),
         "me" => (i + 1, true),
         "my" | "this" | "our"
             if in_set(
@@ -2023,10 +2084,14 @@ fn off_the_list(w: &[&str], i: usize, ev: &mut Evidence) {
                 &["contact", "reminder", "sms", "texting", "de"],
             )
     });
-    if dest
-        .iter()
-        .take(5)
-        .any(|x| in_set(x, NOT_THE_TEXTING_LIST) || in_set(x, CARE_WORDS))
+    let for_a_day = dest
+        .windows(2)
+        .any(|p| p[0] == "for" && in_set(p[1], APPOINTMENT_WORDS));
+    if for_a_day
+        || dest
+            .iter()
+            .take(5)
+            .any(|x| in_set(x, NOT_THE_TEXTING_LIST) || in_set(x, CARE_WORDS))
     {
         ev.notes.push(Reason::rule(
             "ambiguous: a list other than texting (wait list)",
@@ -2216,7 +2281,7 @@ fn spanish_rules(w: &[&str], ev: &mut Evidence) {
                     "revocation phrase (es): no me vuelvan a mandar",
                 ));
             }
-            "harto" | "harta" | "hartos" | "cansado" | "cansada" | "canse" | "harte"
+            "harto" | "harta" | "hartos" | "cansado" | "cansada" | "canse" | "harte" | "estuvo"
                 if w[i + 1..].iter().take(4).any(|x| in_set(x, MSG_NOUNS)) =>
             {
                 ev.review
@@ -2230,8 +2295,14 @@ fn spanish_rules(w: &[&str], ev: &mut Evidence) {
             "quiero" | "deseo" | "queremos" | "necesito" if at(w, ii - 1) == "no" => {
                 let rest = &w[i + 1..];
                 let nothing = at(w, ii + 1).starts_with("recib")
-                    && in_set(at(w, ii + 2), &["", "nada", "mas"]);
+                    && (in_set(at(w, ii + 2), &["", "nada"])
+                        || (at(w, ii + 2) == "mas" && at(w, ii + 3).is_empty()));
+                // "ya no quiero estar en su lista" (not "en la lista de espera").
+                let listed = at(w, ii + 1) == "estar"
+                    && rest.iter().take(4).any(|x| *x == "lista")
+                    && !rest.iter().any(|x| in_set(x, NOT_THE_TEXTING_LIST));
                 if (nothing
+                    || listed
                     || rest
                         .iter()
                         .take(6)
@@ -2272,6 +2343,12 @@ fn spanish_rules(w: &[&str], ev: &mut Evidence) {
                 if !me || !lista {
                     continue;
                 }
+                // "no me quiten de la lista".
+                if w[i.saturating_sub(2)..i].contains(&"no") {
+                    ev.notes
+                        .push(Reason::rule("negated: 'no me quiten' is not a revocation"));
+                    continue;
+                }
                 if rest.iter().take(6).any(|x| in_set(x, NOT_THE_TEXTING_LIST)) {
                     ev.notes.push(Reason::rule(
                         "ambiguous: a list other than texting (wait list)",
@@ -2295,7 +2372,7 @@ fn spanish_rules(w: &[&str], ev: &mut Evidence) {
                         .iter()
                         .take(4)
                         .any(|x| in_set(x, MSG_NOUNS) || in_set(x, &["lista", "mensaje"]))
-                    || w[i + 1..].iter().take(4).any(|x| {
+                    || w[i + 1..].iter().take(6).any(|x| {
                         in_set(
                             x,
                             &[
@@ -2349,8 +2426,15 @@ fn spanish_rules(w: &[&str], ev: &mut Evidence) {
                 ev.optout
                     .push(Reason::rule("revocation phrase (es): desuscribir"));
             }
-            "equivocado" | "equivocada"
-                if at(w, ii - 1) == "numero" || at(w, ii - 1) == "persona" =>
+            // "numero equivocado", "se equivocaron de numero", "ya no es de esa persona", "no
+            // conozco a esa persona".
+            "equivocado" | "equivocada" | "equivocaron" | "equivocados" | "equivoco"
+                if w.contains(&"numero") || at(w, ii - 1) == "persona" =>
+            {
+                ev.review.push(Reason::rule("review: wrong-number report"));
+            }
+            "persona"
+                if w.contains(&"numero") || w[..i].windows(2).any(|p| p == ["no", "conozco"]) =>
             {
                 ev.review.push(Reason::rule("review: wrong-number report"));
             }
@@ -2760,6 +2844,40 @@ mod tests {
             &NONE,
             Intent::Other,
             false,
+        );
+    }
+
+    #[test]
+    fn wrong_number_reports_and_negated_removals() {
+        for text in [
+            "I have never been a patient there",
+            "this phone belongs to someone else",
+            "se equivocaron de numero",
+            "no conozco a esa persona",
+        ] {
+            assert_intent(text, &NONE, Intent::Other, true);
+        }
+        assert_intent("no me quiten de la lista", &NONE, Intent::Other, false);
+        assert_intent("quitenme", &NONE, Intent::OptOut, false);
+        assert_intent("remove from list", &NONE, Intent::OptOut, false);
+        assert_intent(
+            "ya no quiero estar en su lista",
+            &NONE,
+            Intent::OptOut,
+            false,
+        );
+        assert_intent(
+            "no quiero recibir mas facturas en papel",
+            &NONE,
+            Intent::Other,
+            false,
+        );
+        assert_intent("I take back my permission", &NONE, Intent::OptOut, false);
+        assert_intent(
+            "stop texting my wife, text me instead",
+            &NONE,
+            Intent::Other,
+            true,
         );
     }
 
