@@ -1610,7 +1610,8 @@ fn english_rules(w: &[&str], all: &[&str], ctx: &InboundContext, ev: &mut Eviden
             "patient"
                 if w[i.saturating_sub(3)..i]
                     .iter()
-                    .any(|x| in_set(x, &["never", "not", "isnt", "no"])) =>
+                    .any(|x| in_set(x, &["never", "not", "isnt", "no"]))
+                    && !all.iter().any(|x| in_set(x, &["yet", "new", "register"])) =>
             {
                 ev.review.push(Reason::rule("review: wrong-number report"));
             }
@@ -1655,7 +1656,8 @@ fn english_rules(w: &[&str], all: &[&str], ctx: &InboundContext, ev: &mut Eviden
                     .push(Reason::rule("review: complaint (spam, block, report)"));
             }
             "signed" | "sign" | "agreed" | "consented"
-                if w[..i].iter().any(|x| in_set(x, &["never", "didnt", "not"])) =>
+                if w[..i].iter().any(|x| in_set(x, &["never", "didnt", "not"]))
+                    && !all.iter().any(|x| in_set(x, CARE_WORDS)) =>
             {
                 ev.review
                     .push(Reason::rule("review: says they never agreed to texts"));
@@ -2470,6 +2472,7 @@ fn optin_rules(w: &[&str], ev: &mut Evidence) {
             // "how do I get my reminders back", "add me back to the list".
             "back"
                 if !w[..i].iter().any(|x| in_set(x, NEGATIONS))
+                    && at(w, ii + 1) != "to"
                     && ((w[i.saturating_sub(3)..i]
                         .iter()
                         .any(|x| in_set(x, MSG_NOUNS) || *x == "reminder")
@@ -2498,10 +2501,7 @@ fn optin_rules(w: &[&str], ev: &mut Evidence) {
                     .iter()
                     .take(3)
                     .any(|x| es_send_verb(x) || x.starts_with("recibir") || in_set(x, MSG_NOUNS));
-                let msgs = rest
-                    .iter()
-                    .take(6)
-                    .any(|x| in_set(x, MSG_NOUNS) || es_send_verb(x));
+                let msgs = rest.iter().take(6).any(|x| in_set(x, MSG_NOUNS));
                 let refused = w[i.saturating_sub(3)..i]
                     .iter()
                     .any(|x| in_set(x, &["no", "nunca", "jamas"]));
@@ -2720,6 +2720,13 @@ mod tests {
             ("Necesito cancelar mi cita", NONE),
             ("no dejen de mandarme recordatorios", NONE),
             ("No me mandaron el recordatorio", NONE),
+            ("Can I get my reminder texts back to English?", NONE),
+            ("me pueden volver a mandar el enlace?", NONE),
+            ("I'm done with the fasting, can I eat?", NONE),
+            ("Who else can pick up my prescription?", NONE),
+            ("no kiero la vacuna", NONE),
+            ("fin de mes pago", NONE),
+            ("retiro mi receta ma\u{00F1}ana", NONE),
         ] {
             let got = classify(text, &ctx);
             assert_ne!(got.intent, Intent::OptOut, "{text:?}: {:?}", got.reasons);
