@@ -9,15 +9,20 @@
 //!    reminders flow must offer its own confirm/cancel words.
 //! 2. A whole message that is HELP, INFO or AYUDA is help; START, UNSTOP or YES is an opt-in,
 //!    except YES while a reminder awaits an answer: then it is `Other` and the reminders flow
-//!    claims it. Spanish "SI" is never an opt-in: a bare "sí" answers questions in conversation
-//!    far more often than it asks to be texted again, Twilio does not treat it as a keyword, and
-//!    re-subscribing someone by mistake is a consent violation (a missed opt-in only costs the
-//!    patient a START).
+//!    claims it. Spanish "SI" follows YES, but the spec calls it debatable: a bare "sí" often
+//!    answers a question in conversation, Twilio does not treat it as a keyword, and
+//!    re-subscribing someone by mistake is a consent violation. So it is an opt-in with
+//!    `review: true`, and so is every free-text request to resume texts ("please start texting
+//!    me again"): an opt-in with `review` must wait for staff to confirm before texts resume.
 //! 3. Inside a longer text a keyword is judged with its neighbours: "stop texting me" is an
 //!    opt-out, "stop by the office?" and "cancel my appointment tuesday" are not. Free-text
 //!    revocation ("take me off your list", "no me manden mas textos") is an opt-out: the FCC
 //!    accepts any reasonable means. A text that could be a revocation but is not clear
-//!    ("wrong number", "stop texting me after 8pm") gets `review: true` for staff.
+//!    ("wrong number", "stop texting me after 8pm", "I'm done with this") gets `review: true`
+//!    for staff. Scope decides: "opt out of the flu shot" and "no me manden la factura" are
+//!    about something else, "unsubscribe me from the newsletter" and "quit calling me" about
+//!    another channel (review, not an SMS opt-out), "Stop! I meant Tuesday" is an interjection
+//!    (review). Texting and phonetic spellings are read first ("stahp", "kiero").
 //!
 //! Reasons name rules and our own keyword table, never the patient's words: they are logged and
 //! shown in the review queue, and the text is PHI.
@@ -156,6 +161,16 @@ const OPT_OUT_WHOLE_PHRASES: &[&str] = &[
     "cancelar suscripcion",
     "detener",
     "detengan",
+    "detenganse",
+    "quitenme",
+    "quitame",
+    "quiteme",
+    "sacame",
+    "saquenme",
+    "borrenme",
+    "eliminenme",
+    "remove from list",
+    "remove from your list",
     "desuscribir",
     "desuscribirme",
     "darme de baja",
@@ -170,6 +185,27 @@ const OPT_OUT_WHOLE_PHRASES: &[&str] = &[
 /// Whole messages that may be a revocation but are not clear.
 const REVIEW_WHOLE_PHRASES: &[&str] = &[
     "enough",
+    "go away",
+    "get lost",
+    "leave me be",
+    "cut it out",
+    "quit it",
+    "i want out",
+    "want out",
+    "wrong",
+    "fin",
+    "ya no",
+    "no molesten",
+    "no molestes",
+    "dejen de molestar",
+    "dejen de molestarme",
+    "parenle",
+    "parale",
+    "parele",
+    "im done",
+    "i am done",
+    "im so done",
+    "ya estuvo",
     "basta",
     "ya basta",
     "para",
@@ -501,6 +537,8 @@ const CARE_WORDS: &[&str] = &[
     "autopay",
     "charge",
     "charges",
+    "charging",
+    "card",
     "bill",
     "billing",
     "claim",
@@ -620,6 +658,7 @@ const APPOINTMENT_WORDS: &[&str] = &[
 
 /// Words restricting a revocation to some times or kinds of message ("after 8pm", "only").
 const QUALIFIERS: &[&str] = &[
+    "instead",
     "before",
     "after",
     "until",
@@ -677,6 +716,204 @@ const TEXTING_LIST: &[&str] = &[
     "textos",
     "sistema",
 ];
+
+/// Channels other than our texts: a request about them is not an SMS opt-out ("unsubscribe me
+/// from the newsletter", "quit calling me"), but staff should act on it.
+const OTHER_CHANNELS: &[&str] = &[
+    "email",
+    "emails",
+    "emailing",
+    "mail",
+    "mailing",
+    "mailings",
+    "newsletter",
+    "newsletters",
+    "portal",
+    "call",
+    "calls",
+    "calling",
+    "voicemail",
+    "voicemails",
+    "survey",
+    "surveys",
+    "correo",
+    "correos",
+    "llamadas",
+    "llamada",
+    "boletin",
+    "encuesta",
+    "encuestas",
+];
+
+/// Things a patient opts out of, or asks not to be sent, that are neither texts nor a channel:
+/// care, records, papers ("opt out of the flu shot", "no me manden la factura").
+const UNRELATED_OBJECTS: &[&str] = &[
+    "flu",
+    "covid",
+    "booster",
+    "test",
+    "testing",
+    "screening",
+    "labs",
+    "shot",
+    "vaccine",
+    "vaccines",
+    "vaccination",
+    "sedation",
+    "anesthesia",
+    "surgery",
+    "procedure",
+    "study",
+    "trial",
+    "research",
+    "sharing",
+    "share",
+    "records",
+    "record",
+    "data",
+    "insurance",
+    "coverage",
+    "access",
+    "factura",
+    "facturas",
+    "cuenta",
+    "cuentas",
+    "recibo",
+    "recibos",
+    "carta",
+    "cartas",
+    "papel",
+    "papeles",
+    "cobro",
+    "cobros",
+    "estado",
+    "resultados",
+    "receta",
+    "vacuna",
+    "seguro",
+];
+
+/// Consent words after "withdraw" / "retiro".
+const CONSENT_WORDS: &[&str] = &[
+    "consent",
+    "permission",
+    "authorization",
+    "consentimiento",
+    "autorizacion",
+    "permiso",
+];
+
+/// What a request to stop, unsubscribe or not be sent something is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scope {
+    /// Our texts, our list, or nothing named ("opt out of this", "unsubscribe me").
+    Ours,
+    OtherChannel,
+    Unrelated,
+    Unknown,
+}
+
+/// The scope of the words after "opt out of", "unsubscribe from", "no me manden": the first
+/// noun phrase (articles and fillers skipped, ended by the next of them or a preposition).
+/// Messages anywhere in it make it ours, then a channel ("the vaccine reminder calls", "your
+/// mailing list"); otherwise its last word decides ("the flu shot", "la factura por correo").
+fn object_scope(rest: &[&str]) -> Scope {
+    let skip = |x: &str| {
+        in_set(x, GAP)
+            || in_set(x, FILLER)
+            || in_set(
+                x,
+                &[
+                    "it", "again", "anymore", "la", "el", "lo", "me", "mi", "ningun", "for", "in",
+                    "on", "at", "by", "via", "con", "para", "en", "but", "pero", "keep", "except",
+                    "excepto", "solo",
+                ],
+            )
+    };
+    let phrase: Vec<&str> = rest
+        .iter()
+        .copied()
+        .skip_while(|x| skip(x) && !in_set(x, &["but", "pero", "keep", "except", "solo"]))
+        .take_while(|x| !skip(x))
+        .take(4)
+        .collect();
+    let Some(head) = phrase.last() else {
+        return Scope::Ours;
+    };
+    if phrase
+        .iter()
+        .any(|x| in_set(x, MSG_NOUNS) || in_set(x, SEND_VERBS))
+    {
+        Scope::Ours
+    } else if phrase.iter().any(|x| in_set(x, OTHER_CHANNELS)) {
+        Scope::OtherChannel
+    } else if in_set(head, UNRELATED_OBJECTS) || in_set(head, CARE_WORDS) {
+        Scope::Unrelated
+    } else if in_set(head, TEXTING_LIST)
+        || in_set(head, &["everything", "todo", "nada", "service", "servicio"])
+    {
+        Scope::Ours
+    } else {
+        Scope::Unknown
+    }
+}
+
+/// "withdraw my consent (to receive texts)": an opt-out when about texts or about nothing named,
+/// a review when about something else ("to share my records").
+fn consent_scope(rest: &[&str], negated: bool, ev: &mut Evidence) {
+    if negated {
+        ev.notes
+            .push(Reason::rule("negated: consent is not withdrawn"));
+        return;
+    }
+    // "consent to share my records", "consentimiento para compartir": an infinitive other than
+    // receiving or sending names something else.
+    let mut rest = rest;
+    if rest
+        .first()
+        .is_some_and(|x| in_set(x, &["to", "for", "para", "de", "a"]))
+    {
+        rest = &rest[1..];
+        let verb = rest.first().copied().unwrap_or("");
+        let ours = verb.is_empty()
+            || in_set(verb, MSG_NOUNS)
+            || in_set(verb, SEND_VERBS)
+            || es_send_verb(verb)
+            || verb.starts_with("recib")
+            || in_set(
+                verb,
+                &[
+                    "receive", "get", "text", "txt", "message", "contact", "send", "be", "sms",
+                    "recieve", "los", "las", "sus", "the", "your", "any", "all", "these", "those",
+                    "this", "my", "mis", "estos",
+                ],
+            );
+        if !ours {
+            ev.review
+                .push(Reason::rule("review: consent withdrawn for something else"));
+            return;
+        }
+    }
+    let named = rest
+        .iter()
+        .take(8)
+        .find(|x| {
+            in_set(x, MSG_NOUNS)
+                || in_set(x, SEND_VERBS)
+                || es_send_verb(x)
+                || in_set(x, OTHER_CHANNELS)
+                || in_set(x, UNRELATED_OBJECTS)
+        })
+        .copied();
+    match named {
+        Some(x) if in_set(x, OTHER_CHANNELS) || in_set(x, UNRELATED_OBJECTS) => ev
+            .review
+            .push(Reason::rule("review: consent withdrawn for something else")),
+        _ => ev
+            .optout
+            .push(Reason::rule("revocation phrase: withdraw consent")),
+    }
+}
 
 // ---------------------------------------------------------------------------------------------
 // Normalising.
@@ -738,8 +975,43 @@ fn end_word(word: &mut String, clauses: &mut [Vec<String>]) {
     if !word.is_empty()
         && let Some(last) = clauses.last_mut()
     {
-        last.push(std::mem::take(word));
+        let w = std::mem::take(word);
+        last.push(respell(&w).map_or(w, Cow::into_owned));
     }
+}
+
+/// Texting and phonetic spellings read as the word they stand for, so every rule sees one form:
+/// "stahp", "stawp", "stp" are STOP; Spanish "kiero", "ke", "nesesito" are "quiero", "que",
+/// "necesito"; "mensage(s)" is "mensaje(s)".
+fn respell(word: &str) -> Option<Cow<'static, str>> {
+    // st + only a/o/u, h or w + p: "stahp", "stawp", "stohp", "stup", "stp" (not "step",
+    // "stamp", "strip").
+    if let Some(mid) = word.strip_prefix("st").and_then(|r| r.strip_suffix('p'))
+        && mid
+            .chars()
+            .all(|c| matches!(c, 'a' | 'o' | 'u' | 'h' | 'w'))
+        && mid != "o"
+        && mid.len() <= 5
+    {
+        return Some(Cow::Borrowed("stop"));
+    }
+    let fixed = match word {
+        "ke" => "que",
+        "kero" | "qiero" | "qero" | "kiero" => "quiero",
+        "nesesito" | "nesecito" | "nesito" => "necesito",
+        "mensage" => "mensaje",
+        "mensages" => "mensajes",
+        _ => {
+            // "kieren", "kisiera": a Spanish k for qu before e/i.
+            for (from, to) in [("kier", "quier"), ("kisier", "quisier"), ("kit", "quit")] {
+                if let Some(rest) = word.strip_prefix(from) {
+                    return Some(Cow::Owned(format!("{to}{rest}")));
+                }
+            }
+            return None;
+        }
+    };
+    Some(Cow::Borrowed(fixed))
 }
 
 /// Push `c` without its accents (NFD, combining marks dropped).
@@ -857,10 +1129,15 @@ pub fn classify(text: &str, ctx: &InboundContext) -> Classification {
     if let Some(c) = whole_message(&words, ctx) {
         return c;
     }
-    // "S T O P": letters typed apart.
-    if words.len() >= 3 && words.iter().all(|w| w.chars().count() == 1) {
+    // "S T O P": letters typed apart; "sto p", "un subscribe": a keyword split once (only an
+    // exact keyword counts then, not a near one).
+    let letters = words.len() >= 3 && words.iter().all(|w| w.chars().count() == 1);
+    let split = words.len() == 2 && words.iter().any(|w| w.chars().count() <= 2);
+    if letters || split {
         let joined = words.concat();
-        if let Some(c) = whole_message(&[joined.as_str()], ctx) {
+        if let Some(c) = whole_message(&[joined.as_str()], ctx)
+            && (letters || !c.review)
+        {
             return c;
         }
     }
@@ -897,7 +1174,10 @@ pub fn classify(text: &str, ctx: &InboundContext) -> Classification {
         return done(Intent::Other, true, reasons);
     }
     if !ev.optin.is_empty() {
-        return done(Intent::OptIn, false, ev.optin);
+        // Consent restored by free text: staff confirm what the patient asked for.
+        let mut reasons = ev.optin;
+        reasons.push(Reason::rule("review: free-text request to resume texts"));
+        return done(Intent::OptIn, true, reasons);
     }
     let mut reasons = ev.notes;
     if reasons.is_empty() {
@@ -906,7 +1186,8 @@ pub fn classify(text: &str, ctx: &InboundContext) -> Classification {
     done(Intent::Other, false, reasons)
 }
 
-fn done(intent: Intent, review: bool, reasons: Vec<Reason>) -> Classification {
+fn done(intent: Intent, review: bool, mut reasons: Vec<Reason>) -> Classification {
+    reasons.dedup();
     Classification {
         intent,
         review,
@@ -927,6 +1208,16 @@ fn whole_message(words: &[&str], ctx: &InboundContext) -> Option<Classification>
             vec![Reason::keyword("whole-message keyword ", k)],
         ));
     }
+    // CANCELAR is not a keyword: after a reminder it is most likely the answer to it.
+    if ctx.reminder_awaiting_answer && phrase == "cancelar" {
+        return Some(done(
+            Intent::Other,
+            true,
+            vec![Reason::rule(
+                "review: CANCELAR while a reminder awaits an answer (not a keyword)",
+            )],
+        ));
+    }
     if phrase_in(&phrase, OPT_OUT_WHOLE_PHRASES) || phrase_in(&stripped, OPT_OUT_WHOLE_PHRASES) {
         return Some(done(
             Intent::OptOut,
@@ -940,6 +1231,27 @@ fn whole_message(words: &[&str], ctx: &InboundContext) -> Option<Classification>
             false,
             vec![Reason::keyword("whole-message keyword ", k)],
         ));
+    }
+    // Spanish SI: the spec calls it debatable. Without a reminder it is an opt-in that staff
+    // confirm; with one it answers the reminder.
+    if phrase == "si" {
+        return Some(if ctx.reminder_awaiting_answer {
+            done(
+                Intent::Other,
+                false,
+                vec![Reason::rule(
+                    "SI while a reminder awaits an answer: left to the reminders flow",
+                )],
+            )
+        } else {
+            done(
+                Intent::OptIn,
+                true,
+                vec![Reason::rule(
+                    "review: whole-message SI, an opt-in only when no reminder awaits",
+                )],
+            )
+        });
     }
     if let Some(k) = lookup(&phrase, OPT_IN_KEYWORDS) {
         if k == "YES" && ctx.reminder_awaiting_answer {
@@ -979,11 +1291,25 @@ fn whole_message(words: &[&str], ctx: &InboundContext) -> Option<Classification>
     None
 }
 
+/// One edit from a keyword of four letters or more; two edits from one of six or more
+/// ("unsbscribe", "cancle"), or from a shorter one when the first and last letters are kept.
 fn near_keyword(word: &str) -> Option<&'static str> {
+    if word.chars().count() < 3 {
+        return None;
+    }
     OPT_OUT_KEYWORDS
         .iter()
         .filter(|(k, _)| k.len() >= 4 && !k.contains(' '))
-        .find(|(k, _)| osa_distance(word, k) == 1)
+        .find(|(k, _)| match osa_distance(word, k) {
+            1 => true,
+            2 => {
+                k.len() >= 6
+                    || (word.len() >= 4
+                        && word.chars().next() == k.chars().next()
+                        && word.chars().last() == k.chars().last())
+            }
+            _ => false,
+        })
         .map(|(_, name)| *name)
 }
 
@@ -991,8 +1317,8 @@ fn near_keyword(word: &str) -> Option<&'static str> {
 fn osa_distance(a: &str, b: &str) -> usize {
     let a: Vec<char> = a.chars().collect();
     let b: Vec<char> = b.chars().collect();
-    if a.len().abs_diff(b.len()) > 1 || a.len() > 32 {
-        return 2;
+    if a.len().abs_diff(b.len()) > 2 || a.len() > 32 {
+        return 3;
     }
     let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
     for (i, row) in d.iter_mut().enumerate() {
@@ -1082,6 +1408,21 @@ fn object_after(w: &[&str], i: usize) -> Object {
 }
 
 fn clause_rules(w: &[&str], all: &[&str], ctx: &InboundContext, ev: &mut Evidence) {
+    // "Stop! I meant Tuesday", "Alto ahi, me equivoque": an interjection before a correction.
+    let interjection: Vec<&str> = w
+        .iter()
+        .copied()
+        .filter(|x| !in_set(x, &["ahi", "alli", "there", "right", "wait", "espera"]))
+        .collect();
+    if w.len() > interjection.len() || all.len() > w.len() {
+        let core = core_phrase(&interjection, true);
+        if in_set(&core, &["stop", "alto", "para"]) && correcting_itself(all) {
+            ev.review.push(Reason::rule(
+                "review: STOP as an interjection before a correction",
+            ));
+            return;
+        }
+    }
     // A clause that is a keyword alone: "Stop. Who is this?"
     let core = core_phrase(w, false);
     let stripped = core_phrase(w, true);
@@ -1131,27 +1472,55 @@ fn english_rules(w: &[&str], all: &[&str], ctx: &InboundContext, ev: &mut Eviden
                     ev.review
                         .push(Reason::rule("review: unsubscribe, negated or asked about"));
                 } else {
-                    ev.optout
-                        .push(Reason::rule("revocation phrase: unsubscribe / opt out"));
+                    let after = if at(w, ii + 1) == "me" { i + 2 } else { i + 1 };
+                    opt_out_of(w, after, ev);
                 }
             }
             "opt"
                 if at(w, ii + 1) == "out" || (at(w, ii + 1) == "me" && at(w, ii + 2) == "out") =>
             {
                 let after = if at(w, ii + 1) == "me" { i + 3 } else { i + 2 };
-                let of_what = at(w, after as isize + 1);
                 if negated(w, i) {
                     ev.review.push(Reason::rule("review: opt out, negated"));
-                } else if at(w, after as isize) == "of"
-                    && !in_set(of_what, MSG_NOUNS)
-                    && !in_set(of_what, GAP)
-                {
-                    ev.review
-                        .push(Reason::rule("review: opt out of something else"));
                 } else {
-                    ev.optout
-                        .push(Reason::rule("revocation phrase: unsubscribe / opt out"));
+                    opt_out_of(w, after, ev);
                 }
+            }
+            // "I'm done with this", "so done with these texts".
+            "done" | "finished" | "through" if at(w, ii + 1) == "with" => {
+                let rest = &w[i + 2..];
+                if rest.iter().take(4).any(|x| in_set(x, MSG_NOUNS)) {
+                    ev.optout
+                        .push(Reason::rule("revocation phrase: done with the messages"));
+                } else if in_set(
+                    at(w, ii + 2),
+                    &[
+                        "this",
+                        "these",
+                        "that",
+                        "you",
+                        "u",
+                        "yall",
+                        "it",
+                        "ur",
+                        "your",
+                        "all",
+                        "everything",
+                        "yours",
+                    ],
+                ) && !w.iter().any(|x| {
+                    in_set(x, CARE_WORDS)
+                        || in_set(x, APPOINTMENT_WORDS)
+                        || in_set(x, UNRELATED_OBJECTS)
+                }) {
+                    ev.review
+                        .push(Reason::rule("review: 'done with this' may be a revocation"));
+                }
+            }
+            // "sick of these texts", "tired of the messages".
+            "sick" | "tired" | "fed" if w[i + 1..].iter().take(5).any(|x| in_set(x, MSG_NOUNS)) => {
+                ev.review
+                    .push(Reason::rule("review: complaint about the messages"));
             }
             "unsubscribed" | "opted" if !matches!(at(w, ii - 1), "be" | "get" | "been") => {
                 ev.review
@@ -1194,22 +1563,63 @@ fn english_rules(w: &[&str], all: &[&str], ctx: &InboundContext, ev: &mut Eviden
                 ev.review
                     .push(Reason::rule("review: asks how we got the number"));
             }
+            // "I take back my permission".
+            "take" | "taking"
+                if w[i + 1..].iter().take(4).any(|x| *x == "back")
+                    && w[i + 1..].iter().take(4).any(|x| in_set(x, CONSENT_WORDS)) =>
+            {
+                let p = w[i + 1..]
+                    .iter()
+                    .position(|x| in_set(x, CONSENT_WORDS))
+                    .map_or(w.len(), |p| i + 2 + p);
+                consent_scope(&w[p.min(w.len())..], negated(w, i), ev);
+            }
             "take" | "get" | "remove" | "delete" | "erase" | "lose" | "scrub" => {
                 off_the_list(w, i, ev)
             }
             "revoke" | "withdraw" | "rescind" => {
                 let rest = &w[i + 1..];
-                let consent = rest
-                    .iter()
-                    .take(3)
-                    .any(|x| in_set(x, &["consent", "permission"]));
-                if consent && !negated(w, i) {
-                    ev.optout
-                        .push(Reason::rule("revocation phrase: withdraw consent"));
+                let consent = rest.iter().take(3).position(|x| in_set(x, CONSENT_WORDS));
+                if let Some(p) = consent {
+                    consent_scope(&rest[p + 1..], negated(w, i), ev);
+                } else if rest.iter().take(4).any(|x| in_set(x, UNRELATED_OBJECTS)) {
+                    ev.notes
+                        .push(Reason::rule("ambiguous: revoke about access or records"));
                 } else {
                     ev.review
                         .push(Reason::rule("review: revoke or withdraw, object unclear"));
                 }
+            }
+            // "I no longer consent to texts", "I don't consent to these messages".
+            "consent" | "agree"
+                if in_set(at(w, ii - 1), NEGATIONS)
+                    || (at(w, ii - 2) == "no" && at(w, ii - 1) == "longer")
+                    || (at(w, ii - 2) == "do" && at(w, ii - 1) == "not") =>
+            {
+                let rest = &w[i + 1..];
+                if rest.iter().take(6).any(|x| {
+                    in_set(x, MSG_NOUNS) || in_set(x, SEND_VERBS) || in_set(x, OTHER_CHANNELS)
+                }) {
+                    consent_scope(rest, false, ev);
+                } else if rest.is_empty() && word == "consent" {
+                    ev.review
+                        .push(Reason::rule("review: consent refused, object unclear"));
+                }
+            }
+            // "I've never been your patient", "not a patient there".
+            "patient"
+                if w[i.saturating_sub(3)..i]
+                    .iter()
+                    .any(|x| in_set(x, &["never", "not", "isnt", "no"]))
+                    && !all.iter().any(|x| in_set(x, &["yet", "new", "register"])) =>
+            {
+                ev.review.push(Reason::rule("review: wrong-number report"));
+            }
+            // "this number belongs to someone else", "new owner of this number".
+            "else" | "owner" | "owners"
+                if all.iter().any(|x| in_set(x, &["number", "phone", "cell"])) =>
+            {
+                ev.review.push(Reason::rule("review: wrong-number report"));
             }
             "wrong" if in_set(at(w, ii + 1), &["number", "person", "phone", "guy"]) => {
                 ev.review.push(Reason::rule("review: wrong-number report"));
@@ -1240,12 +1650,14 @@ fn english_rules(w: &[&str], all: &[&str], ctx: &InboundContext, ev: &mut Eviden
             "interested" if at(w, ii - 1) == "not" => {
                 ev.review.push(Reason::rule("review: not interested"));
             }
-            "spam" | "spamming" | "block" | "blocking" | "report" => {
+            "spam" | "spamming" | "block" | "blocking" | "report" | "harassment" | "harassing"
+            | "acoso" => {
                 ev.review
                     .push(Reason::rule("review: complaint (spam, block, report)"));
             }
             "signed" | "sign" | "agreed" | "consented"
-                if w[..i].iter().any(|x| in_set(x, &["never", "didnt", "not"])) =>
+                if w[..i].iter().any(|x| in_set(x, &["never", "didnt", "not"]))
+                    && !all.iter().any(|x| in_set(x, CARE_WORDS)) =>
             {
                 ev.review
                     .push(Reason::rule("review: says they never agreed to texts"));
@@ -1253,6 +1665,73 @@ fn english_rules(w: &[&str], all: &[&str], ctx: &InboundContext, ev: &mut Eviden
             _ => {}
         }
     }
+}
+
+/// "opt out (of ...)", "unsubscribe (me) (from ...)": `after` is the word after the verb and
+/// its "me". Our texts or nothing named is an opt-out; another channel is for staff; care or
+/// records are not about texting at all.
+fn opt_out_of(w: &[&str], after: usize, ev: &mut Evidence) {
+    let prep = at(w, after as isize);
+    if !in_set(prep, &["of", "from"]) {
+        ev.optout
+            .push(Reason::rule("revocation phrase: unsubscribe / opt out"));
+        return;
+    }
+    match object_scope(&w[after + 1..]) {
+        Scope::Ours => ev
+            .optout
+            .push(Reason::rule("revocation phrase: unsubscribe / opt out")),
+        Scope::OtherChannel => ev.review.push(Reason::rule(
+            "review: unsubscribe / opt out of another channel",
+        )),
+        Scope::Unrelated => ev.notes.push(Reason::rule(
+            "ambiguous: opt out of care or records, not texts",
+        )),
+        Scope::Unknown => ev
+            .review
+            .push(Reason::rule("review: opt out of something else")),
+    }
+}
+
+/// "Stop! I meant Tuesday", "Alto ahi, me equivoque de fecha": the text corrects itself and
+/// names no messages.
+fn correcting_itself(all: &[&str]) -> bool {
+    let correction = all.iter().enumerate().any(|(i, x)| {
+        in_set(
+            x,
+            &[
+                "meant",
+                "mean",
+                "misread",
+                "mistake",
+                "mistaken",
+                "typo",
+                "oops",
+                "wait",
+                "correction",
+                "equivoque",
+                "equivoco",
+                "quise",
+                "corrijo",
+                "espera",
+                "perdon",
+                "confused",
+                "confundi",
+                "confundido",
+                "confundida",
+            ],
+        ) || (*x == "wrong"
+            && in_set(
+                at(all, i as isize + 1),
+                &["date", "day", "time", "dates", "days"],
+            ))
+    });
+    correction
+        && !all.iter().any(|x| {
+            in_set(x, MSG_NOUNS)
+                || in_set(x, SEND_VERBS)
+                || in_set(x, &["number", "person", "who", "quien", "numero"])
+        })
 }
 
 /// "stop texting me", "stop by", "can I stop my medication", "cancel my appointment".
@@ -1299,6 +1778,80 @@ fn stop_verb(w: &[&str], i: usize, all: &[&str], ctx: &InboundContext, ev: &mut 
         return;
     }
     let object = object_after(w, i);
+    let prev = at(w, ii - 1);
+    if !matches!(object, Object::Messages) {
+        // "I texted STOP by accident": the keyword is named, not sent.
+        if in_set(
+            prev,
+            &[
+                "texted",
+                "txted",
+                "sent",
+                "replied",
+                "typed",
+                "wrote",
+                "hit",
+                "pressed",
+                "answered",
+                "responded",
+                "mande",
+                "envie",
+                "escribi",
+                "puse",
+            ],
+        ) {
+            if all.iter().any(|x| {
+                in_set(
+                    x,
+                    &[
+                        "accidentally",
+                        "accident",
+                        "mistake",
+                        "mistakenly",
+                        "back",
+                        "again",
+                        "error",
+                        "querer",
+                    ],
+                )
+            }) {
+                ev.notes.push(Reason::rule(
+                    "ambiguous: a keyword named as sent by mistake",
+                ));
+            } else {
+                ev.review
+                    .push(Reason::rule("review: says they sent an opt-out keyword"));
+            }
+            return;
+        }
+        // "quit calling my work number": another channel.
+        if stops
+            && w[i + 1..]
+                .iter()
+                .take(2)
+                .any(|x| in_set(x, &["calling", "emailing", "mailing", "phoning", "ringing"]))
+        {
+            ev.review
+                .push(Reason::rule("review: revocation about calls or email"));
+            return;
+        }
+        // "I had to stop suddenly", "the doctor said stop": the patient's own stop, or reported.
+        let own = prev == "to"
+            && in_set(
+                at(w, ii - 2),
+                &["had", "have", "has", "needed", "got", "gotta"],
+            )
+            && !in_set(at(w, ii - 3), &["you", "u", "yall", "they"]);
+        let reported = in_set(prev, &["dijo", "dice", "dicen", "dijeron", "says", "told"])
+            || (prev == "said"
+                && !in_set(at(w, ii - 2), &["i", "ive", "id", "already", "just", "we"]));
+        if own || reported || prev == "gotta" {
+            ev.notes.push(Reason::rule(
+                "ambiguous: the patient stops something, or reports a stop",
+            ));
+            return;
+        }
+    }
     if !matches!(object, Object::Messages) && all.iter().any(|x| in_set(x, CARE_WORDS)) {
         ev.notes.push(Reason::rule(
             "ambiguous: 'stop' about care, medication or billing",
@@ -1316,7 +1869,23 @@ fn stop_verb(w: &[&str], i: usize, all: &[&str], ctx: &InboundContext, ev: &mut 
                 .take(6)
                 .filter(|x| in_set(x, MSG_NOUNS))
                 .all(|x| *x == "reminders");
-            if word == "pause" || (!stops && reminder_only) {
+            // "stop texting my mom": someone else's texts.
+            let someone_else = w[i + 1..].windows(3).take(3).any(|p| {
+                (in_set(p[0], SEND_VERBS) || es_send_verb(p[0]))
+                    && in_set(p[1], &["my", "mi", "our"])
+                    && in_set(
+                        p[2],
+                        &[
+                            "mom", "mother", "dad", "father", "wife", "husband", "son", "daughter",
+                            "kid", "kids", "child", "mama", "papa", "esposa", "esposo", "hijo",
+                            "hija", "grandma", "grandpa",
+                        ],
+                    )
+            });
+            if someone_else {
+                ev.review
+                    .push(Reason::rule("review: revocation for someone else's number"));
+            } else if word == "pause" || (!stops && reminder_only) {
                 ev.review
                     .push(Reason::rule("review: pause or cancel of reminders"));
             } else {
@@ -1476,6 +2045,8 @@ fn off_the_list(w: &[&str], i: usize, ev: &mut Evidence) {
     let passive = in_set(w[i], &["removed", "taken", "deleted", "unsubscribed"]);
     let (who_end, is_me) = match next {
         _ if passive => (i, true),
+        // "remove from list": the sender is meant.
+        "from" if in_set(w[i], &["remove", "delete"]) => (i, true),
         "me" => (i + 1, true),
         "my" | "this" | "our"
             if in_set(
@@ -1503,13 +2074,33 @@ fn off_the_list(w: &[&str], i: usize, ev: &mut Evidence) {
     if matches!(w[i], "get" | "take") && !has_prep {
         return;
     }
-    if dest
-        .iter()
-        .take(5)
-        .any(|x| in_set(x, NOT_THE_TEXTING_LIST) || in_set(x, CARE_WORDS))
+    // "the cancellation list", "the call list": a list named by something other than texts.
+    let named_list = dest.iter().take(5).enumerate().any(|(n, x)| {
+        in_set(x, &["list", "lista"])
+            && n > 0
+            && !in_set(dest[n - 1], GAP)
+            && !in_set(dest[n - 1], MSG_NOUNS)
+            && !in_set(dest[n - 1], TEXTING_LIST)
+            && !in_set(
+                dest[n - 1],
+                &["contact", "reminder", "sms", "texting", "de"],
+            )
+    });
+    let for_a_day = dest
+        .windows(2)
+        .any(|p| p[0] == "for" && in_set(p[1], APPOINTMENT_WORDS));
+    if for_a_day
+        || dest
+            .iter()
+            .take(5)
+            .any(|x| in_set(x, NOT_THE_TEXTING_LIST) || in_set(x, CARE_WORDS))
     {
         ev.notes.push(Reason::rule(
             "ambiguous: a list other than texting (wait list)",
+        ));
+    } else if named_list {
+        ev.review.push(Reason::rule(
+            "review: remove me from a list named otherwise",
         ));
     } else if dest.is_empty()
         || dest.iter().all(|x| in_set(x, FILLER))
@@ -1580,6 +2171,24 @@ fn spanish_rules(w: &[&str], ev: &mut Evidence) {
                         .push(Reason::rule("ambiguous: 'parar' followed by a place"));
                     continue;
                 }
+                // "dejen de molestarme": like "don't bother me".
+                let next_verb = at(w, ii + 2);
+                if at(w, ii + 1) == "de" && next_verb.starts_with("molest") {
+                    ev.review
+                        .push(Reason::rule("review: asks not to be bothered"));
+                    continue;
+                }
+                // "no puedo parar de toser": stopping an action of one's own, not our texts.
+                if (word.starts_with("par") || word.starts_with("deten"))
+                    && at(w, ii + 1) == "de"
+                    && object.is_none()
+                    && ["ar", "er", "ir"].iter().any(|e| next_verb.ends_with(e))
+                {
+                    ev.notes.push(Reason::rule(
+                        "ambiguous: 'parar de' an action that is not sending",
+                    ));
+                    continue;
+                }
                 match object {
                     Some(x) if in_set(x, CARE_WORDS) => ev.notes.push(Reason::rule(
                         "ambiguous: 'parar' about medication or health",
@@ -1596,11 +2205,89 @@ fn spanish_rules(w: &[&str], ev: &mut Evidence) {
             // "no me manden mas textos", "no me escriban".
             w_ if (not_before && in_set(w_, ES_DONT_SEND))
                 || (in_set(w_, &["sigan", "siga", "sigas"])
-                    && at(w, ii - 1) == "no"
+                    && not_before
                     && es_send_verb(at(w, ii + 1))) =>
             {
+                match object_scope(&w[i + 1..]) {
+                    Scope::Ours => ev
+                        .optout
+                        .push(Reason::rule("revocation phrase (es): no me manden")),
+                    Scope::Unrelated => ev.notes.push(Reason::rule(
+                        "ambiguous: 'no me manden' about papers or bills, not texts",
+                    )),
+                    Scope::OtherChannel | Scope::Unknown => ev.review.push(Reason::rule(
+                        "review: 'no me manden' with an object that is not texts",
+                    )),
+                }
+            }
+            // "dejenme en paz", "que me dejen tranquila".
+            w_ if ((w_.starts_with("dej") && w_.ends_with("me"))
+                || (in_set(w_, &["dejen", "deje", "dejes", "deja"]) && at(w, ii - 1) == "me"))
+                && (at(w, ii + 1) == "en" && at(w, ii + 2) == "paz"
+                    || at(w, ii + 1).starts_with("tranquil")) =>
+            {
+                if at(w, ii - 1) == "no" || at(w, ii - 2) == "no" {
+                    continue;
+                }
+                if w.iter().any(|x| x.starts_with("llama")) {
+                    ev.review
+                        .push(Reason::rule("review: revocation about calls"));
+                } else {
+                    ev.optout
+                        .push(Reason::rule("revocation phrase (es): dejenme en paz"));
+                }
+            }
+            // "retiro mi consentimiento", "revoco mi autorizacion".
+            w_ if ["retir", "revoc", "anul"].iter().any(|s| w_.starts_with(s))
+                && w[i + 1..].iter().take(3).any(|x| in_set(x, CONSENT_WORDS)) =>
+            {
+                let after = w[i + 1..]
+                    .iter()
+                    .position(|x| in_set(x, CONSENT_WORDS))
+                    .map_or(i + 1, |p| i + 2 + p);
+                consent_scope(&w[after..], at(w, ii - 1) == "no", ev);
+            }
+            // "ya no doy mi consentimiento", "no autorizo mensajes".
+            "doy" | "autorizo" | "acepto" if at(w, ii - 1) == "no" => {
+                let rest = &w[i + 1..];
+                if word != "doy" || rest.iter().take(3).any(|x| in_set(x, CONSENT_WORDS)) {
+                    let after = rest
+                        .iter()
+                        .position(|x| in_set(x, CONSENT_WORDS))
+                        .map_or(i + 1, |p| i + 2 + p);
+                    consent_scope(&w[after..], false, ev);
+                }
+            }
+            // "estoy harta de los mensajes".
+            "basta" | "fin" if w[i + 1..].iter().take(4).any(|x| in_set(x, MSG_NOUNS)) => {
                 ev.optout
-                    .push(Reason::rule("revocation phrase (es): no me manden"));
+                    .push(Reason::rule("revocation phrase (es): basta de mensajes"));
+            }
+            "molesten" | "molestes" | "moleste" if not_before => {
+                ev.review
+                    .push(Reason::rule("review: asks not to be bothered"));
+            }
+            // "ya no es mi numero".
+            "numero" if at(w, ii - 1) == "mi" && at(w, ii - 2) == "es" && at(w, ii - 3) == "no" => {
+                ev.review.push(Reason::rule("review: wrong-number report"));
+            }
+            // "no me vuelvan a escribir", "nunca me vuelvan a mandar mensajes".
+            w_ if w_.starts_with("vuelv")
+                && w[i.saturating_sub(3)..i]
+                    .iter()
+                    .any(|x| in_set(x, &["no", "nunca", "jamas"]))
+                && at(w, ii + 1) == "a"
+                && es_send_verb(at(w, ii + 2)) =>
+            {
+                ev.optout.push(Reason::rule(
+                    "revocation phrase (es): no me vuelvan a mandar",
+                ));
+            }
+            "harto" | "harta" | "hartos" | "cansado" | "cansada" | "canse" | "harte" | "estuvo"
+                if w[i + 1..].iter().take(4).any(|x| in_set(x, MSG_NOUNS)) =>
+            {
+                ev.review
+                    .push(Reason::rule("review: complaint about the messages (es)"));
             }
             "llamen" | "llames" | "llame" if not_before => {
                 ev.review
@@ -1609,10 +2296,19 @@ fn spanish_rules(w: &[&str], ev: &mut Evidence) {
             // "no quiero recibir mas mensajes", "ya no deseo mensajes".
             "quiero" | "deseo" | "queremos" | "necesito" if at(w, ii - 1) == "no" => {
                 let rest = &w[i + 1..];
-                if rest
-                    .iter()
-                    .take(6)
-                    .any(|x| in_set(x, MSG_NOUNS) || es_send_verb(x))
+                let nothing = at(w, ii + 1).starts_with("recib")
+                    && (in_set(at(w, ii + 2), &["", "nada"])
+                        || (at(w, ii + 2) == "mas" && at(w, ii + 3).is_empty()));
+                // "ya no quiero estar en su lista" (not "en la lista de espera").
+                let listed = at(w, ii + 1) == "estar"
+                    && rest.iter().take(4).any(|x| *x == "lista")
+                    && !rest.iter().any(|x| in_set(x, NOT_THE_TEXTING_LIST));
+                if (nothing
+                    || listed
+                    || rest
+                        .iter()
+                        .take(6)
+                        .any(|x| in_set(x, MSG_NOUNS) || es_send_verb(x)))
                     && !rest
                         .iter()
                         .take(3)
@@ -1649,6 +2345,12 @@ fn spanish_rules(w: &[&str], ev: &mut Evidence) {
                 if !me || !lista {
                     continue;
                 }
+                // "no me quiten de la lista".
+                if w[i.saturating_sub(2)..i].contains(&"no") {
+                    ev.notes
+                        .push(Reason::rule("negated: 'no me quiten' is not a revocation"));
+                    continue;
+                }
                 if rest.iter().take(6).any(|x| in_set(x, NOT_THE_TEXTING_LIST)) {
                     ev.notes.push(Reason::rule(
                         "ambiguous: a list other than texting (wait list)",
@@ -1666,7 +2368,36 @@ fn spanish_rules(w: &[&str], ev: &mut Evidence) {
                     && ["dar", "den", "doy", "da", "di", "dame", "dem"]
                         .iter()
                         .any(|s| prev2.starts_with(s));
-                if dar || (prev == "la" && in_set(prev2, &["quiero", "pido", "solicito"])) {
+                let past = in_set(prev2, &["dio", "dieron", "di", "dimos"]);
+                let elsewhere = past
+                    && !w[i + 1..]
+                        .iter()
+                        .take(4)
+                        .any(|x| in_set(x, MSG_NOUNS) || in_set(x, &["lista", "mensaje"]))
+                    || w[i + 1..].iter().take(6).any(|x| {
+                        in_set(
+                            x,
+                            &[
+                                "trabajo",
+                                "chamba",
+                                "empleo",
+                                "laboral",
+                                "incapacidad",
+                                "escuela",
+                                "seguro",
+                                "aseguranza",
+                                "hospital",
+                                "ejercito",
+                            ],
+                        )
+                    });
+                if (dar || (prev == "la" && in_set(prev2, &["quiero", "pido", "solicito"])))
+                    && elsewhere
+                {
+                    ev.notes.push(Reason::rule(
+                        "ambiguous: 'de baja' from work or insurance (leave), not texts",
+                    ));
+                } else if dar || (prev == "la" && in_set(prev2, &["quiero", "pido", "solicito"])) {
                     ev.optout
                         .push(Reason::rule("revocation phrase (es): darme de baja"));
                 }
@@ -1697,8 +2428,15 @@ fn spanish_rules(w: &[&str], ev: &mut Evidence) {
                 ev.optout
                     .push(Reason::rule("revocation phrase (es): desuscribir"));
             }
-            "equivocado" | "equivocada"
-                if at(w, ii - 1) == "numero" || at(w, ii - 1) == "persona" =>
+            // "numero equivocado", "se equivocaron de numero", "ya no es de esa persona", "no
+            // conozco a esa persona".
+            "equivocado" | "equivocada" | "equivocaron" | "equivocados" | "equivoco"
+                if w.contains(&"numero") || at(w, ii - 1) == "persona" =>
+            {
+                ev.review.push(Reason::rule("review: wrong-number report"));
+            }
+            "persona"
+                if w.contains(&"numero") || w[..i].windows(2).any(|p| p == ["no", "conozco"]) =>
             {
                 ev.review.push(Reason::rule("review: wrong-number report"));
             }
@@ -1731,10 +2469,47 @@ fn optin_rules(w: &[&str], ev: &mut Evidence) {
                 ev.optin
                     .push(Reason::rule("opt-in phrase: start texting again"));
             }
+            // "how do I get my reminders back", "add me back to the list".
+            "back"
+                if !w[..i].iter().any(|x| in_set(x, NEGATIONS))
+                    && at(w, ii + 1) != "to"
+                    && ((w[i.saturating_sub(3)..i]
+                        .iter()
+                        .any(|x| in_set(x, MSG_NOUNS) || *x == "reminder")
+                        && w[..i]
+                            .iter()
+                            .any(|x| in_set(x, &["get", "want", "receive", "have", "turn"])))
+                        || (at(w, ii - 1) == "me"
+                            && in_set(at(w, ii - 2), &["add", "put", "sign", "subscribe"]))) =>
+            {
+                ev.optin
+                    .push(Reason::rule("opt-in phrase: get the texts back"));
+            }
             "opt" | "sign"
                 if at(w, ii + 1) == "me" && at(w, ii + 2) == "back" && at(w, ii + 3) == "in" =>
             {
                 ev.optin.push(Reason::rule("opt-in phrase: opt me back in"));
+            }
+            // "quiero volver a recibir los mensajes", "vuelvan a mandarme textos".
+            w_ if w_.starts_with("volv")
+                || w_.starts_with("vuelv")
+                || w_.starts_with("reactiv")
+                || w_ == "activar" =>
+            {
+                let rest = &w[i + 1..];
+                let sends = rest
+                    .iter()
+                    .take(3)
+                    .any(|x| es_send_verb(x) || x.starts_with("recibir") || in_set(x, MSG_NOUNS));
+                let msgs = rest.iter().take(6).any(|x| in_set(x, MSG_NOUNS));
+                let refused = w[i.saturating_sub(3)..i]
+                    .iter()
+                    .any(|x| in_set(x, &["no", "nunca", "jamas"]));
+                if sends && msgs && !refused {
+                    ev.optin.push(Reason::rule(
+                        "opt-in phrase (es): volver a recibir mensajes",
+                    ));
+                }
             }
             "recibir"
                 if in_set(at(w, ii - 1), &["quiero", "deseo"])
@@ -1885,9 +2660,10 @@ mod tests {
             assert_eq!(got.intent, Intent::Other, "{text:?}");
             assert!(got.reasons[0].as_str().contains("reminder"));
         }
-        // "Sí" is never an opt-in (see the module documentation).
-        for text in ["S\u{00ED}", "si", "SI!"] {
-            assert_intent(text, &NONE, Intent::Other, false);
+        // "Sí" is an opt-in for staff to confirm, and never one after a reminder.
+        for text in ["S\u{00ED}", "si", "SI!", "s\u{00ED} por favor"] {
+            assert_intent(text, &NONE, Intent::OptIn, true);
+            assert_intent(text, &REMINDER, Intent::Other, false);
         }
         // ALTA is one letter from ALTO: never an opt-in.
         assert_ne!(intent("ALTA"), Intent::OptIn);
@@ -1944,10 +2720,200 @@ mod tests {
             ("Necesito cancelar mi cita", NONE),
             ("no dejen de mandarme recordatorios", NONE),
             ("No me mandaron el recordatorio", NONE),
+            ("Can I get my reminder texts back to English?", NONE),
+            ("me pueden volver a mandar el enlace?", NONE),
+            ("I'm done with the fasting, can I eat?", NONE),
+            ("Who else can pick up my prescription?", NONE),
+            ("no kiero la vacuna", NONE),
+            ("fin de mes pago", NONE),
+            ("retiro mi receta ma\u{00F1}ana", NONE),
         ] {
             let got = classify(text, &ctx);
             assert_ne!(got.intent, Intent::OptOut, "{text:?}: {:?}", got.reasons);
         }
+    }
+
+    #[test]
+    fn texting_and_phonetic_spellings() {
+        for text in [
+            "stawp",
+            "Stahhp!!",
+            "stoup",
+            "stohp texting me",
+            "ya no kiero recibir mensajes",
+        ] {
+            assert_intent(text, &NONE, Intent::OptOut, false);
+        }
+        // Two letters off a keyword: review, not an opt-out.
+        for text in ["unsbscribe", "cancle", "revok"] {
+            assert_intent(text, &NONE, Intent::Other, true);
+        }
+        for text in ["step", "stamp it please", "stoop down"] {
+            assert_ne!(intent(text), Intent::OptOut, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn scope_of_opt_out_and_unsubscribe() {
+        assert_intent("opt me out of everything", &NONE, Intent::OptOut, false);
+        assert_intent(
+            "unsubscribe me from this list",
+            &NONE,
+            Intent::OptOut,
+            false,
+        );
+        assert_intent("opt out of the vaccine study?", &NONE, Intent::Other, false);
+        assert_intent(
+            "please unsubscribe me from the mailing, texts ok",
+            &NONE,
+            Intent::Other,
+            true,
+        );
+        assert_intent("stop calling my house", &NONE, Intent::Other, true);
+        assert_intent(
+            "no me envien el recibo por correo",
+            &NONE,
+            Intent::Other,
+            false,
+        );
+        assert_intent(
+            "Mi jefe me dio de baja en el trabajo",
+            &NONE,
+            Intent::Other,
+            false,
+        );
+    }
+
+    #[test]
+    fn spanish_revocations_and_opt_ins() {
+        for text in [
+            "revoco mi autorizaci\u{00F3}n para mensajes",
+            "d\u{00E9}jame en paz",
+            "quiero que me dejen tranquila",
+            "ya no autorizo que me manden textos",
+        ] {
+            assert_intent(text, &NONE, Intent::OptOut, false);
+        }
+        assert_intent(
+            "retiro mi consentimiento para compartir mis resultados",
+            &NONE,
+            Intent::Other,
+            true,
+        );
+        assert_intent(
+            "los dolores no me dejan en paz",
+            &NONE,
+            Intent::Other,
+            false,
+        );
+        assert_intent(
+            "pueden volver a mandarme los mensajes",
+            &NONE,
+            Intent::OptIn,
+            true,
+        );
+        assert_intent(
+            "no quiero volver a recibir mensajes",
+            &NONE,
+            Intent::OptOut,
+            false,
+        );
+    }
+
+    #[test]
+    fn vague_and_split_revocations() {
+        for text in [
+            "sto p",
+            "un subscribe",
+            "no me sigan mandando textos",
+            "basta de textos",
+        ] {
+            assert_intent(text, &NONE, Intent::OptOut, false);
+        }
+        assert_intent("nunca me vuelvan a escribir", &NONE, Intent::OptOut, false);
+        assert_intent("I no longer consent to texts", &NONE, Intent::OptOut, false);
+        for text in [
+            "go away",
+            "wrong #",
+            "FIN",
+            "no molesten",
+            "ya no es mi numero",
+        ] {
+            assert_intent(text, &NONE, Intent::Other, true);
+        }
+        // A keyword split or run on with a word is not a near keyword.
+        assert_intent("unsubscribe me", &NONE, Intent::OptOut, false);
+        assert_intent("cancel it", &NONE, Intent::Other, true);
+        assert_intent("take me off the recall list", &NONE, Intent::Other, true);
+        assert_intent("I don't agree with this bill", &NONE, Intent::Other, false);
+        assert_intent(
+            "el doctor me dio de baja 3 dias",
+            &NONE,
+            Intent::Other,
+            false,
+        );
+    }
+
+    #[test]
+    fn wrong_number_reports_and_negated_removals() {
+        for text in [
+            "I have never been a patient there",
+            "this phone belongs to someone else",
+            "se equivocaron de numero",
+            "no conozco a esa persona",
+        ] {
+            assert_intent(text, &NONE, Intent::Other, true);
+        }
+        assert_intent("no me quiten de la lista", &NONE, Intent::Other, false);
+        assert_intent("quitenme", &NONE, Intent::OptOut, false);
+        assert_intent("remove from list", &NONE, Intent::OptOut, false);
+        assert_intent(
+            "ya no quiero estar en su lista",
+            &NONE,
+            Intent::OptOut,
+            false,
+        );
+        assert_intent(
+            "no quiero recibir mas facturas en papel",
+            &NONE,
+            Intent::Other,
+            false,
+        );
+        assert_intent("I take back my permission", &NONE, Intent::OptOut, false);
+        assert_intent(
+            "stop texting my wife, text me instead",
+            &NONE,
+            Intent::Other,
+            true,
+        );
+    }
+
+    #[test]
+    fn interjections_and_mentions() {
+        assert_intent(
+            "STOP - wait, I misread the time",
+            &NONE,
+            Intent::Other,
+            true,
+        );
+        assert_intent("Stop, wrong number", &NONE, Intent::OptOut, false);
+        assert_intent(
+            "I sent STOP by mistake, can I have my texts back",
+            &NONE,
+            Intent::OptIn,
+            true,
+        );
+        assert_intent("I texted STOP last week", &NONE, Intent::Other, true);
+        assert_intent("had to stop at the pharmacy", &NONE, Intent::Other, false);
+        assert_intent("so done with you people", &NONE, Intent::Other, true);
+        assert_intent(
+            "done with my antibiotics, now what",
+            &NONE,
+            Intent::Other,
+            false,
+        );
+        assert_intent("Cancelar", &REMINDER, Intent::Other, true);
+        assert_intent("Cancelar", &NONE, Intent::OptOut, false);
     }
 
     #[test]

@@ -1,7 +1,7 @@
-//! The inbound classifier's targets: opt-out recall >= 99% (a text sent to review counts as
-//! caught) and a false opt-out rate <= 5%, on the development set (data/inbound/dev.jsonl,
-//! written with the rules) and on the blind evaluation set (data/inbound/eval.jsonl) once it
-//! exists. The figures are printed with no text; only failing examples show theirs.
+//! The inbound classifier's targets (the issue's): opt-out recall >= 99% (a text sent to review
+//! counts as caught) and a false opt-out rate <= 5%, on the development set
+//! (data/inbound/dev.jsonl, written with the rules) and on the blind evaluation set
+//! (data/inbound/eval.jsonl). Either set missing or shrinking fails the test. The figures are printed with no text; only failing examples show theirs.
 
 use std::path::Path;
 
@@ -90,13 +90,10 @@ fn dev_set_meets_the_targets() {
     assert_eq!(scores.optin_accuracy(), 1.0, "{}", scores.summary());
 }
 
-/// Written blind by someone else and added later; until then there is nothing to check.
+/// Written blind by someone else (data/inbound/EVAL_README.md): the regression gate.
 #[test]
-fn eval_set_meets_the_targets_when_present() {
-    let path = data("eval.jsonl");
-    if !path.exists() {
-        println!("eval.jsonl: not present yet");
-        return;
-    }
-    check("eval.jsonl", &load(&path), 1);
+fn eval_set_meets_the_targets() {
+    let scores = check("eval.jsonl", &load(&data("eval.jsonl")), 374);
+    // HELP is a keyword answer: the blind set has no excuse for missing it either.
+    assert_eq!(scores.help_accuracy(), 1.0, "{}", scores.summary());
 }
