@@ -10,10 +10,11 @@
 //!   text) Salve confirms.
 //! - HELP gets the help text; START (or YES with no reminder awaiting) restores texting
 //!   notifications the patient had before, and is confirmed only when something was restored.
+//!   An opt-in the classifier marks for review changes nothing until staff decide; an unclear
+//!   opt-out is applied (revoking is the safe direction) and also reviewed.
 
 use crate::consent::{
-    ConsentEventInput, ConsentMethod, ConsentState, ConsentTextRef, sms_keyword_opt_in,
-    sms_opt_out,
+    ConsentEventInput, ConsentMethod, ConsentState, ConsentTextRef, sms_keyword_opt_in, sms_opt_out,
 };
 use crate::keywords::{
     self, Classification, InboundContext, Intent, twilio_default_help_keyword,
@@ -77,6 +78,9 @@ pub fn react(text: &str, ctx: &InboundContext, provider: &ProviderFacts) -> Reac
             Some(SystemMessageKind::HelpReply),
             provider_matched(provider, "HELP", twilio_default_help_keyword(text)),
         ),
+        // An unclear opt-in ("Sí", "start texting me again?") waits for staff: texting
+        // someone who did not clearly ask again would break the opt-out.
+        Intent::OptIn if classification.review => (None, false),
         Intent::OptIn => (
             Some(SystemMessageKind::OptInConfirmation),
             provider_matched(provider, "START", twilio_default_opt_in_keyword(text)),
@@ -105,6 +109,7 @@ pub fn consent_events(
 ) -> Vec<ConsentEventInput> {
     match reaction.classification.intent {
         Intent::OptOut => sms_opt_out(state, opt_out_method(&reaction.classification)),
+        Intent::OptIn if reaction.classification.review => Vec::new(),
         Intent::OptIn => program_text
             .map(|text| sms_keyword_opt_in(state, text))
             .unwrap_or_default(),
@@ -135,8 +140,8 @@ pub fn confirm_opt_in(events_recorded: usize) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::consent::{ConsentAction, ConsentChannel, ConsentEvent, ConsentPurpose};
     use crate::ConsentEventId;
+    use crate::consent::{ConsentAction, ConsentChannel, ConsentEvent, ConsentPurpose};
 
     fn twilio_default() -> ProviderFacts {
         ProviderFacts {
@@ -153,7 +158,10 @@ mod tests {
     fn twilio_confirms_a_bare_english_stop_and_salve_records_it() {
         let r = react("STOP", &none(), &twilio_default());
         assert_eq!(r.reply, None);
-        assert_eq!(r.provider_replied, Some(SystemMessageKind::OptOutConfirmation));
+        assert_eq!(
+            r.provider_replied,
+            Some(SystemMessageKind::OptOutConfirmation)
+        );
         let r = react("  stop ", &none(), &twilio_default());
         assert_eq!(r.reply, None, "Twilio trims whitespace and ignores case");
     }
@@ -168,10 +176,17 @@ mod tests {
                 "{text}: {:?}",
                 r.classification
             );
-            assert_eq!(r.reply, Some(SystemMessageKind::OptOutConfirmation), "{text}");
+            assert_eq!(
+                r.reply,
+                Some(SystemMessageKind::OptOutConfirmation),
+                "{text}"
+            );
             assert_eq!(r.provider_replied, None, "{text}");
         }
-        assert_eq!(react("PARAR", &none(), &twilio_default()).language, Language::Es);
+        assert_eq!(
+            react("PARAR", &none(), &twilio_default()).language,
+            Language::Es
+        );
     }
 
     #[test]
@@ -182,7 +197,10 @@ mod tests {
         };
         let r = react("PARAR", &none(), &facts);
         assert_eq!(r.reply, None, "the provider said it handled this one");
-        assert_eq!(r.provider_replied, Some(SystemMessageKind::OptOutConfirmation));
+        assert_eq!(
+            r.provider_replied,
+            Some(SystemMessageKind::OptOutConfirmation)
+        );
         // Advanced Opt-Out with custom keywords says nothing for a text it did not match.
         let facts = ProviderFacts {
             handles_opt_out_keywords: true,
@@ -200,7 +218,11 @@ mod tests {
         assert_eq!(r.reply, Some(SystemMessageKind::OptOutConfirmation));
         let r = react("HELP", &none(), &ProviderFacts::default());
         assert_eq!(r.reply, Some(SystemMessageKind::HelpReply));
-        let r = react("cancel my appointment tuesday", &none(), &ProviderFacts::default());
+        let r = react(
+            "cancel my appointment tuesday",
+            &none(),
+            &ProviderFacts::default(),
+        );
         assert_eq!(r.reply, None);
     }
 
@@ -245,11 +267,7 @@ mod tests {
                 .iter()
                 .all(|e| e.method == ConsentMethod::FreeTextRequest)
         );
-        assert!(
-            events
-                .iter()
-                .any(|e| e.channel == ConsentChannel::SmsPlain)
-        );
+        assert!(events.iter().any(|e| e.channel == ConsentChannel::SmsPlain));
         let mut after = history.clone();
         for e in events {
             after.push(ConsentEvent::new(
@@ -265,6 +283,13 @@ mod tests {
         assert_eq!(events.len(), 1, "{events:?}");
         assert_eq!(events[0].channel, ConsentChannel::SmsNotify);
         assert!(confirm_opt_in(events.len()));
+        // An unclear opt-in grants nothing: staff review it.
+        let unclear = react("Sí", &none(), &ProviderFacts::default());
+        if unclear.classification.intent == Intent::OptIn {
+            assert!(unclear.classification.review);
+            assert!(consent_events(&unclear, &state, Some(&program())).is_empty());
+            assert_eq!(unclear.reply, None);
+        }
         // Someone who never consented: START grants nothing and is not confirmed.
         let nobody = ConsentState::from_history(&[]);
         assert!(consent_events(&start, &nobody, Some(&program())).is_empty());

@@ -78,7 +78,10 @@ fn one(field: &str, expected: impl Into<String>) -> Vec<FieldError> {
     vec![FieldError::new(field, expected)]
 }
 
-fn twilio(settings: TwilioSettings, wiring: &Wiring<'_>) -> Result<TwilioProvider, Vec<FieldError>> {
+fn twilio(
+    settings: TwilioSettings,
+    wiring: &Wiring<'_>,
+) -> Result<TwilioProvider, Vec<FieldError>> {
     let auth = match (settings.api_key_sid, settings.api_key_secret) {
         (Some(sid), Some(secret)) => TwilioAuth::ApiKey {
             sid,
@@ -102,7 +105,11 @@ fn twilio(settings: TwilioSettings, wiring: &Wiring<'_>) -> Result<TwilioProvide
             ));
         }
     };
-    let webhook_signing = match settings.signature_algorithm.as_deref().unwrap_or("hmac-sha1") {
+    let webhook_signing = match settings
+        .signature_algorithm
+        .as_deref()
+        .unwrap_or("hmac-sha1")
+    {
         "hmac-sha1" => WebhookSigning {
             algorithm: SignatureAlgorithm::HmacSha1,
             secret: settings.auth_token.into(),
@@ -111,7 +118,12 @@ fn twilio(settings: TwilioSettings, wiring: &Wiring<'_>) -> Result<TwilioProvide
             algorithm: SignatureAlgorithm::HmacSha256,
             secret: settings
                 .signing_key
-                .ok_or_else(|| one("credentials.signing_key", "the SharedKey secret for hmac-sha256"))?
+                .ok_or_else(|| {
+                    one(
+                        "credentials.signing_key",
+                        "the SharedKey secret for hmac-sha256",
+                    )
+                })?
                 .into(),
         },
         _ => {
@@ -129,7 +141,10 @@ fn twilio(settings: TwilioSettings, wiring: &Wiring<'_>) -> Result<TwilioProvide
     TwilioProvider::new(config).map_err(|e| one("credentials", e.to_string()))
 }
 
-fn telnyx(settings: TelnyxSettings, wiring: &Wiring<'_>) -> Result<TelnyxProvider, Vec<FieldError>> {
+fn telnyx(
+    settings: TelnyxSettings,
+    wiring: &Wiring<'_>,
+) -> Result<TelnyxProvider, Vec<FieldError>> {
     let sender = match (settings.messaging_profile_id, wiring.numbers.first()) {
         (Some(profile), _) => TelnyxSender::MessagingProfile(profile),
         (None, Some(number)) => TelnyxSender::From(number.clone()),
@@ -210,13 +225,13 @@ pub fn build(
             Ok(Some(Arc::new(provider)))
         }
         ProviderKind::Twilio => {
-            let settings: TwilioSettings = serde_json::from_value(credentials.clone())
-                .map_err(|e| field_errors(kind, &e))?;
+            let settings: TwilioSettings =
+                serde_json::from_value(credentials.clone()).map_err(|e| field_errors(kind, &e))?;
             Ok(Some(Arc::new(twilio(settings, wiring)?)))
         }
         ProviderKind::Telnyx => {
-            let settings: TelnyxSettings = serde_json::from_value(credentials.clone())
-                .map_err(|e| field_errors(kind, &e))?;
+            let settings: TelnyxSettings =
+                serde_json::from_value(credentials.clone()).map_err(|e| field_errors(kind, &e))?;
             Ok(Some(Arc::new(telnyx(settings, wiring)?)))
         }
     }

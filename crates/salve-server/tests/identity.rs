@@ -1039,8 +1039,16 @@ const LINK_ROUTES: &[(&str, &str, Option<&str>)] = &[
     ("GET", "/invite/{token}", None),
     ("GET", "/reset/{token}", None),
     // Provider webhooks: only the provider's signature opens them, never staff credentials.
-    ("POST", "/webhooks/twilio/{id}/inbound", Some(r#"{"MessageSid": "SM1"}"#)),
-    ("POST", "/webhooks/twilio/{id}/status", Some(r#"{"MessageSid": "SM1"}"#)),
+    (
+        "POST",
+        "/webhooks/twilio/{id}/inbound",
+        Some(r#"{"MessageSid": "SM1"}"#),
+    ),
+    (
+        "POST",
+        "/webhooks/twilio/{id}/status",
+        Some(r#"{"MessageSid": "SM1"}"#),
+    ),
     ("POST", "/webhooks/telnyx/{id}", Some(r#"{"data": {}}"#)),
     (
         "POST",

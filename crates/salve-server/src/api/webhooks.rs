@@ -7,11 +7,11 @@
 //! The handlers parse, verify and hand over: what a text means is `salve_core::inbound`, where
 //! it goes and what it changes is the store's.
 
+use axum::Extension;
 use axum::body::Bytes;
 use axum::extract::{OriginalUri, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::Extension;
 use salve_channels::{DeliveryStatus, InboundMessage, StatusUpdate, WebhookEvent, WebhookRequest};
 use salve_core::inbound::{self, ProviderFacts};
 use salve_core::keywords::InboundContext;
@@ -119,7 +119,9 @@ async fn receive(
         .config
         .public_url
         .as_deref()
-        .ok_or_else(|| ApiError::unavailable("webhooks need the server's public URL (--public-url)"))?
+        .ok_or_else(|| {
+            ApiError::unavailable("webhooks need the server's public URL (--public-url)")
+        })?
         .trim_end_matches('/');
     let signed_url = format!(
         "{public}{}",
@@ -136,7 +138,9 @@ async fn receive(
             .store
             .record_webhook_rejected(record.practice, id, signature_reason(&e), &ctx)
             .await?;
-        return Err(ApiError::forbidden("the webhook signature is missing or not valid"));
+        return Err(ApiError::forbidden(
+            "the webhook signature is missing or not valid",
+        ));
     }
     let content_type = headers
         .get(header::CONTENT_TYPE)
@@ -174,18 +178,14 @@ async fn inbound_text(
 ) -> Result<(), ApiError> {
     // One number belongs to one practice: a text to a number this provider does not hold here
     // is not ours to file.
-    if !record.numbers.is_empty() && !record.numbers.iter().any(|n| *n == message.to) {
+    if !record.numbers.is_empty() && !record.numbers.contains(&message.to) {
         return Err(ApiError::not_found("number"));
     }
     let facts = ProviderFacts {
         handles_opt_out_keywords: capabilities.handles_opt_out_keywords,
         opt_out_type: message.opt_out_type.clone(),
     };
-    let reaction = inbound::react(
-        message.body.expose(),
-        &InboundContext::default(),
-        &facts,
-    );
+    let reaction = inbound::react(message.body.expose(), &InboundContext::default(), &facts);
     let settings = state.store.messaging_settings(record.practice).await?;
     let fields = PracticeFields {
         sender_name: settings.sender_name,
@@ -232,7 +232,9 @@ async fn inbound_text(
                 .collect();
             let recorded: usize = consent.iter().map(|(_, e)| e.len()).sum();
             let reply = match reaction.reply {
-                Some(SystemMessageKind::OptInConfirmation) if !inbound::confirm_opt_in(recorded) => {
+                Some(SystemMessageKind::OptInConfirmation)
+                    if !inbound::confirm_opt_in(recorded) =>
+                {
                     None
                 }
                 Some(kind) => render_reply(kind),
@@ -243,7 +245,10 @@ async fn inbound_text(
                 consent,
                 reply,
                 provider_replied: reaction.provider_replied.map(|kind| {
-                    format!("{provider_name} answered with its own {} (not sent again by Salve)", kind.as_str().replace('_', " "))
+                    format!(
+                        "{provider_name} answered with its own {} (not sent again by Salve)",
+                        kind.as_str().replace('_', " ")
+                    )
                 }),
                 review: reaction.classification.review.then(|| {
                     reaction
