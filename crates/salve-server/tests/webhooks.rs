@@ -69,7 +69,11 @@ impl FakeTwilio {
             .unwrap()
             .iter()
             .filter(|form| form.iter().any(|(k, v)| k == "To" && v == to))
-            .filter_map(|form| form.iter().find(|(k, _)| k == "Body").map(|(_, v)| v.clone()))
+            .filter_map(|form| {
+                form.iter()
+                    .find(|(k, _)| k == "Body")
+                    .map(|(_, v)| v.clone())
+            })
             .collect()
     }
 }
@@ -146,7 +150,12 @@ fn inbound_form(sid: &str, body: &str) -> Vec<(String, String)> {
 }
 
 /// The signature Twilio's own validator computes; `None` when the peers are not installed.
-fn twilio_signature(secret: &str, url: &str, form: &[(String, String)], algorithm: &str) -> Option<String> {
+fn twilio_signature(
+    secret: &str,
+    url: &str,
+    form: &[(String, String)],
+    algorithm: &str,
+) -> Option<String> {
     let out = run_python(
         "twilio_validator.py",
         &json!([{"op": "sign", "secret": secret, "url": url, "params": form, "algorithm": algorithm}]),
@@ -156,13 +165,7 @@ fn twilio_signature(secret: &str, url: &str, form: &[(String, String)], algorith
 
 fn encode(form: &[(String, String)]) -> String {
     form.iter()
-        .map(|(k, v)| {
-            format!(
-                "{}={}",
-                percent(k),
-                percent(v)
-            )
-        })
+        .map(|(k, v)| format!("{}={}", percent(k), percent(v)))
         .collect::<Vec<_>>()
         .join("&")
 }
@@ -185,9 +188,14 @@ impl Setup {
     }
 
     /// Posts a form to a webhook with the given signature headers.
-    async fn post(&self, which: &str, form: &[(String, String)], headers: &[(&str, &str)]) -> common::Reply {
-        let mut req = Req::post(format!("/webhooks/twilio/{}/{which}", self.provider))
-            .form(&encode(form));
+    async fn post(
+        &self,
+        which: &str,
+        form: &[(String, String)],
+        headers: &[(&str, &str)],
+    ) -> common::Reply {
+        let mut req =
+            Req::post(format!("/webhooks/twilio/{}/{which}", self.provider)).form(&encode(form));
         for (k, v) in headers {
             req = req.header(k, *v);
         }
@@ -215,10 +223,15 @@ impl Setup {
 
     async fn thread(&self) -> Vec<Value> {
         let list = self
-            .api(Req::get(format!("/api/v1/conversations?patient={}", self.ana)))
+            .api(Req::get(format!(
+                "/api/v1/conversations?patient={}",
+                self.ana
+            )))
             .await;
         match list["conversations"][0]["id"].as_str() {
-            Some(id) => self.api(Req::get(format!("/api/v1/conversations/{id}"))).await["messages"]
+            Some(id) => self
+                .api(Req::get(format!("/api/v1/conversations/{id}")))
+                .await["messages"]
                 .as_array()
                 .unwrap()
                 .clone(),
@@ -237,8 +250,11 @@ impl Setup {
 
     /// A staff text to Ana, sent with the token.
     async fn send(&self, text: &str) -> Value {
-        self.api(Req::post(format!("/api/v1/patients/{}/messages", self.ana)).json(&json!({"text": text})))
-            .await
+        self.api(
+            Req::post(format!("/api/v1/patients/{}/messages", self.ana))
+                .json(&json!({"text": text})),
+        )
+        .await
     }
 
     async fn consent(&self) -> Value {
@@ -261,7 +277,10 @@ fn status_of(consent: &Value, channel: &str, purpose: &str) -> &'static str {
 async fn signatures_from_twilios_own_validator_and_replays() {
     for db in TestDatabase::all().await {
         let s = setup(db, json!({})).await;
-        let form = inbound_form("SM00000000000000000000000000000001", "Can I move my visit to Friday?");
+        let form = inbound_form(
+            "SM00000000000000000000000000000001",
+            "Can I move my visit to Friday?",
+        );
         let url = s.url("inbound");
         let Some(signature) = twilio_signature(AUTH_TOKEN, &url, &form, "HMAC_SHA1") else {
             return;
@@ -270,14 +289,24 @@ async fn signatures_from_twilios_own_validator_and_replays() {
         // Tampered: the body changed after signing.
         let mut tampered = form.clone();
         tampered[4].1 = "STOP".into();
-        let r = s.post("inbound", &tampered, &[("x-twilio-signature", &signature)]).await;
+        let r = s
+            .post("inbound", &tampered, &[("x-twilio-signature", &signature)])
+            .await;
         assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text);
         // Missing.
         let r = s.post("inbound", &form, &[]).await;
         assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text);
         // Signed for another URL (another provider's).
-        let other = twilio_signature(AUTH_TOKEN, &url.replace("/inbound", "/status"), &form, "HMAC_SHA1").unwrap();
-        let r = s.post("inbound", &form, &[("x-twilio-signature", &other)]).await;
+        let other = twilio_signature(
+            AUTH_TOKEN,
+            &url.replace("/inbound", "/status"),
+            &form,
+            "HMAC_SHA1",
+        )
+        .unwrap();
+        let r = s
+            .post("inbound", &form, &[("x-twilio-signature", &other)])
+            .await;
         assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text);
         // A stronger algorithm than this provider is pinned to is refused too: no negotiation.
         let sha256 = twilio_signature(AUTH_TOKEN, &url, &form, "HMAC_SHA256").unwrap();
@@ -287,7 +316,10 @@ async fn signatures_from_twilios_own_validator_and_replays() {
                 &form,
                 &[
                     ("x-twilio-signature", &sha256),
-                    ("x-twilio-webhooks-signature-settings", "algorithm=HMAC_SHA256"),
+                    (
+                        "x-twilio-webhooks-signature-settings",
+                        "algorithm=HMAC_SHA256",
+                    ),
                 ],
             )
             .await;
@@ -297,7 +329,9 @@ async fn signatures_from_twilios_own_validator_and_replays() {
         assert_eq!(count(&audit, "webhook.rejected", "denied"), 4);
 
         // Valid: the text lands in Ana's thread.
-        let r = s.post("inbound", &form, &[("x-twilio-signature", &signature)]).await;
+        let r = s
+            .post("inbound", &form, &[("x-twilio-signature", &signature)])
+            .await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.text);
         assert!(r.text.contains("<Response>"), "{}", r.text);
         let thread = s.thread().await;
@@ -307,7 +341,9 @@ async fn signatures_from_twilios_own_validator_and_replays() {
         assert_eq!(thread[0]["text"], "Can I move my visit to Friday?");
 
         // Replayed: 200, nothing new, audited.
-        let r = s.post("inbound", &form, &[("x-twilio-signature", &signature)]).await;
+        let r = s
+            .post("inbound", &form, &[("x-twilio-signature", &signature)])
+            .await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.text);
         assert_eq!(s.thread().await.len(), 1);
         let audit = s.w.app.practice_audit().await;
@@ -329,7 +365,9 @@ async fn a_provider_pinned_to_hmac_sha256_refuses_a_sha1_downgrade() {
         let Some(sha1) = twilio_signature(AUTH_TOKEN, &url, &form, "HMAC_SHA1") else {
             return;
         };
-        let r = s.post("inbound", &form, &[("x-twilio-signature", &sha1)]).await;
+        let r = s
+            .post("inbound", &form, &[("x-twilio-signature", &sha1)])
+            .await;
         assert_eq!(r.status, StatusCode::FORBIDDEN, "downgrade: {}", r.text);
         let sha256 = twilio_signature(SHARED_KEY, &url, &form, "HMAC_SHA256").unwrap();
         let r = s
@@ -338,7 +376,10 @@ async fn a_provider_pinned_to_hmac_sha256_refuses_a_sha1_downgrade() {
                 &form,
                 &[
                     ("x-twilio-signature", &sha256),
-                    ("x-twilio-webhooks-signature-settings", "algorithm=HMAC_SHA256"),
+                    (
+                        "x-twilio-webhooks-signature-settings",
+                        "algorithm=HMAC_SHA256",
+                    ),
                 ],
             )
             .await;
@@ -356,20 +397,36 @@ async fn bare_stop_through_twilio_is_confirmed_by_twilio_and_salve_records_it() 
         // A text is queued when STOP arrives: it is withdrawn, never sent.
         let queued = s.send(SAFE_TEXT).await;
         assert_eq!(queued["delivery"], "direct_sms", "{queued}");
-        if s.text("SM00000000000000000000000000000003", "STOP").await.is_none() {
+        if s.text("SM00000000000000000000000000000003", "STOP")
+            .await
+            .is_none()
+        {
             return;
         }
         assert_eq!(s.w.run_worker().await, 0);
-        assert!(s.twilio.bodies_to(ANA_PHONE).is_empty(), "Twilio confirmed; Salve sends nothing");
+        assert!(
+            s.twilio.bodies_to(ANA_PHONE).is_empty(),
+            "Twilio confirmed; Salve sends nothing"
+        );
         assert_eq!(s.status(&queued).await, "failed");
-        assert_eq!(status_of(&s.consent().await, "sms_plain", "care_messages"), "revoked");
+        assert_eq!(
+            status_of(&s.consent().await, "sms_plain", "care_messages"),
+            "revoked"
+        );
         let thread = s.thread().await;
         let recorded: Vec<_> = thread
             .iter()
             .filter(|m| m["direction"] == "system")
             .collect();
         assert_eq!(recorded.len(), 1, "{thread:?}");
-        assert!(recorded[0]["text"].as_str().unwrap().contains("twilio answered"), "{}", recorded[0]);
+        assert!(
+            recorded[0]["text"]
+                .as_str()
+                .unwrap()
+                .contains("twilio answered"),
+            "{}",
+            recorded[0]
+        );
     }
 }
 
@@ -380,21 +437,40 @@ async fn parar_and_stop_pls_are_confirmed_by_salve_once_even_at_night() {
         s.w.grant(&s.ana, "sms_plain", "care_messages").await;
         // 23:00 in Chicago.
         s.w.app.advance(time::Duration::hours(14));
-        if s.text("SM00000000000000000000000000000004", "PARAR").await.is_none() {
+        if s.text("SM00000000000000000000000000000004", "PARAR")
+            .await
+            .is_none()
+        {
             return;
         }
         assert_eq!(s.w.run_worker().await, 1);
         let sent = s.twilio.bodies_to(ANA_PHONE);
         assert_eq!(sent.len(), 1, "{sent:?}");
-        assert!(sent[0].contains("Ya no le enviaremos"), "the Spanish confirmation: {}", sent[0]);
+        assert!(
+            sent[0].contains("Ya no le enviaremos"),
+            "the Spanish confirmation: {}",
+            sent[0]
+        );
         assert!(sent[0].contains("(312) 555-0100"), "{}", sent[0]);
         assert_eq!(s.w.run_worker().await, 0);
-        assert_eq!(s.twilio.bodies_to(ANA_PHONE).len(), 1, "exactly one confirmation");
+        assert_eq!(
+            s.twilio.bodies_to(ANA_PHONE).len(),
+            1,
+            "exactly one confirmation"
+        );
 
-        s.text("SM00000000000000000000000000000005", "stop pls").await;
+        s.text("SM00000000000000000000000000000005", "stop pls")
+            .await;
         s.w.run_worker().await;
-        assert_eq!(s.twilio.bodies_to(ANA_PHONE).len(), 2, "stop pls is Salve's to confirm");
-        assert_eq!(status_of(&s.consent().await, "sms_plain", "care_messages"), "revoked");
+        assert_eq!(
+            s.twilio.bodies_to(ANA_PHONE).len(),
+            2,
+            "stop pls is Salve's to confirm"
+        );
+        assert_eq!(
+            status_of(&s.consent().await, "sms_plain", "care_messages"),
+            "revoked"
+        );
     }
 }
 
@@ -406,7 +482,10 @@ async fn quiet_hours_hold_ordinary_texts_but_not_confirmations() {
         s.w.app.advance(time::Duration::hours(14)); // 23:00 in Chicago
         let late = s.send(SAFE_TEXT).await;
         s.w.run_worker().await;
-        assert!(s.twilio.bodies_to(ANA_PHONE).is_empty(), "held until morning");
+        assert!(
+            s.twilio.bodies_to(ANA_PHONE).is_empty(),
+            "held until morning"
+        );
         assert_eq!(s.status(&late).await, "queued");
         // 08:00 the next morning it goes.
         s.w.app.advance(time::Duration::hours(9));
@@ -421,15 +500,24 @@ async fn start_after_stop_restores_notifications_and_cancel_opts_out() {
         let s = setup(db, json!({})).await;
         s.w.grant(&s.ana, "sms_notify", "care_messages").await;
         s.w.grant(&s.ana, "sms_plain", "care_messages").await;
-        if s.text("SM00000000000000000000000000000006", "stop").await.is_none() {
+        if s.text("SM00000000000000000000000000000006", "stop")
+            .await
+            .is_none()
+        {
             return;
         }
         let consent = s.consent().await;
-        assert_eq!(status_of(&consent, "sms_notify", "care_messages"), "revoked");
+        assert_eq!(
+            status_of(&consent, "sms_notify", "care_messages"),
+            "revoked"
+        );
         s.w.tick();
         s.text("SM00000000000000000000000000000007", "START").await;
         let consent = s.consent().await;
-        assert_eq!(status_of(&consent, "sms_notify", "care_messages"), "granted");
+        assert_eq!(
+            status_of(&consent, "sms_notify", "care_messages"),
+            "granted"
+        );
         assert_eq!(
             status_of(&consent, "sms_plain", "care_messages"),
             "revoked",
@@ -437,12 +525,22 @@ async fn start_after_stop_restores_notifications_and_cancel_opts_out() {
         );
         s.w.tick();
         s.text("SM00000000000000000000000000000008", "Cancel").await;
-        assert_eq!(status_of(&s.consent().await, "sms_notify", "care_messages"), "revoked");
+        assert_eq!(
+            status_of(&s.consent().await, "sms_notify", "care_messages"),
+            "revoked"
+        );
         // "cancel my appointment tuesday" is a message for staff, not an opt-out.
         s.w.tick();
         s.text("SM00000000000000000000000000000009", "START").await;
         s.w.tick();
-        s.text("SM00000000000000000000000000000010", "cancel my appointment tuesday").await;
-        assert_eq!(status_of(&s.consent().await, "sms_notify", "care_messages"), "granted");
+        s.text(
+            "SM00000000000000000000000000000010",
+            "cancel my appointment tuesday",
+        )
+        .await;
+        assert_eq!(
+            status_of(&s.consent().await, "sms_notify", "care_messages"),
+            "granted"
+        );
     }
 }

@@ -78,7 +78,11 @@ pub fn run_python(script: &str, cases: &serde_json::Value) -> Option<serde_json:
     use std::process::{Command, Stdio};
     let python = python()?;
     let mut child = Command::new(python)
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("peers").join(script))
+        .arg(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("peers")
+                .join(script),
+        )
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
