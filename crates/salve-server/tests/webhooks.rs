@@ -26,10 +26,13 @@ const SHARED_KEY: &str = "a-shared-key-for-hmac-sha256-webhooks";
 const OUR_NUMBER: &str = "+13125550100";
 const ANA_PHONE: &str = "+13125550142";
 
+/// One request's form fields, in order.
+type FormFields = Vec<(String, String)>;
+
 /// The Messages API of a fake Twilio: records every send's form, answers like Twilio.
 #[derive(Clone, Default)]
 struct FakeTwilio {
-    sent: Arc<Mutex<Vec<Vec<(String, String)>>>>,
+    sent: Arc<Mutex<Vec<FormFields>>>,
 }
 
 impl FakeTwilio {
