@@ -146,6 +146,8 @@ pub enum Action {
     WebhookRejected,
     /// A webhook already applied (a replay); nothing changed.
     WebhookDuplicate,
+    /// An admin listed what the local (demo) outbox sent.
+    OutboxRead,
 }
 
 impl Action {
@@ -218,6 +220,7 @@ impl Action {
             Self::AgreementExpired => "vendor.agreement.expired",
             Self::WebhookRejected => "webhook.rejected",
             Self::WebhookDuplicate => "webhook.duplicate",
+            Self::OutboxRead => "outbox.read",
         }
     }
 }

@@ -47,6 +47,9 @@ pub struct AppState {
     pub provider: Arc<dyn salve_channels::Provider>,
     /// The practices' configured providers.
     pub providers: Arc<channels::ProviderRegistry>,
+    /// The local outbox, when this server runs in demo or development mode (its sent messages
+    /// can be listed, and inbound texts and delivery reports simulated, by admins).
+    pub local_outbox: Option<Arc<salve_channels::LocalOutbox>>,
     /// The passkey relying party; `None` when the public URL cannot name one.
     pub webauthn: Option<Arc<webauthn_rs::Webauthn>>,
 }
@@ -71,11 +74,21 @@ impl AppState {
             )),
             provider: Arc::new(NoChannel),
             providers: Arc::default(),
+            local_outbox: None,
         }
     }
 
     pub fn with_provider(mut self, provider: Arc<dyn salve_channels::Provider>) -> Self {
         self.provider = provider;
+        self
+    }
+
+    /// Demo and development mode: the local outbox is the default channel, and admins can see
+    /// what it "sent" and simulate replies.
+    pub fn with_local_outbox(mut self, outbox: salve_channels::LocalOutbox) -> Self {
+        let outbox = Arc::new(outbox);
+        self.provider = outbox.clone();
+        self.local_outbox = Some(outbox);
         self
     }
 }

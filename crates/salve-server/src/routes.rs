@@ -14,8 +14,8 @@ use salve_store::SessionStage;
 
 use crate::AppState;
 use crate::api::{
-    account, consent, health, inbox_events, messages, oversight, passkeys, patients, portal,
-    portal_login, portal_messages, providers, session, teams, tokens, users, webhooks,
+    account, consent, health, inbox_events, messages, outbox, oversight, passkeys, patients,
+    portal, portal_login, portal_messages, providers, session, teams, tokens, users, webhooks,
 };
 use crate::auth::{self, Caller};
 use crate::context::ClientInfo;
@@ -364,6 +364,24 @@ fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
             "/api/v1/admin/providers/{id}/agreement",
             Op(ProviderManage),
             post(providers::renew_agreement),
+        ),
+        r(
+            Method::GET,
+            "/api/v1/admin/outbox",
+            Op(ProviderManage),
+            get(outbox::list),
+        ),
+        r(
+            Method::POST,
+            "/api/v1/admin/outbox/inbound",
+            Op(ProviderManage),
+            post(outbox::simulate_inbound),
+        ),
+        r(
+            Method::POST,
+            "/api/v1/admin/outbox/status",
+            Op(ProviderManage),
+            post(outbox::simulate_status),
         ),
         r(
             Method::POST,

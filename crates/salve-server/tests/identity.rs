@@ -1233,6 +1233,12 @@ fn templates() -> Vec<Template> {
         t(Method::POST, "/api/v1/admin/providers/{id}/agreement", 201).body(|_| {
             Some(json!({"vendor": "Our own relay", "basis": "self_operated", "attested_on": "2026-01-05"}))
         }),
+        // The local outbox (this test server runs with one): admins only.
+        t(Method::GET, "/api/v1/admin/outbox", 200),
+        t(Method::POST, "/api/v1/admin/outbox/inbound", 202)
+            .body(|_| Some(json!({"from": "+13125550177", "text": "Is the office open Saturday?"}))),
+        t(Method::POST, "/api/v1/admin/outbox/status", 404)
+            .body(|_| Some(json!({"id": uuid::Uuid::nil(), "status": "delivered"}))),
         // API tokens: admins only; a token cannot make tokens.
         t(Method::GET, "/api/v1/tokens", 200),
         t(Method::POST, "/api/v1/tokens", 201)

@@ -492,6 +492,27 @@ impl Store {
         Ok((direction == "system", patient_zone.unwrap_or(practice_zone)))
     }
 
+    /// The practice's jobs by id, with their message ids: which local-outbox records are
+    /// this practice's (the demo outbox directory is the server's).
+    pub async fn practice_job_messages(
+        &self,
+        practice: PracticeId,
+    ) -> Result<std::collections::HashMap<uuid::Uuid, MessageId>> {
+        let rows: Vec<(String, String)> =
+            sqlx::query_as("SELECT id, message_id FROM outbox_jobs WHERE practice_id = $1")
+                .bind(practice.to_string())
+                .fetch_all(&self.pool)
+                .await?;
+        rows.into_iter()
+            .map(|(job, message)| {
+                Ok((
+                    job.parse().map_err(|_| malformed())?,
+                    message.parse().map_err(|_| malformed())?,
+                ))
+            })
+            .collect()
+    }
+
     /// Counts of jobs by status (for metrics and tests; no content).
     pub async fn outbox_counts(&self) -> Result<Vec<(String, i64)>> {
         Ok(sqlx::query_as(

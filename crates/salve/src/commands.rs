@@ -196,7 +196,7 @@ async fn serve(
     let store = Arc::new(open_or_create(settings).await?);
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let outbox = local_outbox(settings, &store).await?;
-    let state = AppState::new(store.clone(), clock, config).with_provider(Arc::new(outbox));
+    let state = AppState::new(store.clone(), clock, config).with_local_outbox(outbox);
     let scheme = if serve.tls_cert.is_some() {
         "https"
     } else {
@@ -742,9 +742,26 @@ async fn demo(port: Option<u16>) -> anyhow::Result<ExitCode> {
     let mut config = ServerConfig::local(listen);
     config.audit_anchor = Some(dir.path().join("audit-anchor.jsonl"));
     config.checkpoint_interval = std::time::Duration::from_secs(30);
+    // A demo shows its texts at once, whatever the hour; `serve` keeps quiet hours.
+    config.quiet_hours = None;
+    // The practice's channel is the local outbox, so admins can simulate patients' replies.
+    store
+        .add_provider(
+            practice.id,
+            Actor::Cli,
+            &RequestContext::default(),
+            &salve_store::NewProvider {
+                kind: salve_core::vendors::ProviderKind::LocalOutbox,
+                label: "Demo outbox".into(),
+                credentials: salve_core::Sensitive::new("{}".into()),
+                numbers: Vec::new(),
+                agreement: None,
+            },
+        )
+        .await?;
     let outbox = local_outbox(&settings, &store).await?;
     let state =
-        AppState::new(store.clone(), Arc::new(SystemClock), config).with_provider(Arc::new(outbox));
+        AppState::new(store.clone(), Arc::new(SystemClock), config).with_local_outbox(outbox);
     let token_text = token.secret.as_str().to_owned();
     let data_dir = dir.path().display().to_string();
     salve_server::serve(state, shutdown_signal(), move |addr| {
@@ -758,6 +775,7 @@ async fn demo(port: Option<u16>) -> anyhow::Result<ExitCode> {
             admin_password.secret.as_str()
         );
         println!("  outbox:    salve outbox list --data-dir {data_dir}/data (texts and emails the demo \"sent\")");
+        println!("             or GET /api/v1/admin/outbox as the admin; POST /api/v1/admin/outbox/inbound simulates a patient's text");
         println!(
             "  try:       curl -H \"Authorization: Bearer {token_text}\" {url}/api/v1/patients"
         );

@@ -3,6 +3,7 @@ pub mod consent;
 pub mod health;
 pub mod inbox_events;
 pub mod messages;
+pub mod outbox;
 pub mod oversight;
 pub mod passkeys;
 pub mod patients;

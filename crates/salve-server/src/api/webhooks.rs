@@ -169,7 +169,7 @@ fn signature_reason(e: &salve_channels::SignatureError) -> &'static str {
     }
 }
 
-async fn inbound_text(
+pub(crate) async fn inbound_text(
     state: &AppState,
     record: &ProviderRecord,
     capabilities: salve_channels::Capabilities,
@@ -265,7 +265,7 @@ async fn inbound_text(
     Ok(())
 }
 
-async fn delivery(
+pub(crate) async fn delivery(
     state: &AppState,
     record: &ProviderRecord,
     update: StatusUpdate,

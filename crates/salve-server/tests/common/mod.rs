@@ -278,8 +278,7 @@ impl App {
             db.dir.path().join("outbox"),
             store.outbox_key().await.unwrap(),
         );
-        let state =
-            AppState::new(store.clone(), clock.clone(), cfg).with_provider(Arc::new(outbox));
+        let state = AppState::new(store.clone(), clock.clone(), cfg).with_local_outbox(outbox);
         Self {
             router: build_router(state),
             token: api_token(&store, practice).await,

@@ -47,7 +47,7 @@ impl World {
             app.clock.clone(),
             ServerConfig::local("127.0.0.1:0".parse().unwrap()),
         )
-        .with_provider(Arc::new(LocalOutbox::new(dir.clone(), key.clone())));
+        .with_local_outbox(LocalOutbox::new(dir.clone(), key.clone()));
         let outbox = LocalOutbox::new(dir, key);
         let (_, admin) = session(&app, Role::Admin).await;
         let (clinician_id, clinician) = session(&app, Role::Clinician).await;
