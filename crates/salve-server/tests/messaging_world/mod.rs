@@ -5,7 +5,6 @@
 //! `worker::run_once`.
 #![allow(dead_code)]
 
-use std::sync::Arc;
 
 use axum::http::{StatusCode, header};
 use salve_channels::{LocalOutbox, OutboxRecord};
