@@ -148,6 +148,12 @@ pub enum Action {
     WebhookDuplicate,
     /// An admin listed what the local (demo) outbox sent.
     OutboxRead,
+    /// Staff read the queue of texts not matched to one patient.
+    TriageRead,
+    /// Staff filed such a text in a patient's conversation.
+    TriageAttribute,
+    /// Staff decided a possible opt-out (revoked, or not an opt-out).
+    KeywordReview,
 }
 
 impl Action {
@@ -221,6 +227,9 @@ impl Action {
             Self::WebhookRejected => "webhook.rejected",
             Self::WebhookDuplicate => "webhook.duplicate",
             Self::OutboxRead => "outbox.read",
+            Self::TriageRead => "inbound.triage.read",
+            Self::TriageAttribute => "inbound.triage.attribute",
+            Self::KeywordReview => "inbound.review.decide",
         }
     }
 }

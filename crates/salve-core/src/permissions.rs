@@ -154,10 +154,13 @@ pub enum Operation {
     ProviderManage,
     /// See the practice's providers and agreements (no credentials): the BAA report.
     VendorRead,
+    /// Work the inbound queues: texts no single patient could be matched to (attribute them)
+    /// and possible opt-outs a person must decide.
+    InboundTriage,
 }
 
 impl Operation {
-    pub const ALL: [Operation; 27] = [
+    pub const ALL: [Operation; 28] = [
         Operation::PatientCreate,
         Operation::PatientRead,
         Operation::PatientList,
@@ -185,6 +188,7 @@ impl Operation {
         Operation::CatalogManage,
         Operation::ProviderManage,
         Operation::VendorRead,
+        Operation::InboundTriage,
     ];
 
     /// Operations whose resource is one patient (and so may be restricted).
@@ -271,6 +275,7 @@ const ROLE_TABLE: &[(Role, &[Operation])] = &[
             Op::CatalogManage,
             Op::ProviderManage,
             Op::VendorRead,
+            Op::InboundTriage,
         ],
     ),
     (
@@ -294,6 +299,7 @@ const ROLE_TABLE: &[(Role, &[Operation])] = &[
             Op::ConsentRead,
             Op::ConsentRecord,
             Op::CatalogRead,
+            Op::InboundTriage,
         ],
     ),
     (
@@ -315,6 +321,7 @@ const ROLE_TABLE: &[(Role, &[Operation])] = &[
             Op::ConsentRead,
             Op::ConsentRecord,
             Op::CatalogRead,
+            Op::InboundTriage,
         ],
     ),
     (

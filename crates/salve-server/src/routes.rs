@@ -14,8 +14,9 @@ use salve_store::SessionStage;
 
 use crate::AppState;
 use crate::api::{
-    account, consent, health, inbox_events, messages, outbox, oversight, passkeys, patients,
-    portal, portal_login, portal_messages, providers, session, teams, tokens, users, webhooks,
+    account, consent, health, inbound, inbox_events, messages, outbox, oversight, passkeys,
+    patients, portal, portal_login, portal_messages, providers, session, teams, tokens, users,
+    webhooks,
 };
 use crate::auth::{self, Caller};
 use crate::context::ClientInfo;
@@ -364,6 +365,30 @@ fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
             "/api/v1/admin/providers/{id}/agreement",
             Op(ProviderManage),
             post(providers::renew_agreement),
+        ),
+        r(
+            Method::GET,
+            "/api/v1/inbound/triage",
+            Op(InboundTriage),
+            get(inbound::triage),
+        ),
+        r(
+            Method::POST,
+            "/api/v1/inbound/triage/{id}/attribute",
+            Op(InboundTriage),
+            post(inbound::attribute),
+        ),
+        r(
+            Method::GET,
+            "/api/v1/inbound/reviews",
+            Op(InboundTriage),
+            get(inbound::reviews),
+        ),
+        r(
+            Method::POST,
+            "/api/v1/inbound/reviews/{id}",
+            Op(InboundTriage),
+            post(inbound::decide),
         ),
         r(
             Method::GET,

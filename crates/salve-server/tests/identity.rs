@@ -1116,6 +1116,11 @@ const RECORD_KINDS: &[(&str, &[Target])] = &[
         "/api/v1/admin/providers/{id}",
         &[Target::Own, Target::Other],
     ),
+    ("/api/v1/inbound/triage/{id}", &[Target::Own, Target::Other]),
+    (
+        "/api/v1/inbound/reviews/{id}",
+        &[Target::Own, Target::Other],
+    ),
     ("/api/v1/tokens/{id}", &[Target::Own, Target::Other]),
     (
         "/api/v1/secure-links/{id}",
@@ -1233,6 +1238,14 @@ fn templates() -> Vec<Template> {
         t(Method::POST, "/api/v1/admin/providers/{id}/agreement", 201).body(|_| {
             Some(json!({"vendor": "Our own relay", "basis": "self_operated", "attested_on": "2026-01-05"}))
         }),
+        // The inbound queues: every staff role works them (the ids name no item here, so
+        // whoever gets past authorization is told 404; tests/inbound_queues.rs does the work).
+        t(Method::GET, "/api/v1/inbound/triage", 200),
+        t(Method::POST, "/api/v1/inbound/triage/{id}/attribute", 404)
+            .body(|_| Some(json!({"patient_id": uuid::Uuid::nil()}))),
+        t(Method::GET, "/api/v1/inbound/reviews", 200),
+        t(Method::POST, "/api/v1/inbound/reviews/{id}", 404)
+            .body(|_| Some(json!({"decision": "not_opt_out"}))),
         // The local outbox (this test server runs with one): admins only.
         t(Method::GET, "/api/v1/admin/outbox", 200),
         t(Method::POST, "/api/v1/admin/outbox/inbound", 202)
@@ -1565,6 +1578,14 @@ async fn matrix_fixture(app: &App, admin: &str) -> Fixture {
             .unwrap()
             .to_string()
     };
+    for queue in [
+        "/api/v1/inbound/triage/{id}",
+        "/api/v1/inbound/reviews/{id}",
+    ] {
+        for target in [Target::Own, Target::Other] {
+            ids.insert((queue, target), uuid::Uuid::now_v7().to_string());
+        }
+    }
     let providers = "/api/v1/admin/providers/{id}";
     ids.insert((providers, Target::Own), provider(app.practice).await);
     ids.insert((providers, Target::Other), provider(app.other).await);

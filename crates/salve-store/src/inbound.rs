@@ -10,6 +10,7 @@ use salve_core::audit::{Action, Actor, AuditEvent, ChainScope, Outcome, RequestC
 use salve_core::consent::{ConsentEventInput, ConsentState};
 use salve_core::patient::ContactKind;
 use salve_core::permissions::ContentKind;
+use salve_core::permissions::Principal;
 use salve_core::{MessageId, PatientId, PracticeId, ProviderId, Sensitive};
 use salve_crypto::FieldAad;
 
@@ -18,6 +19,7 @@ use crate::messaging::{
     Direction, Medium, MessageChannel, MessageStatus, NewJob, OutboundPlan, conversation_event,
     record_change,
 };
+use crate::patients::check_practice;
 use crate::tx::WriteTx;
 use crate::{Result, Store, StoreError};
 
@@ -510,5 +512,355 @@ mod tests {
         assert!(!status_moves_forward(Failed, Delivered));
         assert!(!status_moves_forward(Sent, Sent));
         assert!(!status_moves_forward(Received, Delivered));
+    }
+}
+
+/// A text held for staff because no single patient could be matched to it.
+#[derive(Debug, Clone)]
+pub struct TriageItem {
+    pub id: String,
+    /// `unknown_sender` or `shared_number`.
+    pub reason: String,
+    pub intent: String,
+    pub from: Sensitive<String>,
+    pub text: Sensitive<String>,
+    pub received_at: i64,
+    /// Patients of the practice with this phone on file (a family's), visible to the caller.
+    pub candidates: Vec<PatientId>,
+}
+
+/// A possible opt-out waiting for a person.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeywordReview {
+    pub id: String,
+    pub patient: Option<PatientId>,
+    pub message: Option<MessageId>,
+    pub triage: Option<String>,
+    /// Rule names, never the text.
+    pub reasons: Vec<String>,
+    pub created_at: i64,
+}
+
+type TriageRow = (String, String, String, Vec<u8>, Vec<u8>, Vec<u8>, i64);
+
+impl Store {
+    /// The open triage queue, newest first, with the texts opened. Audited as one read.
+    pub async fn list_triage(
+        &self,
+        practice: PracticeId,
+        principal: &Principal,
+        ctx: &RequestContext,
+    ) -> Result<Vec<TriageItem>> {
+        check_practice(principal, practice)?;
+        let mut tx = self.begin().await?;
+        let keys = self.ring.practice_keys(&mut tx.tx, practice).await?;
+        let rows: Vec<TriageRow> = sqlx::query_as(
+            "SELECT id, reason, intent, sender_lookup, sender, body, received_at FROM inbound_triage \
+             WHERE practice_id = $1 AND attributed_at IS NULL ORDER BY received_at DESC, id LIMIT 200",
+        )
+        .bind(practice.to_string())
+        .fetch_all(&mut *tx.tx)
+        .await?;
+        let mut items = Vec::with_capacity(rows.len());
+        for (id, reason, intent, lookup, sender, body, received_at) in rows {
+            let open = |column: &str, sealed: &[u8]| {
+                keys.practice
+                    .open_string(FieldAad::new("inbound_triage", column, &id), sealed)
+            };
+            let ids: Vec<String> = sqlx::query_scalar(
+                "SELECT DISTINCT patient_id FROM contacts WHERE practice_id = $1 AND kind = 'phone' \
+                 AND lookup = $2 ORDER BY patient_id",
+            )
+            .bind(practice.to_string())
+            .bind(&lookup)
+            .fetch_all(&mut *tx.tx)
+            .await?;
+            let mut candidates = Vec::new();
+            for p in ids {
+                let p: PatientId = p.parse().map_err(|_| malformed("patient id"))?;
+                if self.visible(&mut tx.tx, practice, principal, p).await? {
+                    candidates.push(p);
+                }
+            }
+            items.push(TriageItem {
+                from: Sensitive::new(open("sender", &sender)?),
+                text: Sensitive::new(open("body", &body)?),
+                id,
+                reason,
+                intent,
+                received_at,
+                candidates,
+            });
+        }
+        tx.audit(AuditEvent {
+            scope: ChainScope::Practice(practice),
+            actor: principal.actor(),
+            action: Action::TriageRead,
+            targets: items.iter().map(|i| i.id.clone()).collect(),
+            outcome: Outcome::Success,
+            context: ctx.clone(),
+        });
+        tx.commit().await?;
+        Ok(items)
+    }
+
+    /// Files a triage text in a patient's main conversation (as the patient's inbound text,
+    /// sealed under their key) and closes the triage item. The caller must be allowed to
+    /// write to that patient's conversation.
+    pub async fn attribute_triage(
+        &self,
+        practice: PracticeId,
+        principal: &Principal,
+        ctx: &RequestContext,
+        id: &str,
+        patient: PatientId,
+        classify: impl FnOnce(&str) -> ContentKind,
+    ) -> Result<MessageId> {
+        check_practice(principal, practice)?;
+        let mut tx = self.begin().await?;
+        let row: Option<(Vec<u8>, String)> = sqlx::query_as(
+            "SELECT body, provider_message_id FROM inbound_triage WHERE id = $1 AND practice_id = $2 \
+             AND attributed_at IS NULL",
+        )
+        .bind(id)
+        .bind(practice.to_string())
+        .fetch_optional(&mut *tx.tx)
+        .await?;
+        let (sealed, provider_message_id) = row.ok_or(StoreError::NotFound)?;
+        self.guard_patient_in_team(
+            &mut tx.tx,
+            practice,
+            principal,
+            salve_core::permissions::Operation::MessageNote,
+            patient,
+            salve_core::permissions::TeamGate::Open,
+        )
+        .await?;
+        let keys = self.ring.practice_keys(&mut tx.tx, practice).await?;
+        let body = Sensitive::new(
+            keys.practice
+                .open_string(FieldAad::new("inbound_triage", "body", id), &sealed)?,
+        );
+        let now = tx.now_micros();
+        let conv = self
+            .main_conversation(&mut tx.tx, practice, patient, now)
+            .await?;
+        let plan = OutboundPlan {
+            direction: Direction::Inbound,
+            kind: classify(body.expose()),
+            body,
+            channel: MessageChannel::Sms,
+            route: None,
+            decision_json: None,
+            delivery: "sms".into(),
+            status: MessageStatus::Received,
+            status_reason: None,
+            legal_basis: None,
+            job: None,
+        };
+        let message = self
+            .insert_message(
+                &mut tx,
+                practice,
+                &conv,
+                &Actor::Patient(patient),
+                &[],
+                &plan,
+            )
+            .await?;
+        sqlx::query("UPDATE messages SET provider_message_id = $1 WHERE id = $2")
+            .bind(&provider_message_id)
+            .bind(message.to_string())
+            .execute(&mut *tx.tx)
+            .await?;
+        sqlx::query(
+            "UPDATE inbound_triage SET attributed_to = $1, attributed_at = $2 WHERE id = $3",
+        )
+        .bind(patient.to_string())
+        .bind(now)
+        .bind(id)
+        .execute(&mut *tx.tx)
+        .await?;
+        // A review raised on the triage text follows it to the patient.
+        sqlx::query(
+            "UPDATE keyword_reviews SET patient_id = $1, message_id = $2 WHERE triage_id = $3 AND patient_id IS NULL",
+        )
+        .bind(patient.to_string())
+        .bind(message.to_string())
+        .bind(id)
+        .execute(&mut *tx.tx)
+        .await?;
+        tx.audit(conversation_event(
+            practice,
+            principal.actor(),
+            ctx,
+            Action::TriageAttribute,
+            vec![patient.to_string(), message.to_string(), id.to_owned()],
+            Outcome::Success,
+        ));
+        tx.commit().await?;
+        self.inbox_changed();
+        Ok(message)
+    }
+
+    /// Open reviews of possible opt-outs, oldest first (ids and rule names only).
+    pub async fn open_keyword_reviews(&self, practice: PracticeId) -> Result<Vec<KeywordReview>> {
+        type Row = (
+            String,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            String,
+            i64,
+        );
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT id, patient_id, message_id, triage_id, reasons, created_at FROM keyword_reviews \
+             WHERE practice_id = $1 AND state = 'open' ORDER BY created_at, id",
+        )
+        .bind(practice.to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|(id, patient, message, triage, reasons, created_at)| {
+                Ok(KeywordReview {
+                    id,
+                    patient: patient
+                        .map(|p| p.parse().map_err(|_| malformed("patient id")))
+                        .transpose()?,
+                    message: message
+                        .map(|m| m.parse().map_err(|_| malformed("message id")))
+                        .transpose()?,
+                    triage,
+                    reasons: serde_json::from_str(&reasons)
+                        .map_err(|_| malformed("review reasons"))?,
+                    created_at,
+                })
+            })
+            .collect()
+    }
+
+    /// Decides a review. `revoke`: the events to record for its patient (an opt-out decided
+    /// by staff), and the confirmation to send to `reply_to`, all in one transaction with the
+    /// decision and its audit row. Reviews without a patient (an unattributed text) must be
+    /// attributed first.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn decide_keyword_review(
+        &self,
+        practice: PracticeId,
+        principal: &Principal,
+        ctx: &RequestContext,
+        id: &str,
+        revoke: Option<(
+            &(dyn Fn(&ConsentState) -> Vec<ConsentEventInput> + Sync),
+            Option<Sensitive<String>>,
+        )>,
+    ) -> Result<()> {
+        check_practice(principal, practice)?;
+        let mut tx = self.begin().await?;
+        let row: Option<(Option<String>, Option<String>)> = sqlx::query_as(
+            "SELECT patient_id, message_id FROM keyword_reviews WHERE id = $1 AND practice_id = $2 AND state = 'open'",
+        )
+        .bind(id)
+        .bind(practice.to_string())
+        .fetch_optional(&mut *tx.tx)
+        .await?;
+        let (patient, _message) = row.ok_or(StoreError::NotFound)?;
+        let patient: Option<PatientId> = patient
+            .map(|p| p.parse().map_err(|_| malformed("patient id")))
+            .transpose()?;
+        let state = if let Some((decide, reply)) = revoke {
+            let patient = patient.ok_or_else(|| {
+                StoreError::Invalid("attribute the text to a patient first".into())
+            })?;
+            self.record_consent_in(
+                &mut tx,
+                practice,
+                Recorder::Principal(principal),
+                ctx,
+                patient,
+                Some(&Sensitive::new(
+                    "an unclear text judged by staff to be an opt-out".into(),
+                )),
+                decide,
+            )
+            .await?;
+            if let Some(reply) = reply {
+                self.queue_reply_to_sender(&mut tx, practice, patient, reply)
+                    .await?;
+            }
+            "revoked"
+        } else {
+            "dismissed"
+        };
+        sqlx::query(
+            "UPDATE keyword_reviews SET state = $1, decided_at = $2, decided_by = $3 WHERE id = $4",
+        )
+        .bind(state)
+        .bind(tx.now_micros())
+        .bind(principal.actor().id())
+        .bind(id)
+        .execute(&mut *tx.tx)
+        .await?;
+        let mut targets = vec![id.to_owned(), state.to_owned()];
+        targets.extend(patient.map(|p| p.to_string()));
+        tx.audit(AuditEvent {
+            scope: ChainScope::Practice(practice),
+            actor: principal.actor(),
+            action: Action::KeywordReview,
+            targets,
+            outcome: Outcome::Success,
+            context: ctx.clone(),
+        });
+        tx.commit().await?;
+        self.inbox_changed();
+        Ok(())
+    }
+
+    /// Queues a system reply to the patient's first phone on file (the number their texts
+    /// come from).
+    async fn queue_reply_to_sender(
+        &self,
+        tx: &mut WriteTx<'_>,
+        practice: PracticeId,
+        patient: PatientId,
+        reply: Sensitive<String>,
+    ) -> Result<()> {
+        let key = self.ring.patient_key(&mut tx.tx, practice, patient).await?;
+        let phones = crate::patients::load_contacts(&mut tx.tx, practice, patient, &key).await?;
+        let Some(phone) = phones
+            .into_iter()
+            .find(|c| c.kind == ContactKind::Phone)
+            .map(|c| c.value)
+        else {
+            return Ok(());
+        };
+        let now = tx.now_micros();
+        let conv = self
+            .main_conversation(&mut tx.tx, practice, patient, now)
+            .await?;
+        let plan = OutboundPlan {
+            direction: Direction::System,
+            body: reply.clone(),
+            kind: ContentKind::Administrative,
+            channel: MessageChannel::Sms,
+            route: None,
+            decision_json: None,
+            delivery: "sms".into(),
+            status: MessageStatus::Queued,
+            status_reason: None,
+            legal_basis: None,
+            job: Some(NewJob {
+                medium: Medium::Sms,
+                recipient: phone,
+                body: reply,
+                purpose: None,
+                consent_channel: None,
+                legal_basis: None,
+                secure_link: None,
+            }),
+        };
+        self.insert_message(tx, practice, &conv, &Actor::System, &[], &plan)
+            .await?;
+        Ok(())
     }
 }

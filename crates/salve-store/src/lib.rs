@@ -48,8 +48,8 @@ pub use identity::{
     ThrottleState, UserAuth, UserProfile,
 };
 pub use inbound::{
-    DeliveryReport, InboundFacts, InboundOutcome, InboundReaction, InboundSms, ReportOutcome,
-    status_moves_forward,
+    DeliveryReport, InboundFacts, InboundOutcome, InboundReaction, InboundSms, KeywordReview,
+    ReportOutcome, TriageItem, status_moves_forward,
 };
 pub use links::{LinkInfo, PatientSession};
 pub use messaging::{

@@ -1,6 +1,7 @@
 pub mod account;
 pub mod consent;
 pub mod health;
+pub mod inbound;
 pub mod inbox_events;
 pub mod messages;
 pub mod outbox;

@@ -5,7 +5,6 @@
 //! `worker::run_once`.
 #![allow(dead_code)]
 
-
 use axum::http::{StatusCode, header};
 use salve_channels::{LocalOutbox, OutboxRecord};
 use salve_core::permissions::Role;
