@@ -543,6 +543,13 @@ pub struct KeywordReview {
 
 type TriageRow = (String, String, String, Vec<u8>, Vec<u8>, Vec<u8>, i64);
 
+/// A staff member's opt-out decision: the events to record from the patient's consent state,
+/// and the confirmation to text.
+pub type StaffOptOut<'a> = (
+    &'a (dyn Fn(&ConsentState) -> Vec<ConsentEventInput> + Sync),
+    Option<Sensitive<String>>,
+);
+
 impl Store {
     /// The open triage queue, newest first, with the texts opened. Audited as one read.
     pub async fn list_triage(
@@ -750,10 +757,7 @@ impl Store {
         principal: &Principal,
         ctx: &RequestContext,
         id: &str,
-        revoke: Option<(
-            &(dyn Fn(&ConsentState) -> Vec<ConsentEventInput> + Sync),
-            Option<Sensitive<String>>,
-        )>,
+        revoke: Option<StaffOptOut<'_>>,
     ) -> Result<()> {
         check_practice(principal, practice)?;
         let mut tx = self.begin().await?;
