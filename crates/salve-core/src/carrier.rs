@@ -83,8 +83,9 @@ pub struct PracticeMessaging<'a> {
     pub fields: &'a PracticeFields,
     pub consent: Option<&'a ConsentWording>,
     pub templates: &'a [NamedTemplate],
-    /// The practice's public address, for `{practice.portal_link}` and the sample secure link.
-    pub portal_url: &'a str,
+    /// The server's public address (no trailing slash needed), for `{practice.portal_link}`
+    /// and the sample secure link.
+    pub public_url: &'a str,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -250,10 +251,9 @@ pub fn checklist(
 ) -> RegistrationChecklist {
     let fields = practice.fields;
     let drafts = fields_for_drafts(fields);
-    let sample_link = format!(
-        "{}/p/SAMPLE-LINK-NOT-VALID",
-        practice.portal_url.trim_end_matches('/')
-    );
+    let base = practice.public_url.trim_end_matches('/');
+    let portal_url = format!("{base}/portal");
+    let sample_link = format!("{base}/p/SAMPLE-LINK-NOT-VALID");
     let mut items = Vec::new();
 
     // Messaging settings with the office phone.
@@ -341,7 +341,7 @@ pub fn checklist(
         .templates
         .iter()
         .filter_map(|t| {
-            template_sample(t, &drafts, practice.portal_url).map(|text| SampleMessage {
+            template_sample(t, &drafts, &portal_url).map(|text| SampleMessage {
                 purpose: format!("Saved reply: {}", t.name),
                 text,
                 source: SampleSource::Template,
@@ -634,7 +634,7 @@ mod tests {
                 fields: &fields,
                 consent: None,
                 templates: &[],
-                portal_url: PORTAL,
+                public_url: PORTAL,
             },
         );
         for key in [
@@ -671,7 +671,7 @@ mod tests {
                 fields: &fields,
                 consent: Some(&consent),
                 templates: &templates,
-                portal_url: PORTAL,
+                public_url: PORTAL,
             },
         );
         for i in &c.items {
@@ -730,7 +730,7 @@ mod tests {
                 fields: &fields,
                 consent: None,
                 templates: &templates,
-                portal_url: PORTAL,
+                public_url: PORTAL,
             },
         );
         assert!(
@@ -755,7 +755,7 @@ mod tests {
                 fields: &fields,
                 consent: Some(&consent),
                 templates: &[],
-                portal_url: PORTAL,
+                public_url: PORTAL,
             },
         );
         assert!(item(&c, "consent_text").done);
@@ -782,7 +782,7 @@ mod tests {
                 fields: &fields,
                 consent: None,
                 templates: &templates,
-                portal_url: PORTAL,
+                public_url: PORTAL,
             },
         );
         let name = item(&c, "sender_name");
@@ -800,7 +800,7 @@ mod tests {
                 fields: &fields,
                 consent: None,
                 templates: &[],
-                portal_url: PORTAL,
+                public_url: PORTAL,
             },
         );
         let keys: Vec<&str> = c.form_answers.iter().map(|a| a.key).collect();
