@@ -54,6 +54,7 @@ pub const OPT_OUT_KEYWORDS: &[&str] = &[
     "QUIT",
     "REVOKE",
     "OPTOUT",
+    "OPT OUT",
     "PARAR",
     "ALTO",
     "BAJA",
