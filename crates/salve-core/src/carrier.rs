@@ -14,6 +14,7 @@
 
 use serde::Serialize;
 
+use crate::outgoing::MAX_DIRECT_SEGMENTS;
 use crate::policy::{self, ClassifyContext, Route};
 use crate::system_messages::{self, Extra, Language, PracticeFields, SystemMessageKind};
 use crate::templates::{self, TemplateValues, Variable};
@@ -189,7 +190,9 @@ fn template_sample(
             sender_name: Some(fields.sender_name.clone()),
         },
     );
-    (decision.route == Route::Direct).then_some(rendered.text)
+    // A direct text too long for a few segments goes secure at send time (`outgoing`).
+    let fits = system_messages::sms_segments(&rendered.text) <= MAX_DIRECT_SEGMENTS;
+    (decision.route == Route::Direct && fits).then_some(rendered.text)
 }
 
 /// The practice's fields with bracketed stand-ins for those never filled in, so the draft
@@ -724,6 +727,11 @@ mod tests {
         let templates = vec![
             inactive,
             template("Broken", "Hi {patient.last_name}, please call the office."),
+            // Plain SMS would carry the wording, but not at this length (5 segments).
+            template(
+                "Long",
+                &"Please call the office when you get a chance. ".repeat(14),
+            ),
         ];
         let c = checklist(
             RegistrationKind::TollFree,
@@ -740,7 +748,22 @@ mod tests {
                 .all(|s| s.source == SampleSource::SystemMessage)
         );
         assert!(!item(&c, "sample_templates").done);
-        assert!(item(&c, "sample_templates").detail.starts_with("0 of 1"));
+        assert!(item(&c, "sample_templates").detail.starts_with("0 of 2"));
+        // The same wording in four segments is a sample.
+        let shorter = [template(
+            "Long",
+            &"Please call the office when you get a chance. ".repeat(12),
+        )];
+        let c = checklist(
+            RegistrationKind::TollFree,
+            &PracticeMessaging {
+                fields: &fields,
+                consent: None,
+                templates: &shorter,
+                public_url: PORTAL,
+            },
+        );
+        assert!(item(&c, "sample_templates").detail.starts_with("1 of 1"));
     }
 
     #[test]
