@@ -436,9 +436,9 @@ pub fn checklist(
         "Patients of {sender} opt in to texts on the practice's intake form (paper or \
          electronic), in the patient portal, or by telling staff, who record the consent with \
          the date, method and consent text version in the practice's messaging system. A \
-         patient who texted STOP can opt in again by texting START to {phone}.{consent_quote} \
-         Opting in is not a condition of care. After opting in, patients receive: \"{opt_in_text}\"",
-        phone = drafts.phone,
+         patient who texted STOP can opt in again by texting START to the practice's texting \
+         number.{consent_quote} Opting in is not a condition of care. After opting in, patients \
+         receive: \"{opt_in_text}\""
     );
 
     let mut form_answers = vec![
@@ -716,7 +716,7 @@ mod tests {
             c.opt_in_description
                 .contains("Reply HELP for help, STOP to opt out.")
         );
-        assert!(c.opt_in_description.contains("START to (312) 555-0100"));
+        assert!(c.opt_in_description.contains("texting START"));
     }
 
     #[test]
