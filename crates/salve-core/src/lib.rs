@@ -3,6 +3,7 @@
 //! No I/O, no async, no SQL: every rule here is testable in isolation.
 
 pub mod audit;
+pub mod carrier;
 pub mod clock;
 pub mod confidential;
 pub mod consent;

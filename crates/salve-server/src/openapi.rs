@@ -5,8 +5,9 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
 use utoipa::{Modify, OpenApi};
 
 use crate::api::{
-    account, consent, health, inbound, inbox_events, messages, outbox, oversight, passkeys,
-    patients, portal, portal_login, portal_messages, providers, session, teams, tokens, users,
+    account, carrier, consent, health, inbound, inbox_events, messages, outbox, oversight,
+    passkeys, patients, portal, portal_login, portal_messages, providers, session, teams, tokens,
+    users,
 };
 use crate::error::{Problem, ProblemField};
 
@@ -46,6 +47,7 @@ impl Modify for BearerAuth {
         providers::list, providers::create, providers::record_agreement, providers::renew_agreement,
         outbox::list, outbox::simulate_inbound, outbox::simulate_status,
         inbound::triage, inbound::attribute, inbound::reviews, inbound::decide,
+        carrier::checklist,
         account::invite, account::request_reset, account::set_password,
         tokens::list, tokens::create, tokens::revoke,
         messages::send, messages::preview, messages::list, messages::read, messages::create_topic, messages::note,
@@ -64,7 +66,8 @@ impl Modify for BearerAuth {
         oversight::BreakGlassBody, oversight::BreakGlassGranted, oversight::BreakGlassEntry, oversight::BreakGlassReport,
         oversight::GuidelinesView, oversight::GuidelinesBody, oversight::AcknowledgeBody, oversight::AcknowledgmentEntry,
         oversight::AcknowledgmentList, portal::SendLinkBody, portal::LinkSent, portal::BirthDateBody, portal::CodeBody,
-        portal::PortalStep, portal::PortalMe, portal_login::AccountBody, portal_login::PatientSignInBody, portal_login::PatientSignInStep, teams::TeamView, teams::TeamList, providers::AgreementBody, providers::AgreementCreated, providers::ProviderBody, providers::ProviderCreated, providers::AgreementView, providers::ProviderView, providers::ProviderList, inbound::TriageView, inbound::TriageList, inbound::AttributeBody, inbound::Attributed, inbound::ReviewView, inbound::ReviewList, inbound::ReviewDecision, outbox::OutboxEntry, outbox::OutboxList, outbox::SimulatedText, outbox::SimulatedStatus, teams::TeamBody, teams::MembersBody,
+        portal::PortalStep, portal::PortalMe, portal_login::AccountBody, portal_login::PatientSignInBody, portal_login::PatientSignInStep, teams::TeamView, teams::TeamList, providers::AgreementBody, providers::AgreementCreated, providers::ProviderBody, providers::ProviderCreated, providers::AgreementView, providers::ProviderView, providers::ProviderList, inbound::TriageView, inbound::TriageList, inbound::AttributeBody, inbound::Attributed, inbound::ReviewView, inbound::ReviewList, inbound::ReviewDecision, outbox::OutboxEntry, outbox::OutboxList, outbox::SimulatedText, outbox::SimulatedStatus, carrier::CarrierRegistrationView, carrier::ChecklistItemView,
+        carrier::SampleMessageView, carrier::FormAnswerView, teams::TeamBody, teams::MembersBody,
         teams::TeamCreated, account::InviteBody, account::Invited, account::ResetBody, account::ResetAccepted,
         account::PasswordBody, tokens::TokenView, tokens::TokenList, tokens::TokenBody, tokens::TokenCreated,
         messages::SendBody, messages::AttachmentUpload, messages::ReasonView, messages::PreviewView, messages::AttachmentView,

@@ -14,9 +14,9 @@ use salve_store::SessionStage;
 
 use crate::AppState;
 use crate::api::{
-    account, consent, health, inbound, inbox_events, messages, outbox, oversight, passkeys,
-    patients, portal, portal_login, portal_messages, providers, session, teams, tokens, users,
-    webhooks,
+    account, carrier, consent, health, inbound, inbox_events, messages, outbox, oversight,
+    passkeys, patients, portal, portal_login, portal_messages, providers, session, teams, tokens,
+    users, webhooks,
 };
 use crate::auth::{self, Caller};
 use crate::context::ClientInfo;
@@ -347,6 +347,12 @@ fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
             "/api/v1/admin/providers",
             Op(VendorRead),
             get(providers::list),
+        ),
+        r(
+            Method::GET,
+            "/api/v1/admin/carrier-registration",
+            Op(VendorRead),
+            get(carrier::checklist),
         ),
         r(
             Method::POST,

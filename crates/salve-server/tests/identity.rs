@@ -1229,6 +1229,7 @@ fn templates() -> Vec<Template> {
         t(Method::DELETE, "/api/v1/teams/{id}", 204),
         // Providers and agreements: admins manage them, auditors read the BAA report.
         t(Method::GET, "/api/v1/admin/providers", 200),
+        t(Method::GET, "/api/v1/admin/carrier-registration", 200),
         t(Method::POST, "/api/v1/admin/agreements", 201).body(|_| {
             Some(json!({"vendor": "Our own relay", "basis": "self_operated", "attested_on": "2026-01-05"}))
         }),
