@@ -100,9 +100,62 @@ impl QuietHours {
     }
 }
 
+/// Spacing of sends from one sender number (carriers throttle and filter a number that sends
+/// faster than its registration allows; 10DLC long codes: about one message a second). Each
+/// key (a sender number, or a provider with a fixed number) gets the next free slot. Not used
+/// when the provider picks the number from a pool (a Twilio Messaging Service), which paces
+/// itself.
+#[derive(Debug, Clone)]
+pub struct Pacer<K> {
+    interval_micros: i64,
+    next_free: std::collections::HashMap<K, i64>,
+}
+
+impl<K: std::hash::Hash + Eq> Pacer<K> {
+    /// `per_second` messages a second per key (at least one a minute).
+    pub fn new(per_second: f64) -> Self {
+        let per_second = per_second.clamp(1.0 / 60.0, 1000.0);
+        Self {
+            interval_micros: (1_000_000.0 / per_second).round() as i64,
+            next_free: std::collections::HashMap::new(),
+        }
+    }
+
+    /// Reserves the next slot for `key` at or after `now_micros`; returns when to send.
+    pub fn reserve(&mut self, key: K, now_micros: i64) -> i64 {
+        let slot = self
+            .next_free
+            .get(&key)
+            .map_or(now_micros, |&n| n.max(now_micros));
+        self.next_free.insert(key, slot + self.interval_micros);
+        slot
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_number_sends_once_a_second_and_numbers_do_not_wait_for_each_other() {
+        let mut pacer = Pacer::new(1.0);
+        let t0 = 5_000_000;
+        assert_eq!(pacer.reserve("+13125550100", t0), t0);
+        assert_eq!(pacer.reserve("+13125550100", t0), t0 + 1_000_000);
+        assert_eq!(pacer.reserve("+13125550100", t0 + 100), t0 + 2_000_000);
+        assert_eq!(pacer.reserve("+13125550101", t0), t0, "another number");
+        // After a quiet spell the number sends at once again.
+        assert_eq!(
+            pacer.reserve("+13125550100", t0 + 60_000_000),
+            t0 + 60_000_000
+        );
+        let mut fast = Pacer::new(4.0);
+        assert_eq!(fast.reserve(1, 0), 0);
+        assert_eq!(fast.reserve(1, 0), 250_000);
+        let mut absurd = Pacer::new(0.0);
+        assert_eq!(absurd.reserve(1, 0), 0);
+        assert_eq!(absurd.reserve(1, 0), 60_000_000, "at least one a minute");
+    }
 
     #[test]
     fn retries_back_off_exponentially_with_bounded_jitter() {

@@ -15,14 +15,25 @@ use crate::AppState;
 
 /// Providers built from their stored configuration, kept while the process runs. A changed
 /// configuration is a new provider row, so an id always means the same configuration.
-#[derive(Default)]
 pub struct ProviderRegistry {
     built: Mutex<HashMap<ProviderId, Arc<dyn Provider>>>,
+    pacer: Mutex<salve_core::delivery::Pacer<ProviderId>>,
+    epoch: tokio::time::Instant,
+}
+
+impl Default for ProviderRegistry {
+    fn default() -> Self {
+        Self::new(1.0)
+    }
 }
 
 /// What to do with a message now.
 pub enum Route {
-    Send(Arc<dyn Provider>),
+    /// Send; `paced`: the provider sends from a fixed number, whose sends are spaced.
+    Send {
+        provider: Arc<dyn Provider>,
+        paced: Option<ProviderId>,
+    },
     /// The provider's agreement does not cover today: keep the message queued.
     Hold {
         provider: Box<ProviderRecord>,
@@ -31,6 +42,28 @@ pub enum Route {
 }
 
 impl ProviderRegistry {
+    /// `sms_per_second`: how many texts one sender number may send a second.
+    pub fn new(sms_per_second: f64) -> Self {
+        Self {
+            built: Mutex::default(),
+            pacer: Mutex::new(salve_core::delivery::Pacer::new(sms_per_second)),
+            epoch: tokio::time::Instant::now(),
+        }
+    }
+
+    /// Waits for the sender's next free slot (wall-clock time: carriers count real seconds).
+    pub async fn pace(&self, sender: ProviderId) {
+        let now = self.epoch.elapsed().as_micros() as i64;
+        let at = self
+            .pacer
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .reserve(sender, now);
+        if at > now {
+            tokio::time::sleep(std::time::Duration::from_micros((at - now) as u64)).await;
+        }
+    }
+
     /// The route for a practice's message on `medium`.
     pub async fn route(
         &self,
@@ -39,7 +72,10 @@ impl ProviderRegistry {
         medium: Medium,
     ) -> anyhow::Result<Route> {
         let Some(record) = state.store.enabled_provider(practice, medium).await? else {
-            return Ok(Route::Send(state.provider.clone()));
+            return Ok(Route::Send {
+                provider: state.provider.clone(),
+                paced: None,
+            });
         };
         let today = state.store.practice_today(practice).await?;
         let coverage = record.coverage(today);
@@ -49,7 +85,12 @@ impl ProviderRegistry {
                 coverage,
             });
         }
-        Ok(Route::Send(self.build(state, &record)?))
+        let provider = self.build(state, &record)?;
+        let paced = (medium == Medium::Sms
+            && record.kind != ProviderKind::LocalOutbox
+            && !provider.capabilities().picks_sender_number)
+            .then_some(record.id);
+        Ok(Route::Send { provider, paced })
     }
 
     /// The provider a stored record describes, built once.

@@ -41,6 +41,9 @@ pub struct ServerConfig {
     pub outbox_poll: Duration,
     /// When non-urgent texts wait (in each patient's time zone); `None`: never.
     pub quiet_hours: Option<salve_core::delivery::QuietHours>,
+    /// Texts one sender number may send a second (not applied when the provider picks the
+    /// number from a pool).
+    pub sms_per_second_per_number: f64,
     /// How often a live-update stream re-checks its session (expiry, revocation).
     pub stream_session_check: Duration,
     /// A live-update stream is closed after this long; the client reconnects (and is
@@ -62,6 +65,7 @@ impl ServerConfig {
             checkpoint_interval: Duration::from_secs(60),
             outbox_poll: Duration::from_secs(5),
             quiet_hours: Some(salve_core::delivery::QuietHours::default()),
+            sms_per_second_per_number: 1.0,
             stream_session_check: Duration::from_secs(5),
             stream_max_lifetime: Duration::from_secs(30 * 60),
             max_body_bytes: 64 * 1024,

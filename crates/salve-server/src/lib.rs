@@ -56,6 +56,7 @@ pub struct AppState {
 
 impl AppState {
     pub fn new(store: Arc<Store>, clock: Arc<dyn Clock>, config: ServerConfig) -> Self {
+        let sms_per_second = config.sms_per_second_per_number;
         let webauthn = match api::passkeys::relying_party(&config) {
             Ok(w) => Some(Arc::new(w)),
             Err(e) => {
@@ -73,7 +74,7 @@ impl AppState {
                 std::thread::available_parallelism().map_or(2, |n| n.get()),
             )),
             provider: Arc::new(NoChannel),
-            providers: Arc::default(),
+            providers: Arc::new(channels::ProviderRegistry::new(sms_per_second)),
             local_outbox: None,
         }
     }

@@ -144,7 +144,12 @@ pub async fn run_once(state: &AppState, worker: &str) -> anyhow::Result<usize> {
                 .route(state, job.practice, job.medium)
                 .await?
             {
-                Route::Send(provider) => provider,
+                Route::Send { provider, paced } => {
+                    if let Some(sender) = paced {
+                        state.providers.pace(sender).await;
+                    }
+                    provider
+                }
                 Route::Hold { provider, coverage } => {
                     alert_expiry(state, &provider, coverage).await;
                     outcomes.push((
@@ -238,7 +243,7 @@ async fn reconcile_stale_with_lease(state: &AppState, lease_secs: i64) -> anyhow
     for job in stale {
         // Asking a provider whose agreement lapsed would hand it patient data: the job waits
         // in `sending` for the renewal.
-        let Route::Send(provider) = state
+        let Route::Send { provider, .. } = state
             .providers
             .route(state, job.practice, job.medium)
             .await?
