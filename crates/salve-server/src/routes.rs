@@ -418,13 +418,13 @@ fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
             Method::POST,
             "/webhooks/twilio/{id}/inbound",
             ProviderSignature,
-            post(webhooks::twilio_inbound),
+            post(webhooks::twilio),
         ),
         r(
             Method::POST,
             "/webhooks/twilio/{id}/status",
             ProviderSignature,
-            post(webhooks::twilio_status),
+            post(webhooks::twilio),
         ),
         r(
             Method::POST,

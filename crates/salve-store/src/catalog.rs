@@ -80,6 +80,19 @@ fn bad(what: &str) -> StoreError {
     StoreError::KeyRing(format!("malformed {what} row"))
 }
 
+impl MessagingSettings {
+    /// The practice fields system messages are rendered with.
+    pub fn practice_fields(&self) -> salve_core::system_messages::PracticeFields {
+        salve_core::system_messages::PracticeFields {
+            sender_name: self.sender_name.clone(),
+            phone: self.phone.clone(),
+            hours_text: self.hours_text.clone(),
+            expected_reply_text: self.expected_reply_text.clone(),
+            on_call_number: self.on_call_number.clone(),
+        }
+    }
+}
+
 impl Store {
     /// The practice's messaging settings; until an admin sets them, the practice's name and
     /// neutral wording.

@@ -213,37 +213,15 @@ impl Store {
         });
         let actor_patient = patients.first().map(|(p, _)| *p);
         let outcome = if let [(patient, _)] = patients.as_slice() {
-            let now = tx.now_micros();
-            let conv = self
-                .main_conversation(&mut tx.tx, practice, *patient, now)
-                .await?;
-            let plan = OutboundPlan {
-                direction: Direction::Inbound,
-                body: sms.body.clone(),
-                kind: reaction.kind.unwrap_or(ContentKind::Clinical),
-                channel: MessageChannel::Sms,
-                route: None,
-                decision_json: None,
-                delivery: "sms".into(),
-                status: MessageStatus::Received,
-                status_reason: None,
-                legal_basis: None,
-                job: None,
-            };
             let message = self
-                .insert_message(
+                .file_inbound_sms(
                     &mut tx,
                     practice,
-                    &conv,
-                    &Actor::Patient(*patient),
-                    &[],
-                    &plan,
+                    *patient,
+                    sms.body.clone(),
+                    reaction.kind.unwrap_or(ContentKind::Clinical),
+                    &sms.provider_message_id,
                 )
-                .await?;
-            sqlx::query("UPDATE messages SET provider_message_id = $1 WHERE id = $2")
-                .bind(&sms.provider_message_id)
-                .bind(message.to_string())
-                .execute(&mut *tx.tx)
                 .await?;
             InboundOutcome::Received {
                 patient: *patient,
@@ -314,28 +292,7 @@ impl Store {
                 .main_conversation(&mut tx.tx, practice, patient, now)
                 .await?;
             if let Some(reply) = &reaction.reply {
-                let plan = OutboundPlan {
-                    direction: Direction::System,
-                    body: reply.clone(),
-                    kind: ContentKind::Administrative,
-                    channel: MessageChannel::Sms,
-                    route: None,
-                    decision_json: None,
-                    delivery: "sms".into(),
-                    status: MessageStatus::Queued,
-                    status_reason: None,
-                    legal_basis: None,
-                    // A system reply relies on no consent: it answers the patient's own text.
-                    job: Some(NewJob {
-                        medium: Medium::Sms,
-                        recipient: sms.from.clone(),
-                        body: reply.clone(),
-                        purpose: None,
-                        consent_channel: None,
-                        legal_basis: None,
-                        secure_link: None,
-                    }),
-                };
+                let plan = system_sms(reply.clone(), sms.from.clone());
                 self.insert_message(&mut tx, practice, &conv, &Actor::System, &[], &plan)
                     .await?;
             }
@@ -648,38 +605,11 @@ impl Store {
             keys.practice
                 .open_string(FieldAad::new("inbound_triage", "body", id), &sealed)?,
         );
-        let now = tx.now_micros();
-        let conv = self
-            .main_conversation(&mut tx.tx, practice, patient, now)
-            .await?;
-        let plan = OutboundPlan {
-            direction: Direction::Inbound,
-            kind: classify(body.expose()),
-            body,
-            channel: MessageChannel::Sms,
-            route: None,
-            decision_json: None,
-            delivery: "sms".into(),
-            status: MessageStatus::Received,
-            status_reason: None,
-            legal_basis: None,
-            job: None,
-        };
+        let kind = classify(body.expose());
         let message = self
-            .insert_message(
-                &mut tx,
-                practice,
-                &conv,
-                &Actor::Patient(patient),
-                &[],
-                &plan,
-            )
+            .file_inbound_sms(&mut tx, practice, patient, body, kind, &provider_message_id)
             .await?;
-        sqlx::query("UPDATE messages SET provider_message_id = $1 WHERE id = $2")
-            .bind(&provider_message_id)
-            .bind(message.to_string())
-            .execute(&mut *tx.tx)
-            .await?;
+        let now = tx.now_micros();
         sqlx::query(
             "UPDATE inbound_triage SET attributed_to = $1, attributed_at = $2 WHERE id = $3",
         )
@@ -842,29 +772,78 @@ impl Store {
         let conv = self
             .main_conversation(&mut tx.tx, practice, patient, now)
             .await?;
+        self.insert_message(
+            tx,
+            practice,
+            &conv,
+            &Actor::System,
+            &[],
+            &system_sms(reply, phone),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Files a patient's text in their main conversation, with the provider's message id.
+    async fn file_inbound_sms(
+        &self,
+        tx: &mut WriteTx<'_>,
+        practice: PracticeId,
+        patient: PatientId,
+        body: Sensitive<String>,
+        kind: ContentKind,
+        provider_message_id: &str,
+    ) -> Result<MessageId> {
+        let now = tx.now_micros();
+        let conv = self
+            .main_conversation(&mut tx.tx, practice, patient, now)
+            .await?;
         let plan = OutboundPlan {
-            direction: Direction::System,
-            body: reply.clone(),
-            kind: ContentKind::Administrative,
+            direction: Direction::Inbound,
+            body,
+            kind,
             channel: MessageChannel::Sms,
             route: None,
             decision_json: None,
             delivery: "sms".into(),
-            status: MessageStatus::Queued,
+            status: MessageStatus::Received,
             status_reason: None,
             legal_basis: None,
-            job: Some(NewJob {
-                medium: Medium::Sms,
-                recipient: phone,
-                body: reply,
-                purpose: None,
-                consent_channel: None,
-                legal_basis: None,
-                secure_link: None,
-            }),
+            job: None,
         };
-        self.insert_message(tx, practice, &conv, &Actor::System, &[], &plan)
+        let message = self
+            .insert_message(tx, practice, &conv, &Actor::Patient(patient), &[], &plan)
             .await?;
-        Ok(())
+        sqlx::query("UPDATE messages SET provider_message_id = $1 WHERE id = $2")
+            .bind(provider_message_id)
+            .bind(message.to_string())
+            .execute(&mut *tx.tx)
+            .await?;
+        Ok(message)
+    }
+}
+
+/// A fixed system reply by SMS. It relies on no consent: it answers the patient's own text.
+fn system_sms(reply: Sensitive<String>, recipient: Sensitive<String>) -> OutboundPlan {
+    OutboundPlan {
+        direction: Direction::System,
+        body: reply.clone(),
+        kind: ContentKind::Administrative,
+        channel: MessageChannel::Sms,
+        route: None,
+        decision_json: None,
+        delivery: "sms".into(),
+        status: MessageStatus::Queued,
+        status_reason: None,
+        legal_basis: None,
+        job: Some(NewJob {
+            medium: Medium::Sms,
+            recipient,
+            body: reply,
+            purpose: None,
+            consent_channel: None,
+            legal_basis: None,
+            secure_link: None,
+        }),
     }
 }

@@ -7,7 +7,6 @@ use axum::extract::{Query, State};
 use salve_core::FieldError;
 use salve_core::carrier::{self, ConsentWording, NamedTemplate, PracticeMessaging};
 use salve_core::permissions::Principal;
-use salve_core::system_messages::PracticeFields;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -80,13 +79,7 @@ pub async fn checklist(
     };
     let practice = practice_of(&principal)?;
     let settings = state.store.messaging_settings(practice).await?;
-    let fields = PracticeFields {
-        sender_name: settings.sender_name,
-        phone: settings.phone,
-        hours_text: settings.hours_text,
-        expected_reply_text: settings.expected_reply_text,
-        on_call_number: settings.on_call_number,
-    };
+    let fields = settings.practice_fields();
     let consent = state
         .store
         .consent_texts(practice)

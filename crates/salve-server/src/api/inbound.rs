@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use salve_core::PatientId;
 use salve_core::consent::{ConsentMethod, sms_opt_out};
 use salve_core::permissions::Principal;
-use salve_core::system_messages::{Extra, Language, PracticeFields, SystemMessageKind, render};
+use salve_core::system_messages::{Extra, Language, SystemMessageKind, render};
 use salve_core::{FieldError, Sensitive};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -201,13 +201,7 @@ pub async fn decide(
     };
     let reply = if opt_out {
         let settings = state.store.messaging_settings(practice).await?;
-        let fields = PracticeFields {
-            sender_name: settings.sender_name,
-            phone: settings.phone,
-            hours_text: settings.hours_text,
-            expected_reply_text: settings.expected_reply_text,
-            on_call_number: settings.on_call_number,
-        };
+        let fields = settings.practice_fields();
         render(
             SystemMessageKind::OptOutConfirmation,
             Language::En,

@@ -497,13 +497,7 @@ fn plan_for(request: &Request, facts: &SendFacts, text: &str, filled: Vec<Filled
 }
 
 fn practice_fields(facts: &SendFacts) -> PracticeFields {
-    PracticeFields {
-        sender_name: facts.settings.sender_name.clone(),
-        phone: facts.settings.phone.clone(),
-        hours_text: facts.settings.hours_text.clone(),
-        expected_reply_text: facts.settings.expected_reply_text.clone(),
-        on_call_number: facts.settings.on_call_number.clone(),
-    }
+    facts.settings.practice_fields()
 }
 
 /// Turns a plan into what the store writes: the message row and, for a send, its outbox job.

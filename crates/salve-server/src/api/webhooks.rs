@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use salve_channels::{DeliveryStatus, InboundMessage, StatusUpdate, WebhookEvent, WebhookRequest};
 use salve_core::inbound::{self, ProviderFacts};
 use salve_core::keywords::InboundContext;
-use salve_core::system_messages::{Extra, PracticeFields, SystemMessageKind, render};
+use salve_core::system_messages::{Extra, SystemMessageKind, render};
 use salve_core::vendors::ProviderKind;
 use salve_core::{ProviderId, Sensitive};
 use salve_store::{DeliveryReport, InboundReaction, InboundSms, MessageStatus, ProviderRecord};
@@ -57,20 +57,9 @@ fn message_status(status: DeliveryStatus) -> Option<MessageStatus> {
     })
 }
 
-/// `POST /webhooks/twilio/{id}/inbound`: a patient's text.
-pub async fn twilio_inbound(
-    state: State<AppState>,
-    client: Extension<ClientInfo>,
-    id: Path<String>,
-    uri: OriginalUri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, ApiError> {
-    receive(state, client, id, uri, headers, body, ProviderKind::Twilio).await
-}
-
-/// `POST /webhooks/twilio/{id}/status`: a delivery report.
-pub async fn twilio_status(
+/// `POST /webhooks/twilio/{id}/inbound` (a patient's text) and `…/status` (a delivery
+/// report): the signed parameters say which.
+pub async fn twilio(
     state: State<AppState>,
     client: Extension<ClientInfo>,
     id: Path<String>,
@@ -187,13 +176,7 @@ pub(crate) async fn inbound_text(
     };
     let reaction = inbound::react(message.body.expose(), &InboundContext::default(), &facts);
     let settings = state.store.messaging_settings(record.practice).await?;
-    let fields = PracticeFields {
-        sender_name: settings.sender_name,
-        phone: settings.phone,
-        hours_text: settings.hours_text,
-        expected_reply_text: settings.expected_reply_text,
-        on_call_number: settings.on_call_number,
-    };
+    let fields = settings.practice_fields();
     let program_text = state
         .store
         .consent_texts(record.practice)
