@@ -547,3 +547,66 @@ async fn start_after_stop_restores_notifications_and_cancel_opts_out() {
         );
     }
 }
+
+fn status_form(sid: &str, status: &str) -> Vec<(String, String)> {
+    [
+        ("MessageSid", sid),
+        ("AccountSid", ACCOUNT_SID),
+        ("From", OUR_NUMBER),
+        ("To", ANA_PHONE),
+        ("MessageStatus", status),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect()
+}
+
+#[tokio::test]
+async fn delivery_reports_move_a_status_forward_only_and_replays_change_nothing() {
+    for db in TestDatabase::all().await {
+        let s = setup(db, json!({})).await;
+        s.w.grant(&s.ana, "sms_plain", "care_messages").await;
+        let sent = s.send(SAFE_TEXT).await;
+        assert_eq!(s.w.run_worker().await, 1);
+        assert_eq!(s.status(&sent).await, "sent");
+        // The fake Twilio numbers its messages: this was the first.
+        let sid = format!("SM{:032}", 1);
+        let url = s.url("status");
+        let report = async |status: &str| {
+            let form = status_form(&sid, status);
+            let signature = twilio_signature(AUTH_TOKEN, &url, &form, "HMAC_SHA1")?;
+            let r = s
+                .post("status", &form, &[("x-twilio-signature", &signature)])
+                .await;
+            assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+            Some(())
+        };
+        if report("delivered").await.is_none() {
+            return;
+        }
+        assert_eq!(s.status(&sent).await, "delivered");
+        // Out of order: an earlier status arrives late and changes nothing.
+        report("sent").await;
+        assert_eq!(s.status(&sent).await, "delivered");
+        // A replay of the same report: 200, nothing changes, audited.
+        report("delivered").await;
+        let audit = s.w.app.practice_audit().await;
+        assert_eq!(count(&audit, "webhook.duplicate", "success"), 1);
+        assert_eq!(
+            count(&audit, "message.status", "success"),
+            2,
+            "sent, then delivered"
+        );
+        // A forged report is refused.
+        let form = status_form(&sid, "failed");
+        let r = s
+            .post(
+                "status",
+                &form,
+                &[("x-twilio-signature", "bm90IGEgc2lnbmF0dXJl")],
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text);
+        assert_eq!(s.status(&sent).await, "delivered");
+    }
+}
