@@ -156,6 +156,14 @@ pub struct Capabilities {
     pub can_delete_media: bool,
 }
 
+/// Where a provider's inbound media may be fetched from, and with what credentials (only ever
+/// sent to the allow-listed start hosts).
+#[derive(Clone)]
+pub struct MediaAccess {
+    pub policy: FetchPolicy,
+    pub credentials: Option<BasicCredentials>,
+}
+
 /// A webhook request as the server received it.
 #[derive(Debug, Clone, Copy)]
 pub struct WebhookRequest<'a> {
@@ -335,6 +343,12 @@ pub trait Provider: Send + Sync {
         _content_type: Option<&str>,
     ) -> Result<WebhookEvent, ParseError> {
         Err(ParseError::ContentType)
+    }
+
+    /// How to fetch this provider's inbound media (allowed hosts, credentials); `None` when
+    /// it delivers none.
+    fn media_access(&self) -> Option<MediaAccess> {
+        None
     }
 
     /// Deletes inbound media from the provider once Salve has its own sealed copy.

@@ -169,6 +169,14 @@ fn valid_id(id: &str) -> bool {
 
 #[async_trait]
 impl Provider for TelnyxProvider {
+    /// Telnyx's inbound media links need no credentials.
+    fn media_access(&self) -> Option<crate::MediaAccess> {
+        Some(crate::MediaAccess {
+            policy: crate::FetchPolicy::telnyx(),
+            credentials: None,
+        })
+    }
+
     fn name(&self) -> &'static str {
         "telnyx"
     }

@@ -247,6 +247,21 @@ fn valid_sid(sid: &str) -> bool {
 
 #[async_trait]
 impl Provider for TwilioProvider {
+    fn media_access(&self) -> Option<crate::MediaAccess> {
+        let credentials = match &self.config.auth {
+            TwilioAuth::AuthToken(token) => {
+                crate::BasicCredentials::new(&self.config.account_sid, token.expose_secret())
+            }
+            TwilioAuth::ApiKey { sid, secret } => {
+                crate::BasicCredentials::new(sid, secret.expose_secret())
+            }
+        };
+        Some(crate::MediaAccess {
+            policy: crate::FetchPolicy::twilio(),
+            credentials: Some(credentials),
+        })
+    }
+
     fn name(&self) -> &'static str {
         "twilio"
     }

@@ -154,6 +154,8 @@ pub enum Action {
     TriageAttribute,
     /// Staff decided a possible opt-out (revoked, or not an opt-out).
     KeywordReview,
+    /// Inbound media deleted at the provider once sealed here (or the attempt failed).
+    MediaDelete,
 }
 
 impl Action {
@@ -230,6 +232,7 @@ impl Action {
             Self::TriageRead => "inbound.triage.read",
             Self::TriageAttribute => "inbound.triage.attribute",
             Self::KeywordReview => "inbound.review.decide",
+            Self::MediaDelete => "media.delete",
         }
     }
 }

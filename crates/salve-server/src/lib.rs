@@ -50,6 +50,10 @@ pub struct AppState {
     /// The local outbox, when this server runs in demo or development mode (its sent messages
     /// can be listed, and inbound texts and delivery reports simulated, by admins).
     pub local_outbox: Option<Arc<salve_channels::LocalOutbox>>,
+    /// Resolves the hosts of inbound media (the system's resolver; tests map names).
+    pub media_resolver: Arc<dyn salve_channels::Resolver>,
+    /// Tests only: inbound media may come from loopback (never set by any configuration).
+    media_from_loopback: bool,
     /// The passkey relying party; `None` when the public URL cannot name one.
     pub webauthn: Option<Arc<webauthn_rs::Webauthn>>,
 }
@@ -76,12 +80,27 @@ impl AppState {
             provider: Arc::new(NoChannel),
             providers: Arc::new(channels::ProviderRegistry::new(sms_per_second)),
             local_outbox: None,
+            media_resolver: Arc::new(salve_channels::SystemResolver),
+            media_from_loopback: false,
         }
     }
 
     pub fn with_provider(mut self, provider: Arc<dyn salve_channels::Provider>) -> Self {
         self.provider = provider;
         self
+    }
+
+    /// Tests only: inbound media hosts resolve through `resolver`, and loopback addresses are
+    /// allowed, so a test server can stand in for a provider's media host.
+    #[doc(hidden)]
+    pub fn with_media_for_tests(mut self, resolver: Arc<dyn salve_channels::Resolver>) -> Self {
+        self.media_resolver = resolver;
+        self.media_from_loopback = true;
+        self
+    }
+
+    pub(crate) fn media_from_loopback(&self) -> bool {
+        self.media_from_loopback
     }
 
     /// Demo and development mode: the local outbox is the default channel, and admins can see

@@ -29,10 +29,35 @@ const ANA_PHONE: &str = "+13125550142";
 /// One request's form fields, in order.
 type FormFields = Vec<(String, String)>;
 
-/// The Messages API of a fake Twilio: records every send's form, answers like Twilio.
+/// The Messages API of a fake Twilio: records every send's form, answers like Twilio; also
+/// serves one MMS picture (recording whether the request carried credentials).
 #[derive(Clone, Default)]
 struct FakeTwilio {
     sent: Arc<Mutex<Vec<FormFields>>>,
+    media_fetches: Arc<Mutex<Vec<bool>>>,
+}
+
+fn png() -> Vec<u8> {
+    let mut bytes = std::io::Cursor::new(Vec::new());
+    image::RgbImage::new(3, 2)
+        .write_to(&mut bytes, image::ImageFormat::Png)
+        .unwrap();
+    bytes.into_inner()
+}
+
+/// Resolves Twilio's media host to the fake (tests only; the server allows loopback media only
+/// with `AppState::with_media_for_tests`).
+struct MediaHostIsLocal;
+
+#[async_trait::async_trait]
+impl salve_channels::Resolver for MediaHostIsLocal {
+    async fn resolve(&self, host: &str) -> std::io::Result<Vec<std::net::IpAddr>> {
+        assert_eq!(
+            host, "api.twilio.com",
+            "only the allow-listed host is looked up"
+        );
+        Ok(vec![std::net::Ipv4Addr::LOCALHOST.into()])
+    }
 }
 
 impl FakeTwilio {
@@ -55,6 +80,18 @@ impl FakeTwilio {
                             StatusCode::CREATED,
                             axum::Json(json!({"sid": format!("SM{n:032}"), "status": "queued"})),
                         )
+                    },
+                ),
+            )
+            .route(
+                "/2010-04-01/Accounts/{sid}/Messages/{mm}/Media/{me}",
+                axum::routing::get(
+                    |State(fake): State<FakeTwilio>, headers: axum::http::HeaderMap| async move {
+                        fake.media_fetches
+                            .lock()
+                            .unwrap()
+                            .push(headers.contains_key("authorization"));
+                        ([("content-type", "image/png")], png())
                     },
                 ),
             )
@@ -84,13 +121,17 @@ impl FakeTwilio {
 struct Setup {
     w: World,
     twilio: FakeTwilio,
+    twilio_base: String,
     provider: String,
     ana: String,
 }
 
 async fn setup(db: TestDatabase, extra: Value) -> Setup {
     let (twilio, base) = FakeTwilio::start().await;
-    let w = World::new(db).await;
+    let w = World::with_state(db, |state| {
+        state.with_media_for_tests(Arc::new(MediaHostIsLocal))
+    })
+    .await;
     let r = w
         .admin(Req::post("/api/v1/admin/agreements").json(&json!({
             "vendor": "Twilio Inc.", "basis": "baa", "signed_on": "2026-01-15",
@@ -99,6 +140,7 @@ async fn setup(db: TestDatabase, extra: Value) -> Setup {
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
     let agreement = r.json()["id"].as_str().unwrap().to_owned();
+    let base_url = base.clone();
     let mut credentials = json!({
         "account_sid": ACCOUNT_SID, "auth_token": AUTH_TOKEN, "base_url": base,
     });
@@ -132,6 +174,7 @@ async fn setup(db: TestDatabase, extra: Value) -> Setup {
     Setup {
         w,
         twilio,
+        twilio_base: base_url,
         provider,
         ana,
     }
@@ -186,6 +229,15 @@ fn percent(s: &str) -> String {
 }
 
 impl Setup {
+    fn twilio_port(&self) -> u16 {
+        self.twilio_base
+            .rsplit(':')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    }
+
     fn url(&self, which: &str) -> String {
         format!("{BASE}/webhooks/twilio/{}/{which}", self.provider)
     }
@@ -608,5 +660,56 @@ async fn delivery_reports_move_a_status_forward_only_and_replays_change_nothing(
             .await;
         assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text);
         assert_eq!(s.status(&sent).await, "delivered");
+    }
+}
+
+#[tokio::test]
+async fn an_mms_picture_is_fetched_from_the_allowed_host_sealed_with_the_text_and_deleted() {
+    for db in TestDatabase::all().await {
+        let s = setup(db, json!({})).await;
+        let port = s.twilio_port();
+        let media_url = format!(
+            "http://api.twilio.com:{port}/2010-04-01/Accounts/{ACCOUNT_SID}/Messages/MM00000000000000000000000000000001/Media/ME00000000000000000000000000000001"
+        );
+        let mut form = inbound_form(
+            "MM00000000000000000000000000000001",
+            "Here is my insurance card",
+        );
+        form.retain(|(k, _)| k != "NumMedia");
+        form.push(("NumMedia".into(), "2".into()));
+        form.push(("MediaUrl0".into(), media_url.clone()));
+        form.push(("MediaContentType0".into(), "image/png".into()));
+        // A second "media" URL elsewhere is refused before any connection.
+        form.push((
+            "MediaUrl1".into(),
+            format!("http://169.254.169.254:{port}/latest/meta-data"),
+        ));
+        form.push(("MediaContentType1".into(), "image/png".into()));
+        let Some(signature) = twilio_signature(AUTH_TOKEN, &s.url("inbound"), &form, "HMAC_SHA1")
+        else {
+            return;
+        };
+        let r = s
+            .post("inbound", &form, &[("x-twilio-signature", &signature)])
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        assert_eq!(
+            *s.twilio.media_fetches.lock().unwrap(),
+            [true],
+            "one fetch, with the account's credentials"
+        );
+        let thread = s.thread().await;
+        assert_eq!(thread.len(), 1);
+        assert_eq!(thread[0]["kind"], "clinical", "pictures are clinical");
+        let attachments = thread[0]["attachments"].as_array().unwrap();
+        assert_eq!(attachments.len(), 1, "{thread:?}");
+        assert_eq!(attachments[0]["media_type"], "image/png");
+        // Deletion at the provider was attempted and audited (this fake's media host is not
+        // the configured API base, so Twilio's provider refuses to send the DELETE there).
+        let audit = s.w.app.practice_audit().await;
+        assert_eq!(
+            count(&audit, "media.delete", "success") + count(&audit, "media.delete", "failure"),
+            1
+        );
     }
 }

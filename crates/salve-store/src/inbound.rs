@@ -16,8 +16,8 @@ use salve_crypto::FieldAad;
 
 use crate::consent::Recorder;
 use crate::messaging::{
-    Direction, Medium, MessageChannel, MessageStatus, NewJob, OutboundPlan, conversation_event,
-    record_change,
+    Direction, Medium, MessageChannel, MessageStatus, NewAttachment, NewJob, OutboundPlan,
+    conversation_event, record_change,
 };
 use crate::patients::check_practice;
 use crate::tx::WriteTx;
@@ -32,6 +32,9 @@ pub struct InboundSms {
     /// The sender, E.164.
     pub from: Sensitive<String>,
     pub body: Sensitive<String>,
+    /// MMS pictures and documents, already fetched and sanitized. Kept with the message when it
+    /// goes to a patient's thread (a text in triage keeps its words only).
+    pub attachments: Vec<NewAttachment>,
 }
 
 /// The patients whose phone on file is the sender's, with their consent state, read in the
@@ -213,13 +216,20 @@ impl Store {
         });
         let actor_patient = patients.first().map(|(p, _)| *p);
         let outcome = if let [(patient, _)] = patients.as_slice() {
+            // Pictures are judged clinical: words alone cannot clear them.
+            let kind = if sms.attachments.is_empty() {
+                reaction.kind.unwrap_or(ContentKind::Clinical)
+            } else {
+                ContentKind::Clinical
+            };
             let message = self
                 .file_inbound_sms(
                     &mut tx,
                     practice,
                     *patient,
                     sms.body.clone(),
-                    reaction.kind.unwrap_or(ContentKind::Clinical),
+                    kind,
+                    &sms.attachments,
                     &sms.provider_message_id,
                 )
                 .await?;
@@ -607,7 +617,15 @@ impl Store {
         );
         let kind = classify(body.expose());
         let message = self
-            .file_inbound_sms(&mut tx, practice, patient, body, kind, &provider_message_id)
+            .file_inbound_sms(
+                &mut tx,
+                practice,
+                patient,
+                body,
+                kind,
+                &[],
+                &provider_message_id,
+            )
             .await?;
         let now = tx.now_micros();
         sqlx::query(
@@ -785,6 +803,7 @@ impl Store {
     }
 
     /// Files a patient's text in their main conversation, with the provider's message id.
+    #[allow(clippy::too_many_arguments)]
     async fn file_inbound_sms(
         &self,
         tx: &mut WriteTx<'_>,
@@ -792,6 +811,7 @@ impl Store {
         patient: PatientId,
         body: Sensitive<String>,
         kind: ContentKind,
+        attachments: &[NewAttachment],
         provider_message_id: &str,
     ) -> Result<MessageId> {
         let now = tx.now_micros();
@@ -812,7 +832,14 @@ impl Store {
             job: None,
         };
         let message = self
-            .insert_message(tx, practice, &conv, &Actor::Patient(patient), &[], &plan)
+            .insert_message(
+                tx,
+                practice,
+                &conv,
+                &Actor::Patient(patient),
+                attachments,
+                &plan,
+            )
             .await?;
         sqlx::query("UPDATE messages SET provider_message_id = $1 WHERE id = $2")
             .bind(provider_message_id)

@@ -7,7 +7,7 @@ use axum::Extension;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use salve_channels::{DeliveryStatus, InboundMessage, Provider};
+use salve_channels::{DeliveryStatus, InboundMessage};
 use salve_core::audit::{Action, AuditEvent, ChainScope, Outcome};
 use salve_core::permissions::Principal;
 use salve_core::vendors::ProviderKind;
@@ -173,14 +173,8 @@ pub async fn simulate_inbound(
         media: Vec::new(),
         opt_out_type: None,
     };
-    crate::api::webhooks::inbound_text(
-        &state,
-        &record,
-        outbox.capabilities(),
-        message,
-        &client.audit_context(),
-    )
-    .await?;
+    crate::api::webhooks::inbound_text(&state, &record, outbox, message, &client.audit_context())
+        .await?;
     Ok(StatusCode::ACCEPTED.into_response())
 }
 

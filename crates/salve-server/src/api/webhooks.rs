@@ -12,13 +12,19 @@ use axum::body::Bytes;
 use axum::extract::{OriginalUri, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use salve_channels::{DeliveryStatus, InboundMessage, StatusUpdate, WebhookEvent, WebhookRequest};
+use salve_channels::{
+    DeliveryStatus, InboundMessage, MediaFetcher, Provider, StatusUpdate, WebhookEvent,
+    WebhookRequest,
+};
+use salve_core::audit::{Action, Actor, AuditEvent, ChainScope, Outcome};
 use salve_core::inbound::{self, ProviderFacts};
 use salve_core::keywords::InboundContext;
 use salve_core::system_messages::{Extra, SystemMessageKind, render};
 use salve_core::vendors::ProviderKind;
 use salve_core::{ProviderId, Sensitive};
-use salve_store::{DeliveryReport, InboundReaction, InboundSms, MessageStatus, ProviderRecord};
+use salve_store::{
+    DeliveryReport, InboundReaction, InboundSms, MessageStatus, NewAttachment, ProviderRecord,
+};
 
 use crate::AppState;
 use crate::context::ClientInfo;
@@ -139,7 +145,7 @@ async fn receive(
         .map_err(|e| ApiError::bad_request(format!("unreadable webhook: {e}")))?;
     match event {
         WebhookEvent::Inbound(message) => {
-            inbound_text(&state, &record, provider.capabilities(), message, &ctx).await?;
+            inbound_text(&state, &record, provider.as_ref(), message, &ctx).await?;
         }
         WebhookEvent::Status(update) => delivery(&state, &record, update, &ctx).await?,
         WebhookEvent::Ignored => {}
@@ -161,10 +167,11 @@ fn signature_reason(e: &salve_channels::SignatureError) -> &'static str {
 pub(crate) async fn inbound_text(
     state: &AppState,
     record: &ProviderRecord,
-    capabilities: salve_channels::Capabilities,
+    provider: &dyn Provider,
     message: InboundMessage,
     ctx: &salve_core::audit::RequestContext,
 ) -> Result<(), ApiError> {
+    let capabilities = provider.capabilities();
     // One number belongs to one practice: a text to a number this provider does not hold here
     // is not ours to file.
     if !record.numbers.is_empty() && !record.numbers.contains(&message.to) {
@@ -192,12 +199,14 @@ pub(crate) async fn inbound_text(
             .map(Sensitive::new)
     };
     let provider_name = record.kind.as_str();
+    let (attachments, fetched) = fetch_media(state, provider, &message.media).await;
     let sms = InboundSms {
         provider: record.id,
         practice: record.practice,
         provider_message_id: message.provider_message_id.clone(),
         from: message.from.clone(),
         body: message.body.clone(),
+        attachments,
     };
     let kind = salve_core::outgoing::inbound_kind(message.body.expose());
     state
@@ -245,7 +254,83 @@ pub(crate) async fn inbound_text(
             }
         })
         .await?;
+    // Sealed here now (or the text was a replay): the provider's copy goes, and that is
+    // audited either way.
+    for media in fetched {
+        let outcome = match provider.delete_media(&media).await {
+            Ok(
+                salve_channels::MediaDeletion::Deleted | salve_channels::MediaDeletion::NotFound,
+            ) => Outcome::Success,
+            Ok(salve_channels::MediaDeletion::Unsupported) => continue,
+            Err(e) => {
+                tracing::warn!(provider = %record.id, error = e.kind(), code = e.code(), "deleting inbound media failed");
+                Outcome::Failure
+            }
+        };
+        state
+            .store
+            .record_audit(AuditEvent {
+                scope: ChainScope::Practice(record.practice),
+                actor: Actor::System,
+                action: Action::MediaDelete,
+                targets: vec![record.id.to_string(), message.provider_message_id.clone()],
+                outcome,
+                context: ctx.clone(),
+            })
+            .await?;
+    }
     Ok(())
+}
+
+/// At most this many media items are taken from one text (Twilio's own limit).
+const MAX_MEDIA: usize = 10;
+
+/// Fetches a text's media from the provider's allow-listed hosts and sanitizes it as any
+/// attachment is (images re-encoded without metadata, PDFs checked). Media that cannot be
+/// fetched or is refused is left out and logged by kind; returns what was kept and the
+/// references fetched (to delete at the provider).
+async fn fetch_media(
+    state: &AppState,
+    provider: &dyn Provider,
+    media: &[salve_channels::MediaRef],
+) -> (Vec<NewAttachment>, Vec<salve_channels::MediaRef>) {
+    let mut kept = Vec::new();
+    let mut fetched = Vec::new();
+    if media.is_empty() {
+        return (kept, fetched);
+    }
+    let Some(access) = provider.media_access() else {
+        return (kept, fetched);
+    };
+    let mut policy = access.policy;
+    policy.allow_loopback_for_tests = state.media_from_loopback();
+    let fetcher = MediaFetcher::new(policy, state.media_resolver.clone());
+    for item in media.iter().take(MAX_MEDIA) {
+        let got = match fetcher.fetch(&item.url, access.credentials.clone()).await {
+            Ok(got) => got,
+            Err(e) => {
+                tracing::warn!(error = %e, "inbound media refused");
+                continue;
+            }
+        };
+        fetched.push(item.clone());
+        let clean =
+            tokio::task::spawn_blocking(move || crate::attachments::sanitize(&got.bytes, None))
+                .await;
+        match clean {
+            Ok(Ok(clean)) => kept.push(NewAttachment {
+                media_type: clean.media_type.media_type().to_owned(),
+                file_name: clean.file_name,
+                bytes: clean.bytes,
+            }),
+            Ok(Err(e)) => tracing::warn!(
+                error = e.code(),
+                "inbound media failed the attachment checks"
+            ),
+            Err(_) => tracing::error!("sanitizing inbound media panicked"),
+        }
+    }
+    (kept, fetched)
 }
 
 pub(crate) async fn delivery(

@@ -253,6 +253,15 @@ impl App {
     }
 
     pub async fn with_config(db: TestDatabase, config: impl FnOnce(&mut ServerConfig)) -> Self {
+        Self::with_state(db, config, |state| state).await
+    }
+
+    /// As [`App::with_config`], with a last word on the server's state (test hooks).
+    pub async fn with_state(
+        db: TestDatabase,
+        config: impl FnOnce(&mut ServerConfig),
+        state: impl FnOnce(AppState) -> AppState,
+    ) -> Self {
         let options = StoreOptions::new(db.url.clone());
         Store::migrate(&options).await.unwrap();
         let clock = Arc::new(ManualClock::new(START));
@@ -278,7 +287,8 @@ impl App {
             db.dir.path().join("outbox"),
             store.outbox_key().await.unwrap(),
         );
-        let state = AppState::new(store.clone(), clock.clone(), cfg).with_local_outbox(outbox);
+        let state =
+            state(AppState::new(store.clone(), clock.clone(), cfg).with_local_outbox(outbox));
         Self {
             router: build_router(state),
             token: api_token(&store, practice).await,

@@ -37,8 +37,13 @@ pub struct World {
 
 impl World {
     pub async fn new(db: TestDatabase) -> Self {
+        Self::with_state(db, |state| state).await
+    }
+
+    /// With a last word on the API server's state (test hooks such as the media resolver).
+    pub async fn with_state(db: TestDatabase, state: impl FnOnce(AppState) -> AppState) -> Self {
         let dir = db.dir.path().join("outbox");
-        let app = App::with_config(db, |c| c.public_url = Some(BASE.into())).await;
+        let app = App::with_state(db, |c| c.public_url = Some(BASE.into()), state).await;
         let key = app.store.outbox_key().await.unwrap();
         let worker = AppState::new(
             app.store.clone(),
