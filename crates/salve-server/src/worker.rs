@@ -131,6 +131,7 @@ async fn sender_name(state: &AppState, job: &ClaimedJob) -> String {
 /// Sends every due job once; returns how many were handled. Tests drive the worker with this.
 pub async fn run_once(state: &AppState, worker: &str) -> anyhow::Result<usize> {
     let mut handled = reconcile_stale(state).await?;
+    handled += send_practice_replies(state).await?;
     loop {
         let jobs = state.store.claim_outbox_jobs(worker, BATCH).await?;
         if jobs.is_empty() {
@@ -166,56 +167,109 @@ pub async fn run_once(state: &AppState, worker: &str) -> anyhow::Result<usize> {
                 continue;
             }
             let message = outgoing(&job, &sender_name(state, &job).await);
-            let attempt_started = state.clock.now();
-            let outcome = match provider.send(&message).await {
-                Ok(receipt) => JobOutcome::Sent {
-                    provider_id: receipt.provider_id,
-                },
-                Err(e @ ProviderError::Permanent { .. }) => JobOutcome::Failed {
-                    error_kind: e.kind().into(),
-                    // Sealed by the store: the provider's text can quote the number.
-                    reason: format!("{} ({})", e.detail().expose(), e.code()),
-                },
-                Err(e @ ProviderError::Transient { .. }) => {
-                    tracing::warn!(
-                        provider = provider.name(),
-                        error = e.kind(),
-                        code = e.code(),
-                        "send failed, will retry"
-                    );
-                    // The provider did not take it: trying again is not a duplicate.
-                    JobOutcome::Retry {
-                        error_kind: e.kind().into(),
-                        after_secs: retry_after(job.attempts),
-                    }
-                }
-                Err(e @ ProviderError::Ambiguous { .. }) => {
-                    tracing::warn!(
-                        provider = provider.name(),
-                        error = e.kind(),
-                        code = e.code(),
-                        "send outcome unknown"
-                    );
-                    // Whether the provider took it is unknown: ask before trying again.
-                    match provider.reconcile(&message, Some(attempt_started)).await {
-                        Reconciliation::Sent(receipt) => JobOutcome::Sent {
-                            provider_id: receipt.provider_id,
-                        },
-                        Reconciliation::NotSent => JobOutcome::Retry {
-                            error_kind: e.kind().into(),
-                            after_secs: retry_after(job.attempts),
-                        },
-                        Reconciliation::CannotTell => JobOutcome::Unknown {
-                            reason: "the provider did not answer and cannot say whether it sent the message".into(),
-                        },
-                    }
-                }
-            };
+            let outcome = attempt(state, provider.as_ref(), &message, job.attempts).await;
             outcomes.push((job, outcome));
         }
         handled += outcomes.len();
         state.store.finish_outbox_jobs(&outcomes).await?;
     }
+}
+
+/// One send and what became of it: sent; retry later (the provider did not take it); failed
+/// for good; or, when the answer was lost, what reconciliation says (never a blind resend).
+async fn attempt(
+    state: &AppState,
+    provider: &dyn salve_channels::Provider,
+    message: &OutgoingMessage,
+    attempts: i64,
+) -> JobOutcome {
+    let attempt_started = state.clock.now();
+    match provider.send(message).await {
+        Ok(receipt) => JobOutcome::Sent {
+            provider_id: receipt.provider_id,
+        },
+        Err(e @ ProviderError::Permanent { .. }) => JobOutcome::Failed {
+            error_kind: e.kind().into(),
+            // Sealed by the store: the provider's text can quote the number.
+            reason: format!("{} ({})", e.detail().expose(), e.code()),
+        },
+        Err(e @ ProviderError::Transient { .. }) => {
+            tracing::warn!(
+                provider = provider.name(),
+                error = e.kind(),
+                code = e.code(),
+                "send failed, will retry"
+            );
+            // The provider did not take it: trying again is not a duplicate.
+            JobOutcome::Retry {
+                error_kind: e.kind().into(),
+                after_secs: retry_after(attempts),
+            }
+        }
+        Err(e @ ProviderError::Ambiguous { .. }) => {
+            tracing::warn!(
+                provider = provider.name(),
+                error = e.kind(),
+                code = e.code(),
+                "send outcome unknown"
+            );
+            // Whether the provider took it is unknown: ask before trying again.
+            match provider.reconcile(message, Some(attempt_started)).await {
+                Reconciliation::Sent(receipt) => JobOutcome::Sent {
+                    provider_id: receipt.provider_id,
+                },
+                Reconciliation::NotSent => JobOutcome::Retry {
+                    error_kind: e.kind().into(),
+                    after_secs: retry_after(attempts),
+                },
+                Reconciliation::CannotTell => JobOutcome::Unknown {
+                    reason:
+                        "the provider did not answer and cannot say whether it sent the message"
+                            .into(),
+                },
+            }
+        }
+    }
+}
+
+/// Replies to numbers that belong to no patient (an unknown sender's opt-out confirmation):
+/// the same attempt, pacing and agreement rules as patients' jobs. System replies are never
+/// held by quiet hours.
+async fn send_practice_replies(state: &AppState) -> anyhow::Result<usize> {
+    state
+        .store
+        .abandon_stale_practice_replies(SENDING_LEASE_SECS)
+        .await?;
+    let replies = state.store.claim_practice_replies(BATCH).await?;
+    for reply in &replies {
+        let outcome = match state
+            .providers
+            .route(state, reply.practice, Medium::Sms)
+            .await?
+        {
+            Route::Hold { provider, coverage } => {
+                alert_expiry(state, &provider, coverage).await;
+                JobOutcome::Held {
+                    after_secs: HOLD_RECHECK_SECS,
+                }
+            }
+            Route::Send { provider, paced } => {
+                if let Some(sender) = paced {
+                    state.providers.pace(sender).await;
+                }
+                let message = OutgoingMessage {
+                    id: reply.id.parse().unwrap_or_else(|_| uuid::Uuid::now_v7()),
+                    channel: Channel::Sms,
+                    to: reply.recipient.clone(),
+                    subject: None,
+                    body: reply.body.clone(),
+                };
+                attempt(state, provider.as_ref(), &message, reply.attempts).await
+            }
+        };
+        state.store.finish_practice_reply(reply, &outcome).await?;
+    }
+    Ok(replies.len())
 }
 
 /// Reconciles the jobs a dead worker left in `sending` before this process claims any: on

@@ -214,3 +214,30 @@ async fn unclear_texts_wait_for_a_person_who_decides() {
         assert_eq!(count(&audit, "inbound.review.decide", "success"), 1);
     }
 }
+
+#[tokio::test]
+async fn an_opt_out_from_a_number_no_patient_holds_is_confirmed_once() {
+    for w in world().await {
+        text(&w, "+13125550777", "PARAR").await;
+        let items = triage(&w).await;
+        assert_eq!(items.len(), 1);
+        assert_eq!(items[0]["intent"], "optout");
+        assert_eq!(w.run_worker().await, 1);
+        let to_them: Vec<_> = w
+            .outbox()
+            .into_iter()
+            .filter(|m| m.to == "+13125550777")
+            .collect();
+        assert_eq!(to_them.len(), 1, "{to_them:?}");
+        assert!(
+            to_them[0].body.contains("Ya no le enviaremos"),
+            "{}",
+            to_them[0].body
+        );
+        w.app.advance(time::Duration::minutes(10));
+        assert_eq!(w.run_worker().await, 0, "never twice");
+        // An ordinary text from an unknown number gets no reply.
+        text(&w, "+13125550778", "Do you take new patients?").await;
+        assert_eq!(w.run_worker().await, 0);
+    }
+}

@@ -296,6 +296,31 @@ impl Store {
             )
             .await?;
         }
+        // No patient holds this number: the reply is sealed under the practice key instead.
+        if let (InboundOutcome::Triage { id: triage, .. }, None, Some(reply)) =
+            (&outcome, actor_patient, &reaction.reply)
+        {
+            let id = uuid::Uuid::now_v7().to_string();
+            let now = tx.now_micros();
+            sqlx::query(
+                "INSERT INTO practice_replies (id, practice_id, triage_id, recipient, body, status, attempts, \
+                 next_attempt_at, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, 'pending', 0, $6, $6, $6)",
+            )
+            .bind(&id)
+            .bind(practice.to_string())
+            .bind(triage)
+            .bind(keys.practice.seal_str(
+                FieldAad::new("practice_replies", "recipient", &id),
+                sms.from.expose(),
+            ))
+            .bind(keys.practice.seal_str(
+                FieldAad::new("practice_replies", "body", &id),
+                reply.expose(),
+            ))
+            .bind(now)
+            .execute(&mut *tx.tx)
+            .await?;
+        }
         if let Some(patient) = actor_patient {
             let now = tx.now_micros();
             let conv = self
@@ -872,5 +897,140 @@ fn system_sms(reply: Sensitive<String>, recipient: Sensitive<String>) -> Outboun
             legal_basis: None,
             secure_link: None,
         }),
+    }
+}
+
+/// A system reply to a number that belongs to no patient, claimed by the worker.
+#[derive(Debug, Clone)]
+pub struct PracticeReply {
+    pub id: String,
+    pub practice: PracticeId,
+    pub recipient: Sensitive<String>,
+    pub body: Sensitive<String>,
+    pub attempts: i64,
+}
+
+impl Store {
+    /// Claims up to `limit` due replies to unknown senders, marking them `sending`.
+    pub async fn claim_practice_replies(&self, limit: usize) -> Result<Vec<PracticeReply>> {
+        let mut tx = self.begin().await?;
+        let now = tx.now_micros();
+        let lock = match self.backend() {
+            crate::Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+            crate::Backend::Sqlite => "",
+        };
+        // Only the constant lock clause is formatted in.
+        type Row = (String, String, Vec<u8>, Vec<u8>, i64);
+        let rows: Vec<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT id, practice_id, recipient, body, attempts FROM practice_replies \
+             WHERE status = 'pending' AND next_attempt_at <= $1 ORDER BY next_attempt_at, id LIMIT $2{lock}"
+        )))
+        .bind(now)
+        .bind(limit as i64)
+        .fetch_all(&mut *tx.tx)
+        .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for (id, practice, recipient, body, attempts) in rows {
+            let practice: PracticeId = practice.parse().map_err(|_| malformed("practice id"))?;
+            let keys = self.ring.practice_keys(&mut tx.tx, practice).await?;
+            let open = |column: &str, sealed: &[u8]| {
+                keys.practice
+                    .open_string(FieldAad::new("practice_replies", column, &id), sealed)
+            };
+            let reply = PracticeReply {
+                recipient: Sensitive::new(open("recipient", &recipient)?),
+                body: Sensitive::new(open("body", &body)?),
+                id: id.clone(),
+                practice,
+                attempts: attempts + 1,
+            };
+            sqlx::query(
+                "UPDATE practice_replies SET status = 'sending', attempts = attempts + 1, claimed_at = $1, \
+                 updated_at = $1 WHERE id = $2",
+            )
+            .bind(now)
+            .bind(&id)
+            .execute(&mut *tx.tx)
+            .await?;
+            out.push(reply);
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    /// Records what became of a reply to an unknown sender, with its audit row.
+    pub async fn finish_practice_reply(
+        &self,
+        reply: &PracticeReply,
+        outcome: &crate::JobOutcome,
+    ) -> Result<()> {
+        use crate::JobOutcome;
+        let mut tx = self.begin().await?;
+        let now = tx.now_micros();
+        let (status, provider_id, next, attempts_delta, audit) = match outcome {
+            JobOutcome::Sent { provider_id } => {
+                ("sent", Some(provider_id.clone()), now, 0, Outcome::Success)
+            }
+            JobOutcome::Retry { after_secs, .. } if reply.attempts < 8 => (
+                "pending",
+                None,
+                now + after_secs * 1_000_000,
+                0,
+                Outcome::Failure,
+            ),
+            JobOutcome::Retry { .. } | JobOutcome::Failed { .. } => {
+                ("failed", None, now, 0, Outcome::Failure)
+            }
+            JobOutcome::Unknown { .. } => ("unknown", None, now, 0, Outcome::Failure),
+            JobOutcome::Held { after_secs } => (
+                "pending",
+                None,
+                now + after_secs * 1_000_000,
+                -1,
+                Outcome::Success,
+            ),
+        };
+        sqlx::query(
+            "UPDATE practice_replies SET status = $1, provider_message_id = COALESCE($2, provider_message_id), \
+             next_attempt_at = $3, attempts = attempts + $4, claimed_at = NULL, updated_at = $5 \
+             WHERE id = $6 AND status = 'sending'",
+        )
+        .bind(status)
+        .bind(provider_id)
+        .bind(next)
+        .bind(attempts_delta)
+        .bind(now)
+        .bind(&reply.id)
+        .execute(&mut *tx.tx)
+        .await?;
+        if !matches!(outcome, JobOutcome::Held { .. }) {
+            tx.audit(AuditEvent {
+                scope: ChainScope::Practice(reply.practice),
+                actor: Actor::System,
+                action: Action::MessageStatus,
+                targets: vec![reply.id.clone(), status.to_owned()],
+                outcome: audit,
+                context: RequestContext::default(),
+            });
+        }
+        tx.commit().await
+    }
+
+    /// Replies a dead worker left in `sending`: nobody can tell whether they went, and they
+    /// are never resent blindly.
+    pub async fn abandon_stale_practice_replies(&self, lease_secs: i64) -> Result<u64> {
+        let mut tx = self.begin().await?;
+        let now = tx.now_micros();
+        let n = sqlx::query(
+            "UPDATE practice_replies SET status = 'unknown', updated_at = $1 \
+             WHERE status = 'sending' AND claimed_at <= $2",
+        )
+        .bind(now)
+        .bind(now - lease_secs * 1_000_000)
+        .execute(&mut *tx.tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(n)
     }
 }

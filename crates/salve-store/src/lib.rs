@@ -49,7 +49,7 @@ pub use identity::{
 };
 pub use inbound::{
     DeliveryReport, InboundFacts, InboundOutcome, InboundReaction, InboundSms, KeywordReview,
-    ReportOutcome, TriageItem, status_moves_forward,
+    PracticeReply, ReportOutcome, TriageItem, status_moves_forward,
 };
 pub use links::{LinkInfo, PatientSession};
 pub use messaging::{
