@@ -17,6 +17,7 @@ pub mod password_policy;
 pub mod patient;
 pub mod permissions;
 pub mod policy;
+pub mod reminders;
 pub mod routing;
 pub mod sensitive;
 pub mod system_messages;
