@@ -156,6 +156,18 @@ pub enum Action {
     KeywordReview,
     /// Inbound media deleted at the provider once sealed here (or the attempt failed).
     MediaDelete,
+    /// A reminder decided for a visit: sent, or held by the cap, too late or superseded.
+    ReminderDecide,
+    /// A queued reminder withdrawn because its visit changed or was cancelled.
+    ReminderWithdraw,
+    /// Staff released a reminder the daily cap held back.
+    ReminderRelease,
+    /// A patient answered a reminder (confirm, cancel this visit, reschedule).
+    ReminderAnswer,
+    /// Staff read a visit's reminders or the held-back list.
+    ReminderRead,
+    /// An admin changed reminder schedules or limits.
+    ReminderSettingsChange,
 }
 
 impl Action {
@@ -233,6 +245,12 @@ impl Action {
             Self::TriageAttribute => "inbound.triage.attribute",
             Self::KeywordReview => "inbound.review.decide",
             Self::MediaDelete => "media.delete",
+            Self::ReminderDecide => "reminder.decide",
+            Self::ReminderWithdraw => "reminder.withdraw",
+            Self::ReminderRelease => "reminder.release",
+            Self::ReminderAnswer => "reminder.answer",
+            Self::ReminderRead => "reminder.read",
+            Self::ReminderSettingsChange => "reminder.settings",
         }
     }
 }

@@ -143,3 +143,11 @@ typed_id!(
     /// A Business Associate Agreement, or the attestation that a service is self-operated.
     AgreementId
 );
+typed_id!(
+    /// One reminder decided for one visit (sent, held back, too late or superseded).
+    ReminderId
+);
+typed_id!(
+    /// A patient's appointment (visit).
+    AppointmentId
+);

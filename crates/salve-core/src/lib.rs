@@ -28,9 +28,9 @@ pub mod vendors;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use ids::{
-    AgreementId, AttachmentId, CatalogItemId, ConfidentialRequestId, ConsentEventId,
-    ConversationId, MessageId, OutboxJobId, PatientId, PracticeId, ProviderId, SessionId, TeamId,
-    TemplateId, TokenId, UserId,
+    AgreementId, AppointmentId, AttachmentId, CatalogItemId, ConfidentialRequestId, ConsentEventId,
+    ConversationId, MessageId, OutboxJobId, PatientId, PracticeId, ProviderId, ReminderId,
+    SessionId, TeamId, TemplateId, TokenId, UserId,
 };
 pub use sensitive::Sensitive;
 pub use validation::FieldError;

@@ -18,6 +18,7 @@ mod extract;
 mod metrics;
 mod notify;
 mod openapi;
+mod outbound;
 mod provider_config;
 mod routes;
 mod serve;

@@ -896,6 +896,7 @@ fn system_sms(reply: Sensitive<String>, recipient: Sensitive<String>) -> Outboun
             consent_channel: None,
             legal_basis: None,
             secure_link: None,
+            expires_at: None,
         }),
     }
 }

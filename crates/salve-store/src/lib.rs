@@ -26,6 +26,7 @@ mod passkeys;
 mod patient_accounts;
 mod patients;
 mod practices;
+mod reminders;
 mod teams;
 mod tx;
 
@@ -63,6 +64,9 @@ pub use passkeys::{Ceremony, CeremonyPurpose, StoredPasskey};
 pub use patient_accounts::PatientLogin;
 pub use patients::{Idempotency, Lookup, MAX_PAGE, Patient, PatientPage};
 pub use practices::{Practice, TokenInfo, TokenPrincipal};
+pub use reminders::{
+    AwaitingReminder, NewReminder, Recorded, Reminder, ReminderSettings, ReminderState,
+};
 pub use teams::Team;
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;

@@ -269,6 +269,8 @@ pub struct NewJob {
     pub legal_basis: Option<ConsentEventId>,
     /// A secure link to mint with the message (its token is already in `body`).
     pub secure_link: Option<(salve_core::patient::Contact, [u8; 32], i64)>,
+    /// After this instant (micros) the send is no longer useful and is withdrawn unsent.
+    pub expires_at: Option<i64>,
 }
 
 /// The caller's plan for one outgoing message.
@@ -985,7 +987,7 @@ impl Store {
     }
 
     /// Reads the facts an outgoing message is planned from.
-    async fn send_facts(
+    pub(crate) async fn send_facts(
         &self,
         conn: &mut AnyConnection,
         practice: PracticeId,
@@ -1254,8 +1256,8 @@ impl Store {
             sqlx::query(
                 "INSERT INTO outbox_jobs (id, practice_id, patient_id, message_id, medium, purpose, \
                  consent_channel, legal_basis, recipient, body, status, attempts, next_attempt_at, \
-                 created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'pending', 0, $11, $11, $11)",
+                 created_at, updated_at, expires_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'pending', 0, $11, $11, $11, $12)",
             )
             .bind(&job_id)
             .bind(practice.to_string())
@@ -1268,6 +1270,7 @@ impl Store {
             .bind(key.seal_str(FieldAad::new("outbox_jobs", "recipient", &job_id), job.recipient.expose()))
             .bind(key.seal_str(FieldAad::new("outbox_jobs", "body", &job_id), job.body.expose()))
             .bind(now)
+            .bind(job.expires_at)
             .execute(&mut *tx.tx)
             .await?;
         }

@@ -69,6 +69,7 @@ type JobRow = (
     i64,
     Option<String>,
     Option<String>,
+    Option<i64>,
 );
 
 fn malformed() -> StoreError {
@@ -92,7 +93,7 @@ impl Store {
         // Only the constant lock clause is formatted in.
         let rows: Vec<JobRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT id, practice_id, patient_id, message_id, medium, recipient, body, attempts, \
-             consent_channel, purpose FROM outbox_jobs WHERE status = 'pending' AND next_attempt_at <= $1 \
+             consent_channel, purpose, expires_at FROM outbox_jobs WHERE status = 'pending' AND next_attempt_at <= $1 \
              ORDER BY next_attempt_at, id LIMIT $2{lock}"
         )))
         .bind(now)
@@ -100,11 +101,37 @@ impl Store {
         .fetch_all(&mut *tx.tx)
         .await?;
         let mut claimed = Vec::new();
-        for (id, practice, patient, message, medium, recipient, body, attempts, channel, purpose) in
-            rows
+        for (
+            id,
+            practice,
+            patient,
+            message,
+            medium,
+            recipient,
+            body,
+            attempts,
+            channel,
+            purpose,
+            expires_at,
+        ) in rows
         {
             let practice: PracticeId = practice.parse().map_err(|_| malformed())?;
             let patient: PatientId = patient.parse().map_err(|_| malformed())?;
+            // Held by quiet hours, a retry or downtime past its use (a reminder close to its
+            // visit): withdrawn, never sent late.
+            if expires_at.is_some_and(|at| now >= at) {
+                cancel_job(
+                    &mut tx,
+                    &self.ring,
+                    practice,
+                    patient,
+                    &id,
+                    &message,
+                    "too late to be useful: it could not be sent before its cut-off",
+                )
+                .await?;
+                continue;
+            }
             // Consent or a confidential request may have changed since the job was queued.
             if let Some(reason) = self
                 .job_blocked(
@@ -428,14 +455,14 @@ impl Store {
         let cutoff = to_micros(self.clock.now()) - lease_secs * 1_000_000;
         let rows: Vec<JobRow> = sqlx::query_as(
             "SELECT id, practice_id, patient_id, message_id, medium, recipient, body, attempts, \
-             consent_channel, purpose FROM outbox_jobs WHERE status = 'sending' AND claimed_at <= $1 \
+             consent_channel, purpose, expires_at FROM outbox_jobs WHERE status = 'sending' AND claimed_at <= $1 \
              ORDER BY claimed_at LIMIT 100",
         )
         .bind(cutoff)
         .fetch_all(&mut *conn)
         .await?;
         let mut out = Vec::new();
-        for (id, practice, patient, message, medium, recipient, body, attempts, _, _) in rows {
+        for (id, practice, patient, message, medium, recipient, body, attempts, _, _, _) in rows {
             let practice: PracticeId = practice.parse().map_err(|_| malformed())?;
             let patient: PatientId = patient.parse().map_err(|_| malformed())?;
             let key = match self.ring.patient_key(&mut conn, practice, patient).await {

@@ -9,18 +9,16 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
-use salve_core::consent::{ConsentPurpose, Medium as ConsentMedium};
+use salve_core::consent::ConsentPurpose;
 use salve_core::outgoing::{self, Draft, PatientFacts, Plan};
 use salve_core::permissions::{ContentKind, Principal};
 use salve_core::policy::FilledValue;
-use salve_core::routing::Delivery;
-use salve_core::system_messages::{self, Extra, Language, PracticeFields, SystemMessageKind};
 use salve_core::templates::{self, TemplateValues, Variable};
 use salve_core::{AttachmentId, ConversationId, PatientId, Sensitive, TeamId, TemplateId, UserId};
 use salve_store::{
     Assignment, AttachmentReader, CatalogKind, ConversationState, ConversationSummary,
-    ConversationTarget, InboxFilter, Medium, MessageChannel, MessageStatus, MessageView,
-    NewAttachment, NewJob, OutboundPlan, PlanRefused, SendFacts, StoreError,
+    ConversationTarget, InboxFilter, MessageChannel, MessageStatus, MessageView, NewAttachment,
+    OutboundPlan, PlanRefused, SendFacts, StoreError,
 };
 use serde::{Deserialize, Serialize};
 use sha2::Digest;
@@ -39,8 +37,6 @@ pub const MAX_TEXT_CHARS: usize = 5_000;
 pub const MAX_ATTACHMENTS: usize = 5;
 /// Requests that carry attachments (base64) may be this large.
 pub const ATTACHMENT_BODY_LIMIT: usize = 24 * 1024 * 1024;
-/// A notification's secure link lives as long as any other secure link.
-const NOTIFICATION_LINK_TTL_SECS: i64 = salve_core::links::DEFAULT_LINK_TTL.whole_seconds();
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -496,90 +492,6 @@ fn plan_for(request: &Request, facts: &SendFacts, text: &str, filled: Vec<Filled
     )
 }
 
-fn practice_fields(facts: &SendFacts) -> PracticeFields {
-    facts.settings.practice_fields()
-}
-
-/// Turns a plan into what the store writes: the message row and, for a send, its outbox job.
-fn outbound(
-    plan: &Plan,
-    request: &Request,
-    facts: &SendFacts,
-    text: &str,
-    base: &str,
-) -> Result<OutboundPlan, PlanRefused> {
-    let decision_json = serde_json::to_string(&plan.decision).ok();
-    let consent_channel = plan.consent_channel().map(|c| c.as_str().to_owned());
-    let purpose = Some(request.purpose.as_str().to_owned());
-    let common = |channel, status, job, reason: Option<String>| OutboundPlan {
-        direction: salve_store::Direction::Outbound,
-        body: Sensitive::new(text.to_owned()),
-        kind: plan.kind,
-        channel,
-        route: Some(plan.decision.route),
-        decision_json: decision_json.clone(),
-        delivery: plan.delivery.to_owned(),
-        status,
-        status_reason: reason,
-        legal_basis: plan.routing.delivery.basis(),
-        job,
-    };
-    Ok(match &plan.routing.delivery {
-        Delivery::DirectSms { to, basis } => common(
-            MessageChannel::Sms,
-            MessageStatus::Queued,
-            Some(NewJob {
-                medium: Medium::Sms,
-                recipient: to.value.clone(),
-                body: Sensitive::new(text.to_owned()),
-                purpose,
-                consent_channel,
-                legal_basis: Some(*basis),
-                secure_link: None,
-            }),
-            None,
-        ),
-        Delivery::SecureWithNotification { medium, to, basis } => {
-            let token = salve_crypto::token::mint("p");
-            let link = format!("{base}/p/{}", token.secret.as_str());
-            let lang = Language::for_tag(&facts.patient.record.preferred_language);
-            let body = system_messages::render(
-                SystemMessageKind::SecureMessageNotification,
-                lang,
-                &practice_fields(facts),
-                Extra::Link(&link),
-            )
-            .map_err(|e| PlanRefused(format!("the notification cannot be written: {e}")))?;
-            common(
-                MessageChannel::Portal,
-                MessageStatus::Queued,
-                Some(NewJob {
-                    medium: match medium {
-                        ConsentMedium::Sms => Medium::Sms,
-                        ConsentMedium::Email => Medium::Email,
-                    },
-                    recipient: to.value.clone(),
-                    body: Sensitive::new(body),
-                    purpose,
-                    consent_channel,
-                    legal_basis: Some(*basis),
-                    secure_link: Some((to.clone(), token.hash, NOTIFICATION_LINK_TTL_SECS)),
-                }),
-                None,
-            )
-        }
-        Delivery::PortalOnly { reason } => common(
-            MessageChannel::Portal,
-            MessageStatus::Sent,
-            None,
-            Some(reason.staff_text().to_owned()),
-        ),
-        Delivery::SystemSend { .. } | Delivery::Withheld { .. } => {
-            return Err(PlanRefused("not a staff message".into()));
-        }
-    })
-}
-
 fn preview_view(plan: &Plan, text: String) -> PreviewView {
     PreviewView {
         route: plan.decision.route.as_str().into(),
@@ -642,7 +554,7 @@ pub async fn send(
     let plan = |facts: &SendFacts| -> Result<OutboundPlan, PlanRefused> {
         let (text, filled) = rendered(&request, facts, &portal_link).map_err(PlanRefused)?;
         let plan = plan_for(&request, facts, &text, filled);
-        outbound(&plan, &request, facts, &text, &base)
+        crate::outbound::store_plan(&plan, request.purpose, facts, &text, &base, None)
     };
     let (message, replayed) = state
         .store
