@@ -990,6 +990,9 @@ impl Store {
                 -1,
                 Outcome::Success,
             ),
+            JobOutcome::Paced { until } => {
+                ("pending", None, (*until).max(now), -1, Outcome::Success)
+            }
         };
         sqlx::query(
             "UPDATE practice_replies SET status = $1, provider_message_id = COALESCE($2, provider_message_id), \
@@ -1004,7 +1007,7 @@ impl Store {
         .bind(&reply.id)
         .execute(&mut *tx.tx)
         .await?;
-        if !matches!(outcome, JobOutcome::Held { .. }) {
+        if !matches!(outcome, JobOutcome::Held { .. } | JobOutcome::Paced { .. }) {
             tx.audit(AuditEvent {
                 scope: ChainScope::Practice(reply.practice),
                 actor: Actor::System,
