@@ -50,7 +50,8 @@ pub use identity::{
 };
 pub use inbound::{
     DeliveryReport, InboundFacts, InboundOutcome, InboundReaction, InboundSms, KeywordReview,
-    PracticeReply, ReportOutcome, TriageItem, status_moves_forward,
+    EMERGENCY_PURPOSE, PracticeReply, ReminderAnswer, ReportOutcome, TriageItem,
+    status_moves_forward,
 };
 pub use links::{LinkInfo, PatientSession};
 pub use messaging::{

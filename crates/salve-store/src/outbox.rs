@@ -212,6 +212,11 @@ impl Store {
         channel: Option<&str>,
         purpose: Option<&str>,
     ) -> Result<Option<&'static str>> {
+        // Emergency guidance answers the patient's own text, whatever their consent or
+        // confidential-communication requests (emergency purposes).
+        if purpose == Some(crate::inbound::EMERGENCY_PURPOSE) {
+            return Ok(None);
+        }
         if let (Some(channel), Some(purpose)) = (
             channel.and_then(ConsentChannel::parse),
             purpose.and_then(ConsentPurpose::parse),
