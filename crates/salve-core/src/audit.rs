@@ -156,6 +156,13 @@ pub enum Action {
     KeywordReview,
     /// Inbound media deleted at the provider once sealed here (or the attempt failed).
     MediaDelete,
+    // Appointments (targets: the patient, then the appointment).
+    AppointmentCreate,
+    AppointmentUpdate,
+    AppointmentCancel,
+    AppointmentRead,
+    /// A CSV import of appointments (a dry run, a refused import, or one that wrote them).
+    AppointmentImport,
 }
 
 impl Action {
@@ -233,6 +240,11 @@ impl Action {
             Self::TriageAttribute => "inbound.triage.attribute",
             Self::KeywordReview => "inbound.review.decide",
             Self::MediaDelete => "media.delete",
+            Self::AppointmentCreate => "appointment.create",
+            Self::AppointmentUpdate => "appointment.update",
+            Self::AppointmentCancel => "appointment.cancel",
+            Self::AppointmentRead => "appointment.read",
+            Self::AppointmentImport => "appointment.import",
         }
     }
 }

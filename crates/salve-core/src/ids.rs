@@ -115,6 +115,10 @@ typed_id!(
     /// An appointment type, location or provider in a practice's catalog.
     CatalogItemId
 );
+typed_id!(
+    /// One appointment of a patient.
+    AppointmentId
+);
 
 #[cfg(test)]
 mod tests {
