@@ -327,14 +327,12 @@ pub fn echo_cell(raw: &str) -> String {
     if formula {
         out.push('\'');
     }
-    let mut count = 0;
-    for c in raw.chars().filter(|c| !c.is_control()) {
+    for (count, c) in raw.chars().filter(|c| !c.is_control()).enumerate() {
         if count == MAX_ECHO_CHARS {
             out.push('…');
             break;
         }
         out.push(c);
-        count += 1;
     }
     out
 }
