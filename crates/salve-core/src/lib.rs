@@ -2,6 +2,7 @@
 //! messaging rules (consent, confidential communications, system messages, routing).
 //! No I/O, no async, no SQL: every rule here is testable in isolation.
 
+pub mod appointments;
 pub mod audit;
 pub mod carrier;
 pub mod clock;

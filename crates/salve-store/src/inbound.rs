@@ -960,11 +960,14 @@ impl Store {
         self.answer_reminder_in(tx, practice, &answer.reminder, answer.answer)
             .await?;
         if let Some(status) = answer.status {
-            self.set_appointment_status_by_patient_in(
+            self.set_appointment_status_in(
                 tx,
                 practice,
                 answer.reminder.appointment,
                 status,
+                salve_core::appointments::StatusSource::PatientReply,
+                &Actor::Patient(answer.reminder.patient),
+                &RequestContext::default(),
             )
             .await?;
         }
