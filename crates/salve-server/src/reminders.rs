@@ -38,7 +38,8 @@ fn timestamp(at: OffsetDateTime) -> Timestamp {
 }
 
 fn offset(at: Timestamp) -> OffsetDateTime {
-    OffsetDateTime::from_unix_timestamp_nanos(at.as_nanosecond()).unwrap_or(OffsetDateTime::UNIX_EPOCH)
+    OffsetDateTime::from_unix_timestamp_nanos(at.as_nanosecond())
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }
 
 /// Decides and records every reminder due now. Tests drive reminders with this.

@@ -891,7 +891,7 @@ impl Store {
             &conv,
             &Actor::System,
             &[],
-            &system_sms(reply, phone),
+            &system_sms(reply, phone, None),
         )
         .await?;
         Ok(())
@@ -960,16 +960,23 @@ impl Store {
         self.answer_reminder_in(tx, practice, &answer.reminder, answer.answer)
             .await?;
         if let Some(status) = answer.status {
-            self.set_appointment_status_in(
-                tx,
-                practice,
-                answer.reminder.appointment,
-                status,
-                salve_core::appointments::StatusSource::PatientReply,
-                &Actor::Patient(answer.reminder.patient),
-                &RequestContext::default(),
-            )
-            .await?;
+            // A move the patient may not make (the visit changed a moment ago) is refused
+            // before anything is written: the text is still filed and staff see it.
+            match self
+                .set_appointment_status_in(
+                    tx,
+                    practice,
+                    answer.reminder.appointment,
+                    status,
+                    salve_core::appointments::StatusSource::PatientReply,
+                    &Actor::Patient(answer.reminder.patient),
+                    &RequestContext::default(),
+                )
+                .await
+            {
+                Ok(_) | Err(StoreError::Conflict(_)) => {}
+                Err(e) => return Err(e),
+            }
         }
         if let Some(note) = &answer.staff_note {
             let plan = OutboundPlan {

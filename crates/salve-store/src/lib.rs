@@ -54,9 +54,8 @@ pub use identity::{
     ThrottleState, UserAuth, UserProfile,
 };
 pub use inbound::{
-    DeliveryReport, InboundFacts, InboundOutcome, InboundReaction, InboundSms, KeywordReview,
-    EMERGENCY_PURPOSE, PracticeReply, ReminderAnswer, ReportOutcome, TriageItem,
-    status_moves_forward,
+    DeliveryReport, EMERGENCY_PURPOSE, InboundFacts, InboundOutcome, InboundReaction, InboundSms,
+    KeywordReview, PracticeReply, ReminderAnswer, ReportOutcome, TriageItem, status_moves_forward,
 };
 pub use links::{LinkInfo, PatientSession};
 pub use messaging::{
