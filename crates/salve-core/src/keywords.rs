@@ -88,11 +88,11 @@ pub struct InboundContext {
 pub struct Reason(Cow<'static, str>);
 
 impl Reason {
-    const fn rule(name: &'static str) -> Self {
+    pub(crate) const fn rule(name: &'static str) -> Self {
         Self(Cow::Borrowed(name))
     }
 
-    fn keyword(prefix: &'static str, keyword: &'static str) -> Self {
+    pub(crate) fn keyword(prefix: &'static str, keyword: &'static str) -> Self {
         Self(Cow::Owned(format!("{prefix}{keyword}")))
     }
 
@@ -919,14 +919,14 @@ fn consent_scope(rest: &[&str], negated: bool, ev: &mut Evidence) {
 // Normalising.
 
 /// The text as folded words in clauses (split at . , ! ? ; : and line breaks).
-struct Folded {
-    clauses: Vec<Vec<String>>,
+pub(crate) struct Folded {
+    pub(crate) clauses: Vec<Vec<String>>,
     /// Any emoji or symbol that says "stop" by itself (🛑 ⛔ 🚫 ✋).
     stop_sign: bool,
 }
 
 impl Folded {
-    fn new(text: &str) -> Self {
+    pub(crate) fn new(text: &str) -> Self {
         let mut clauses = vec![Vec::new()];
         let mut word = String::new();
         let mut stop_sign = false;
@@ -1033,7 +1033,7 @@ fn is_combining(c: char) -> bool {
 
 /// Runs of one letter become one letter: "stooop" and "stopp" meet "stop", "pleeease" meets
 /// "please" ("pls" and "all" collapse too, so both sides are always collapsed).
-fn collapse(word: &str) -> String {
+pub(crate) fn collapse(word: &str) -> String {
     let mut out = String::with_capacity(word.len());
     let mut last = None;
     for c in word.chars() {
@@ -1314,7 +1314,7 @@ fn near_keyword(word: &str) -> Option<&'static str> {
 }
 
 /// Edit distance with adjacent transpositions ("stpo" is one edit from "stop").
-fn osa_distance(a: &str, b: &str) -> usize {
+pub(crate) fn osa_distance(a: &str, b: &str) -> usize {
     let a: Vec<char> = a.chars().collect();
     let b: Vec<char> = b.chars().collect();
     if a.len().abs_diff(b.len()) > 2 || a.len() > 32 {
