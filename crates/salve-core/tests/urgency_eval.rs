@@ -63,3 +63,13 @@ fn dev_set_meets_the_targets() {
         assert!(s.urgent >= 30 && s.not_urgent >= 20, "{lang}: {s:?}");
     }
 }
+
+/// Written apart from the word lists by someone else (data/urgency/EVAL_README.md): the
+/// regression gate.
+#[test]
+fn eval_set_meets_the_targets() {
+    let report = check("eval.jsonl", 300);
+    for lang in ["en", "es"] {
+        assert!(report.by_lang.contains_key(lang), "{lang}");
+    }
+}
