@@ -374,9 +374,9 @@ impl Matcher {
         signs.extend(self.near_matches(&words, &masked));
 
         let mut reasons = Vec::new();
-        let mut kept: Vec<usize> = Vec::new();
+        let mut kept: Vec<(usize, usize)> = Vec::new();
         let joke = markers.iter().any(|(m, ..)| *m == Marker::Joke)
-            || text.chars().any(|c| matches!(c, '\u{1F602}' | '\u{1F923}'));
+            || text.chars().any(|c| matches!(c, '\u{1F602}' | '\u{1F923}' | '\u{1F605}' | '\u{1F644}'));
         for &(rule, first, last) in &signs {
             let r = &self.rules[rule];
             if (first..=last).any(|i| masked[i]) {
@@ -386,28 +386,35 @@ impl Matcher {
             } else if r.idiom && !r.crisis && joke {
                 reasons.push(Reason::keyword("joke: ", r.name));
             } else {
-                kept.push(rule);
+                kept.push((rule, first));
             }
         }
-        // Over, old or asked about: physical signs only, and only if nothing says "still".
-        let over = markers
-            .iter()
-            .any(|(m, ..)| matches!(m, Marker::Resolved | Marker::History | Marker::Info));
-        let persists = markers
-            .iter()
-            .any(|&(m, first, last)| {
-                m == Marker::Persisting
-                    && (first..=last).all(|i| marker_words[i] == Some(Marker::Persisting))
-            });
-        if over && !persists {
-            kept.retain(|&rule| {
+        // Over or asked about (physical signs), or old (any sign, in its own sentence: "I had a
+        // stroke in 2019"), unless something says it persists ("still", "again", "now").
+        let persists = markers.iter().any(|&(m, first, last)| {
+            m == Marker::Persisting
+                && (first..=last).all(|i| marker_words[i] == Some(Marker::Persisting))
+        });
+        if !persists {
+            let over = markers
+                .iter()
+                .any(|(m, ..)| matches!(m, Marker::Resolved | Marker::Info));
+            let history: Vec<usize> = markers
+                .iter()
+                .filter(|(m, ..)| *m == Marker::History)
+                .map(|&(_, first, _)| clause_of[first])
+                .collect();
+            kept.retain(|&(rule, first)| {
                 let r = &self.rules[rule];
-                if !r.crisis {
+                let old = history.contains(&clause_of[first]);
+                let undone = old || (over && !r.crisis);
+                if undone {
                     reasons.push(Reason::keyword("past, resolved or asked about: ", r.name));
                 }
-                r.crisis
+                !undone
             });
         }
+        let mut kept: Vec<usize> = kept.into_iter().map(|(rule, _)| rule).collect();
         kept.sort_unstable();
         kept.dedup();
         let crisis = kept.iter().any(|&rule| self.rules[rule].crisis);
