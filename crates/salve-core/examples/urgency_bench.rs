@@ -21,7 +21,10 @@ fn main() {
     let _ = assess("warm up");
     let rounds = 2_000;
     for (name, run) in [
-        ("urgency::assess", &(|t: &str| assess(t).urgent) as &dyn Fn(&str) -> bool),
+        (
+            "urgency::assess",
+            &(|t: &str| assess(t).urgent) as &dyn Fn(&str) -> bool,
+        ),
         ("keywords::classify", &|t: &str| {
             classify(t, &InboundContext::default()).review
         }),

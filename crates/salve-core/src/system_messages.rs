@@ -603,7 +603,11 @@ mod tests {
             en.contains("For a mental health crisis, call or text 988."),
             "{en}"
         );
-        let es = r(SystemMessageKind::EmergencyGuidance, Language::Es, &oak_es());
+        let es = r(
+            SystemMessageKind::EmergencyGuidance,
+            Language::Es,
+            &oak_es(),
+        );
         // "mande" rather than "envíe": í is outside the GSM alphabet and would make the whole
         // reply UCS-2 (a third of the room).
         assert!(

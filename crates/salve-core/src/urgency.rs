@@ -216,14 +216,18 @@ impl Matcher {
                         Pattern::Marker(marker)
                     } else {
                         let flags: Vec<&str> = parts.collect();
-                        let index = rules.iter().position(|r| r.name == name).unwrap_or_else(|| {
-                            rules.push(Rule {
-                                name,
-                                crisis: flags.contains(&"crisis"),
-                                idiom: flags.contains(&"idiom"),
-                            });
-                            rules.len() - 1
-                        });
+                        let index =
+                            rules
+                                .iter()
+                                .position(|r| r.name == name)
+                                .unwrap_or_else(|| {
+                                    rules.push(Rule {
+                                        name,
+                                        crisis: flags.contains(&"crisis"),
+                                        idiom: flags.contains(&"idiom"),
+                                    });
+                                    rules.len() - 1
+                                });
                         Pattern::Sign(index)
                     });
                     continue;
@@ -376,7 +380,9 @@ impl Matcher {
         let mut reasons = Vec::new();
         let mut kept: Vec<(usize, usize)> = Vec::new();
         let joke = markers.iter().any(|(m, ..)| *m == Marker::Joke)
-            || text.chars().any(|c| matches!(c, '\u{1F602}' | '\u{1F923}' | '\u{1F605}' | '\u{1F644}'));
+            || text
+                .chars()
+                .any(|c| matches!(c, '\u{1F602}' | '\u{1F923}' | '\u{1F605}' | '\u{1F644}'));
         for &(rule, first, last) in &signs {
             let r = &self.rules[rule];
             if (first..=last).any(|i| masked[i]) {
@@ -651,7 +657,15 @@ mod tests {
     #[test]
     fn odd_input_does_not_panic() {
         let long = "chest pain ".repeat(5_000);
-        for text in ["", "   ", "\u{0}", "!!!", "\u{1F600}", "\u{0301}", long.as_str()] {
+        for text in [
+            "",
+            "   ",
+            "\u{0}",
+            "!!!",
+            "\u{1F600}",
+            "\u{0301}",
+            long.as_str(),
+        ] {
             let _ = assess(text);
         }
         assert!(!assess("").urgent);

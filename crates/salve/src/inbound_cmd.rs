@@ -112,8 +112,16 @@ fn eval_urgency(path: &Path, show_text: bool) -> anyhow::Result<(String, bool)> 
         out.push_str(&format!(
             "line {} expected {} got {}: {}\n",
             line_numbers[miss.index],
-            if miss.expected { "urgent" } else { "not urgent" },
-            if miss.got.urgent { "urgent" } else { "not urgent" },
+            if miss.expected {
+                "urgent"
+            } else {
+                "not urgent"
+            },
+            if miss.got.urgent {
+                "urgent"
+            } else {
+                "not urgent"
+            },
             reasons.join("; "),
         ));
         if show_text {

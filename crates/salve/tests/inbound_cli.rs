@@ -135,7 +135,10 @@ fn eval_urgency_prints_recall_and_misses_and_fails_below_target() {
         stdout.contains("urgent recall:     66.67% (2/3; 1 crisis)"),
         "{stdout}"
     );
-    assert!(stdout.contains("false urgent rate: 0.00% (0/1)"), "{stdout}");
+    assert!(
+        stdout.contains("false urgent rate: 0.00% (0/1)"),
+        "{stdout}"
+    );
     assert!(
         stdout.contains("line 4 expected urgent got not urgent"),
         "{stdout}"

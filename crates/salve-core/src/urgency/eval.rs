@@ -157,7 +157,10 @@ mod tests {
     #[test]
     fn definitions() {
         let r = score(&[]);
-        assert_eq!((r.overall.recall(), r.overall.false_urgent_rate()), (1.0, 0.0));
+        assert_eq!(
+            (r.overall.recall(), r.overall.false_urgent_rate()),
+            (1.0, 0.0)
+        );
         assert!(r.overall.meets_targets());
         let r = score(&[
             case("I can't breathe", true, "en"),
