@@ -33,7 +33,8 @@ pub enum SystemMessageKind {
     OneTimeCode,
     /// Answers a patient's message outside office hours.
     AfterHoursReply,
-    /// "If this is an emergency, call 911": answers a patient's own message.
+    /// "If this is an emergency, call 911. For a mental health crisis, call or text 988":
+    /// answers a patient's own message (an urgent-looking text gets it at any hour).
     EmergencyGuidance,
     /// The content-free "New secure message from {sender}: {link}".
     SecureMessageNotification,
@@ -284,12 +285,13 @@ fn wording(kind: SystemMessageKind, lang: Language) -> &'static str {
              Le responderemos {expected}. Si es una emergencia, llame al 911.{on_call}"
         }
         (EmergencyGuidance, En) => {
-            "{sender}: If this is an emergency, call 911. Messages are not for emergencies and \
-             may not be read right away.{on_call}"
+            "{sender}: If this is an emergency, call 911. For a mental health crisis, call or \
+             text 988. Messages are not for emergencies and may not be read right away.{on_call}"
         }
         (EmergencyGuidance, Es) => {
-            "{sender}: Si es una emergencia, llame al 911. Los mensajes no son para emergencias \
-             y puede que no se lean de inmediato.{on_call}"
+            "{sender}: Si es una emergencia, llame al 911. Para una crisis de salud mental, llame \
+             o mande un mensaje de texto al 988. Los mensajes no son para emergencias y puede que \
+             no se lean de inmediato.{on_call}"
         }
         (SecureMessageNotification, En) => "New secure message from {sender}: {link}",
         (SecureMessageNotification, Es) => "Nuevo mensaje seguro de {sender}: {link}",
@@ -533,14 +535,15 @@ mod tests {
             (
                 EmergencyGuidance,
                 En,
-                "Oak Street Clinic: If this is an emergency, call 911. Messages are not for \
-                 emergencies and may not be read right away. For urgent questions, call (312) \
-                 555-0199.",
+                "Oak Street Clinic: If this is an emergency, call 911. For a mental health crisis, \
+                 call or text 988. Messages are not for emergencies and may not be read right \
+                 away. For urgent questions, call (312) 555-0199.",
             ),
             (
                 EmergencyGuidance,
                 Es,
-                "Oak Street Clinic: Si es una emergencia, llame al 911. Los mensajes no son para \
+                "Oak Street Clinic: Si es una emergencia, llame al 911. Para una crisis de salud \
+                 mental, llame o mande un mensaje de texto al 988. Los mensajes no son para \
                  emergencias y puede que no se lean de inmediato. Para urgencias, llame al (312) \
                  555-0199.",
             ),
@@ -591,6 +594,26 @@ mod tests {
                 r(kind, Language::Es, &oak_es()).contains("Si es una emergencia, llame al 911.")
             );
         }
+    }
+
+    #[test]
+    fn emergency_guidance_names_988_for_a_crisis() {
+        let en = r(SystemMessageKind::EmergencyGuidance, Language::En, &oak());
+        assert!(
+            en.contains("For a mental health crisis, call or text 988."),
+            "{en}"
+        );
+        let es = r(
+            SystemMessageKind::EmergencyGuidance,
+            Language::Es,
+            &oak_es(),
+        );
+        // "mande" rather than "envíe": í is outside the GSM alphabet and would make the whole
+        // reply UCS-2 (a third of the room).
+        assert!(
+            es.contains("llame o mande un mensaje de texto al 988."),
+            "{es}"
+        );
     }
 
     #[test]
