@@ -38,10 +38,16 @@ pub enum SystemMessageKind {
     EmergencyGuidance,
     /// The content-free "New secure message from {sender}: {link}".
     SecureMessageNotification,
+    /// Answers C (or another confirm word) to a reminder.
+    VisitConfirmed,
+    /// Answers X to a reminder: this visit is cancelled (not the texts).
+    VisitCancelled,
+    /// Answers R to a reminder: staff will call to find a new time.
+    RescheduleRequested,
 }
 
 impl SystemMessageKind {
-    pub const ALL: [SystemMessageKind; 7] = [
+    pub const ALL: [SystemMessageKind; 10] = [
         SystemMessageKind::OptOutConfirmation,
         SystemMessageKind::OptInConfirmation,
         SystemMessageKind::HelpReply,
@@ -49,6 +55,9 @@ impl SystemMessageKind {
         SystemMessageKind::AfterHoursReply,
         SystemMessageKind::EmergencyGuidance,
         SystemMessageKind::SecureMessageNotification,
+        SystemMessageKind::VisitConfirmed,
+        SystemMessageKind::VisitCancelled,
+        SystemMessageKind::RescheduleRequested,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -60,6 +69,9 @@ impl SystemMessageKind {
             Self::AfterHoursReply => "after_hours_reply",
             Self::EmergencyGuidance => "emergency_guidance",
             Self::SecureMessageNotification => "secure_message_notification",
+            Self::VisitConfirmed => "visit_confirmed",
+            Self::VisitCancelled => "visit_cancelled",
+            Self::RescheduleRequested => "reschedule_requested",
         }
     }
 
@@ -295,6 +307,25 @@ fn wording(kind: SystemMessageKind, lang: Language) -> &'static str {
         }
         (SecureMessageNotification, En) => "New secure message from {sender}: {link}",
         (SecureMessageNotification, Es) => "Nuevo mensaje seguro de {sender}: {link}",
+        (VisitConfirmed, En) => {
+            "{sender}: Thank you, your visit is confirmed. To change it, call {phone}."
+        }
+        (VisitConfirmed, Es) => {
+            "{sender}: Gracias, su cita esta confirmada. Para cambiarla, llame al {phone}."
+        }
+        (VisitCancelled, En) => {
+            "{sender}: Your visit is cancelled as you asked. To book again, call {phone}."
+        }
+        (VisitCancelled, Es) => {
+            "{sender}: Su cita quedo cancelada como pidio. Para otra cita, llame al {phone}."
+        }
+        (RescheduleRequested, En) => {
+            "{sender}: We got your request to reschedule. Our staff will call you. Questions: \
+             {phone}."
+        }
+        (RescheduleRequested, Es) => {
+            "{sender}: Recibimos su pedido de cambiar la cita. Le llamaremos. Preguntas: {phone}."
+        }
     }
 }
 
@@ -558,6 +589,42 @@ mod tests {
                 Es,
                 "Nuevo mensaje seguro de Oak Street Clinic: https://portal.oakstreet.example/l/\
                  AbCdEfGhIjKlMnOpQrStUvWxYz0123456789_-abcde",
+            ),
+            (
+                VisitConfirmed,
+                En,
+                "Oak Street Clinic: Thank you, your visit is confirmed. To change it, call (312) \
+                 555-0100.",
+            ),
+            (
+                VisitConfirmed,
+                Es,
+                "Oak Street Clinic: Gracias, su cita esta confirmada. Para cambiarla, llame al \
+                 (312) 555-0100.",
+            ),
+            (
+                VisitCancelled,
+                En,
+                "Oak Street Clinic: Your visit is cancelled as you asked. To book again, call \
+                 (312) 555-0100.",
+            ),
+            (
+                VisitCancelled,
+                Es,
+                "Oak Street Clinic: Su cita quedo cancelada como pidio. Para otra cita, llame al \
+                 (312) 555-0100.",
+            ),
+            (
+                RescheduleRequested,
+                En,
+                "Oak Street Clinic: We got your request to reschedule. Our staff will call you. \
+                 Questions: (312) 555-0100.",
+            ),
+            (
+                RescheduleRequested,
+                Es,
+                "Oak Street Clinic: Recibimos su pedido de cambiar la cita. Le llamaremos. \
+                 Preguntas: (312) 555-0100.",
             ),
         ];
         assert_eq!(
