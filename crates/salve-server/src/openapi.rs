@@ -5,9 +5,9 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
 use utoipa::{Modify, OpenApi};
 
 use crate::api::{
-    account, carrier, consent, health, inbound, inbox_events, messages, outbox, oversight,
-    passkeys, patients, portal, portal_login, portal_messages, providers, reminders, session,
-    teams, tokens, users,
+    account, appointments, carrier, consent, health, inbound, inbox_events, messages, outbox,
+    oversight, passkeys, patients, portal, portal_login, portal_messages, providers, reminders,
+    session, teams, tokens, users,
 };
 use crate::error::{Problem, ProblemField};
 
@@ -58,6 +58,8 @@ impl Modify for BearerAuth {
         consent::set_messaging_settings,
         portal_messages::conversations, portal_messages::reply, portal_messages::attachment,
         reminders::settings, reminders::put_settings, reminders::held, reminders::of_appointment, reminders::release,
+        appointments::create, appointments::read, appointments::update, appointments::cancel, appointments::list,
+        appointments::import,
     ),
     components(schemas(Problem, ProblemField, patients::PatientCreate, patients::PatientPatch, patients::PatientView,
         patients::PatientList, patients::ContactBody, patients::ContactView, patients::SearchBody, patients::LookupBody,
@@ -81,10 +83,12 @@ impl Modify for BearerAuth {
         consent::TemplateList, consent::MessagingSettingsBody,
         portal_messages::PortalConversation, portal_messages::PortalConversations, portal_messages::PortalReplyBody,
         reminders::TypeSchedule, reminders::SettingsBody, reminders::TemplateSample, reminders::SettingsView,
-        reminders::ReminderView, reminders::ReminderList)),
+        reminders::ReminderView, reminders::ReminderList,
+        appointments::AppointmentCreate, appointments::AppointmentPatchBody, appointments::CatalogRef,
+        appointments::AppointmentView, appointments::AppointmentList, appointments::ImportError,
+        appointments::ImportReportView)),
     modifiers(&BearerAuth),
     tags((name = "patients", description = "Patients of the caller's practice"),
-        (name = "appointments", description = "Appointments, their reminders and the patients' answers"),
         (name = "session", description = "Staff sign-in, second factor, sign-out"),
         (name = "users", description = "The practice's staff"),
         (name = "audit", description = "Reports for the practice's auditors"),
@@ -92,7 +96,8 @@ impl Modify for BearerAuth {
         (name = "portal", description = "Patients verifying a secure link: possession of the phone or inbox plus a knowledge check"), (name = "operations", description = "Health and readiness"),
         (name = "inbox", description = "The team inbox: conversations, sending, notes, assignment, live updates"),
         (name = "consent", description = "Consent ledger and confidential-communication requests"),
-        (name = "settings", description = "Catalog, saved replies and messaging settings")),
+        (name = "settings", description = "Catalog, saved replies and messaging settings"),
+        (name = "appointments", description = "Appointments (booked, changed and cancelled through the API or a CSV import), their reminders and the patients' answers")),
 )]
 pub struct ApiDoc;
 

@@ -14,9 +14,9 @@ use salve_store::SessionStage;
 
 use crate::AppState;
 use crate::api::{
-    account, carrier, consent, health, inbound, inbox_events, messages, outbox, oversight,
-    passkeys, patients, portal, portal_login, portal_messages, providers, reminders, session,
-    teams, tokens, users, webhooks,
+    account, appointments, carrier, consent, health, inbound, inbox_events, messages, outbox,
+    oversight, passkeys, patients, portal, portal_login, portal_messages, providers, reminders,
+    session, teams, tokens, users, webhooks,
 };
 use crate::auth::{self, Caller};
 use crate::context::ClientInfo;
@@ -547,6 +547,42 @@ fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
             Op(ConversationList),
             get(inbox_events::stream_changes),
         )),
+        r(
+            Method::POST,
+            "/api/v1/appointments",
+            Op(AppointmentWrite),
+            post(appointments::create),
+        ),
+        r(
+            Method::GET,
+            "/api/v1/appointments",
+            Op(AppointmentRead),
+            get(appointments::list),
+        ),
+        r(
+            Method::POST,
+            "/api/v1/appointments/import",
+            Op(AppointmentImport),
+            post(appointments::import),
+        ),
+        r(
+            Method::GET,
+            "/api/v1/appointments/{id}",
+            Op(AppointmentRead),
+            get(appointments::read),
+        ),
+        r(
+            Method::PATCH,
+            "/api/v1/appointments/{id}",
+            Op(AppointmentWrite),
+            patch(appointments::update),
+        ),
+        r(
+            Method::POST,
+            "/api/v1/appointments/{id}/cancel",
+            Op(AppointmentWrite),
+            post(appointments::cancel),
+        ),
         r(
             Method::GET,
             "/api/v1/patients/{id}/consent",
