@@ -156,6 +156,14 @@ pub enum Action {
     KeywordReview,
     /// Inbound media deleted at the provider once sealed here (or the attempt failed).
     MediaDelete,
+    /// An admin changed the practice's office hours or holidays.
+    PracticeHoursUpdate,
+    /// An admin changed the response target or who is told of overdue conversations.
+    ResponseSettingsUpdate,
+    /// A conversation waited longer than the response target: the chosen staff were told.
+    ResponseEscalate,
+    /// Someone read the first-response-time report.
+    ResponseReportRead,
 }
 
 impl Action {
@@ -233,6 +241,10 @@ impl Action {
             Self::TriageAttribute => "inbound.triage.attribute",
             Self::KeywordReview => "inbound.review.decide",
             Self::MediaDelete => "media.delete",
+            Self::PracticeHoursUpdate => "practice.hours.update",
+            Self::ResponseSettingsUpdate => "practice.response_settings.update",
+            Self::ResponseEscalate => "response.escalate",
+            Self::ResponseReportRead => "report.response_time.read",
         }
     }
 }

@@ -157,10 +157,14 @@ pub enum Operation {
     /// Work the inbound queues: texts no single patient could be matched to (attribute them)
     /// and possible opt-outs a person must decide.
     InboundTriage,
+    /// Office hours, holidays, the response target and who is told of overdue conversations.
+    PracticeSettingsManage,
+    /// Practice reports without patient content (first-response times).
+    ReportRead,
 }
 
 impl Operation {
-    pub const ALL: [Operation; 28] = [
+    pub const ALL: [Operation; 30] = [
         Operation::PatientCreate,
         Operation::PatientRead,
         Operation::PatientList,
@@ -189,6 +193,8 @@ impl Operation {
         Operation::ProviderManage,
         Operation::VendorRead,
         Operation::InboundTriage,
+        Operation::PracticeSettingsManage,
+        Operation::ReportRead,
     ];
 
     /// Operations whose resource is one patient (and so may be restricted).
@@ -276,6 +282,8 @@ const ROLE_TABLE: &[(Role, &[Operation])] = &[
             Op::ProviderManage,
             Op::VendorRead,
             Op::InboundTriage,
+            Op::PracticeSettingsManage,
+            Op::ReportRead,
         ],
     ),
     (
@@ -332,6 +340,7 @@ const ROLE_TABLE: &[(Role, &[Operation])] = &[
             Op::GuidelinesRead,
             Op::ConsentRead,
             Op::VendorRead,
+            Op::ReportRead,
         ],
     ),
 ];
@@ -631,9 +640,21 @@ mod tests {
                 Op::AuditRead,
                 Op::GuidelinesRead,
                 Op::ConsentRead,
-                Op::VendorRead
+                Op::VendorRead,
+                Op::ReportRead
             ]
         );
+        assert!(allowed(Role::Admin).contains(&Op::PracticeSettingsManage));
+        assert!(allowed(Role::Admin).contains(&Op::ReportRead));
+        for role in [Role::Clinician, Role::Staff, Role::Auditor] {
+            assert!(
+                !allowed(role).contains(&Op::PracticeSettingsManage),
+                "{role:?}"
+            );
+        }
+        for role in [Role::Clinician, Role::Staff] {
+            assert!(!allowed(role).contains(&Op::ReportRead), "{role:?}");
+        }
         assert!(allowed(Role::Admin).contains(&Op::ProviderManage));
         for role in [Role::Clinician, Role::Staff, Role::Auditor] {
             assert!(!allowed(role).contains(&Op::ProviderManage), "{role:?}");
