@@ -885,8 +885,8 @@ mod tests {
         let twice = OfficeHoursInput {
             time_zone: "UTC".into(),
             weekly: weekly
-                .into_iter()
-                .map(|(k, _)| (k, vec![("09:00".into(), "17:00".into())]))
+                .into_keys()
+                .map(|k| (k, vec![("09:00".into(), "17:00".into())]))
                 .collect(),
             holidays: vec![
                 ("2026-12-25".into(), "Christmas".into()),
