@@ -50,6 +50,46 @@ pub struct Episode {
     pub first_reply_at: Option<OffsetDateTime>,
 }
 
+/// What matters of a conversation's message for response times (from clear columns only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimelineEvent {
+    /// An inbound message from the patient.
+    Patient(OffsetDateTime),
+    /// A message staff (or the practice's integration) sent the patient. System messages (the
+    /// after-hours reply, opt-out confirmations) and internal notes are not responses.
+    StaffReply(OffsetDateTime),
+}
+
+/// Splits one conversation's timeline (in time order) into waiting episodes: an episode starts
+/// with the first patient message after the last staff reply (or the conversation's start) and
+/// ends with the next staff reply.
+pub fn episodes(timeline: &[TimelineEvent]) -> Vec<Episode> {
+    let mut out: Vec<Episode> = Vec::new();
+    let mut waiting: Option<OffsetDateTime> = None;
+    for event in timeline {
+        match *event {
+            TimelineEvent::Patient(at) => {
+                waiting.get_or_insert(at);
+            }
+            TimelineEvent::StaffReply(at) => {
+                if let Some(since) = waiting.take() {
+                    out.push(Episode {
+                        waiting_since: since,
+                        first_reply_at: Some(at),
+                    });
+                }
+            }
+        }
+    }
+    if let Some(since) = waiting {
+        out.push(Episode {
+            waiting_since: since,
+            first_reply_at: None,
+        });
+    }
+    out
+}
+
 /// The first-response report.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FirstResponseStats {
@@ -132,6 +172,34 @@ mod tests {
             target,
             &h
         ));
+    }
+
+    #[test]
+    fn episodes_start_at_the_first_unanswered_patient_message() {
+        use TimelineEvent::*;
+        let t = |h: i64| datetime!(2026-12-03 15:00 UTC) + Duration::hours(h);
+        let timeline = [
+            StaffReply(t(0)), // staff wrote first: nothing waiting
+            Patient(t(1)),
+            Patient(t(2)), // still the same episode
+            StaffReply(t(3)),
+            StaffReply(t(4)), // a second reply answers nothing
+            Patient(t(5)),
+        ];
+        assert_eq!(
+            episodes(&timeline),
+            vec![
+                Episode {
+                    waiting_since: t(1),
+                    first_reply_at: Some(t(3)),
+                },
+                Episode {
+                    waiting_since: t(5),
+                    first_reply_at: None,
+                },
+            ]
+        );
+        assert!(episodes(&[]).is_empty());
     }
 
     #[test]
