@@ -264,7 +264,12 @@ impl OfficeHours {
             Ok(hours) if errors.is_empty() => Ok(hours),
             Ok(_) => Err(errors),
             Err(more) => {
-                errors.extend(more);
+                // A week left empty only because its intervals were refused is not news.
+                let bad_interval = errors.iter().any(|e| e.field.starts_with("weekly."));
+                errors.extend(
+                    more.into_iter()
+                        .filter(|e| !(bad_interval && e.field == "weekly")),
+                );
                 Err(errors)
             }
         }

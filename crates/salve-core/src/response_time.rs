@@ -18,6 +18,21 @@ pub const DEFAULT_TARGET_MINUTES: i64 = 240;
 pub const MIN_TARGET_MINUTES: i64 = 5;
 pub const MAX_TARGET_MINUTES: i64 = 14_400;
 
+/// The promise a target makes, for patients: "within 4 business hours" / "en un plazo de 4
+/// horas hábiles".
+pub fn target_phrase(target_minutes: i64, lang: crate::system_messages::Language) -> String {
+    use crate::system_messages::Language;
+    let m = target_minutes.max(1);
+    match (lang, m % 60 == 0, m / 60) {
+        (Language::En, true, 1) => "within 1 business hour".to_owned(),
+        (Language::En, true, h) => format!("within {h} business hours"),
+        (Language::En, false, _) => format!("within {m} business minutes"),
+        (Language::Es, true, 1) => "en un plazo de 1 hora hábil".to_owned(),
+        (Language::Es, true, h) => format!("en un plazo de {h} horas hábiles"),
+        (Language::Es, false, _) => format!("en un plazo de {m} minutos hábiles"),
+    }
+}
+
 /// Whether a conversation waiting since `waiting_since` has, at `now`, waited at least
 /// `target_business_secs` of business time.
 pub fn is_overdue(
@@ -200,6 +215,25 @@ mod tests {
             ]
         );
         assert!(episodes(&[]).is_empty());
+    }
+
+    #[test]
+    fn the_target_reads_as_a_promise() {
+        use crate::system_messages::Language;
+        assert_eq!(target_phrase(240, Language::En), "within 4 business hours");
+        assert_eq!(target_phrase(60, Language::En), "within 1 business hour");
+        assert_eq!(
+            target_phrase(90, Language::En),
+            "within 90 business minutes"
+        );
+        assert_eq!(
+            target_phrase(240, Language::Es),
+            "en un plazo de 4 horas hábiles"
+        );
+        assert_eq!(
+            target_phrase(60, Language::Es),
+            "en un plazo de 1 hora hábil"
+        );
     }
 
     #[test]

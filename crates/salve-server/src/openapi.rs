@@ -5,7 +5,7 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
 use utoipa::{Modify, OpenApi};
 
 use crate::api::{
-    account, carrier, consent, health, inbound, inbox_events, messages, outbox, oversight,
+    account, carrier, consent, health, hours, inbound, inbox_events, messages, outbox, oversight,
     passkeys, patients, portal, portal_login, portal_messages, providers, session, teams, tokens,
     users,
 };
@@ -56,6 +56,8 @@ impl Modify for BearerAuth {
         consent::consent_texts, consent::publish_consent_text, consent::catalog, consent::upsert_catalog_item,
         consent::templates, consent::create_template, consent::update_template, consent::messaging_settings,
         consent::set_messaging_settings,
+        hours::office_hours, hours::set_office_hours, hours::response_settings, hours::set_response_settings,
+        hours::response_time_report,
         portal_messages::conversations, portal_messages::reply, portal_messages::attachment,
     ),
     components(schemas(Problem, ProblemField, patients::PatientCreate, patients::PatientPatch, patients::PatientView,
@@ -78,6 +80,8 @@ impl Modify for BearerAuth {
         consent::RecordedConsent, consent::ConfidentialBody, consent::ConsentTextBody, consent::ConsentTextView,
         consent::ConsentTextList, consent::CatalogItemView, consent::CatalogList, consent::TemplateBody, consent::TemplateView,
         consent::TemplateList, consent::MessagingSettingsBody,
+        hours::IntervalBody, hours::HolidayBody, hours::OfficeHoursBody, hours::OfficeHoursView,
+        hours::ResponseSettingsBody, hours::ResponseTimeReport, hours::ExpectedReply,
         portal_messages::PortalConversation, portal_messages::PortalConversations, portal_messages::PortalReplyBody)),
     modifiers(&BearerAuth),
     tags((name = "patients", description = "Patients of the caller's practice"),

@@ -2,6 +2,7 @@ pub mod account;
 pub mod carrier;
 pub mod consent;
 pub mod health;
+pub mod hours;
 pub mod inbound;
 pub mod inbox_events;
 pub mod messages;
