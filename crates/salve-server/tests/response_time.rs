@@ -433,3 +433,50 @@ async fn settings_belong_to_the_admin_and_bad_input_names_the_field() {
         );
     }
 }
+
+#[tokio::test]
+async fn patients_see_the_promised_reply_time_or_when_the_office_reopens() {
+    for w in world().await {
+        // Wednesday 25 November, 09:00 in Chicago: open.
+        let ana = w.patient("Ana", "0142").await;
+        w.grant(&ana, "sms_notify", "care_messages").await;
+        w.sent_message(&ana, json!({"text": messaging_world::CLINICAL_TEXT}))
+            .await;
+        assert_eq!(w.run_worker().await, 1);
+        let patient = w.portal_session_from_last_notification().await;
+        assert_eq!(
+            expected_reply(&w, &patient).await,
+            json!({"open": true, "text": "We usually reply within 4 business hours.", "reopens_at": null})
+        );
+        // The office now opens on Thursdays and Fridays only: closed until Thursday 09:00.
+        let nine_to_five = json!([{"start": "09:00", "end": "17:00"}]);
+        let r = w
+            .admin(Req::put("/api/v1/practice/office-hours").json(&json!({
+                "weekly": {"thu": nine_to_five, "fri": nine_to_five},
+            })))
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        assert_eq!(
+            expected_reply(&w, &patient).await,
+            json!({
+                "open": false,
+                "text": "Our office is closed now and reopens Thu 9am. We will reply within 4 business \
+                         hours after that. If this is an emergency, call 911.",
+                "reopens_at": "2026-11-26T15:00:00Z",
+            })
+        );
+    }
+}
+
+async fn expected_reply(w: &World, patient_cookie: &str) -> Value {
+    let r = w
+        .app
+        .send(
+            Req::get("/api/v1/portal/me")
+                .header("cookie", patient_cookie.to_owned())
+                .same_origin(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    r.json()["expected_reply"].clone()
+}

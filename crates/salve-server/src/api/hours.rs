@@ -76,10 +76,10 @@ pub struct ResponseSettingsBody {
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ReportQuery {
-    /// RFC 3339: the period's start (inclusive).
-    pub from: String,
-    /// RFC 3339: the period's end (exclusive).
-    pub to: String,
+    /// RFC 3339: the period's start (inclusive); default 30 days before `to`.
+    pub from: Option<String>,
+    /// RFC 3339: the period's end (exclusive); default now.
+    pub to: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -289,8 +289,14 @@ pub async fn response_time_report(
     Extension(client): Extension<ClientInfo>,
     Query(q): Query<ReportQuery>,
 ) -> Result<axum::Json<ResponseTimeReport>, ApiError> {
-    let from = parse_time("from", &q.from)?;
-    let to = parse_time("to", &q.to)?;
+    let to = match q.to.as_deref() {
+        Some(raw) => parse_time("to", raw)?,
+        None => state.clock.now(),
+    };
+    let from = match q.from.as_deref() {
+        Some(raw) => parse_time("from", raw)?,
+        None => to - time::Duration::days(30),
+    };
     if to <= from {
         return Err(ApiError::validation(vec![FieldError::new(
             "to",
