@@ -480,3 +480,50 @@ async fn expected_reply(w: &World, patient_cookie: &str) -> Value {
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     r.json()["expected_reply"].clone()
 }
+
+#[tokio::test]
+async fn the_after_hours_reply_log_feeds_the_twelve_hour_rule() {
+    use salve_core::hours::after_hours_reply_due;
+    for w in world().await {
+        let ana = w.patient("Ana", "0142").await;
+        let friday_night = datetime!(2026-12-05 02:00 UTC); // Friday 20:00 Chicago
+        text_at(&w, friday_night, "0142", "Are you open tomorrow?").await;
+        let conv: salve_core::ConversationId = conversation_of(&w, &ana).await["id"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let hours = w.app.store.office_hours(w.app.practice).await.unwrap();
+        assert!(hours.is_some());
+        let last = w.app.store.last_after_hours_reply(conv).await.unwrap();
+        assert_eq!(last, None);
+        assert!(after_hours_reply_due(hours.as_ref(), last, friday_night));
+        w.app
+            .store
+            .record_after_hours_reply(conv, friday_night)
+            .await
+            .unwrap();
+        let last = w.app.store.last_after_hours_reply(conv).await.unwrap();
+        assert_eq!(last, Some(friday_night));
+        let later = friday_night + time::Duration::hours(11);
+        assert!(!after_hours_reply_due(hours.as_ref(), last, later));
+        let next_day = friday_night + time::Duration::hours(12);
+        assert!(after_hours_reply_due(hours.as_ref(), last, next_day));
+        w.app
+            .store
+            .record_after_hours_reply(conv, next_day)
+            .await
+            .unwrap();
+        assert_eq!(
+            w.app.store.last_after_hours_reply(conv).await.unwrap(),
+            Some(next_day),
+            "one row per conversation, moved forward"
+        );
+        // During office hours no reply is due.
+        assert!(!after_hours_reply_due(
+            hours.as_ref(),
+            None,
+            datetime!(2026-12-08 16:00 UTC)
+        ));
+    }
+}

@@ -80,6 +80,16 @@ fn waiting_since_sql() -> String {
     )
 }
 
+/// Conversation `c` has a patient message after its last staff reply (it is waiting).
+fn waiting_condition() -> String {
+    format!(
+        "(SELECT MAX(i.created_at) FROM messages i WHERE i.conversation_id = c.id \
+         AND i.direction = 'inbound') > COALESCE((SELECT MAX(r.created_at) FROM messages r \
+         WHERE r.conversation_id = c.id AND {}), -1)",
+        staff_reply("r")
+    )
+}
+
 fn bad(what: &str) -> StoreError {
     StoreError::KeyRing(format!("malformed {what} row"))
 }
@@ -487,11 +497,11 @@ impl Store {
     pub async fn overdue_unescalated(&self) -> Result<Vec<OverdueConversation>> {
         let mut conn = self.pool.acquire().await?;
         let now = self.clock.now();
-        let rows: Vec<(String, String)> = sqlx::query_as(
-            "SELECT c.practice_id, c.id FROM conversations c WHERE c.state <> 'closed' \
-             AND EXISTS (SELECT 1 FROM messages i WHERE i.conversation_id = c.id \
-             AND i.direction = 'inbound') ORDER BY c.practice_id, c.id",
-        )
+        let rows: Vec<(String, String)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT c.practice_id, c.id FROM conversations c WHERE c.state <> 'closed' AND {} \
+             ORDER BY c.practice_id, c.id",
+            waiting_condition()
+        )))
         .fetch_all(&mut *conn)
         .await?;
         let mut policies: BTreeMap<String, ResponsePolicy> = BTreeMap::new();
@@ -611,11 +621,11 @@ impl Store {
             .filter(|e| e.waiting_since >= from && e.waiting_since < to)
             .collect();
         let stats = response_time::first_response_stats(&episodes, &policy.hours);
-        let open: Vec<String> = sqlx::query_scalar(
+        let open: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
             "SELECT c.id FROM conversations c WHERE c.practice_id = $1 AND c.state <> 'closed' \
-             AND EXISTS (SELECT 1 FROM messages i WHERE i.conversation_id = c.id \
-             AND i.direction = 'inbound')",
-        )
+             AND {}",
+            waiting_condition()
+        )))
         .bind(practice.to_string())
         .fetch_all(&mut *conn)
         .await?;
