@@ -169,10 +169,14 @@ pub enum Operation {
     AppointmentWrite,
     /// Import appointments from a CSV file (the EHR's export).
     AppointmentImport,
+    /// Office hours, holidays, the response target and who is told of overdue conversations.
+    PracticeSettingsManage,
+    /// Practice reports without patient content (first-response times).
+    ReportRead,
 }
 
 impl Operation {
-    pub const ALL: [Operation; 31] = [
+    pub const ALL: [Operation; 33] = [
         Operation::PatientCreate,
         Operation::PatientRead,
         Operation::PatientList,
@@ -204,6 +208,8 @@ impl Operation {
         Operation::AppointmentRead,
         Operation::AppointmentWrite,
         Operation::AppointmentImport,
+        Operation::PracticeSettingsManage,
+        Operation::ReportRead,
     ];
 
     /// Operations whose resource is one patient (and so may be restricted).
@@ -300,6 +306,8 @@ const ROLE_TABLE: &[(Role, &[Operation])] = &[
             Op::AppointmentRead,
             Op::AppointmentWrite,
             Op::AppointmentImport,
+            Op::PracticeSettingsManage,
+            Op::ReportRead,
         ],
     ),
     (
@@ -362,6 +370,7 @@ const ROLE_TABLE: &[(Role, &[Operation])] = &[
             Op::GuidelinesRead,
             Op::ConsentRead,
             Op::VendorRead,
+            Op::ReportRead,
         ],
     ),
 ];
@@ -661,9 +670,21 @@ mod tests {
                 Op::AuditRead,
                 Op::GuidelinesRead,
                 Op::ConsentRead,
-                Op::VendorRead
+                Op::VendorRead,
+                Op::ReportRead
             ]
         );
+        assert!(allowed(Role::Admin).contains(&Op::PracticeSettingsManage));
+        assert!(allowed(Role::Admin).contains(&Op::ReportRead));
+        for role in [Role::Clinician, Role::Staff, Role::Auditor] {
+            assert!(
+                !allowed(role).contains(&Op::PracticeSettingsManage),
+                "{role:?}"
+            );
+        }
+        for role in [Role::Clinician, Role::Staff] {
+            assert!(!allowed(role).contains(&Op::ReportRead), "{role:?}");
+        }
         assert!(allowed(Role::Admin).contains(&Op::ProviderManage));
         for role in [Role::Clinician, Role::Staff, Role::Auditor] {
             assert!(!allowed(role).contains(&Op::ProviderManage), "{role:?}");

@@ -5,9 +5,9 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
 use utoipa::{Modify, OpenApi};
 
 use crate::api::{
-    account, appointments, carrier, consent, health, inbound, inbox_events, messages, outbox,
-    oversight, passkeys, patients, portal, portal_login, portal_messages, providers, reminders,
-    session, teams, tokens, users,
+    account, appointments, carrier, consent, health, hours, inbound, inbox_events, messages,
+    outbox, oversight, passkeys, patients, portal, portal_login, portal_messages, providers,
+    reminders, session, teams, tokens, users,
 };
 use crate::error::{Problem, ProblemField};
 
@@ -56,6 +56,8 @@ impl Modify for BearerAuth {
         consent::consent_texts, consent::publish_consent_text, consent::catalog, consent::upsert_catalog_item,
         consent::templates, consent::create_template, consent::update_template, consent::messaging_settings,
         consent::set_messaging_settings,
+        hours::office_hours, hours::set_office_hours, hours::response_settings, hours::set_response_settings,
+        hours::response_time_report,
         portal_messages::conversations, portal_messages::reply, portal_messages::attachment,
         reminders::settings, reminders::put_settings, reminders::held, reminders::of_appointment, reminders::release,
         appointments::create, appointments::read, appointments::update, appointments::cancel, appointments::list,
@@ -86,7 +88,9 @@ impl Modify for BearerAuth {
         reminders::ReminderView, reminders::ReminderList,
         appointments::AppointmentCreate, appointments::AppointmentPatchBody, appointments::CatalogRef,
         appointments::AppointmentView, appointments::AppointmentList, appointments::ImportError,
-        appointments::ImportReportView)),
+        appointments::ImportReportView,
+        hours::IntervalBody, hours::HolidayBody, hours::OfficeHoursBody, hours::OfficeHoursView,
+        hours::ResponseSettingsBody, hours::ResponseTimeReport, hours::ExpectedReply)),
     modifiers(&BearerAuth),
     tags((name = "patients", description = "Patients of the caller's practice"),
         (name = "session", description = "Staff sign-in, second factor, sign-out"),

@@ -14,9 +14,9 @@ use salve_store::SessionStage;
 
 use crate::AppState;
 use crate::api::{
-    account, appointments, carrier, consent, health, inbound, inbox_events, messages, outbox,
-    oversight, passkeys, patients, portal, portal_login, portal_messages, providers, reminders,
-    session, teams, tokens, users, webhooks,
+    account, appointments, carrier, consent, health, hours, inbound, inbox_events, messages,
+    outbox, oversight, passkeys, patients, portal, portal_login, portal_messages, providers,
+    reminders, session, teams, tokens, users, webhooks,
 };
 use crate::auth::{self, Caller};
 use crate::context::ClientInfo;
@@ -696,6 +696,36 @@ fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
             "/api/v1/practice/messaging",
             Op(CatalogManage),
             put(consent::set_messaging_settings),
+        ),
+        r(
+            Method::GET,
+            "/api/v1/practice/office-hours",
+            Op(PracticeSettingsManage),
+            get(hours::office_hours),
+        ),
+        r(
+            Method::PUT,
+            "/api/v1/practice/office-hours",
+            Op(PracticeSettingsManage),
+            put(hours::set_office_hours),
+        ),
+        r(
+            Method::GET,
+            "/api/v1/practice/response-settings",
+            Op(PracticeSettingsManage),
+            get(hours::response_settings),
+        ),
+        r(
+            Method::PUT,
+            "/api/v1/practice/response-settings",
+            Op(PracticeSettingsManage),
+            put(hours::set_response_settings),
+        ),
+        r(
+            Method::GET,
+            "/api/v1/reports/response-time",
+            Op(ReportRead),
+            get(hours::response_time_report),
         ),
         r(
             Method::GET,

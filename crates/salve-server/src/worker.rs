@@ -133,6 +133,12 @@ async fn sender_name(state: &AppState, job: &ClaimedJob) -> String {
 pub async fn run_once(state: &AppState, worker: &str) -> anyhow::Result<usize> {
     let mut handled = reconcile_stale(state, worker).await?;
     handled += send_practice_replies(state).await?;
+    handled += crate::escalation::run_once(state)
+        .await
+        .unwrap_or_else(|e| {
+            tracing::error!(error = %e, "escalating overdue conversations failed");
+            0
+        });
     loop {
         let jobs = state.store.claim_outbox_jobs(worker, BATCH).await?;
         if jobs.is_empty() {

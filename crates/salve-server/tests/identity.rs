@@ -1396,6 +1396,14 @@ fn templates() -> Vec<Template> {
                 "expected_reply_text": "within 1 business day"
             }))
         }),
+        t(Method::GET, "/api/v1/practice/office-hours", 200),
+        t(Method::PUT, "/api/v1/practice/office-hours", 200).body(|_| {
+            Some(json!({"weekly": {"mon": [{"start": "09:00", "end": "17:00"}]}}))
+        }),
+        t(Method::GET, "/api/v1/practice/response-settings", 200),
+        t(Method::PUT, "/api/v1/practice/response-settings", 204)
+            .body(|_| Some(json!({"target_minutes": 240}))),
+        t(Method::GET, "/api/v1/reports/response-time", 200),
     ]
 }
 

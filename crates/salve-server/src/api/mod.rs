@@ -3,6 +3,7 @@ pub mod appointments;
 pub mod carrier;
 pub mod consent;
 pub mod health;
+pub mod hours;
 pub mod inbound;
 pub mod inbox_events;
 pub mod messages;
