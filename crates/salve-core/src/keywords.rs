@@ -1478,35 +1478,60 @@ const REPLY_NEGATIONS: &[&str] = &[
 /// Words before "confirm" that make it a question or a request to us ("can you confirm").
 const ASKS_US: &[&str] = &["you", "u", "to", "please", "pls", "plz", "can", "could"];
 
+/// The four tables in one automaton (patterns padded with spaces: whole words only), built
+/// once.
+static REPLY_AUTOMATON: std::sync::LazyLock<(aho_corasick::AhoCorasick, Vec<usize>)> =
+    std::sync::LazyLock::new(|| {
+        let mut patterns = Vec::new();
+        let mut table_of = Vec::new();
+        for (t, table) in REPLY_TABLES.iter().enumerate() {
+            for p in *table {
+                patterns.push(format!(" {p} "));
+                table_of.push(t);
+            }
+        }
+        let automaton = aho_corasick::AhoCorasick::builder()
+            .match_kind(aho_corasick::MatchKind::Standard)
+            .build(&patterns)
+            .expect("the reply tables compile");
+        (automaton, table_of)
+    });
+
+/// In order of precedence.
+const REPLY_TABLES: [&[&str]; 4] = [
+    RESCHEDULE_PHRASES,
+    CANCEL_VISIT_PHRASES,
+    LATE_PHRASES,
+    CONFIRM_PHRASES,
+];
+
 fn free_text_reply(words: &[&str]) -> Option<(ReplyIntent, &'static str)> {
-    let line = format!(" {} ", words.join(" "));
+    let mut line = format!(" {} ", words.join(" "));
     // "can't make it on time" is late, not a new day.
-    let mut line = line;
     for not in ["cant", "cannot", "wont", "not"] {
-        line = line.replace(&format!(" {not} make it on time "), " running late ");
+        let phrase = format!(" {not} make it on time ");
+        if line.contains(&phrase) {
+            line = line.replace(&phrase, " running late ");
+        }
     }
-    let found = |table: &[&str], negatable: bool| {
-        table.iter().any(|p| {
-            let needle = format!(" {p} ");
-            line.match_indices(&needle).any(|(at, _)| {
-                let before: Vec<&str> = line[..at].split_whitespace().rev().take(2).collect();
-                let negated = negatable && before.iter().any(|w| in_set(w, REPLY_NEGATIONS));
-                let asks = table == CONFIRM_PHRASES && before.iter().any(|w| in_set(w, ASKS_US));
-                !negated && !asks
-            })
-        })
-    };
-    if found(RESCHEDULE_PHRASES, false) {
-        Some((ReplyIntent::Reschedule, "reply phrase: reschedule"))
-    } else if found(CANCEL_VISIT_PHRASES, true) {
-        Some((ReplyIntent::CancelVisit, "reply phrase: cancel this visit"))
-    } else if found(LATE_PHRASES, true) && !line.contains(" late fee") {
-        Some((ReplyIntent::Late, "reply phrase: running late"))
-    } else if found(CONFIRM_PHRASES, true) {
-        Some((ReplyIntent::Confirm, "reply phrase: confirm"))
-    } else {
-        None
+    let (automaton, table_of) = &*REPLY_AUTOMATON;
+    let mut found = [false; 4];
+    for m in automaton.find_overlapping_iter(&line) {
+        let t = table_of[m.pattern().as_usize()];
+        // Negations do not turn a reschedule around ("can't make it" is one).
+        let before: Vec<&str> = line[..m.start()].split_whitespace().rev().take(2).collect();
+        let negated = t != 0 && before.iter().any(|w| in_set(w, REPLY_NEGATIONS));
+        let asks = t == 3 && before.iter().any(|w| in_set(w, ASKS_US));
+        let late_fee = t == 2 && line[m.end()..].starts_with("fee");
+        found[t] |= !negated && !asks && !late_fee;
     }
+    let answers = [
+        (ReplyIntent::Reschedule, "reply phrase: reschedule"),
+        (ReplyIntent::CancelVisit, "reply phrase: cancel this visit"),
+        (ReplyIntent::Late, "reply phrase: running late"),
+        (ReplyIntent::Confirm, "reply phrase: confirm"),
+    ];
+    found.iter().position(|&f| f).map(|t| answers[t])
 }
 
 /// Rules 1 and 2: the message is a keyword and filler only.
