@@ -156,6 +156,8 @@ pub enum Action {
     KeywordReview,
     /// Inbound media deleted at the provider once sealed here (or the attempt failed).
     MediaDelete,
+    /// Emergency guidance could not go out (provider down, agreement expired): staff alerted.
+    EmergencyReplyBlocked,
     /// A reminder decided for a visit: sent, or held by the cap, too late or superseded.
     ReminderDecide,
     /// A queued reminder withdrawn because its visit changed or was cancelled.
@@ -260,6 +262,7 @@ impl Action {
             Self::TriageAttribute => "inbound.triage.attribute",
             Self::KeywordReview => "inbound.review.decide",
             Self::MediaDelete => "media.delete",
+            Self::EmergencyReplyBlocked => "emergency_reply.blocked",
             Self::ReminderDecide => "reminder.decide",
             Self::ReminderWithdraw => "reminder.withdraw",
             Self::ReminderRelease => "reminder.release",

@@ -107,6 +107,48 @@ async fn alert_expiry(state: &AppState, provider: &ProviderRecord, coverage: Cov
     }
 }
 
+/// Emergency guidance that cannot go out right now: the practice's admins are told at once
+/// (once per send), to call the patient. The email names no patient.
+async fn alert_emergency_blocked(state: &AppState, job: &ClaimedJob, why: &str) {
+    if job.purpose.as_deref() != Some(salve_store::EMERGENCY_PURPOSE) {
+        return;
+    }
+    match state.store.mark_job_alerted(job).await {
+        Ok(true) => {}
+        Ok(false) => return,
+        Err(e) => {
+            tracing::error!(error = %e.detail(), "recording a blocked emergency reply failed");
+            return;
+        }
+    }
+    tracing::error!(job = %job.id, reason = why, "emergency guidance could not be sent; staff alerted");
+    let admins = match state.store.practice_admins(job.practice).await {
+        Ok(admins) => admins,
+        Err(e) => {
+            tracing::error!(error = %e.detail(), "listing admins for a blocked emergency reply failed");
+            return;
+        }
+    };
+    let body = format!(
+        "A patient's text suggested an emergency and Salve could not send them the emergency \
+         guidance ({why}). Open the inbox's urgent conversations now and call the patient: \
+         {}/inbox?urgent=true",
+        crate::api::portal::base_url(state)
+    );
+    if let Err(e) = crate::notify::email_staff(
+        state,
+        job.practice,
+        &admins,
+        "Salve: an emergency reply could not be sent",
+        &body,
+        &salve_core::audit::RequestContext::default(),
+    )
+    .await
+    {
+        tracing::error!(error = ?e, "alerting staff of a blocked emergency reply failed");
+    }
+}
+
 fn outgoing(job: &ClaimedJob, practice_name: &str) -> OutgoingMessage {
     OutgoingMessage {
         id: job.id.as_uuid(),
@@ -155,6 +197,7 @@ pub async fn run_once(state: &AppState, worker: &str) -> anyhow::Result<usize> {
                 Route::Send { provider, paced } => (provider, paced),
                 Route::Hold { provider, coverage } => {
                     alert_expiry(state, &provider, coverage).await;
+                    alert_emergency_blocked(state, &job, "the provider's agreement expired").await;
                     outcomes.push((
                         job,
                         JobOutcome::Held {
@@ -183,6 +226,9 @@ pub async fn run_once(state: &AppState, worker: &str) -> anyhow::Result<usize> {
             }
             let message = outgoing(&job, &sender_name(state, &job).await);
             let outcome = attempt(state, provider.as_ref(), &message, job.attempts).await;
+            if !matches!(outcome, JobOutcome::Sent { .. }) {
+                alert_emergency_blocked(state, &job, "the provider did not take it").await;
+            }
             outcomes.push((job, outcome));
         }
         handled += outcomes.len();

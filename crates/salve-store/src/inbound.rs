@@ -65,6 +65,9 @@ pub struct InboundReaction {
     pub emergency_reply: Option<Sensitive<String>>,
     /// The patient answered the reminder that awaited an answer.
     pub reminder_answer: Option<ReminderAnswer>,
+    /// The office is closed: this reply goes unless the conversation got one in the last 12
+    /// hours (salve-core `hours::after_hours_reply_due`, decided in this transaction).
+    pub after_hours_reply: Option<Sensitive<String>>,
 }
 
 /// A patient's answer to a reminder, as the caller judged it.
@@ -396,6 +399,18 @@ impl Store {
                 let plan = system_sms(reply.clone(), sms.from.clone(), None);
                 self.insert_message(&mut tx, practice, &conv, &Actor::System, &[], &plan)
                     .await?;
+            }
+            if let (Some(reply), InboundOutcome::Received { .. }) =
+                (&reaction.after_hours_reply, &outcome)
+            {
+                let hours = crate::hours::office_hours_in(&mut tx.tx, practice).await?;
+                let last = crate::hours::last_after_hours_reply_in(&mut tx.tx, conv.id).await?;
+                if salve_core::hours::after_hours_reply_due(hours.as_ref(), last, tx.now) {
+                    let plan = system_sms(reply.clone(), sms.from.clone(), None);
+                    self.insert_message(&mut tx, practice, &conv, &Actor::System, &[], &plan)
+                        .await?;
+                    crate::hours::record_after_hours_reply_in(&mut tx.tx, conv.id, tx.now).await?;
+                }
             }
             if let Some(note) = &reaction.provider_replied {
                 let plan = OutboundPlan {

@@ -155,6 +155,8 @@ pub struct ConversationSummary {
     pub overdue: bool,
     /// The current wait was escalated to the practice's chosen people.
     pub escalated: bool,
+    /// A patient's text here suggested an emergency and no staff member has replied since.
+    pub urgent: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -208,6 +210,8 @@ pub struct InboxFilter {
     pub unread_only: bool,
     /// Only conversations waiting longer than the practice's response target.
     pub overdue_only: bool,
+    /// Only conversations flagged urgent.
+    pub urgent_only: bool,
     pub state: Option<ConversationState>,
     pub patient: Option<PatientId>,
     /// Conversations whose last message is older than this (paging).
@@ -646,6 +650,11 @@ impl Store {
             }
             _ => 0,
         };
+        let urgent_at: Option<i64> =
+            sqlx::query_scalar("SELECT urgent_at FROM conversations WHERE id = $1")
+                .bind(conv.id.to_string())
+                .fetch_one(&mut *conn)
+                .await?;
         let policy = crate::hours::response_policy_in(conn, practice).await?;
         let response = crate::hours::response_status_in(
             conn,
@@ -670,6 +679,7 @@ impl Store {
             waiting_since: response.waiting_since,
             overdue: response.overdue,
             escalated: response.escalated,
+            urgent: urgent_at.is_some(),
         })
     }
 
@@ -773,6 +783,9 @@ impl Store {
                 continue;
             }
             if filter.overdue_only && !summary.overdue {
+                continue;
+            }
+            if filter.urgent_only && !summary.urgent {
                 continue;
             }
             out.push(summary);
@@ -1297,15 +1310,20 @@ impl Store {
             .execute(&mut *tx.tx)
             .await?;
         }
-        // A patient's or staff member's new message reopens a closed or snoozed thread.
+        // A patient's or staff member's new message reopens a closed or snoozed thread; a
+        // staff reply answers an urgent flag.
+        let staff_reply = plan.direction == Direction::Outbound
+            && matches!(author, Actor::User(_) | Actor::ApiToken(_));
         sqlx::query(
             "UPDATE conversations SET last_message_at = $1, updated_at = $1, \
              state = CASE WHEN $2 = 1 THEN 'open' ELSE state END, \
-             snoozed_until = CASE WHEN $2 = 1 THEN NULL ELSE snoozed_until END WHERE id = $3",
+             snoozed_until = CASE WHEN $2 = 1 THEN NULL ELSE snoozed_until END, \
+             urgent_at = CASE WHEN $4 = 1 THEN NULL ELSE urgent_at END WHERE id = $3",
         )
         .bind(now)
         .bind(i64::from(plan.direction == Direction::Inbound))
         .bind(conv.id.to_string())
+        .bind(i64::from(staff_reply))
         .execute(&mut *tx.tx)
         .await?;
         record_change(tx, practice, conv.id, "message").await?;

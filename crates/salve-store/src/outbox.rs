@@ -535,6 +535,37 @@ impl Store {
         Ok(out)
     }
 
+    /// Marks that staff were alerted about this blocked send; `false` when they already were
+    /// (one alert per job, across retries and instances).
+    pub async fn mark_job_alerted(&self, job: &ClaimedJob) -> Result<bool> {
+        let mut tx = self.begin().await?;
+        let now = tx.now_micros();
+        let marked = sqlx::query(
+            "UPDATE outbox_jobs SET alerted_at = $1 WHERE id = $2 AND alerted_at IS NULL",
+        )
+        .bind(now)
+        .bind(job.id.to_string())
+        .execute(&mut *tx.tx)
+        .await?
+        .rows_affected();
+        if marked == 1 {
+            tx.audit(conversation_event(
+                job.practice,
+                Actor::System,
+                &system_ctx(),
+                Action::EmergencyReplyBlocked,
+                vec![
+                    job.patient.to_string(),
+                    job.message.to_string(),
+                    job.id.to_string(),
+                ],
+                Outcome::Failure,
+            ));
+        }
+        tx.commit().await?;
+        Ok(marked == 1)
+    }
+
     /// Puts a stale job the provider never received back in the queue.
     pub async fn requeue_outbox_job(&self, job: &ClaimedJob) -> Result<()> {
         let mut tx = self.begin().await?;

@@ -142,6 +142,8 @@ pub struct ConversationView {
     pub overdue: bool,
     /// The current wait was escalated to the practice's chosen people.
     pub escalated: bool,
+    /// A patient's text suggested an emergency; cleared by a staff reply.
+    pub urgent: bool,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -163,6 +165,8 @@ pub struct InboxQuery {
     pub unread: Option<bool>,
     /// Only conversations waiting longer than the practice's response target.
     pub overdue: Option<bool>,
+    /// Only conversations flagged urgent (a patient's text suggested an emergency).
+    pub urgent: Option<bool>,
     /// `open`, `snoozed` or `closed`
     pub state: Option<String>,
     pub patient: Option<uuid::Uuid>,
@@ -237,6 +241,7 @@ pub(crate) fn conversation_view(c: &ConversationSummary) -> ConversationView {
         waiting_since: c.waiting_since.map(fmt_time),
         overdue: c.overdue,
         escalated: c.escalated,
+        urgent: c.urgent,
     }
 }
 
@@ -653,6 +658,7 @@ pub async fn list(
         assignment,
         unread_only: q.unread.unwrap_or(false),
         overdue_only: q.overdue.unwrap_or(false),
+        urgent_only: q.urgent.unwrap_or(false),
         state: state_filter,
         patient: q.patient.map(PatientId::from_uuid),
         before: q

@@ -166,6 +166,12 @@ fn signature_reason(e: &salve_channels::SignatureError) -> &'static str {
     }
 }
 
+/// The after-hours reply answers only under SMS consent (salve-core routing withholds it
+/// otherwise); an urgent text gets the emergency guidance whatever the consent.
+fn texted_under_sms_consent(facts: &InboundFacts<'_>) -> bool {
+    matches!(facts.patients, [(_, consent)] if consent.any_granted_on(ConsentMedium::Sms))
+}
+
 /// The patient's answer to the reminder awaiting one, if the text is one (an opt-out never is).
 fn reminder_answer(
     reaction: &inbound::Reaction,
@@ -242,6 +248,26 @@ pub(crate) async fn inbound_text(
             .ok()
             .map(Sensitive::new)
     };
+    // Outside office hours the reply names them as configured (the practice's own words when
+    // none are); whether this conversation already had one is decided in the transaction.
+    let office_hours = state.store.office_hours(record.practice).await?;
+    let closed = office_hours
+        .as_ref()
+        .is_some_and(|h| !h.is_open(state.clock.now()));
+    let render_after_hours = || {
+        let mut fields = fields.clone();
+        if let Some(hours) = &office_hours {
+            fields.hours_text = hours.hours_text(reaction.language);
+        }
+        render(
+            SystemMessageKind::AfterHoursReply,
+            reaction.language,
+            &fields,
+            Extra::None,
+        )
+        .ok()
+        .map(Sensitive::new)
+    };
     let provider_name = record.kind.as_str();
     let (attachments, fetched) = fetch_media(state, provider, &message.media).await;
     let sms = InboundSms {
@@ -267,6 +293,7 @@ pub(crate) async fn inbound_text(
                 })
                 .collect();
             let recorded: usize = consent.iter().map(|(_, e)| e.len()).sum();
+            let answer = reminder_answer(&reaction, awaiting.as_ref(), facts, &render_reply);
             let reply = match reaction.reply {
                 Some(SystemMessageKind::OptInConfirmation)
                     if !inbound::confirm_opt_in(recorded) =>
@@ -302,12 +329,15 @@ pub(crate) async fn inbound_text(
                     .urgent
                     .then(|| render_reply(SystemMessageKind::EmergencyGuidance))
                     .flatten(),
-                reminder_answer: reminder_answer(
-                    &reaction,
-                    awaiting.as_ref(),
-                    facts,
-                    &render_reply,
-                ),
+                reminder_answer: answer.clone(),
+                after_hours_reply: (closed
+                    && !reaction.urgent.urgent
+                    && reaction.reply.is_none()
+                    && answer.is_none()
+                    && reaction.classification.intent == Intent::Other
+                    && texted_under_sms_consent(facts))
+                .then(render_after_hours)
+                .flatten(),
             }
         })
         .await?;
