@@ -168,6 +168,20 @@ pub enum Action {
     ReminderRead,
     /// An admin changed reminder schedules or limits.
     ReminderSettingsChange,
+    /// Staff wrote an announcement (a draft; its text is sealed, never in the audit row).
+    AnnouncementCreate,
+    /// Staff sent or scheduled an announcement.
+    AnnouncementSchedule,
+    /// Staff cancelled an announcement.
+    AnnouncementCancel,
+    /// The worker started an announcement: its recipients were chosen.
+    AnnouncementStart,
+    /// One recipient's announcement queued (success) or held back (denied).
+    AnnouncementRecipient,
+    /// Every recipient of an announcement was recorded.
+    AnnouncementDone,
+    /// Staff read announcements or one's progress.
+    AnnouncementRead,
 }
 
 impl Action {
@@ -251,6 +265,13 @@ impl Action {
             Self::ReminderAnswer => "reminder.answer",
             Self::ReminderRead => "reminder.read",
             Self::ReminderSettingsChange => "reminder.settings",
+            Self::AnnouncementCreate => "announcement.create",
+            Self::AnnouncementSchedule => "announcement.schedule",
+            Self::AnnouncementCancel => "announcement.cancel",
+            Self::AnnouncementStart => "announcement.start",
+            Self::AnnouncementRecipient => "announcement.recipient",
+            Self::AnnouncementDone => "announcement.done",
+            Self::AnnouncementRead => "announcement.read",
         }
     }
 }

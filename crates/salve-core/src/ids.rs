@@ -151,3 +151,7 @@ typed_id!(
     /// A patient's appointment (visit).
     AppointmentId
 );
+typed_id!(
+    /// A general practice announcement (one text to many patients).
+    AnnouncementId
+);

@@ -2,6 +2,7 @@
 //! messaging rules (consent, confidential communications, system messages, routing).
 //! No I/O, no async, no SQL: every rule here is testable in isolation.
 
+pub mod announcements;
 pub mod audit;
 pub mod carrier;
 pub mod clock;
@@ -28,7 +29,7 @@ pub mod vendors;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use ids::{
-    AgreementId, AppointmentId, AttachmentId, CatalogItemId, ConfidentialRequestId, ConsentEventId,
+    AgreementId, AnnouncementId, AppointmentId, AttachmentId, CatalogItemId, ConfidentialRequestId, ConsentEventId,
     ConversationId, MessageId, OutboxJobId, PatientId, PracticeId, ProviderId, ReminderId,
     SessionId, TeamId, TemplateId, TokenId, UserId,
 };

@@ -157,10 +157,15 @@ pub enum Operation {
     /// Work the inbound queues: texts no single patient could be matched to (attribute them)
     /// and possible opt-outs a person must decide.
     InboundTriage,
+    /// Compose, schedule, send and cancel a general practice announcement (one text to many
+    /// patients): an administrative act of the practice, so the admins and the front desk.
+    AnnouncementSend,
+    /// See announcements and their progress (counts, never a recipient's contact).
+    AnnouncementRead,
 }
 
 impl Operation {
-    pub const ALL: [Operation; 28] = [
+    pub const ALL: [Operation; 30] = [
         Operation::PatientCreate,
         Operation::PatientRead,
         Operation::PatientList,
@@ -189,6 +194,8 @@ impl Operation {
         Operation::ProviderManage,
         Operation::VendorRead,
         Operation::InboundTriage,
+        Operation::AnnouncementSend,
+        Operation::AnnouncementRead,
     ];
 
     /// Operations whose resource is one patient (and so may be restricted).
@@ -276,6 +283,8 @@ const ROLE_TABLE: &[(Role, &[Operation])] = &[
             Op::ProviderManage,
             Op::VendorRead,
             Op::InboundTriage,
+            Op::AnnouncementSend,
+            Op::AnnouncementRead,
         ],
     ),
     (
@@ -300,6 +309,7 @@ const ROLE_TABLE: &[(Role, &[Operation])] = &[
             Op::ConsentRecord,
             Op::CatalogRead,
             Op::InboundTriage,
+            Op::AnnouncementRead,
         ],
     ),
     (
@@ -322,6 +332,8 @@ const ROLE_TABLE: &[(Role, &[Operation])] = &[
             Op::ConsentRecord,
             Op::CatalogRead,
             Op::InboundTriage,
+            Op::AnnouncementSend,
+            Op::AnnouncementRead,
         ],
     ),
     (
@@ -642,6 +654,17 @@ mod tests {
             !allowed(Role::Auditor).contains(&Op::PatientRead),
             "no patient content"
         );
+        // Announcements go to many patients at once: the admins and the front desk send them;
+        // clinicians see them; tokens never broadcast.
+        for role in [Role::Admin, Role::Staff] {
+            assert!(allowed(role).contains(&Op::AnnouncementSend), "{role:?}");
+            assert!(allowed(role).contains(&Op::AnnouncementRead), "{role:?}");
+        }
+        assert!(!allowed(Role::Clinician).contains(&Op::AnnouncementSend));
+        assert!(allowed(Role::Clinician).contains(&Op::AnnouncementRead));
+        assert!(!allowed(Role::Auditor).contains(&Op::AnnouncementRead));
+        assert_eq!(required_scope(Op::AnnouncementSend), None);
+        assert_eq!(required_scope(Op::AnnouncementRead), None);
     }
 
     #[test]
