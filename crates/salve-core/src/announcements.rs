@@ -107,15 +107,6 @@ impl RecipientFilter {
                 && (self.locations.is_empty() || self.locations.contains(&v.location))
         })
     }
-
-    /// Stable JSON for storage.
-    pub fn to_json(&self) -> String {
-        serde_json::to_string(self).unwrap_or_else(|_| "{}".into())
-    }
-
-    pub fn from_json(raw: &str) -> Option<Self> {
-        serde_json::from_str(raw).ok()
-    }
 }
 
 /// The channels an announcement may go out on (a direct text, or a notification by text or
@@ -338,8 +329,8 @@ mod tests {
         let f = RecipientFilter::default();
         assert!(!f.needs_visits());
         assert!(f.matches(&[], NOW));
-        assert_eq!(f.to_json(), "{}");
-        assert_eq!(RecipientFilter::from_json("{}"), Some(f));
+        assert_eq!(serde_json::to_string(&f).unwrap(), "{}");
+        assert_eq!(serde_json::from_str::<RecipientFilter>("{}").unwrap(), f);
     }
 
     #[test]
@@ -366,9 +357,9 @@ mod tests {
             ..Default::default()
         };
         assert!(any_provider.matches(&[visit(200, dr_b, north)], NOW));
-        let json = f.to_json();
-        assert_eq!(RecipientFilter::from_json(&json), Some(f));
-        assert_eq!(RecipientFilter::from_json("{\"everyone\":true}"), None);
+        let json = serde_json::to_string(&f).unwrap();
+        assert_eq!(serde_json::from_str::<RecipientFilter>(&json).unwrap(), f);
+        assert!(serde_json::from_str::<RecipientFilter>("{\"everyone\":true}").is_err());
     }
 
     #[test]

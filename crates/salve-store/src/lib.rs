@@ -7,6 +7,7 @@
 //! locking, migrations, schema introspection, backup) lives in `dialect::sqlite` and
 //! `dialect::postgres` behind the `Dialect` type.
 
+mod announcements;
 mod audit;
 mod backup;
 mod catalog;
@@ -37,6 +38,7 @@ use salve_core::Clock;
 use salve_crypto::MasterKey;
 use sqlx::AnyPool;
 
+pub use announcements::{Announcement, Batch, NewAnnouncement, Progress};
 pub use audit::{AuditRow, Checkpoint, VerifyProblem, VerifyReport, append_anchor, read_anchor};
 pub use backup::{ShredEntry, read_shred_list};
 pub use catalog::{CatalogItem, CatalogKind, MessagingSettings, ReplyTemplate};
