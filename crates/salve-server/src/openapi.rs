@@ -5,7 +5,7 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
 use utoipa::{Modify, OpenApi};
 
 use crate::api::{
-    account, carrier, consent, health, inbound, inbox_events, messages, outbox, oversight,
+    account, announcements, carrier, consent, health, inbound, inbox_events, messages, outbox, oversight,
     passkeys, patients, portal, portal_login, portal_messages, providers, session, teams, tokens,
     users,
 };
@@ -57,6 +57,8 @@ impl Modify for BearerAuth {
         consent::templates, consent::create_template, consent::update_template, consent::messaging_settings,
         consent::set_messaging_settings,
         portal_messages::conversations, portal_messages::reply, portal_messages::attachment,
+        announcements::preview, announcements::create, announcements::send, announcements::cancel,
+        announcements::list, announcements::read,
     ),
     components(schemas(Problem, ProblemField, patients::PatientCreate, patients::PatientPatch, patients::PatientView,
         patients::PatientList, patients::ContactBody, patients::ContactView, patients::SearchBody, patients::LookupBody,
@@ -78,7 +80,10 @@ impl Modify for BearerAuth {
         consent::RecordedConsent, consent::ConfidentialBody, consent::ConsentTextBody, consent::ConsentTextView,
         consent::ConsentTextList, consent::CatalogItemView, consent::CatalogList, consent::TemplateBody, consent::TemplateView,
         consent::TemplateList, consent::MessagingSettingsBody,
-        portal_messages::PortalConversation, portal_messages::PortalConversations, portal_messages::PortalReplyBody)),
+        portal_messages::PortalConversation, portal_messages::PortalConversations, portal_messages::PortalReplyBody,
+        announcements::FilterBody, announcements::AnnouncementBody, announcements::SendBody,
+        announcements::AnnouncementPreview, announcements::ProgressView, announcements::AnnouncementView,
+        announcements::AnnouncementList)),
     modifiers(&BearerAuth),
     tags((name = "patients", description = "Patients of the caller's practice"),
         (name = "session", description = "Staff sign-in, second factor, sign-out"),
@@ -88,7 +93,8 @@ impl Modify for BearerAuth {
         (name = "portal", description = "Patients verifying a secure link: possession of the phone or inbox plus a knowledge check"), (name = "operations", description = "Health and readiness"),
         (name = "inbox", description = "The team inbox: conversations, sending, notes, assignment, live updates"),
         (name = "consent", description = "Consent ledger and confidential-communication requests"),
-        (name = "settings", description = "Catalog, saved replies and messaging settings")),
+        (name = "settings", description = "Catalog, saved replies and messaging settings"),
+        (name = "announcements", description = "General practice announcements to patients who consented to them")),
 )]
 pub struct ApiDoc;
 
