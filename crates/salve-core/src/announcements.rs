@@ -12,6 +12,7 @@ use time::OffsetDateTime;
 use crate::CatalogItemId;
 use crate::FieldError;
 use crate::consent::{ConsentChannel, ConsentPurpose, ConsentState};
+use crate::policy::Route;
 
 /// At most this many days ahead for "with an upcoming appointment".
 pub const MAX_UPCOMING_DAYS: u32 = 365;
@@ -122,6 +123,18 @@ pub fn consented(state: &ConsentState) -> bool {
     CHANNELS
         .iter()
         .any(|c| state.is_granted(*c, ConsentPurpose::Announcements))
+}
+
+/// Whether an announcement whose text the policy routes `route` can reach this patient: a
+/// direct text needs `sms_plain`, or else goes as a notification; a secure one needs
+/// `sms_notify` or `email_notify`. (Contact points are checked when it is queued.)
+pub fn reachable(state: &ConsentState, route: Route) -> bool {
+    let granted = |c| state.is_granted(c, ConsentPurpose::Announcements);
+    let notify = granted(ConsentChannel::SmsNotify) || granted(ConsentChannel::EmailNotify);
+    match route {
+        Route::Direct => notify || granted(ConsentChannel::SmsPlain),
+        Route::Secure => notify,
+    }
 }
 
 /// Whether the patient had consented and has since withdrawn it everywhere.
@@ -370,10 +383,19 @@ mod tests {
             locations: (0..51).map(|_| CatalogItemId::new()).collect(),
             upcoming_within_days: Some(0),
         };
-        let fields: Vec<String> = bad.validate().unwrap_err().into_iter().map(|e| e.field).collect();
+        let fields: Vec<String> = bad
+            .validate()
+            .unwrap_err()
+            .into_iter()
+            .map(|e| e.field)
+            .collect();
         assert_eq!(
             fields,
-            ["filter.upcoming_within_days", "filter.providers", "filter.locations"]
+            [
+                "filter.upcoming_within_days",
+                "filter.providers",
+                "filter.locations"
+            ]
         );
         let ok = RecipientFilter {
             upcoming_within_days: Some(MAX_UPCOMING_DAYS),
@@ -390,7 +412,12 @@ mod tests {
         );
     }
 
-    fn event(channel: ConsentChannel, purpose: ConsentPurpose, action: ConsentAction, minute: i64) -> ConsentEvent {
+    fn event(
+        channel: ConsentChannel,
+        purpose: ConsentPurpose,
+        action: ConsentAction,
+        minute: i64,
+    ) -> ConsentEvent {
         let input = ConsentEventInput {
             channel,
             purpose,
@@ -429,6 +456,7 @@ mod tests {
             0,
         )]);
         assert!(!consented(&portal_only), "the portal announces nothing");
+        assert!(!reachable(&portal_only, Route::Direct) && !reachable(&care_only, Route::Direct));
         for channel in CHANNELS {
             let granted = [event(channel, ConsentPurpose::Announcements, Grant, 0)];
             let state = ConsentState::from_history(&granted);
@@ -440,6 +468,12 @@ mod tests {
                 "{channel}: the test's grant is valid"
             );
             assert!(consented(&state), "{channel}");
+            assert!(reachable(&state, Route::Direct), "{channel}");
+            assert_eq!(
+                reachable(&state, Route::Secure),
+                channel != ConsentChannel::SmsPlain,
+                "a secure announcement needs a notification channel: {channel}"
+            );
             let revoked = [
                 granted[0].clone(),
                 event(channel, ConsentPurpose::Announcements, Revoke, 1),

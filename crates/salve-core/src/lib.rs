@@ -29,9 +29,9 @@ pub mod vendors;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use ids::{
-    AgreementId, AnnouncementId, AppointmentId, AttachmentId, CatalogItemId, ConfidentialRequestId, ConsentEventId,
-    ConversationId, MessageId, OutboxJobId, PatientId, PracticeId, ProviderId, ReminderId,
-    SessionId, TeamId, TemplateId, TokenId, UserId,
+    AgreementId, AnnouncementId, AppointmentId, AttachmentId, CatalogItemId, ConfidentialRequestId,
+    ConsentEventId, ConversationId, MessageId, OutboxJobId, PatientId, PracticeId, ProviderId,
+    ReminderId, SessionId, TeamId, TemplateId, TokenId, UserId,
 };
 pub use sensitive::Sensitive;
 pub use validation::FieldError;

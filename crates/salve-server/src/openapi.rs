@@ -5,9 +5,9 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
 use utoipa::{Modify, OpenApi};
 
 use crate::api::{
-    account, announcements, carrier, consent, health, inbound, inbox_events, messages, outbox, oversight,
-    passkeys, patients, portal, portal_login, portal_messages, providers, session, teams, tokens,
-    users,
+    account, announcements, carrier, consent, health, inbound, inbox_events, messages, outbox,
+    oversight, passkeys, patients, portal, portal_login, portal_messages, providers, session,
+    teams, tokens, users,
 };
 use crate::error::{Problem, ProblemField};
 

@@ -14,9 +14,9 @@ use salve_store::SessionStage;
 
 use crate::AppState;
 use crate::api::{
-    account, announcements, carrier, consent, health, inbound, inbox_events, messages, outbox, oversight,
-    passkeys, patients, portal, portal_login, portal_messages, providers, session, teams, tokens,
-    users, webhooks,
+    account, announcements, carrier, consent, health, inbound, inbox_events, messages, outbox,
+    oversight, passkeys, patients, portal, portal_login, portal_messages, providers, session,
+    teams, tokens, users, webhooks,
 };
 use crate::auth::{self, Caller};
 use crate::context::ClientInfo;

@@ -7,7 +7,9 @@
 
 use std::collections::BTreeMap;
 
-use salve_core::announcements::{self, HoldReason, RecipientFilter, RecipientResult, Status, VisitFacts};
+use salve_core::announcements::{
+    self, HoldReason, RecipientFilter, RecipientResult, Status, VisitFacts,
+};
 use salve_core::audit::{Action, Actor, AuditEvent, ChainScope, Outcome, RequestContext};
 use salve_core::clock::{from_micros, to_micros};
 use salve_core::consent::ConsentState;
@@ -329,6 +331,7 @@ impl Store {
         conn: &mut AnyConnection,
         practice: PracticeId,
         filter: &RecipientFilter,
+        route: Route,
         now: OffsetDateTime,
     ) -> Result<Vec<PatientId>> {
         // Only patients with an announcements event in their ledger can have consent.
@@ -345,7 +348,7 @@ impl Store {
         for raw in candidates {
             let patient: PatientId = raw.parse().map_err(|_| malformed())?;
             let history = self.consent_history_in(conn, practice, patient).await?;
-            if !announcements::consented(&ConsentState::from_history(&history)) {
+            if !announcements::reachable(&ConsentState::from_history(&history), route) {
                 continue;
             }
             if filter.needs_visits() {
@@ -412,11 +415,13 @@ impl Store {
         Ok(out)
     }
 
-    /// How many patients an announcement with this filter would reach now (writes nothing).
+    /// How many patients an announcement with this filter, whose text the policy routes
+    /// `route`, would reach now (writes nothing).
     pub async fn count_announcement_recipients(
         &self,
         practice: PracticeId,
         filter: &RecipientFilter,
+        route: Route,
     ) -> Result<usize> {
         filter
             .validate()
@@ -424,7 +429,7 @@ impl Store {
         let mut conn = self.pool.acquire().await?;
         let now = self.clock.now();
         Ok(self
-            .matching_patients(&mut conn, practice, filter, now)
+            .matching_patients(&mut conn, practice, filter, route, now)
             .await?
             .len())
     }
@@ -448,10 +453,7 @@ impl Store {
                 "only a draft or a scheduled announcement can be sent",
             ));
         }
-        let when = at
-            .or(current.scheduled_at)
-            .map_or(now, to_micros)
-            .max(now);
+        let when = at.or(current.scheduled_at).map_or(now, to_micros).max(now);
         sqlx::query(
             "UPDATE announcements SET status = 'scheduled', scheduled_at = $1, updated_at = $2 \
              WHERE id = $3 AND practice_id = $4",
@@ -598,7 +600,10 @@ impl Store {
     }
 
     /// Announcements whose time has come, oldest first: (practice, id).
-    pub async fn due_announcements(&self, limit: usize) -> Result<Vec<(PracticeId, AnnouncementId)>> {
+    pub async fn due_announcements(
+        &self,
+        limit: usize,
+    ) -> Result<Vec<(PracticeId, AnnouncementId)>> {
         let mut conn = self.pool.acquire().await?;
         let now = to_micros(self.clock.now());
         let rows: Vec<(String, String)> = sqlx::query_as(
@@ -646,7 +651,7 @@ impl Store {
         }
         let current = self.load_announcement(&mut tx.tx, practice, id).await?;
         let patients = self
-            .matching_patients(&mut tx.tx, practice, &current.filter, tx.now)
+            .matching_patients(&mut tx.tx, practice, &current.filter, current.route, tx.now)
             .await?;
         for patient in &patients {
             sqlx::query(
@@ -712,10 +717,7 @@ impl Store {
         };
         for raw in &pending {
             let patient: PatientId = raw.parse().map_err(|_| malformed())?;
-            match self
-                .enqueue_one(&announcement, patient, &plan)
-                .await?
-            {
+            match self.enqueue_one(&announcement, patient, &plan).await? {
                 Some(true) => batch.queued += 1,
                 Some(false) => batch.held_back += 1,
                 None => {}

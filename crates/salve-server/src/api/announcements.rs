@@ -125,8 +125,16 @@ fn parse_time(field: &str, raw: &str) -> Result<time::OffsetDateTime, ApiError> 
 
 fn filter_of(body: &FilterBody) -> Result<RecipientFilter, ApiError> {
     let filter = RecipientFilter {
-        providers: body.providers.iter().map(|u| CatalogItemId::from_uuid(*u)).collect(),
-        locations: body.locations.iter().map(|u| CatalogItemId::from_uuid(*u)).collect(),
+        providers: body
+            .providers
+            .iter()
+            .map(|u| CatalogItemId::from_uuid(*u))
+            .collect(),
+        locations: body
+            .locations
+            .iter()
+            .map(|u| CatalogItemId::from_uuid(*u))
+            .collect(),
         upcoming_within_days: body.upcoming_within_days,
     };
     filter.validate().map_err(ApiError::validation)?;
@@ -217,7 +225,7 @@ async fn view(
         Some(
             state
                 .store
-                .count_announcement_recipients(a.practice, &a.filter)
+                .count_announcement_recipients(a.practice, &a.filter, a.route)
                 .await?,
         )
     } else {
@@ -273,7 +281,7 @@ pub async fn preview(
     let plan = decide(&text, &sender_name(&state, &principal).await?);
     let recipients = state
         .store
-        .count_announcement_recipients(practice, &filter)
+        .count_announcement_recipients(practice, &filter, plan.decision.route)
         .await?;
     let json = serde_json::to_string(&plan.decision).unwrap_or_default();
     Ok(axum::Json(AnnouncementPreview {
