@@ -168,6 +168,13 @@ pub enum Action {
     ReminderRead,
     /// An admin changed reminder schedules or limits.
     ReminderSettingsChange,
+    // Appointments (targets: the patient, then the appointment).
+    AppointmentCreate,
+    AppointmentUpdate,
+    AppointmentCancel,
+    AppointmentRead,
+    /// A CSV import of appointments (a dry run, a refused import, or one that wrote them).
+    AppointmentImport,
     /// Staff wrote an announcement (a draft; its text is sealed, never in the audit row).
     AnnouncementCreate,
     /// Staff sent or scheduled an announcement.
@@ -265,6 +272,11 @@ impl Action {
             Self::ReminderAnswer => "reminder.answer",
             Self::ReminderRead => "reminder.read",
             Self::ReminderSettingsChange => "reminder.settings",
+            Self::AppointmentCreate => "appointment.create",
+            Self::AppointmentUpdate => "appointment.update",
+            Self::AppointmentCancel => "appointment.cancel",
+            Self::AppointmentRead => "appointment.read",
+            Self::AppointmentImport => "appointment.import",
             Self::AnnouncementCreate => "announcement.create",
             Self::AnnouncementSchedule => "announcement.schedule",
             Self::AnnouncementCancel => "announcement.cancel",

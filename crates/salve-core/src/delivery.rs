@@ -130,11 +130,36 @@ impl<K: std::hash::Hash + Eq> Pacer<K> {
         self.next_free.insert(key, slot + self.interval_micros);
         slot
     }
+
+    /// Takes `key`'s slot if it is free at `now_micros`; otherwise says when it will be, and
+    /// reserves nothing (a send deferred to then asks again).
+    pub fn try_take(&mut self, key: K, now_micros: i64) -> Result<(), i64> {
+        match self.next_free.get(&key) {
+            Some(&next) if next > now_micros => Err(next),
+            _ => {
+                self.next_free
+                    .insert(key, now_micros + self.interval_micros);
+                Ok(())
+            }
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn try_take_defers_without_reserving() {
+        let mut pacer = Pacer::new(2.0);
+        assert_eq!(pacer.try_take("a", 0), Ok(()));
+        assert_eq!(pacer.try_take("a", 100_000), Err(500_000));
+        // Asking again reserved nothing: the slot is still 500 ms.
+        assert_eq!(pacer.try_take("a", 200_000), Err(500_000));
+        assert_eq!(pacer.try_take("b", 200_000), Ok(()));
+        assert_eq!(pacer.try_take("a", 500_000), Ok(()));
+        assert_eq!(pacer.try_take("a", 999_999), Err(1_000_000));
+    }
 
     #[test]
     fn one_number_sends_once_a_second_and_numbers_do_not_wait_for_each_other() {

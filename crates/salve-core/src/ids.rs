@@ -115,6 +115,10 @@ typed_id!(
     /// An appointment type, location or provider in a practice's catalog.
     CatalogItemId
 );
+typed_id!(
+    /// One appointment of a patient.
+    AppointmentId
+);
 
 #[cfg(test)]
 mod tests {
@@ -146,10 +150,6 @@ typed_id!(
 typed_id!(
     /// One reminder decided for one visit (sent, held back, too late or superseded).
     ReminderId
-);
-typed_id!(
-    /// A patient's appointment (visit).
-    AppointmentId
 );
 typed_id!(
     /// A general practice announcement (one text to many patients).

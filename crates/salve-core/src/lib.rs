@@ -3,6 +3,7 @@
 //! No I/O, no async, no SQL: every rule here is testable in isolation.
 
 pub mod announcements;
+pub mod appointments;
 pub mod audit;
 pub mod carrier;
 pub mod clock;

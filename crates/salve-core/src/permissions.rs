@@ -16,15 +16,19 @@ pub enum Scope {
     MessagesRead,
     MessagesWrite,
     ConsentWrite,
+    AppointmentsRead,
+    AppointmentsWrite,
 }
 
 impl Scope {
-    pub const ALL: [Scope; 5] = [
+    pub const ALL: [Scope; 7] = [
         Scope::PatientsRead,
         Scope::PatientsWrite,
         Scope::MessagesRead,
         Scope::MessagesWrite,
         Scope::ConsentWrite,
+        Scope::AppointmentsRead,
+        Scope::AppointmentsWrite,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -34,6 +38,8 @@ impl Scope {
             Self::MessagesRead => "messages:read",
             Self::MessagesWrite => "messages:write",
             Self::ConsentWrite => "consent:write",
+            Self::AppointmentsRead => "appointments:read",
+            Self::AppointmentsWrite => "appointments:write",
         }
     }
 
@@ -157,6 +163,12 @@ pub enum Operation {
     /// Work the inbound queues: texts no single patient could be matched to (attribute them)
     /// and possible opt-outs a person must decide.
     InboundTriage,
+    /// See a patient's appointments (time, type, location, provider, status).
+    AppointmentRead,
+    /// Book, change and cancel appointments.
+    AppointmentWrite,
+    /// Import appointments from a CSV file (the EHR's export).
+    AppointmentImport,
     /// Compose, schedule, send and cancel a general practice announcement (one text to many
     /// patients): an administrative act of the practice, so the admins and the front desk.
     AnnouncementSend,
@@ -165,7 +177,7 @@ pub enum Operation {
 }
 
 impl Operation {
-    pub const ALL: [Operation; 30] = [
+    pub const ALL: [Operation; 33] = [
         Operation::PatientCreate,
         Operation::PatientRead,
         Operation::PatientList,
@@ -194,6 +206,9 @@ impl Operation {
         Operation::ProviderManage,
         Operation::VendorRead,
         Operation::InboundTriage,
+        Operation::AppointmentRead,
+        Operation::AppointmentWrite,
+        Operation::AppointmentImport,
         Operation::AnnouncementSend,
         Operation::AnnouncementRead,
     ];
@@ -213,6 +228,8 @@ impl Operation {
                 | Self::ConversationManage
                 | Self::ConsentRead
                 | Self::ConsentRecord
+                | Self::AppointmentRead
+                | Self::AppointmentWrite
         )
     }
 
@@ -246,6 +263,10 @@ pub fn required_scope(op: Operation) -> Option<Scope> {
             Some(Scope::MessagesWrite)
         }
         Operation::ConsentRecord => Some(Scope::ConsentWrite),
+        Operation::AppointmentRead => Some(Scope::AppointmentsRead),
+        Operation::AppointmentWrite | Operation::AppointmentImport => {
+            Some(Scope::AppointmentsWrite)
+        }
         _ => None,
     }
 }
@@ -283,6 +304,9 @@ const ROLE_TABLE: &[(Role, &[Operation])] = &[
             Op::ProviderManage,
             Op::VendorRead,
             Op::InboundTriage,
+            Op::AppointmentRead,
+            Op::AppointmentWrite,
+            Op::AppointmentImport,
             Op::AnnouncementSend,
             Op::AnnouncementRead,
         ],
@@ -309,6 +333,9 @@ const ROLE_TABLE: &[(Role, &[Operation])] = &[
             Op::ConsentRecord,
             Op::CatalogRead,
             Op::InboundTriage,
+            Op::AppointmentRead,
+            Op::AppointmentWrite,
+            Op::AppointmentImport,
             Op::AnnouncementRead,
         ],
     ),
@@ -332,6 +359,9 @@ const ROLE_TABLE: &[(Role, &[Operation])] = &[
             Op::ConsentRecord,
             Op::CatalogRead,
             Op::InboundTriage,
+            Op::AppointmentRead,
+            Op::AppointmentWrite,
+            Op::AppointmentImport,
             Op::AnnouncementSend,
             Op::AnnouncementRead,
         ],
@@ -665,6 +695,64 @@ mod tests {
         assert!(!allowed(Role::Auditor).contains(&Op::AnnouncementRead));
         assert_eq!(required_scope(Op::AnnouncementSend), None);
         assert_eq!(required_scope(Op::AnnouncementRead), None);
+    }
+
+    #[test]
+    fn front_desk_nurses_clinicians_and_admins_manage_appointments_auditors_do_not() {
+        let appointment_ops = [
+            Op::AppointmentRead,
+            Op::AppointmentWrite,
+            Op::AppointmentImport,
+        ];
+        for role in [Role::Admin, Role::Clinician, Role::Staff] {
+            for op in appointment_ops {
+                assert_eq!(
+                    authorize(&staff(role), op, None),
+                    Decision::Allow,
+                    "{role} {op:?}"
+                );
+            }
+        }
+        for op in appointment_ops {
+            // An appointment's type, place and provider are patient content.
+            assert_eq!(
+                authorize(&staff(Role::Auditor), op, None),
+                Decision::Deny(DenyReason::RoleNotAllowed(Role::Auditor))
+            );
+        }
+        assert_eq!(
+            required_scope(Op::AppointmentRead),
+            Some(Scope::AppointmentsRead)
+        );
+        assert_eq!(
+            required_scope(Op::AppointmentWrite),
+            Some(Scope::AppointmentsWrite)
+        );
+        assert_eq!(
+            required_scope(Op::AppointmentImport),
+            Some(Scope::AppointmentsWrite)
+        );
+        assert_eq!(
+            authorize(
+                &token(&[Scope::PatientsWrite, Scope::MessagesWrite]),
+                Op::AppointmentWrite,
+                None
+            ),
+            Decision::Deny(DenyReason::MissingScope(Scope::AppointmentsWrite))
+        );
+        // A restricted patient's appointments are as hidden as the patient.
+        let restricted = PatientGuard {
+            restricted: true,
+            ..PatientGuard::default()
+        };
+        assert_eq!(
+            authorize(&staff(Role::Staff), Op::AppointmentRead, Some(&restricted)),
+            Decision::Deny(DenyReason::Restricted)
+        );
+        assert_eq!(
+            Scope::parse_list("appointments:read,appointments:write").unwrap(),
+            vec![Scope::AppointmentsRead, Scope::AppointmentsWrite]
+        );
     }
 
     #[test]

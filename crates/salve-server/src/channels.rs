@@ -18,7 +18,6 @@ use crate::AppState;
 pub struct ProviderRegistry {
     built: Mutex<HashMap<ProviderId, Arc<dyn Provider>>>,
     pacer: Mutex<salve_core::delivery::Pacer<ProviderId>>,
-    epoch: tokio::time::Instant,
 }
 
 impl Default for ProviderRegistry {
@@ -47,21 +46,17 @@ impl ProviderRegistry {
         Self {
             built: Mutex::default(),
             pacer: Mutex::new(salve_core::delivery::Pacer::new(sms_per_second)),
-            epoch: tokio::time::Instant::now(),
         }
     }
 
     /// Waits for the sender's next free slot (wall-clock time: carriers count real seconds).
-    pub async fn pace(&self, sender: ProviderId) {
-        let now = self.epoch.elapsed().as_micros() as i64;
-        let at = self
-            .pacer
+    /// Takes the sender number's next send slot at `now_micros` (the server's clock), or says
+    /// when it frees up; a deferred send reserves nothing and asks again then.
+    pub fn pace(&self, sender: ProviderId, now_micros: i64) -> Result<(), i64> {
+        self.pacer
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .reserve(sender, now);
-        if at > now {
-            tokio::time::sleep(std::time::Duration::from_micros((at - now) as u64)).await;
-        }
+            .try_take(sender, now_micros)
     }
 
     /// The route for a practice's message on `medium`.

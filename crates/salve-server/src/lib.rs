@@ -21,6 +21,7 @@ mod notify;
 mod openapi;
 mod outbound;
 mod provider_config;
+pub mod reminders;
 mod routes;
 mod serve;
 pub mod worker;

@@ -6,8 +6,8 @@ use utoipa::{Modify, OpenApi};
 
 use crate::api::{
     account, announcements, carrier, consent, health, inbound, inbox_events, messages, outbox,
-    oversight, passkeys, patients, portal, portal_login, portal_messages, providers, session,
-    teams, tokens, users,
+    oversight, passkeys, patients, portal, portal_login, portal_messages, providers, reminders,
+    session, teams, tokens, users,
 };
 use crate::error::{Problem, ProblemField};
 
@@ -57,6 +57,7 @@ impl Modify for BearerAuth {
         consent::templates, consent::create_template, consent::update_template, consent::messaging_settings,
         consent::set_messaging_settings,
         portal_messages::conversations, portal_messages::reply, portal_messages::attachment,
+        reminders::settings, reminders::put_settings, reminders::held, reminders::of_appointment, reminders::release,
         announcements::preview, announcements::create, announcements::send, announcements::cancel,
         announcements::list, announcements::read,
     ),
@@ -81,11 +82,14 @@ impl Modify for BearerAuth {
         consent::ConsentTextList, consent::CatalogItemView, consent::CatalogList, consent::TemplateBody, consent::TemplateView,
         consent::TemplateList, consent::MessagingSettingsBody,
         portal_messages::PortalConversation, portal_messages::PortalConversations, portal_messages::PortalReplyBody,
+        reminders::TypeSchedule, reminders::SettingsBody, reminders::TemplateSample, reminders::SettingsView,
+        reminders::ReminderView, reminders::ReminderList,
         announcements::FilterBody, announcements::AnnouncementBody, announcements::SendBody,
         announcements::AnnouncementPreview, announcements::ProgressView, announcements::AnnouncementView,
         announcements::AnnouncementList)),
     modifiers(&BearerAuth),
     tags((name = "patients", description = "Patients of the caller's practice"),
+        (name = "appointments", description = "Appointments, their reminders and the patients' answers"),
         (name = "session", description = "Staff sign-in, second factor, sign-out"),
         (name = "users", description = "The practice's staff"),
         (name = "audit", description = "Reports for the practice's auditors"),

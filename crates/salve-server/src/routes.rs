@@ -15,8 +15,8 @@ use salve_store::SessionStage;
 use crate::AppState;
 use crate::api::{
     account, announcements, carrier, consent, health, inbound, inbox_events, messages, outbox,
-    oversight, passkeys, patients, portal, portal_login, portal_messages, providers, session,
-    teams, tokens, users, webhooks,
+    oversight, passkeys, patients, portal, portal_login, portal_messages, providers, reminders,
+    session, teams, tokens, users, webhooks,
 };
 use crate::auth::{self, Caller};
 use crate::context::ClientInfo;
@@ -624,6 +624,36 @@ fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
             "/api/v1/consent-texts",
             Op(CatalogManage),
             post(consent::publish_consent_text),
+        ),
+        r(
+            Method::GET,
+            "/api/v1/reminders/settings",
+            Op(AppointmentRead),
+            get(reminders::settings),
+        ),
+        r(
+            Method::PUT,
+            "/api/v1/reminders/settings",
+            Op(CatalogManage),
+            put(reminders::put_settings),
+        ),
+        r(
+            Method::GET,
+            "/api/v1/reminders/held",
+            Op(AppointmentRead),
+            get(reminders::held),
+        ),
+        r(
+            Method::POST,
+            "/api/v1/reminders/{id}/release",
+            Op(AppointmentWrite),
+            post(reminders::release),
+        ),
+        r(
+            Method::GET,
+            "/api/v1/appointments/{id}/reminders",
+            Op(AppointmentRead),
+            get(reminders::of_appointment),
         ),
         r(
             Method::GET,

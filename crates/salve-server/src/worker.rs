@@ -39,19 +39,20 @@ fn retry_after(attempts: i64) -> i64 {
 }
 
 /// Non-urgent texts wait out the night in the patient's time zone; system messages (opt-out
-/// and help confirmations, codes, after-hours replies) and emails do not.
-async fn quiet_hours_hold(state: &AppState, job: &ClaimedJob) -> anyhow::Result<Option<i64>> {
+/// and help confirmations, codes, after-hours replies, emergency guidance) and emails do not.
+fn quiet_hours_hold(
+    state: &AppState,
+    job: &ClaimedJob,
+    system: bool,
+    zone: &str,
+) -> anyhow::Result<Option<i64>> {
     let Some(quiet) = state.config.quiet_hours else {
         return Ok(None);
     };
-    if job.medium != Medium::Sms {
+    if job.medium != Medium::Sms || system {
         return Ok(None);
     }
-    let (system, zone) = state.store.job_schedule_facts(job).await?;
-    if system {
-        return Ok(None);
-    }
-    let Ok(zone) = jiff::tz::TimeZone::get(&zone) else {
+    let Ok(zone) = jiff::tz::TimeZone::get(zone) else {
         return Ok(None);
     };
     let now = jiff::Timestamp::from_second(state.clock.now().unix_timestamp())?;
@@ -145,12 +146,7 @@ pub async fn run_once(state: &AppState, worker: &str) -> anyhow::Result<usize> {
                 .route(state, job.practice, job.medium)
                 .await?
             {
-                Route::Send { provider, paced } => {
-                    if let Some(sender) = paced {
-                        state.providers.pace(sender).await;
-                    }
-                    provider
-                }
+                Route::Send { provider, paced } => (provider, paced),
                 Route::Hold { provider, coverage } => {
                     alert_expiry(state, &provider, coverage).await;
                     outcomes.push((
@@ -162,8 +158,21 @@ pub async fn run_once(state: &AppState, worker: &str) -> anyhow::Result<usize> {
                     continue;
                 }
             };
-            if let Some(after_secs) = quiet_hours_hold(state, &job).await? {
+            let (provider, paced) = provider;
+            let (system, zone) = state.store.job_schedule_facts(&job).await?;
+            if let Some(after_secs) = quiet_hours_hold(state, &job, system, &zone)? {
                 outcomes.push((job, JobOutcome::Held { after_secs }));
+                continue;
+            }
+            // The sender number's rate limit; system replies (confirmations, after-hours reply,
+            // emergency guidance) are never held by it.
+            if let Some(sender) = paced
+                && !system
+                && let Err(until) = state
+                    .providers
+                    .pace(sender, salve_core::clock::to_micros(state.clock.now()))
+            {
+                outcomes.push((job, JobOutcome::Paced { until }));
                 continue;
             }
             let message = outgoing(&job, &sender_name(state, &job).await);
@@ -253,10 +262,8 @@ async fn send_practice_replies(state: &AppState) -> anyhow::Result<usize> {
                     after_secs: HOLD_RECHECK_SECS,
                 }
             }
-            Route::Send { provider, paced } => {
-                if let Some(sender) = paced {
-                    state.providers.pace(sender).await;
-                }
+            // Replies to unknown senders are system replies: never paced.
+            Route::Send { provider, .. } => {
                 let message = OutgoingMessage {
                     id: reply.id.parse().unwrap_or_else(|_| uuid::Uuid::now_v7()),
                     channel: Channel::Sms,

@@ -6,7 +6,9 @@
 //! one who opts out before their turn, get nothing; the progress counts match the local
 //! outbox; audit rows carry ids only. Then a text the policy keeps secure goes out as
 //! content-free notifications through a (fake) Twilio number, spaced by the per-number rate
-//! limit, to exactly as many patients as the preview said; who may send; bad input; cancel.
+//! limit (one a second on the server's clock), to exactly as many patients as the preview
+//! said; who may send; bad input; cancel. Last, recipients chosen by provider, location and
+//! upcoming visit.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -14,7 +16,6 @@ use std::time::Instant;
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use salve_channels::LocalOutbox;
 use salve_core::audit::RequestContext;
 use salve_core::consent::{
     ConsentAction, ConsentChannel, ConsentEventInput, ConsentMethod, ConsentPurpose, ConsentTextRef,
@@ -22,7 +23,7 @@ use salve_core::consent::{
 use salve_core::patient::{Contact, ContactKind, ContactRole, PatientRecord};
 use salve_core::permissions::{Principal, Role};
 use salve_core::{PatientId, Sensitive};
-use salve_server::{AppState, ServerConfig};
+use salve_server::AppState;
 use salve_store::Recorder;
 use salve_testkit::TestDatabase;
 use serde_json::{Value, json};
@@ -377,10 +378,10 @@ async fn an_announcement_to_1000_patients_reaches_each_consenting_one_once_after
     }
 }
 
-/// A fake Twilio Messages API that records when each text arrived.
+/// A fake Twilio Messages API that records each text.
 #[derive(Clone, Default)]
 struct FakeTwilio {
-    sent: Arc<Mutex<Vec<(Instant, String, String)>>>,
+    sent: Arc<Mutex<Vec<(String, String)>>>,
 }
 
 impl FakeTwilio {
@@ -395,7 +396,7 @@ impl FakeTwilio {
                             form_urlencoded::parse(body.as_bytes()).into_owned().collect();
                         let n = {
                             let mut sent = fake.sent.lock().unwrap();
-                            sent.push((Instant::now(), form["To"].clone(), form["Body"].clone()));
+                            sent.push((form["To"].clone(), form["Body"].clone()));
                             sent.len()
                         };
                         (
@@ -435,14 +436,8 @@ async fn a_secure_announcement_goes_as_paced_notifications_to_as_many_as_preview
             })))
             .await;
         assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
-        // The worker of this test: ten texts a second per number.
-        let mut config = ServerConfig::local("127.0.0.1:0".parse().unwrap());
-        config.sms_per_second_per_number = 10.0;
-        let worker = AppState::new(w.app.store.clone(), w.app.clock.clone(), config)
-            .with_local_outbox(LocalOutbox::new(
-                std::env::temp_dir().join(format!("salve-announce-{}", uuid::Uuid::new_v4())),
-                w.app.store.outbox_key().await.unwrap(),
-            ));
+        // The worker sends one text a second per number (the default), on the server's clock.
+        let worker = w.worker.clone();
 
         use ConsentChannel::*;
         use ConsentPurpose::*;
@@ -511,31 +506,37 @@ async fn a_secure_announcement_goes_as_paced_notifications_to_as_many_as_preview
             .await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.text);
         assert_eq!(queue_all(&worker).await, 5);
-        let t0 = Instant::now();
-        while outbox_pass(&worker).await > 0 {}
-        let elapsed = t0.elapsed();
+        // One pass sends one text; the others wait for the number's next free second.
+        let mut sent_at = Vec::new();
+        for pass in 0..10 {
+            let before = twilio.sent.lock().unwrap().len();
+            outbox_pass(&worker).await;
+            let after = twilio.sent.lock().unwrap().len();
+            assert!(after - before <= 1, "one text a second per number");
+            sent_at.extend((before..after).map(|_| w.app.now()));
+            if pass == 0 {
+                let next = micros(w.app.now() + time::Duration::seconds(1));
+                assert_eq!(pending_attempts(&w).await, vec![next; 4]);
+            }
+            if after == 5 {
+                break;
+            }
+            w.app.advance(time::Duration::seconds(1));
+        }
+        assert_eq!(sent_at.len(), 5);
+        for pair in sent_at.windows(2) {
+            assert_eq!(pair[1] - pair[0], time::Duration::seconds(1));
+        }
 
         let sent = twilio.sent.lock().unwrap().clone();
-        let numbers: Vec<&str> = sent.iter().map(|(_, to, _)| to.as_str()).collect();
+        let numbers: Vec<&str> = sent.iter().map(|(to, _)| to.as_str()).collect();
         let mut sorted = numbers.clone();
         sorted.sort();
         assert_eq!(sorted, (201..=205).map(phone).collect::<Vec<_>>());
-        for (_, _, text) in &sent {
+        for (_, text) in &sent {
             assert!(text.contains("/p/"), "a notification with a link: {text}");
             assert!(!text.contains("diabetes"), "no content in the notification");
         }
-        // One number, ten a second: about 100 ms between sends (less a little for the
-        // first request's connection set-up), 400 ms from the first to the fifth.
-        for pair in sent.windows(2) {
-            let gap = pair[1].0 - pair[0].0;
-            assert!(
-                gap.as_millis() >= 80,
-                "sends spaced by the rate limit: {gap:?}"
-            );
-        }
-        let span = sent[4].0 - sent[0].0;
-        assert!(span.as_millis() >= 350, "{span:?}");
-        assert!(elapsed >= span);
         let r = w
             .clinician(Req::get(format!("/api/v1/announcements/{id}")))
             .await;
@@ -586,5 +587,123 @@ async fn a_secure_announcement_goes_as_paced_notifications_to_as_many_as_preview
 
         assert_eq!(count(&audit, "announcement.cancel", "success"), 1);
         assert_no_phi(&audit, "diabetes");
+    }
+}
+
+#[tokio::test]
+async fn recipients_by_provider_location_and_upcoming_visit() {
+    use salve_store::{CatalogKind, NewAppointment};
+    for db in TestDatabase::all().await {
+        let w = World::new(db).await;
+        let store = w.app.store.clone();
+        let ctx = RequestContext::default();
+        let mut items = Vec::new();
+        for (kind, name) in [
+            (CatalogKind::AppointmentType, "Checkup"),
+            (CatalogKind::Location, "Main St"),
+            (CatalogKind::Location, "North"),
+            (CatalogKind::Provider, "Dr. A"),
+            (CatalogKind::Provider, "Dr. B"),
+        ] {
+            items.push(
+                store
+                    .upsert_catalog_item(
+                        w.app.practice,
+                        &Principal::Operator,
+                        &ctx,
+                        kind,
+                        name,
+                        true,
+                        true,
+                    )
+                    .await
+                    .unwrap(),
+            );
+        }
+        let [checkup, main_st, north, dr_a, dr_b] = items[..] else {
+            unreachable!()
+        };
+        use ConsentChannel::*;
+        use ConsentPurpose::*;
+        // p0: Dr A at Main St in 2 days; p1: Dr B at Main St in 2 days; p2: Dr A at North in
+        // 10 days; p3: no visit; p4: Dr A at Main St in 2 days but no announcements consent.
+        let visits = [
+            Some((dr_a, main_st, 2)),
+            Some((dr_b, main_st, 2)),
+            Some((dr_a, north, 10)),
+            None,
+            Some((dr_a, main_st, 2)),
+        ];
+        for (n, visit) in visits.iter().enumerate() {
+            let id = patient(&w, 300 + n).await;
+            if n == 4 {
+                grant(&w, id, &[(SmsPlain, CareMessages)]).await;
+            } else {
+                grant(&w, id, &[(SmsPlain, Announcements)]).await;
+            }
+            if let Some((provider, location, days)) = visit {
+                store
+                    .create_appointment(
+                        w.app.practice,
+                        &Principal::Operator,
+                        &ctx,
+                        &NewAppointment {
+                            patient: id,
+                            external_id: None,
+                            starts_at: w.app.now() + time::Duration::days(*days),
+                            time_zone: "America/Chicago".into(),
+                            duration_minutes: 30,
+                            appointment_type: checkup,
+                            location: *location,
+                            provider: *provider,
+                        },
+                        None,
+                    )
+                    .await
+                    .unwrap()
+                    .unwrap();
+            }
+        }
+        for (filter, expected) in [
+            (json!({}), 4),
+            (json!({"providers": [dr_a]}), 2),
+            (json!({"providers": [dr_a, dr_b]}), 3),
+            (json!({"providers": [dr_a], "locations": [main_st]}), 1),
+            (json!({"upcoming_within_days": 7}), 2),
+            (json!({"locations": [north], "upcoming_within_days": 7}), 0),
+            (json!({"locations": [north], "upcoming_within_days": 10}), 1),
+        ] {
+            let r = w
+                .admin(
+                    Req::post("/api/v1/announcements/preview")
+                        .json(&json!({"text": ANNOUNCEMENT, "filter": filter})),
+                )
+                .await;
+            assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+            assert_eq!(r.json()["recipients"], expected, "{filter}");
+        }
+
+        // Sent to Dr A's patients in the next week: exactly p0.
+        let r = w
+            .admin(
+                Req::post("/api/v1/announcements").json(&json!({"text": ANNOUNCEMENT,
+                "filter": {"providers": [dr_a], "upcoming_within_days": 7}})),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+        assert_eq!(r.json()["recipients"], 1);
+        assert_eq!(r.json()["filter"]["providers"], json!([dr_a]));
+        let id = r.json()["id"].as_str().unwrap().to_owned();
+        let r = w
+            .admin(Req::post(format!("/api/v1/announcements/{id}/send")).json(&json!({})))
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        assert_eq!(queue_all(&w.worker).await, 1);
+        while outbox_pass(&w.worker).await > 0 {}
+        let sent = w.outbox();
+        assert_eq!(sent.len(), 1);
+        assert_eq!(sent[0].to, phone(300));
+        assert_eq!(sent[0].body, ANNOUNCEMENT);
+        assert_eq!(read(&w, &id).await["progress"]["sent"], 1);
     }
 }

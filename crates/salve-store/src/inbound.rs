@@ -59,7 +59,31 @@ pub struct InboundReaction {
     pub review: Option<Vec<String>>,
     /// How the text is filed: routine or clinical (what the front desk may see).
     pub kind: Option<ContentKind>,
+    /// The text suggests an emergency: its conversation is flagged urgent for staff.
+    pub urgent: bool,
+    /// Emergency guidance (911, 988): sent whatever the consent state, before anything else.
+    pub emergency_reply: Option<Sensitive<String>>,
+    /// The patient answered the reminder that awaited an answer.
+    pub reminder_answer: Option<ReminderAnswer>,
 }
+
+/// A patient's answer to a reminder, as the caller judged it.
+#[derive(Debug, Clone)]
+pub struct ReminderAnswer {
+    pub reminder: crate::AwaitingReminder,
+    /// `confirm`, `cancel_visit`, `reschedule` or `late`.
+    pub answer: &'static str,
+    /// The visit's new status, if the answer changes it.
+    pub status: Option<salve_core::appointments::AppointmentStatus>,
+    /// A note for staff in the patient's conversation ("asked to reschedule").
+    pub staff_note: Option<String>,
+    /// A fixed acknowledgement texted back.
+    pub reply: Option<Sensitive<String>>,
+}
+
+/// The outbox purpose of emergency guidance: no consent is checked for it (it answers the
+/// patient's own message, for emergency purposes) and a blocked one alerts staff.
+pub const EMERGENCY_PURPOSE: &str = "emergency";
 
 /// Where a text went.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -147,7 +171,42 @@ fn webhook_event(
     }
 }
 
+/// The patients (not shredded) whose phone is this blind-indexed number.
+async fn sender_patients(
+    conn: &mut sqlx::AnyConnection,
+    practice: PracticeId,
+    lookup: &[u8],
+) -> Result<Vec<PatientId>> {
+    let ids: Vec<String> = sqlx::query_scalar(
+        "SELECT DISTINCT c.patient_id FROM contacts c JOIN patients p ON p.id = c.patient_id \
+         WHERE c.practice_id = $1 AND c.kind = 'phone' AND c.lookup = $2 AND p.shredded_at IS NULL \
+         ORDER BY c.patient_id",
+    )
+    .bind(practice.to_string())
+    .bind(lookup.to_vec())
+    .fetch_all(&mut *conn)
+    .await?;
+    ids.into_iter()
+        .map(|id| id.parse().map_err(|_| malformed("patient id")))
+        .collect()
+}
+
 impl Store {
+    /// The patients who hold this phone number, before a text from it is filed (to find the
+    /// reminder it may answer).
+    pub async fn patients_for_sender(
+        &self,
+        practice: PracticeId,
+        from: &Sensitive<String>,
+    ) -> Result<Vec<PatientId>> {
+        let mut conn = self.pool.acquire().await?;
+        let keys = self.ring.practice_keys(&mut conn, practice).await?;
+        let lookup = keys
+            .blind_index
+            .blind_index(ContactKind::Phone.as_str(), from.expose());
+        sender_patients(&mut conn, practice, &lookup).await
+    }
+
     /// Records a rejected webhook (bad, missing or downgraded signature). Nothing else changes.
     pub async fn record_webhook_rejected(
         &self,
@@ -196,18 +255,9 @@ impl Store {
         let lookup = keys
             .blind_index
             .blind_index(ContactKind::Phone.as_str(), sms.from.expose());
-        let ids: Vec<String> = sqlx::query_scalar(
-            "SELECT DISTINCT c.patient_id FROM contacts c JOIN patients p ON p.id = c.patient_id \
-             WHERE c.practice_id = $1 AND c.kind = 'phone' AND c.lookup = $2 AND p.shredded_at IS NULL \
-             ORDER BY c.patient_id",
-        )
-        .bind(practice.to_string())
-        .bind(lookup.to_vec())
-        .fetch_all(&mut *tx.tx)
-        .await?;
+        let ids = sender_patients(&mut tx.tx, practice, &lookup).await?;
         let mut patients = Vec::with_capacity(ids.len());
         for id in ids {
-            let id: PatientId = id.parse().map_err(|_| malformed("patient id"))?;
             let history = self.consent_history_in(&mut tx.tx, practice, id).await?;
             patients.push((id, ConsentState::from_history(&history)));
         }
@@ -296,38 +346,58 @@ impl Store {
             )
             .await?;
         }
-        // No patient holds this number: the reply is sealed under the practice key instead.
-        if let (InboundOutcome::Triage { id: triage, .. }, None, Some(reply)) =
-            (&outcome, actor_patient, &reaction.reply)
-        {
-            let id = uuid::Uuid::now_v7().to_string();
-            let now = tx.now_micros();
-            sqlx::query(
-                "INSERT INTO practice_replies (id, practice_id, triage_id, recipient, body, status, attempts, \
-                 next_attempt_at, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, 'pending', 0, $6, $6, $6)",
-            )
-            .bind(&id)
-            .bind(practice.to_string())
-            .bind(triage)
-            .bind(keys.practice.seal_str(
-                FieldAad::new("practice_replies", "recipient", &id),
-                sms.from.expose(),
-            ))
-            .bind(keys.practice.seal_str(
-                FieldAad::new("practice_replies", "body", &id),
-                reply.expose(),
-            ))
-            .bind(now)
-            .execute(&mut *tx.tx)
-            .await?;
+        // No patient holds this number: replies are sealed under the practice key instead,
+        // emergency guidance first.
+        if let (InboundOutcome::Triage { id: triage, .. }, None) = (&outcome, actor_patient) {
+            for reply in [&reaction.emergency_reply, &reaction.reply]
+                .into_iter()
+                .flatten()
+            {
+                let id = uuid::Uuid::now_v7().to_string();
+                let now = tx.now_micros();
+                sqlx::query(
+                    "INSERT INTO practice_replies (id, practice_id, triage_id, recipient, body, status, attempts, \
+                     next_attempt_at, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, 'pending', 0, $6, $6, $6)",
+                )
+                .bind(&id)
+                .bind(practice.to_string())
+                .bind(triage)
+                .bind(keys.practice.seal_str(
+                    FieldAad::new("practice_replies", "recipient", &id),
+                    sms.from.expose(),
+                ))
+                .bind(keys.practice.seal_str(
+                    FieldAad::new("practice_replies", "body", &id),
+                    reply.expose(),
+                ))
+                .bind(now)
+                .execute(&mut *tx.tx)
+                .await?;
+            }
         }
         if let Some(patient) = actor_patient {
             let now = tx.now_micros();
             let conv = self
                 .main_conversation(&mut tx.tx, practice, patient, now)
                 .await?;
+            if let Some(reply) = &reaction.emergency_reply {
+                let plan = system_sms(reply.clone(), sms.from.clone(), Some(EMERGENCY_PURPOSE));
+                self.insert_message(&mut tx, practice, &conv, &Actor::System, &[], &plan)
+                    .await?;
+            }
+            if reaction.urgent && matches!(outcome, InboundOutcome::Received { .. }) {
+                sqlx::query("UPDATE conversations SET urgent_at = $1 WHERE id = $2")
+                    .bind(now)
+                    .bind(conv.id.to_string())
+                    .execute(&mut *tx.tx)
+                    .await?;
+            }
+            if let Some(answer) = &reaction.reminder_answer {
+                self.apply_reminder_answer(&mut tx, practice, &conv, answer, &sms.from)
+                    .await?;
+            }
             if let Some(reply) = &reaction.reply {
-                let plan = system_sms(reply.clone(), sms.from.clone());
+                let plan = system_sms(reply.clone(), sms.from.clone(), None);
                 self.insert_message(&mut tx, practice, &conv, &Actor::System, &[], &plan)
                     .await?;
             }
@@ -821,7 +891,7 @@ impl Store {
             &conv,
             &Actor::System,
             &[],
-            &system_sms(reply, phone),
+            &system_sms(reply, phone, None),
         )
         .await?;
         Ok(())
@@ -875,8 +945,71 @@ impl Store {
     }
 }
 
+impl Store {
+    /// The patient answered a reminder: the reminder is answered, the visit's status changes
+    /// (as the patient's reply may move it), staff get a note, and the patient an
+    /// acknowledgement; all in the inbound transaction.
+    async fn apply_reminder_answer(
+        &self,
+        tx: &mut WriteTx<'_>,
+        practice: PracticeId,
+        conv: &crate::messaging::LoadedConversation,
+        answer: &ReminderAnswer,
+        from: &Sensitive<String>,
+    ) -> Result<()> {
+        self.answer_reminder_in(tx, practice, &answer.reminder, answer.answer)
+            .await?;
+        if let Some(status) = answer.status {
+            // A move the patient may not make (the visit changed a moment ago) is refused
+            // before anything is written: the text is still filed and staff see it.
+            match self
+                .set_appointment_status_in(
+                    tx,
+                    practice,
+                    answer.reminder.appointment,
+                    status,
+                    salve_core::appointments::StatusSource::PatientReply,
+                    &Actor::Patient(answer.reminder.patient),
+                    &RequestContext::default(),
+                )
+                .await
+            {
+                Ok(_) | Err(StoreError::Conflict(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if let Some(note) = &answer.staff_note {
+            let plan = OutboundPlan {
+                direction: Direction::Note,
+                body: Sensitive::new(note.clone()),
+                kind: ContentKind::Administrative,
+                channel: MessageChannel::Sms,
+                route: None,
+                decision_json: None,
+                delivery: "note".into(),
+                status: MessageStatus::Sent,
+                status_reason: None,
+                legal_basis: None,
+                job: None,
+            };
+            self.insert_message(tx, practice, conv, &Actor::System, &[], &plan)
+                .await?;
+        }
+        if let Some(reply) = &answer.reply {
+            let plan = system_sms(reply.clone(), from.clone(), None);
+            self.insert_message(tx, practice, conv, &Actor::System, &[], &plan)
+                .await?;
+        }
+        Ok(())
+    }
+}
+
 /// A fixed system reply by SMS. It relies on no consent: it answers the patient's own text.
-fn system_sms(reply: Sensitive<String>, recipient: Sensitive<String>) -> OutboundPlan {
+fn system_sms(
+    reply: Sensitive<String>,
+    recipient: Sensitive<String>,
+    purpose: Option<&str>,
+) -> OutboundPlan {
     OutboundPlan {
         direction: Direction::System,
         body: reply.clone(),
@@ -892,7 +1025,7 @@ fn system_sms(reply: Sensitive<String>, recipient: Sensitive<String>) -> Outboun
             medium: Medium::Sms,
             recipient,
             body: reply,
-            purpose: None,
+            purpose: purpose.map(str::to_owned),
             consent_channel: None,
             legal_basis: None,
             secure_link: None,
@@ -990,6 +1123,9 @@ impl Store {
                 -1,
                 Outcome::Success,
             ),
+            JobOutcome::Paced { until } => {
+                ("pending", None, (*until).max(now), -1, Outcome::Success)
+            }
         };
         sqlx::query(
             "UPDATE practice_replies SET status = $1, provider_message_id = COALESCE($2, provider_message_id), \
@@ -1004,7 +1140,7 @@ impl Store {
         .bind(&reply.id)
         .execute(&mut *tx.tx)
         .await?;
-        if !matches!(outcome, JobOutcome::Held { .. }) {
+        if !matches!(outcome, JobOutcome::Held { .. } | JobOutcome::Paced { .. }) {
             tx.audit(AuditEvent {
                 scope: ChainScope::Practice(reply.practice),
                 actor: Actor::System,

@@ -8,6 +8,7 @@
 //! `dialect::postgres` behind the `Dialect` type.
 
 mod announcements;
+mod appointments;
 mod audit;
 mod backup;
 mod catalog;
@@ -39,6 +40,10 @@ use salve_crypto::MasterKey;
 use sqlx::AnyPool;
 
 pub use announcements::{Announcement, Batch, NewAnnouncement, Progress};
+pub use appointments::{
+    APPOINTMENT_VERSION_CONFLICT, Appointment, AppointmentFilter, AppointmentPatch, ImportReport,
+    MAX_APPOINTMENTS, NewAppointment, source_of,
+};
 pub use audit::{AuditRow, Checkpoint, VerifyProblem, VerifyReport, append_anchor, read_anchor};
 pub use backup::{ShredEntry, read_shred_list};
 pub use catalog::{CatalogItem, CatalogKind, MessagingSettings, ReplyTemplate};
@@ -51,8 +56,8 @@ pub use identity::{
     ThrottleState, UserAuth, UserProfile,
 };
 pub use inbound::{
-    DeliveryReport, InboundFacts, InboundOutcome, InboundReaction, InboundSms, KeywordReview,
-    PracticeReply, ReportOutcome, TriageItem, status_moves_forward,
+    DeliveryReport, EMERGENCY_PURPOSE, InboundFacts, InboundOutcome, InboundReaction, InboundSms,
+    KeywordReview, PracticeReply, ReminderAnswer, ReportOutcome, TriageItem, status_moves_forward,
 };
 pub use links::{LinkInfo, PatientSession};
 pub use messaging::{

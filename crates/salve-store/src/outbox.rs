@@ -54,6 +54,11 @@ pub enum JobOutcome {
     Held {
         after_secs: i64,
     },
+    /// Not attempted: the sender number's rate limit. Queued again for `until` (micros), the
+    /// attempt not counted.
+    Paced {
+        until: i64,
+    },
 }
 
 const MAX_ATTEMPTS: i64 = 8;
@@ -207,6 +212,11 @@ impl Store {
         channel: Option<&str>,
         purpose: Option<&str>,
     ) -> Result<Option<&'static str>> {
+        // Emergency guidance answers the patient's own text, whatever their consent or
+        // confidential-communication requests (emergency purposes).
+        if purpose == Some(crate::inbound::EMERGENCY_PURPOSE) {
+            return Ok(None);
+        }
         if let (Some(channel), Some(purpose)) = (
             channel.and_then(ConsentChannel::parse),
             purpose.and_then(ConsentPurpose::parse),
@@ -380,12 +390,17 @@ impl Store {
                     now,
                     Outcome::Failure,
                 ),
-                JobOutcome::Held { after_secs } => {
+                JobOutcome::Held { .. } | JobOutcome::Paced { .. } => {
+                    let next = match outcome {
+                        JobOutcome::Paced { until } => (*until).max(now),
+                        JobOutcome::Held { after_secs } => now + after_secs * 1_000_000,
+                        _ => now,
+                    };
                     sqlx::query(
                         "UPDATE outbox_jobs SET status = 'pending', attempts = attempts - 1, claimed_by = NULL, \
                          claimed_at = NULL, next_attempt_at = $1, updated_at = $2 WHERE id = $3",
                     )
-                    .bind(now + after_secs * 1_000_000)
+                    .bind(next)
                     .bind(now)
                     .bind(&id)
                     .execute(&mut *tx.tx)

@@ -14,6 +14,7 @@ pub mod portal;
 pub mod portal_login;
 pub mod portal_messages;
 pub mod providers;
+pub mod reminders;
 pub mod session;
 pub mod teams;
 pub mod tokens;

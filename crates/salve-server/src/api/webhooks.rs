@@ -251,6 +251,7 @@ pub(crate) async fn inbound_text(
                         .collect()
                 }),
                 kind: Some(kind),
+                ..InboundReaction::default()
             }
         })
         .await?;

@@ -52,6 +52,8 @@ pub struct App {
     pub other_token: String,
     next_ip: AtomicU32,
     next_user: AtomicU32,
+    /// The master key's bytes: another instance over the same database opens with them.
+    master: [u8; 32],
     _db: TestDatabase,
 }
 
@@ -265,8 +267,9 @@ impl App {
         let options = StoreOptions::new(db.url.clone());
         Store::migrate(&options).await.unwrap();
         let clock = Arc::new(ManualClock::new(START));
+        let master: [u8; 32] = rand::random();
         let store = Arc::new(
-            Store::open(&options, MasterKey::generate(), clock.clone())
+            Store::open(&options, MasterKey::from_bytes(master), clock.clone())
                 .await
                 .unwrap(),
         );
@@ -300,8 +303,22 @@ impl App {
             other,
             next_ip: AtomicU32::new(1),
             next_user: AtomicU32::new(1),
+            master,
             _db: db,
         }
+    }
+
+    /// Another Salve instance over the same database (its own pool), on the same clock.
+    pub async fn another_instance(&self) -> Arc<Store> {
+        Arc::new(
+            Store::open(
+                &StoreOptions::new(self._db.url.clone()),
+                MasterKey::from_bytes(self.master),
+                self.clock.clone(),
+            )
+            .await
+            .unwrap(),
+        )
     }
 
     // ---- time ------------------------------------------------------------------------------

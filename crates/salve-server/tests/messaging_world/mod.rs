@@ -33,6 +33,8 @@ pub struct World {
     pub clinician_id: String,
     pub consent_version: String,
     pub consent_sha: String,
+    /// Where the local outbox keeps what it "sent" (another instance writes there too).
+    pub outbox_dir: std::path::PathBuf,
 }
 
 impl World {
@@ -51,7 +53,7 @@ impl World {
             ServerConfig::local("127.0.0.1:0".parse().unwrap()),
         )
         .with_local_outbox(LocalOutbox::new(dir.clone(), key.clone()));
-        let outbox = LocalOutbox::new(dir, key);
+        let outbox = LocalOutbox::new(dir.clone(), key);
         let (_, admin) = session(&app, Role::Admin).await;
         let (clinician_id, clinician) = session(&app, Role::Clinician).await;
         let r = app
@@ -77,6 +79,7 @@ impl World {
             clinician_id,
             consent_version: "2026-01".into(),
             consent_sha,
+            outbox_dir: dir,
         }
     }
 

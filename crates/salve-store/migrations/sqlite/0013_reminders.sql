@@ -45,3 +45,10 @@ CREATE TABLE appointment_reminders (
 );
 CREATE INDEX appointment_reminders_patient ON appointment_reminders (practice_id, patient_id, awaits_answer);
 CREATE INDEX appointment_reminders_state ON appointment_reminders (practice_id, state);
+
+-- When staff were alerted that this send is blocked (emergency guidance that a provider outage
+-- or an expired agreement holds back): once per job.
+ALTER TABLE outbox_jobs ADD COLUMN alerted_at INTEGER;
+
+-- A patient's text suggested an emergency: flagged for staff until someone clears it.
+ALTER TABLE conversations ADD COLUMN urgent_at INTEGER;
