@@ -549,8 +549,8 @@ async fn a_secure_announcement_goes_as_paced_notifications_to_as_many_as_preview
         assert_eq!(r.status, StatusCode::OK, "{}", r.text);
         assert_eq!(r.json()["announcements"][0]["status"], "done");
 
-        // A scheduled one cancelled before its time sends nothing; cancelling twice is a
-        // conflict; an unknown id is 404.
+        // A scheduled one cancelled before its time sends nothing; cancelling again changes
+        // nothing; a sent one cannot be cancelled; an unknown id is 404.
         let r = w
             .admin(Req::post("/api/v1/announcements").json(&json!({"text": ANNOUNCEMENT})))
             .await;
@@ -570,7 +570,12 @@ async fn a_secure_announcement_goes_as_paced_notifications_to_as_many_as_preview
         let r = w
             .admin(Req::post(format!("/api/v1/announcements/{later}/cancel")))
             .await;
-        assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.text);
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        assert_eq!(r.json()["status"], "cancelled");
+        let r = w
+            .admin(Req::post(format!("/api/v1/announcements/{id}/cancel")))
+            .await;
+        assert_eq!(r.status, StatusCode::CONFLICT, "a sent one: {}", r.text);
         let r = w
             .admin(Req::get(format!(
                 "/api/v1/announcements/{}",

@@ -479,7 +479,8 @@ impl Store {
     }
 
     /// Cancels an announcement not yet finished: recipients not yet queued get nothing, and
-    /// messages still waiting in the outbox are withdrawn. Audited.
+    /// messages still waiting in the outbox are withdrawn. Audited. Cancelling a cancelled one
+    /// changes nothing; a finished one is a conflict.
     pub async fn cancel_announcement(
         &self,
         practice: PracticeId,
@@ -491,9 +492,13 @@ impl Store {
         let mut tx = self.begin().await?;
         let now = tx.now_micros();
         let current = self.load_announcement(&mut tx.tx, practice, id).await?;
+        // Cancelling again changes nothing (a retried request).
+        if current.status == Status::Cancelled {
+            return Ok(current);
+        }
         if !current.status.may_cancel() {
             return Err(StoreError::Conflict(
-                "this announcement is already finished or cancelled",
+                "this announcement has already been sent",
             ));
         }
         let held = sqlx::query(
