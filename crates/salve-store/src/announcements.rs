@@ -102,6 +102,11 @@ type Row = (
     i64,
 );
 
+/// A visit: id, start, status, sealed provider, sealed location.
+type VisitRow = (String, i64, String, Vec<u8>, Vec<u8>);
+/// Recipients by state, hold reason, job status and message status, with their count.
+type ProgressRow = (String, Option<String>, Option<String>, Option<String>, i64);
+
 const COLUMNS: &str = "id, practice_id, body, decision, route, filter, status, scheduled_at, \
     started_at, finished_at, recipient_count, queued_count, held_count, created_by_kind, \
     created_by_id, created_at";
@@ -374,7 +379,7 @@ impl Store {
         filter: &RecipientFilter,
         now: OffsetDateTime,
     ) -> Result<Vec<VisitFacts>> {
-        let rows: Vec<(String, i64, String, Vec<u8>, Vec<u8>)> = sqlx::query_as(
+        let rows: Vec<VisitRow> = sqlx::query_as(
             "SELECT id, starts_at, status, provider_id, location_id FROM appointments \
              WHERE practice_id = $1 AND patient_id = $2 AND starts_at >= $3",
         )
@@ -561,19 +566,18 @@ impl Store {
         id: AnnouncementId,
     ) -> Result<Progress> {
         let mut conn = self.pool.acquire().await?;
-        let rows: Vec<(String, Option<String>, Option<String>, Option<String>, i64)> =
-            sqlx::query_as(
-                "SELECT r.state, r.hold_reason, j.status, m.status, COUNT(*) \
+        let rows: Vec<ProgressRow> = sqlx::query_as(
+            "SELECT r.state, r.hold_reason, j.status, m.status, COUNT(*) \
                  FROM announcement_recipients r \
                  LEFT JOIN messages m ON m.id = r.message_id \
                  LEFT JOIN outbox_jobs j ON j.message_id = r.message_id \
                  WHERE r.announcement_id = $1 AND r.practice_id = $2 \
                  GROUP BY r.state, r.hold_reason, j.status, m.status",
-            )
-            .bind(id.to_string())
-            .bind(practice.to_string())
-            .fetch_all(&mut *conn)
-            .await?;
+        )
+        .bind(id.to_string())
+        .bind(practice.to_string())
+        .fetch_all(&mut *conn)
+        .await?;
         let mut p = Progress::default();
         for (state, reason, job, message, n) in rows {
             p.recipients += n;
