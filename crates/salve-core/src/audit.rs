@@ -187,8 +187,6 @@ pub enum Action {
     AnnouncementRecipient,
     /// Every recipient of an announcement was recorded.
     AnnouncementDone,
-    /// Staff read announcements or one's progress.
-    AnnouncementRead,
 }
 
 impl Action {
@@ -283,7 +281,6 @@ impl Action {
             Self::AnnouncementStart => "announcement.start",
             Self::AnnouncementRecipient => "announcement.recipient",
             Self::AnnouncementDone => "announcement.done",
-            Self::AnnouncementRead => "announcement.read",
         }
     }
 }
