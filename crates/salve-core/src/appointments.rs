@@ -242,6 +242,19 @@ pub fn local_wall_time(time_zone: &str, raw: &str) -> Result<OffsetDateTime, Str
         .map_err(|_| "expected a local time as YYYY-MM-DD HH:MM".to_owned())
 }
 
+/// An instant as the wall time of a zone (for showing it with the zone's offset); UTC if the
+/// zone is unknown.
+pub fn in_zone(at: OffsetDateTime, time_zone: &str) -> OffsetDateTime {
+    let offset = jiff::tz::TimeZone::get(time_zone)
+        .ok()
+        .and_then(|tz| {
+            let ts = jiff::Timestamp::from_second(at.unix_timestamp()).ok()?;
+            time::UtcOffset::from_whole_seconds(tz.to_offset(ts).seconds()).ok()
+        })
+        .unwrap_or(time::UtcOffset::UTC);
+    at.to_offset(offset)
+}
+
 /// A catalog name in an import row: trimmed, 1 to 200 characters, no control characters.
 pub fn catalog_name(raw: &str) -> Result<String, String> {
     let name = raw.trim();
@@ -675,6 +688,9 @@ mod tests {
         let fold = local_wall_time(zone, "2027-11-07 01:30").unwrap_err();
         assert!(fold.contains("twice"), "{fold}");
         assert!(local_wall_time(zone, "2027-03-14T09:30").is_err());
+        let shown = in_zone(datetime!(2027-03-14 13:30 UTC), zone);
+        assert_eq!((shown.hour(), shown.offset().whole_hours()), (9, -4));
+        assert_eq!(in_zone(datetime!(2027-01-14 13:30 UTC), zone).hour(), 8);
         assert!(local_wall_time(zone, "2027-02-30 09:30").is_err());
     }
 

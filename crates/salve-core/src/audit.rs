@@ -175,6 +175,14 @@ pub enum Action {
     AppointmentRead,
     /// A CSV import of appointments (a dry run, a refused import, or one that wrote them).
     AppointmentImport,
+    /// An admin changed the practice's office hours or holidays.
+    PracticeHoursUpdate,
+    /// An admin changed the response target or who is told of overdue conversations.
+    ResponseSettingsUpdate,
+    /// A conversation waited longer than the response target: the chosen staff were told.
+    ResponseEscalate,
+    /// Someone read the first-response-time report.
+    ResponseReportRead,
     /// Staff wrote an announcement (a draft; its text is sealed, never in the audit row).
     AnnouncementCreate,
     /// Staff sent or scheduled an announcement.
@@ -275,6 +283,10 @@ impl Action {
             Self::AppointmentCancel => "appointment.cancel",
             Self::AppointmentRead => "appointment.read",
             Self::AppointmentImport => "appointment.import",
+            Self::PracticeHoursUpdate => "practice.hours.update",
+            Self::ResponseSettingsUpdate => "practice.response_settings.update",
+            Self::ResponseEscalate => "response.escalate",
+            Self::ResponseReportRead => "report.response_time.read",
             Self::AnnouncementCreate => "announcement.create",
             Self::AnnouncementSchedule => "announcement.schedule",
             Self::AnnouncementCancel => "announcement.cancel",

@@ -12,6 +12,9 @@
 //!   notifications the patient had before, and is confirmed only when something was restored.
 //!   An opt-in the classifier marks for review changes nothing until staff decide; an unclear
 //!   opt-out is applied (revoking is the safe direction) and also reviewed.
+//! - Every text is also assessed for urgency ([`crate::urgency`]), whatever its intent: an
+//!   urgent one gets the emergency guidance at any hour and whatever the consent state, and is
+//!   flagged to staff. That is the server's to do; `Reaction::urgent` carries the assessment.
 
 use crate::consent::{
     ConsentEventInput, ConsentMethod, ConsentState, ConsentTextRef, sms_keyword_opt_in, sms_opt_out,
@@ -21,6 +24,7 @@ use crate::keywords::{
     twilio_default_opt_in_keyword, twilio_default_opt_out_keyword,
 };
 use crate::system_messages::{Language, SystemMessageKind};
+use crate::urgency::{self, Urgency};
 
 /// What the provider told us, and what it does by itself.
 #[derive(Debug, Clone, Default)]
@@ -40,6 +44,9 @@ pub struct Reaction {
     /// The provider already answered: recorded, not sent again.
     pub provider_replied: Option<SystemMessageKind>,
     pub language: Language,
+    /// Whether the text suggests an emergency (checked before any after-hours de-duplication):
+    /// then `SystemMessageKind::EmergencyGuidance` goes out too, at any hour.
+    pub urgent: Urgency,
 }
 
 fn provider_matched(facts: &ProviderFacts, class: &str, bare_keyword: bool) -> bool {
@@ -97,6 +104,7 @@ pub fn react(text: &str, ctx: &InboundContext, provider: &ProviderFacts) -> Reac
         reply,
         provider_replied,
         language: reply_language(text),
+        urgent: urgency::assess(text),
     }
 }
 
@@ -224,6 +232,17 @@ mod tests {
             &ProviderFacts::default(),
         );
         assert_eq!(r.reply, None);
+    }
+
+    #[test]
+    fn every_text_is_assessed_for_urgency_whatever_its_intent() {
+        let r = react("STOP, I can't breathe", &none(), &ProviderFacts::default());
+        assert_eq!(r.classification.intent, Intent::OptOut);
+        assert!(r.urgent.urgent);
+        let r = react("quiero matarme", &none(), &ProviderFacts::default());
+        assert!(r.urgent.urgent && r.urgent.crisis);
+        assert_eq!(r.reply, None, "the emergency reply is the server's to add");
+        assert!(!react("C", &none(), &ProviderFacts::default()).urgent.urgent);
     }
 
     fn granted(channel: ConsentChannel, purpose: ConsentPurpose) -> ConsentEvent {

@@ -8,8 +8,8 @@
 //!    "now", "!!!") are ignored. CANCEL right after a reminder stays an opt-out (CTIA); the
 //!    reminders flow must offer its own confirm/cancel words.
 //! 2. A whole message that is HELP, INFO or AYUDA is help; START, UNSTOP or YES is an opt-in,
-//!    except YES while a reminder awaits an answer: then it is `Other` and the reminders flow
-//!    claims it. Spanish "SI" follows YES, but the spec calls it debatable: a bare "sí" often
+//!    except YES while a reminder awaits an answer: then it is `Other` with reply `Confirm`
+//!    (rule 4). Spanish "SI" follows YES, but the spec calls it debatable: a bare "sí" often
 //!    answers a question in conversation, Twilio does not treat it as a keyword, and
 //!    re-subscribing someone by mistake is a consent violation. So it is an opt-in with
 //!    `review: true`, and so is every free-text request to resume texts ("please start texting
@@ -23,6 +23,19 @@
 //!    about something else, "unsubscribe me from the newsletter" and "quit calling me" about
 //!    another channel (review, not an SMS opt-out), "Stop! I meant Tuesday" is an interjection
 //!    (review). Texting and phonetic spellings are read first ("stahp", "kiero").
+//!
+//! 4. Replies to a reminder (`Classification::reply`, with intent `Other`). While a reminder
+//!    awaits an answer, a whole message C, Y, 1, CONFIRM(ED), YES, SI/SÍ or OK confirms, X or 2
+//!    cancels this visit, R or 3 asks to reschedule; CANCELAR cancels this visit and goes to
+//!    review (rule 1's Spanish exception). Without a pending reminder these bare letters and
+//!    digits mean nothing (YES and SI keep their opt-in meaning). OK confirms: it is the usual
+//!    answer to "reply C to confirm", and a wrong confirmation costs less than a wrong cancel.
+//!    Free text is read in every state, for the server to match with an appointment:
+//!    "can't make it tuesday", "necesito cambiar mi cita" (reschedule), "running 10 min late",
+//!    "llego tarde" (late), "please cancel my appointment" (cancel this visit), "see you then",
+//!    "ahí estaré" (confirm); reschedule wins over cancel, cancel over late, late over confirm.
+//!    Opt-outs, HELP and opt-ins never carry a reply: "cancel my appointment and stop texting
+//!    me" is an opt-out, and consent is what the server must act on.
 //!
 //! Reasons name rules and our own keyword table, never the patient's words: they are logged and
 //! shown in the review queue, and the text is PHI.
@@ -73,6 +86,48 @@ impl fmt::Display for Intent {
     }
 }
 
+/// What a text answers to a reminder (or asks about an appointment).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReplyIntent {
+    /// The patient will come.
+    Confirm,
+    /// Cancel this visit (not the texts).
+    CancelVisit,
+    /// Move the visit: staff get a task.
+    Reschedule,
+    /// Coming, but late.
+    Late,
+}
+
+impl ReplyIntent {
+    pub const ALL: [ReplyIntent; 4] = [
+        ReplyIntent::Confirm,
+        ReplyIntent::CancelVisit,
+        ReplyIntent::Reschedule,
+        ReplyIntent::Late,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Confirm => "confirm",
+            Self::CancelVisit => "cancel_visit",
+            Self::Reschedule => "reschedule",
+            Self::Late => "late",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|i| i.as_str() == raw)
+    }
+}
+
+impl fmt::Display for ReplyIntent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// What the classifier knows besides the text.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InboundContext {
@@ -88,11 +143,11 @@ pub struct InboundContext {
 pub struct Reason(Cow<'static, str>);
 
 impl Reason {
-    const fn rule(name: &'static str) -> Self {
+    pub(crate) const fn rule(name: &'static str) -> Self {
         Self(Cow::Borrowed(name))
     }
 
-    fn keyword(prefix: &'static str, keyword: &'static str) -> Self {
+    pub(crate) fn keyword(prefix: &'static str, keyword: &'static str) -> Self {
         Self(Cow::Owned(format!("{prefix}{keyword}")))
     }
 
@@ -119,6 +174,8 @@ pub struct Classification {
     pub intent: Intent,
     /// Staff should look: the text may be a revocation but is not clear.
     pub review: bool,
+    /// What the text answers to a reminder; only with intent `Other`.
+    pub reply: Option<ReplyIntent>,
     pub reasons: Vec<Reason>,
 }
 
@@ -919,14 +976,14 @@ fn consent_scope(rest: &[&str], negated: bool, ev: &mut Evidence) {
 // Normalising.
 
 /// The text as folded words in clauses (split at . , ! ? ; : and line breaks).
-struct Folded {
-    clauses: Vec<Vec<String>>,
+pub(crate) struct Folded {
+    pub(crate) clauses: Vec<Vec<String>>,
     /// Any emoji or symbol that says "stop" by itself (🛑 ⛔ 🚫 ✋).
     stop_sign: bool,
 }
 
 impl Folded {
-    fn new(text: &str) -> Self {
+    pub(crate) fn new(text: &str) -> Self {
         let mut clauses = vec![Vec::new()];
         let mut word = String::new();
         let mut stop_sign = false;
@@ -1033,7 +1090,7 @@ fn is_combining(c: char) -> bool {
 
 /// Runs of one letter become one letter: "stooop" and "stopp" meet "stop", "pleeease" meets
 /// "please" ("pls" and "all" collapse too, so both sides are always collapsed).
-fn collapse(word: &str) -> String {
+pub(crate) fn collapse(word: &str) -> String {
     let mut out = String::with_capacity(word.len());
     let mut last = None;
     for c in word.chars() {
@@ -1114,6 +1171,21 @@ struct Evidence {
 /// Classify one inbound text. Pure and deterministic; never panics.
 pub fn classify(text: &str, ctx: &InboundContext) -> Classification {
     let folded = Folded::new(text);
+    let mut c = classify_folded(&folded, ctx);
+    if c.intent == Intent::Other && c.reply.is_none() {
+        let words: Vec<&str> = folded.words().collect();
+        // A bare C, 1 or CONFIRM with no reminder awaiting answers nothing.
+        if reply_keyword(&words).is_none()
+            && let Some((reply, rule)) = free_text_reply(&words)
+        {
+            c.reply = Some(reply);
+            c.reasons.push(Reason::rule(rule));
+        }
+    }
+    c
+}
+
+fn classify_folded(folded: &Folded, ctx: &InboundContext) -> Classification {
     let words: Vec<&str> = folded.words().collect();
     if words.is_empty() {
         if folded.stop_sign {
@@ -1191,8 +1263,275 @@ fn done(intent: Intent, review: bool, mut reasons: Vec<Reason>) -> Classificatio
     Classification {
         intent,
         review,
+        reply: None,
         reasons,
     }
+}
+
+fn answer(reply: ReplyIntent, review: bool, reason: Reason) -> Classification {
+    Classification {
+        reply: Some(reply),
+        ..done(Intent::Other, review, vec![reason])
+    }
+}
+
+/// Whole-message answers to a reminder, as folded words (filler already dropped, so "OK" is
+/// matched on the words as written).
+const REPLY_KEYWORDS: &[(&str, ReplyIntent, &str)] = &[
+    ("c", ReplyIntent::Confirm, "C"),
+    ("y", ReplyIntent::Confirm, "Y"),
+    ("1", ReplyIntent::Confirm, "1"),
+    ("confirm", ReplyIntent::Confirm, "CONFIRM"),
+    ("confirmed", ReplyIntent::Confirm, "CONFIRM"),
+    ("confirmo", ReplyIntent::Confirm, "CONFIRM"),
+    ("confirmar", ReplyIntent::Confirm, "CONFIRM"),
+    ("confirmado", ReplyIntent::Confirm, "CONFIRM"),
+    ("yes", ReplyIntent::Confirm, "YES"),
+    ("yes confirm", ReplyIntent::Confirm, "YES"),
+    ("yes confirmed", ReplyIntent::Confirm, "YES"),
+    ("si", ReplyIntent::Confirm, "SI"),
+    ("si confirmo", ReplyIntent::Confirm, "SI"),
+    ("ok", ReplyIntent::Confirm, "OK"),
+    ("okay", ReplyIntent::Confirm, "OK"),
+    ("k", ReplyIntent::Confirm, "OK"),
+    ("okey", ReplyIntent::Confirm, "OK"),
+    ("x", ReplyIntent::CancelVisit, "X"),
+    ("2", ReplyIntent::CancelVisit, "2"),
+    ("r", ReplyIntent::Reschedule, "R"),
+    ("3", ReplyIntent::Reschedule, "3"),
+];
+
+/// The reply keyword the whole message is, if any ("C", "1 thanks", "Sí!", "ok").
+fn reply_keyword(words: &[&str]) -> Option<(ReplyIntent, &'static str)> {
+    let phrase = core_phrase(words, false);
+    let phrase = if phrase.is_empty() {
+        collapse_phrase(&words.join(" "))
+    } else {
+        phrase
+    };
+    REPLY_KEYWORDS
+        .iter()
+        .find(|(k, ..)| collapsed_eq(k, &phrase))
+        .map(|&(_, reply, name)| (reply, name))
+}
+
+/// Free-text answers, as folded phrases matched on word boundaries; the first table that
+/// matches wins (reschedule, cancel this visit, late, confirm).
+const RESCHEDULE_PHRASES: &[&str] = &[
+    "reschedule",
+    "re schedule",
+    "resched",
+    "rescheduling",
+    "cant make it",
+    "cannot make it",
+    "can not make it",
+    "wont make it",
+    "wont be able to make it",
+    "not going to make it",
+    "not gonna make it",
+    "unable to make it",
+    "cant come",
+    "cant go",
+    "wont be able to come",
+    "wont be able to go",
+    "move my appointment",
+    "move my appt",
+    "move the appointment",
+    "move my visit",
+    "change my appointment",
+    "change my appt",
+    "change the appointment",
+    "change the time",
+    "different day",
+    "different time",
+    "another day",
+    "another time",
+    "new time",
+    "push back my appointment",
+    "push my appointment",
+    "postpone",
+    "can we move",
+    "could we move",
+    "cambiar mi cita",
+    "cambiar la cita",
+    "cambiar mi consulta",
+    "cambiar la hora",
+    "cambiar el dia",
+    "cambio de cita",
+    "mover mi cita",
+    "mover la cita",
+    "reprogramar",
+    "reagendar",
+    "otro dia",
+    "otra fecha",
+    "otra hora",
+    "no puedo ir",
+    "no voy a poder ir",
+    "no podre ir",
+    "no voy a poder llegar",
+    "no puedo asistir",
+    "no podre asistir",
+    "posponer",
+];
+
+const CANCEL_VISIT_PHRASES: &[&str] = &[
+    "cancel my appointment",
+    "cancel my appt",
+    "cancel the appointment",
+    "cancel the appt",
+    "cancel appointment",
+    "cancel appt",
+    "cancel my visit",
+    "cancel the visit",
+    "cancel my",
+    "cancel it",
+    "cancel for",
+    "need to cancel",
+    "have to cancel",
+    "want to cancel",
+    "wanna cancel",
+    "gotta cancel",
+    "going to cancel",
+    "like to cancel",
+    "please cancel",
+    "cancelar mi cita",
+    "cancelar la cita",
+    "cancelar mi consulta",
+    "cancela mi cita",
+    "cancele mi cita",
+    "cancelen mi cita",
+    "necesito cancelar",
+    "quiero cancelar",
+    "tengo que cancelar",
+    "voy a cancelar",
+    "cancelo",
+    "cancelar",
+];
+
+const LATE_PHRASES: &[&str] = &[
+    "running late",
+    "running behind",
+    "be late",
+    "im late",
+    "am late",
+    "a bit late",
+    "a little late",
+    "min late",
+    "mins late",
+    "minutes late",
+    "minute late",
+    "stuck in traffic",
+    "in traffic",
+    "be there in",
+    "there in 5",
+    "late",
+    "llego tarde",
+    "voy tarde",
+    "llegare tarde",
+    "llegar tarde",
+    "vamos tarde",
+    "llegando tarde",
+    "un poco tarde",
+    "me retrase",
+    "retrasado",
+    "retrasada",
+    "hay trafico",
+    "mucho trafico",
+    "llego en",
+];
+
+const CONFIRM_PHRASES: &[&str] = &[
+    "see you then",
+    "see you there",
+    "see you soon",
+    "see you tomorrow",
+    "see you today",
+    "see u then",
+    "see u there",
+    "see u tomorrow",
+    "ill be there",
+    "i will be there",
+    "will be there",
+    "we will be there",
+    "well be there",
+    "i confirm",
+    "confirmed",
+    "confirming",
+    "yes confirm",
+    "ahi estare",
+    "alli estare",
+    "ahi estaremos",
+    "alli estaremos",
+    "ahi nos vemos",
+    "nos vemos",
+    "confirmo",
+    "si voy",
+    "ahi estoy",
+    "asistire",
+];
+
+/// Words before a phrase that turn it around ("I won't be late", "don't cancel").
+const REPLY_NEGATIONS: &[&str] = &[
+    "dont", "not", "wont", "never", "didnt", "no", "cant", "shouldnt", "nunca",
+];
+
+/// Words before "confirm" that make it a question or a request to us ("can you confirm").
+const ASKS_US: &[&str] = &["you", "u", "to", "please", "pls", "plz", "can", "could"];
+
+/// The four tables in one automaton (patterns padded with spaces: whole words only), built
+/// once.
+static REPLY_AUTOMATON: std::sync::LazyLock<(aho_corasick::AhoCorasick, Vec<usize>)> =
+    std::sync::LazyLock::new(|| {
+        let mut patterns = Vec::new();
+        let mut table_of = Vec::new();
+        for (t, table) in REPLY_TABLES.iter().enumerate() {
+            for p in *table {
+                patterns.push(format!(" {p} "));
+                table_of.push(t);
+            }
+        }
+        let automaton = aho_corasick::AhoCorasick::builder()
+            .match_kind(aho_corasick::MatchKind::Standard)
+            .build(&patterns)
+            .expect("the reply tables compile");
+        (automaton, table_of)
+    });
+
+/// In order of precedence.
+const REPLY_TABLES: [&[&str]; 4] = [
+    RESCHEDULE_PHRASES,
+    CANCEL_VISIT_PHRASES,
+    LATE_PHRASES,
+    CONFIRM_PHRASES,
+];
+
+fn free_text_reply(words: &[&str]) -> Option<(ReplyIntent, &'static str)> {
+    let mut line = format!(" {} ", words.join(" "));
+    // "can't make it on time" is late, not a new day.
+    for not in ["cant", "cannot", "wont", "not"] {
+        let phrase = format!(" {not} make it on time ");
+        if line.contains(&phrase) {
+            line = line.replace(&phrase, " running late ");
+        }
+    }
+    let (automaton, table_of) = &*REPLY_AUTOMATON;
+    let mut found = [false; 4];
+    for m in automaton.find_overlapping_iter(&line) {
+        let t = table_of[m.pattern().as_usize()];
+        // Negations do not turn a reschedule around ("can't make it" is one).
+        let before: Vec<&str> = line[..m.start()].split_whitespace().rev().take(2).collect();
+        let negated = t != 0 && before.iter().any(|w| in_set(w, REPLY_NEGATIONS));
+        let asks = t == 3 && before.iter().any(|w| in_set(w, ASKS_US));
+        let late_fee = t == 2 && line[m.end()..].starts_with("fee");
+        found[t] |= !negated && !asks && !late_fee;
+    }
+    let answers = [
+        (ReplyIntent::Reschedule, "reply phrase: reschedule"),
+        (ReplyIntent::CancelVisit, "reply phrase: cancel this visit"),
+        (ReplyIntent::Late, "reply phrase: running late"),
+        (ReplyIntent::Confirm, "reply phrase: confirm"),
+    ];
+    found.iter().position(|&f| f).map(|t| answers[t])
 }
 
 /// Rules 1 and 2: the message is a keyword and filler only.
@@ -1210,13 +1549,31 @@ fn whole_message(words: &[&str], ctx: &InboundContext) -> Option<Classification>
     }
     // CANCELAR is not a keyword: after a reminder it is most likely the answer to it.
     if ctx.reminder_awaiting_answer && phrase == "cancelar" {
-        return Some(done(
-            Intent::Other,
+        return Some(answer(
+            ReplyIntent::CancelVisit,
             true,
-            vec![Reason::rule(
-                "review: CANCELAR while a reminder awaits an answer (not a keyword)",
-            )],
+            Reason::rule("review: CANCELAR while a reminder awaits an answer (not a keyword)"),
         ));
+    }
+    // Rule 4: C, Y, 1, X, 2, R, 3... answer a reminder, and only a reminder.
+    if let Some((reply, k)) = reply_keyword(words) {
+        if ctx.reminder_awaiting_answer {
+            return Some(answer(
+                reply,
+                false,
+                Reason::keyword("reply keyword while a reminder awaits an answer: ", k),
+            ));
+        }
+        if !matches!(k, "YES" | "SI") {
+            return Some(done(
+                Intent::Other,
+                false,
+                vec![Reason::keyword(
+                    "reply keyword with no reminder awaiting an answer: ",
+                    k,
+                )],
+            ));
+        }
     }
     if phrase_in(&phrase, OPT_OUT_WHOLE_PHRASES) || phrase_in(&stripped, OPT_OUT_WHOLE_PHRASES) {
         return Some(done(
@@ -1233,36 +1590,17 @@ fn whole_message(words: &[&str], ctx: &InboundContext) -> Option<Classification>
         ));
     }
     // Spanish SI: the spec calls it debatable. Without a reminder it is an opt-in that staff
-    // confirm; with one it answers the reminder.
+    // confirm; with one it answered the reminder above (rule 4), as YES did.
     if phrase == "si" {
-        return Some(if ctx.reminder_awaiting_answer {
-            done(
-                Intent::Other,
-                false,
-                vec![Reason::rule(
-                    "SI while a reminder awaits an answer: left to the reminders flow",
-                )],
-            )
-        } else {
-            done(
-                Intent::OptIn,
-                true,
-                vec![Reason::rule(
-                    "review: whole-message SI, an opt-in only when no reminder awaits",
-                )],
-            )
-        });
+        return Some(done(
+            Intent::OptIn,
+            true,
+            vec![Reason::rule(
+                "review: whole-message SI, an opt-in only when no reminder awaits",
+            )],
+        ));
     }
     if let Some(k) = lookup(&phrase, OPT_IN_KEYWORDS) {
-        if k == "YES" && ctx.reminder_awaiting_answer {
-            return Some(done(
-                Intent::Other,
-                false,
-                vec![Reason::rule(
-                    "YES while a reminder awaits an answer: left to the reminders flow",
-                )],
-            ));
-        }
         return Some(done(
             Intent::OptIn,
             false,
@@ -1314,7 +1652,7 @@ fn near_keyword(word: &str) -> Option<&'static str> {
 }
 
 /// Edit distance with adjacent transpositions ("stpo" is one edit from "stop").
-fn osa_distance(a: &str, b: &str) -> usize {
+pub(crate) fn osa_distance(a: &str, b: &str) -> usize {
     let a: Vec<char> = a.chars().collect();
     let b: Vec<char> = b.chars().collect();
     if a.len().abs_diff(b.len()) > 2 || a.len() > 32 {
@@ -3002,6 +3340,173 @@ mod tests {
             assert!(twilio_default_opt_in_keyword(k), "{k:?}");
         }
         assert!(!twilio_default_opt_in_keyword("SI") && !twilio_default_opt_in_keyword("START!"));
+    }
+
+    /// Every reply keyword and free-text example, with and without a reminder awaiting an
+    /// answer: (text, without a reminder, with one).
+    #[test]
+    fn reply_matrix() {
+        use ReplyIntent::*;
+        type Want = (Intent, Option<ReplyIntent>);
+        let other = |r: Option<ReplyIntent>| -> Want { (Intent::Other, r) };
+        let cases: &[(&str, Want, Want)] = &[
+            // Whole-message reply keywords: only while a reminder awaits.
+            ("C", other(None), other(Some(Confirm))),
+            ("c.", other(None), other(Some(Confirm))),
+            ("Y", other(None), other(Some(Confirm))),
+            ("1", other(None), other(Some(Confirm))),
+            ("1 thanks", other(None), other(Some(Confirm))),
+            ("CONFIRM", other(None), other(Some(Confirm))),
+            ("Confirmed!", other(None), other(Some(Confirm))),
+            ("confirmo", other(None), other(Some(Confirm))),
+            ("OK", other(None), other(Some(Confirm))),
+            ("okay", other(None), other(Some(Confirm))),
+            ("YES", (Intent::OptIn, None), other(Some(Confirm))),
+            ("yes please", (Intent::OptIn, None), other(Some(Confirm))),
+            ("SI", (Intent::OptIn, None), other(Some(Confirm))),
+            ("S\u{00CD}", (Intent::OptIn, None), other(Some(Confirm))),
+            (
+                "s\u{00ED} por favor",
+                (Intent::OptIn, None),
+                other(Some(Confirm)),
+            ),
+            ("X", other(None), other(Some(CancelVisit))),
+            ("2", other(None), other(Some(CancelVisit))),
+            ("R", other(None), other(Some(Reschedule))),
+            ("3", other(None), other(Some(Reschedule))),
+            ("Cancelar", (Intent::OptOut, None), other(Some(CancelVisit))),
+            // Opt-out, help and opt-in words keep their meaning in every state.
+            ("CANCEL", (Intent::OptOut, None), (Intent::OptOut, None)),
+            ("STOP", (Intent::OptOut, None), (Intent::OptOut, None)),
+            ("stop pls", (Intent::OptOut, None), (Intent::OptOut, None)),
+            ("END", (Intent::OptOut, None), (Intent::OptOut, None)),
+            ("PARAR", (Intent::OptOut, None), (Intent::OptOut, None)),
+            (
+                "UNSUBSCRIBE",
+                (Intent::OptOut, None),
+                (Intent::OptOut, None),
+            ),
+            ("HELP", (Intent::Help, None), (Intent::Help, None)),
+            ("AYUDA", (Intent::Help, None), (Intent::Help, None)),
+            ("START", (Intent::OptIn, None), (Intent::OptIn, None)),
+            (
+                "cancel my appointment and stop texting me",
+                (Intent::OptOut, None),
+                (Intent::OptOut, None),
+            ),
+            // Free text: in both states.
+            (
+                "can't make it tuesday",
+                other(Some(Reschedule)),
+                other(Some(Reschedule)),
+            ),
+            (
+                "need to reschedule",
+                other(Some(Reschedule)),
+                other(Some(Reschedule)),
+            ),
+            (
+                "can we move my appointment to friday?",
+                other(Some(Reschedule)),
+                other(Some(Reschedule)),
+            ),
+            (
+                "necesito cambiar mi cita",
+                other(Some(Reschedule)),
+                other(Some(Reschedule)),
+            ),
+            (
+                "no puedo ir el martes",
+                other(Some(Reschedule)),
+                other(Some(Reschedule)),
+            ),
+            (
+                "please cancel my appointment and reschedule for next week",
+                other(Some(Reschedule)),
+                other(Some(Reschedule)),
+            ),
+            ("running 10 min late", other(Some(Late)), other(Some(Late))),
+            ("llego tarde", other(Some(Late)), other(Some(Late))),
+            ("voy tarde", other(Some(Late)), other(Some(Late))),
+            (
+                "stuck in traffic be there in 15",
+                other(Some(Late)),
+                other(Some(Late)),
+            ),
+            (
+                "I can't make it on time, sorry",
+                other(Some(Late)),
+                other(Some(Late)),
+            ),
+            (
+                "please cancel my appointment tuesday",
+                other(Some(CancelVisit)),
+                other(Some(CancelVisit)),
+            ),
+            (
+                "cancelar mi cita",
+                other(Some(CancelVisit)),
+                other(Some(CancelVisit)),
+            ),
+            (
+                "I need to cancel, I'm sick",
+                other(Some(CancelVisit)),
+                other(Some(CancelVisit)),
+            ),
+            ("see you then", other(Some(Confirm)), other(Some(Confirm))),
+            ("I'll be there", other(Some(Confirm)), other(Some(Confirm))),
+            (
+                "ah\u{00ED} estar\u{00E9}",
+                other(Some(Confirm)),
+                other(Some(Confirm)),
+            ),
+            (
+                "I'll be there but running 5 minutes late",
+                other(Some(Late)),
+                other(Some(Late)),
+            ),
+            // Not replies.
+            (
+                "can you confirm my appointment time?",
+                other(None),
+                other(None),
+            ),
+            ("I won't be late", other(None), other(None)),
+            ("don't cancel my appointment", other(None), other(None)),
+            ("is there a late fee?", other(None), other(None)),
+            ("what time is my appointment", other(None), other(None)),
+            ("stop by the office?", other(None), other(None)),
+        ];
+        for (text, without, with) in cases {
+            for (ctx, want) in [(NONE, without), (REMINDER, with)] {
+                let got = classify(text, &ctx);
+                assert_eq!(
+                    (got.intent, got.reply),
+                    *want,
+                    "{text:?} reminder={}: {:?}",
+                    ctx.reminder_awaiting_answer,
+                    got.reasons
+                );
+                // A reply comes only with intent Other.
+                assert!(got.reply.is_none() || got.intent == Intent::Other);
+            }
+        }
+    }
+
+    #[test]
+    fn reply_names_and_serde() {
+        for r in ReplyIntent::ALL {
+            assert_eq!(ReplyIntent::parse(r.as_str()), Some(r));
+            assert_eq!(
+                serde_json::to_string(&r).unwrap(),
+                format!("\"{}\"", r.as_str())
+            );
+        }
+        let json = serde_json::to_value(classify("2", &REMINDER)).unwrap();
+        assert_eq!(json["reply"], "cancel_visit");
+        assert_eq!(json["intent"], "other");
+        let json = serde_json::to_value(classify("STOP", &REMINDER)).unwrap();
+        assert!(json["reply"].is_null());
     }
 
     #[test]

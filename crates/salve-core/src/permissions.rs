@@ -169,6 +169,10 @@ pub enum Operation {
     AppointmentWrite,
     /// Import appointments from a CSV file (the EHR's export).
     AppointmentImport,
+    /// Office hours, holidays, the response target and who is told of overdue conversations.
+    PracticeSettingsManage,
+    /// Practice reports without patient content (first-response times).
+    ReportRead,
     /// Compose, schedule, send and cancel a general practice announcement (one text to many
     /// patients): an administrative act of the practice, so the admins and the front desk.
     AnnouncementSend,
@@ -177,7 +181,7 @@ pub enum Operation {
 }
 
 impl Operation {
-    pub const ALL: [Operation; 33] = [
+    pub const ALL: [Operation; 35] = [
         Operation::PatientCreate,
         Operation::PatientRead,
         Operation::PatientList,
@@ -209,6 +213,8 @@ impl Operation {
         Operation::AppointmentRead,
         Operation::AppointmentWrite,
         Operation::AppointmentImport,
+        Operation::PracticeSettingsManage,
+        Operation::ReportRead,
         Operation::AnnouncementSend,
         Operation::AnnouncementRead,
     ];
@@ -307,6 +313,8 @@ const ROLE_TABLE: &[(Role, &[Operation])] = &[
             Op::AppointmentRead,
             Op::AppointmentWrite,
             Op::AppointmentImport,
+            Op::PracticeSettingsManage,
+            Op::ReportRead,
             Op::AnnouncementSend,
             Op::AnnouncementRead,
         ],
@@ -374,6 +382,7 @@ const ROLE_TABLE: &[(Role, &[Operation])] = &[
             Op::GuidelinesRead,
             Op::ConsentRead,
             Op::VendorRead,
+            Op::ReportRead,
         ],
     ),
 ];
@@ -673,9 +682,21 @@ mod tests {
                 Op::AuditRead,
                 Op::GuidelinesRead,
                 Op::ConsentRead,
-                Op::VendorRead
+                Op::VendorRead,
+                Op::ReportRead
             ]
         );
+        assert!(allowed(Role::Admin).contains(&Op::PracticeSettingsManage));
+        assert!(allowed(Role::Admin).contains(&Op::ReportRead));
+        for role in [Role::Clinician, Role::Staff, Role::Auditor] {
+            assert!(
+                !allowed(role).contains(&Op::PracticeSettingsManage),
+                "{role:?}"
+            );
+        }
+        for role in [Role::Clinician, Role::Staff] {
+            assert!(!allowed(role).contains(&Op::ReportRead), "{role:?}");
+        }
         assert!(allowed(Role::Admin).contains(&Op::ProviderManage));
         for role in [Role::Clinician, Role::Staff, Role::Auditor] {
             assert!(!allowed(role).contains(&Op::ProviderManage), "{role:?}");

@@ -20,7 +20,9 @@ use jiff::tz::TimeZone;
 use jiff::{Span, Timestamp, ToSpan};
 use serde::Serialize;
 
-use crate::system_messages::{Language, sms_segments};
+use crate::appointments::AppointmentStatus;
+use crate::keywords::ReplyIntent;
+use crate::system_messages::{Language, SystemMessageKind, sms_segments};
 use crate::validation::FieldError;
 
 /// One reminder in a schedule.
@@ -371,6 +373,43 @@ pub fn visit_date_time(starts_at: Timestamp, zone: &TimeZone, lang: Language) ->
     }
 }
 
+/// What a patient's answer to a reminder does: the visit's new status, a note for staff (a
+/// reschedule request is their task), and the fixed acknowledgement texted back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AnswerEffect {
+    pub status: Option<AppointmentStatus>,
+    pub staff_note: Option<&'static str>,
+    pub acknowledgement: Option<SystemMessageKind>,
+}
+
+pub fn answer_effect(intent: ReplyIntent) -> AnswerEffect {
+    match intent {
+        ReplyIntent::Confirm => AnswerEffect {
+            status: Some(AppointmentStatus::Confirmed),
+            staff_note: None,
+            acknowledgement: Some(SystemMessageKind::VisitConfirmed),
+        },
+        ReplyIntent::CancelVisit => AnswerEffect {
+            status: Some(AppointmentStatus::Cancelled),
+            staff_note: Some("The patient cancelled this visit by replying to its reminder."),
+            acknowledgement: Some(SystemMessageKind::VisitCancelled),
+        },
+        ReplyIntent::Reschedule => AnswerEffect {
+            status: Some(AppointmentStatus::RescheduleRequested),
+            staff_note: Some(
+                "Task: the patient asked to reschedule this visit (reply to its reminder). Call \
+                 them to find a new time.",
+            ),
+            acknowledgement: Some(SystemMessageKind::RescheduleRequested),
+        },
+        ReplyIntent::Late => AnswerEffect {
+            status: None,
+            staff_note: Some("The patient says they are running late for this visit."),
+            acknowledgement: None,
+        },
+    }
+}
+
 /// How many segments a rendered reminder takes (GSM-7 or UCS-2), for the settings page.
 pub fn segments(text: &str) -> usize {
     sms_segments(text)
@@ -396,6 +435,21 @@ mod tests {
             .datetime()
             .strftime("%Y-%m-%d %H:%M")
             .to_string()
+    }
+
+    #[test]
+    fn every_answer_has_its_effect() {
+        let confirm = answer_effect(ReplyIntent::Confirm);
+        assert_eq!(confirm.status, Some(AppointmentStatus::Confirmed));
+        assert_eq!(confirm.staff_note, None);
+        let cancel = answer_effect(ReplyIntent::CancelVisit);
+        assert_eq!(cancel.status, Some(AppointmentStatus::Cancelled));
+        let later = answer_effect(ReplyIntent::Reschedule);
+        assert_eq!(later.status, Some(AppointmentStatus::RescheduleRequested));
+        assert!(later.staff_note.unwrap().starts_with("Task:"));
+        let late = answer_effect(ReplyIntent::Late);
+        assert_eq!((late.status, late.acknowledgement), (None, None));
+        assert!(late.staff_note.is_some());
     }
 
     #[test]

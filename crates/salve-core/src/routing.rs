@@ -571,10 +571,10 @@ fn route_system(
                 send(to, contacts, why)
             }
         },
-        AfterHoursReply => match reply_to {
+        AfterHoursReply | VisitConfirmed | VisitCancelled | RescheduleRequested => match reply_to {
             None => withheld(
                 WithheldReason::NoReplyContact,
-                "Not a reply to a text or email: show the office hours in the portal",
+                "Not a reply to a text or email: shown in the portal instead",
                 why,
             ),
             Some(to) => {
@@ -1091,7 +1091,10 @@ mod tests {
                             Some(t) => send(t),
                         }
                     }
-                    SystemMessageKind::AfterHoursReply => match reply_to {
+                    SystemMessageKind::AfterHoursReply
+                    | SystemMessageKind::VisitConfirmed
+                    | SystemMessageKind::VisitCancelled
+                    | SystemMessageKind::RescheduleRequested => match reply_to {
                         None => no(WithheldReason::NoReplyContact),
                         Some(t) if !consent_on(medium_of(t)) => {
                             no(WithheldReason::NoConsentOnMedium)
@@ -1187,8 +1190,8 @@ mod tests {
             }
         }
         // 2 routes × 2 forced × 8 consent × 6 restrictions × 4 contact sets ×
-        // (3 purposes + 7 kinds × 4 reply_to × 4 code_target).
-        assert_eq!(checked, 2 * 2 * 8 * 6 * 4 * (3 + 7 * 4 * 4));
+        // (3 purposes + 10 kinds × 4 reply_to × 4 code_target).
+        assert_eq!(checked, 2 * 2 * 8 * 6 * 4 * (3 + 10 * 4 * 4));
         // Every outcome occurs somewhere in the table.
         for kind in [
             "direct_sms",

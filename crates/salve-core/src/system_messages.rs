@@ -33,14 +33,21 @@ pub enum SystemMessageKind {
     OneTimeCode,
     /// Answers a patient's message outside office hours.
     AfterHoursReply,
-    /// "If this is an emergency, call 911": answers a patient's own message.
+    /// "If this is an emergency, call 911. For a mental health crisis, call or text 988":
+    /// answers a patient's own message (an urgent-looking text gets it at any hour).
     EmergencyGuidance,
     /// The content-free "New secure message from {sender}: {link}".
     SecureMessageNotification,
+    /// Answers C (or another confirm word) to a reminder.
+    VisitConfirmed,
+    /// Answers X to a reminder: this visit is cancelled (not the texts).
+    VisitCancelled,
+    /// Answers R to a reminder: staff will call to find a new time.
+    RescheduleRequested,
 }
 
 impl SystemMessageKind {
-    pub const ALL: [SystemMessageKind; 7] = [
+    pub const ALL: [SystemMessageKind; 10] = [
         SystemMessageKind::OptOutConfirmation,
         SystemMessageKind::OptInConfirmation,
         SystemMessageKind::HelpReply,
@@ -48,6 +55,9 @@ impl SystemMessageKind {
         SystemMessageKind::AfterHoursReply,
         SystemMessageKind::EmergencyGuidance,
         SystemMessageKind::SecureMessageNotification,
+        SystemMessageKind::VisitConfirmed,
+        SystemMessageKind::VisitCancelled,
+        SystemMessageKind::RescheduleRequested,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -59,6 +69,9 @@ impl SystemMessageKind {
             Self::AfterHoursReply => "after_hours_reply",
             Self::EmergencyGuidance => "emergency_guidance",
             Self::SecureMessageNotification => "secure_message_notification",
+            Self::VisitConfirmed => "visit_confirmed",
+            Self::VisitCancelled => "visit_cancelled",
+            Self::RescheduleRequested => "reschedule_requested",
         }
     }
 
@@ -284,15 +297,35 @@ fn wording(kind: SystemMessageKind, lang: Language) -> &'static str {
              Le responderemos {expected}. Si es una emergencia, llame al 911.{on_call}"
         }
         (EmergencyGuidance, En) => {
-            "{sender}: If this is an emergency, call 911. Messages are not for emergencies and \
-             may not be read right away.{on_call}"
+            "{sender}: If this is an emergency, call 911. For a mental health crisis, call or \
+             text 988. Messages are not for emergencies and may not be read right away.{on_call}"
         }
         (EmergencyGuidance, Es) => {
-            "{sender}: Si es una emergencia, llame al 911. Los mensajes no son para emergencias \
-             y puede que no se lean de inmediato.{on_call}"
+            "{sender}: Si es una emergencia, llame al 911. Para una crisis de salud mental, llame \
+             o mande un mensaje de texto al 988. Los mensajes no son para emergencias y puede que \
+             no se lean de inmediato.{on_call}"
         }
         (SecureMessageNotification, En) => "New secure message from {sender}: {link}",
         (SecureMessageNotification, Es) => "Nuevo mensaje seguro de {sender}: {link}",
+        (VisitConfirmed, En) => {
+            "{sender}: Thank you, your visit is confirmed. To change it, call {phone}."
+        }
+        (VisitConfirmed, Es) => {
+            "{sender}: Gracias, su cita esta confirmada. Para cambiarla, llame al {phone}."
+        }
+        (VisitCancelled, En) => {
+            "{sender}: Your visit is cancelled as you asked. To book again, call {phone}."
+        }
+        (VisitCancelled, Es) => {
+            "{sender}: Su cita quedo cancelada como pidio. Para otra cita, llame al {phone}."
+        }
+        (RescheduleRequested, En) => {
+            "{sender}: We got your request to reschedule. Our staff will call you. Questions: \
+             {phone}."
+        }
+        (RescheduleRequested, Es) => {
+            "{sender}: Recibimos su pedido de cambiar la cita. Le llamaremos. Preguntas: {phone}."
+        }
     }
 }
 
@@ -533,14 +566,15 @@ mod tests {
             (
                 EmergencyGuidance,
                 En,
-                "Oak Street Clinic: If this is an emergency, call 911. Messages are not for \
-                 emergencies and may not be read right away. For urgent questions, call (312) \
-                 555-0199.",
+                "Oak Street Clinic: If this is an emergency, call 911. For a mental health crisis, \
+                 call or text 988. Messages are not for emergencies and may not be read right \
+                 away. For urgent questions, call (312) 555-0199.",
             ),
             (
                 EmergencyGuidance,
                 Es,
-                "Oak Street Clinic: Si es una emergencia, llame al 911. Los mensajes no son para \
+                "Oak Street Clinic: Si es una emergencia, llame al 911. Para una crisis de salud \
+                 mental, llame o mande un mensaje de texto al 988. Los mensajes no son para \
                  emergencias y puede que no se lean de inmediato. Para urgencias, llame al (312) \
                  555-0199.",
             ),
@@ -555,6 +589,42 @@ mod tests {
                 Es,
                 "Nuevo mensaje seguro de Oak Street Clinic: https://portal.oakstreet.example/l/\
                  AbCdEfGhIjKlMnOpQrStUvWxYz0123456789_-abcde",
+            ),
+            (
+                VisitConfirmed,
+                En,
+                "Oak Street Clinic: Thank you, your visit is confirmed. To change it, call (312) \
+                 555-0100.",
+            ),
+            (
+                VisitConfirmed,
+                Es,
+                "Oak Street Clinic: Gracias, su cita esta confirmada. Para cambiarla, llame al \
+                 (312) 555-0100.",
+            ),
+            (
+                VisitCancelled,
+                En,
+                "Oak Street Clinic: Your visit is cancelled as you asked. To book again, call \
+                 (312) 555-0100.",
+            ),
+            (
+                VisitCancelled,
+                Es,
+                "Oak Street Clinic: Su cita quedo cancelada como pidio. Para otra cita, llame al \
+                 (312) 555-0100.",
+            ),
+            (
+                RescheduleRequested,
+                En,
+                "Oak Street Clinic: We got your request to reschedule. Our staff will call you. \
+                 Questions: (312) 555-0100.",
+            ),
+            (
+                RescheduleRequested,
+                Es,
+                "Oak Street Clinic: Recibimos su pedido de cambiar la cita. Le llamaremos. \
+                 Preguntas: (312) 555-0100.",
             ),
         ];
         assert_eq!(
@@ -591,6 +661,26 @@ mod tests {
                 r(kind, Language::Es, &oak_es()).contains("Si es una emergencia, llame al 911.")
             );
         }
+    }
+
+    #[test]
+    fn emergency_guidance_names_988_for_a_crisis() {
+        let en = r(SystemMessageKind::EmergencyGuidance, Language::En, &oak());
+        assert!(
+            en.contains("For a mental health crisis, call or text 988."),
+            "{en}"
+        );
+        let es = r(
+            SystemMessageKind::EmergencyGuidance,
+            Language::Es,
+            &oak_es(),
+        );
+        // "mande" rather than "envíe": í is outside the GSM alphabet and would make the whole
+        // reply UCS-2 (a third of the room).
+        assert!(
+            es.contains("llame o mande un mensaje de texto al 988."),
+            "{es}"
+        );
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub mod channels;
 mod config;
 mod context;
 mod error;
+pub mod escalation;
 mod extract;
 mod metrics;
 mod notify;

@@ -5,9 +5,9 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
 use utoipa::{Modify, OpenApi};
 
 use crate::api::{
-    account, announcements, carrier, consent, health, inbound, inbox_events, messages, outbox,
-    oversight, passkeys, patients, portal, portal_login, portal_messages, providers, reminders,
-    session, teams, tokens, users,
+    account, announcements, appointments, carrier, consent, health, hours, inbound, inbox_events,
+    messages, outbox, oversight, passkeys, patients, portal, portal_login, portal_messages,
+    providers, reminders, session, teams, tokens, users,
 };
 use crate::error::{Problem, ProblemField};
 
@@ -56,8 +56,12 @@ impl Modify for BearerAuth {
         consent::consent_texts, consent::publish_consent_text, consent::catalog, consent::upsert_catalog_item,
         consent::templates, consent::create_template, consent::update_template, consent::messaging_settings,
         consent::set_messaging_settings,
+        hours::office_hours, hours::set_office_hours, hours::response_settings, hours::set_response_settings,
+        hours::response_time_report,
         portal_messages::conversations, portal_messages::reply, portal_messages::attachment,
         reminders::settings, reminders::put_settings, reminders::held, reminders::of_appointment, reminders::release,
+        appointments::create, appointments::read, appointments::update, appointments::cancel, appointments::list,
+        appointments::import,
         announcements::preview, announcements::create, announcements::send, announcements::cancel,
         announcements::list, announcements::read,
     ),
@@ -84,12 +88,16 @@ impl Modify for BearerAuth {
         portal_messages::PortalConversation, portal_messages::PortalConversations, portal_messages::PortalReplyBody,
         reminders::TypeSchedule, reminders::SettingsBody, reminders::TemplateSample, reminders::SettingsView,
         reminders::ReminderView, reminders::ReminderList,
+        appointments::AppointmentCreate, appointments::AppointmentPatchBody, appointments::CatalogRef,
+        appointments::AppointmentView, appointments::AppointmentList, appointments::ImportError,
+        appointments::ImportReportView,
+        hours::IntervalBody, hours::HolidayBody, hours::OfficeHoursBody, hours::OfficeHoursView,
+        hours::ResponseSettingsBody, hours::ResponseTimeReport, hours::ExpectedReply,
         announcements::FilterBody, announcements::AnnouncementBody, announcements::SendBody,
         announcements::AnnouncementPreview, announcements::ProgressView, announcements::AnnouncementView,
         announcements::AnnouncementList)),
     modifiers(&BearerAuth),
     tags((name = "patients", description = "Patients of the caller's practice"),
-        (name = "appointments", description = "Appointments, their reminders and the patients' answers"),
         (name = "session", description = "Staff sign-in, second factor, sign-out"),
         (name = "users", description = "The practice's staff"),
         (name = "audit", description = "Reports for the practice's auditors"),
@@ -98,6 +106,7 @@ impl Modify for BearerAuth {
         (name = "inbox", description = "The team inbox: conversations, sending, notes, assignment, live updates"),
         (name = "consent", description = "Consent ledger and confidential-communication requests"),
         (name = "settings", description = "Catalog, saved replies and messaging settings"),
+        (name = "appointments", description = "Appointments (booked, changed and cancelled through the API or a CSV import), their reminders and the patients' answers"),
         (name = "announcements", description = "General practice announcements to patients who consented to them")),
 )]
 pub struct ApiDoc;

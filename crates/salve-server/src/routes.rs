@@ -14,9 +14,9 @@ use salve_store::SessionStage;
 
 use crate::AppState;
 use crate::api::{
-    account, announcements, carrier, consent, health, inbound, inbox_events, messages, outbox,
-    oversight, passkeys, patients, portal, portal_login, portal_messages, providers, reminders,
-    session, teams, tokens, users, webhooks,
+    account, announcements, appointments, carrier, consent, health, hours, inbound, inbox_events,
+    messages, outbox, oversight, passkeys, patients, portal, portal_login, portal_messages,
+    providers, reminders, session, teams, tokens, users, webhooks,
 };
 use crate::auth::{self, Caller};
 use crate::context::ClientInfo;
@@ -584,6 +584,42 @@ fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
             get(inbox_events::stream_changes),
         )),
         r(
+            Method::POST,
+            "/api/v1/appointments",
+            Op(AppointmentWrite),
+            post(appointments::create),
+        ),
+        r(
+            Method::GET,
+            "/api/v1/appointments",
+            Op(AppointmentRead),
+            get(appointments::list),
+        ),
+        r(
+            Method::POST,
+            "/api/v1/appointments/import",
+            Op(AppointmentImport),
+            post(appointments::import),
+        ),
+        r(
+            Method::GET,
+            "/api/v1/appointments/{id}",
+            Op(AppointmentRead),
+            get(appointments::read),
+        ),
+        r(
+            Method::PATCH,
+            "/api/v1/appointments/{id}",
+            Op(AppointmentWrite),
+            patch(appointments::update),
+        ),
+        r(
+            Method::POST,
+            "/api/v1/appointments/{id}/cancel",
+            Op(AppointmentWrite),
+            post(appointments::cancel),
+        ),
+        r(
             Method::GET,
             "/api/v1/patients/{id}/consent",
             Op(ConsentRead),
@@ -696,6 +732,36 @@ fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
             "/api/v1/practice/messaging",
             Op(CatalogManage),
             put(consent::set_messaging_settings),
+        ),
+        r(
+            Method::GET,
+            "/api/v1/practice/office-hours",
+            Op(PracticeSettingsManage),
+            get(hours::office_hours),
+        ),
+        r(
+            Method::PUT,
+            "/api/v1/practice/office-hours",
+            Op(PracticeSettingsManage),
+            put(hours::set_office_hours),
+        ),
+        r(
+            Method::GET,
+            "/api/v1/practice/response-settings",
+            Op(PracticeSettingsManage),
+            get(hours::response_settings),
+        ),
+        r(
+            Method::PUT,
+            "/api/v1/practice/response-settings",
+            Op(PracticeSettingsManage),
+            put(hours::set_response_settings),
+        ),
+        r(
+            Method::GET,
+            "/api/v1/reports/response-time",
+            Op(ReportRead),
+            get(hours::response_time_report),
         ),
         r(
             Method::GET,

@@ -131,8 +131,14 @@ async fn sender_name(state: &AppState, job: &ClaimedJob) -> String {
 
 /// Sends every due job once; returns how many were handled. Tests drive the worker with this.
 pub async fn run_once(state: &AppState, worker: &str) -> anyhow::Result<usize> {
-    let mut handled = reconcile_stale(state).await?;
+    let mut handled = reconcile_stale(state, worker).await?;
     handled += send_practice_replies(state).await?;
+    handled += crate::escalation::run_once(state)
+        .await
+        .unwrap_or_else(|e| {
+            tracing::error!(error = %e, "escalating overdue conversations failed");
+            0
+        });
     loop {
         let jobs = state.store.claim_outbox_jobs(worker, BATCH).await?;
         if jobs.is_empty() {
@@ -283,9 +289,10 @@ async fn send_practice_replies(state: &AppState) -> anyhow::Result<usize> {
 /// SQLite all of them (see [`startup_lease_secs`]). Pages until a pass finds nothing more.
 pub async fn reconcile_at_startup(state: &AppState) -> anyhow::Result<usize> {
     let lease = startup_lease_secs(state.store.backend());
+    let worker = format!("startup-{}", uuid::Uuid::new_v4());
     let mut total = 0;
     loop {
-        let n = reconcile_stale_with_lease(state, lease).await?;
+        let n = reconcile_stale_with_lease(state, &worker, lease).await?;
         if n == 0 {
             return Ok(total);
         }
@@ -293,12 +300,16 @@ pub async fn reconcile_at_startup(state: &AppState) -> anyhow::Result<usize> {
     }
 }
 
-async fn reconcile_stale(state: &AppState) -> anyhow::Result<usize> {
-    reconcile_stale_with_lease(state, SENDING_LEASE_SECS).await
+async fn reconcile_stale(state: &AppState, worker: &str) -> anyhow::Result<usize> {
+    reconcile_stale_with_lease(state, worker, SENDING_LEASE_SECS).await
 }
 
-async fn reconcile_stale_with_lease(state: &AppState, lease_secs: i64) -> anyhow::Result<usize> {
-    let stale = state.store.stale_outbox_jobs(lease_secs).await?;
+async fn reconcile_stale_with_lease(
+    state: &AppState,
+    worker: &str,
+    lease_secs: i64,
+) -> anyhow::Result<usize> {
+    let stale = state.store.stale_outbox_jobs(worker, lease_secs).await?;
     // Only jobs acted on count: a held one would make the startup loop spin.
     let mut count = 0;
     for job in stale {

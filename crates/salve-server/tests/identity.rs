@@ -1105,6 +1105,11 @@ enum Target {
 }
 
 /// The kinds of record a path can name, by path prefix.
+/// Fixture keys of the catalog items appointments are booked with.
+const CATALOG_TYPE: &str = "catalog:appointment_type";
+const CATALOG_LOCATION: &str = "catalog:location";
+const CATALOG_PROVIDER: &str = "catalog:provider";
+
 const RECORD_KINDS: &[(&str, &[Target])] = &[
     (
         "/api/v1/patients/{id}",
@@ -1135,6 +1140,12 @@ const RECORD_KINDS: &[(&str, &[Target])] = &[
         &[Target::Own, Target::Restricted, Target::Other],
     ),
     ("/api/v1/templates/{id}", &[Target::Own, Target::Other]),
+    (
+        "/api/v1/appointments/{id}",
+        &[Target::Own, Target::Restricted, Target::Other],
+    ),
+    // No reminder is held back in the fixture: an allowed caller is told it is not found.
+    ("/api/v1/reminders/{id}", &[Target::Own]),
     ("/api/v1/announcements/{id}", &[Target::Own, Target::Other]),
 ];
 
@@ -1349,6 +1360,33 @@ fn templates() -> Vec<Template> {
         t(Method::GET, "/api/v1/consent-texts", 200),
         t(Method::POST, "/api/v1/consent-texts", 201)
             .body(|_| Some(json!({"version": "matrix-1", "text": "I agree to texts."}))),
+        // Appointments: the front desk, clinicians and admins manage them, auditors see none.
+        // Booking takes the fixture's own patient; the list needs a patient or a window (422
+        // past the gate); the import takes text/csv only (415 past the gate).
+        t(Method::POST, "/api/v1/appointments", 201).body(|f| {
+            Some(json!({
+                "patient_id": f.ids[&("/api/v1/patients/{id}", Target::Own)],
+                "starts_at": "2026-12-07T09:30:00-06:00",
+                "time_zone": "America/Chicago",
+                "duration_minutes": 30,
+                "appointment_type_id": f.ids[&(CATALOG_TYPE, Target::Own)],
+                "location_id": f.ids[&(CATALOG_LOCATION, Target::Own)],
+                "provider_id": f.ids[&(CATALOG_PROVIDER, Target::Own)],
+            }))
+        }),
+        t(Method::GET, "/api/v1/appointments", 422),
+        t(Method::POST, "/api/v1/appointments/import", 415).body(|_| Some(json!({}))),
+        t(Method::GET, "/api/v1/appointments/{id}", 200),
+        t(Method::PATCH, "/api/v1/appointments/{id}", 200)
+            .body(|_| Some(json!({"duration_minutes": 45}))),
+        t(Method::POST, "/api/v1/appointments/{id}/cancel", 200),
+        t(Method::GET, "/api/v1/appointments/{id}/reminders", 200),
+        t(Method::GET, "/api/v1/reminders/settings", 200),
+        t(Method::PUT, "/api/v1/reminders/settings", 200).body(|_| {
+            Some(json!({"default_schedule": "72h,24h", "daily_cap": 1, "min_lead_minutes": 120}))
+        }),
+        t(Method::GET, "/api/v1/reminders/held", 200),
+        t(Method::POST, "/api/v1/reminders/{id}/release", 404),
         t(Method::GET, "/api/v1/catalog", 200),
         t(Method::PUT, "/api/v1/catalog", 200).body(|_| {
             Some(json!({"kind": "location", "name": "Main Street office", "sms_safe": true}))
@@ -1369,6 +1407,14 @@ fn templates() -> Vec<Template> {
                 "expected_reply_text": "within 1 business day"
             }))
         }),
+        t(Method::GET, "/api/v1/practice/office-hours", 200),
+        t(Method::PUT, "/api/v1/practice/office-hours", 200).body(|_| {
+            Some(json!({"weekly": {"mon": [{"start": "09:00", "end": "17:00"}]}}))
+        }),
+        t(Method::GET, "/api/v1/practice/response-settings", 200),
+        t(Method::PUT, "/api/v1/practice/response-settings", 204)
+            .body(|_| Some(json!({"target_minutes": 240}))),
+        t(Method::GET, "/api/v1/reports/response-time", 200),
     ]
 }
 
@@ -1552,6 +1598,10 @@ async fn matrix_fixture(app: &App, admin: &str) -> Fixture {
     ids.insert((patients, Target::Restricted), restricted_patient);
     ids.insert((patients, Target::Other), other_patient);
     let users = "/api/v1/users/{id}";
+    ids.insert(
+        ("/api/v1/reminders/{id}", Target::Own),
+        uuid::Uuid::now_v7().to_string(),
+    );
     ids.insert((users, Target::Own), own_user.to_string());
     ids.insert((users, Target::Other), other_user.to_string());
     let teams = "/api/v1/teams/{id}";
@@ -1673,6 +1723,69 @@ async fn matrix_fixture(app: &App, admin: &str) -> Fixture {
     let templates = "/api/v1/templates/{id}";
     ids.insert((templates, Target::Own), template(admin).await);
     ids.insert((templates, Target::Other), template(&other_admin).await);
+    // An appointment for each patient, booked with each practice's catalog.
+    for (target, practice, token) in [
+        (Target::Own, app.practice, &app.token),
+        (Target::Restricted, app.practice, &app.token),
+        (Target::Other, app.other, &app.other_token),
+    ] {
+        let mut item = async |kind, key: &'static str, name: &str| {
+            let id = app
+                .store
+                .upsert_catalog_item(
+                    practice,
+                    &Principal::Operator,
+                    &RequestContext::default(),
+                    kind,
+                    name,
+                    true,
+                    true,
+                )
+                .await
+                .unwrap()
+                .to_string();
+            ids.insert((key, target), id.clone());
+            id
+        };
+        let kind = item(
+            salve_store::CatalogKind::AppointmentType,
+            CATALOG_TYPE,
+            "Checkup",
+        )
+        .await;
+        let location = item(
+            salve_store::CatalogKind::Location,
+            CATALOG_LOCATION,
+            "Main St",
+        )
+        .await;
+        let provider = item(
+            salve_store::CatalogKind::Provider,
+            CATALOG_PROVIDER,
+            "Dr Lee",
+        )
+        .await;
+        let r = app
+            .send(
+                Req::post("/api/v1/appointments")
+                    .bearer(token)
+                    .json(&json!({
+                        "patient_id": ids[&(patients, target)],
+                        "starts_at": "2026-12-07T09:30:00-06:00",
+                        "time_zone": "America/Chicago",
+                        "duration_minutes": 30,
+                        "appointment_type_id": kind,
+                        "location_id": location,
+                        "provider_id": provider,
+                    })),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+        ids.insert(
+            ("/api/v1/appointments/{id}", target),
+            r.json()["id"].as_str().unwrap().to_owned(),
+        );
+    }
     let announcement = async |practice| {
         app.store
             .create_announcement(

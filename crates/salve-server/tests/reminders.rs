@@ -578,3 +578,185 @@ async fn several_instances_and_a_restart_send_each_reminder_exactly_once() {
         assert_eq!(c.w.rows("appointment_reminders").await, 24);
     }
 }
+
+impl Clinic {
+    /// Texts go through the demo outbox's simulated inbound path (a provider's webhook path).
+    async fn with_outbox_provider(self) -> Self {
+        let r = self
+            .w
+            .admin(Req::post("/api/v1/admin/providers").json(&json!({
+                "kind": "local_outbox", "label": "Demo outbox", "credentials": {},
+            })))
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+        self
+    }
+
+    /// A patient's text from `+1312555{last4}`, as a fresh admin session simulates it.
+    async fn text_from(&self, last4: &str, text: &str) {
+        let (_, admin) = messaging_world::session(&self.w.app, Role::Admin).await;
+        let r = self
+            .w
+            .as_staff(
+                &admin,
+                Req::post("/api/v1/admin/outbox/inbound").json(&json!({
+                    "from": format!("+1312555{last4}"), "text": text,
+                })),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
+    }
+
+    async fn status(&self, visit: AppointmentId) -> String {
+        let r = self
+            .api(Req::get(format!("/api/v1/appointments/{visit}")))
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        r.json()["status"].as_str().unwrap().to_owned()
+    }
+
+    /// The staff-only notes in the patient's main conversation.
+    async fn notes(&self, patient: PatientId) -> Vec<String> {
+        let r = self
+            .api(Req::get(format!("/api/v1/conversations?patient={patient}")))
+            .await;
+        let id = r.json()["conversations"][0]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let r = self
+            .api(Req::get(format!("/api/v1/conversations/{id}")))
+            .await;
+        r.json()["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| m["direction"] == "note")
+            .map(|m| m["text"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    }
+}
+
+#[tokio::test]
+async fn replies_to_a_reminder_move_the_visit_and_opt_out_words_still_opt_out() {
+    for db in TestDatabase::all().await {
+        let c = Clinic::new(db).await.with_outbox_provider().await;
+        let names = ["Ana", "Ben", "Carl", "Dana", "Eve", "Gus", "Hal"];
+        let mut visits = Vec::new();
+        let mut ids = Vec::new();
+        for (i, name) in names.iter().enumerate() {
+            let p = c.patient(name, &format!("02{i:02}")).await;
+            ids.push(p);
+            visits.push(
+                c.book(p, &format!("2026-11-26T{:02}:00", 9 + i), c.checkup)
+                    .await,
+            );
+        }
+        // Fay's visit is reminded later: no reminder awaits her answer yet.
+        let fay = c.patient("Fay", "0299").await;
+        let fay_visit = c.book(fay, "2026-12-10T09:00", c.checkup).await;
+        c.at("2026-11-25T16:00");
+        assert_eq!(c.remind().await.sent, names.len());
+        c.send().await;
+        let sent_before = c.w.outbox().len();
+
+        c.text_from("0200", "C").await; // Ana
+        c.text_from("0201", "x").await; // Ben
+        c.text_from("0202", "R").await; // Carl
+        c.text_from("0203", "CANCEL").await; // Dana: an opt-out, even right after a reminder
+        c.text_from("0204", "YES").await; // Eve: confirms while a reminder awaits
+        c.text_from("0205", "running 10 min late").await; // Gus
+        c.text_from("0206", "Sí").await; // Hal
+        c.text_from("0299", "YES").await; // Fay: no reminder awaits; YES is not a confirmation
+        c.send().await;
+
+        assert_eq!(c.status(visits[0]).await, "confirmed");
+        assert_eq!(c.status(visits[1]).await, "cancelled");
+        assert_eq!(c.status(visits[2]).await, "reschedule_requested");
+        assert_eq!(c.status(visits[3]).await, "booked");
+        assert_eq!(c.status(visits[4]).await, "confirmed");
+        assert_eq!(c.status(visits[5]).await, "booked");
+        assert_eq!(c.status(visits[6]).await, "confirmed");
+        assert_eq!(c.status(fay_visit).await, "booked");
+
+        let last = |last4: &str| c.texts_to(last4).last().cloned().unwrap_or_default();
+        assert!(
+            last("0200").contains("your visit is confirmed"),
+            "{}",
+            last("0200")
+        );
+        assert!(
+            last("0201").contains("Your visit is cancelled"),
+            "{}",
+            last("0201")
+        );
+        assert!(
+            last("0202").contains("request to reschedule"),
+            "{}",
+            last("0202")
+        );
+        assert!(
+            last("0204").contains("your visit is confirmed"),
+            "{}",
+            last("0204")
+        );
+        assert!(
+            last("0206").contains("su cita esta confirmada")
+                || last("0206").contains("your visit is confirmed"),
+            "{}",
+            last("0206")
+        );
+        // Dana gets the one opt-out confirmation, and her consent is revoked.
+        let dana = c.texts_to("0203");
+        assert_eq!(dana.len(), 2, "{dana:?}");
+        assert!(
+            dana[1].contains("STOP") || dana[1].to_lowercase().contains("no more"),
+            "{}",
+            dana[1]
+        );
+        let r = c
+            .api(Req::get(format!("/api/v1/patients/{}/consent", ids[3])))
+            .await;
+        let reminders_by_sms = r.json()["effective"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["channel"] == "sms_plain" && e["purpose"] == "appointment_reminders")
+            .unwrap()["granted"]
+            .clone();
+        assert_eq!(reminders_by_sms, false, "{}", r.text);
+        // Gus is late: no status change, no acknowledgement, a note for staff.
+        assert_eq!(c.texts_to("0205").len(), 1);
+        assert!(
+            c.notes(ids[5])
+                .await
+                .iter()
+                .any(|n| n.contains("running late"))
+        );
+        assert!(c.notes(ids[2]).await.iter().any(|n| n.starts_with("Task:")));
+        assert!(!c.texts_to("0299").iter().any(|t| t.contains("confirmed")));
+        // Acks for Ana, Ben, Carl, Eve, Hal; Dana's opt-out confirmation; Fay's YES is an
+        // opt-in she already had (its confirmation, if any, is not a visit confirmation).
+        assert!(c.w.outbox().len() >= sent_before + 6);
+
+        // Each answer was recorded once, and no reminder awaits any more.
+        for (i, answer) in [
+            (0, "confirm"),
+            (1, "cancel_visit"),
+            (2, "reschedule"),
+            (4, "confirm"),
+            (5, "late"),
+            (6, "confirm"),
+        ] {
+            let list = c.reminders(visits[i]).await;
+            let sent = list
+                .iter()
+                .find(|r| r["state"] == "sent" || r["state"] == "withdrawn")
+                .unwrap();
+            assert_eq!(sent["answer"], answer, "{}: {list:?}", names[i]);
+            assert_eq!(sent["awaits_answer"], false);
+        }
+        let audit = c.w.app.practice_audit().await;
+        assert_eq!(common::count(&audit, "reminder.answer", "success"), 6);
+    }
+}

@@ -310,14 +310,16 @@ impl Store {
                 next.status_source = source;
             }
         }
+        // A patch that cancels is audited as a cancellation.
+        let action = if next.status == AppointmentStatus::Cancelled
+            && current.status != AppointmentStatus::Cancelled
+        {
+            Action::AppointmentCancel
+        } else {
+            Action::AppointmentUpdate
+        };
         let saved = self
-            .save_change_in(
-                &mut tx,
-                &current,
-                next,
-                Some((Action::AppointmentUpdate, &actor)),
-                ctx,
-            )
+            .save_change_in(&mut tx, &current, next, Some((action, &actor)), ctx)
             .await?;
         tx.commit().await?;
         Ok(Ok(saved))

@@ -392,10 +392,6 @@ impl Store {
                     .execute(&mut *tx.tx)
                     .await?;
             }
-            if let Some(answer) = &reaction.reminder_answer {
-                self.apply_reminder_answer(&mut tx, practice, &conv, answer, &sms.from)
-                    .await?;
-            }
             if let Some(reply) = &reaction.reply {
                 let plan = system_sms(reply.clone(), sms.from.clone(), None);
                 self.insert_message(&mut tx, practice, &conv, &Actor::System, &[], &plan)
@@ -418,6 +414,16 @@ impl Store {
                 self.insert_message(&mut tx, practice, &conv, &Actor::System, &[], &plan)
                     .await?;
             }
+        }
+        // The answer belongs to the patient the reminder went to (a shared number files the
+        // text in triage, but the reminder it answers is known).
+        if let Some(answer) = &reaction.reminder_answer {
+            let now = tx.now_micros();
+            let conv = self
+                .main_conversation(&mut tx.tx, practice, answer.reminder.patient, now)
+                .await?;
+            self.apply_reminder_answer(&mut tx, practice, &conv, answer, &sms.from)
+                .await?;
         }
         if let Some(reasons) = &reaction.review {
             let (triage, message) = match &outcome {

@@ -16,6 +16,7 @@ mod channels;
 mod consent;
 mod dialect;
 mod error;
+mod hours;
 mod identity;
 mod inbound;
 mod keyring;
@@ -51,6 +52,7 @@ pub use channels::{Agreement, NewProvider, ProviderRecord, ProviderSummary};
 pub use consent::{ConsentText, Recorder};
 pub use dialect::{Backend, SchemaDescription};
 pub use error::StoreError;
+pub use hours::{OverdueConversation, ResponseReport, ResponseSettings, ResponseStatus};
 pub use identity::{
     AccountToken, AccountTokenPurpose, Membership, Session, SessionEnd, SessionStage,
     ThrottleState, UserAuth, UserProfile,

@@ -149,6 +149,12 @@ pub struct ConversationSummary {
     pub last_message_at: OffsetDateTime,
     /// Messages from others since this user last read the conversation.
     pub unread: i64,
+    /// When the patient started waiting for a staff reply (`None`: nothing unanswered).
+    pub waiting_since: Option<OffsetDateTime>,
+    /// Waiting longer than the practice's response target, in business time.
+    pub overdue: bool,
+    /// The current wait was escalated to the practice's chosen people.
+    pub escalated: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -200,6 +206,8 @@ pub enum Assignment {
 pub struct InboxFilter {
     pub assignment: Assignment,
     pub unread_only: bool,
+    /// Only conversations waiting longer than the practice's response target.
+    pub overdue_only: bool,
     pub state: Option<ConversationState>,
     pub patient: Option<PatientId>,
     /// Conversations whose last message is older than this (paging).
@@ -638,6 +646,15 @@ impl Store {
             }
             _ => 0,
         };
+        let policy = crate::hours::response_policy_in(conn, practice).await?;
+        let response = crate::hours::response_status_in(
+            conn,
+            &policy,
+            conv.id,
+            conv.state == ConversationState::Closed,
+            self.clock.now(),
+        )
+        .await?;
         Ok(ConversationSummary {
             id: conv.id,
             patient_id: conv.patient,
@@ -650,6 +667,9 @@ impl Store {
             assigned_team: conv.assigned_team,
             last_message_at: from_micros(conv.last_message_at),
             unread,
+            waiting_since: response.waiting_since,
+            overdue: response.overdue,
+            escalated: response.escalated,
         })
     }
 
@@ -750,6 +770,9 @@ impl Store {
             }
             let summary = self.summary(&mut conn, practice, principal, &conv).await?;
             if filter.unread_only && summary.unread == 0 {
+                continue;
+            }
+            if filter.overdue_only && !summary.overdue {
                 continue;
             }
             out.push(summary);

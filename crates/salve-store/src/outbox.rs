@@ -3,7 +3,6 @@
 //! `sending` by a crash is never blindly re-sent: the worker reconciles it with the provider.
 
 use salve_core::audit::{Action, Actor, Outcome, RequestContext};
-use salve_core::clock::to_micros;
 use salve_core::confidential::Restrictions;
 use salve_core::consent::{ConsentChannel, ConsentPurpose, ConsentState, Medium as ConsentMedium};
 use salve_core::patient::{Contact, ContactKind, ContactRole};
@@ -26,6 +25,8 @@ pub struct ClaimedJob {
     pub recipient: Sensitive<String>,
     pub body: Sensitive<String>,
     pub attempts: i64,
+    /// The consent purpose it was queued for, or `emergency` for emergency guidance.
+    pub purpose: Option<String>,
 }
 
 /// What became of a send.
@@ -191,6 +192,7 @@ impl Store {
                 recipient: Sensitive::new(recipient),
                 body: Sensitive::new(body),
                 attempts: attempts + 1,
+                purpose,
             });
         }
         tx.commit().await?;
@@ -465,26 +467,54 @@ impl Store {
     }
 
     /// Jobs left in `sending` longer than `lease_secs` (their worker died): for reconciliation.
-    pub async fn stale_outbox_jobs(&self, lease_secs: i64) -> Result<Vec<ClaimedJob>> {
-        let mut conn = self.pool.acquire().await?;
-        let cutoff = to_micros(self.clock.now()) - lease_secs * 1_000_000;
-        let rows: Vec<JobRow> = sqlx::query_as(
+    pub async fn stale_outbox_jobs(
+        &self,
+        worker: &str,
+        lease_secs: i64,
+    ) -> Result<Vec<ClaimedJob>> {
+        let mut tx = self.begin().await?;
+        let now = tx.now_micros();
+        let cutoff = now - lease_secs * 1_000_000;
+        let lock = match self.backend() {
+            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+            Backend::Sqlite => "",
+        };
+        // Only the constant lock clause is formatted in.
+        let rows: Vec<JobRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT id, practice_id, patient_id, message_id, medium, recipient, body, attempts, \
              consent_channel, purpose, expires_at FROM outbox_jobs WHERE status = 'sending' AND claimed_at <= $1 \
-             ORDER BY claimed_at LIMIT 100",
-        )
+             ORDER BY claimed_at LIMIT 100{lock}"
+        )))
         .bind(cutoff)
-        .fetch_all(&mut *conn)
+        .fetch_all(&mut *tx.tx)
         .await?;
         let mut out = Vec::new();
-        for (id, practice, patient, message, medium, recipient, body, attempts, _, _, _) in rows {
+        for (id, practice, patient, message, medium, recipient, body, attempts, _, purpose, _) in
+            rows
+        {
             let practice: PracticeId = practice.parse().map_err(|_| malformed())?;
             let patient: PatientId = patient.parse().map_err(|_| malformed())?;
-            let key = match self.ring.patient_key(&mut conn, practice, patient).await {
+            let key = match self.ring.patient_key(&mut tx.tx, practice, patient).await {
                 Ok(key) => key,
                 Err(StoreError::Shredded) => continue,
                 Err(e) => return Err(e),
             };
+            // Taken over before anyone asks the provider: another instance reconciling at the
+            // same moment, or requeueing it, would otherwise race this one into a second send.
+            let taken = sqlx::query(
+                "UPDATE outbox_jobs SET claimed_by = $1, claimed_at = $2, updated_at = $2 \
+                 WHERE id = $3 AND status = 'sending' AND claimed_at <= $4",
+            )
+            .bind(worker)
+            .bind(now)
+            .bind(&id)
+            .bind(cutoff)
+            .execute(&mut *tx.tx)
+            .await?
+            .rows_affected();
+            if taken != 1 {
+                continue;
+            }
             out.push(ClaimedJob {
                 recipient: Sensitive::new(
                     key.open_string(FieldAad::new("outbox_jobs", "recipient", &id), &recipient)?,
@@ -498,8 +528,10 @@ impl Store {
                 message: message.parse().map_err(|_| malformed())?,
                 medium: Medium::parse(&medium).ok_or_else(malformed)?,
                 attempts,
+                purpose,
             });
         }
+        tx.commit().await?;
         Ok(out)
     }
 

@@ -924,6 +924,22 @@ pub(crate) async fn shred_rows(
         .bind(&p)
         .execute(&mut *conn)
         .await?;
+    // The EHR's appointment ids stop pointing at the shredded record (a later import may reuse
+    // them), and no reminder waits for its answer.
+    sqlx::query(
+        "UPDATE appointments SET external_id_index = NULL WHERE patient_id = $1 AND practice_id = $2",
+    )
+    .bind(&i)
+    .bind(&p)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query(
+        "UPDATE appointment_reminders SET awaits_answer = 0 WHERE patient_id = $1 AND practice_id = $2",
+    )
+    .bind(&i)
+    .bind(&p)
+    .execute(&mut *conn)
+    .await?;
     sqlx::query(
         "INSERT INTO shredded_patients (patient_id, practice_id, shredded_at) VALUES ($1, $2, $3) \
          ON CONFLICT DO NOTHING",

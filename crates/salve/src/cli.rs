@@ -97,8 +97,8 @@ pub enum Command {
     /// Reads no database.
     #[command(subcommand)]
     Policy(PolicyCommand),
-    /// Inbound texts: is a patient's text an opt-out, help, an opt-in or a message for staff.
-    /// Reads no database.
+    /// Inbound texts: is a patient's text an opt-out, help, an opt-in or a message for staff,
+    /// does it answer a reminder, is it urgent. Reads no database.
     #[command(subcommand)]
     Inbound(InboundCommand),
     /// Start a throw-away server with a seeded demo practice on http://localhost.
@@ -330,17 +330,24 @@ pub enum PolicyCommand {
 pub enum InboundCommand {
     /// Classify JSON lines from standard input: {"text": "...", "context":
     /// {"reminder_awaiting_answer": bool}} ("context" optional). Writes one line per input:
-    /// {"intent": "optout"|"help"|"optin"|"other", "review": bool, "reasons": [...]}.
+    /// {"intent": "optout"|"help"|"optin"|"other", "review": bool, "reply":
+    /// "confirm"|"cancel_visit"|"reschedule"|"late"|null, "reasons": [...], "urgent": bool,
+    /// "crisis": bool, "urgent_reasons": [...]}.
     Classify,
     /// Score the classifier on a labelled file of JSON lines ({"text", "intent", optional
     /// "ambiguous", "context"}): opt-out recall (opt-out or review), false opt-out rate, help and
-    /// opt-in accuracy, then the line numbers of the misses.
+    /// opt-in accuracy, then the line numbers of the misses. With --urgency, score the urgency
+    /// rules instead ({"text", "urgent", optional "lang", "note"}): urgent recall and false
+    /// urgent rate, then the misses; exits non-zero below the targets (99%, 15%).
     Eval {
         /// The labelled JSON-lines file.
         file: PathBuf,
         /// Also print the text of each miss (only for fictional data).
         #[arg(long)]
         show_text: bool,
+        /// Score the urgency rules (emergency texts) instead of the keyword classifier.
+        #[arg(long)]
+        urgency: bool,
     },
 }
 

@@ -1,5 +1,5 @@
-//! `salve inbound classify` and `salve inbound eval`: the inbound keyword classifier from the
-//! command line.
+//! `salve inbound classify` and `salve inbound eval [--urgency]`: the inbound keyword classifier
+//! and the urgency rules from the command line.
 //!
 //! Errors name the line number and the field, never the text: `classify` may be fed real
 //! messages, and `eval` prints texts only when asked (`--show-text`).
@@ -8,13 +8,13 @@ use std::io::{BufRead, BufWriter, Write};
 use std::path::Path;
 use std::process::ExitCode;
 
-use anyhow::Context;
 use salve_core::keywords::eval::{LabeledCase, score};
-use salve_core::keywords::{InboundContext, classify};
-use serde::Deserialize;
+use salve_core::keywords::{Classification, InboundContext, Reason, classify};
+use salve_core::urgency::{self, assess};
+use serde::{Deserialize, Serialize};
 
 use crate::cli::InboundCommand;
-use crate::policy_cmd::parse;
+use crate::policy_cmd::{map_lines, print_report, read_labelled};
 
 pub fn run(cmd: &InboundCommand) -> anyhow::Result<ExitCode> {
     match cmd {
@@ -24,14 +24,26 @@ pub fn run(cmd: &InboundCommand) -> anyhow::Result<ExitCode> {
             classify_lines(stdin.lock(), &mut BufWriter::new(stdout.lock()))?;
             Ok(ExitCode::SUCCESS)
         }
-        InboundCommand::Eval { file, show_text } => {
-            let report = eval_file(file, *show_text)?;
-            // `salve inbound eval FILE | head` is fine: a closed pipe is not an error.
-            match std::io::stdout().lock().write_all(report.as_bytes()) {
-                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
-                other => other?,
-            }
+        InboundCommand::Eval {
+            file,
+            show_text,
+            urgency: false,
+        } => {
+            print_report(&eval_file(file, *show_text)?)?;
             Ok(ExitCode::SUCCESS)
+        }
+        InboundCommand::Eval {
+            file,
+            show_text,
+            urgency: true,
+        } => {
+            let (report, ok) = eval_urgency(file, *show_text)?;
+            print_report(&report)?;
+            Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
     }
 }
@@ -44,35 +56,84 @@ struct Input {
     context: InboundContext,
 }
 
+/// One output line of `classify`: the classification (intent, review, reply, reasons) and the
+/// urgency assessment.
+#[derive(Serialize)]
+struct Output {
+    #[serde(flatten)]
+    classification: Classification,
+    urgent: bool,
+    crisis: bool,
+    urgent_reasons: Vec<Reason>,
+}
+
 fn classify_lines(input: impl BufRead, out: &mut impl Write) -> anyhow::Result<()> {
-    for (i, line) in input.lines().enumerate() {
-        let number = i + 1;
-        let line = line.with_context(|| format!("cannot read line {number} of standard input"))?;
-        if line.trim().is_empty() {
-            continue;
+    map_lines(input, out, |input: Input| {
+        let urgency = assess(&input.text);
+        Output {
+            classification: classify(&input.text, &input.context),
+            urgent: urgency.urgent,
+            crisis: urgency.crisis,
+            urgent_reasons: urgency.reasons,
         }
-        let input: Input = parse(&line, number)?;
-        serde_json::to_writer(&mut *out, &classify(&input.text, &input.context))?;
-        out.write_all(b"\n")?;
+    })
+}
+
+/// `salve inbound eval --urgency FILE`: urgent recall and false-urgent rate, overall and per
+/// language, then every miss by line number (its text only with `--show-text`). The second
+/// value says whether the issue's targets are met.
+fn eval_urgency(path: &Path, show_text: bool) -> anyhow::Result<(String, bool)> {
+    let (line_numbers, cases): (Vec<usize>, Vec<urgency::eval::LabeledCase>) =
+        read_labelled(path)?.into_iter().unzip();
+    let report = urgency::eval::score(&cases);
+    let s = report.overall;
+    let mut out = format!(
+        "{} labelled texts from {}\n\
+         urgent recall:     {:.2}% ({}/{}; {} crisis) target >= {:.0}%\n\
+         false urgent rate: {:.2}% ({}/{}) target <= {:.0}%\n",
+        s.cases,
+        path.display(),
+        s.recall() * 100.0,
+        s.urgent_caught,
+        s.urgent,
+        s.urgent_crisis,
+        urgency::eval::MIN_RECALL * 100.0,
+        s.false_urgent_rate() * 100.0,
+        s.false_urgent,
+        s.not_urgent,
+        urgency::eval::MAX_FALSE_URGENT * 100.0,
+    );
+    for (lang, s) in &report.by_lang {
+        out.push_str(&format!("  {lang}: {}\n", s.summary()));
     }
-    out.flush()?;
-    Ok(())
+    out.push_str(&format!("\n{} misses\n", report.misses.len()));
+    for miss in &report.misses {
+        let reasons: Vec<&str> = miss.got.reasons.iter().map(|r| r.as_str()).collect();
+        out.push_str(&format!(
+            "line {} expected {} got {}: {}\n",
+            line_numbers[miss.index],
+            if miss.expected {
+                "urgent"
+            } else {
+                "not urgent"
+            },
+            if miss.got.urgent {
+                "urgent"
+            } else {
+                "not urgent"
+            },
+            reasons.join("; "),
+        ));
+        if show_text {
+            out.push_str(&format!("    text: {}\n", cases[miss.index].text));
+        }
+    }
+    Ok((out, s.meets_targets()))
 }
 
 fn eval_file(path: &Path, show_text: bool) -> anyhow::Result<String> {
-    let file =
-        std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    let mut cases = Vec::new();
-    let mut line_numbers = Vec::new();
-    for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
-        let number = i + 1;
-        let line = line.with_context(|| format!("cannot read line {number}"))?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        cases.push(parse::<LabeledCase>(&line, number)?);
-        line_numbers.push(number);
-    }
+    let (line_numbers, cases): (Vec<usize>, Vec<LabeledCase>) =
+        read_labelled(path)?.into_iter().unzip();
     let (scores, misses) = score(&cases);
     let mut out = format!(
         "{} labelled texts from {}\n\
@@ -177,5 +238,33 @@ mod tests {
             })
             .collect();
         assert_eq!(intents, ["optin", "other"]);
+        let lines: Vec<serde_json::Value> = out
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert!(lines[0]["reply"].is_null());
+        assert_eq!(lines[1]["reply"], "confirm");
+        assert_eq!(lines[1]["urgent"], false);
+    }
+
+    #[test]
+    fn every_line_says_whether_it_is_urgent() {
+        let out = run_classify(concat!(
+            r#"{"text": "my dad can't breathe"}"#,
+            "\n",
+            r#"{"text": "quiero matarme"}"#,
+            "\n",
+            r#"{"text": "dying to know my results lol"}"#,
+            "\n"
+        ))
+        .unwrap();
+        let lines: Vec<serde_json::Value> = out
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let urgent: Vec<bool> = lines.iter().map(|l| l["urgent"] == true).collect();
+        assert_eq!(urgent, [true, true, false]);
+        assert_eq!(lines[1]["crisis"], true);
+        assert_eq!(lines[0]["urgent_reasons"][0], "urgent: breathing");
     }
 }

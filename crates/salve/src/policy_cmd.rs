@@ -93,18 +93,58 @@ pub(crate) fn parse<T: for<'de> Deserialize<'de>>(line: &str, number: usize) -> 
 }
 
 fn classify_lines(input: impl BufRead, out: &mut impl Write) -> anyhow::Result<()> {
+    map_lines(input, out, |input: Input| input.classify())
+}
+
+/// `classify` for every command: one JSON line in (blank lines skipped), one answer out.
+pub(crate) fn map_lines<T, O>(
+    input: impl BufRead,
+    out: &mut impl Write,
+    answer: impl Fn(T) -> O,
+) -> anyhow::Result<()>
+where
+    T: for<'de> Deserialize<'de>,
+    O: serde::Serialize,
+{
     for (i, line) in input.lines().enumerate() {
         let number = i + 1;
         let line = line.with_context(|| format!("cannot read line {number} of standard input"))?;
         if line.trim().is_empty() {
             continue;
         }
-        let decision = parse::<Input>(&line, number)?.classify();
-        serde_json::to_writer(&mut *out, &decision)?;
+        serde_json::to_writer(&mut *out, &answer(parse::<T>(&line, number)?))?;
         out.write_all(b"\n")?;
     }
     out.flush()?;
     Ok(())
+}
+
+/// `eval` for every command: the labelled lines of a file with their line numbers (blank lines
+/// skipped; a bad line is named by number, never quoted).
+pub(crate) fn read_labelled<T>(path: &Path) -> anyhow::Result<Vec<(usize, T)>>
+where
+    T: for<'de> Deserialize<'de>,
+{
+    let file =
+        std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let mut cases = Vec::new();
+    for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
+        let number = i + 1;
+        let line = line.with_context(|| format!("cannot read line {number}"))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        cases.push((number, parse::<T>(&line, number)?));
+    }
+    Ok(cases)
+}
+
+/// Print a report; `salve ... eval FILE | head` is fine: a closed pipe is not an error.
+pub(crate) fn print_report(report: &str) -> anyhow::Result<()> {
+    match std::io::stdout().lock().write_all(report.as_bytes()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => Ok(other?),
+    }
 }
 
 fn pct(x: f64) -> String {
@@ -112,18 +152,10 @@ fn pct(x: f64) -> String {
 }
 
 fn eval_file(path: &Path) -> anyhow::Result<()> {
-    let file =
-        std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let mut overall = Tally::default();
     let mut by_lang: BTreeMap<String, Tally> = BTreeMap::new();
     let mut misses = Vec::new();
-    for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
-        let number = i + 1;
-        let line = line.with_context(|| format!("cannot read line {number}"))?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let case: Labelled = parse(&line, number)?;
+    for (number, case) in read_labelled::<Labelled>(path)? {
         let Some(expected) = Route::parse(&case.expected) else {
             bail!("line {number} has an invalid field `expected` (direct or secure)");
         };

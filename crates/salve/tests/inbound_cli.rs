@@ -69,6 +69,111 @@ fn classify_writes_one_answer_per_line() {
     assert_eq!(lines[0]["review"], false);
     assert_eq!(lines[0]["reasons"][0], "whole-message keyword STOP");
     assert_eq!(lines[5]["review"], true);
+    let replies: Vec<&Value> = lines.iter().map(|d| &d["reply"]).collect();
+    assert_eq!(replies[1], "cancel_visit");
+    assert_eq!(replies[3], "confirm");
+    assert!(replies[0].is_null() && replies[4].is_null());
+    assert!(lines.iter().all(|d| d["urgent"] == false));
+}
+
+#[test]
+fn classify_says_urgent_and_reply() {
+    let input = concat!(
+        r#"{"text": "my chest hurts and I can't breathe"}"#,
+        "\n",
+        r#"{"text": "R", "context": {"reminder_awaiting_answer": true}}"#,
+        "\n",
+        r#"{"text": "R"}"#,
+        "\n",
+        r#"{"text": "llego tarde"}"#,
+        "\n",
+    );
+    let out = salve(&["inbound", "classify"], input);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let urgent: Vec<bool> = lines.iter().map(|d| d["urgent"] == true).collect();
+    assert_eq!(urgent, [true, false, false, false]);
+    assert_eq!(lines[0]["crisis"], false);
+    let replies: Vec<&Value> = lines.iter().map(|d| &d["reply"]).collect();
+    assert!(replies[0].is_null() && replies[2].is_null());
+    assert_eq!(replies[1], "reschedule");
+    assert_eq!(replies[3], "late");
+}
+
+#[test]
+fn eval_urgency_prints_recall_and_misses_and_fails_below_target() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("urgency.jsonl");
+    std::fs::write(
+        &file,
+        concat!(
+            r#"{"text": "I can't breathe", "urgent": true, "lang": "en"}"#,
+            "\n\n",
+            r#"{"text": "quiero matarme", "urgent": true, "lang": "es"}"#,
+            "\n",
+            r#"{"text": "Jane Roe sees you Monday", "urgent": true, "lang": "en"}"#,
+            "\n",
+            r#"{"text": "dying to know my results lol", "urgent": false, "lang": "en"}"#,
+            "\n",
+        ),
+    )
+    .unwrap();
+    let path = file.to_str().unwrap();
+    let out = salve(&["inbound", "eval", "--urgency", path], "");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "below target: {stdout}");
+    assert!(stdout.contains("4 labelled texts"), "{stdout}");
+    assert!(
+        stdout.contains("urgent recall:     66.67% (2/3; 1 crisis)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("false urgent rate: 0.00% (0/1)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("line 4 expected urgent got not urgent"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("Jane"), "{stdout}");
+    let shown = salve(&["inbound", "eval", "--urgency", "--show-text", path], "");
+    assert!(String::from_utf8_lossy(&shown.stdout).contains("text: Jane Roe sees you Monday"));
+
+    // Meeting the targets exits 0.
+    std::fs::write(
+        &file,
+        concat!(
+            r#"{"text": "chest pain", "urgent": true}"#,
+            "\n",
+            r#"{"text": "see you monday", "urgent": false}"#,
+            "\n",
+        ),
+    )
+    .unwrap();
+    let out = salve(&["inbound", "eval", "--urgency", path], "");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    std::fs::write(&file, "{\"text\": \"Jane\", \"urgent\": \"maybe\"}\n").unwrap();
+    let bad = salve(&["inbound", "eval", "--urgency", path], "");
+    assert!(!bad.status.success());
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        stderr.contains("line 1") && stderr.contains("urgent"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("Jane"), "{stderr}");
 }
 
 #[test]

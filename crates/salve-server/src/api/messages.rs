@@ -136,6 +136,12 @@ pub struct ConversationView {
     pub assigned_team: Option<uuid::Uuid>,
     pub last_message_at: String,
     pub unread: i64,
+    /// RFC 3339: when the patient started waiting for a staff reply (absent: nothing unanswered).
+    pub waiting_since: Option<String>,
+    /// Waiting longer than the practice's response target, counted in business hours.
+    pub overdue: bool,
+    /// The current wait was escalated to the practice's chosen people.
+    pub escalated: bool,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -155,6 +161,8 @@ pub struct InboxQuery {
     /// `mine`, `my_teams`, `unassigned` (default: all)
     pub assignment: Option<String>,
     pub unread: Option<bool>,
+    /// Only conversations waiting longer than the practice's response target.
+    pub overdue: Option<bool>,
     /// `open`, `snoozed` or `closed`
     pub state: Option<String>,
     pub patient: Option<uuid::Uuid>,
@@ -226,6 +234,9 @@ pub(crate) fn conversation_view(c: &ConversationSummary) -> ConversationView {
         assigned_team: c.assigned_team.map(|t| t.as_uuid()),
         last_message_at: fmt_time(c.last_message_at),
         unread: c.unread,
+        waiting_since: c.waiting_since.map(fmt_time),
+        overdue: c.overdue,
+        escalated: c.escalated,
     }
 }
 
@@ -641,6 +652,7 @@ pub async fn list(
     let filter = InboxFilter {
         assignment,
         unread_only: q.unread.unwrap_or(false),
+        overdue_only: q.overdue.unwrap_or(false),
         state: state_filter,
         patient: q.patient.map(PatientId::from_uuid),
         before: q

@@ -1,8 +1,10 @@
 pub mod account;
 pub mod announcements;
+pub mod appointments;
 pub mod carrier;
 pub mod consent;
 pub mod health;
+pub mod hours;
 pub mod inbound;
 pub mod inbox_events;
 pub mod messages;

@@ -63,6 +63,9 @@ pub struct PortalStep {
 pub struct PortalMe {
     pub given_name: String,
     pub practice: String,
+    /// When to expect a reply: the promised response time within office hours; when closed,
+    /// that the office is closed and when it reopens.
+    pub expected_reply: crate::api::hours::ExpectedReply,
 }
 
 pub(crate) fn cookie_header(state: &AppState, name: &str, value: &str) -> HeaderValue {
@@ -466,8 +469,11 @@ pub async fn me(
         .read_own_record(&session, &client.audit_context())
         .await?;
     let practice = state.store.practice(session.practice_id).await?;
+    let lang = salve_core::system_messages::Language::for_tag(&patient.record.preferred_language);
     Ok(axum::Json(PortalMe {
         given_name: patient.record.given_name.expose().clone(),
         practice: practice.name,
+        expected_reply: crate::api::hours::expected_reply(&state, session.practice_id, lang)
+            .await?,
     }))
 }

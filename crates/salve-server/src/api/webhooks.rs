@@ -17,13 +17,15 @@ use salve_channels::{
     WebhookRequest,
 };
 use salve_core::audit::{Action, Actor, AuditEvent, ChainScope, Outcome};
+use salve_core::consent::Medium as ConsentMedium;
 use salve_core::inbound::{self, ProviderFacts};
-use salve_core::keywords::InboundContext;
+use salve_core::keywords::{InboundContext, Intent};
 use salve_core::system_messages::{Extra, SystemMessageKind, render};
 use salve_core::vendors::ProviderKind;
 use salve_core::{ProviderId, Sensitive};
 use salve_store::{
-    DeliveryReport, InboundReaction, InboundSms, MessageStatus, NewAttachment, ProviderRecord,
+    AwaitingReminder, DeliveryReport, InboundFacts, InboundReaction, InboundSms, MessageStatus,
+    NewAttachment, ProviderRecord, ReminderAnswer,
 };
 
 use crate::AppState;
@@ -164,6 +166,36 @@ fn signature_reason(e: &salve_channels::SignatureError) -> &'static str {
     }
 }
 
+/// The patient's answer to the reminder awaiting one, if the text is one (an opt-out never is).
+fn reminder_answer(
+    reaction: &inbound::Reaction,
+    awaiting: Option<&AwaitingReminder>,
+    facts: &InboundFacts<'_>,
+    render_reply: &dyn Fn(SystemMessageKind) -> Option<Sensitive<String>>,
+) -> Option<ReminderAnswer> {
+    let awaiting = awaiting?;
+    let intent = reaction.classification.reply?;
+    if reaction.classification.intent != Intent::Other {
+        return None;
+    }
+    let effect = salve_core::reminders::answer_effect(intent);
+    // The acknowledgement answers the patient's own text, on the consent they texted under.
+    let may_reply = facts
+        .patients
+        .iter()
+        .any(|(p, c)| *p == awaiting.patient && c.any_granted_on(ConsentMedium::Sms));
+    Some(ReminderAnswer {
+        reminder: awaiting.clone(),
+        answer: intent.as_str(),
+        status: effect.status,
+        staff_note: effect.staff_note.map(str::to_owned),
+        reply: effect
+            .acknowledgement
+            .filter(|_| may_reply)
+            .and_then(render_reply),
+    })
+}
+
 pub(crate) async fn inbound_text(
     state: &AppState,
     record: &ProviderRecord,
@@ -181,7 +213,19 @@ pub(crate) async fn inbound_text(
         handles_opt_out_keywords: capabilities.handles_opt_out_keywords,
         opt_out_type: message.opt_out_type.clone(),
     };
-    let reaction = inbound::react(message.body.expose(), &InboundContext::default(), &facts);
+    // A reminder awaiting an answer decides what a bare C, X, R or YES means.
+    let senders = state
+        .store
+        .patients_for_sender(record.practice, &message.from)
+        .await?;
+    let awaiting = state
+        .store
+        .reminder_awaiting_answer(record.practice, &senders)
+        .await?;
+    let context = InboundContext {
+        reminder_awaiting_answer: awaiting.is_some(),
+    };
+    let reaction = inbound::react(message.body.expose(), &context, &facts);
     let settings = state.store.messaging_settings(record.practice).await?;
     let fields = settings.practice_fields();
     let program_text = state
@@ -251,7 +295,19 @@ pub(crate) async fn inbound_text(
                         .collect()
                 }),
                 kind: Some(kind),
-                ..InboundReaction::default()
+                urgent: reaction.urgent.urgent,
+                // Checked before anything else, whatever the consent state.
+                emergency_reply: reaction
+                    .urgent
+                    .urgent
+                    .then(|| render_reply(SystemMessageKind::EmergencyGuidance))
+                    .flatten(),
+                reminder_answer: reminder_answer(
+                    &reaction,
+                    awaiting.as_ref(),
+                    facts,
+                    &render_reply,
+                ),
             }
         })
         .await?;

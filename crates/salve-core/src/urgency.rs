@@ -1,0 +1,674 @@
+//! Urgent inbound texts: does a patient's text suggest an emergency (chest pain, can't breathe,
+//! a stroke, severe bleeding, an overdose, suicidal thoughts...), in English or Spanish?
+//!
+//! Every inbound text is assessed here, before any after-hours de-duplication: an urgent text
+//! gets the emergency guidance reply (911; 988 for a crisis) at any hour and whatever the
+//! consent state, and is flagged urgent to staff. Recall matters more than precision: when a
+//! text is unclear it is urgent. The phrase lists are data files (`data/urgency/en.txt`,
+//! `es.txt`, `lookalikes.txt`, with their provenance), compiled once into one Aho-Corasick
+//! automaton and a few word tables; a call does no regex or automaton building.
+//!
+//! How a text is read:
+//! 1. Folded as the keyword classifier folds it ([`crate::keywords`]): case, accents,
+//!    punctuation, apostrophes ("can't" is "cant"), repeated letters ("bleeeding"), texting
+//!    spellings; a word one typo from a listed sign word ("sucidal", "breahting") is read as it.
+//! 2. Look-alikes are masked: their words can make no sign ("dying to know", "chest x-ray",
+//!    "stroke of luck", "seizure meds", "blood test", "me muero de risa").
+//! 3. Sign phrases ("chest pain", "no puedo respirar") and nearness rules ("chest" within four
+//!    words of "hurts") match; third persons ("my dad has chest pain") match the same way.
+//! 4. A physical sign right after a negation ("no chest pain", "not having any trouble
+//!    breathing") is undone; so is one the text calls over or old ("went away", "years ago",
+//!    "what are the warning signs of") unless it also says it persists ("still", "again",
+//!    "now"), and an idiom next to laughter ("I'm dying lol"). Crisis signs (suicide, self-harm,
+//!    overdose, violence) are never undone: they are urgent and `crisis` (the reply names 988).
+//!
+//! Reasons name rules from the data files and this module, never the patient's words: they may
+//! be logged.
+
+use std::collections::HashMap;
+use std::sync::LazyLock;
+
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+use serde::Serialize;
+
+use crate::keywords::{Folded, Reason, collapse, osa_distance};
+
+pub mod eval;
+
+const EN: &str = include_str!("../data/urgency/en.txt");
+const ES: &str = include_str!("../data/urgency/es.txt");
+const LOOKALIKES: &str = include_str!("../data/urgency/lookalikes.txt");
+
+/// The assessment of one inbound text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Urgency {
+    /// The text may describe an emergency: reply with the emergency guidance now, flag it.
+    pub urgent: bool,
+    /// Suicide, self-harm, overdose or violence: the guidance must name 988.
+    pub crisis: bool,
+    /// The rules that decided, from our own tables only.
+    pub reasons: Vec<Reason>,
+}
+
+impl Urgency {
+    /// Names of the urgent rules that matched (empty when not urgent).
+    pub fn rules(&self) -> impl Iterator<Item = &str> {
+        self.reasons
+            .iter()
+            .map(Reason::as_str)
+            .filter_map(|r| r.strip_prefix("urgent: "))
+    }
+}
+
+/// Assess one inbound text. Pure and deterministic; never panics.
+pub fn assess(text: &str) -> Urgency {
+    MATCHER.assess(text)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The compiled tables.
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Marker {
+    Exclude,
+    Negator,
+    NegationGap,
+    Resolved,
+    History,
+    Info,
+    Persisting,
+    Joke,
+}
+
+impl Marker {
+    fn parse(name: &str) -> Option<Self> {
+        Some(match name {
+            "@exclude" => Self::Exclude,
+            "@negator" => Self::Negator,
+            "@negation_gap" => Self::NegationGap,
+            "@resolved" => Self::Resolved,
+            "@history" => Self::History,
+            "@info" => Self::Info,
+            "@persisting" => Self::Persisting,
+            "@joke" => Self::Joke,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Debug)]
+struct Rule {
+    name: &'static str,
+    crisis: bool,
+    idiom: bool,
+}
+
+/// What an automaton pattern is.
+#[derive(Debug, Clone, Copy)]
+enum Pattern {
+    Sign(usize),
+    Marker(Marker),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Side {
+    Left,
+    Right,
+}
+
+#[derive(Debug)]
+struct Near {
+    rule: usize,
+    window: usize,
+}
+
+struct Matcher {
+    rules: Vec<Rule>,
+    automaton: AhoCorasick,
+    patterns: Vec<Pattern>,
+    near: Vec<Near>,
+    /// Collapsed word -> the nearness rules it belongs to.
+    near_words: HashMap<String, Vec<(usize, Side)>>,
+    near_prefixes: Vec<(String, usize, Side)>,
+    negators: Vec<String>,
+    negation_gap: Vec<String>,
+    /// Sign words a typo may stand for (collapsed, six letters or more).
+    fuzzy: Vec<String>,
+    /// Every word the tables know: never "corrected" to another.
+    known: HashMap<String, ()>,
+}
+
+static MATCHER: LazyLock<Matcher> = LazyLock::new(|| Matcher::build(&[EN, ES, LOOKALIKES]));
+
+/// Sign words worth correcting one typo in (long and distinctive; "stroke" is not, it is one
+/// letter from "strike").
+const FUZZY_TARGETS: &[&str] = &[
+    "suicidal",
+    "suicide",
+    "overdose",
+    "overdosed",
+    "breathe",
+    "breathing",
+    "bleeding",
+    "unconscious",
+    "unresponsive",
+    "seizure",
+    "seizing",
+    "emergency",
+    "ambulance",
+    "anaphylaxis",
+    "respirar",
+    "sobredosis",
+    "inconsciente",
+    "suicidio",
+    "suicidarme",
+    "sangrando",
+    "emergencia",
+    "ambulancia",
+    "convulsiones",
+    "hemorragia",
+];
+
+/// Collapsed words of a table line.
+fn fold_line(line: &str) -> Vec<String> {
+    line.split_whitespace()
+        .map(|w| {
+            let star = w.ends_with('*');
+            let folded = Folded::new(w.trim_end_matches('*'));
+            let mut word: String = folded
+                .clauses
+                .iter()
+                .flatten()
+                .map(|x| collapse(x))
+                .collect::<Vec<_>>()
+                .join(" ");
+            if star {
+                word.push('*');
+            }
+            word
+        })
+        .filter(|w| !w.is_empty())
+        .collect()
+}
+
+impl Matcher {
+    fn build(files: &[&'static str]) -> Self {
+        let mut rules: Vec<Rule> = Vec::new();
+        let mut texts: Vec<String> = Vec::new();
+        let mut patterns: Vec<Pattern> = Vec::new();
+        let mut near = Vec::new();
+        let mut near_words: HashMap<String, Vec<(usize, Side)>> = HashMap::new();
+        let mut near_prefixes = Vec::new();
+        let mut negators = Vec::new();
+        let mut negation_gap = Vec::new();
+        let mut known = HashMap::new();
+        for file in files {
+            let mut current: Option<Pattern> = None;
+            for raw in file.lines() {
+                let line = raw.split('#').next().unwrap_or("").trim();
+                if line.is_empty() {
+                    continue;
+                }
+                if let Some(header) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+                    let mut parts = header.split_whitespace();
+                    let name = parts.next().expect("a rule name");
+                    current = Some(if let Some(marker) = Marker::parse(name) {
+                        Pattern::Marker(marker)
+                    } else {
+                        let flags: Vec<&str> = parts.collect();
+                        let index =
+                            rules
+                                .iter()
+                                .position(|r| r.name == name)
+                                .unwrap_or_else(|| {
+                                    rules.push(Rule {
+                                        name,
+                                        crisis: flags.contains(&"crisis"),
+                                        idiom: flags.contains(&"idiom"),
+                                    });
+                                    rules.len() - 1
+                                });
+                        Pattern::Sign(index)
+                    });
+                    continue;
+                }
+                let kind = current.expect("an entry before any [section]");
+                if let Some(rest) = line.strip_prefix("near ") {
+                    let Pattern::Sign(rule) = kind else {
+                        panic!("a near rule outside a sign section")
+                    };
+                    let (n, lists) = rest.split_once(':').expect("near N: a / b");
+                    let (left, right) = lists.split_once('/').expect("near N: a / b");
+                    near.push(Near {
+                        rule,
+                        window: n.trim().parse().expect("a window"),
+                    });
+                    let id = near.len() - 1;
+                    for (side, list) in [(Side::Left, left), (Side::Right, right)] {
+                        for word in fold_line(list) {
+                            known.insert(word.trim_end_matches('*').to_owned(), ());
+                            if let Some(prefix) = word.strip_suffix('*') {
+                                near_prefixes.push((prefix.to_owned(), id, side));
+                            } else {
+                                near_words.entry(word).or_default().push((id, side));
+                            }
+                        }
+                    }
+                    continue;
+                }
+                let words = fold_line(line);
+                if words.is_empty() {
+                    continue;
+                }
+                for w in &words {
+                    known.insert(w.trim_end_matches('*').to_owned(), ());
+                }
+                match kind {
+                    Pattern::Marker(Marker::Negator) => negators.extend(words),
+                    Pattern::Marker(Marker::NegationGap) => negation_gap.extend(words),
+                    _ => {
+                        let joined = words.join(" ");
+                        let text = match joined.strip_suffix('*') {
+                            Some(prefix) => format!(" {prefix}"),
+                            None => format!(" {joined} "),
+                        };
+                        texts.push(text);
+                        patterns.push(kind);
+                    }
+                }
+            }
+        }
+        let automaton = AhoCorasickBuilder::new()
+            .match_kind(MatchKind::Standard)
+            .build(&texts)
+            .expect("the urgency tables compile");
+        let fuzzy = FUZZY_TARGETS.iter().map(|w| collapse(w)).collect();
+        Self {
+            rules,
+            automaton,
+            patterns,
+            near,
+            near_words,
+            near_prefixes,
+            negators,
+            negation_gap,
+            fuzzy,
+            known,
+        }
+    }
+
+    /// A word one typo from a sign word is read as that word ("sucidal", "bleedin").
+    fn correct<'a>(&'a self, word: &'a str) -> &'a str {
+        let n = word.chars().count();
+        if n < 6 || self.known.contains_key(word) {
+            return word;
+        }
+        self.fuzzy
+            .iter()
+            .find(|t| {
+                t.len().abs_diff(word.len()) <= 1
+                    && t.chars().next() == word.chars().next()
+                    && osa_distance(word, t) <= 1
+            })
+            .map_or(word, String::as_str)
+    }
+
+    fn assess(&self, text: &str) -> Urgency {
+        let folded = Folded::new(text);
+        // The words (collapsed, corrected), their clause, and their byte offsets in `line`:
+        // " w1 w2 | w3 ", where '|' ends a clause.
+        let mut words: Vec<String> = Vec::new();
+        let mut clause_of: Vec<usize> = Vec::new();
+        let mut starts: Vec<usize> = Vec::new();
+        let mut line = String::from(" ");
+        for (c, clause) in folded.clauses.iter().enumerate() {
+            if c > 0 {
+                line.push_str("| ");
+            }
+            for w in clause {
+                let collapsed = collapse(w);
+                let word = self.correct(&collapsed).to_owned();
+                starts.push(line.len());
+                line.push_str(&word);
+                line.push(' ');
+                words.push(word);
+                clause_of.push(c);
+            }
+        }
+        if words.is_empty() {
+            return Urgency {
+                urgent: false,
+                crisis: false,
+                reasons: vec![Reason::rule("no words")],
+            };
+        }
+        let word_at = |byte: usize| starts.partition_point(|&s| s <= byte).saturating_sub(1);
+
+        // Phrase matches: (pattern, first word, last word).
+        let mut found: Vec<(Pattern, usize, usize)> = Vec::new();
+        for m in self.automaton.find_overlapping_iter(&line) {
+            let first = word_at(m.start() + 1);
+            let last = word_at(m.end().saturating_sub(2).max(m.start() + 1));
+            found.push((self.patterns[m.pattern().as_usize()], first, last));
+        }
+        let mut masked = vec![false; words.len()];
+        let mut marker_words = vec![None::<Marker>; words.len()];
+        let mut markers = Vec::new();
+        for &(p, first, last) in &found {
+            if let Pattern::Marker(m) = p {
+                markers.push((m, first, last));
+                for i in first..=last {
+                    if m == Marker::Exclude {
+                        masked[i] = true;
+                    } else if marker_words[i].is_none() || m != Marker::Persisting {
+                        marker_words[i] = Some(m);
+                    }
+                }
+            }
+        }
+
+        // Signs: (rule, first word, last word).
+        let mut signs: Vec<(usize, usize, usize)> = found
+            .iter()
+            .filter_map(|&(p, first, last)| match p {
+                Pattern::Sign(rule) => Some((rule, first, last)),
+                Pattern::Marker(_) => None,
+            })
+            .collect();
+        signs.extend(self.near_matches(&words, &masked));
+
+        let mut reasons = Vec::new();
+        let mut kept: Vec<(usize, usize)> = Vec::new();
+        let joke = markers.iter().any(|(m, ..)| *m == Marker::Joke)
+            || text
+                .chars()
+                .any(|c| matches!(c, '\u{1F602}' | '\u{1F923}' | '\u{1F605}' | '\u{1F644}'));
+        for &(rule, first, last) in &signs {
+            let r = &self.rules[rule];
+            if (first..=last).any(|i| masked[i]) {
+                reasons.push(Reason::keyword("look-alike: ", r.name));
+            } else if !r.crisis && self.negated(&words, &clause_of, first) {
+                reasons.push(Reason::keyword("negated: ", r.name));
+            } else if r.idiom && !r.crisis && joke {
+                reasons.push(Reason::keyword("joke: ", r.name));
+            } else {
+                kept.push((rule, first));
+            }
+        }
+        // Over or asked about (physical signs), or old (any sign, in its own sentence: "I had a
+        // stroke in 2019"), unless something says it persists ("still", "again", "now").
+        let persists = markers.iter().any(|&(m, first, last)| {
+            m == Marker::Persisting
+                && (first..=last).all(|i| marker_words[i] == Some(Marker::Persisting))
+        });
+        if !persists {
+            let over = markers
+                .iter()
+                .any(|(m, ..)| matches!(m, Marker::Resolved | Marker::Info));
+            let history: Vec<usize> = markers
+                .iter()
+                .filter(|(m, ..)| *m == Marker::History)
+                .map(|&(_, first, _)| clause_of[first])
+                .collect();
+            kept.retain(|&(rule, first)| {
+                let r = &self.rules[rule];
+                let old = history.contains(&clause_of[first]);
+                let undone = old || (over && !r.crisis);
+                if undone {
+                    reasons.push(Reason::keyword("past, resolved or asked about: ", r.name));
+                }
+                !undone
+            });
+        }
+        let mut kept: Vec<usize> = kept.into_iter().map(|(rule, _)| rule).collect();
+        kept.sort_unstable();
+        kept.dedup();
+        let crisis = kept.iter().any(|&rule| self.rules[rule].crisis);
+        let mut out: Vec<Reason> = kept
+            .iter()
+            .map(|&rule| Reason::keyword("urgent: ", self.rules[rule].name))
+            .collect();
+        out.append(&mut reasons);
+        out.dedup();
+        if out.is_empty() {
+            out.push(Reason::rule("no emergency sign"));
+        }
+        Urgency {
+            urgent: !kept.is_empty(),
+            crisis,
+            reasons: out,
+        }
+    }
+
+    /// "chest ... hurts": a left word within the window of a right word, neither masked.
+    fn near_matches(&self, words: &[String], masked: &[bool]) -> Vec<(usize, usize, usize)> {
+        let mut hits: Vec<(usize, Side, usize)> = Vec::new();
+        for (i, w) in words.iter().enumerate() {
+            if masked[i] {
+                continue;
+            }
+            if let Some(list) = self.near_words.get(w.as_str()) {
+                hits.extend(list.iter().map(|&(id, side)| (id, side, i)));
+            }
+            for (prefix, id, side) in &self.near_prefixes {
+                if w.starts_with(prefix.as_str()) {
+                    hits.push((*id, *side, i));
+                }
+            }
+        }
+        let mut out = Vec::new();
+        for &(id, side, i) in &hits {
+            if side != Side::Left {
+                continue;
+            }
+            let window = self.near[id].window;
+            if let Some(&(_, _, j)) = hits
+                .iter()
+                .find(|&&(id2, s2, j)| id2 == id && s2 == Side::Right && i.abs_diff(j) <= window)
+            {
+                out.push((self.near[id].rule, i.min(j), i.max(j)));
+            }
+        }
+        out
+    }
+
+    /// A negation before the sign in its clause, with only gap words between ("don't have any
+    /// chest pain"; not "no, I can't breathe").
+    fn negated(&self, words: &[String], clause_of: &[usize], first: usize) -> bool {
+        let clause = clause_of[first];
+        for j in (first.saturating_sub(5)..first).rev() {
+            if clause_of[j] != clause {
+                return false;
+            }
+            let w = words[j].as_str();
+            if self.negators.iter().any(|n| n == w) {
+                return true;
+            }
+            if !self.negation_gap.iter().any(|g| g == w) {
+                return false;
+            }
+        }
+        false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[track_caller]
+    fn urgent(text: &str) {
+        let u = assess(text);
+        assert!(u.urgent, "{text:?} should be urgent: {:?}", u.reasons);
+    }
+
+    #[track_caller]
+    fn calm(text: &str) {
+        let u = assess(text);
+        assert!(!u.urgent, "{text:?} should not be urgent: {:?}", u.reasons);
+    }
+
+    #[test]
+    fn the_tables_compile_and_name_their_rules() {
+        let m = &*MATCHER;
+        assert!(m.rules.len() >= 10);
+        assert!(m.rules.iter().any(|r| r.name == "suicide" && r.crisis));
+        assert!(m.rules.iter().any(|r| r.name == "chest_pain" && !r.crisis));
+        assert!(!m.near.is_empty() && !m.negators.is_empty());
+        // Every fuzzy target is a word the tables use.
+        for t in &m.fuzzy {
+            assert!(
+                m.known.contains_key(t.as_str())
+                    || m.known.keys().any(|k| t.starts_with(k.as_str())),
+                "{t}"
+            );
+        }
+    }
+
+    #[test]
+    fn emergency_signs_in_english() {
+        for text in [
+            "I have chest pain",
+            "my chest hurts really bad",
+            "Chest pain and my left arm is numb",
+            "I can't breathe",
+            "cant breath",
+            "my son is having trouble breathing",
+            "I think I'm having a heart attack",
+            "my dad has chest pain",
+            "mom's face is drooping and her speech is slurred",
+            "bleeding a lot and it won't stop",
+            "my wife passed out and won't wake up",
+            "he is having a seizure",
+            "her throat is closing up, allergic reaction",
+            "I took a whole bottle of pills",
+            "swallowed a bunch of my sleeping pills",
+            "my toddler swallowed a button battery",
+            "I'm 32 weeks pregnant and bleeding",
+            "CHEST PAIN!!!",
+            "chesst paaain",
+        ] {
+            urgent(text);
+        }
+    }
+
+    #[test]
+    fn emergency_signs_in_spanish() {
+        for text in [
+            "me duele mucho el pecho",
+            "tengo dolor de pecho",
+            "No puedo respirar",
+            "mi esposo no puede respirar bien",
+            "me falta el aire",
+            "creo que le está dando un infarto a mi papá",
+            "mi mamá tiene la boca chueca y no puede hablar bien",
+            "estoy sangrando mucho",
+            "se desmayó y no despierta",
+            "mi hijo se tomó todas las pastillas",
+            "el bebé no se mueve",
+            "es una emergencia",
+        ] {
+            urgent(text);
+        }
+    }
+
+    #[test]
+    fn crisis_texts_are_urgent_and_name_988() {
+        for text in [
+            "I want to kill myself",
+            "i feel suicidal",
+            "having sucidal thoughts",
+            "I don't want to live anymore",
+            "i overdosed on my meds",
+            "I've been cutting myself again",
+            "quiero quitarme la vida",
+            "ya no quiero vivir",
+            "me quiero morir",
+            "tomé una sobredosis",
+            "I want to die lol",
+        ] {
+            let u = assess(text);
+            assert!(u.urgent && u.crisis, "{text:?}: {:?}", u.reasons);
+        }
+        let u = assess("I have chest pain");
+        assert!(u.urgent && !u.crisis);
+    }
+
+    #[test]
+    fn look_alikes_are_not_urgent() {
+        for text in [
+            "dying to know my results lol",
+            "my chest x-ray results?",
+            "can I get my chest xray results",
+            "this traffic is killing me",
+            "my bill is overdue",
+            "what a stroke of luck, see you tuesday",
+            "I need a refill of my seizure meds",
+            "my phone is dying, call me later",
+            "the bill almost gave me a heart attack",
+            "when is my blood test?",
+            "me muero de risa",
+            "me muero de hambre jaja",
+            "can I update my emergency contact",
+            "bad breath after the cleaning",
+            "I'm dying lol",
+        ] {
+            calm(text);
+        }
+    }
+
+    #[test]
+    fn negated_resolved_and_old_signs_are_not_urgent() {
+        for text in [
+            "no chest pain, just a cough",
+            "I'm not having any trouble breathing",
+            "no tengo dolor de pecho",
+            "the chest pain went away, can I still come tuesday?",
+            "had a heart attack 3 years ago, need a refill",
+            "ya se me quitó el dolor de pecho",
+            "what are the warning signs of a stroke?",
+            "this is not an emergency, just a question",
+        ] {
+            calm(text);
+        }
+        // ... unless something says it persists, or it is a crisis.
+        urgent("the chest pain went away but now it's back again");
+        urgent("no, I can't breathe");
+        urgent("tried to kill myself years ago and I feel that way again");
+        let u = assess("I'm not suicidal");
+        assert!(!u.urgent, "{:?}", u.reasons);
+    }
+
+    #[test]
+    fn reasons_never_quote_the_text() {
+        for text in [
+            "Maria Lopez has chest pain after metformin",
+            "Jane wants to kill herself",
+            "dying to know Jane's results",
+        ] {
+            for r in assess(text).reasons {
+                for word in ["maria", "lopez", "metformin", "jane"] {
+                    assert!(!r.as_str().to_lowercase().contains(word), "{r}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn odd_input_does_not_panic() {
+        let long = "chest pain ".repeat(5_000);
+        for text in [
+            "",
+            "   ",
+            "\u{0}",
+            "!!!",
+            "\u{1F600}",
+            "\u{0301}",
+            long.as_str(),
+        ] {
+            let _ = assess(text);
+        }
+        assert!(!assess("").urgent);
+        assert!(assess(&long).urgent);
+    }
+}
