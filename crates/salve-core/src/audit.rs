@@ -185,6 +185,18 @@ pub enum Action {
     ResponseEscalate,
     /// Someone read the first-response-time report.
     ResponseReportRead,
+    /// Staff wrote an announcement (a draft; its text is sealed, never in the audit row).
+    AnnouncementCreate,
+    /// Staff sent or scheduled an announcement.
+    AnnouncementSchedule,
+    /// Staff cancelled an announcement.
+    AnnouncementCancel,
+    /// The worker started an announcement: its recipients were chosen.
+    AnnouncementStart,
+    /// One recipient's announcement queued (success) or held back (denied).
+    AnnouncementRecipient,
+    /// Every recipient of an announcement was recorded.
+    AnnouncementDone,
 }
 
 impl Action {
@@ -278,6 +290,12 @@ impl Action {
             Self::ResponseSettingsUpdate => "practice.response_settings.update",
             Self::ResponseEscalate => "response.escalate",
             Self::ResponseReportRead => "report.response_time.read",
+            Self::AnnouncementCreate => "announcement.create",
+            Self::AnnouncementSchedule => "announcement.schedule",
+            Self::AnnouncementCancel => "announcement.cancel",
+            Self::AnnouncementStart => "announcement.start",
+            Self::AnnouncementRecipient => "announcement.recipient",
+            Self::AnnouncementDone => "announcement.done",
         }
     }
 }

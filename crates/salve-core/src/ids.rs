@@ -151,3 +151,7 @@ typed_id!(
     /// One reminder decided for one visit (sent, held back, too late or superseded).
     ReminderId
 );
+typed_id!(
+    /// A general practice announcement (one text to many patients).
+    AnnouncementId
+);

@@ -2,6 +2,7 @@
 //! messaging rules (consent, confidential communications, system messages, routing).
 //! No I/O, no async, no SQL: every rule here is testable in isolation.
 
+pub mod announcements;
 pub mod appointments;
 pub mod audit;
 pub mod carrier;
@@ -32,9 +33,9 @@ pub mod vendors;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use ids::{
-    AgreementId, AppointmentId, AttachmentId, CatalogItemId, ConfidentialRequestId, ConsentEventId,
-    ConversationId, MessageId, OutboxJobId, PatientId, PracticeId, ProviderId, ReminderId,
-    SessionId, TeamId, TemplateId, TokenId, UserId,
+    AgreementId, AnnouncementId, AppointmentId, AttachmentId, CatalogItemId, ConfidentialRequestId,
+    ConsentEventId, ConversationId, MessageId, OutboxJobId, PatientId, PracticeId, ProviderId,
+    ReminderId, SessionId, TeamId, TemplateId, TokenId, UserId,
 };
 pub use sensitive::Sensitive;
 pub use validation::FieldError;

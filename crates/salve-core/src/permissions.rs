@@ -173,10 +173,15 @@ pub enum Operation {
     PracticeSettingsManage,
     /// Practice reports without patient content (first-response times).
     ReportRead,
+    /// Compose, schedule, send and cancel a general practice announcement (one text to many
+    /// patients): an administrative act of the practice, so the admins and the front desk.
+    AnnouncementSend,
+    /// See announcements and their progress (counts, never a recipient's contact).
+    AnnouncementRead,
 }
 
 impl Operation {
-    pub const ALL: [Operation; 33] = [
+    pub const ALL: [Operation; 35] = [
         Operation::PatientCreate,
         Operation::PatientRead,
         Operation::PatientList,
@@ -210,6 +215,8 @@ impl Operation {
         Operation::AppointmentImport,
         Operation::PracticeSettingsManage,
         Operation::ReportRead,
+        Operation::AnnouncementSend,
+        Operation::AnnouncementRead,
     ];
 
     /// Operations whose resource is one patient (and so may be restricted).
@@ -308,6 +315,8 @@ const ROLE_TABLE: &[(Role, &[Operation])] = &[
             Op::AppointmentImport,
             Op::PracticeSettingsManage,
             Op::ReportRead,
+            Op::AnnouncementSend,
+            Op::AnnouncementRead,
         ],
     ),
     (
@@ -335,6 +344,7 @@ const ROLE_TABLE: &[(Role, &[Operation])] = &[
             Op::AppointmentRead,
             Op::AppointmentWrite,
             Op::AppointmentImport,
+            Op::AnnouncementRead,
         ],
     ),
     (
@@ -360,6 +370,8 @@ const ROLE_TABLE: &[(Role, &[Operation])] = &[
             Op::AppointmentRead,
             Op::AppointmentWrite,
             Op::AppointmentImport,
+            Op::AnnouncementSend,
+            Op::AnnouncementRead,
         ],
     ),
     (
@@ -693,6 +705,17 @@ mod tests {
             !allowed(Role::Auditor).contains(&Op::PatientRead),
             "no patient content"
         );
+        // Announcements go to many patients at once: the admins and the front desk send them;
+        // clinicians see them; tokens never broadcast.
+        for role in [Role::Admin, Role::Staff] {
+            assert!(allowed(role).contains(&Op::AnnouncementSend), "{role:?}");
+            assert!(allowed(role).contains(&Op::AnnouncementRead), "{role:?}");
+        }
+        assert!(!allowed(Role::Clinician).contains(&Op::AnnouncementSend));
+        assert!(allowed(Role::Clinician).contains(&Op::AnnouncementRead));
+        assert!(!allowed(Role::Auditor).contains(&Op::AnnouncementRead));
+        assert_eq!(required_scope(Op::AnnouncementSend), None);
+        assert_eq!(required_scope(Op::AnnouncementRead), None);
     }
 
     #[test]

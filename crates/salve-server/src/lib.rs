@@ -7,6 +7,7 @@
 // ApiError is built once per failed request and returned straight away; boxing it buys nothing.
 #![allow(clippy::result_large_err)]
 
+pub mod announcements;
 mod api;
 pub mod attachments;
 mod auth;

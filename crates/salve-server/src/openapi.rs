@@ -5,9 +5,9 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
 use utoipa::{Modify, OpenApi};
 
 use crate::api::{
-    account, appointments, carrier, consent, health, hours, inbound, inbox_events, messages,
-    outbox, oversight, passkeys, patients, portal, portal_login, portal_messages, providers,
-    reminders, session, teams, tokens, users,
+    account, announcements, appointments, carrier, consent, health, hours, inbound, inbox_events,
+    messages, outbox, oversight, passkeys, patients, portal, portal_login, portal_messages,
+    providers, reminders, session, teams, tokens, users,
 };
 use crate::error::{Problem, ProblemField};
 
@@ -62,6 +62,8 @@ impl Modify for BearerAuth {
         reminders::settings, reminders::put_settings, reminders::held, reminders::of_appointment, reminders::release,
         appointments::create, appointments::read, appointments::update, appointments::cancel, appointments::list,
         appointments::import,
+        announcements::preview, announcements::create, announcements::send, announcements::cancel,
+        announcements::list, announcements::read,
     ),
     components(schemas(Problem, ProblemField, patients::PatientCreate, patients::PatientPatch, patients::PatientView,
         patients::PatientList, patients::ContactBody, patients::ContactView, patients::SearchBody, patients::LookupBody,
@@ -90,7 +92,10 @@ impl Modify for BearerAuth {
         appointments::AppointmentView, appointments::AppointmentList, appointments::ImportError,
         appointments::ImportReportView,
         hours::IntervalBody, hours::HolidayBody, hours::OfficeHoursBody, hours::OfficeHoursView,
-        hours::ResponseSettingsBody, hours::ResponseTimeReport, hours::ExpectedReply)),
+        hours::ResponseSettingsBody, hours::ResponseTimeReport, hours::ExpectedReply,
+        announcements::FilterBody, announcements::AnnouncementBody, announcements::SendBody,
+        announcements::AnnouncementPreview, announcements::ProgressView, announcements::AnnouncementView,
+        announcements::AnnouncementList)),
     modifiers(&BearerAuth),
     tags((name = "patients", description = "Patients of the caller's practice"),
         (name = "session", description = "Staff sign-in, second factor, sign-out"),
@@ -101,7 +106,8 @@ impl Modify for BearerAuth {
         (name = "inbox", description = "The team inbox: conversations, sending, notes, assignment, live updates"),
         (name = "consent", description = "Consent ledger and confidential-communication requests"),
         (name = "settings", description = "Catalog, saved replies and messaging settings"),
-        (name = "appointments", description = "Appointments (booked, changed and cancelled through the API or a CSV import), their reminders and the patients' answers")),
+        (name = "appointments", description = "Appointments (booked, changed and cancelled through the API or a CSV import), their reminders and the patients' answers"),
+        (name = "announcements", description = "General practice announcements to patients who consented to them")),
 )]
 pub struct ApiDoc;
 

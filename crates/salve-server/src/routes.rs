@@ -14,9 +14,9 @@ use salve_store::SessionStage;
 
 use crate::AppState;
 use crate::api::{
-    account, appointments, carrier, consent, health, hours, inbound, inbox_events, messages,
-    outbox, oversight, passkeys, patients, portal, portal_login, portal_messages, providers,
-    reminders, session, teams, tokens, users, webhooks,
+    account, announcements, appointments, carrier, consent, health, hours, inbound, inbox_events,
+    messages, outbox, oversight, passkeys, patients, portal, portal_login, portal_messages,
+    providers, reminders, session, teams, tokens, users, webhooks,
 };
 use crate::auth::{self, Caller};
 use crate::context::ClientInfo;
@@ -431,6 +431,42 @@ fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
             "/webhooks/telnyx/{id}",
             ProviderSignature,
             post(webhooks::telnyx),
+        ),
+        r(
+            Method::GET,
+            "/api/v1/announcements",
+            Op(AnnouncementRead),
+            get(announcements::list),
+        ),
+        r(
+            Method::POST,
+            "/api/v1/announcements",
+            Op(AnnouncementSend),
+            post(announcements::create),
+        ),
+        r(
+            Method::POST,
+            "/api/v1/announcements/preview",
+            Op(AnnouncementSend),
+            post(announcements::preview),
+        ),
+        r(
+            Method::GET,
+            "/api/v1/announcements/{id}",
+            Op(AnnouncementRead),
+            get(announcements::read),
+        ),
+        r(
+            Method::POST,
+            "/api/v1/announcements/{id}/send",
+            Op(AnnouncementSend),
+            post(announcements::send),
+        ),
+        r(
+            Method::POST,
+            "/api/v1/announcements/{id}/cancel",
+            Op(AnnouncementSend),
+            post(announcements::cancel),
         ),
         r(Method::GET, "/api/v1/teams", Op(UserList), get(teams::list)),
         r(

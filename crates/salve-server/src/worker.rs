@@ -419,6 +419,9 @@ pub async fn run(state: AppState, period: Duration, mut stop: watch::Receiver<bo
         let notified = wake.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
+        if let Err(e) = crate::announcements::run_once(&state).await {
+            tracing::error!(error = %e, "announcement pass failed");
+        }
         if let Err(e) = run_once(&state, &worker).await {
             tracing::error!(error = %e, "outbox worker pass failed");
         }

@@ -1146,6 +1146,7 @@ const RECORD_KINDS: &[(&str, &[Target])] = &[
     ),
     // No reminder is held back in the fixture: an allowed caller is told it is not found.
     ("/api/v1/reminders/{id}", &[Target::Own]),
+    ("/api/v1/announcements/{id}", &[Target::Own, Target::Other]),
 ];
 
 /// The records the matrix points at, by path prefix and target.
@@ -1233,6 +1234,16 @@ fn templates() -> Vec<Template> {
                 "role": "staff"
             }))
         }),
+        // Announcements: admins and the front desk write and send them, clinicians read them.
+        // Sending again moves the time; cancelling again changes nothing.
+        t(Method::GET, "/api/v1/announcements", 200),
+        t(Method::POST, "/api/v1/announcements", 201)
+            .body(|_| Some(json!({"text": "Our office is closed on Friday."}))),
+        t(Method::POST, "/api/v1/announcements/preview", 200)
+            .body(|_| Some(json!({"text": "Our office is closed on Friday."}))),
+        t(Method::GET, "/api/v1/announcements/{id}", 200),
+        t(Method::POST, "/api/v1/announcements/{id}/send", 200).body(|_| Some(json!({}))),
+        t(Method::POST, "/api/v1/announcements/{id}/cancel", 200),
         // Teams: only admins manage them (one creation per name, one deletion per team).
         t(Method::GET, "/api/v1/teams", 200),
         t(Method::POST, "/api/v1/teams", 201).body(|_| Some(json!({"name": "Front desk"}))),
@@ -1775,6 +1786,36 @@ async fn matrix_fixture(app: &App, admin: &str) -> Fixture {
             r.json()["id"].as_str().unwrap().to_owned(),
         );
     }
+    let announcement = async |practice| {
+        app.store
+            .create_announcement(
+                practice,
+                &salve_core::permissions::Principal::Operator,
+                &RequestContext::default(),
+                &salve_store::NewAnnouncement {
+                    text: salve_core::Sensitive::new("Our office is closed on Friday.".into()),
+                    decision_json: "{}".into(),
+                    route: salve_core::policy::Route::Direct,
+                    filter: Default::default(),
+                    scheduled_at: None,
+                },
+                None,
+            )
+            .await
+            .unwrap()
+            .0
+            .id
+            .to_string()
+    };
+    let announcements = "/api/v1/announcements/{id}";
+    ids.insert(
+        (announcements, Target::Own),
+        announcement(app.practice).await,
+    );
+    ids.insert(
+        (announcements, Target::Other),
+        announcement(app.other).await,
+    );
     Fixture {
         ids,
         glass_patient,

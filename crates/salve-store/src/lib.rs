@@ -7,6 +7,7 @@
 //! locking, migrations, schema introspection, backup) lives in `dialect::sqlite` and
 //! `dialect::postgres` behind the `Dialect` type.
 
+mod announcements;
 mod appointments;
 mod audit;
 mod backup;
@@ -39,6 +40,7 @@ use salve_core::Clock;
 use salve_crypto::MasterKey;
 use sqlx::AnyPool;
 
+pub use announcements::{Announcement, Batch, NewAnnouncement, Progress};
 pub use appointments::{
     APPOINTMENT_VERSION_CONFLICT, Appointment, AppointmentFilter, AppointmentPatch, ImportReport,
     MAX_APPOINTMENTS, NewAppointment, source_of,

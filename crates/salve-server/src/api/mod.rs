@@ -1,4 +1,5 @@
 pub mod account;
+pub mod announcements;
 pub mod appointments;
 pub mod carrier;
 pub mod consent;
