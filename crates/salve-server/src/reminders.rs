@@ -63,11 +63,12 @@ pub async fn run_once(state: &AppState) -> anyhow::Result<Pass> {
             tracing::warn!(appointment = %visit.id, "appointment time zone unknown; no reminders");
             continue;
         };
-        if !settings.contains_key(&visit.practice) {
-            let loaded = state.store.reminder_settings(visit.practice).await?;
-            settings.insert(visit.practice, loaded);
-        }
-        let practice_settings = &settings[&visit.practice];
+        let practice_settings = match settings.entry(visit.practice) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(state.store.reminder_settings(visit.practice).await?)
+            }
+        };
         let schedule = practice_settings.schedule_for(visit.appointment_type);
         let recorded: Vec<reminders::Recorded> = state
             .store

@@ -15,7 +15,7 @@ use crate::tx::WriteTx;
 use crate::{Result, Store, StoreError};
 
 /// A practice's reminder settings (defaults when it never set any).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ReminderSettings {
     pub default_schedule: Schedule,
     pub limits: Limits,
@@ -23,17 +23,6 @@ pub struct ReminderSettings {
     pub spanish_unaccented: bool,
     /// Schedules for given appointment types, instead of the default.
     pub by_type: Vec<(CatalogItemId, Schedule)>,
-}
-
-impl Default for ReminderSettings {
-    fn default() -> Self {
-        Self {
-            default_schedule: Schedule::default(),
-            limits: Limits::default(),
-            spanish_unaccented: false,
-            by_type: Vec::new(),
-        }
-    }
 }
 
 impl ReminderSettings {
