@@ -185,6 +185,11 @@ pub enum Action {
     ResponseEscalate,
     /// Someone read the first-response-time report.
     ResponseReportRead,
+    /// A secure message the patient had not opened: one reminder with a fresh link was queued
+    /// (the old link revoked).
+    SecureMessageReminder,
+    /// A secure message still unopened after its reminder: the practice admins were told.
+    SecureMessageUnreadAlert,
 }
 
 impl Action {
@@ -278,6 +283,8 @@ impl Action {
             Self::ResponseSettingsUpdate => "practice.response_settings.update",
             Self::ResponseEscalate => "response.escalate",
             Self::ResponseReportRead => "report.response_time.read",
+            Self::SecureMessageReminder => "secure_message.reminder",
+            Self::SecureMessageUnreadAlert => "secure_message.unread_alert",
         }
     }
 }
