@@ -190,6 +190,8 @@ pub enum Action {
     SecureMessageReminder,
     /// A secure message still unopened after its reminder: the practice admins were told.
     SecureMessageUnreadAlert,
+    /// An admin changed the delay before an unread secure message's reminder.
+    UnreadSettingsChange,
 }
 
 impl Action {
@@ -285,6 +287,7 @@ impl Action {
             Self::ResponseReportRead => "report.response_time.read",
             Self::SecureMessageReminder => "secure_message.reminder",
             Self::SecureMessageUnreadAlert => "secure_message.unread_alert",
+            Self::UnreadSettingsChange => "practice.unread_settings",
         }
     }
 }

@@ -31,6 +31,7 @@ mod practices;
 mod reminders;
 mod teams;
 mod tx;
+mod unread;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -71,6 +72,7 @@ pub use passkeys::{Ceremony, CeremonyPurpose, StoredPasskey};
 pub use patient_accounts::PatientLogin;
 pub use patients::{Idempotency, Lookup, MAX_PAGE, Patient, PatientPage};
 pub use practices::{Practice, TokenInfo, TokenPrincipal};
+pub use unread::UnreadSecureMessage;
 pub use reminders::{
     AwaitingReminder, NewReminder, Recorded, Reminder, ReminderSettings, ReminderState,
 };
