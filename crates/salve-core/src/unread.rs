@@ -75,7 +75,10 @@ mod tests {
             follow_up(f, DELAY, f.sent_at + DELAY - 1),
             FollowUp::Nothing
         );
-        assert_eq!(follow_up(f, DELAY, f.sent_at + DELAY), FollowUp::SendReminder);
+        assert_eq!(
+            follow_up(f, DELAY, f.sent_at + DELAY),
+            FollowUp::SendReminder
+        );
         assert_eq!(
             follow_up(f, DELAY, f.sent_at + 10 * DELAY),
             FollowUp::SendReminder
@@ -87,13 +90,13 @@ mod tests {
         let reminded = 1_000 * HOUR + DELAY + HOUR;
         let f = facts(None, Some(reminded), None);
         assert_eq!(follow_up(f, DELAY, reminded), FollowUp::Nothing);
-        assert_eq!(
-            follow_up(f, DELAY, reminded + DELAY - 1),
-            FollowUp::Nothing
-        );
+        assert_eq!(follow_up(f, DELAY, reminded + DELAY - 1), FollowUp::Nothing);
         assert_eq!(follow_up(f, DELAY, reminded + DELAY), FollowUp::AlertStaff);
         let done = facts(None, Some(reminded), Some(reminded + DELAY));
-        assert_eq!(follow_up(done, DELAY, reminded + 5 * DELAY), FollowUp::Nothing);
+        assert_eq!(
+            follow_up(done, DELAY, reminded + 5 * DELAY),
+            FollowUp::Nothing
+        );
     }
 
     #[test]

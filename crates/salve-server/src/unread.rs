@@ -25,7 +25,9 @@ pub fn email_body(base_url: &str, days: i64) -> String {
     } else {
         format!("{days} days")
     };
-    format!("A patient has not opened a secure message sent {days} ago. Open the inbox: {base_url}/inbox")
+    format!(
+        "A patient has not opened a secure message sent {days} ago. Open the inbox: {base_url}/inbox"
+    )
 }
 
 /// Handles every unread secure message whose reminder or staff alert is due; returns how many

@@ -72,11 +72,11 @@ pub use passkeys::{Ceremony, CeremonyPurpose, StoredPasskey};
 pub use patient_accounts::PatientLogin;
 pub use patients::{Idempotency, Lookup, MAX_PAGE, Patient, PatientPage};
 pub use practices::{Practice, TokenInfo, TokenPrincipal};
-pub use unread::UnreadSecureMessage;
 pub use reminders::{
     AwaitingReminder, NewReminder, Recorded, Reminder, ReminderSettings, ReminderState,
 };
 pub use teams::Team;
+pub use unread::UnreadSecureMessage;
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 

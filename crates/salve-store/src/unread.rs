@@ -199,8 +199,10 @@ impl Store {
             .ring
             .patient_key(&mut tx.tx, item.practice, item.patient)
             .await?;
-        let recipient =
-            key.open_string(FieldAad::new("outbox_jobs", "recipient", &first_job), &sealed)?;
+        let recipient = key.open_string(
+            FieldAad::new("outbox_jobs", "recipient", &first_job),
+            &sealed,
+        )?;
         let kind = match crate::Medium::parse(&medium).ok_or_else(bad)? {
             crate::Medium::Sms => ContactKind::Phone,
             crate::Medium::Email => ContactKind::Email,
