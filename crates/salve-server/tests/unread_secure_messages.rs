@@ -7,8 +7,6 @@
 
 use axum::http::StatusCode;
 use salve_channels::{Channel, OutboxRecord};
-use salve_core::audit::RequestContext;
-use salve_core::permissions::Principal;
 use salve_testkit::TestDatabase;
 use serde_json::{Value, json};
 use time::Duration;
@@ -242,28 +240,27 @@ async fn revoked_consent_stops_the_reminder_in_the_outbox() {
 async fn the_practice_delay_applies_and_a_reminder_is_recorded_once() {
     for db in TestDatabase::all().await {
         let w = World::new(db).await;
-        let practice = w.app.practice;
-        w.app
-            .store
-            .set_unread_delay_hours(
-                practice,
-                &Principal::Operator,
-                &RequestContext::default(),
-                0,
-            )
-            .await
-            .unwrap_err();
-        w.app
-            .store
-            .set_unread_delay_hours(
-                practice,
-                &Principal::Operator,
-                &RequestContext::default(),
-                24,
-            )
-            .await
-            .unwrap();
-        assert_eq!(w.app.store.unread_delay_hours(practice).await.unwrap(), 24);
+        let settings = "/api/v1/practice/unread-settings";
+        let r = w.admin(Req::get(settings)).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        assert_eq!(r.json()["delay_hours"], 72, "3 days unless changed");
+        let r = w
+            .clinician(Req::put(settings).json(&json!({"delay_hours": 24})))
+            .await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "admins only: {}", r.text);
+        for bad in [0, 24 * 31] {
+            let r = w
+                .admin(Req::put(settings).json(&json!({"delay_hours": bad})))
+                .await;
+            assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text);
+        }
+        let r = w
+            .admin(Req::put(settings).json(&json!({"delay_hours": 24})))
+            .await;
+        assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text);
+        assert_eq!(w.admin(Req::get(settings)).await.json()["delay_hours"], 24);
+        assert_eq!(audited(&w, "practice.unread_settings").await, 1);
+
         let (_dee, _sent) = announced(&w, "Dee", "0145").await;
         let first = w.outbox()[0].clone();
 
