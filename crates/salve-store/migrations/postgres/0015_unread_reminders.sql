@@ -3,6 +3,9 @@
 ALTER TABLE messages ADD COLUMN patient_read_at BIGINT;
 -- Messages the portal already marked read before this column existed.
 UPDATE messages SET patient_read_at = updated_at WHERE status = 'read' AND direction = 'outbound';
+-- What the worker scans on every pass: secure messages not yet seen.
+CREATE INDEX messages_unread_portal ON messages (created_at)
+    WHERE direction = 'outbound' AND channel = 'portal' AND patient_read_at IS NULL;
 
 -- The message a notification's link was minted for, so a reminder can revoke it.
 ALTER TABLE secure_links ADD COLUMN message_id TEXT REFERENCES messages (id);
