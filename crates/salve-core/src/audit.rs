@@ -197,6 +197,13 @@ pub enum Action {
     AnnouncementRecipient,
     /// Every recipient of an announcement was recorded.
     AnnouncementDone,
+    /// A secure message the patient had not opened: one reminder with a fresh link was queued
+    /// (the old link revoked).
+    SecureMessageReminder,
+    /// A secure message still unopened after its reminder: the practice admins were told.
+    SecureMessageUnreadAlert,
+    /// An admin changed the delay before an unread secure message's reminder.
+    UnreadSettingsChange,
 }
 
 impl Action {
@@ -296,6 +303,9 @@ impl Action {
             Self::AnnouncementStart => "announcement.start",
             Self::AnnouncementRecipient => "announcement.recipient",
             Self::AnnouncementDone => "announcement.done",
+            Self::SecureMessageReminder => "secure_message.reminder",
+            Self::SecureMessageUnreadAlert => "secure_message.unread_alert",
+            Self::UnreadSettingsChange => "practice.unread_settings",
         }
     }
 }

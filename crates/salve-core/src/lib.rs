@@ -27,6 +27,7 @@ pub mod sensitive;
 pub mod system_messages;
 pub mod templates;
 pub mod throttle;
+pub mod unread;
 pub mod urgency;
 pub mod validation;
 pub mod vendors;

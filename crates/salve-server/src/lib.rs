@@ -25,6 +25,7 @@ mod provider_config;
 pub mod reminders;
 mod routes;
 mod serve;
+pub mod unread;
 pub mod worker;
 
 use std::sync::Arc;

@@ -759,6 +759,18 @@ fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
         ),
         r(
             Method::GET,
+            "/api/v1/practice/unread-settings",
+            Op(PracticeSettingsManage),
+            get(crate::api::unread::unread_settings),
+        ),
+        r(
+            Method::PUT,
+            "/api/v1/practice/unread-settings",
+            Op(PracticeSettingsManage),
+            put(crate::api::unread::set_unread_settings),
+        ),
+        r(
+            Method::GET,
             "/api/v1/reports/response-time",
             Op(ReportRead),
             get(hours::response_time_report),

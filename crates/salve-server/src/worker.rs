@@ -181,6 +181,10 @@ pub async fn run_once(state: &AppState, worker: &str) -> anyhow::Result<usize> {
             tracing::error!(error = %e, "escalating overdue conversations failed");
             0
         });
+    handled += crate::unread::run_once(state).await.unwrap_or_else(|e| {
+        tracing::error!(error = %e, "following up unread secure messages failed");
+        0
+    });
     loop {
         let jobs = state.store.claim_outbox_jobs(worker, BATCH).await?;
         if jobs.is_empty() {

@@ -1415,6 +1415,9 @@ fn templates() -> Vec<Template> {
         t(Method::PUT, "/api/v1/practice/response-settings", 204)
             .body(|_| Some(json!({"target_minutes": 240}))),
         t(Method::GET, "/api/v1/reports/response-time", 200),
+        t(Method::GET, "/api/v1/practice/unread-settings", 200),
+        t(Method::PUT, "/api/v1/practice/unread-settings", 204)
+            .body(|_| Some(json!({"delay_hours": 72}))),
     ]
 }
 

@@ -75,6 +75,11 @@ async fn an_expired_baa_holds_messages_alerts_admins_once_and_a_renewal_sends_ea
         };
         let w = World::new(db).await;
         let settings = smtp_settings(server.port, &pki.ca_pem);
+        // This story is about held sends: no unread-message reminder joins them in its 6 days.
+        let r = w
+            .admin(Req::put("/api/v1/practice/unread-settings").json(&json!({"delay_hours": 720})))
+            .await;
+        assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text);
 
         // No agreement: refused, whatever the settings.
         let r = w

@@ -32,6 +32,7 @@ mod practices;
 mod reminders;
 mod teams;
 mod tx;
+mod unread;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -77,6 +78,7 @@ pub use reminders::{
     AwaitingReminder, NewReminder, Recorded, Reminder, ReminderSettings, ReminderState,
 };
 pub use teams::Team;
+pub use unread::UnreadSecureMessage;
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 

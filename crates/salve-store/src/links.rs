@@ -92,7 +92,7 @@ impl Store {
             })?
             .clone();
         let id = insert_link(
-            &mut tx.tx, &self.ring, practice, patient, &contact, token_hash, now, ttl_secs,
+            &mut tx.tx, &self.ring, practice, patient, &contact, token_hash, now, ttl_secs, None,
         )
         .await?;
         let info = LinkInfo {
@@ -433,7 +433,8 @@ impl Store {
     }
 }
 
-/// Stores a secure link inside the caller's transaction; returns its id.
+/// Stores a secure link inside the caller's transaction; returns its id. `message`: the secure
+/// message a notification's link announces (so a reminder can revoke it).
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn insert_link(
     conn: &mut sqlx::AnyConnection,
@@ -444,13 +445,14 @@ pub(crate) async fn insert_link(
     token_hash: &[u8; 32],
     now: i64,
     ttl_secs: i64,
+    message: Option<&str>,
 ) -> Result<uuid::Uuid> {
     let key = ring.patient_key(&mut *conn, practice, patient).await?;
     let id = uuid::Uuid::now_v7();
     let expires_at = now + ttl_secs * 1_000_000;
     sqlx::query(
         "INSERT INTO secure_links (id, token_hash, practice_id, patient_id, contact_kind, contact_value, \
-         created_at, expires_at, failures) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0)",
+         created_at, expires_at, failures, message_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, $9)",
     )
     .bind(id.to_string())
     .bind(token_hash.to_vec())
@@ -463,6 +465,7 @@ pub(crate) async fn insert_link(
     ))
     .bind(now)
     .bind(expires_at)
+    .bind(message)
     .execute(&mut *conn)
     .await?;
     Ok(id)

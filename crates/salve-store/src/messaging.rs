@@ -1285,6 +1285,7 @@ impl Store {
                     token_hash,
                     now,
                     *ttl,
+                    Some(&row),
                 )
                 .await?;
             }
@@ -1434,6 +1435,16 @@ impl Store {
         sqlx::query(
             "UPDATE messages SET status = 'read', updated_at = $1 WHERE patient_id = $2 AND practice_id = $3 \
              AND direction = 'outbound' AND channel = 'portal' AND status IN ('queued', 'sending', 'sent', 'delivered', 'unknown')",
+        )
+        .bind(tx.now_micros())
+        .bind(patient.to_string())
+        .bind(practice.to_string())
+        .execute(&mut *tx.tx)
+        .await?;
+        // The first time the patient saw each secure message (an unread one gets a reminder).
+        sqlx::query(
+            "UPDATE messages SET patient_read_at = $1 WHERE patient_id = $2 AND practice_id = $3 \
+             AND direction = 'outbound' AND channel = 'portal' AND patient_read_at IS NULL",
         )
         .bind(tx.now_micros())
         .bind(patient.to_string())

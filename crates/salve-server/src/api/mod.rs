@@ -20,6 +20,7 @@ pub mod reminders;
 pub mod session;
 pub mod teams;
 pub mod tokens;
+pub mod unread;
 pub mod users;
 pub mod webhooks;
 
