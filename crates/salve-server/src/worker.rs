@@ -405,6 +405,21 @@ async fn reconcile_stale_with_lease(
     Ok(count)
 }
 
+/// One pass of everything the server does in the background: reminders due now are decided
+/// and queued, due announcements queue their next batch, then the outbox (with escalations
+/// and unread follow-ups) sends. Errors are logged; the next pass tries again.
+pub async fn background_pass(state: &AppState, worker: &str) {
+    if let Err(e) = crate::reminders::run_once(state).await {
+        tracing::error!(error = %e, "reminder pass failed");
+    }
+    if let Err(e) = crate::announcements::run_once(state).await {
+        tracing::error!(error = %e, "announcement pass failed");
+    }
+    if let Err(e) = run_once(state, worker).await {
+        tracing::error!(error = %e, "outbox worker pass failed");
+    }
+}
+
 /// Runs the worker until `stop` turns true: on every local inbox change and every `period`.
 pub async fn run(state: AppState, period: Duration, mut stop: watch::Receiver<bool>) {
     let worker = format!("worker-{}", uuid::Uuid::new_v4());
@@ -423,12 +438,7 @@ pub async fn run(state: AppState, period: Duration, mut stop: watch::Receiver<bo
         let notified = wake.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
-        if let Err(e) = crate::announcements::run_once(&state).await {
-            tracing::error!(error = %e, "announcement pass failed");
-        }
-        if let Err(e) = run_once(&state, &worker).await {
-            tracing::error!(error = %e, "outbox worker pass failed");
-        }
+        background_pass(&state, &worker).await;
         tokio::select! {
             () = notified => {}
             () = tokio::time::sleep(period) => {}

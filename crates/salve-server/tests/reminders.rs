@@ -247,6 +247,24 @@ async fn reminders_keep_the_visits_wall_time_across_dst_and_wait_out_quiet_hours
 }
 
 #[tokio::test]
+async fn the_servers_background_pass_sends_due_reminders() {
+    for db in TestDatabase::all().await {
+        let c = Clinic::new(db).await;
+        let ana = c.patient("Ana", "0142").await;
+        let visit = c.book(ana, "2026-11-28T09:00", c.checkup).await;
+        c.at("2026-11-27T09:00");
+        // What `salve serve` runs on every wake-up and every poll period.
+        salve_server::worker::background_pass(&c.w.worker, "w").await;
+        let texts = c.texts_to("0142");
+        assert_eq!(texts.len(), 1, "{texts:?}");
+        assert!(texts[0].contains("Reply C to confirm"), "{}", texts[0]);
+        salve_server::worker::background_pass(&c.w.worker, "w").await;
+        assert_eq!(c.texts_to("0142").len(), 1);
+        assert_eq!(c.reminders(visit).await.last().unwrap()["state"], "sent");
+    }
+}
+
+#[tokio::test]
 async fn the_daily_cap_holds_back_shows_and_staff_release() {
     for db in TestDatabase::all().await {
         let c = Clinic::new(db).await;
