@@ -61,6 +61,9 @@ pub struct AppState {
     media_from_loopback: bool,
     /// The passkey relying party; `None` when the public URL cannot name one.
     pub webauthn: Option<Arc<webauthn_rs::Webauthn>>,
+    /// When this process last decided reminders (server clock, micros): at most one pass a
+    /// minute, however often commits wake the worker (a pass opens every visit ahead).
+    reminders_last_pass: Arc<std::sync::atomic::AtomicI64>,
 }
 
 impl AppState {
@@ -87,7 +90,22 @@ impl AppState {
             local_outbox: None,
             media_resolver: Arc::new(salve_channels::SystemResolver),
             media_from_loopback: false,
+            reminders_last_pass: Arc::new(std::sync::atomic::AtomicI64::new(i64::MIN)),
         }
+    }
+
+    /// Whether a reminders pass is due (a minute since the last one on the server clock); if
+    /// so, it counts as started now.
+    pub(crate) fn reminders_due_for_a_pass(&self) -> bool {
+        use std::sync::atomic::Ordering;
+        let now = salve_core::clock::to_micros(self.clock.now());
+        let last = self.reminders_last_pass.load(Ordering::Relaxed);
+        if last != i64::MIN && now.saturating_sub(last) < 60_000_000 {
+            return false;
+        }
+        self.reminders_last_pass
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
     }
 
     pub fn with_provider(mut self, provider: Arc<dyn salve_channels::Provider>) -> Self {

@@ -409,7 +409,9 @@ async fn reconcile_stale_with_lease(
 /// and queued, due announcements queue their next batch, then the outbox (with escalations
 /// and unread follow-ups) sends. Errors are logged; the next pass tries again.
 pub async fn background_pass(state: &AppState, worker: &str) {
-    if let Err(e) = crate::reminders::run_once(state).await {
+    if state.reminders_due_for_a_pass()
+        && let Err(e) = crate::reminders::run_once(state).await
+    {
         tracing::error!(error = %e, "reminder pass failed");
     }
     if let Err(e) = crate::announcements::run_once(state).await {

@@ -251,6 +251,7 @@ async fn the_servers_background_pass_sends_due_reminders() {
     for db in TestDatabase::all().await {
         let c = Clinic::new(db).await;
         let ana = c.patient("Ana", "0142").await;
+        let ben = c.patient("Ben", "0143").await;
         let visit = c.book(ana, "2026-11-28T09:00", c.checkup).await;
         c.at("2026-11-27T09:00");
         // What `salve serve` runs on every wake-up and every poll period.
@@ -261,6 +262,15 @@ async fn the_servers_background_pass_sends_due_reminders() {
         salve_server::worker::background_pass(&c.w.worker, "w").await;
         assert_eq!(c.texts_to("0142").len(), 1);
         assert_eq!(c.reminders(visit).await.last().unwrap()["state"], "sent");
+        // At most one reminders pass a minute: a reminder due 30 seconds later waits for the
+        // next minute's pass.
+        c.book(ben, "2026-11-28T09:00:30", c.checkup).await;
+        c.w.app.advance(time::Duration::seconds(30));
+        salve_server::worker::background_pass(&c.w.worker, "w").await;
+        assert!(c.texts_to("0143").is_empty());
+        c.w.app.advance(time::Duration::seconds(30));
+        salve_server::worker::background_pass(&c.w.worker, "w").await;
+        assert_eq!(c.texts_to("0143").len(), 1);
     }
 }
 
