@@ -349,6 +349,27 @@ pub struct AuditEvent {
     pub context: RequestContext,
 }
 
+impl AuditEvent {
+    /// An event on a practice's chain: the one way the store builds them.
+    pub fn in_practice(
+        practice: PracticeId,
+        actor: Actor,
+        context: &RequestContext,
+        action: Action,
+        targets: Vec<String>,
+        outcome: Outcome,
+    ) -> Self {
+        Self {
+            scope: ChainScope::Practice(practice),
+            actor,
+            action,
+            targets,
+            outcome,
+            context: context.clone(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -118,6 +118,19 @@ impl ApiError {
         Self::new(StatusCode::FORBIDDEN, "forbidden", "Not allowed", detail)
     }
 
+    /// Logs a failure of background work (a staff email from the worker): status, problem
+    /// kind and the internal cause only; never the detail or field messages, which may quote
+    /// input.
+    pub(crate) fn log_background_failure(&self, task: &'static str) {
+        tracing::error!(
+            status = self.status.as_u16(),
+            problem = self.slug,
+            cause = self.cause.as_deref().unwrap_or(""),
+            task,
+            "background task failed"
+        );
+    }
+
     pub fn internal(cause: impl Into<String>) -> Self {
         let mut e = Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,

@@ -41,7 +41,7 @@ pub async fn run_once(state: &AppState) -> anyhow::Result<usize> {
         )
         .await
         {
-            tracing::error!(error = ?e, "emailing an overdue-conversation escalation failed");
+            e.log_background_failure("emailing an overdue-conversation escalation");
         }
     }
     Ok(escalated)

@@ -86,7 +86,7 @@ async fn alert(state: &AppState, item: &UnreadSecureMessage) -> anyhow::Result<b
         )
         .await
         {
-            tracing::error!(error = ?e, "emailing an unread secure message alert failed");
+            e.log_background_failure("emailing an unread secure message alert");
         }
     }
     Ok(true)

@@ -103,7 +103,7 @@ async fn alert_expiry(state: &AppState, provider: &ProviderRecord, coverage: Cov
     )
     .await
     {
-        tracing::error!(error = ?e, "alerting admins of an agreement expiry failed");
+        e.log_background_failure("alerting admins of an agreement expiry");
     }
 }
 
@@ -145,7 +145,7 @@ async fn alert_emergency_blocked(state: &AppState, job: &ClaimedJob, why: &str) 
     )
     .await
     {
-        tracing::error!(error = ?e, "alerting staff of a blocked emergency reply failed");
+        e.log_background_failure("alerting staff of a blocked emergency reply");
     }
 }
 

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use salve_core::announcements::{
     self, HoldReason, RecipientFilter, RecipientResult, Status, VisitFacts,
 };
-use salve_core::audit::{Action, Actor, AuditEvent, ChainScope, Outcome, RequestContext};
+use salve_core::audit::{Action, Actor, AuditEvent, Outcome, RequestContext};
 use salve_core::clock::{from_micros, to_micros};
 use salve_core::consent::ConsentState;
 use salve_core::permissions::Principal;
@@ -132,14 +132,7 @@ fn event(
     targets: Vec<String>,
     outcome: Outcome,
 ) -> AuditEvent {
-    AuditEvent {
-        scope: ChainScope::Practice(practice),
-        actor,
-        action,
-        targets,
-        outcome,
-        context: ctx.clone(),
-    }
+    AuditEvent::in_practice(practice, actor, ctx, action, targets, outcome)
 }
 
 /// Visits in these states count for "with an upcoming appointment".

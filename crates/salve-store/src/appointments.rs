@@ -14,7 +14,7 @@ use salve_core::appointments::{
     AppointmentStatus, ImportRow, ParsedImport, RowError, StatusSource, Transition,
     TransitionRefused, check_transition,
 };
-use salve_core::audit::{Action, Actor, AuditEvent, ChainScope, Outcome, RequestContext};
+use salve_core::audit::{Action, Actor, AuditEvent, Outcome, RequestContext};
 use salve_core::clock::{from_micros, to_micros};
 use salve_core::permissions::{Decision, Operation, Principal, authorize};
 use salve_core::validation::FieldError;
@@ -124,14 +124,7 @@ fn event(
     targets: Vec<String>,
     outcome: Outcome,
 ) -> AuditEvent {
-    AuditEvent {
-        scope: ChainScope::Practice(practice),
-        actor: actor.clone(),
-        action,
-        targets,
-        outcome,
-        context: ctx.clone(),
-    }
+    AuditEvent::in_practice(practice, actor.clone(), ctx, action, targets, outcome)
 }
 
 fn malformed() -> StoreError {

@@ -10,7 +10,7 @@
 
 use std::collections::BTreeMap;
 
-use salve_core::audit::{Action, Actor, AuditEvent, ChainScope, Outcome, RequestContext};
+use salve_core::audit::{Action, Actor, AuditEvent, Outcome, RequestContext};
 use salve_core::clock::{from_micros, to_micros};
 use salve_core::hours::{Holiday, Interval, OfficeHours};
 use salve_core::permissions::Principal;
@@ -101,14 +101,7 @@ fn event(
     action: Action,
     targets: Vec<String>,
 ) -> AuditEvent {
-    AuditEvent {
-        scope: ChainScope::Practice(practice),
-        actor,
-        action,
-        targets,
-        outcome: Outcome::Success,
-        context: ctx.clone(),
-    }
+    AuditEvent::in_practice(practice, actor, ctx, action, targets, Outcome::Success)
 }
 
 /// The conversation's current waiting start (Unix microseconds), from clear columns.

@@ -5,7 +5,7 @@
 //! salve-core) from facts read inside the same transaction, so the message, its outbox job and
 //! its audit row commit together or not at all.
 
-use salve_core::audit::{Action, Actor, AuditEvent, ChainScope, Outcome, RequestContext};
+use salve_core::audit::{Action, Actor, AuditEvent, Outcome, RequestContext};
 use salve_core::clock::{from_micros, to_micros};
 use salve_core::permissions::{ContentKind, Operation, Principal, Role, TeamGate, may_see_content};
 use salve_core::policy::Route;
@@ -333,14 +333,7 @@ pub(crate) fn conversation_event(
     targets: Vec<String>,
     outcome: Outcome,
 ) -> AuditEvent {
-    AuditEvent {
-        scope: ChainScope::Practice(practice),
-        actor,
-        action,
-        targets,
-        outcome,
-        context: ctx.clone(),
-    }
+    AuditEvent::in_practice(practice, actor, ctx, action, targets, outcome)
 }
 
 pub(crate) struct LoadedConversation {

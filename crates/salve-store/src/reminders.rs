@@ -202,14 +202,14 @@ fn system_event(
     targets: Vec<String>,
     outcome: Outcome,
 ) -> AuditEvent {
-    AuditEvent {
-        scope: ChainScope::Practice(practice),
-        actor: Actor::System,
+    AuditEvent::in_practice(
+        practice,
+        Actor::System,
+        &RequestContext::default(),
         action,
         targets,
         outcome,
-        context: RequestContext::default(),
-    }
+    )
 }
 
 /// Visits in these states get reminders; the others (cancelled, done, missed, waiting for a

@@ -4,7 +4,7 @@
 //! is salve-core's ([`salve_core::unread::follow_up`]); the `unread_followups` row, keyed by the
 //! message, is what reminds and alerts at most once across runs and instances.
 
-use salve_core::audit::{Action, Actor, AuditEvent, ChainScope, Outcome, RequestContext};
+use salve_core::audit::{Action, Actor, AuditEvent, Outcome, RequestContext};
 use salve_core::patient::{Contact, ContactKind, ContactRole};
 use salve_core::permissions::Principal;
 use salve_core::unread::{self, FollowUp, UnreadFacts};
@@ -31,14 +31,14 @@ fn bad() -> StoreError {
 }
 
 fn event(practice: PracticeId, action: Action, targets: Vec<String>) -> AuditEvent {
-    AuditEvent {
-        scope: ChainScope::Practice(practice),
-        actor: Actor::System,
+    AuditEvent::in_practice(
+        practice,
+        Actor::System,
+        &RequestContext::default(),
         action,
         targets,
-        outcome: Outcome::Success,
-        context: RequestContext::default(),
-    }
+        Outcome::Success,
+    )
 }
 
 impl Store {
