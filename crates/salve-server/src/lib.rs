@@ -26,6 +26,7 @@ pub mod reminders;
 mod routes;
 mod serve;
 pub mod unread;
+mod web;
 pub mod worker;
 
 use std::sync::Arc;

@@ -50,6 +50,8 @@ pub struct RouteSpec {
     pub access: Access,
     /// Requests that do not keep a session alive (status polling, live-update streams).
     pub passive: bool,
+    /// An HTML page: CSRF-token checked, and refusals become a sign-in redirect or an error page.
+    pub page: bool,
 }
 
 const ACTIVE: &[SessionStage] = &[SessionStage::Active];
@@ -72,6 +74,7 @@ fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
                     path,
                     access,
                     passive: false,
+                    page: false,
                 },
                 handler,
             )
@@ -817,12 +820,18 @@ fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
 
 /// Every route and its declared access, for tests and documentation.
 pub fn route_specs() -> Vec<RouteSpec> {
-    table().into_iter().map(|(spec, _)| spec).collect()
+    all().into_iter().map(|(spec, _)| spec).collect()
+}
+
+fn all() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
+    let mut routes = table();
+    routes.extend(crate::web::table());
+    routes
 }
 
 pub(crate) fn router(state: &AppState) -> axum::Router<AppState> {
     let mut router = axum::Router::new();
-    for (spec, handler) in table() {
+    for (spec, handler) in all() {
         let passive = spec.passive;
         let handler = match spec.access {
             Access::Public
@@ -843,6 +852,14 @@ pub(crate) fn router(state: &AppState) -> axum::Router<AppState> {
                     session_gate(s, stages, passive, req, next)
                 },
             )),
+        };
+        let handler = if spec.page {
+            handler.route_layer(middleware::from_fn_with_state(
+                state.clone(),
+                crate::web::page_layer,
+            ))
+        } else {
+            handler
         };
         router = router.route(spec.path, handler);
     }

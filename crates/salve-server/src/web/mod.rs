@@ -1,0 +1,383 @@
+//! Server-rendered pages (askama templates, htmx). A page handler parses its form, calls the same
+//! operation as the JSON API (which authorizes, audits and applies the domain rules), and renders
+//! the result. No inline script or style: the page CSP allows our own files only.
+
+use askama::Template;
+use axum::body::{Body, to_bytes};
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodRouter, get};
+use serde::Deserialize;
+
+use crate::AppState;
+use crate::error::{ApiError, PROBLEM_JSON};
+use crate::routes::{Access, RouteSpec};
+
+pub mod assets;
+pub mod csrf;
+
+/// Pages load scripts, styles and images from this origin only; forms post only here.
+pub const PAGE_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
+     connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'; \
+     report-uri /csp-report";
+
+/// Largest urlencoded form body read for its CSRF field; larger forms send the header.
+const FORM_LIMIT: usize = 256 * 1024;
+
+/// The languages pages are written in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lang {
+    En,
+    Es,
+}
+
+impl Lang {
+    pub fn code(self) -> &'static str {
+        match self {
+            Lang::En => "en",
+            Lang::Es => "es",
+        }
+    }
+
+    /// A patient's preferred language (`es`, `es-MX`, …); English otherwise.
+    pub fn from_preference(tag: Option<&str>) -> Lang {
+        match tag {
+            Some(t) if t.to_ascii_lowercase().starts_with("es") => Lang::Es,
+            _ => Lang::En,
+        }
+    }
+}
+
+/// What every page needs to render its frame: language, CSRF token, where it is.
+pub struct Page {
+    pub csrf: String,
+    pub lang: Lang,
+    /// Path and query of this request, for "return here after signing in".
+    pub here: String,
+    /// An htmx request wants a fragment, and a redirect as `HX-Redirect`.
+    pub htmx: bool,
+    new_csrf: Option<HeaderValue>,
+}
+
+impl FromRequestParts<AppState> for Page {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let (csrf, new_csrf) = match csrf::current(state, &parts.headers) {
+            Some(t) => (t, None),
+            None => {
+                let t = csrf::mint();
+                let cookie = csrf::set_cookie(state, &t);
+                (t, Some(cookie))
+            }
+        };
+        Ok(Page {
+            csrf,
+            lang: Lang::En,
+            here: parts
+                .uri
+                .path_and_query()
+                .map_or_else(|| "/".to_owned(), |p| p.as_str().to_owned()),
+            htmx: parts.headers.contains_key("hx-request"),
+            new_csrf,
+        })
+    }
+}
+
+impl Page {
+    pub fn with_lang(mut self, lang: Lang) -> Self {
+        self.lang = lang;
+        self
+    }
+
+    /// Renders `template` with the page CSP (and the CSRF cookie when it was just minted).
+    pub fn render(&self, template: &impl Template) -> Response {
+        self.render_with_status(StatusCode::OK, template)
+    }
+
+    pub fn render_with_status(&self, status: StatusCode, template: &impl Template) -> Response {
+        match template.render() {
+            Ok(html) => {
+                let mut response = (status, html).into_response();
+                self.decorate(response.headers_mut());
+                response.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("text/html; charset=utf-8"),
+                );
+                response
+            }
+            Err(e) => ApiError::internal(format!("template: {e}")).into_response(),
+        }
+    }
+
+    /// Sends the browser to `to` (a path of ours): 303, or `HX-Redirect` for htmx requests.
+    pub fn redirect(&self, to: &str) -> Response {
+        let location = HeaderValue::from_str(to).unwrap_or(HeaderValue::from_static("/"));
+        let mut response = if self.htmx {
+            let mut r = StatusCode::NO_CONTENT.into_response();
+            r.headers_mut().insert("hx-redirect", location);
+            r
+        } else {
+            let mut r = StatusCode::SEE_OTHER.into_response();
+            r.headers_mut().insert(header::LOCATION, location);
+            r
+        };
+        self.decorate(response.headers_mut());
+        response
+    }
+
+    fn decorate(&self, headers: &mut HeaderMap) {
+        headers.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(PAGE_CSP),
+        );
+        if let Some(cookie) = &self.new_csrf {
+            headers.append(header::SET_COOKIE, cookie.clone());
+        }
+    }
+}
+
+/// `next` as given to a sign-in page, if it is a path on this site (never another host).
+pub fn safe_next(raw: Option<&str>) -> Option<String> {
+    let raw = raw?;
+    let ok = raw.starts_with('/')
+        && !raw.starts_with("//")
+        && !raw.starts_with("/\\")
+        && raw.len() <= 512
+        && !raw.chars().any(|c| c.is_control() || c == '\\');
+    ok.then(|| raw.to_owned())
+}
+
+/// `?next=` for `path`, percent-encoded.
+pub fn next_query(path: &str) -> String {
+    percent_encoding::utf8_percent_encode(path, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
+#[derive(Template)]
+#[template(path = "error.html")]
+struct ErrorPage<'a> {
+    page: &'a Page,
+    title: &'a str,
+    detail: &'a str,
+    status: u16,
+}
+
+#[derive(Deserialize)]
+struct ProblemBody {
+    #[serde(rename = "type", default)]
+    kind: String,
+    #[serde(default)]
+    title: String,
+    #[serde(default)]
+    detail: String,
+}
+
+/// Around every page route: checks the CSRF token of anything that changes state, and turns the
+/// API's problem documents into what a browser needs (sign-in redirect, an error page).
+pub async fn page_layer(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let (mut parts, body) = req.into_parts();
+    let Ok(page) = Page::from_request_parts(&mut parts, &state).await;
+    let mut req = Request::from_parts(parts, body);
+    if !matches!(*req.method(), Method::GET | Method::HEAD) {
+        match check_csrf(&state, &page, req).await {
+            Ok(r) => req = r,
+            Err(refused) => return refused,
+        }
+    }
+    let response = next.run(req).await;
+    let is_problem = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(PROBLEM_JSON.as_bytes()));
+    if !is_problem {
+        return response;
+    }
+    let status = response.status();
+    let (parts, body) = response.into_parts();
+    let problem: ProblemBody = match to_bytes(body, 64 * 1024).await {
+        Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or(ProblemBody {
+            kind: String::new(),
+            title: String::new(),
+            detail: String::new(),
+        }),
+        Err(_) => return Response::from_parts(parts, Body::empty()),
+    };
+    if status == StatusCode::UNAUTHORIZED {
+        let sign_in = if page.here.starts_with("/portal") {
+            "/portal/verify"
+        } else {
+            "/sign-in"
+        };
+        return page.redirect(&format!("{sign_in}?next={}", next_query(&page.here)));
+    }
+    if problem.kind.ends_with("guidelines-acknowledgment-required") {
+        return page.redirect(&format!("/guidelines?next={}", next_query(&page.here)));
+    }
+    let mut rendered = page.render_with_status(
+        status,
+        &ErrorPage {
+            page: &page,
+            title: &problem.title,
+            detail: &problem.detail,
+            status: status.as_u16(),
+        },
+    );
+    // Keep what the API added: Retry-After, the request id.
+    for name in [
+        header::RETRY_AFTER,
+        header::HeaderName::from_static("x-request-id"),
+    ] {
+        if let Some(v) = parts.headers.get(&name) {
+            rendered.headers_mut().insert(name, v.clone());
+        }
+    }
+    rendered
+}
+
+async fn check_csrf(state: &AppState, page: &Page, req: Request) -> Result<Request, Response> {
+    let refuse = || {
+        let e = ApiError::forbidden(
+            "this form has expired or came from another site: reload the page and try again",
+        );
+        e.into_response()
+    };
+    if !crate::auth::csrf_ok(state, req.method(), req.headers()) || page.new_csrf.is_some() {
+        return Err(refuse());
+    }
+    if let Some(given) = req
+        .headers()
+        .get(csrf::HEADER)
+        .and_then(|v| v.to_str().ok())
+    {
+        return if csrf::matches(&page.csrf, given) {
+            Ok(req)
+        } else {
+            Err(refuse())
+        };
+    }
+    let is_form = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+    if !is_form {
+        return Err(refuse());
+    }
+    let (parts, body) = req.into_parts();
+    let bytes = to_bytes(body, FORM_LIMIT).await.map_err(|_| {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too-large",
+            "Form too large",
+            "the form is too large",
+        )
+        .into_response()
+    })?;
+    let given = form_urlencoded::parse(&bytes)
+        .find(|(k, _)| k == csrf::FIELD)
+        .map(|(_, v)| v.into_owned());
+    match given {
+        Some(g) if csrf::matches(&page.csrf, &g) => {
+            Ok(Request::from_parts(parts, Body::from(bytes)))
+        }
+        _ => Err(refuse()),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "home.html")]
+struct Home<'a> {
+    page: &'a Page,
+}
+
+/// The front door: staff sign in here; patients arrive through the link they were sent.
+async fn home(page: Page) -> Response {
+    page.render(&Home { page: &page })
+}
+
+pub(crate) type PageRoute = (RouteSpec, MethodRouter<AppState>);
+
+/// A page route: like an API route, plus the page layer.
+pub(crate) fn page(
+    method: Method,
+    path: &'static str,
+    access: Access,
+    handler: MethodRouter<AppState>,
+) -> PageRoute {
+    (
+        RouteSpec {
+            method,
+            path,
+            access,
+            passive: false,
+            page: true,
+        },
+        handler,
+    )
+}
+
+pub(crate) fn table() -> Vec<PageRoute> {
+    let mut routes = vec![
+        page(Method::GET, "/", Access::Public, get(home)),
+        (
+            RouteSpec {
+                method: Method::GET,
+                path: "/static/{*file}",
+                access: Access::Public,
+                passive: true,
+                page: false,
+            },
+            get(assets::serve),
+        ),
+    ];
+    routes.extend(pages());
+    routes
+}
+
+/// The pages of each area, registered here so the route table stays one list.
+fn pages() -> Vec<PageRoute> {
+    Vec::new()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn next_stays_on_this_site() {
+        assert_eq!(
+            safe_next(Some("/inbox?filter=mine")).as_deref(),
+            Some("/inbox?filter=mine")
+        );
+        for bad in [
+            "//evil.example/",
+            "https://evil.example/",
+            "/\\evil",
+            "inbox",
+            "/a\nb",
+            "",
+        ] {
+            assert_eq!(safe_next(Some(bad)), None, "{bad:?}");
+        }
+        assert_eq!(safe_next(None), None);
+    }
+
+    #[test]
+    fn next_query_is_percent_encoded() {
+        assert_eq!(next_query("/inbox?a=1&b=2"), "%2Finbox%3Fa%3D1%26b%3D2");
+    }
+
+    #[test]
+    fn patient_language_preference() {
+        assert_eq!(Lang::from_preference(Some("es-MX")), Lang::Es);
+        assert_eq!(Lang::from_preference(Some("ES")), Lang::Es);
+        assert_eq!(Lang::from_preference(Some("en")), Lang::En);
+        assert_eq!(Lang::from_preference(None), Lang::En);
+    }
+}
