@@ -18,6 +18,7 @@ use crate::routes::{Access, RouteSpec};
 
 pub mod assets;
 pub mod csrf;
+pub mod frame;
 
 /// Pages load scripts, styles and images from this origin only; forms post only here.
 pub const PAGE_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \

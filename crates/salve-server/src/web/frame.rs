@@ -1,0 +1,61 @@
+//! The frame around every staff page: who is signed in, the navigation their role may use, and
+//! when the session ends if left idle (for the logoff warning).
+
+use salve_core::permissions::{Decision, Operation, Principal, Role, authorize};
+
+use crate::AppState;
+use crate::auth::SessionCaller;
+use crate::error::ApiError;
+
+/// One entry of the staff navigation.
+pub struct NavItem {
+    pub href: &'static str,
+    pub label: &'static str,
+    pub current: bool,
+}
+
+pub struct StaffFrame {
+    pub user_name: String,
+    pub role: Role,
+    pub nav: Vec<NavItem>,
+    /// Seconds of inactivity after which the server ends the session.
+    pub idle_seconds: i64,
+}
+
+/// Staff areas and the operation that opens each one.
+const AREAS: &[(&str, &str, Operation)] = &[
+    ("/inbox", "Inbox", Operation::ConversationList),
+    ("/admin/outbox", "Outbox", Operation::ProviderManage),
+    ("/admin", "Admin", Operation::UserManage),
+    ("/audit", "Audit", Operation::AuditRead),
+];
+
+impl StaffFrame {
+    /// `current` is the `href` of the area this page belongs to.
+    pub async fn load(
+        state: &AppState,
+        principal: &Principal,
+        session: &SessionCaller,
+        current: &str,
+    ) -> Result<StaffFrame, ApiError> {
+        let Principal::Staff { role, .. } = principal else {
+            return Err(ApiError::forbidden("pages are for signed-in staff"));
+        };
+        let profile = state.store.user_profile(session.session.user_id).await?;
+        let nav = AREAS
+            .iter()
+            .filter(|(_, _, op)| matches!(authorize(principal, *op, None), Decision::Allow))
+            .map(|(href, label, _)| NavItem {
+                href,
+                label,
+                current: *href == current,
+            })
+            .collect();
+        Ok(StaffFrame {
+            user_name: profile.display_name.expose().clone(),
+            role: *role,
+            nav,
+            idle_seconds: session.session.idle_timeout_secs,
+        })
+    }
+}

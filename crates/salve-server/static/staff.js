@@ -1,0 +1,2 @@
+// Staff pages: live inbox updates, the idle-logoff warning, the composer.
+"use strict";
