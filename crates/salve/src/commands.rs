@@ -705,7 +705,8 @@ async fn demo(port: Option<u16>) -> anyhow::Result<ExitCode> {
     let listen: std::net::SocketAddr = ([127, 0, 0, 1], wanted).into();
     let listen = match std::net::TcpListener::bind(listen) {
         Ok(l) => l.local_addr()?,
-        Err(_) => std::net::TcpListener::bind(([127, 0, 0, 1], 0))?.local_addr()?,
+        Err(_) => std::net::TcpListener::bind(std::net::SocketAddr::from(([127, 0, 0, 1], 0)))?
+            .local_addr()?,
     };
     let mut config = ServerConfig::local(listen);
     config.audit_anchor = Some(dir.path().join("audit-anchor.jsonl"));
