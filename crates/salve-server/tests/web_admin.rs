@@ -470,3 +470,112 @@ async fn the_admin_index_lists_what_the_role_can_open() {
     let r = page(&w, &w.clinician, Req::get("/admin")).await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
 }
+
+#[tokio::test]
+async fn staff_pages_invite_change_roles_and_reset_authenticators() {
+    let w = World::new(TestDatabase::sqlite()).await;
+    let r = page(&w, &w.admin, Req::get("/admin/users")).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert!(r.text.contains("<h1>Staff</h1>") && r.text.contains("Send invitation"));
+
+    // A bad invitation: the errors at their fields, nobody invited.
+    let users_before = w.rows("users").await;
+    let r = page(
+        &w,
+        &w.admin,
+        Req::post("/admin/users/invite").form(&form(&[
+            ("csrf", CSRF),
+            ("display_name", "Jo Nurse"),
+            ("email", "not-an-email"),
+            ("role", ""),
+        ])),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text);
+    assert!(r.text.contains("aria-describedby=\"invite-email-error\""));
+    assert!(r.text.contains("Choose a role."));
+    assert!(
+        r.text.contains("value=\"Jo Nurse\""),
+        "the form keeps what was typed"
+    );
+    assert_eq!(w.rows("users").await, users_before);
+
+    // A good one: the invitation email goes out, the person is listed.
+    let r = page(
+        &w,
+        &w.admin,
+        Req::post("/admin/users/invite").form(&form(&[
+            ("csrf", CSRF),
+            ("display_name", "Jo Nurse"),
+            ("email", "jo.nurse@lakeside.example"),
+            ("role", "staff"),
+        ])),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
+    assert_eq!(r.headers["location"], "/admin/users?done=invited");
+    assert!(
+        w.outbox()
+            .iter()
+            .any(|m| m.to == "jo.nurse@lakeside.example" && m.body.contains("/invite/"))
+    );
+    let r = page(&w, &w.admin, Req::get("/admin/users?done=invited")).await;
+    assert!(r.text.contains("jo.nurse@lakeside.example") && r.text.contains("Invitation sent"));
+
+    // Change the clinician's role, then reset an authenticator.
+    let r = page(
+        &w,
+        &w.admin,
+        Req::post(format!("/admin/users/{}/role", w.clinician_id))
+            .form(&form(&[("csrf", CSRF), ("role", "staff")])),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
+    let list = w.admin(Req::get("/api/v1/users")).await.json();
+    let clinician = list["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["id"] == w.clinician_id.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(clinician["role"], "staff");
+    let r = page(
+        &w,
+        &w.admin,
+        Req::post(format!("/admin/users/{}/mfa-reset", w.clinician_id))
+            .form(&form(&[("csrf", CSRF)])),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
+    assert_eq!(r.headers["location"], "/admin/users?done=mfa");
+    let audit = w.app.practice_audit().await;
+    assert!(
+        audit
+            .iter()
+            .any(|a| a.action.contains("mfa") && a.outcome == "success"),
+        "audited"
+    );
+
+    // Front desk and auditors may see the list (as in the API) but not manage it.
+    let (_, front_desk) = messaging_world::session(&w.app, Role::Staff).await;
+    let r = page(&w, &front_desk, Req::get("/admin/users")).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(!r.text.contains("Send invitation") && !r.text.contains("Reset authenticator"));
+    let r = page(
+        &w,
+        &front_desk,
+        Req::post("/admin/users/invite").form(&form(&[
+            ("csrf", CSRF),
+            ("display_name", "Eve"),
+            ("email", "eve@lakeside.example"),
+            ("role", "admin"),
+        ])),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let (_, auditor) = messaging_world::session(&w.app, Role::Auditor).await;
+    let r = page(&w, &auditor, Req::get("/admin/users")).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(!r.text.contains("Change role"));
+}

@@ -76,6 +76,21 @@ pub enum ConsentProfile {
     NotYetAsked,
 }
 
+impl ConsentProfile {
+    /// Words for the printed list.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::Everything => "texts, email and portal",
+            Self::PortalOnly => "secure portal only",
+            Self::EmailOnly => "email and portal, no texts",
+            Self::StoppedBySms => "texted STOP (texting consent revoked)",
+            Self::Confidential => "confidential-communication request: never by email",
+            Self::Restricted => "restricted: only Dr. Priya Lee sees this patient",
+            Self::NotYetAsked => "no consent yet: record it at /admin/patients",
+        }
+    }
+}
+
 /// A secure link to the portal, fresh for the printed output.
 #[derive(Debug, Clone)]
 pub struct PortalLink {
@@ -1149,10 +1164,25 @@ pub fn describe(demo: &Demo, url: &str, data_dir: &str) -> String {
     let _ = writeln!(out);
     let _ = writeln!(
         out,
-        "  {} patients, {} conversations (urgent, unread, Spanish, closed, STOP), consent in every state",
+        "{} patients (fictional), {} conversations (urgent, unread, Spanish, closed, STOP). Worth a look:",
         demo.patients.len(),
         demo.conversations.len()
     );
+    for p in demo
+        .patients
+        .iter()
+        .filter(|p| p.consent != ConsentProfile::Everything || demo.conversations.contains(&p.name))
+    {
+        let _ = writeln!(
+            out,
+            "  {:<18} {}  {:<30} {}",
+            p.name,
+            p.phone,
+            p.email,
+            p.consent.describe()
+        );
+    }
+    let _ = writeln!(out);
     let _ = writeln!(out, "  API token: {}", demo.api_token);
     let _ = writeln!(
         out,

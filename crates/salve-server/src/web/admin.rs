@@ -19,6 +19,7 @@ use crate::routes::Access;
 
 mod outbox;
 mod patients;
+mod users;
 
 pub(crate) fn routes() -> Vec<PageRoute> {
     use Operation::*;
@@ -71,6 +72,30 @@ pub(crate) fn routes() -> Vec<PageRoute> {
             "/admin/patients/{id}/confidential",
             Access::Op(ConsentRecord),
             post(patients::record_confidential),
+        ),
+        page(
+            Method::GET,
+            "/admin/users",
+            Access::Op(UserList),
+            get(users::show),
+        ),
+        page(
+            Method::POST,
+            "/admin/users/invite",
+            Access::Op(UserManage),
+            post(users::invite),
+        ),
+        page(
+            Method::POST,
+            "/admin/users/{id}/role",
+            Access::Op(UserManage),
+            post(users::set_role),
+        ),
+        page(
+            Method::POST,
+            "/admin/users/{id}/mfa-reset",
+            Access::Op(UserManage),
+            post(users::reset_mfa),
         ),
     ]
 }
@@ -131,6 +156,12 @@ const SECTIONS: &[(&str, &str, &str, Operation)] = &[
         "Patients and consent",
         "Find a patient and record their consent at intake, or a confidential-communication request.",
         Operation::ConsentRecord,
+    ),
+    (
+        "/admin/users",
+        "Staff",
+        "Staff accounts and roles: invite someone, change a role, reset a lost authenticator.",
+        Operation::UserManage,
     ),
     (
         "/admin/outbox",
