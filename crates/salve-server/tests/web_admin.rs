@@ -579,3 +579,172 @@ async fn staff_pages_invite_change_roles_and_reset_authenticators() {
     assert_eq!(r.status, StatusCode::OK);
     assert!(!r.text.contains("Change role"));
 }
+
+#[tokio::test]
+async fn catalog_saved_replies_and_practice_profile_pages() {
+    let w = World::new(TestDatabase::sqlite()).await;
+    let add = |name: &str, safe: bool| {
+        let mut pairs = vec![
+            ("csrf", CSRF),
+            ("kind", "location"),
+            ("name", name),
+            ("active", "yes"),
+        ];
+        if safe {
+            pairs.push(("sms_safe", "yes"));
+        }
+        form(&pairs)
+    };
+    // The catalog: add, then toggle; the policy's notes are shown.
+    let r = page(
+        &w,
+        &w.admin,
+        Req::post("/admin/catalog").form(&add("Main St office", true)),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
+    let r = page(
+        &w,
+        &w.admin,
+        Req::post("/admin/catalog").form(&add("Cancer Center, 3rd floor", false)),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
+    let r = page(&w, &w.admin, Req::get("/admin/catalog?done=saved")).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert!(r.text.contains("Main St office") && r.text.contains("SMS-safe"));
+    assert!(
+        r.text
+            .contains("Allow in plain texts<span class=\"visually-hidden\">: Cancer Center")
+    );
+    let items = w.admin(Req::get("/api/v1/catalog")).await.json();
+    let cancer = items["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["name"] == "Cancer Center, 3rd floor")
+        .unwrap()
+        .clone();
+    assert_eq!(cancer["sms_safe"], false);
+    assert!(!cancer["policy_warnings"].as_array().unwrap().is_empty());
+    let r = page(
+        &w,
+        &w.admin,
+        Req::post("/admin/catalog").form(&add("Main St office", false)),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    let items = w.admin(Req::get("/api/v1/catalog")).await.json();
+    assert!(
+        items["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i["name"] == "Main St office" && i["sms_safe"] == false)
+    );
+    let r = page(
+        &w,
+        &w.admin,
+        Req::post("/admin/catalog").form(&add(" ", true)),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(r.text.contains("aria-describedby=\"name-error\""));
+
+    // Saved replies: created with the policy's verdict; a broken variable is refused.
+    let r = page(
+        &w,
+        &w.admin,
+        Req::post("/admin/templates").form(&form(&[
+            ("csrf", CSRF),
+            ("name", "Call us"),
+            (
+                "body",
+                "Hi {patient.first_name}, please call us at {practice.phone}.",
+            ),
+        ])),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
+    let r = page(&w, &w.admin, Req::get("/admin/templates")).await;
+    assert!(r.text.contains("Call us") && r.text.contains("patient.first_name"));
+    let r = page(
+        &w,
+        &w.admin,
+        Req::post("/admin/templates").form(&form(&[
+            ("csrf", CSRF),
+            ("name", "Broken"),
+            ("body", "Hi {patient.last_name}"),
+        ])),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text);
+    assert!(r.text.contains("Not saved") && r.text.contains("value=\"Broken\""));
+    let list = w.admin(Req::get("/api/v1/templates")).await.json();
+    let templates = list["templates"].as_array().unwrap();
+    assert_eq!(templates.len(), 1);
+    let id = templates[0]["id"].as_str().unwrap();
+    let r = page(
+        &w,
+        &w.admin,
+        Req::post(format!("/admin/templates/{id}")).form(&form(&[
+            ("csrf", CSRF),
+            ("name", "Call us"),
+            ("body", "Please call us at {practice.phone}."),
+        ])),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
+    let list = w.admin(Req::get("/api/v1/templates")).await.json();
+    assert_eq!(list["templates"][0]["active"], false, "unticked: retired");
+
+    // The practice profile: a sender name that reveals a specialty is refused at its field.
+    let profile = |sender: &str| {
+        form(&[
+            ("csrf", CSRF),
+            ("sender_name", sender),
+            ("phone", "(312) 555-0100"),
+            ("hours_text", "Mon-Fri 9-5"),
+            ("expected_reply_text", "within one business day"),
+            ("on_call_number", ""),
+        ])
+    };
+    let r = page(
+        &w,
+        &w.admin,
+        Req::post("/admin/practice").form(&profile("Lakeside Oncology")),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text);
+    assert!(r.text.contains("aria-describedby=\"sender_name-error\""));
+    assert!(r.text.contains("value=\"Lakeside Oncology\""));
+    let r = page(
+        &w,
+        &w.admin,
+        Req::post("/admin/practice").form(&profile("Lakeside Family Care")),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
+    let settings = w.admin(Req::get("/api/v1/practice/messaging")).await.json();
+    assert_eq!(settings["sender_name"], "Lakeside Family Care");
+    assert_eq!(settings["on_call_number"], Value::Null);
+
+    // Clinicians read, but the forms are not theirs.
+    let r = page(&w, &w.clinician, Req::get("/admin/catalog")).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(!r.text.contains("Add an item"));
+    let r = page(
+        &w,
+        &w.clinician,
+        Req::post("/admin/catalog").form(&add("Elm St", true)),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let r = page(
+        &w,
+        &w.clinician,
+        Req::post("/admin/practice").form(&profile("Mine")),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+}

@@ -19,6 +19,7 @@ use crate::routes::Access;
 
 mod outbox;
 mod patients;
+mod settings;
 mod users;
 
 pub(crate) fn routes() -> Vec<PageRoute> {
@@ -97,6 +98,48 @@ pub(crate) fn routes() -> Vec<PageRoute> {
             Access::Op(UserManage),
             post(users::reset_mfa),
         ),
+        page(
+            Method::GET,
+            "/admin/catalog",
+            Access::Op(CatalogRead),
+            get(settings::catalog),
+        ),
+        page(
+            Method::POST,
+            "/admin/catalog",
+            Access::Op(CatalogManage),
+            post(settings::save_catalog_item),
+        ),
+        page(
+            Method::GET,
+            "/admin/templates",
+            Access::Op(CatalogRead),
+            get(settings::templates),
+        ),
+        page(
+            Method::POST,
+            "/admin/templates",
+            Access::Op(CatalogManage),
+            post(settings::create_template),
+        ),
+        page(
+            Method::POST,
+            "/admin/templates/{id}",
+            Access::Op(CatalogManage),
+            post(settings::update_template),
+        ),
+        page(
+            Method::GET,
+            "/admin/practice",
+            Access::Op(CatalogRead),
+            get(settings::practice),
+        ),
+        page(
+            Method::POST,
+            "/admin/practice",
+            Access::Op(CatalogManage),
+            post(settings::save_practice),
+        ),
     ]
 }
 
@@ -162,6 +205,24 @@ const SECTIONS: &[(&str, &str, &str, Operation)] = &[
         "Staff",
         "Staff accounts and roles: invite someone, change a role, reset a lost authenticator.",
         Operation::UserManage,
+    ),
+    (
+        "/admin/catalog",
+        "SMS-safe catalog",
+        "Appointment types, locations and providers, and which may appear in plain texts.",
+        Operation::CatalogManage,
+    ),
+    (
+        "/admin/templates",
+        "Saved replies",
+        "Reply templates staff pick in the composer, with the channel policy's verdict.",
+        Operation::CatalogManage,
+    ),
+    (
+        "/admin/practice",
+        "Practice profile",
+        "The sender name texts are signed with, phone, hours and expected reply time.",
+        Operation::CatalogManage,
     ),
     (
         "/admin/outbox",
