@@ -748,3 +748,67 @@ async fn catalog_saved_replies_and_practice_profile_pages() {
     .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
 }
+
+#[tokio::test]
+async fn providers_agreements_and_the_carrier_checklist() {
+    let w = World::new(TestDatabase::sqlite()).await;
+    with_local_outbox(&w).await;
+    let r = page(&w, &w.admin, Req::get("/admin/providers")).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert!(r.text.contains("Demo outbox") && r.text.contains("not needed"));
+
+    // A BAA without its document's hash is refused with the reason; nothing recorded.
+    let agreement = |sha: &str| {
+        form(&[
+            ("csrf", CSRF),
+            ("vendor", "Twilio Inc."),
+            ("basis", "baa"),
+            ("signed_on", "2026-01-15"),
+            ("document_sha256", sha),
+        ])
+    };
+    let r = page(
+        &w,
+        &w.admin,
+        Req::post("/admin/providers/agreements").form(&agreement("")),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text);
+    assert!(
+        r.text.contains("The agreement was not recorded")
+            && r.text.contains("value=\"Twilio Inc.\"")
+    );
+    assert_eq!(w.rows("vendor_agreements").await, 0);
+    let sha = "a".repeat(64);
+    let r = page(
+        &w,
+        &w.admin,
+        Req::post("/admin/providers/agreements").form(&agreement(&sha)),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
+    assert_eq!(w.rows("vendor_agreements").await, 1);
+
+    // The carrier checklist, for both number types.
+    let r = page(&w, &w.admin, Req::get("/admin/carrier")).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert!(r.text.contains("<h1>Carrier registration</h1>") && r.text.contains("Checklist"));
+    let r = page(&w, &w.admin, Req::get("/admin/carrier?kind=toll_free")).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(
+        r.text
+            .contains("href=\"/admin/carrier?kind=toll_free\" aria-current=\"page\"")
+    );
+
+    // Recording agreements is the admin's; the front desk may not even look.
+    let (_, front_desk) = messaging_world::session(&w.app, Role::Staff).await;
+    let r = page(&w, &front_desk, Req::get("/admin/providers")).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let r = page(
+        &w,
+        &front_desk,
+        Req::post("/admin/providers/agreements").form(&agreement(&sha)),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+}
