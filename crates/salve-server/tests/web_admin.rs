@@ -73,7 +73,13 @@ fn hrefs(html: &str) -> Vec<String> {
 
 #[tokio::test]
 async fn the_outbox_page_shows_what_was_sent_links_only_ours_and_simulates_the_patient() {
-    let w = World::new(TestDatabase::sqlite()).await;
+    for db in TestDatabase::all().await {
+        outbox_story(db).await;
+    }
+}
+
+async fn outbox_story(db: TestDatabase) {
+    let w = World::new(db).await;
     with_local_outbox(&w).await;
     let ana = w.patient("Ana", "0142").await;
     for (channel, purpose) in [
@@ -236,7 +242,13 @@ async fn the_outbox_page_shows_what_was_sent_links_only_ours_and_simulates_the_p
 
 #[tokio::test]
 async fn consent_at_intake_cites_the_text_shown_and_needs_the_sms_acknowledgment() {
-    let w = World::new(TestDatabase::sqlite()).await;
+    for db in TestDatabase::all().await {
+        consent_story(db).await;
+    }
+}
+
+async fn consent_story(db: TestDatabase) {
+    let w = World::new(db).await;
     let (_, front_desk) = messaging_world::session(&w.app, Role::Staff).await;
     let ana = w.patient("Ana", "0142").await;
     let path = format!("/admin/patients/{ana}/consent");
