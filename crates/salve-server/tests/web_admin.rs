@@ -127,6 +127,10 @@ async fn outbox_story(db: TestDatabase) {
         "shown as text, exactly as sent"
     );
     assert!(!r.text.contains("style=") && !r.text.contains("<script>"));
+    assert!(r.text.contains("/static/staff.js") && r.text.contains("/static/admin.css"));
+    assert!(r.text.len() < 100 * 1024);
+    let css = w.app.send(Req::get("/static/admin.css")).await;
+    assert_eq!(css.status, StatusCode::OK);
     // Every text can be answered and marked delivered.
     assert!(r.text.contains("Reply as the patient"));
     assert!(r.text.contains("Mark delivered"));
