@@ -16,6 +16,7 @@ use crate::AppState;
 use crate::error::{ApiError, PROBLEM_JSON};
 use crate::routes::{Access, RouteSpec};
 
+pub mod admin;
 pub mod assets;
 pub mod csrf;
 pub mod frame;
@@ -343,7 +344,9 @@ pub(crate) fn table() -> Vec<PageRoute> {
 
 /// The pages of each area, registered here so the route table stays one list.
 fn pages() -> Vec<PageRoute> {
-    Vec::new()
+    let mut routes = Vec::new();
+    routes.extend(admin::routes());
+    routes
 }
 
 #[cfg(test)]
