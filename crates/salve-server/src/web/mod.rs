@@ -189,7 +189,17 @@ pub async fn page_layer(State(state): State<AppState>, req: Request, next: Next)
     if !matches!(*req.method(), Method::GET | Method::HEAD) {
         match check_csrf(&state, &page, req).await {
             Ok(r) => req = r,
-            Err(refused) => return refused,
+            Err((status, title, detail)) => {
+                return page.render_with_status(
+                    status,
+                    &ErrorPage {
+                        page: &page,
+                        title,
+                        detail,
+                        status: status.as_u16(),
+                    },
+                );
+            }
         }
     }
     let response = next.run(req).await;
@@ -242,15 +252,17 @@ pub async fn page_layer(State(state): State<AppState>, req: Request, next: Next)
     rendered
 }
 
-async fn check_csrf(state: &AppState, page: &Page, req: Request) -> Result<Request, Response> {
-    let refuse = || {
-        let e = ApiError::forbidden(
-            "this form has expired or came from another site: reload the page and try again",
-        );
-        e.into_response()
-    };
+/// Why a form was refused before its handler ran: status, title, detail.
+type Refusal = (StatusCode, &'static str, &'static str);
+
+async fn check_csrf(state: &AppState, page: &Page, req: Request) -> Result<Request, Refusal> {
+    const REFUSED: Refusal = (
+        StatusCode::FORBIDDEN,
+        "Form expired",
+        "This form has expired or came from another site. Go back, reload the page and try again.",
+    );
     if !crate::auth::csrf_ok(state, req.method(), req.headers()) || page.new_csrf.is_some() {
-        return Err(refuse());
+        return Err(REFUSED);
     }
     if let Some(given) = req
         .headers()
@@ -260,26 +272,24 @@ async fn check_csrf(state: &AppState, page: &Page, req: Request) -> Result<Reque
         return if csrf::matches(&page.csrf, given) {
             Ok(req)
         } else {
-            Err(refuse())
+            Err(REFUSED)
         };
     }
-    let is_form = req
+    let content_type = req
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
-    if !is_form {
-        return Err(refuse());
+        .unwrap_or_default();
+    if !content_type.starts_with("application/x-www-form-urlencoded") {
+        return Err(REFUSED);
     }
     let (parts, body) = req.into_parts();
     let bytes = to_bytes(body, FORM_LIMIT).await.map_err(|_| {
-        ApiError::new(
+        (
             StatusCode::PAYLOAD_TOO_LARGE,
-            "too-large",
             "Form too large",
-            "the form is too large",
+            "This form is too large to send.",
         )
-        .into_response()
     })?;
     let given = form_urlencoded::parse(&bytes)
         .find(|(k, _)| k == csrf::FIELD)
@@ -288,7 +298,7 @@ async fn check_csrf(state: &AppState, page: &Page, req: Request) -> Result<Reque
         Some(g) if csrf::matches(&page.csrf, &g) => {
             Ok(Request::from_parts(parts, Body::from(bytes)))
         }
-        _ => Err(refuse()),
+        _ => Err(REFUSED),
     }
 }
 
