@@ -19,6 +19,7 @@ use crate::routes::{Access, RouteSpec};
 pub mod assets;
 pub mod csrf;
 pub mod frame;
+pub mod staff;
 
 /// Pages load scripts, styles and images from this origin only; forms post only here.
 pub const PAGE_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
@@ -343,7 +344,9 @@ pub(crate) fn table() -> Vec<PageRoute> {
 
 /// The pages of each area, registered here so the route table stays one list.
 fn pages() -> Vec<PageRoute> {
-    Vec::new()
+    let mut routes = Vec::new();
+    routes.extend(staff::routes());
+    routes
 }
 
 #[cfg(test)]
