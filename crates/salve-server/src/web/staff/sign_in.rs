@@ -44,6 +44,16 @@ fn message(e: &ApiError) -> String {
     text
 }
 
+/// A throttled step says when to try again, as the API does.
+fn with_retry_after(mut page: Response, e: &ApiError) -> Response {
+    for (name, value) in &e.extra_headers {
+        if name == axum::http::header::RETRY_AFTER {
+            page.headers_mut().insert(name, value.clone());
+        }
+    }
+    page
+}
+
 #[derive(Deserialize, Default)]
 pub(crate) struct SignInQuery {
     next: Option<String>,
@@ -137,15 +147,7 @@ pub(crate) async fn submit(
             copy_cookies(&headers, &mut r);
             r
         }
-        Err(e) => {
-            let mut r = refuse(e.status, message(&e), email);
-            for (name, value) in &e.extra_headers {
-                if name == axum::http::header::RETRY_AFTER {
-                    r.headers_mut().insert(name, value.clone());
-                }
-            }
-            r
-        }
+        Err(e) => with_retry_after(refuse(e.status, message(&e), email), &e),
     }
 }
 
@@ -220,7 +222,7 @@ pub(crate) async fn code_submit(
             copy_cookies(response.headers(), &mut r);
             r
         }
-        Err(e) => refuse(e.status, message(&e)),
+        Err(e) => with_retry_after(refuse(e.status, message(&e)), &e),
     }
 }
 
@@ -363,7 +365,10 @@ pub(crate) async fn enroll_submit(
             copy_cookies(&headers, &mut r);
             r
         }
-        Err(e) => render_enroll(&page, &state, &caller, next, e.status, Some(message(&e))).await,
+        Err(e) => with_retry_after(
+            render_enroll(&page, &state, &caller, next, e.status, Some(message(&e))).await,
+            &e,
+        ),
     }
 }
 
