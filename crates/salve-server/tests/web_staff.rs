@@ -686,6 +686,53 @@ async fn the_composer_explains_where_a_message_goes_and_sends_it_once() {
         let r = b.get(&format!("/inbox/{conv}")).await;
         assert!(r.text.contains("download>form.png</a>"), "{}", r.text);
 
+        // A saved reply: offered in the picker, previewed as the patient will read it, sent.
+        let r = w
+            .admin(Req::post("/api/v1/templates").json(&json!({
+                "name": "Call us", "body": "Hi {patient.first_name}, please call the office when you can."
+            })))
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+        let template = r.json()["id"].as_str().unwrap().to_owned();
+        let r = b.get(&format!("/inbox/{conv}")).await;
+        assert!(
+            r.text.contains(&format!(
+                "<option value=\"{template}\" data-body=\"Hi {{patient.first_name}}, please call the office when you can.\">Call us</option>"
+            )),
+            "{}",
+            r.text
+        );
+        let r = b
+            .htmx_post(
+                &preview,
+                &[
+                    ("text", ""),
+                    ("template_id", &template),
+                    ("patient_id", &patient),
+                ],
+            )
+            .await;
+        assert!(
+            r.text.contains("The patient will read: Hi Mo, please call"),
+            "{}",
+            r.text
+        );
+        let r = b
+            .post(
+                &send,
+                &[
+                    ("text", "Hi {patient.first_name}"),
+                    ("template_id", &template),
+                    ("patient_id", &patient),
+                    ("idempotency_key", "k-template"),
+                ],
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
+        let r = b.get(&format!("/inbox/{conv}")).await;
+        assert!(r.text.contains("Hi Mo, please call"), "{}", r.text);
+        let messages_before = messages_before + 1;
+
         // An empty message is refused on the page, not sent.
         let r = b
             .post(
