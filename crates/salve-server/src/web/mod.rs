@@ -20,6 +20,7 @@ pub mod admin;
 pub mod assets;
 pub mod csrf;
 pub mod frame;
+pub mod staff;
 
 /// Pages load scripts, styles and images from this origin only; forms post only here.
 pub const PAGE_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
@@ -356,6 +357,7 @@ pub(crate) fn table() -> Vec<PageRoute> {
 fn pages() -> Vec<PageRoute> {
     let mut routes = Vec::new();
     routes.extend(admin::routes());
+    routes.extend(staff::routes());
     routes
 }
 
