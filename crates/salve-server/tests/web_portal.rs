@@ -877,3 +877,69 @@ async fn preferences_record_consent_and_confidential_requests_as_the_patient() {
     );
     app.assert_audit_verifies().await;
 }
+
+#[tokio::test]
+async fn the_practices_message_and_the_patients_reply_read_in_order() {
+    let app = App::new(TestDatabase::sqlite()).await;
+    let ana = new_patient(&app, "Ana", "+13125550142", None).await;
+    let (_, admin) = app.signed_in_staff(Role::Admin).await;
+    let r = app
+        .send(
+            Req::post("/api/v1/consent-texts")
+                .cookie(&admin)
+                .same_origin()
+                .json(&json!({"version": "v1", "text": "I agree to get messages."})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let sha = r.json()["sha256"].as_str().unwrap().to_owned();
+    let grant = |channel: &str| {
+        json!({"channel": channel, "purpose": "care_messages", "action": "grant",
+               "method": "intake_form", "consent_text": {"version": "v1", "sha256_hex": sha}})
+    };
+    let r = app
+        .send(
+            Req::post(format!("/api/v1/patients/{ana}/consent"))
+                .bearer(&app.token)
+                .json(&json!({"events": [grant("portal"), grant("sms_notify")]})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let (_, clinician) = app.signed_in_staff(Role::Clinician).await;
+    let r = app
+        .send(
+            Req::post(format!("/api/v1/patients/{ana}/messages"))
+                .cookie(&clinician)
+                .same_origin()
+                .json(&json!({"text": "Your lab results are ready, call us to talk them over."})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    app.advance(time::Duration::minutes(5));
+
+    let mut b = verify(&app, &ana, None).await;
+    let csrf = b.csrf();
+    let r = b
+        .post_multipart(
+            "/portal/reply",
+            multipart(
+                &[("csrf", &csrf), ("text", "Thank you, I will call.")],
+                None,
+            ),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text());
+    let html = b.get("/portal").await.text();
+    let theirs = html
+        .find("Your lab results are ready")
+        .expect("the practice's message");
+    let mine = html.find("Thank you, I will call.").expect("the reply");
+    assert!(theirs < mine, "newest at the bottom");
+    assert!(html.contains("<strong>Lakeside</strong>"), "{html}");
+    assert!(html.contains("<strong>You</strong>"));
+    assert_eq!(
+        html.matches("<p class=\"status\">").count(),
+        1,
+        "status on own messages only"
+    );
+}
