@@ -387,6 +387,10 @@ async fn from_the_link_to_a_reply_with_a_photo() {
             .next()
             .unwrap()
             .to_owned();
+        assert!(
+            href.ends_with("?inline=true"),
+            "a photo opens in the browser"
+        );
         let file = b.get(&format!("/portal/attachments/{href}")).await;
         assert_eq!(file.status, StatusCode::OK);
         assert_eq!(file.headers[header::CONTENT_TYPE], "image/png");

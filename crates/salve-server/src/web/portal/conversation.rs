@@ -149,7 +149,12 @@ fn items(
                     .attachments
                     .iter()
                     .map(|a| AttachmentLink {
-                        href: format!("/portal/attachments/{}", a.id),
+                        // Photos open in the browser (served sandboxed); PDFs download.
+                        href: if a.media_type.starts_with("image/") {
+                            format!("/portal/attachments/{}?inline=true", a.id)
+                        } else {
+                            format!("/portal/attachments/{}", a.id)
+                        },
                         name: a.file_name.clone(),
                         size: file_size(a.size),
                     })
