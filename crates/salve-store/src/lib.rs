@@ -10,6 +10,7 @@
 mod announcements;
 mod appointments;
 mod audit;
+pub mod audit_reports;
 mod backup;
 mod catalog;
 mod channels;
@@ -28,6 +29,7 @@ mod oversight;
 mod passkeys;
 mod patient_accounts;
 mod patients;
+mod portal_pages;
 mod practices;
 mod reminders;
 mod teams;
