@@ -17,6 +17,7 @@ use crate::error::{ApiError, PROBLEM_JSON};
 use crate::routes::{Access, RouteSpec};
 
 pub mod assets;
+pub mod audit;
 pub mod csrf;
 pub mod frame;
 
@@ -343,7 +344,9 @@ pub(crate) fn table() -> Vec<PageRoute> {
 
 /// The pages of each area, registered here so the route table stays one list.
 fn pages() -> Vec<PageRoute> {
-    Vec::new()
+    let mut routes = Vec::new();
+    routes.extend(audit::routes());
+    routes
 }
 
 #[cfg(test)]
