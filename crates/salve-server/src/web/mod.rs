@@ -21,8 +21,8 @@ pub mod assets;
 pub mod audit;
 pub mod csrf;
 pub mod frame;
-pub mod staff;
 pub mod portal;
+pub mod staff;
 
 /// Pages load scripts, styles and images from this origin only; forms post only here.
 pub const PAGE_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
