@@ -28,6 +28,7 @@ mod oversight;
 mod passkeys;
 mod patient_accounts;
 mod patients;
+mod portal_pages;
 mod practices;
 mod reminders;
 mod teams;
@@ -73,6 +74,7 @@ pub use oversight::{Acknowledgment, BreakGlassGrant, Guidelines};
 pub use passkeys::{Ceremony, CeremonyPurpose, StoredPasskey};
 pub use patient_accounts::PatientLogin;
 pub use patients::{Idempotency, Lookup, MAX_PAGE, Patient, PatientPage};
+pub use portal_pages::{MAX_ACCESS_ROWS, RecordAccess};
 pub use practices::{Practice, TokenInfo, TokenPrincipal};
 pub use reminders::{
     AwaitingReminder, NewReminder, Recorded, Reminder, ReminderSettings, ReminderState,

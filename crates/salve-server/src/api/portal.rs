@@ -63,6 +63,8 @@ pub struct PortalStep {
 pub struct PortalMe {
     pub given_name: String,
     pub practice: String,
+    /// The patient's preferred language (a tag such as `es-MX`); pages are in English or Spanish.
+    pub language: String,
     /// When to expect a reply: the promised response time within office hours; when closed,
     /// that the office is closed and when it reopens.
     pub expected_reply: crate::api::hours::ExpectedReply,
@@ -473,6 +475,7 @@ pub async fn me(
     Ok(axum::Json(PortalMe {
         given_name: patient.record.given_name.expose().clone(),
         practice: practice.name,
+        language: patient.record.preferred_language.clone(),
         expected_reply: crate::api::hours::expected_reply(&state, session.practice_id, lang)
             .await?,
     }))

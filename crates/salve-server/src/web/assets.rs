@@ -31,6 +31,13 @@ const ASSETS: &[Asset] = &[
         immutable: false,
     },
     Asset {
+        name: "portal.css",
+        content_type: "text/css; charset=utf-8",
+        body: include_bytes!("../../static/portal.css"),
+        gzip: None,
+        immutable: false,
+    },
+    Asset {
         name: "staff.js",
         content_type: "text/javascript; charset=utf-8",
         body: include_bytes!("../../static/staff.js"),

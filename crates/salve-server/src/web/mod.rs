@@ -19,11 +19,17 @@ use crate::routes::{Access, RouteSpec};
 pub mod assets;
 pub mod csrf;
 pub mod frame;
+pub mod portal;
 
 /// Pages load scripts, styles and images from this origin only; forms post only here.
 pub const PAGE_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
      connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'; \
      report-uri /csp-report";
+
+/// Page routes that take a `multipart/form-data` form (a file upload without JavaScript) and
+/// check its `csrf` part themselves, with [`csrf::matches`], before doing anything.
+/// The `Sec-Fetch-Site`/`Origin` check and the CSRF cookie are still required here.
+const MULTIPART_SELF_CHECKED: &[&str] = &[portal::REPLY_PATH];
 
 /// Largest urlencoded form body read for its CSRF field; larger forms send the header.
 const FORM_LIMIT: usize = 256 * 1024;
@@ -262,12 +268,19 @@ async fn check_csrf(state: &AppState, page: &Page, req: Request) -> Result<Reque
             Err(refuse())
         };
     }
-    let is_form = req
+    let content_type = req
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
-    if !is_form {
+        .unwrap_or_default();
+    if content_type.starts_with("multipart/form-data")
+        && MULTIPART_SELF_CHECKED.contains(&req.uri().path())
+    {
+        // Buffering an upload here would hold it twice: these handlers read the `csrf` part
+        // and compare it with `csrf::matches` before they act.
+        return Ok(req);
+    }
+    if !content_type.starts_with("application/x-www-form-urlencoded") {
         return Err(refuse());
     }
     let (parts, body) = req.into_parts();
@@ -343,7 +356,9 @@ pub(crate) fn table() -> Vec<PageRoute> {
 
 /// The pages of each area, registered here so the route table stays one list.
 fn pages() -> Vec<PageRoute> {
-    Vec::new()
+    let mut routes = Vec::new();
+    routes.extend(portal::routes());
+    routes
 }
 
 #[cfg(test)]
