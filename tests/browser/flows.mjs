@@ -15,8 +15,9 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
-import { mkdirSync, readFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
+import { deflateSync } from 'node:zlib';
 
 const requireTools = createRequire(new URL('../../tools/package.json', import.meta.url));
 const { chromium } = requireTools('playwright-core');
@@ -57,7 +58,10 @@ async function waitForOutbox(match, what) {
   for (;;) {
     const found = (await outbox()).filter(match);
     if (found.length > 0) return found[found.length - 1];
-    if (Date.now() > deadline) assert.fail(`no ${what} in the outbox within ${WAIT} ms`);
+    if (Date.now() > deadline) {
+      const recent = (await outbox()).slice(-5).map((m) => `  ${m.channel} to ${m.to}: ${m.body}`);
+      assert.fail(`no ${what} in the outbox within ${WAIT} ms; the latest:\n${recent.join('\n')}`);
+    }
     await new Promise((r) => setTimeout(r, 100));
   }
 }
@@ -74,6 +78,8 @@ const badResponses = [];
 
 before(async () => {
   mkdirSync(OUT_DIR, { recursive: true });
+  // Screenshots of an earlier run would mislead: start empty.
+  for (const f of readdirSync(OUT_DIR)) if (/^\d+-.*\.png$/.test(f)) rmSync(join(OUT_DIR, f));
   seed = await control('/seed');
   // launch() gives the browser a fresh temporary profile (user-data-dir), removed on close.
   browser = await chromium.launch({
@@ -117,8 +123,8 @@ async function person(name, options = {}) {
 }
 
 /** A phone-sized context for patients (their pages are mobile-first). */
-const patientPerson = (name) =>
-  person(name, { viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true });
+const patientPerson = (name, locale = 'en-US') =>
+  person(name, { viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true, locale });
 
 /**
  * Checks the page as it is now: axe-core finds no serious or critical violation, and a
@@ -156,6 +162,60 @@ async function expectText(page, text) {
   await page.getByText(text, { exact: false }).first().waitFor({ state: 'visible' });
 }
 
+/** The secure link in a text or email the local outbox "sent". */
+function secureLink(message) {
+  const m = message.body.match(/https?:\/\/\S+\/p\/[A-Za-z0-9_\-.~]+/);
+  assert.ok(m, `a secure link in: ${message.body}`);
+  return m[0];
+}
+
+// "Your Lakeside code is 123456. It expires in 10 minutes." (api/portal.rs)
+const CODE = /\bcode is (\d{6})\b/;
+
+/** The 6-digit verification code in the newest code message to `to`. */
+async function verificationCode(to, after) {
+  const msg = await waitForOutbox(
+    (m) => m.to === to && CODE.test(m.body) && !after.has(m.id + '.' + m.attempt),
+    `verification code to ${to}`,
+  );
+  return msg.body.match(CODE)[1];
+}
+
+const outboxKeys = async () => new Set((await outbox()).map((m) => m.id + '.' + m.attempt));
+
+// A small valid PNG (a 16x16 red square), built here: no fixture file needed.
+function crc32(buf) {
+  let c = ~0;
+  for (const b of buf) {
+    c ^= b;
+    for (let k = 0; k < 8; k++) c = (c >>> 1) ^ (0xedb88320 & -(c & 1));
+  }
+  return ~c >>> 0;
+}
+function pngChunk(type, data) {
+  const len = Buffer.alloc(4);
+  len.writeUInt32BE(data.length);
+  const td = Buffer.concat([Buffer.from(type, 'ascii'), data]);
+  const crc = Buffer.alloc(4);
+  crc.writeUInt32BE(crc32(td));
+  return Buffer.concat([len, td, crc]);
+}
+function redSquarePng(size = 16) {
+  const ihdr = Buffer.alloc(13);
+  ihdr.writeUInt32BE(size, 0);
+  ihdr.writeUInt32BE(size, 4);
+  ihdr[8] = 8; // bit depth
+  ihdr[9] = 2; // truecolour
+  const row = Buffer.concat([Buffer.from([0]), Buffer.alloc(size * 3, Buffer.from([200, 30, 30]))]);
+  const raw = Buffer.concat(Array.from({ length: size }, () => row));
+  return Buffer.concat([
+    Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
+    pngChunk('IHDR', ihdr),
+    pngChunk('IDAT', deflateSync(raw)),
+    pngChunk('IEND', Buffer.alloc(0)),
+  ]);
+}
+
 // ---- the flows ------------------------------------------------------------------------------
 
 test('home page: the strict CSP page frame loads its own styles and scripts', async () => {
@@ -172,6 +232,105 @@ test('home page: the strict CSP page frame loads its own styles and scripts', as
   assert.ok(styled >= 1, 'salve.css loaded');
   await check(page, 'home');
   await context.close();
+});
+
+/** Shared between flows: the patient's page stays open while staff work. */
+const state = {};
+
+test('a link scanner fetching the secure link does not spend it', async () => {
+  const ana = seed.patients.ana;
+  const notice = await waitForOutbox(
+    (m) => m.to === ana.phone && /\/p\//.test(m.body),
+    'secure-message notification to Ana',
+  );
+  // Content-free: nothing of the message is in the text.
+  for (const word of ['cholesterol', 'lab', 'results', ana.given, ana.family]) {
+    assert.ok(!notice.body.toLowerCase().includes(word.toLowerCase()), `${word} in "${notice.body}"`);
+  }
+  state.anaLink = secureLink(notice);
+  // What a mail or SMS link scanner does: a plain GET, no cookies, not following redirects.
+  const scan = await fetch(state.anaLink, { redirect: 'manual' });
+  assert.ok([200, 302, 303].includes(scan.status), `scanner got ${scan.status}`);
+  assert.equal(scan.headers.get('cache-control'), 'no-store');
+  const again = await fetch(state.anaLink, { redirect: 'follow' });
+  assert.ok(again.status < 500, `a followed scan got ${again.status}`);
+  const text = await again.text();
+  assert.ok(!text.includes('cholesterol'), 'no message content without verification');
+});
+
+test('patient: secure link, date of birth, code by text, then the practice\'s message', async () => {
+  const ana = seed.patients.ana;
+  const { context, page } = await patientPerson('patient Ana');
+  state.anaContext = context;
+  state.anaPage = page;
+  await page.goto(state.anaLink);
+  assert.match(new URL(page.url()).pathname, /^\/portal\/verify/);
+  await page.getByRole('heading', { level: 1, name: "Confirm it's you" }).waitFor();
+  await check(page, 'patient-verify');
+
+  // A wrong date first: a clear message on the page, linked to the field.
+  await page.getByLabel('Date of birth').fill('1980-01-01');
+  await page.getByRole('button', { name: 'Continue' }).click();
+  await page.locator('[role=alert]').first().waitFor();
+  assert.equal(await page.getByLabel('Date of birth').getAttribute('aria-invalid'), 'true');
+  await check(page, 'patient-verify-wrong-date');
+
+  const before = await outboxKeys();
+  await page.getByLabel('Date of birth').fill(ana.birth_date);
+  await page.getByRole('button', { name: 'Continue' }).click();
+  await page.waitForURL(/\/portal\/code/);
+  await expectText(page, 'We sent a 6-digit code by text message to the number ending');
+  await check(page, 'patient-code');
+  const code = await verificationCode(ana.phone, before);
+  await page.getByLabel('Code', { exact: true }).fill(code);
+  await page.getByRole('button', { name: 'Continue' }).click();
+  await page.waitForURL((u) => u.pathname === '/portal');
+  await page.getByRole('heading', { level: 1, name: 'Your messages' }).waitFor();
+  await expectText(page, `Hello, ${ana.given}.`);
+  await expectText(page, seed.first_message.text);
+  await check(page, 'patient-messages');
+});
+
+test('patient: Spanish-speaking patient gets the pages in Spanish', async () => {
+  const sofia = seed.patients.sofia;
+  const notice = await waitForOutbox(
+    (m) => m.to === sofia.phone && /\/p\//.test(m.body),
+    'secure-message notification to Sofia',
+  );
+  // Her phone is set to Spanish: the pages before verification follow the browser's language.
+  const { context, page } = await patientPerson('patient Sofia', 'es-MX');
+  await page.goto(secureLink(notice));
+  await page.getByRole('heading', { level: 1, name: 'Confirme quién es' }).waitFor();
+  assert.equal(await page.locator('html').getAttribute('lang'), 'es');
+  await check(page, 'patient-es-verify');
+  const before = await outboxKeys();
+  await page.getByLabel('Fecha de nacimiento').fill(sofia.birth_date);
+  await page.getByRole('button', { name: 'Continuar' }).click();
+  await page.waitForURL(/\/portal\/code/);
+  const code = await verificationCode(sofia.phone, before);
+  await page.getByLabel('Código', { exact: true }).fill(code);
+  await page.getByRole('button', { name: 'Continuar' }).click();
+  await page.getByRole('heading', { level: 1, name: 'Sus mensajes' }).waitFor();
+  await expectText(page, seed.second_message.text);
+  await check(page, 'patient-es-messages');
+  await context.close();
+});
+
+test('patient: replies with a photo', async () => {
+  const page = state.anaPage;
+  assert.ok(page, 'the patient is signed in (previous flow)');
+  state.replyText = 'Thank you. Here is a photo of the rash on my arm.';
+  await page.getByLabel('Your message').fill(state.replyText);
+  await page.getByLabel('Attach a photo or PDF').setInputFiles({
+    name: 'arm.png',
+    mimeType: 'image/png',
+    buffer: redSquarePng(),
+  });
+  await page.getByRole('button', { name: 'Send' }).click();
+  await page.getByRole('status').filter({ hasText: 'Message sent.' }).waitFor();
+  await expectText(page, state.replyText);
+  await page.locator('.files a').filter({ hasText: /\.png/ }).first().waitFor();
+  await check(page, 'patient-replied');
 });
 
 test('axe-core finds a violation when there is one (self-check of the checker)', async () => {

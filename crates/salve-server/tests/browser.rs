@@ -38,7 +38,11 @@ const CHROMIUM: &str = "/usr/bin/chromium";
 const BIRTH_DATE: &str = "1971-03-14";
 /// The practice's first message to the English-speaking patient: clinical, so it goes secure.
 const FIRST_MESSAGE: &str = "Your lab results are ready: your cholesterol is a little high. \
-     Please read the attached advice and reply with any questions.";
+     Please reply with any questions.";
+
+/// The practice's message to the Spanish-speaking patient (clinical: secure).
+const SECOND_MESSAGE: &str = "Sus análisis están listos: el colesterol está un poco alto. \
+     Le explicaremos el tratamiento en la próxima cita.";
 
 fn in_ci() -> bool {
     matches!(
@@ -406,6 +410,16 @@ async fn must_show_flows_in_a_real_browser() {
     )
     .await;
     assert_eq!(first["route"], "secure", "{first}");
+    app.advance(time::Duration::seconds(1));
+    let second = api(
+        &app,
+        &clinician_session,
+        Req::post(format!("/api/v1/patients/{sofia}/messages"))
+            .json(&json!({"text": SECOND_MESSAGE})),
+        StatusCode::CREATED,
+    )
+    .await;
+    assert_eq!(second["route"], "secure", "{second}");
 
     // Serve the app (with its outbox worker) on the real port, and the control server.
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -462,6 +476,7 @@ async fn must_show_flows_in_a_real_browser() {
         },
         "consent_text": {"version": "2026-01", "sha256": consent_sha},
         "first_message": {"id": first["id"], "text": FIRST_MESSAGE},
+        "second_message": {"id": second["id"], "text": SECOND_MESSAGE},
     });
     let metrics_state = state.clone();
     let control = Arc::new(Control {
