@@ -1688,6 +1688,51 @@ impl Store {
         }
     }
 
+    /// The patient of a conversation the principal was refused with `BreakGlassRequired`, so
+    /// a page can offer the break-glass form for that patient. Only answers for that refusal
+    /// (anyone else learns nothing new: `NotFound` as for no such conversation).
+    pub async fn break_glass_patient(
+        &self,
+        practice: PracticeId,
+        principal: &Principal,
+        id: ConversationId,
+    ) -> Result<PatientId> {
+        let mut conn = self.pool.acquire().await?;
+        let conv = self.load_conversation(&mut conn, practice, id).await?;
+        match self
+            .guarded_conversation(
+                &mut conn,
+                practice,
+                principal,
+                Operation::ConversationRead,
+                id,
+            )
+            .await
+        {
+            Err(StoreError::BreakGlassRequired) => Ok(conv.patient),
+            Err(e @ StoreError::NotFound) => Err(e),
+            _ => Err(StoreError::NotFound),
+        }
+    }
+
+    /// Whether a patient is marked restricted (for the banner on a page the caller already
+    /// opened through the patient gate).
+    pub async fn patient_is_restricted(
+        &self,
+        practice: PracticeId,
+        patient: PatientId,
+    ) -> Result<bool> {
+        let mut conn = self.pool.acquire().await?;
+        let restricted: Option<i64> = sqlx::query_scalar(
+            "SELECT restricted FROM patients WHERE id = $1 AND practice_id = $2",
+        )
+        .bind(patient.to_string())
+        .bind(practice.to_string())
+        .fetch_optional(&mut *conn)
+        .await?;
+        Ok(restricted.ok_or(StoreError::NotFound)? != 0)
+    }
+
     /// Applies the conversation gate for `ConversationManage` without changing anything.
     pub async fn check_conversation_access(
         &self,

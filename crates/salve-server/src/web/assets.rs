@@ -45,6 +45,13 @@ const ASSETS: &[Asset] = &[
         immutable: false,
     },
     Asset {
+        name: "staff.css",
+        content_type: "text/css; charset=utf-8",
+        body: include_bytes!("../../static/staff.css"),
+        gzip: None,
+        immutable: false,
+    },
+    Asset {
         name: "salve.js",
         content_type: "text/javascript; charset=utf-8",
         body: include_bytes!("../../static/salve.js"),

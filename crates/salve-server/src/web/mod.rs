@@ -20,6 +20,7 @@ pub mod assets;
 pub mod csrf;
 pub mod frame;
 pub mod portal;
+pub mod staff;
 
 /// Pages load scripts, styles and images from this origin only; forms post only here.
 pub const PAGE_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
@@ -358,6 +359,7 @@ pub(crate) fn table() -> Vec<PageRoute> {
 fn pages() -> Vec<PageRoute> {
     let mut routes = Vec::new();
     routes.extend(portal::routes());
+    routes.extend(staff::routes());
     routes
 }
 
