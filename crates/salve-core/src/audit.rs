@@ -204,6 +204,8 @@ pub enum Action {
     SecureMessageUnreadAlert,
     /// An admin changed the delay before an unread secure message's reminder.
     UnreadSettingsChange,
+    /// An auditor exported audit rows (a CSV file); targets: the patient when filtered by one.
+    AuditExport,
 }
 
 impl Action {
@@ -306,6 +308,7 @@ impl Action {
             Self::SecureMessageReminder => "secure_message.reminder",
             Self::SecureMessageUnreadAlert => "secure_message.unread_alert",
             Self::UnreadSettingsChange => "practice.unread_settings",
+            Self::AuditExport => "audit.export",
         }
     }
 }

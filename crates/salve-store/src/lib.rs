@@ -10,6 +10,7 @@
 mod announcements;
 mod appointments;
 mod audit;
+pub mod audit_reports;
 mod backup;
 mod catalog;
 mod channels;
