@@ -618,6 +618,24 @@ impl Store {
             .collect()
     }
 
+    /// The delivery status of each job's message in a practice (job id → `queued`, `sent`,
+    /// `delivered`, …), for the local outbox page. No content.
+    pub async fn practice_job_statuses(
+        &self,
+        practice: PracticeId,
+    ) -> Result<std::collections::HashMap<uuid::Uuid, String>> {
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT j.id, m.status FROM outbox_jobs j JOIN messages m ON m.id = j.message_id \
+             WHERE j.practice_id = $1",
+        )
+        .bind(practice.to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|(job, status)| Ok((job.parse().map_err(|_| malformed())?, status)))
+            .collect()
+    }
+
     /// Counts of jobs by status (for metrics and tests; no content).
     pub async fn outbox_counts(&self) -> Result<Vec<(String, i64)>> {
         Ok(sqlx::query_as(

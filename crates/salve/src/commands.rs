@@ -700,176 +700,31 @@ async fn demo(port: Option<u16>) -> anyhow::Result<ExitCode> {
         },
     };
     let store = Arc::new(open_or_create(&settings).await?);
-    let practice = store
-        .create_practice(
-            Actor::Cli,
-            "Salve Demo Family Practice",
-            "US",
-            "America/Chicago",
-        )
-        .await?;
-    let token = salve_crypto::token::mint("salve");
-    store
-        .create_token(Actor::Cli, practice.id, &Scope::ALL, "demo", &token.hash)
-        .await?;
-    crate::commands::seed_demo_patients(&store, practice.id).await?;
-    let admin_email = salve_core::Sensitive::new("admin@demo.salve.example".to_owned());
-    let admin_password = salve_crypto::token::mint("demo");
-    let normalized = salve_core::password_policy::normalize(&admin_password.secret);
-    let hash = tokio::task::spawn_blocking(move || {
-        salve_crypto::password::hash_password(normalized.expose())
-    })
-    .await?;
-    store
-        .create_user(
-            &Actor::Cli,
-            &RequestContext::default(),
-            practice.id,
-            &admin_email,
-            &salve_core::Sensitive::new("Demo Admin".to_owned()),
-            Some(hash),
-            salve_core::permissions::Role::Admin,
-            true,
-        )
-        .await?;
 
     let wanted = port.unwrap_or(8080);
     let listen: std::net::SocketAddr = ([127, 0, 0, 1], wanted).into();
     let listen = match std::net::TcpListener::bind(listen) {
         Ok(l) => l.local_addr()?,
-        Err(_) => ([127, 0, 0, 1], 0).into(),
+        Err(_) => std::net::TcpListener::bind(std::net::SocketAddr::from(([127, 0, 0, 1], 0)))?
+            .local_addr()?,
     };
     let mut config = ServerConfig::local(listen);
     config.audit_anchor = Some(dir.path().join("audit-anchor.jsonl"));
     config.checkpoint_interval = std::time::Duration::from_secs(30);
     // A demo shows its texts at once, whatever the hour; `serve` keeps quiet hours.
     config.quiet_hours = None;
-    // The practice's channel is the local outbox, so admins can simulate patients' replies.
-    store
-        .add_provider(
-            practice.id,
-            Actor::Cli,
-            &RequestContext::default(),
-            &salve_store::NewProvider {
-                kind: salve_core::vendors::ProviderKind::LocalOutbox,
-                label: "Demo outbox".into(),
-                credentials: salve_core::Sensitive::new("{}".into()),
-                numbers: Vec::new(),
-                agreement: None,
-            },
-        )
-        .await?;
     let outbox = local_outbox(&settings, &store).await?;
     let state =
         AppState::new(store.clone(), Arc::new(SystemClock), config).with_local_outbox(outbox);
-    let token_text = token.secret.as_str().to_owned();
+    eprintln!("setting up the demo practice (staff, patients, conversations)…");
+    let demo = crate::demo::seed(&state).await?;
     let data_dir = dir.path().display().to_string();
     salve_server::serve(state, shutdown_signal(), move |addr| {
         let url = format!("http://localhost:{}", addr.port());
-        println!("Salve demo is running at {url}");
-        println!("  practice:  {} ({})", practice.name, practice.id);
-        println!("  API token: {token_text}");
-        println!(
-            "  staff:     {} / {} (POST /api/v1/session; the first sign-in enrols an authenticator app)",
-            admin_email.expose(),
-            admin_password.secret.as_str()
-        );
-        println!("  outbox:    salve outbox list --data-dir {data_dir}/data (texts and emails the demo \"sent\")");
-        println!("             or GET /api/v1/admin/outbox as the admin; POST /api/v1/admin/outbox/inbound simulates a patient's text");
-        println!(
-            "  try:       curl -H \"Authorization: Bearer {token_text}\" {url}/api/v1/patients"
-        );
-        println!("  OpenAPI:   {url}/api/v1/openapi.json");
-        println!("  data:      {data_dir} (deleted when the demo stops)");
-        println!("Press Ctrl-C to stop.");
+        println!("{}", crate::demo::describe(&demo, &url, &data_dir));
     })
     .await?;
     store.close().await;
     drop(dir);
     Ok(ExitCode::SUCCESS)
-}
-
-/// Fictional patients for the demo practice.
-pub async fn seed_demo_patients(
-    store: &Store,
-    practice: salve_core::PracticeId,
-) -> anyhow::Result<()> {
-    use salve_core::Sensitive;
-    use salve_core::patient::{
-        ContactInput, ContactKind, ContactRole, PatientInput, PatientRecord,
-    };
-    let ctx = store.input_context(practice).await?;
-    let people = [
-        (
-            "Ana",
-            "Ruiz",
-            "1984-07-02",
-            "es",
-            "+13125550142",
-            "ana.ruiz@example.org",
-        ),
-        (
-            "Leo",
-            "Ruiz",
-            "2015-03-11",
-            "es",
-            "+13125550142",
-            "leo.family@example.org",
-        ),
-        (
-            "Grace",
-            "Okafor",
-            "1958-11-23",
-            "en",
-            "+13125550177",
-            "grace.okafor@example.com",
-        ),
-        (
-            "Minh",
-            "Tran",
-            "1991-01-30",
-            "vi",
-            "+13125550190",
-            "minh.tran@example.net",
-        ),
-    ];
-    for (i, (given, family, dob, lang, phone, email)) in people.into_iter().enumerate() {
-        let s = |v: &str| Sensitive::new(v.to_owned());
-        let input = PatientInput {
-            given_name: s(given),
-            family_name: s(family),
-            birth_date: s(dob),
-            mrn: Some(s(&format!("DEMO-{:04}", i + 1))),
-            preferred_language: Some(lang.into()),
-            time_zone: None,
-            contacts: vec![
-                ContactInput {
-                    kind: ContactKind::Phone,
-                    value: s(phone),
-                    role: if given == "Leo" {
-                        ContactRole::Guardian
-                    } else {
-                        ContactRole::Patient
-                    },
-                },
-                ContactInput {
-                    kind: ContactKind::Email,
-                    value: s(email),
-                    role: ContactRole::Patient,
-                },
-            ],
-        };
-        let record = PatientRecord::from_input(&input, &ctx)
-            .map_err(|e| anyhow::anyhow!("demo patient is invalid: {:?}", e))?;
-        store
-            .create_patient(
-                practice,
-                &salve_core::permissions::Principal::Operator,
-                &RequestContext::default(),
-                &record,
-                None,
-            )
-            .await?;
-    }
-    Ok(())
 }

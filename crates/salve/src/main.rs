@@ -2,6 +2,7 @@
 
 mod cli;
 mod commands;
+mod demo;
 mod inbound_cmd;
 mod policy_cmd;
 mod settings;

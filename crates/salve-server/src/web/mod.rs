@@ -16,6 +16,7 @@ use crate::AppState;
 use crate::error::{ApiError, PROBLEM_JSON};
 use crate::routes::{Access, RouteSpec};
 
+pub mod admin;
 pub mod assets;
 pub mod csrf;
 pub mod frame;
@@ -360,6 +361,7 @@ fn pages() -> Vec<PageRoute> {
     let mut routes = Vec::new();
     routes.extend(portal::routes());
     routes.extend(staff::routes());
+    routes.extend(admin::routes());
     routes
 }
 

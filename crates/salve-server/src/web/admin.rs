@@ -1,0 +1,260 @@
+//! Admin pages: the local outbox (demo and development), patients and their consent at intake,
+//! and an index of what exists. Each handler calls the API operation the matching JSON route
+//! uses, with the same declared access, and renders the typed result.
+
+use askama::Template;
+use axum::Extension;
+use axum::extract::State;
+use axum::http::Method;
+use axum::response::Response;
+use axum::routing::{get, post};
+use salve_core::permissions::{Decision, Operation, Principal, authorize};
+
+use super::frame::StaffFrame;
+use super::{Page, PageRoute, page};
+use crate::AppState;
+use crate::auth::SessionCaller;
+use crate::error::ApiError;
+use crate::routes::Access;
+
+mod outbox;
+mod patients;
+mod settings;
+mod users;
+
+pub(crate) fn routes() -> Vec<PageRoute> {
+    use Operation::*;
+    vec![
+        page(Method::GET, "/admin", Access::Op(UserManage), get(index)),
+        page(
+            Method::GET,
+            "/admin/outbox",
+            Access::Op(ProviderManage),
+            get(outbox::show),
+        ),
+        page(
+            Method::POST,
+            "/admin/outbox/reply",
+            Access::Op(ProviderManage),
+            post(outbox::reply),
+        ),
+        page(
+            Method::POST,
+            "/admin/outbox/status",
+            Access::Op(ProviderManage),
+            post(outbox::status),
+        ),
+        page(
+            Method::GET,
+            "/admin/patients",
+            Access::Op(PatientList),
+            get(patients::list),
+        ),
+        page(
+            Method::POST,
+            "/admin/patients/search",
+            Access::Op(PatientSearch),
+            post(patients::search),
+        ),
+        page(
+            Method::GET,
+            "/admin/patients/{id}/consent",
+            Access::Op(ConsentRead),
+            get(patients::consent),
+        ),
+        page(
+            Method::POST,
+            "/admin/patients/{id}/consent",
+            Access::Op(ConsentRecord),
+            post(patients::record_consent),
+        ),
+        page(
+            Method::POST,
+            "/admin/patients/{id}/confidential",
+            Access::Op(ConsentRecord),
+            post(patients::record_confidential),
+        ),
+        page(
+            Method::GET,
+            "/admin/users",
+            Access::Op(UserList),
+            get(users::show),
+        ),
+        page(
+            Method::POST,
+            "/admin/users/invite",
+            Access::Op(UserManage),
+            post(users::invite),
+        ),
+        page(
+            Method::POST,
+            "/admin/users/{id}/role",
+            Access::Op(UserManage),
+            post(users::set_role),
+        ),
+        page(
+            Method::POST,
+            "/admin/users/{id}/mfa-reset",
+            Access::Op(UserManage),
+            post(users::reset_mfa),
+        ),
+        page(
+            Method::GET,
+            "/admin/catalog",
+            Access::Op(CatalogRead),
+            get(settings::catalog),
+        ),
+        page(
+            Method::POST,
+            "/admin/catalog",
+            Access::Op(CatalogManage),
+            post(settings::save_catalog_item),
+        ),
+        page(
+            Method::GET,
+            "/admin/templates",
+            Access::Op(CatalogRead),
+            get(settings::templates),
+        ),
+        page(
+            Method::POST,
+            "/admin/templates",
+            Access::Op(CatalogManage),
+            post(settings::create_template),
+        ),
+        page(
+            Method::POST,
+            "/admin/templates/{id}",
+            Access::Op(CatalogManage),
+            post(settings::update_template),
+        ),
+        page(
+            Method::GET,
+            "/admin/practice",
+            Access::Op(CatalogRead),
+            get(settings::practice),
+        ),
+        page(
+            Method::POST,
+            "/admin/practice",
+            Access::Op(CatalogManage),
+            post(settings::save_practice),
+        ),
+    ]
+}
+
+/// The frame of an admin page; pages are for signed-in staff (an API token gets a refusal).
+pub(super) async fn frame(
+    state: &AppState,
+    principal: &Principal,
+    session: Option<Extension<SessionCaller>>,
+    current: &str,
+) -> Result<StaffFrame, ApiError> {
+    let Some(Extension(session)) = session else {
+        return Err(ApiError::forbidden("pages are for signed-in staff"));
+    };
+    StaffFrame::load(state, principal, &session, current).await
+}
+
+/// A urlencoded form's fields, in order (a field may repeat: checkboxes).
+pub(super) struct FormFields(Vec<(String, String)>);
+
+impl FormFields {
+    pub(super) fn parse(body: &[u8]) -> Self {
+        Self(
+            form_urlencoded::parse(body)
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect(),
+        )
+    }
+
+    /// The last value of `name`, or "".
+    pub(super) fn get(&self, name: &str) -> String {
+        self.0
+            .iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    }
+
+    pub(super) fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.0
+            .iter()
+            .filter(move |(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// One entry of the admin index.
+pub(super) struct Section {
+    pub href: &'static str,
+    pub title: &'static str,
+    pub about: &'static str,
+}
+
+const SECTIONS: &[(&str, &str, &str, Operation)] = &[
+    (
+        "/admin/patients",
+        "Patients and consent",
+        "Find a patient and record their consent at intake, or a confidential-communication request.",
+        Operation::ConsentRecord,
+    ),
+    (
+        "/admin/users",
+        "Staff",
+        "Staff accounts and roles: invite someone, change a role, reset a lost authenticator.",
+        Operation::UserManage,
+    ),
+    (
+        "/admin/catalog",
+        "SMS-safe catalog",
+        "Appointment types, locations and providers, and which may appear in plain texts.",
+        Operation::CatalogManage,
+    ),
+    (
+        "/admin/templates",
+        "Saved replies",
+        "Reply templates staff pick in the composer, with the channel policy's verdict.",
+        Operation::CatalogManage,
+    ),
+    (
+        "/admin/practice",
+        "Practice profile",
+        "The sender name texts are signed with, phone, hours and expected reply time.",
+        Operation::CatalogManage,
+    ),
+    (
+        "/admin/outbox",
+        "Outbox",
+        "Every text and email the local outbox \"sent\" (demo and development): reply as the patient, mark delivered.",
+        Operation::ProviderManage,
+    ),
+];
+
+#[derive(Template)]
+#[template(path = "admin/index.html")]
+struct IndexPage<'a> {
+    page: &'a Page,
+    frame: &'a StaffFrame,
+    sections: Vec<Section>,
+}
+
+async fn index(
+    State(state): State<AppState>,
+    page: Page,
+    Extension(principal): Extension<Principal>,
+    session: Option<Extension<SessionCaller>>,
+) -> Result<Response, ApiError> {
+    let frame = frame(&state, &principal, session, "/admin").await?;
+    let sections = SECTIONS
+        .iter()
+        .filter(|(_, _, _, op)| matches!(authorize(&principal, *op, None), Decision::Allow))
+        .map(|(href, title, about, _)| Section { href, title, about })
+        .collect();
+    Ok(page.render(&IndexPage {
+        page: &page,
+        frame: &frame,
+        sections,
+    }))
+}
