@@ -316,21 +316,201 @@ test('patient: Spanish-speaking patient gets the pages in Spanish', async () => 
   await context.close();
 });
 
-test('patient: replies with a photo', async () => {
-  const page = state.anaPage;
-  assert.ok(page, 'the patient is signed in (previous flow)');
+/** Signs a seeded staff member in: password, authenticator code, guidelines when asked. */
+async function staffSignIn(page, who, label) {
+  const staff = seed.staff[who];
+  await page.goto(BASE_URL + '/sign-in');
+  await page.getByRole('heading', { level: 1, name: 'Sign in' }).waitFor();
+  if (label) await check(page, `${label}-sign-in`);
+  await page.getByLabel('Email').fill(staff.email);
+  await page.getByLabel('Password').fill(seed.password);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.waitForURL(/\/sign-in\/code/);
+  await page.getByRole('heading', { level: 1, name: 'Enter your authentication code' }).waitFor();
+  if (label) await check(page, `${label}-sign-in-code`);
+  await page.getByRole('textbox', { name: /^Authentication code/ }).fill(await totp(who));
+  await page.getByRole('button', { name: 'Verify' }).click();
+  await page.waitForURL((u) => !u.pathname.startsWith('/sign-in'));
+  if (new URL(page.url()).pathname === '/guidelines') {
+    await page.getByRole('heading', { level: 1, name: 'Messaging guidelines' }).waitFor();
+    await expectText(page, seed.guidelines);
+    if (label) await check(page, `${label}-guidelines`);
+    await page.getByRole('button', { name: 'I have read and accept these guidelines' }).click();
+    await page.waitForURL((u) => u.pathname !== '/guidelines');
+  }
+  // The page frame names who is signed in.
+  await page.locator('header .who').filter({ hasText: staff.name }).waitFor();
+}
+
+test('staff: clinician signs in with an authenticator code and accepts the guidelines', async () => {
+  const { context, page } = await person('clinician');
+  state.clinician = page;
+  state.clinicianContext = context;
+  await staffSignIn(page, 'clinician', 'clinician');
+  if (new URL(page.url()).pathname !== '/inbox') await page.goto(BASE_URL + '/inbox');
+  await page.getByRole('heading', { level: 1, name: 'Inbox' }).waitFor();
+  await check(page, 'inbox');
+});
+
+test('patient replies with a photo; the open staff inbox shows it live, without a reload', async () => {
+  const patient = state.anaPage;
+  const inbox = state.clinician;
+  assert.ok(patient && inbox, 'the patient and the clinician are signed in (earlier flows)');
+  const ana = seed.patients.ana;
+  // A mark on the staff page's window: a reload would lose it.
+  await inbox.evaluate(() => {
+    window.stillTheSamePage = true;
+  });
+  const row = inbox.locator('#inbox-list tr').filter({ hasText: `${ana.given} ${ana.family}` });
+  const unreadBefore = await row.locator('.unread-count').count();
+  assert.equal(unreadBefore, 0, 'nothing unread from Ana before she replies');
+
   state.replyText = 'Thank you. Here is a photo of the rash on my arm.';
-  await page.getByLabel('Your message').fill(state.replyText);
-  await page.getByLabel('Attach a photo or PDF').setInputFiles({
+  await patient.getByLabel('Your message').fill(state.replyText);
+  await patient.getByLabel('Attach a photo or PDF').setInputFiles({
     name: 'arm.png',
     mimeType: 'image/png',
     buffer: redSquarePng(),
   });
+  await patient.getByRole('button', { name: 'Send' }).click();
+  await patient.getByRole('status').filter({ hasText: 'Message sent.' }).waitFor();
+  await expectText(patient, state.replyText);
+  await patient.locator('.files a').filter({ hasText: 'arm.png' }).waitFor();
+  await check(patient, 'patient-replied');
+
+  // The inbox learns of it over its event stream and refreshes the list in place.
+  await row.locator('.unread-count').filter({ hasText: '1 unread' }).waitFor();
+  assert.equal(await inbox.evaluate(() => window.stillTheSamePage), true, 'the inbox did not reload');
+  await inbox.locator('#inbox-status').filter({ hasText: 'New messages' }).waitFor({ state: 'attached' });
+  await check(inbox, 'inbox-live-update');
+});
+
+test('staff: the composer explains the route; a medication goes by secure link, a reminder by text', async () => {
+  const page = state.clinician;
+  const ana = seed.patients.ana;
+  await page
+    .locator('#inbox-list tr')
+    .filter({ hasText: `${ana.given} ${ana.family}` })
+    .getByRole('link')
+    .first()
+    .click();
+  await page.waitForURL(/\/inbox\/[^/?]+/);
+  state.conversationUrl = page.url().split('?')[0];
+  await page.getByRole('heading', { level: 1, name: `${ana.given} ${ana.family}` }).waitFor();
+  await expectText(page, seed.first_message.text);
+  await expectText(page, state.replyText);
+  await page.locator('.attachments a').filter({ hasText: 'arm.png' }).waitFor();
+  await check(page, 'conversation');
+
+  const decision = page.locator('#route-decision');
+  assert.equal(await decision.getAttribute('aria-live'), 'polite');
+  state.medication = 'Please start metformin 500 mg twice a day with meals.';
+  await page.getByLabel('Message', { exact: true }).fill(state.medication);
+  await decision.filter({ hasText: /Will go by secure link: .*medication.*metformin/ }).waitFor();
+  await check(page, 'composer-secure-medication');
   await page.getByRole('button', { name: 'Send' }).click();
   await page.getByRole('status').filter({ hasText: 'Message sent.' }).waitFor();
-  await expectText(page, state.replyText);
-  await page.locator('.files a').filter({ hasText: /\.png/ }).first().waitFor();
-  await check(page, 'patient-replied');
+  await page.locator('.thread .msg-text').filter({ hasText: state.medication }).waitFor();
+
+  state.reminder = 'Your appointment is on Monday at 9 AM.';
+  await page.getByLabel('Message', { exact: true }).fill(state.reminder);
+  await decision.filter({ hasText: 'Will go by text message' }).waitFor();
+  await check(page, 'composer-text-reminder');
+  await page.getByRole('button', { name: 'Send' }).click();
+  await page.getByRole('status').filter({ hasText: 'Message sent.' }).waitFor();
+  await page.locator('.thread .msg-text').filter({ hasText: state.reminder }).waitFor();
+  await check(page, 'conversation-after-sending');
+});
+
+test('admin: the local outbox shows a content-free notice for the secure message and the reminder verbatim', async () => {
+  const ana = seed.patients.ana;
+  // The worker sends both; wait until the outbox has them before looking at the page.
+  await waitForOutbox((m) => m.to === ana.phone && m.body === state.reminder, 'the reminder text');
+  const notices = (await outbox()).filter((m) => m.to === ana.phone && /\/p\//.test(m.body));
+  assert.ok(notices.length >= 2, 'a second secure-link notification for the medication message');
+
+  const { context, page } = await person('admin');
+  state.admin = page;
+  state.adminContext = context;
+  await staffSignIn(page, 'admin', 'admin');
+  await page.goto(BASE_URL + '/admin/outbox');
+  await page.getByRole('heading', { level: 1, name: 'Outbox' }).waitFor();
+  const bodies = page.locator('blockquote.sent-body');
+  await bodies.filter({ hasText: state.reminder }).first().waitFor();
+  const all = await page.locator('main').innerText();
+  assert.ok(!/metformin/i.test(all), 'the medication is not in any text or email sent');
+  assert.ok(!all.includes('rash'), "the patient's words are not in any text either");
+  // The secure-link notifications are listed with their links to this server.
+  const links = page.locator('blockquote.sent-body a[href*="/p/"]');
+  assert.ok((await links.count()) >= 2, 'the secure links are clickable');
+  await check(page, 'admin-outbox');
+});
+
+test('admin: records consent at intake', async () => {
+  const page = state.admin;
+  assert.ok(page, 'the admin is signed in (previous flow)');
+  const noor = seed.patients.newcomer;
+  await page.goto(`${BASE_URL}/admin/patients/${noor.id}/consent`);
+  await page.getByRole('heading', { level: 1, name: `Consent: ${noor.given} ${noor.family}` }).waitFor();
+  await expectText(page, 'No consent recorded yet.');
+  await check(page, 'admin-consent-form');
+
+  // Plain texts without the risk acknowledgment: refused with a clear message.
+  await page.locator('#c-sms_plain-appointment_reminders').check();
+  await page.locator('#m-intake').check();
+  await page.getByRole('button', { name: 'Record consent' }).click();
+  await page.locator('#sms-ack-error').waitFor();
+  assert.equal(await page.locator('#sms-ack').getAttribute('aria-invalid'), 'true');
+  await check(page, 'admin-consent-refused');
+
+  await page.locator('#c-sms_plain-appointment_reminders').check();
+  await page.locator('#c-sms_notify-care_messages').check();
+  await page.locator('#sms-ack').check();
+  await page.locator('#m-intake').check();
+  await page.getByRole('textbox', { name: /^Evidence Optional: where/ }).fill('Signed intake form, scanned into the chart.');
+  await page.getByRole('button', { name: 'Record consent' }).click();
+  await page.locator('.success[role=status]').waitFor();
+  const history = page.locator('section[aria-labelledby=history-title] tbody tr');
+  assert.ok((await history.count()) >= 2, 'both grants are in the history');
+  await check(page, 'admin-consent-recorded');
+});
+
+test("patient: sees who accessed their record, the clinician's name among them", async () => {
+  const page = state.anaPage;
+  await page.getByRole('link', { name: 'Who accessed my record' }).click();
+  await page.getByRole('heading', { level: 1, name: 'Who accessed my record' }).waitFor();
+  await page.locator('ul.access li').filter({ hasText: seed.staff.clinician.name }).first().waitFor();
+  await check(page, 'patient-access-report');
+});
+
+test('staff: left idle, the page warns, then signs out (browser and server clocks moved)', async () => {
+  const { context, page } = await person('front desk');
+  // The page's timers run on a clock the test moves (installed before any page loads).
+  await page.clock.install();
+  await staffSignIn(page, 'front_desk');
+  await page.goto(BASE_URL + '/inbox');
+  await page.getByRole('heading', { level: 1, name: 'Inbox' }).waitFor();
+  const idle = Number(await page.locator('body').getAttribute('data-idle-seconds'));
+  assert.ok(idle > 120, `an idle timeout longer than the 2-minute warning (${idle} s)`);
+
+  // Two minutes before the end: a modal warning, focus on "Stay signed in".
+  await page.clock.fastForward((idle - 115) * 1000);
+  const dialog = page.getByRole('dialog', { name: 'You will be signed out in 2 minutes for your security' });
+  await dialog.waitFor();
+  const stay = page.getByRole('button', { name: 'Stay signed in' });
+  assert.equal(await stay.evaluate((b) => b === document.activeElement), true, 'focus is on the button');
+  await check(page, 'idle-warning');
+
+  // Nobody answers: past the timeout on the server's clock and the page's.
+  await advance(idle + 5);
+  await page.clock.fastForward(125 * 1000);
+  await page.waitForURL(/\/sign-in\?expired=1/);
+  await page.getByRole('status').filter({ hasText: 'You were signed out after a period of inactivity.' }).waitFor();
+  await check(page, 'idle-signed-out');
+  // The server ended the session too: the inbox asks for a sign-in again.
+  await page.goto(BASE_URL + '/inbox');
+  await page.waitForURL(/\/sign-in/);
+  await context.close();
 });
 
 test('axe-core finds a violation when there is one (self-check of the checker)', async () => {

@@ -44,6 +44,10 @@ const FIRST_MESSAGE: &str = "Your lab results are ready: your cholesterol is a l
 const SECOND_MESSAGE: &str = "Sus análisis están listos: el colesterol está un poco alto. \
      Le explicaremos el tratamiento en la próxima cita.";
 
+/// The practice's messaging guidelines (one paragraph).
+const GUIDELINES: &str = "Reply to patients within one business day. Never put lab values or \
+     medication names in a plain text: the composer sends those by secure link.";
+
 fn in_ci() -> bool {
     matches!(
         std::env::var("CI").as_deref(),
@@ -421,6 +425,16 @@ async fn must_show_flows_in_a_real_browser() {
     .await;
     assert_eq!(second["route"], "secure", "{second}");
 
+    // Messaging guidelines staff accept at their next sign-in (published last: until a staff
+    // member accepts them, the API refuses their other requests).
+    api(
+        &app,
+        &admin_session,
+        Req::put("/api/v1/guidelines").json(&json!({ "body": GUIDELINES })),
+        StatusCode::OK,
+    )
+    .await;
+
     // Serve the app (with its outbox worker) on the real port, and the control server.
     let (stop_tx, stop_rx) = watch::channel(false);
     let worker = tokio::spawn(salve_server::worker::run(
@@ -474,6 +488,7 @@ async fn must_show_flows_in_a_real_browser() {
             "newcomer": {"id": newcomer, "given": "Noor", "family": "Haddad",
                          "birth_date": BIRTH_DATE, "phone": "+13125550199", "lang": "en"},
         },
+        "guidelines": GUIDELINES,
         "consent_text": {"version": "2026-01", "sha256": consent_sha},
         "first_message": {"id": first["id"], "text": FIRST_MESSAGE},
         "second_message": {"id": second["id"], "text": SECOND_MESSAGE},
