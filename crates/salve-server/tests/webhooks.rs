@@ -713,3 +713,74 @@ async fn an_mms_picture_is_fetched_from_the_allowed_host_sealed_with_the_text_an
         );
     }
 }
+
+/// An emergency text arrives while the SMS provider's agreement has lapsed: the guidance is held
+/// (never sent without a BAA), and the practice's admins are emailed at once, once, with no
+/// patient named, so someone calls the patient. The conversation is flagged urgent.
+#[tokio::test]
+async fn an_emergency_reply_that_cannot_go_out_alerts_the_admins_once() {
+    for db in TestDatabase::all().await {
+        let s = setup(db, json!({})).await;
+        // The agreement on file ends on 2026-11-30 (the clock starts on 2026-11-25).
+        let r = s
+            .w
+            .admin(
+                Req::post(format!("/api/v1/admin/providers/{}/agreement", s.provider)).json(
+                    &json!({
+                        "vendor": "Twilio Inc.", "basis": "baa", "signed_on": "2026-01-15",
+                        "expires_on": "2026-11-30",
+                        "document_sha256": "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+                    }),
+                ),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+        s.w.app.advance(time::Duration::days(6));
+        let Some(_) = s
+            .text(
+                "SM00000000000000000000000000000e01",
+                "my chest hurts so bad and i cant breathe",
+            )
+            .await
+        else {
+            return;
+        };
+        let subject = "Salve: an emergency reply could not be sent";
+        let alerts = |w: &World| {
+            w.outbox()
+                .into_iter()
+                .filter(|m| m.subject.as_deref() == Some(subject))
+                .collect::<Vec<_>>()
+        };
+        s.w.run_worker().await;
+        let sent = alerts(&s.w);
+        assert!(!sent.is_empty(), "the admins are alerted");
+        for mail in &sent {
+            assert!(mail.body.contains("/inbox?urgent=true"), "{}", mail.body);
+            for phi in ["Ana", "0142", "chest", "breathe"] {
+                assert!(!mail.body.contains(phi), "{phi} in the alert");
+            }
+        }
+        assert!(
+            s.twilio.bodies_to(ANA_PHONE).is_empty(),
+            "nothing goes out through a provider without an agreement in force"
+        );
+        // Later passes hold the guidance again without another alert.
+        s.w.app.advance(time::Duration::minutes(30));
+        s.w.run_worker().await;
+        s.w.run_worker().await;
+        assert_eq!(
+            alerts(&s.w).len(),
+            sent.len(),
+            "one alert per blocked reply"
+        );
+        let audit = s.w.app.practice_audit().await;
+        assert_eq!(count(&audit, "emergency_reply.blocked", "failure"), 1);
+        let urgent = s.api(Req::get("/api/v1/conversations?urgent=true")).await;
+        assert_eq!(
+            urgent["conversations"].as_array().unwrap().len(),
+            1,
+            "{urgent}"
+        );
+    }
+}
