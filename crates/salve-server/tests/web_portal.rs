@@ -659,3 +659,124 @@ async fn the_pdf_holds_only_this_patients_messages_and_spanish_letters_come_out_
     assert!(!has(b"Leo asks"), "not another patient's message");
     assert!(!has(b"knee"));
 }
+
+/// The patient's consent record as the staff API shows it.
+async fn consent_record(app: &App, patient: &str) -> serde_json::Value {
+    app.send(Req::get(format!("/api/v1/patients/{patient}/consent")).bearer(&app.token))
+        .await
+        .json()
+}
+
+#[tokio::test]
+async fn preferences_record_consent_and_confidential_requests_as_the_patient() {
+    let app = App::new(TestDatabase::sqlite()).await;
+    let ana = new_patient(&app, "Ana", "+13125550142", None).await;
+    let (_, admin) = app.signed_in_staff(Role::Admin).await;
+    let r = app
+        .send(
+            Req::post("/api/v1/consent-texts")
+                .cookie(&admin)
+                .same_origin()
+                .json(&json!({"version": "2026-11", "text": "I agree to get messages from Lakeside."})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+
+    let mut b = verify(&app, &ana, None).await;
+    let csrf = b.csrf();
+    let r = b.get("/portal/preferences").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let html = r.text();
+    assert_clean_html(&html);
+    assert!(html.contains("I agree to get messages from Lakeside."));
+    assert!(html.contains("value=\"portal.care_messages\""));
+    let sha = html
+        .split("name=\"consent_sha256\" value=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_owned();
+    let granted = |record: &serde_json::Value, channel: &str, purpose: &str| {
+        record["effective"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["channel"] == channel && e["purpose"] == purpose && e["granted"] == true)
+    };
+
+    // Plain texts need the risk acknowledged: explained, nothing recorded.
+    let fields = [
+        ("csrf", csrf.as_str()),
+        ("c", "portal.care_messages"),
+        ("c", "sms_plain.appointment_reminders"),
+        ("consent_version", "2026-11"),
+        ("consent_sha256", sha.as_str()),
+    ];
+    let r = b.post_form("/portal/preferences", &fields).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(r.text().contains("confirm that you understand they are not encrypted"));
+    assert!(consent_record(&app, &ana).await["history"].as_array().unwrap().is_empty());
+
+    let mut with_risk = fields.to_vec();
+    with_risk.push(("sms_risk", "1"));
+    let r = b.post_form("/portal/preferences", &with_risk).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert!(r.text().contains("Your preferences were saved."));
+    let record = consent_record(&app, &ana).await;
+    assert!(granted(&record, "portal", "care_messages"));
+    assert!(granted(&record, "sms_plain", "appointment_reminders"));
+    for event in record["history"].as_array().unwrap() {
+        // The same evidence as staff-recorded consent: the text shown, how, and who (the patient).
+        assert_eq!(event["method"], "patient_portal");
+        assert_eq!(event["consent_text"]["version"], "2026-11");
+        assert_eq!(event["consent_text"]["sha256_hex"], sha.as_str());
+        assert!(event["recorded_by"].is_null());
+    }
+
+    // Clearing a box revokes it.
+    let r = b
+        .post_form(
+            "/portal/preferences",
+            &[("csrf", &csrf), ("c", "portal.care_messages")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let record = consent_record(&app, &ana).await;
+    assert!(granted(&record, "portal", "care_messages"));
+    assert!(!granted(&record, "sms_plain", "appointment_reminders"));
+
+    // "Only contact me by email".
+    let r = b
+        .post_form(
+            "/portal/preferences/confidential",
+            &[("csrf", &csrf), ("rule", "medium:sms")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert!(r.text().contains("<li>Only contact me by email (no text messages)</li>"));
+    let record = consent_record(&app, &ana).await;
+    let requests = record["confidential_requests"].as_array().unwrap();
+    assert_eq!(requests.len(), 1);
+    assert_eq!(requests[0]["rule"], "never_medium");
+    assert_eq!(requests[0]["value"], "sms");
+    assert_eq!(requests[0]["method"], "patient_portal");
+    let r = b
+        .post_form(
+            "/portal/preferences/confidential",
+            &[("csrf", &csrf), ("rule", "only:99")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(r.text().contains("Choose one of the options."));
+
+    // Audited as the patient.
+    let audit = app.practice_audit().await;
+    assert!(audit.iter().any(|row| row.action == "consent.record"
+        && row.actor_kind == "patient"
+        && row.actor_id == ana));
+    assert!(audit.iter().any(|row| row.action == "confidential.record"
+        && row.actor_kind == "patient"));
+    app.assert_audit_verifies().await;
+}

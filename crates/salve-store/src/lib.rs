@@ -75,7 +75,6 @@ pub use oversight::{Acknowledgment, BreakGlassGrant, Guidelines};
 pub use passkeys::{Ceremony, CeremonyPurpose, StoredPasskey};
 pub use patient_accounts::PatientLogin;
 pub use patients::{Idempotency, Lookup, MAX_PAGE, Patient, PatientPage};
-pub use portal_pages::{MAX_ACCESS_ROWS, RecordAccess};
 pub use practices::{Practice, TokenInfo, TokenPrincipal};
 pub use reminders::{
     AwaitingReminder, NewReminder, Recorded, Reminder, ReminderSettings, ReminderState,
