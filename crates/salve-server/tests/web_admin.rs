@@ -73,7 +73,13 @@ fn hrefs(html: &str) -> Vec<String> {
 
 #[tokio::test]
 async fn the_outbox_page_shows_what_was_sent_links_only_ours_and_simulates_the_patient() {
-    let w = World::new(TestDatabase::sqlite()).await;
+    for db in TestDatabase::all().await {
+        outbox_story(db).await;
+    }
+}
+
+async fn outbox_story(db: TestDatabase) {
+    let w = World::new(db).await;
     with_local_outbox(&w).await;
     let ana = w.patient("Ana", "0142").await;
     for (channel, purpose) in [
@@ -121,6 +127,10 @@ async fn the_outbox_page_shows_what_was_sent_links_only_ours_and_simulates_the_p
         "shown as text, exactly as sent"
     );
     assert!(!r.text.contains("style=") && !r.text.contains("<script>"));
+    assert!(r.text.contains("/static/staff.js") && r.text.contains("/static/admin.css"));
+    assert!(r.text.len() < 100 * 1024);
+    let css = w.app.send(Req::get("/static/admin.css")).await;
+    assert_eq!(css.status, StatusCode::OK);
     // Every text can be answered and marked delivered.
     assert!(r.text.contains("Reply as the patient"));
     assert!(r.text.contains("Mark delivered"));
@@ -236,7 +246,13 @@ async fn the_outbox_page_shows_what_was_sent_links_only_ours_and_simulates_the_p
 
 #[tokio::test]
 async fn consent_at_intake_cites_the_text_shown_and_needs_the_sms_acknowledgment() {
-    let w = World::new(TestDatabase::sqlite()).await;
+    for db in TestDatabase::all().await {
+        consent_story(db).await;
+    }
+}
+
+async fn consent_story(db: TestDatabase) {
+    let w = World::new(db).await;
     let (_, front_desk) = messaging_world::session(&w.app, Role::Staff).await;
     let ana = w.patient("Ana", "0142").await;
     let path = format!("/admin/patients/{ana}/consent");
@@ -744,6 +760,70 @@ async fn catalog_saved_replies_and_practice_profile_pages() {
         &w,
         &w.clinician,
         Req::post("/admin/practice").form(&profile("Mine")),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn providers_agreements_and_the_carrier_checklist() {
+    let w = World::new(TestDatabase::sqlite()).await;
+    with_local_outbox(&w).await;
+    let r = page(&w, &w.admin, Req::get("/admin/providers")).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert!(r.text.contains("Demo outbox") && r.text.contains("not needed"));
+
+    // A BAA without its document's hash is refused with the reason; nothing recorded.
+    let agreement = |sha: &str| {
+        form(&[
+            ("csrf", CSRF),
+            ("vendor", "Twilio Inc."),
+            ("basis", "baa"),
+            ("signed_on", "2026-01-15"),
+            ("document_sha256", sha),
+        ])
+    };
+    let r = page(
+        &w,
+        &w.admin,
+        Req::post("/admin/providers/agreements").form(&agreement("")),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text);
+    assert!(
+        r.text.contains("The agreement was not recorded")
+            && r.text.contains("value=\"Twilio Inc.\"")
+    );
+    assert_eq!(w.rows("vendor_agreements").await, 0);
+    let sha = "a".repeat(64);
+    let r = page(
+        &w,
+        &w.admin,
+        Req::post("/admin/providers/agreements").form(&agreement(&sha)),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
+    assert_eq!(w.rows("vendor_agreements").await, 1);
+
+    // The carrier checklist, for both number types.
+    let r = page(&w, &w.admin, Req::get("/admin/carrier")).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert!(r.text.contains("<h1>Carrier registration</h1>") && r.text.contains("Checklist"));
+    let r = page(&w, &w.admin, Req::get("/admin/carrier?kind=toll_free")).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(
+        r.text
+            .contains("href=\"/admin/carrier?kind=toll_free\" aria-current=\"page\"")
+    );
+
+    // Recording agreements is the admin's; the front desk may not even look.
+    let (_, front_desk) = messaging_world::session(&w.app, Role::Staff).await;
+    let r = page(&w, &front_desk, Req::get("/admin/providers")).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let r = page(
+        &w,
+        &front_desk,
+        Req::post("/admin/providers/agreements").form(&agreement(&sha)),
     )
     .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);

@@ -21,6 +21,7 @@ mod outbox;
 mod patients;
 mod settings;
 mod users;
+mod vendors;
 
 pub(crate) fn routes() -> Vec<PageRoute> {
     use Operation::*;
@@ -140,6 +141,24 @@ pub(crate) fn routes() -> Vec<PageRoute> {
             Access::Op(CatalogManage),
             post(settings::save_practice),
         ),
+        page(
+            Method::GET,
+            "/admin/providers",
+            Access::Op(VendorRead),
+            get(vendors::providers_page),
+        ),
+        page(
+            Method::POST,
+            "/admin/providers/agreements",
+            Access::Op(ProviderManage),
+            post(vendors::record_agreement),
+        ),
+        page(
+            Method::GET,
+            "/admin/carrier",
+            Access::Op(VendorRead),
+            get(vendors::carrier_page),
+        ),
     ]
 }
 
@@ -223,6 +242,18 @@ const SECTIONS: &[(&str, &str, &str, Operation)] = &[
         "Practice profile",
         "The sender name texts are signed with, phone, hours and expected reply time.",
         Operation::CatalogManage,
+    ),
+    (
+        "/admin/providers",
+        "Providers",
+        "SMS and email providers, and the Business Associate Agreements that cover them.",
+        Operation::VendorRead,
+    ),
+    (
+        "/admin/carrier",
+        "Carrier registration",
+        "What to submit to register the practice's texting numbers with US carriers.",
+        Operation::VendorRead,
     ),
     (
         "/admin/outbox",

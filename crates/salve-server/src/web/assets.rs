@@ -52,6 +52,13 @@ const ASSETS: &[Asset] = &[
         immutable: false,
     },
     Asset {
+        name: "admin.css",
+        content_type: "text/css; charset=utf-8",
+        body: include_bytes!("../../static/admin.css"),
+        gzip: None,
+        immutable: false,
+    },
+    Asset {
         name: "salve.js",
         content_type: "text/javascript; charset=utf-8",
         body: include_bytes!("../../static/salve.js"),
