@@ -289,6 +289,14 @@ test('patient: secure link, date of birth, code by text, then the practice\'s me
   await expectText(page, `Hello, ${ana.given}.`);
   await expectText(page, seed.first_message.text);
   await check(page, 'patient-messages');
+
+  // Who has accessed the record so far (the flows below add the clinician's visits).
+  await page.getByRole('link', { name: 'Who accessed my record' }).click();
+  await page.getByRole('heading', { level: 1, name: 'Who accessed my record' }).waitFor();
+  state.accessesBefore = await page.locator('ul.access li').filter({ hasText: seed.staff.clinician.name }).count();
+  await check(page, 'patient-access-before');
+  await page.getByRole('link', { name: 'Messages' }).click();
+  await page.getByRole('heading', { level: 1, name: 'Your messages' }).waitFor();
 });
 
 test('patient: Spanish-speaking patient gets the pages in Spanish', async () => {
@@ -479,7 +487,10 @@ test("patient: sees who accessed their record, the clinician's name among them",
   const page = state.anaPage;
   await page.getByRole('link', { name: 'Who accessed my record' }).click();
   await page.getByRole('heading', { level: 1, name: 'Who accessed my record' }).waitFor();
-  await page.locator('ul.access li').filter({ hasText: seed.staff.clinician.name }).first().waitFor();
+  const mine = page.locator('ul.access li').filter({ hasText: seed.staff.clinician.name });
+  await mine.first().waitFor();
+  const after = await mine.count();
+  assert.ok(after > state.accessesBefore, `the clinician's visits are listed (${state.accessesBefore} before, ${after} now)`);
   await check(page, 'patient-access-report');
 });
 
