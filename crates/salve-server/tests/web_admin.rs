@@ -438,6 +438,27 @@ async fn consent_story(db: TestDatabase) {
     )
     .await;
     assert!(r.text.contains("Never by email"), "{}", r.text);
+    let request = consent_record(&w, &ana).await["confidential_requests"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = page(
+        &w,
+        &front_desk,
+        Req::post(format!(
+            "/admin/patients/{ana}/confidential/{request}/withdraw"
+        ))
+        .form(&form(&[("csrf", CSRF)])),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
+    let record = consent_record(&w, &ana).await;
+    assert!(
+        record["confidential_requests"][0]["withdrawn_at"].is_string(),
+        "{record}"
+    );
+    let r = page(&w, &front_desk, Req::get(format!("{path}?saved=withdrawn"))).await;
+    assert!(r.text.contains("withdrawn)") && !r.text.contains("/withdraw\""));
     let r = page(
         &w,
         &front_desk,

@@ -41,7 +41,7 @@ pub struct DemoUser {
     /// The authenticator secret, base32 (type it into an authenticator app).
     pub totp_secret: String,
     pub otpauth_uri: String,
-    /// A signed-in session (used while seeding; not printed).
+    /// The session used while seeding (ended when seeding is done; never printed).
     pub session: String,
 }
 
@@ -1078,6 +1078,18 @@ pub async fn seed(state: &AppState) -> anyhow::Result<Demo> {
 
     // A fresh secure link for one patient, to try the portal.
     let portal = portal_link(state, &api, &admin, &grace).await?;
+
+    // The seeding sessions end here: a person signs in with the printed details.
+    for user in &users {
+        api.ok(
+            Method::DELETE,
+            "/api/v1/session",
+            Auth::Session(&user.session),
+            None,
+            "signing out",
+        )
+        .await?;
+    }
 
     Ok(Demo {
         practice_id: practice.id.to_string(),

@@ -104,6 +104,13 @@ async fn the_demo_practice_is_complete_and_its_printed_details_work() {
     let state = state(&db, clock.clone()).await;
     let seeded = demo::seed(&state).await.expect("the demo seeds");
 
+    // Seeding signed each account in; none of those sessions is left open.
+    let open: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM sessions WHERE ended_at IS NULL")
+        .fetch_one(state.store.pool_for_tests())
+        .await
+        .unwrap();
+    assert_eq!(open, 0);
+
     // Staff: one per role, each with an enrolled authenticator.
     let roles: Vec<Role> = seeded.users.iter().map(|u| u.role).collect();
     for role in Role::ALL {

@@ -76,6 +76,12 @@ pub(crate) fn routes() -> Vec<PageRoute> {
             post(patients::record_confidential),
         ),
         page(
+            Method::POST,
+            "/admin/patients/{id}/confidential/{request_id}/withdraw",
+            Access::Op(ConsentRecord),
+            post(patients::withdraw_confidential),
+        ),
+        page(
             Method::GET,
             "/admin/users",
             Access::Op(UserList),

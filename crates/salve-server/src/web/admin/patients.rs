@@ -171,6 +171,7 @@ pub(crate) struct HistoryRow {
 }
 
 pub(crate) struct ConfidentialRow {
+    pub id: String,
     pub rule: &'static str,
     pub value: String,
     pub method: String,
@@ -330,6 +331,7 @@ async fn render(
         .confidential_requests
         .iter()
         .map(|r| ConfidentialRow {
+            id: r.id.to_string(),
             rule: match r.rule.as_str() {
                 "only_contact" => "Only at",
                 "never_contact" => "Never at",
@@ -417,6 +419,7 @@ pub(crate) async fn consent(
     let saved = match query.ok().and_then(|q| q.0.saved).as_deref() {
         Some("consent") => Some("Consent recorded."),
         Some("confidential") => Some("Confidential-communication request recorded."),
+        Some("withdrawn") => Some("Confidential-communication request withdrawn."),
         _ => None,
     };
     render(
@@ -621,4 +624,22 @@ pub(crate) async fn record_confidential(
         }
         Err(e) => Err(e),
     }
+}
+
+/// Withdraw a confidential-communication request (it stays in the record, marked withdrawn).
+pub(crate) async fn withdraw_confidential(
+    State(state): State<AppState>,
+    page: Page,
+    Extension(principal): Extension<Principal>,
+    Extension(client): Extension<ClientInfo>,
+    Path((id, request)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    consent::withdraw_confidential(
+        State(state),
+        Extension(principal),
+        Extension(client),
+        Path((id.clone(), request)),
+    )
+    .await?;
+    Ok(page.redirect(&format!("/admin/patients/{id}/consent?saved=withdrawn")))
 }
