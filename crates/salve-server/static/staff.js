@@ -40,7 +40,8 @@
   }
 
   function expire() {
-    window.location.assign("/sign-in?expired=1");
+    var here = window.location.pathname + window.location.search;
+    window.location.assign("/sign-in?expired=1&next=" + encodeURIComponent(here));
   }
 
   function resetIdle() {

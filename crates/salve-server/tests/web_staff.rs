@@ -198,18 +198,29 @@ fn field_value(html: &str, name: &str) -> String {
 /// Signs in through the pages with the password; returns the Location of the answer.
 async fn password_step(b: &mut Browser<'_>, email: &str, next: &str) -> String {
     let r = b
-        .get(&format!("/sign-in?next={}", percent_encoding::utf8_percent_encode(next, percent_encoding::NON_ALPHANUMERIC)))
+        .get(&format!(
+            "/sign-in?next={}",
+            percent_encoding::utf8_percent_encode(next, percent_encoding::NON_ALPHANUMERIC)
+        ))
         .await;
     assert_eq!(r.status, StatusCode::OK);
     assert_page(&r);
-    for words in ["<label for=\"email\">Email</label>", "<label for=\"password\">Password</label>", ">Sign in</button>"] {
+    for words in [
+        "<label for=\"email\">Email</label>",
+        "<label for=\"password\">Password</label>",
+        ">Sign in</button>",
+    ] {
         assert!(r.text.contains(words), "{words}");
     }
     assert_eq!(field_value(&r.text, "next"), next.replace('&', "&amp;"));
     let r = b
         .post(
             "/sign-in",
-            &[("email", email), ("password", common::PASSWORD), ("next", next)],
+            &[
+                ("email", email),
+                ("password", common::PASSWORD),
+                ("next", next),
+            ],
         )
         .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
@@ -236,7 +247,10 @@ async fn sign_in_with_a_code_lands_on_next_and_a_wrong_code_is_refused_and_throt
 
         // A wrong code: the page says so, the field is marked, nothing is signed in.
         let r = b
-            .post("/sign-in/code", &[("code", "000000"), ("next", "/inbox?filter=mine")])
+            .post(
+                "/sign-in/code",
+                &[("code", "000000"), ("next", "/inbox?filter=mine")],
+            )
             .await;
         assert_eq!(r.status, StatusCode::UNAUTHORIZED);
         assert_page(&r);
@@ -247,7 +261,10 @@ async fn sign_in_with_a_code_lands_on_next_and_a_wrong_code_is_refused_and_throt
         // The right code signs in, swaps the session, and goes to `next`.
         let code = app.totp_code(&staff);
         let r = b
-            .post("/sign-in/code", &[("code", &code), ("next", "/inbox?filter=mine")])
+            .post(
+                "/sign-in/code",
+                &[("code", &code), ("next", "/inbox?filter=mine")],
+            )
             .await;
         assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
         assert_eq!(location(&r), "/inbox?filter=mine");
@@ -257,7 +274,7 @@ async fn sign_in_with_a_code_lands_on_next_and_a_wrong_code_is_refused_and_throt
         assert_eq!(r.status, StatusCode::OK, "{}", r.text);
         assert_page(&r);
         assert!(r.text.contains("<h1>Inbox</h1>"));
-        assert!(r.text.contains(&format!("data-idle-seconds=\"")));
+        assert!(r.text.contains("data-idle-seconds=\""));
 
         // Another sign-in, and wrong codes until the throttle holds the account.
         app.next_step();
@@ -334,6 +351,12 @@ async fn first_sign_in_enrols_an_authenticator_and_shows_the_recovery_codes_once
     assert_eq!(r.headers[header::CACHE_CONTROL], "no-store");
     assert!(r.text.contains(">Continue</button>"));
     assert_eq!(r.text.matches("<li><code>").count(), 10, "{}", r.text);
+    let codes: Vec<String> = r
+        .text
+        .split("<li><code>")
+        .skip(1)
+        .map(|c| c.split('<').next().unwrap().to_owned())
+        .collect();
     let r = b.post("/sign-in/continue", &[("next", "/inbox")]).await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
     assert_eq!(location(&r), "/inbox");
@@ -343,9 +366,30 @@ async fn first_sign_in_enrols_an_authenticator_and_shows_the_recovery_codes_once
     let r = b.post("/sign-out", &[]).await;
     assert_eq!(location(&r), "/sign-in?signed_out=1");
     assert!(b.session().is_none());
+    let r = b.get("/sign-in?signed_out=1").await;
+    assert!(r.text.contains("You are signed out."));
     let r = b.get("/inbox").await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
     assert_eq!(location(&r), "/sign-in?next=%2Finbox");
+
+    // A recovery code works in the code field, once.
+    let to = password_step(&mut b, &staff.email, "/inbox").await;
+    assert_eq!(to, "/sign-in/code?next=%2Finbox");
+    let r = b
+        .post("/sign-in/code", &[("code", &codes[0]), ("next", "/inbox")])
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
+    assert_eq!(location(&r), "/inbox");
+    b.post("/sign-out", &[]).await;
+    password_step(&mut b, &staff.email, "/inbox").await;
+    let r = b
+        .post("/sign-in/code", &[("code", &codes[0]), ("next", "/inbox")])
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::UNAUTHORIZED,
+        "a recovery code works once"
+    );
 }
 
 #[tokio::test]
@@ -432,26 +476,43 @@ async fn the_inbox_and_a_conversation_show_what_staff_need() {
         // The admin writes; for the clinician that is unread.
         w.tick();
         let r = w
-            .admin(Req::post(format!("/api/v1/patients/{ana}/messages")).json(&json!({"text": CLINICAL_TEXT})))
+            .admin(
+                Req::post(format!("/api/v1/patients/{ana}/messages"))
+                    .json(&json!({"text": CLINICAL_TEXT})),
+            )
             .await;
         assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
         let conv = r.json()["conversation_id"].as_str().unwrap().to_owned();
         w.tick();
         let r = w
-            .admin(Req::post(format!("/api/v1/conversations/{conv}/notes")).json(&json!({"text": "Called her too; left a voicemail."})))
+            .admin(
+                Req::post(format!("/api/v1/conversations/{conv}/notes"))
+                    .json(&json!({"text": "Called her too; left a voicemail."})),
+            )
             .await;
         assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
 
         let mut b = staff_browser(&w, &w.clinician).await;
         let r = b.get("/inbox").await;
         assert_page(&r);
-        assert!(r.text.contains(&format!("href=\"/inbox/{conv}\">Ana Quintanilla</a>")), "{}", r.text);
+        assert!(
+            r.text
+                .contains(&format!("href=\"/inbox/{conv}\">Ana Quintanilla</a>")),
+            "{}",
+            r.text
+        );
         assert!(r.text.contains("2 unread"), "{}", r.text);
-        assert!(r.text.contains("Nov 25, 09:0"), "the practice's local time: {}", r.text);
+        assert!(
+            r.text.contains("Nov 25, 09:0"),
+            "the practice's local time: {}",
+            r.text
+        );
         assert!(r.text.contains("hx-get=\"/inbox/list?filter=open\""));
         assert!(r.text.contains("aria-live=\"polite\""));
         // The live refresh's fragment: the list alone, and it does not count as activity.
-        let r = b.send(Req::get("/inbox/list?filter=open").header("hx-request", "true")).await;
+        let r = b
+            .send(Req::get("/inbox/list?filter=open").header("hx-request", "true"))
+            .await;
         assert_eq!(r.status, StatusCode::OK);
         assert!(!r.text.contains("<html") && r.text.contains("2 unread"));
         let list = salve_server::route_specs()
@@ -471,30 +532,57 @@ async fn the_inbox_and_a_conversation_show_what_staff_need() {
         assert!(page.contains("Text notifications (no content)"), "consent");
         assert!(page.contains("<span class=\"badge ok\">Granted</span>"));
         assert!(page.contains("<label for=\"message-text\">Message</label>"));
-        assert!(page.contains("id=\"route-decision\" class=\"route-decision\" aria-live=\"polite\""));
+        assert!(
+            page.contains("id=\"route-decision\" class=\"route-decision\" aria-live=\"polite\"")
+        );
         assert!(page.contains(">Add note</button>") && page.contains(">Assign</button>"));
         // Opening it read it.
         assert_eq!(w.inbox("").await[0]["unread"], 0);
 
         // A note through the page; a close; a reopen.
-        let r = b.post(&format!("/inbox/{conv}/note"), &[("text", "Prefers mornings.")]).await;
+        let r = b
+            .post(
+                &format!("/inbox/{conv}/note"),
+                &[("text", "Prefers mornings.")],
+            )
+            .await;
         assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
         assert_eq!(location(&r), format!("/inbox/{conv}?noted=1"));
-        let r = b.post(&format!("/inbox/{conv}/note"), &[("text", "   ")]).await;
+        let r = b
+            .post(&format!("/inbox/{conv}/note"), &[("text", "   ")])
+            .await;
         assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
         assert!(r.text.contains("id=\"note-error\""));
-        let r = b.post(&format!("/inbox/{conv}/state"), &[("state", "snoozed"), ("snooze_hours", "4")]).await;
+        let r = b
+            .post(
+                &format!("/inbox/{conv}/state"),
+                &[("state", "snoozed"), ("snooze_hours", "4")],
+            )
+            .await;
         assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
-        assert_eq!(w.conversation(&conv).await["conversation"]["state"], "snoozed");
+        assert_eq!(
+            w.conversation(&conv).await["conversation"]["state"],
+            "snoozed"
+        );
         let r = b.get(&format!("/inbox/{conv}")).await;
         assert!(r.text.contains("Snoozed until Nov 25, 13:0"), "{}", r.text);
         assert!(r.text.contains(">Reopen</button>"));
-        let r = b.post(&format!("/inbox/{conv}/state"), &[("state", "open")]).await;
+        let r = b
+            .post(&format!("/inbox/{conv}/state"), &[("state", "open")])
+            .await;
         assert_eq!(r.status, StatusCode::SEE_OTHER);
         let me = w.clinician_id.clone();
-        let r = b.post(&format!("/inbox/{conv}/assign"), &[("assignee", &format!("user:{me}"))]).await;
+        let r = b
+            .post(
+                &format!("/inbox/{conv}/assign"),
+                &[("assignee", &format!("user:{me}"))],
+            )
+            .await;
         assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
-        assert_eq!(w.conversation(&conv).await["conversation"]["assigned_user"], me.as_str());
+        assert_eq!(
+            w.conversation(&conv).await["conversation"]["assigned_user"],
+            me.as_str()
+        );
         let r = b.get("/inbox?filter=mine").await;
         assert!(r.text.contains(&format!("/inbox/{conv}")));
         w.app.assert_audit_verifies().await;
@@ -508,7 +596,9 @@ async fn the_composer_explains_where_a_message_goes_and_sends_it_once() {
         let mo = w.patient("Mo", "0210").await;
         w.grant(&mo, "sms_plain", "care_messages").await;
         w.grant(&mo, "sms_notify", "care_messages").await;
-        let first = w.sent_message(&mo, json!({"text": "Welcome to Lakeside messaging."})).await;
+        let first = w
+            .sent_message(&mo, json!({"text": "Welcome to Lakeside messaging."}))
+            .await;
         let conv = first["conversation_id"].as_str().unwrap().to_owned();
         let mut b = staff_browser(&w, &w.clinician).await;
         let page = b.get(&format!("/inbox/{conv}")).await;
@@ -518,26 +608,39 @@ async fn the_composer_explains_where_a_message_goes_and_sends_it_once() {
 
         let preview = format!("/inbox/{conv}/preview");
         let r = b
-            .htmx_post(&preview, &[("text", MEDICATION_TEXT), ("patient_id", &patient)])
+            .htmx_post(
+                &preview,
+                &[("text", MEDICATION_TEXT), ("patient_id", &patient)],
+            )
             .await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.text);
         assert!(
-            r.text.contains("Will go by secure link: mentions a medication (metformin)"),
+            r.text
+                .contains("Will go by secure link: mentions a medication (metformin)"),
             "{}",
             r.text
         );
         let r = b
-            .htmx_post(&preview, &[("text", APPOINTMENT_TEXT), ("patient_id", &patient)])
+            .htmx_post(
+                &preview,
+                &[("text", APPOINTMENT_TEXT), ("patient_id", &patient)],
+            )
             .await;
         assert!(r.text.contains("Will go by text message"), "{}", r.text);
-        let r = b.htmx_post(&preview, &[("text", ""), ("patient_id", &patient)]).await;
+        let r = b
+            .htmx_post(&preview, &[("text", ""), ("patient_id", &patient)])
+            .await;
         assert!(r.text.contains("Type a message"));
         let messages_before = w.rows("messages").await;
         assert_eq!(w.rows("outbox_jobs").await, 1, "previews write nothing");
 
         // The same form posted twice (a double click, a retry) sends one message.
         let send = format!("/inbox/{conv}/send");
-        let fields = [("text", MEDICATION_TEXT), ("patient_id", patient.as_str()), ("idempotency_key", key.as_str())];
+        let fields = [
+            ("text", MEDICATION_TEXT),
+            ("patient_id", patient.as_str()),
+            ("idempotency_key", key.as_str()),
+        ];
         let r = b.post(&send, &fields).await;
         assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
         assert_eq!(location(&r), format!("/inbox/{conv}?sent=1"));
@@ -547,7 +650,11 @@ async fn the_composer_explains_where_a_message_goes_and_sends_it_once() {
         let r = b.get(&format!("/inbox/{conv}?sent=1")).await;
         assert!(r.text.contains("Message sent."));
         assert!(r.text.contains("Your metformin refill"));
-        assert_ne!(field_value(&r.text, "idempotency_key"), key, "a new form, a new key");
+        assert_ne!(
+            field_value(&r.text, "idempotency_key"),
+            key,
+            "a new form, a new key"
+        );
 
         // With htmx and a file: multipart, the CSRF token in the header; one more message.
         let png = {
@@ -559,7 +666,11 @@ async fn the_composer_explains_where_a_message_goes_and_sends_it_once() {
         };
         let boundary = "salveboundary7";
         let mut body = Vec::new();
-        for (name, value) in [("text", "Here is the form to fill in."), ("patient_id", patient.as_str()), ("idempotency_key", "another-key")] {
+        for (name, value) in [
+            ("text", "Here is the form to fill in."),
+            ("patient_id", patient.as_str()),
+            ("idempotency_key", "another-key"),
+        ] {
             body.extend(format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n").as_bytes());
         }
         body.extend(format!("--{boundary}\r\nContent-Disposition: form-data; name=\"attachments\"; filename=\"form.png\"\r\nContent-Type: image/png\r\n\r\n").as_bytes());
@@ -567,20 +678,82 @@ async fn the_composer_explains_where_a_message_goes_and_sends_it_once() {
         body.extend(format!("\r\n--{boundary}--\r\n").as_bytes());
         let r = b.send_multipart(&send, boundary, body).await;
         assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text);
-        assert_eq!(r.headers["hx-redirect"], format!("/inbox/{conv}?sent=1").as_str());
+        assert_eq!(
+            r.headers["hx-redirect"],
+            format!("/inbox/{conv}?sent=1").as_str()
+        );
         assert_eq!(w.rows("messages").await, messages_before + 2);
         let r = b.get(&format!("/inbox/{conv}")).await;
         assert!(r.text.contains("download>form.png</a>"), "{}", r.text);
 
+        // A saved reply: offered in the picker, previewed as the patient will read it, sent.
+        let r = w
+            .admin(Req::post("/api/v1/templates").json(&json!({
+                "name": "Call us", "body": "Hi {patient.first_name}, please call the office when you can."
+            })))
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+        let template = r.json()["id"].as_str().unwrap().to_owned();
+        let r = b.get(&format!("/inbox/{conv}")).await;
+        assert!(
+            r.text.contains(&format!(
+                "<option value=\"{template}\" data-body=\"Hi {{patient.first_name}}, please call the office when you can.\">Call us</option>"
+            )),
+            "{}",
+            r.text
+        );
+        let r = b
+            .htmx_post(
+                &preview,
+                &[
+                    ("text", ""),
+                    ("template_id", &template),
+                    ("patient_id", &patient),
+                ],
+            )
+            .await;
+        assert!(
+            r.text.contains("The patient will read: Hi Mo, please call"),
+            "{}",
+            r.text
+        );
+        let r = b
+            .post(
+                &send,
+                &[
+                    ("text", "Hi {patient.first_name}"),
+                    ("template_id", &template),
+                    ("patient_id", &patient),
+                    ("idempotency_key", "k-template"),
+                ],
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
+        let r = b.get(&format!("/inbox/{conv}")).await;
+        assert!(r.text.contains("Hi Mo, please call"), "{}", r.text);
+        let messages_before = messages_before + 1;
+
         // An empty message is refused on the page, not sent.
-        let r = b.post(&send, &[("text", "  "), ("patient_id", &patient), ("idempotency_key", "k3")]).await;
+        let r = b
+            .post(
+                &send,
+                &[
+                    ("text", "  "),
+                    ("patient_id", &patient),
+                    ("idempotency_key", "k3"),
+                ],
+            )
+            .await;
         assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
         assert!(r.text.contains("id=\"composer-error\""));
         assert_eq!(w.rows("messages").await, messages_before + 2);
 
         // Without the CSRF token nothing is sent.
         let r = b
-            .send(Req::post(&send).form(&encode(&[("text", "x".into()), ("patient_id", patient.clone())])))
+            .send(Req::post(&send).form(&encode(&[
+                ("text", "x".into()),
+                ("patient_id", patient.clone()),
+            ])))
             .await;
         assert_eq!(r.status, StatusCode::FORBIDDEN);
         assert_eq!(w.rows("messages").await, messages_before + 2);
@@ -601,7 +774,11 @@ async fn a_role_without_the_permission_gets_the_error_page_not_data() {
         let r = b.get(&path).await;
         assert_eq!(r.status, StatusCode::FORBIDDEN, "{path}");
         assert_page(&r);
-        assert!(r.text.contains("the auditor role cannot do this"), "{}", r.text);
+        assert!(
+            r.text.contains("the auditor role cannot do this"),
+            "{}",
+            r.text
+        );
         assert!(!r.text.contains("Quintanilla") && !r.text.contains("metformin"));
     }
 }
@@ -614,7 +791,10 @@ async fn a_restricted_patient_opens_with_a_break_glass_reason() {
     let sent = w.sent_message(&vera, json!({"text": CLINICAL_TEXT})).await;
     let conv = sent["conversation_id"].as_str().unwrap().to_owned();
     let r = w
-        .admin(Req::put(format!("/api/v1/patients/{vera}/restriction")).json(&json!({"restricted": true, "users": []})))
+        .admin(
+            Req::put(format!("/api/v1/patients/{vera}/restriction"))
+                .json(&json!({"restricted": true, "users": []})),
+        )
         .await;
     assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text);
 
@@ -625,11 +805,22 @@ async fn a_restricted_patient_opens_with_a_break_glass_reason() {
     assert!(r.text.contains("Reason for emergency access"));
     assert!(!r.text.contains("metformin") && !r.text.contains("Quintanilla"));
     let glass = format!("/inbox/{conv}/break-glass");
-    let r = b.post(&glass, &[("category", "emergency_treatment"), ("reason", "short")]).await;
+    let r = b
+        .post(
+            &glass,
+            &[("category", "emergency_treatment"), ("reason", "short")],
+        )
+        .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(r.text.contains("10 to 1000 characters") && r.text.contains("aria-invalid=\"true\""));
     let r = b
-        .post(&glass, &[("category", "emergency_treatment"), ("reason", "Patient in the ER, needs her recent messages")])
+        .post(
+            &glass,
+            &[
+                ("category", "emergency_treatment"),
+                ("reason", "Patient in the ER, needs her recent messages"),
+            ],
+        )
         .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
     let r = b.get(&location(&r)).await;
@@ -652,7 +843,11 @@ async fn an_idle_session_goes_back_to_sign_in_and_keepalive_counts_as_activity()
     w.app.advance(time::Duration::minutes(10));
     let csrf = b.csrf();
     let r = b
-        .send(Req::post("/session/keepalive").header("hx-request", "true").header("x-csrf-token", csrf))
+        .send(
+            Req::post("/session/keepalive")
+                .header("hx-request", "true")
+                .header("x-csrf-token", csrf),
+        )
         .await;
     assert_eq!(r.status, StatusCode::NO_CONTENT);
     // The live refresh does not keep it alive.
@@ -663,22 +858,44 @@ async fn an_idle_session_goes_back_to_sign_in_and_keepalive_counts_as_activity()
     assert_eq!(r.status, StatusCode::SEE_OTHER);
     assert_eq!(location(&r), "/sign-in?next=%2Finbox%3Ffilter%3Dmine");
     let r = b.get("/sign-in?expired=1").await;
-    assert!(r.text.contains("You were signed out after a period of inactivity."));
+    assert!(
+        r.text
+            .contains("You were signed out after a period of inactivity.")
+    );
     // htmx is sent to sign-in with a redirect header, not a page in a fragment.
-    let r = b.send(Req::get("/inbox/list").header("hx-request", "true")).await;
+    let r = b
+        .send(Req::get("/inbox/list").header("hx-request", "true"))
+        .await;
     assert_eq!(r.status, StatusCode::NO_CONTENT);
-    assert!(r.headers["hx-redirect"].to_str().unwrap().starts_with("/sign-in?next="));
+    assert!(
+        r.headers["hx-redirect"]
+            .to_str()
+            .unwrap()
+            .starts_with("/sign-in?next=")
+    );
 }
 
 #[tokio::test]
 async fn the_staff_assets_are_served() {
     let app = App::new(TestDatabase::sqlite()).await;
-    for (path, ty) in [("/static/staff.js", "text/javascript"), ("/static/staff.css", "text/css")] {
+    for (path, ty) in [
+        ("/static/staff.js", "text/javascript"),
+        ("/static/staff.css", "text/css"),
+    ] {
         let r = app.send(Req::get(path)).await;
         assert_eq!(r.status, StatusCode::OK, "{path}");
-        assert!(r.headers[header::CONTENT_TYPE].to_str().unwrap().starts_with(ty));
+        assert!(
+            r.headers[header::CONTENT_TYPE]
+                .to_str()
+                .unwrap()
+                .starts_with(ty)
+        );
     }
     let js = app.send(Req::get("/static/staff.js")).await.text;
-    assert!(js.contains("EventSource") && js.contains("idle-warning") && js.contains("/sign-in?expired=1"));
+    assert!(
+        js.contains("EventSource")
+            && js.contains("idle-warning")
+            && js.contains("/sign-in?expired=1")
+    );
     assert!(!js.contains("eval(") && !js.contains("innerHTML"));
 }

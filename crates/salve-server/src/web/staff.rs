@@ -38,7 +38,12 @@ pub(crate) fn routes() -> Vec<PageRoute> {
     vec![
         page(Method::GET, "/sign-in", Public, get(sign_in::form)),
         page(Method::POST, "/sign-in", Public, post(sign_in::submit)),
-        page(Method::GET, "/sign-in/code", Session(MFA), get(sign_in::code_form)),
+        page(
+            Method::GET,
+            "/sign-in/code",
+            Session(MFA),
+            get(sign_in::code_form),
+        ),
         page(
             Method::POST,
             "/sign-in/code",
@@ -70,14 +75,24 @@ pub(crate) fn routes() -> Vec<PageRoute> {
             Session(ACTIVE),
             post(keepalive),
         ),
-        page(Method::GET, "/guidelines", Op(GuidelinesRead), get(guidelines)),
+        page(
+            Method::GET,
+            "/guidelines",
+            Op(GuidelinesRead),
+            get(guidelines),
+        ),
         page(
             Method::POST,
             "/guidelines",
             Op(GuidelinesRead),
             post(acknowledge),
         ),
-        page(Method::GET, "/inbox", Op(ConversationList), get(inbox::inbox)),
+        page(
+            Method::GET,
+            "/inbox",
+            Op(ConversationList),
+            get(inbox::inbox),
+        ),
         // Refreshed by live updates, not by the user: does not keep the session alive.
         passive(page(
             Method::GET,
@@ -310,12 +325,20 @@ mod tests {
     fn landing_is_a_page_a_person_opens() {
         let id = "0194f7a0-0000-7000-8000-000000000000";
         assert_eq!(landing(Some("/inbox?filter=mine")), "/inbox?filter=mine");
-        assert_eq!(landing(Some(&format!("/inbox/{id}"))), format!("/inbox/{id}"));
+        assert_eq!(
+            landing(Some(&format!("/inbox/{id}"))),
+            format!("/inbox/{id}")
+        );
         assert_eq!(
             landing(Some(&format!("/inbox/{id}/send"))),
             format!("/inbox/{id}")
         );
-        for bad in [None, Some("//evil.example"), Some("/sign-in/code"), Some("/inbox/list")] {
+        for bad in [
+            None,
+            Some("//evil.example"),
+            Some("/sign-in/code"),
+            Some("/inbox/list"),
+        ] {
             assert_eq!(landing(bad), "/inbox");
         }
     }

@@ -456,7 +456,10 @@ struct BreakGlassPage<'a> {
 }
 
 const CATEGORIES: &[(BreakGlassCategory, &str)] = &[
-    (BreakGlassCategory::EmergencyTreatment, "Emergency treatment"),
+    (
+        BreakGlassCategory::EmergencyTreatment,
+        "Emergency treatment",
+    ),
     (BreakGlassCategory::ContinuityOfCare, "Continuity of care"),
     (
         BreakGlassCategory::CoveringForColleague,
@@ -482,8 +485,7 @@ pub(crate) struct Ctx {
 }
 
 fn conversation_id(raw: &str) -> Result<ConversationId, ApiError> {
-    raw.parse()
-        .map_err(|_| ApiError::not_found("conversation"))
+    raw.parse().map_err(|_| ApiError::not_found("conversation"))
 }
 
 fn practice(principal: &Principal) -> Result<PracticeId, ApiError> {
@@ -786,8 +788,8 @@ impl Composed {
     /// The API's request: a chosen saved reply wins (the page clears the choice when the person
     /// edits the text); else the typed text.
     fn send_body(&self, conversation: &str) -> messages::SendBody {
-        let text = (!self.text.trim().is_empty() && self.template_id.is_none())
-            .then(|| self.text.clone());
+        let text =
+            (!self.text.trim().is_empty() && self.template_id.is_none()).then(|| self.text.clone());
         messages::SendBody {
             text,
             template_id: self.template_id,
@@ -985,7 +987,10 @@ pub(crate) async fn send(
         }
     };
     if form.text.trim().is_empty() && form.template_id.is_none() {
-        let drafts = refused(String::new(), "Write a message or choose a saved reply.".into());
+        let drafts = refused(
+            String::new(),
+            "Write a message or choose a saved reply.".into(),
+        );
         return render_conversation(&page, &ctx, &id, drafts, refused_status).await;
     }
     let key = (!form.idempotency_key.is_empty()).then(|| {

@@ -215,7 +215,13 @@ pub(crate) async fn code_submit(
             recovery_code: Some(code),
         }
     };
-    match session::verify_mfa(State(state), Extension(client), Extension(caller), body(mfa)).await
+    match session::verify_mfa(
+        State(state),
+        Extension(client),
+        Extension(caller),
+        body(mfa),
+    )
+    .await
     {
         Ok(response) => {
             let mut r = page.redirect(&landing(next.as_deref()));
@@ -256,8 +262,8 @@ async fn enrollment(
             .map_err(|_| ApiError::internal("pending TOTP secret has a bad length"))?;
         let profile = state.store.user_profile(user).await?;
         let uri = salve_crypto::totp::otpauth_uri(&secret, "Salve", profile.email.expose());
-        let svg = salve_crypto::totp::qr_svg(&uri)
-            .map_err(|_| ApiError::internal("QR code too long"))?;
+        let svg =
+            salve_crypto::totp::qr_svg(&uri).map_err(|_| ApiError::internal("QR code too long"))?;
         return Ok((secret.to_base32().to_string(), svg));
     }
     let e = session::begin_enrollment(State(state.clone()), Extension(caller.clone()))
