@@ -292,7 +292,7 @@ async fn from_the_link_to_a_reply_with_a_photo() {
         assert!(html.contains("<label for=\"birth_date\">Date of birth</label>"));
         assert!(html.contains("type=\"date\" id=\"birth_date\" name=\"birth_date\" autocomplete=\"bday\""));
         assert!(html.contains(">Continue</button>"));
-        assert!(html.contains("English</span> / <a href=\"/portal/language?to=es"));
+        assert!(html.contains("English</span> / <button type=\"submit\" name=\"to\" value=\"es\""));
         assert!(html.contains("call 911") && html.contains("988"));
         let csrf = b.csrf();
 
@@ -512,14 +512,25 @@ async fn a_spanish_speaking_patient_gets_spanish_pages() {
     assert_clean_html(&html);
 
     // The switch: English on request, remembered.
-    let r = b.get("/portal/language?to=en&next=%2Fportal").await;
+    let csrf = b.csrf();
+    let r = b
+        .post_form(
+            "/portal/language",
+            &[("csrf", &csrf), ("to", "en"), ("next", "/portal")],
+        )
+        .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
     assert_eq!(r.location(), "/portal");
     let r = b.get("/portal").await;
     assert!(r.text().contains("<html lang=\"en\">"));
     assert!(r.text().contains("Your message"));
     // The switch never sends anyone off the portal.
-    let r = b.get("/portal/language?to=es&next=https%3A%2F%2Fevil.example%2F").await;
+    let r = b
+        .post_form(
+            "/portal/language",
+            &[("csrf", &csrf), ("to", "es"), ("next", "https://evil.example/")],
+        )
+        .await;
     assert_eq!(r.location(), "/portal");
 }
 

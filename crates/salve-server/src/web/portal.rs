@@ -8,14 +8,13 @@
 use askama::Template;
 use axum::Extension;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Query, State};
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use salve_core::links::LinkState;
 use salve_core::patient::ContactKind;
 use salve_store::PatientSession;
-use serde::Deserialize;
 
 use crate::AppState;
 use crate::api::portal::{
@@ -41,7 +40,9 @@ pub const LANG_COOKIE: &str = "salve_lang";
 pub(crate) fn routes() -> Vec<PageRoute> {
     use Access::{PatientLink, PatientSession as Verified, Public};
     vec![
-        page(Method::GET, "/portal/verify", PatientLink, get(verify_form)),
+        // Public: without a link it only says to open the link; with one, the handler reads it
+        // (the practice's name, the link's state) and spends nothing.
+        page(Method::GET, "/portal/verify", Public, get(verify_form)),
         page(
             Method::POST,
             "/portal/verify",
@@ -85,7 +86,7 @@ pub(crate) fn routes() -> Vec<PageRoute> {
         page(Method::GET, "/portal/access", Verified, get(access::show)),
         page(Method::GET, "/portal/messages.pdf", Verified, get(pdf::download)),
         page(Method::POST, "/portal/sign-out", Verified, post(sign_out)),
-        page(Method::GET, "/portal/language", Public, get(language)),
+        page(Method::POST, "/portal/language", Public, post(language)),
     ]
 }
 
@@ -139,19 +140,15 @@ pub(crate) fn lang_for_patient(headers: &HeaderMap, preferred: &str) -> Lang {
     chosen_lang(headers).unwrap_or_else(|| Lang::from_preference(Some(preferred)))
 }
 
-#[derive(Deserialize)]
-struct LanguageQuery {
-    to: Option<String>,
-    next: Option<String>,
-}
-
-/// The "English / Español" switch: remembers the choice and goes back to the page.
-async fn language(page: Page, Query(q): Query<LanguageQuery>) -> Response {
-    let code = match q.to.as_deref() {
-        Some("es") => "es",
+/// The "English / Español" switch (a form button, so it works without JavaScript): remembers
+/// the choice and goes back to the page.
+async fn language(page: Page, body: Bytes) -> Response {
+    let code = match form_field(&body, "to").as_str() {
+        "es" => "es",
         _ => "en",
     };
-    let next = safe_next(q.next.as_deref())
+    let next = form_field(&body, "next");
+    let next = safe_next(Some(&next))
         .filter(|n| n.starts_with("/portal"))
         .unwrap_or_else(|| "/portal".to_owned());
     let mut response = page.redirect(&next);
@@ -178,7 +175,7 @@ pub struct PortalFrame {
     pub es: bool,
     pub practice: String,
     pub signed_in: bool,
-    /// `?next=` for the language switch (this page).
+    /// This page, where the language switch returns to.
     pub here: String,
     /// The `href` of the current area.
     pub current: &'static str,
@@ -190,7 +187,7 @@ impl PortalFrame {
             es: page.lang == Lang::Es,
             practice,
             signed_in,
-            here: crate::web::next_query(&page.here),
+            here: page.here.clone(),
             current,
         }
     }
@@ -532,6 +529,9 @@ async fn code_form(
     headers: HeaderMap,
     page: Page,
 ) -> Result<Response, ApiError> {
+    if auth::cookie(&headers, LINK_COOKIE).is_none() {
+        return Ok(page.redirect("/portal/verify"));
+    }
     render_code(&state, &headers, page, None).await
 }
 
