@@ -29,7 +29,7 @@ const OUT_DIR = required('OUT_DIR');
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 
 /** How long a single wait for something on a page may take (the server is local). */
-const WAIT = 15_000;
+const WAIT = 30_000;
 
 function required(name) {
   const value = process.env[name];
