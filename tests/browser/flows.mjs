@@ -153,11 +153,6 @@ async function check(page, name) {
   return file;
 }
 
-/** The visible text of the main content (or the body). */
-async function mainText(page) {
-  return page.locator('body').innerText();
-}
-
 async function expectText(page, text) {
   await page.getByText(text, { exact: false }).first().waitFor({ state: 'visible' });
 }
