@@ -7,7 +7,7 @@
 use std::collections::{BTreeSet, HashMap};
 
 use salve_core::audit::{Action, AuditEvent, ChainScope, Outcome, RequestContext};
-use salve_core::permissions::Principal;
+use salve_core::permissions::{Decision, Operation, Principal, authorize};
 use salve_core::{PatientId, PracticeId, UserId};
 use salve_crypto::FieldAad;
 use serde::Deserialize;
@@ -563,6 +563,88 @@ impl Store {
             Outcome::Success,
         ))
         .await
+    }
+
+    /// Patients whose name contains every word of `query`, for an auditor choosing whose access
+    /// to review. Unlike the clinical search this includes restricted patients (they are the
+    /// ones an auditor most needs to find) and requires `AuditRead`; it is audited the same way
+    /// (`patient.search`, the found patients as targets).
+    pub async fn find_patients_for_audit(
+        &self,
+        practice: PracticeId,
+        principal: &Principal,
+        ctx: &RequestContext,
+        query: &str,
+        limit: usize,
+    ) -> Result<Vec<crate::Patient>> {
+        if principal.practice() != Some(practice)
+            || authorize(principal, Operation::AuditRead, None) != Decision::Allow
+        {
+            return Err(StoreError::Forbidden);
+        }
+        let query = query.trim();
+        if !(2..=200).contains(&query.chars().count()) {
+            return Err(StoreError::Invalid(
+                "query: 2 to 200 characters of a name".into(),
+            ));
+        }
+        let mut tx = self.begin().await?;
+        let generation: Option<i64> =
+            sqlx::query_scalar("SELECT patients_generation FROM practices WHERE id = $1")
+                .bind(practice.to_string())
+                .fetch_optional(&mut *tx.tx)
+                .await?;
+        let generation = generation.ok_or(StoreError::NotFound)?;
+        let index = match self.names.get(practice, generation) {
+            Some(index) => index,
+            None => {
+                let index = std::sync::Arc::new(
+                    self.build_name_index(&mut tx.tx, practice, generation)
+                        .await?,
+                );
+                self.names.put(practice, index.clone());
+                index
+            }
+        };
+        let mut found = Vec::new();
+        for id in index.search(query, limit.clamp(1, 50)) {
+            found.push(self.load_patient(&mut tx.tx, practice, id).await?);
+        }
+        tx.audit(AuditEvent::in_practice(
+            practice,
+            principal.actor(),
+            ctx,
+            Action::PatientSearch,
+            found.iter().map(|p| p.id.to_string()).collect(),
+            Outcome::Success,
+        ));
+        tx.commit().await?;
+        Ok(found)
+    }
+
+    /// Whether the patient is (or was: erased patients keep their row) one of the practice's.
+    pub async fn patient_in_practice(
+        &self,
+        practice: PracticeId,
+        patient: PatientId,
+    ) -> Result<bool> {
+        let hit: Option<String> =
+            sqlx::query_scalar("SELECT id FROM patients WHERE id = $1 AND practice_id = $2")
+                .bind(patient.to_string())
+                .bind(practice.to_string())
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(hit.is_some())
+    }
+
+    /// The newest signed checkpoint of the practice's chain: (rows covered, signed at).
+    pub async fn last_checkpoint(&self, practice: PracticeId) -> Result<Option<(i64, i64)>> {
+        Ok(sqlx::query_as(
+            "SELECT seq, signed_at FROM audit_checkpoints WHERE scope = $1 ORDER BY seq DESC LIMIT 1",
+        )
+        .bind(ChainScope::Practice(practice).key())
+        .fetch_optional(&self.pool)
+        .await?)
     }
 
     /// Which of the rows' first targets are patients of this practice.

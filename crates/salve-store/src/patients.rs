@@ -607,7 +607,7 @@ impl Store {
         Ok(patients)
     }
 
-    async fn build_name_index(
+    pub(crate) async fn build_name_index(
         &self,
         conn: &mut AnyConnection,
         practice: PracticeId,

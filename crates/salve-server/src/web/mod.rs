@@ -18,6 +18,7 @@ use crate::routes::{Access, RouteSpec};
 
 pub mod admin;
 pub mod assets;
+pub mod audit;
 pub mod csrf;
 pub mod frame;
 pub mod portal;
@@ -362,6 +363,7 @@ fn pages() -> Vec<PageRoute> {
     routes.extend(portal::routes());
     routes.extend(staff::routes());
     routes.extend(admin::routes());
+    routes.extend(audit::routes());
     routes
 }
 
