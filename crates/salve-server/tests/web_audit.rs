@@ -142,6 +142,51 @@ async fn the_auditor_sees_who_read_a_patients_conversation() {
                 && short.text.contains("id=\"find-query-error\"")
         );
 
+        // A restricted patient is hidden from the clinical search but found by the auditor.
+        let restricted = app
+            .create_patient(&app.token, &patient_body("Marisol", None, "+13125550127"))
+            .await;
+        app.store
+            .set_restriction(
+                app.practice,
+                &salve_core::permissions::Principal::Operator,
+                &RequestContext::default(),
+                restricted.parse().unwrap(),
+                true,
+                &[],
+            )
+            .await
+            .unwrap();
+        let clinical = app
+            .send(
+                Req::post("/api/v1/patients/search")
+                    .cookie(&clinician_session)
+                    .same_origin()
+                    .json(&json!({"query": "Marisol"})),
+            )
+            .await;
+        assert!(!clinical.text.contains(&restricted), "{}", clinical.text);
+        let found = app
+            .send(
+                page(Req::post("/audit/find-patient"), &auditor_session)
+                    .form(&format!("csrf={CSRF}&query=marisol")),
+            )
+            .await;
+        assert!(
+            found
+                .text
+                .contains(&format!("/audit/patients/{restricted}"))
+        );
+        assert!(found.text.contains(&format!("/audit/patients/{patient}")));
+        let searches: Vec<_> = app
+            .practice_audit()
+            .await
+            .into_iter()
+            .filter(|row| row.action == "patient.search" && row.actor_id == auditor.to_string())
+            .collect();
+        assert_eq!(searches.len(), 2, "the auditor's searches are audited");
+        assert!(searches[1].targets.contains(&restricted));
+
         // The break-glass and consent reports render for the auditor.
         for path in ["/audit/break-glass", "/audit/consent", "/audit/verify"] {
             let r = app.send(page(Req::get(path), &auditor_session)).await;

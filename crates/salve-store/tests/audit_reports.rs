@@ -427,3 +427,80 @@ async fn consent_changes_and_exports_are_reported() {
         assert!(w.store.verify_audit(None).await.unwrap().ok());
     }
 }
+
+#[tokio::test]
+async fn only_auditors_find_patients_for_audit_and_it_is_audited() {
+    for db in TestDatabase::all().await {
+        let w = world(&db).await;
+        let ctx = RequestContext::default();
+        w.store
+            .set_restriction(w.practice, &Principal::Operator, &ctx, w.leo, true, &[])
+            .await
+            .unwrap();
+        let auditor_id = UserId::new();
+        let auditor = w.staff(auditor_id, Role::Auditor);
+        let found = w
+            .store
+            .find_patients_for_audit(w.practice, &auditor, &ctx, "ruiz", 10)
+            .await
+            .unwrap();
+        let mut ids: Vec<PatientId> = found.iter().map(|p| p.id).collect();
+        ids.sort();
+        let mut want = vec![w.ana, w.leo];
+        want.sort();
+        assert_eq!(ids, want, "restricted patients are found too");
+        assert!(matches!(
+            w.store
+                .find_patients_for_audit(w.practice, &auditor, &ctx, "r", 10)
+                .await,
+            Err(salve_store::StoreError::Invalid(_))
+        ));
+        for role in [Role::Clinician, Role::Admin, Role::Staff] {
+            assert!(matches!(
+                w.store
+                    .find_patients_for_audit(w.practice, &w.staff(w.lee, role), &ctx, "ruiz", 10)
+                    .await,
+                Err(salve_store::StoreError::Forbidden)
+            ));
+        }
+        // The search shows in both patients' access reports as the auditor's.
+        let page = w
+            .store
+            .audit_search(
+                w.practice,
+                &AuditFilter {
+                    action: Some("patient.search".into()),
+                    patient: Some(w.leo),
+                    ..AuditFilter::default()
+                },
+                None,
+                10,
+            )
+            .await
+            .unwrap();
+        assert_eq!(page.entries.len(), 1);
+        assert!(
+            w.store
+                .access_report(w.practice, w.leo)
+                .await
+                .unwrap()
+                .iter()
+                .any(|e| e.kind == AccessKind::FoundInSearch)
+        );
+        assert!(
+            w.store
+                .patient_in_practice(w.practice, w.ana)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !w.store
+                .patient_in_practice(w.practice, PatientId::new())
+                .await
+                .unwrap()
+        );
+        assert_eq!(w.store.last_checkpoint(w.practice).await.unwrap(), None);
+        w.store.write_checkpoints(None).await.unwrap();
+        assert!(w.store.last_checkpoint(w.practice).await.unwrap().is_some());
+    }
+}
