@@ -489,6 +489,31 @@ test("patient: sees who accessed their record, the clinician's name among them",
   await check(page, 'patient-access-report');
 });
 
+test("auditor: finds the patient by name and sees the clinician on her access report", async () => {
+  const ana = seed.patients.ana;
+  const { context, page } = await person('auditor');
+  await staffSignIn(page, 'auditor', 'auditor');
+  await page.goto(BASE_URL + '/audit');
+  await page.getByRole('heading', { level: 1, name: 'Audit log' }).waitFor();
+  await check(page, 'audit-search');
+  // The name goes in a POST body, never in the address.
+  await page.getByLabel("Patient's name").fill(`${ana.given} ${ana.family}`);
+  await page.getByRole('button', { name: 'Find patient' }).click();
+  const report = page.getByRole('link', { name: `Access report for ${ana.given} ${ana.family}` });
+  await report.waitFor();
+  assert.ok(!page.url().includes(ana.family), 'the name is not in the address');
+  await check(page, 'audit-find-patient');
+  await report.click();
+  await page.waitForURL((u) => u.pathname === `/audit/patients/${ana.id}`);
+  await page.getByRole('heading', { level: 1, name: 'Patient access report' }).waitFor();
+  const rows = page.locator('tbody tr').filter({ hasText: seed.staff.clinician.name });
+  await rows.first().waitFor();
+  const count = await rows.count();
+  assert.ok(count > state.accessesBefore, `the clinician's accesses during the flow are listed (${count} rows)`);
+  await check(page, 'audit-patient-report');
+  await context.close();
+});
+
 test('staff: left idle, the page warns, then signs out (browser and server clocks moved)', async () => {
   const { context, page } = await person('front desk');
   // The page's timers run on a clock the test moves (installed before any page loads).

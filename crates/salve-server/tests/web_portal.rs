@@ -58,10 +58,18 @@ impl<'a> Browser<'a> {
     }
 
     fn csrf(&self) -> String {
-        self.cookies.get("salve_csrf").cloned().expect("a CSRF cookie")
+        self.cookies
+            .get("salve_csrf")
+            .cloned()
+            .expect("a CSRF cookie")
     }
 
-    async fn request(&mut self, method: Method, path: &str, body: Option<(String, Vec<u8>)>) -> Page {
+    async fn request(
+        &mut self,
+        method: Method,
+        path: &str,
+        body: Option<(String, Vec<u8>)>,
+    ) -> Page {
         let mut builder = Request::builder()
             .method(method)
             .uri(path)
@@ -290,7 +298,11 @@ async fn from_the_link_to_a_reply_with_a_photo() {
         assert_clean_html(&html);
         assert!(html.contains("<html lang=\"en\">"));
         assert!(html.contains("<label for=\"birth_date\">Date of birth</label>"));
-        assert!(html.contains("type=\"date\" id=\"birth_date\" name=\"birth_date\" autocomplete=\"bday\""));
+        assert!(
+            html.contains(
+                "type=\"date\" id=\"birth_date\" name=\"birth_date\" autocomplete=\"bday\""
+            )
+        );
         assert!(html.contains(">Continue</button>"));
         assert!(html.contains("English</span> / <button type=\"submit\" name=\"to\" value=\"es\""));
         assert!(html.contains("call 911") && html.contains("988"));
@@ -375,18 +387,52 @@ async fn from_the_link_to_a_reply_with_a_photo() {
             .next()
             .unwrap()
             .to_owned();
+        assert!(
+            href.ends_with("?inline=true"),
+            "a photo opens in the browser"
+        );
         let file = b.get(&format!("/portal/attachments/{href}")).await;
         assert_eq!(file.status, StatusCode::OK);
         assert_eq!(file.headers[header::CONTENT_TYPE], "image/png");
         assert!(file.body.starts_with(b"\x89PNG"));
 
+        // Once someone at the practice reads the conversation, the patient sees it.
+        let conversation = html
+            .split("name=\"conversation_id\" value=\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap()
+            .to_owned();
+        let (_, clinician) = app.signed_in_staff(Role::Clinician).await;
+        let r = app
+            .send(
+                Req::post(format!("/api/v1/conversations/{conversation}/read"))
+                    .cookie(&clinician)
+                    .same_origin(),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text);
+        let r = b.get("/portal").await;
+        assert!(
+            r.text()
+                .contains("<p class=\"status\">Read by the practice</p>")
+        );
+
         // An empty message is explained on the page, and nothing is sent.
         let r = b
-            .post_multipart("/portal/reply", multipart(&[("csrf", &csrf), ("text", "  ")], None))
+            .post_multipart(
+                "/portal/reply",
+                multipart(&[("csrf", &csrf), ("text", "  ")], None),
+            )
             .await;
         assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
         assert!(r.text().contains("Write your message before sending."));
-        assert!(r.text().contains("aria-invalid=\"true\" aria-describedby=\"text-error\""));
+        assert!(
+            r.text()
+                .contains("aria-invalid=\"true\" aria-describedby=\"text-error\"")
+        );
         assert_eq!(inbound_count(&app, &ana).await, 1);
 
         // Sign out: the session ends and the portal asks to verify again.
@@ -429,7 +475,10 @@ async fn a_scanner_spends_nothing_and_a_wrong_birth_date_is_explained_and_counte
     // No link at all: the page says what to do.
     let mut stranger = Browser::new(&app);
     let r = stranger.get("/portal/verify").await;
-    assert!(r.text().contains("Open the link in the text or email we sent you."));
+    assert!(
+        r.text()
+            .contains("Open the link in the text or email we sent you.")
+    );
     assert!(!r.text().contains("name=\"birth_date\""));
 
     // The patient types the wrong date: explained, linked to the field, and counted.
@@ -445,9 +494,15 @@ async fn a_scanner_spends_nothing_and_a_wrong_birth_date_is_explained_and_counte
         .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
     let html = r.text();
-    assert!(r.plain().contains("That date of birth doesn't match our records"));
+    assert!(
+        r.plain()
+            .contains("That date of birth doesn't match our records")
+    );
     assert!(html.contains("aria-invalid=\"true\" aria-describedby=\"birth-date-error"));
-    assert!(html.contains("value=\"1971-03-15\""), "the date typed is kept");
+    assert!(
+        html.contains("value=\"1971-03-15\""),
+        "the date typed is kept"
+    );
     assert_eq!(failures(&app, &link).await, 1);
     assert_eq!(app.outbox().await.list().unwrap().len(), sent_before);
 
@@ -480,7 +535,10 @@ async fn a_scanner_spends_nothing_and_a_wrong_birth_date_is_explained_and_counte
     assert_eq!(failures(&app, &link).await, 5);
     let r = b.get("/portal/verify").await;
     let html = r.text();
-    assert!(html.contains("ask the practice to send a new link") || html.contains("Ask the practice to send a new link"));
+    assert!(
+        html.contains("ask the practice to send a new link")
+            || html.contains("Ask the practice to send a new link")
+    );
     assert!(!html.contains("name=\"birth_date\""));
 }
 
@@ -528,7 +586,11 @@ async fn a_spanish_speaking_patient_gets_spanish_pages() {
     let r = b
         .post_form(
             "/portal/language",
-            &[("csrf", &csrf), ("to", "es"), ("next", "https://evil.example/")],
+            &[
+                ("csrf", &csrf),
+                ("to", "es"),
+                ("next", "https://evil.example/"),
+            ],
         )
         .await;
     assert_eq!(r.location(), "/portal");
@@ -544,7 +606,10 @@ async fn a_multipart_reply_without_the_csrf_token_is_refused() {
     let r = b.post_multipart("/portal/reply", no_token).await;
     assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text());
     let wrong = multipart(
-        &[("csrf", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"), ("text", "forged")],
+        &[
+            ("csrf", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"),
+            ("text", "forged"),
+        ],
         None,
     );
     let r = b.post_multipart("/portal/reply", wrong).await;
@@ -567,7 +632,10 @@ async fn a_multipart_reply_without_the_csrf_token_is_refused() {
             header::CONTENT_TYPE,
             format!("multipart/form-data; boundary={BOUNDARY}"),
         )
-        .body(Body::from(multipart(&[("csrf", &csrf), ("text", "forged")], None)))
+        .body(Body::from(multipart(
+            &[("csrf", &csrf), ("text", "forged")],
+            None,
+        )))
         .unwrap();
     request
         .extensions_mut()
@@ -630,7 +698,10 @@ async fn the_pdf_holds_only_this_patients_messages_and_spanish_letters_come_out_
     let r = leo_browser
         .post_multipart(
             "/portal/reply",
-            multipart(&[("csrf", &csrf), ("text", "Leo asks about his knee")], None),
+            multipart(
+                &[("csrf", &csrf), ("text", "Leo asks about his knee")],
+                None,
+            ),
         )
         .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
@@ -640,7 +711,10 @@ async fn the_pdf_holds_only_this_patients_messages_and_spanish_letters_come_out_
     let r = b
         .post_multipart(
             "/portal/reply",
-            multipart(&[("csrf", &csrf), ("text", "Ana: ¿mañana a las diez?")], None),
+            multipart(
+                &[("csrf", &csrf), ("text", "Ana: ¿mañana a las diez?")],
+                None,
+            ),
         )
         .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
@@ -663,7 +737,9 @@ async fn the_pdf_holds_only_this_patients_messages_and_spanish_letters_come_out_
         .map(|b| format!("{b:02x}"))
         .collect();
     assert!(
-        lower.windows(hex.len() + 1).any(|w| w == format!("<{hex}").as_bytes()),
+        lower
+            .windows(hex.len() + 1)
+            .any(|w| w == format!("<{hex}").as_bytes()),
         "Ana's message, accents intact"
     );
     assert!(has(b"/WinAnsiEncoding"));
@@ -727,8 +803,16 @@ async fn preferences_record_consent_and_confidential_requests_as_the_patient() {
     ];
     let r = b.post_form("/portal/preferences", &fields).await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert!(r.text().contains("confirm that you understand they are not encrypted"));
-    assert!(consent_record(&app, &ana).await["history"].as_array().unwrap().is_empty());
+    assert!(
+        r.text()
+            .contains("confirm that you understand they are not encrypted")
+    );
+    assert!(
+        consent_record(&app, &ana).await["history"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
 
     let mut with_risk = fields.to_vec();
     with_risk.push(("sms_risk", "1"));
@@ -766,7 +850,10 @@ async fn preferences_record_consent_and_confidential_requests_as_the_patient() {
         )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
-    assert!(r.text().contains("<li>Only contact me by email (no text messages)</li>"));
+    assert!(
+        r.text()
+            .contains("<li>Only contact me by email (no text messages)</li>")
+    );
     let record = consent_record(&app, &ana).await;
     let requests = record["confidential_requests"].as_array().unwrap();
     assert_eq!(requests.len(), 1);
@@ -787,7 +874,76 @@ async fn preferences_record_consent_and_confidential_requests_as_the_patient() {
     assert!(audit.iter().any(|row| row.action == "consent.record"
         && row.actor_kind == "patient"
         && row.actor_id == ana));
-    assert!(audit.iter().any(|row| row.action == "confidential.record"
-        && row.actor_kind == "patient"));
+    assert!(
+        audit
+            .iter()
+            .any(|row| row.action == "confidential.record" && row.actor_kind == "patient")
+    );
     app.assert_audit_verifies().await;
+}
+
+#[tokio::test]
+async fn the_practices_message_and_the_patients_reply_read_in_order() {
+    let app = App::new(TestDatabase::sqlite()).await;
+    let ana = new_patient(&app, "Ana", "+13125550142", None).await;
+    let (_, admin) = app.signed_in_staff(Role::Admin).await;
+    let r = app
+        .send(
+            Req::post("/api/v1/consent-texts")
+                .cookie(&admin)
+                .same_origin()
+                .json(&json!({"version": "v1", "text": "I agree to get messages."})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let sha = r.json()["sha256"].as_str().unwrap().to_owned();
+    let grant = |channel: &str| {
+        json!({"channel": channel, "purpose": "care_messages", "action": "grant",
+               "method": "intake_form", "consent_text": {"version": "v1", "sha256_hex": sha}})
+    };
+    let r = app
+        .send(
+            Req::post(format!("/api/v1/patients/{ana}/consent"))
+                .bearer(&app.token)
+                .json(&json!({"events": [grant("portal"), grant("sms_notify")]})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let (_, clinician) = app.signed_in_staff(Role::Clinician).await;
+    let r = app
+        .send(
+            Req::post(format!("/api/v1/patients/{ana}/messages"))
+                .cookie(&clinician)
+                .same_origin()
+                .json(&json!({"text": "Your lab results are ready, call us to talk them over."})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    app.advance(time::Duration::minutes(5));
+
+    let mut b = verify(&app, &ana, None).await;
+    let csrf = b.csrf();
+    let r = b
+        .post_multipart(
+            "/portal/reply",
+            multipart(
+                &[("csrf", &csrf), ("text", "Thank you, I will call.")],
+                None,
+            ),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text());
+    let html = b.get("/portal").await.text();
+    let theirs = html
+        .find("Your lab results are ready")
+        .expect("the practice's message");
+    let mine = html.find("Thank you, I will call.").expect("the reply");
+    assert!(theirs < mine, "newest at the bottom");
+    assert!(html.contains("<strong>Lakeside</strong>"), "{html}");
+    assert!(html.contains("<strong>You</strong>"));
+    assert_eq!(
+        html.matches("<p class=\"status\">").count(),
+        1,
+        "status on own messages only"
+    );
 }

@@ -525,6 +525,9 @@ async fn the_inbox_and_a_conversation_show_what_staff_need() {
         assert_eq!(r.status, StatusCode::OK, "{}", r.text);
         assert_page(&r);
         let page = &r.text;
+        if let Ok(dir) = std::env::var("SALVE_DUMP_PAGES") {
+            std::fs::write(format!("{dir}/conversation.html"), page).unwrap();
+        }
         assert!(page.contains("metformin dose"), "the message");
         assert!(page.contains("To the patient"));
         assert!(page.contains("Internal note — not sent to the patient"));

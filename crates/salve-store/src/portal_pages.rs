@@ -58,13 +58,11 @@ impl Store {
     ) -> Result<()> {
         let mut tx = self.begin().await?;
         let now = tx.now_micros();
-        sqlx::query(
-            "UPDATE patient_sessions SET ended_at = $1 WHERE id = $2 AND ended_at IS NULL",
-        )
-        .bind(now)
-        .bind(session.id.to_string())
-        .execute(&mut *tx.tx)
-        .await?;
+        sqlx::query("UPDATE patient_sessions SET ended_at = $1 WHERE id = $2 AND ended_at IS NULL")
+            .bind(now)
+            .bind(session.id.to_string())
+            .execute(&mut *tx.tx)
+            .await?;
         tx.audit(AuditEvent::in_practice(
             session.practice_id,
             Actor::Patient(session.patient_id),

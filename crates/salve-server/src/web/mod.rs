@@ -21,8 +21,8 @@ pub mod assets;
 pub mod audit;
 pub mod csrf;
 pub mod frame;
-pub mod portal;
 pub mod staff;
+pub mod portal;
 
 /// Pages load scripts, styles and images from this origin only; forms post only here.
 pub const PAGE_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
@@ -197,7 +197,17 @@ pub async fn page_layer(State(state): State<AppState>, req: Request, next: Next)
     if !matches!(*req.method(), Method::GET | Method::HEAD) {
         match check_csrf(&state, &page, req).await {
             Ok(r) => req = r,
-            Err(refused) => return refused,
+            Err((status, title, detail)) => {
+                return page.render_with_status(
+                    status,
+                    &ErrorPage {
+                        page: &page,
+                        title,
+                        detail,
+                        status: status.as_u16(),
+                    },
+                );
+            }
         }
     }
     let response = next.run(req).await;
@@ -250,15 +260,17 @@ pub async fn page_layer(State(state): State<AppState>, req: Request, next: Next)
     rendered
 }
 
-async fn check_csrf(state: &AppState, page: &Page, req: Request) -> Result<Request, Response> {
-    let refuse = || {
-        let e = ApiError::forbidden(
-            "this form has expired or came from another site: reload the page and try again",
-        );
-        e.into_response()
-    };
+/// Why a form was refused before its handler ran: status, title, detail.
+type Refusal = (StatusCode, &'static str, &'static str);
+
+async fn check_csrf(state: &AppState, page: &Page, req: Request) -> Result<Request, Refusal> {
+    const REFUSED: Refusal = (
+        StatusCode::FORBIDDEN,
+        "Form expired",
+        "This form has expired or came from another site. Go back, reload the page and try again.",
+    );
     if !crate::auth::csrf_ok(state, req.method(), req.headers()) || page.new_csrf.is_some() {
-        return Err(refuse());
+        return Err(REFUSED);
     }
     if let Some(given) = req
         .headers()
@@ -268,7 +280,7 @@ async fn check_csrf(state: &AppState, page: &Page, req: Request) -> Result<Reque
         return if csrf::matches(&page.csrf, given) {
             Ok(req)
         } else {
-            Err(refuse())
+            Err(REFUSED)
         };
     }
     let content_type = req
@@ -284,17 +296,15 @@ async fn check_csrf(state: &AppState, page: &Page, req: Request) -> Result<Reque
         return Ok(req);
     }
     if !content_type.starts_with("application/x-www-form-urlencoded") {
-        return Err(refuse());
+        return Err(REFUSED);
     }
     let (parts, body) = req.into_parts();
     let bytes = to_bytes(body, FORM_LIMIT).await.map_err(|_| {
-        ApiError::new(
+        (
             StatusCode::PAYLOAD_TOO_LARGE,
-            "too-large",
             "Form too large",
-            "the form is too large",
+            "This form is too large to send.",
         )
-        .into_response()
     })?;
     let given = form_urlencoded::parse(&bytes)
         .find(|(k, _)| k == csrf::FIELD)
@@ -303,7 +313,7 @@ async fn check_csrf(state: &AppState, page: &Page, req: Request) -> Result<Reque
         Some(g) if csrf::matches(&page.csrf, &g) => {
             Ok(Request::from_parts(parts, Body::from(bytes)))
         }
-        _ => Err(refuse()),
+        _ => Err(REFUSED),
     }
 }
 
@@ -360,9 +370,9 @@ pub(crate) fn table() -> Vec<PageRoute> {
 /// The pages of each area, registered here so the route table stays one list.
 fn pages() -> Vec<PageRoute> {
     let mut routes = Vec::new();
-    routes.extend(portal::routes());
-    routes.extend(staff::routes());
     routes.extend(admin::routes());
+    routes.extend(staff::routes());
+    routes.extend(portal::routes());
     routes.extend(audit::routes());
     routes
 }

@@ -56,8 +56,7 @@ pub(crate) fn routes() -> Vec<PageRoute> {
             Method::POST,
             REPLY_PATH,
             Verified,
-            post(conversation::reply)
-                .layer(DefaultBodyLimit::max(conversation::REPLY_FORM_LIMIT)),
+            post(conversation::reply).layer(DefaultBodyLimit::max(conversation::REPLY_FORM_LIMIT)),
         ),
         page(
             Method::GET,
@@ -84,7 +83,12 @@ pub(crate) fn routes() -> Vec<PageRoute> {
             post(preferences::save_confidential),
         ),
         page(Method::GET, "/portal/access", Verified, get(access::show)),
-        page(Method::GET, "/portal/messages.pdf", Verified, get(pdf::download)),
+        page(
+            Method::GET,
+            "/portal/messages.pdf",
+            Verified,
+            get(pdf::download),
+        ),
         page(Method::POST, "/portal/sign-out", Verified, post(sign_out)),
         page(Method::POST, "/portal/language", Public, post(language)),
     ]
@@ -271,25 +275,59 @@ impl Problem {
     fn text(self, es: impl std::borrow::Borrow<bool>) -> &'static str {
         match (self, *es.borrow()) {
             (Problem::NoLink, false) => "Open the link in the text or email we sent you.",
-            (Problem::NoLink, true) => "Abra el enlace del mensaje de texto o correo electrónico que le enviamos.",
-            (Problem::InvalidLink, false) => "This link isn't valid. Open the link exactly as it is in the text or email we sent you, or ask the practice to send a new link.",
-            (Problem::InvalidLink, true) => "Este enlace no es válido. Abra el enlace tal como aparece en el mensaje que le enviamos, o pida al consultorio que le envíe un enlace nuevo.",
-            (Problem::Locked, false) => "This link is locked after too many tries. Ask the practice to send a new link.",
-            (Problem::Locked, true) => "Este enlace se bloqueó por demasiados intentos. Pida al consultorio que le envíe un enlace nuevo.",
-            (Problem::Expired, false) => "This link has expired or was withdrawn. Ask the practice to send a new link.",
-            (Problem::Expired, true) => "Este enlace venció o fue retirado. Pida al consultorio que le envíe un enlace nuevo.",
-            (Problem::WrongBirthDate, false) => "That date of birth doesn't match our records. Check the year, month and day and try again. After 5 wrong tries the link locks.",
-            (Problem::WrongBirthDate, true) => "Esa fecha de nacimiento no coincide con nuestros registros. Revise el año, el mes y el día e intente de nuevo. Después de 5 intentos fallidos, el enlace se bloquea.",
-            (Problem::BadDate, false) => "Enter your date of birth, for example 1984-07-02 (year-month-day).",
-            (Problem::BadDate, true) => "Escriba su fecha de nacimiento, por ejemplo 1984-07-02 (año-mes-día).",
-            (Problem::WrongCode, false) => "That code isn't right. Check the newest text or email from us and try again. After 5 wrong tries the link locks.",
-            (Problem::WrongCode, true) => "Ese código no es correcto. Revise el mensaje más reciente que le enviamos e intente de nuevo. Después de 5 intentos fallidos, el enlace se bloquea.",
+            (Problem::NoLink, true) => {
+                "Abra el enlace del mensaje de texto o correo electrónico que le enviamos."
+            }
+            (Problem::InvalidLink, false) => {
+                "This link isn't valid. Open the link exactly as it is in the text or email we sent you, or ask the practice to send a new link."
+            }
+            (Problem::InvalidLink, true) => {
+                "Este enlace no es válido. Abra el enlace tal como aparece en el mensaje que le enviamos, o pida al consultorio que le envíe un enlace nuevo."
+            }
+            (Problem::Locked, false) => {
+                "This link is locked after too many tries. Ask the practice to send a new link."
+            }
+            (Problem::Locked, true) => {
+                "Este enlace se bloqueó por demasiados intentos. Pida al consultorio que le envíe un enlace nuevo."
+            }
+            (Problem::Expired, false) => {
+                "This link has expired or was withdrawn. Ask the practice to send a new link."
+            }
+            (Problem::Expired, true) => {
+                "Este enlace venció o fue retirado. Pida al consultorio que le envíe un enlace nuevo."
+            }
+            (Problem::WrongBirthDate, false) => {
+                "That date of birth doesn't match our records. Check the year, month and day and try again. After 5 wrong tries the link locks."
+            }
+            (Problem::WrongBirthDate, true) => {
+                "Esa fecha de nacimiento no coincide con nuestros registros. Revise el año, el mes y el día e intente de nuevo. Después de 5 intentos fallidos, el enlace se bloquea."
+            }
+            (Problem::BadDate, false) => {
+                "Enter your date of birth, for example 1984-07-02 (year-month-day)."
+            }
+            (Problem::BadDate, true) => {
+                "Escriba su fecha de nacimiento, por ejemplo 1984-07-02 (año-mes-día)."
+            }
+            (Problem::WrongCode, false) => {
+                "That code isn't right. Check the newest text or email from us and try again. After 5 wrong tries the link locks."
+            }
+            (Problem::WrongCode, true) => {
+                "Ese código no es correcto. Revise el mensaje más reciente que le enviamos e intente de nuevo. Después de 5 intentos fallidos, el enlace se bloquea."
+            }
             (Problem::BadCode, false) => "Enter the 6-digit code we sent you.",
             (Problem::BadCode, true) => "Escriba el código de 6 dígitos que le enviamos.",
-            (Problem::TooManyCodes, false) => "We've sent too many codes. Wait 10 minutes, then try again.",
-            (Problem::TooManyCodes, true) => "Enviamos demasiados códigos. Espere 10 minutos y vuelva a intentarlo.",
-            (Problem::NotDelivered, false) => "We couldn't send the code. Try again in a few minutes.",
-            (Problem::NotDelivered, true) => "No pudimos enviar el código. Intente de nuevo en unos minutos.",
+            (Problem::TooManyCodes, false) => {
+                "We've sent too many codes. Wait 10 minutes, then try again."
+            }
+            (Problem::TooManyCodes, true) => {
+                "Enviamos demasiados códigos. Espere 10 minutos y vuelva a intentarlo."
+            }
+            (Problem::NotDelivered, false) => {
+                "We couldn't send the code. Try again in a few minutes."
+            }
+            (Problem::NotDelivered, true) => {
+                "No pudimos enviar el código. Intente de nuevo en unos minutos."
+            }
         }
     }
 }

@@ -99,8 +99,11 @@ fn items(
     zone: &str,
     es: bool,
 ) -> Vec<MessageItem> {
-    let mut all: Vec<(&str, &crate::api::messages::MessageOut, Option<OffsetDateTime>)> =
-        Vec::new();
+    let mut all: Vec<(
+        &str,
+        &crate::api::messages::MessageOut,
+        Option<OffsetDateTime>,
+    )> = Vec::new();
     for c in conversations {
         let read = read_marks
             .iter()
@@ -125,7 +128,12 @@ fn items(
             let status = if !mine {
                 String::new()
             } else if read.is_some_and(|r| created.is_some_and(|c| r >= c)) {
-                if es { "Leído por el consultorio" } else { "Read by the practice" }.to_owned()
+                if es {
+                    "Leído por el consultorio"
+                } else {
+                    "Read by the practice"
+                }
+                .to_owned()
             } else if es {
                 "Enviado".to_owned()
             } else {
@@ -141,7 +149,12 @@ fn items(
                     .attachments
                     .iter()
                     .map(|a| AttachmentLink {
-                        href: format!("/portal/attachments/{}", a.id),
+                        // Photos open in the browser (served sandboxed); PDFs download.
+                        href: if a.media_type.starts_with("image/") {
+                            format!("/portal/attachments/{}?inline=true", a.id)
+                        } else {
+                            format!("/portal/attachments/{}", a.id)
+                        },
                         name: a.file_name.clone(),
                         size: file_size(a.size),
                     })

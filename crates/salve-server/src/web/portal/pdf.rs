@@ -99,7 +99,11 @@ fn wrap(text: &str, size: f32, max: f32) -> Vec<String> {
         let mut line_w = 0.0;
         for word in paragraph.split(' ') {
             let word_w: f32 = word.chars().map(|c| width(c) * size).sum();
-            let space = if line.is_empty() { 0.0 } else { width(' ') * size };
+            let space = if line.is_empty() {
+                0.0
+            } else {
+                width(' ') * size
+            };
             if line_w + space + word_w <= max {
                 if !line.is_empty() {
                     line.push(' ');
@@ -356,6 +360,9 @@ mod tests {
         }
         let bytes = w.finish("Mensajes");
         assert!(bytes.starts_with(b"%PDF-"));
-        assert!(bytes.windows(4).any(|x| x == b"/Kids"));
+        let has = |needle: &[u8]| bytes.windows(needle.len()).any(|x| x == needle);
+        // 48 lines fit on a page: 200 lines take 5 pages.
+        assert!(has(b"/Count 5"));
+        assert!(has(b"/BaseFont /Helvetica"));
     }
 }

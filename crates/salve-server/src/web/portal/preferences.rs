@@ -74,9 +74,7 @@ fn channel_label(c: ConsentChannel, es: bool) -> &'static str {
             "Un correo electrónico que avisa que hay un mensaje (sin detalles)"
         }
         (ConsentChannel::SmsPlain, false) => "Regular text messages with details (not encrypted)",
-        (ConsentChannel::SmsPlain, true) => {
-            "Mensajes de texto normales con detalles (sin cifrar)"
-        }
+        (ConsentChannel::SmsPlain, true) => "Mensajes de texto normales con detalles (sin cifrar)",
     }
 }
 
@@ -113,11 +111,17 @@ fn describe_rule(rule: &ConfidentialRule, es: bool) -> String {
 }
 
 /// The rules a patient can ask for, from their own contact points; `value` names one.
-fn rule_choices(contacts: &[salve_core::patient::Contact], es: bool) -> Vec<(String, ConfidentialRule)> {
+fn rule_choices(
+    contacts: &[salve_core::patient::Contact],
+    es: bool,
+) -> Vec<(String, ConfidentialRule)> {
     let mut out = Vec::new();
     let has = |k: ContactKind| contacts.iter().any(|c| c.kind == k);
     if has(ContactKind::Email) {
-        out.push(("medium:sms".to_owned(), ConfidentialRule::NeverMedium(Medium::Sms)));
+        out.push((
+            "medium:sms".to_owned(),
+            ConfidentialRule::NeverMedium(Medium::Sms),
+        ));
     }
     if has(ContactKind::Phone) {
         out.push((
@@ -148,7 +152,12 @@ struct Notes {
     status: Option<StatusCode>,
 }
 
-async fn render(state: &AppState, client: &ClientInfo, v: Verified, notes: Notes) -> Result<Response, ApiError> {
+async fn render(
+    state: &AppState,
+    client: &ClientInfo,
+    v: Verified,
+    notes: Notes,
+) -> Result<Response, ApiError> {
     let es = v.frame.es;
     let practice = v.session.practice_id;
     let patient = v.session.patient_id;
@@ -240,11 +249,7 @@ pub async fn save_consent(
     let v = verified(&state, &client, &headers, page, "/portal/preferences").await?;
     let es = v.frame.es;
     let form = pairs(&body);
-    let field = |name: &str| {
-        form.iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.clone())
-    };
+    let field = |name: &str| form.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
     let wanted: Vec<(ConsentChannel, ConsentPurpose)> = form
         .iter()
         .filter(|(k, _)| k == "c")
@@ -278,7 +283,11 @@ pub async fn save_consent(
                         sms_risk_acknowledged: c == ConsentChannel::SmsPlain && risk_ok,
                     });
                 } else if !want && have {
-                    events.push(ConsentEventInput::revoke(c, p, ConsentMethod::PatientPortal));
+                    events.push(ConsentEventInput::revoke(
+                        c,
+                        p,
+                        ConsentMethod::PatientPortal,
+                    ));
                 }
             }
         }

@@ -159,6 +159,7 @@ pub(crate) struct Row {
     when: String,
     when_iso: String,
     state: String,
+    state_label: String,
     unread: i64,
     urgent: bool,
     overdue: bool,
@@ -176,6 +177,7 @@ fn row(c: &ConversationView, zone: &str) -> Row {
         when: local_time(&c.last_message_at, zone),
         when_iso: c.last_message_at.clone(),
         state: c.state.clone(),
+        state_label: human(&c.state),
         unread: c.unread,
         urgent: c.urgent,
         overdue: c.overdue,
@@ -387,7 +389,6 @@ fn msg(m: &MessageOut, names: &HashMap<String, String>, zone: &str) -> Msg {
 pub(crate) struct ConsentLine {
     channel: String,
     purpose: String,
-    granted: bool,
 }
 
 pub(crate) struct Restriction {
@@ -428,6 +429,7 @@ struct ConversationPage<'a> {
     name: String,
     topic: Option<String>,
     state: String,
+    state_label: String,
     snoozed_until: Option<String>,
     urgent: bool,
     overdue: bool,
@@ -561,10 +563,10 @@ async fn render_conversation(
                     record
                         .effective
                         .iter()
+                        .filter(|e| e.granted)
                         .map(|e| ConsentLine {
                             channel: consent_channel(&e.channel).to_owned(),
                             purpose: human(&e.purpose),
-                            granted: e.granted,
                         })
                         .collect(),
                 ),
@@ -664,6 +666,7 @@ async fn render_conversation(
                 .unwrap_or_else(|| "(record destroyed)".into()),
             topic: conv.topic.clone(),
             state: conv.state.clone(),
+            state_label: human(&conv.state),
             snoozed_until: conv.snoozed_until.as_deref().map(|t| local_time(t, &zone)),
             urgent: conv.urgent,
             overdue: conv.overdue,
