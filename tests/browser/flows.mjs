@@ -320,9 +320,9 @@ test('patient: Spanish-speaking patient gets the pages in Spanish', async () => 
 });
 
 /** Signs a seeded staff member in: password, authenticator code, guidelines when asked. */
-async function staffSignIn(page, who, label) {
+async function staffSignIn(page, who, label, next) {
   const staff = seed.staff[who];
-  await page.goto(BASE_URL + '/sign-in');
+  await page.goto(BASE_URL + '/sign-in' + (next ? `?next=${encodeURIComponent(next)}` : ''));
   await page.getByRole('heading', { level: 1, name: 'Sign in' }).waitFor();
   if (label) await check(page, `${label}-sign-in`);
   await page.getByLabel('Email').fill(staff.email);
@@ -492,8 +492,9 @@ test("patient: sees who accessed their record, the clinician's name among them",
 test("auditor: finds the patient by name and sees the clinician on her access report", async () => {
   const ana = seed.patients.ana;
   const { context, page } = await person('auditor');
-  await staffSignIn(page, 'auditor', 'auditor');
-  await page.goto(BASE_URL + '/audit');
+  // Auditors have no inbox: they sign in straight to the audit log.
+  await staffSignIn(page, 'auditor', 'auditor', '/audit');
+  assert.equal(new URL(page.url()).pathname, '/audit');
   await page.getByRole('heading', { level: 1, name: 'Audit log' }).waitFor();
   await check(page, 'audit-search');
   // The name goes in a POST body, never in the address.
