@@ -508,7 +508,7 @@ test("auditor: finds the patient by name and sees the clinician on her access re
   await page.waitForURL((u) => u.pathname === `/audit/patients/${ana.id}`);
   await page.getByRole('heading', { level: 1, name: 'Patient access report' }).waitFor();
   const rows = page.locator('tbody tr').filter({ hasText: seed.staff.clinician.name });
-  await rows.first().waitFor();
+  await rows.filter({ hasText: 'Viewed conversation' }).first().waitFor();
   const count = await rows.count();
   assert.ok(count > state.accessesBefore, `the clinician's accesses during the flow are listed (${count} rows)`);
   await check(page, 'audit-patient-report');
