@@ -115,6 +115,25 @@ const NOT_ACCESSES: &[&str] = &[
 /// A stored action in plain language (`conversation.read` → "Viewed conversation"); actions
 /// with no plain wording keep their stored name.
 pub fn describe_action(action: &str) -> String {
+    let staff_side = match action {
+        "auth.sign_in" => Some("Signed in"),
+        "auth.locked" => Some("Sign-in locked"),
+        "session.end" => Some("Session ended"),
+        "session.revoke_all" => Some("Signed out everywhere"),
+        "access.denied" => Some("Request refused"),
+        "user.create" => Some("Created staff account"),
+        "user.invite" => Some("Invited staff member"),
+        "user.disable" => Some("Disabled staff account"),
+        "user.membership" => Some("Changed staff role"),
+        "token.create" => Some("Created API token"),
+        "token.revoke" => Some("Revoked API token"),
+        "practice.create" => Some("Created practice"),
+        "conversation.list" => Some("Opened the inbox"),
+        _ => None,
+    };
+    if let Some(label) = staff_side {
+        return label.to_owned();
+    }
     match AccessKind::of(action) {
         AccessKind::Other => action.to_owned(),
         kind => match action {
@@ -787,6 +806,7 @@ mod tests {
         );
         assert_eq!(describe_action("audit.export"), "Exported");
         assert_eq!(describe_action("keys.rotate.begin"), "keys.rotate.begin");
+        assert_eq!(describe_action("auth.sign_in"), "Signed in");
         assert_eq!(target_kind("message.send"), "Conversation");
         assert_eq!(target_kind("auth.sign_in"), "Staff account");
     }
