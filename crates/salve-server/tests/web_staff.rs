@@ -306,6 +306,9 @@ async fn sign_in_with_a_code_lands_on_next_and_a_wrong_code_is_refused_and_throt
         app.advance(time::Duration::seconds(1));
         let r = b.post("/sign-in/code", &[("code", &code)]).await;
         assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
+        // Sent nowhere: the front door, which sends a clinician on to the inbox.
+        assert_eq!(location(&r), "/");
+        let r = b.get("/").await;
         assert_eq!(location(&r), "/inbox");
         app.assert_audit_verifies().await;
     }
@@ -406,7 +409,7 @@ async fn a_form_without_its_csrf_field_is_refused_and_changes_nothing() {
     ]);
     let r = b.send(Req::post("/sign-in").form(&body)).await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
-    assert!(r.text.contains("this form has expired"), "{}", r.text);
+    assert!(r.text.contains("This form has expired"), "{}", r.text);
     assert!(b.session().is_none(), "no session");
     // A wrong token is no better than none.
     let body = format!("csrf={}&{body}", "x".repeat(43));

@@ -30,6 +30,14 @@ const AREAS: &[(&str, &str, Operation)] = &[
     ("/audit", "Audit", Operation::AuditRead),
 ];
 
+/// The first area `principal` may open: where a sign-in lands when it was sent nowhere.
+pub fn home_for(principal: &Principal) -> &'static str {
+    AREAS
+        .iter()
+        .find(|(_, _, op)| matches!(authorize(principal, *op, None), Decision::Allow))
+        .map_or("/", |(href, _, _)| *href)
+}
+
 impl StaffFrame {
     /// `current` is the `href` of the area this page belongs to.
     pub async fn load(
@@ -57,5 +65,23 @@ impl StaffFrame {
             nav,
             idle_seconds: session.session.idle_timeout_secs,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use salve_core::{PracticeId, UserId};
+
+    #[test]
+    fn each_role_lands_on_an_area_it_may_open() {
+        let staff = |role| Principal::Staff {
+            practice: PracticeId::new(),
+            user: UserId::new(),
+            role,
+        };
+        assert_eq!(home_for(&staff(Role::Clinician)), "/inbox");
+        assert_eq!(home_for(&staff(Role::Staff)), "/inbox");
+        assert_eq!(home_for(&staff(Role::Auditor)), "/audit");
     }
 }

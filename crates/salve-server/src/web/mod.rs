@@ -323,8 +323,29 @@ struct Home<'a> {
     page: &'a Page,
 }
 
-/// The front door: staff sign in here; patients arrive through the link they were sent.
-async fn home(page: Page) -> Response {
+/// The front door: signed-in staff go on to the first area their role opens; others see how to
+/// sign in (patients arrive through the link they were sent).
+async fn home(
+    page: Page,
+    State(state): State<AppState>,
+    axum::Extension(client): axum::Extension<crate::context::ClientInfo>,
+    headers: HeaderMap,
+) -> Response {
+    let caller = crate::auth::resolve(&state, &headers, &client.audit_context()).await;
+    if let Ok(Some(crate::auth::Caller::Session(s))) = caller
+        && s.session.stage == salve_store::SessionStage::Active
+        && let Ok(Some(role)) = state
+            .store
+            .role_in(s.session.user_id, s.session.practice_id)
+            .await
+    {
+        let principal = salve_core::permissions::Principal::Staff {
+            practice: s.session.practice_id,
+            user: s.session.user_id,
+            role,
+        };
+        return page.redirect(frame::home_for(&principal));
+    }
     page.render(&Home { page: &page })
 }
 

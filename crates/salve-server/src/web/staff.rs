@@ -187,10 +187,10 @@ pub(crate) fn copy_cookies(from: &HeaderMap, to: &mut Response) {
 }
 
 /// Where to go after a sign-in step: `next` if it is a page of ours a person can open (not a
-/// form action or a fragment), else the inbox.
+/// form action or a fragment), else the front door, which sends each role to its first area.
 pub(crate) fn landing(next: Option<&str>) -> String {
     let Some(next) = safe_next(next) else {
-        return "/inbox".into();
+        return "/".into();
     };
     let path = next.split('?').next().unwrap_or("");
     let segments: Vec<&str> = path.split('/').skip(1).collect();
@@ -200,7 +200,7 @@ pub(crate) fn landing(next: Option<&str>) -> String {
         ["inbox", id, _action] => return format!("/inbox/{id}"),
         _ => true,
     };
-    if ok { next } else { "/inbox".into() }
+    if ok { next } else { "/".into() }
 }
 
 #[derive(Deserialize, Default)]
@@ -339,7 +339,7 @@ mod tests {
             Some("/sign-in/code"),
             Some("/inbox/list"),
         ] {
-            assert_eq!(landing(bad), "/inbox");
+            assert_eq!(landing(bad), "/");
         }
     }
 }
