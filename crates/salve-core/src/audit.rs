@@ -206,6 +206,14 @@ pub enum Action {
     UnreadSettingsChange,
     /// An auditor exported audit rows (a CSV file); targets: the patient when filtered by one.
     AuditExport,
+    /// An admin registered a SMART backend-services client (its public keys and scopes).
+    SmartClientRegister,
+    /// An admin disabled a SMART client; its live access tokens were revoked.
+    SmartClientDisable,
+    /// A SMART client's signed assertion was accepted and an access token issued.
+    SmartTokenIssue,
+    /// A token request was refused (bad signature, expired or replayed assertion, scope).
+    SmartTokenRefuse,
 }
 
 impl Action {
@@ -309,6 +317,10 @@ impl Action {
             Self::SecureMessageUnreadAlert => "secure_message.unread_alert",
             Self::UnreadSettingsChange => "practice.unread_settings",
             Self::AuditExport => "audit.export",
+            Self::SmartClientRegister => "smart.client_register",
+            Self::SmartClientDisable => "smart.client_disable",
+            Self::SmartTokenIssue => "smart.token_issue",
+            Self::SmartTokenRefuse => "smart.token_refuse",
         }
     }
 }

@@ -66,6 +66,10 @@ typed_id!(
     TokenId
 );
 typed_id!(
+    /// A SMART backend-services client of one practice.
+    SmartClientId
+);
+typed_id!(
     /// One contact point (phone or email) of a patient.
     ContactId
 );

@@ -24,6 +24,7 @@ pub mod reminders;
 pub mod response_time;
 pub mod routing;
 pub mod sensitive;
+pub mod smart;
 pub mod system_messages;
 pub mod templates;
 pub mod throttle;
@@ -36,7 +37,7 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use ids::{
     AgreementId, AnnouncementId, AppointmentId, AttachmentId, CatalogItemId, ConfidentialRequestId,
     ConsentEventId, ConversationId, MessageId, OutboxJobId, PatientId, PracticeId, ProviderId,
-    ReminderId, SessionId, TeamId, TemplateId, TokenId, UserId,
+    ReminderId, SessionId, SmartClientId, TeamId, TemplateId, TokenId, UserId,
 };
 pub use sensitive::Sensitive;
 pub use validation::FieldError;

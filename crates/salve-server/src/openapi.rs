@@ -7,7 +7,7 @@ use utoipa::{Modify, OpenApi};
 use crate::api::{
     account, announcements, appointments, carrier, consent, health, hours, inbound, inbox_events,
     messages, outbox, oversight, passkeys, patients, portal, portal_login, portal_messages,
-    providers, reminders, session, teams, tokens, users,
+    providers, reminders, session, smart, teams, tokens, users,
 };
 use crate::error::{Problem, ProblemField};
 
@@ -50,6 +50,7 @@ impl Modify for BearerAuth {
         carrier::checklist,
         account::invite, account::request_reset, account::set_password,
         tokens::list, tokens::create, tokens::revoke,
+        smart::configuration, smart::token, smart::register, smart::list, smart::disable,
         messages::send, messages::preview, messages::list, messages::read, messages::create_topic, messages::note,
         messages::assign, messages::set_state, messages::mark_read, messages::attachment, inbox_events::stream_changes,
         consent::read, consent::record, consent::revoke_all, consent::record_confidential, consent::withdraw_confidential,
@@ -78,6 +79,7 @@ impl Modify for BearerAuth {
         carrier::SampleMessageView, carrier::FormAnswerView, teams::TeamBody, teams::MembersBody,
         teams::TeamCreated, account::InviteBody, account::Invited, account::ResetBody, account::ResetAccepted,
         account::PasswordBody, tokens::TokenView, tokens::TokenList, tokens::TokenBody, tokens::TokenCreated,
+        smart::SmartConfiguration, smart::TokenResponse, smart::ClientBody, smart::ClientView, smart::ClientList,
         messages::SendBody, messages::AttachmentUpload, messages::ReasonView, messages::PreviewView, messages::AttachmentView,
         messages::MessageOut, messages::ConversationView, messages::ConversationList, messages::ConversationDetailView,
         messages::NoteBody, messages::AssignBody, messages::StateBody, messages::TopicBody, messages::Created,

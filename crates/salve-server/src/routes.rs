@@ -16,7 +16,7 @@ use crate::AppState;
 use crate::api::{
     account, announcements, appointments, carrier, consent, health, hours, inbound, inbox_events,
     messages, outbox, oversight, passkeys, patients, portal, portal_login, portal_messages,
-    providers, reminders, session, teams, tokens, users, webhooks,
+    providers, reminders, session, smart, teams, tokens, users, webhooks,
 };
 use crate::auth::{self, Caller};
 use crate::context::ClientInfo;
@@ -41,6 +41,9 @@ pub enum Access {
     /// A provider's webhook: its signature, for the provider the path names (checked by the
     /// handler, which audits a refusal).
     ProviderSignature,
+    /// A SMART client's signed JWT assertion, verified with its registered keys (checked by
+    /// the handler, which audits a refusal).
+    ClientAssertion,
 }
 
 #[derive(Debug, Clone)]
@@ -815,6 +818,36 @@ fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
             Op(TokenManage),
             delete(tokens::revoke),
         ),
+        r(
+            Method::GET,
+            "/fhir/r4/.well-known/smart-configuration",
+            Public,
+            get(smart::configuration),
+        ),
+        r(
+            Method::POST,
+            smart::TOKEN_PATH,
+            ClientAssertion,
+            post(smart::token),
+        ),
+        r(
+            Method::GET,
+            "/api/v1/smart-clients",
+            Op(TokenManage),
+            get(smart::list),
+        ),
+        r(
+            Method::POST,
+            "/api/v1/smart-clients",
+            Op(TokenManage),
+            post(smart::register),
+        ),
+        r(
+            Method::DELETE,
+            "/api/v1/smart-clients/{id}",
+            Op(TokenManage),
+            delete(smart::disable),
+        ),
     ]
 }
 
@@ -839,7 +872,8 @@ pub(crate) fn router(state: &AppState) -> axum::Router<AppState> {
             | Access::PatientLink
             | Access::PatientSession
             | Access::AccountLink
-            | Access::ProviderSignature => handler,
+            | Access::ProviderSignature
+            | Access::ClientAssertion => handler,
             Access::Op(op) => handler.route_layer(middleware::from_fn_with_state(
                 state.clone(),
                 move |State(s): State<AppState>, req: Request, next: Next| {

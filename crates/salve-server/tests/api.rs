@@ -880,6 +880,14 @@ async fn every_declared_route_exists_and_token_routes_refuse_anonymous_callers()
             Access::PatientLink | Access::AccountLink if spec.method == Method::GET => {
                 assert_eq!(r.status, StatusCode::SEE_OTHER)
             }
+            // A token request without an assertion is an OAuth error.
+            Access::ClientAssertion => assert_eq!(
+                r.status,
+                StatusCode::BAD_REQUEST,
+                "{} {}",
+                spec.method,
+                spec.path
+            ),
             // An unknown provider: 404 before any signature is looked at.
             Access::ProviderSignature => assert_eq!(
                 r.status,

@@ -32,6 +32,7 @@ mod patients;
 mod portal_pages;
 mod practices;
 mod reminders;
+mod smart;
 mod teams;
 mod tx;
 mod unread;
@@ -79,6 +80,7 @@ pub use practices::{Practice, TokenInfo, TokenPrincipal};
 pub use reminders::{
     AwaitingReminder, NewReminder, Recorded, Reminder, ReminderSettings, ReminderState,
 };
+pub use smart::{SmartClient, SmartTokenGrant};
 pub use teams::Team;
 pub use unread::UnreadSecureMessage;
 

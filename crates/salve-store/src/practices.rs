@@ -200,7 +200,8 @@ impl Store {
     /// The practice's API tokens (never their secrets).
     pub async fn list_tokens(&self, practice: PracticeId) -> Result<Vec<TokenInfo>> {
         let rows: Vec<(String, String, String, i64, Option<i64>)> = sqlx::query_as(
-            "SELECT id, label, scopes, created_at, revoked_at FROM api_tokens WHERE practice_id = $1 ORDER BY created_at",
+            "SELECT id, label, scopes, created_at, revoked_at FROM api_tokens \
+             WHERE practice_id = $1 AND smart_client_id IS NULL ORDER BY created_at",
         )
         .bind(practice.to_string())
         .fetch_all(&self.pool)
@@ -300,17 +301,19 @@ impl Store {
         Ok(id)
     }
 
-    /// Finds the live token with this hash. Lookup is by hash (an index), then the hash is
-    /// compared again in constant time.
+    /// Finds the live token with this hash (not revoked; a SMART access token also not
+    /// expired). Lookup is by hash (an index), then the hash is compared again in constant time.
     pub async fn authenticate_token(
         &self,
         token_hash: &[u8; 32],
     ) -> Result<Option<TokenPrincipal>> {
         let row: Option<(String, String, Vec<u8>, String)> = sqlx::query_as(
             "SELECT id, practice_id, token_hash, scopes FROM api_tokens \
-             WHERE token_hash = $1 AND revoked_at IS NULL",
+             WHERE token_hash = $1 AND revoked_at IS NULL \
+             AND (expires_at IS NULL OR expires_at > $2)",
         )
         .bind(token_hash.to_vec())
+        .bind(salve_core::clock::to_micros(self.clock.now()))
         .fetch_optional(&self.pool)
         .await?;
         let Some((id, practice, stored, scopes)) = row else {

@@ -18,6 +18,7 @@ pub mod portal_messages;
 pub mod providers;
 pub mod reminders;
 pub mod session;
+pub mod smart;
 pub mod teams;
 pub mod tokens;
 pub mod unread;
