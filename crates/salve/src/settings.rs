@@ -84,7 +84,7 @@ pub struct Hl7File {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Hl7SourceFile {
-    /// The practice's id (`salve admin practice list`).
+    /// The practice's id (`salve admin list-practices`).
     pub practice: String,
     /// MSH-4.1 of the sender's messages.
     pub sending_facility: String,
