@@ -134,7 +134,19 @@ async fn an_ehr_feeds_patients_and_appointments_over_mllp() {
     }
 }
 
-async fn story(db: TestDatabase) {
+/// The app, with `serve` running and the feed configured by `hl7` (given the practice and the
+/// MLLP port); send `()` to stop it.
+struct Running {
+    app: App,
+    port: u16,
+    stop: tokio::sync::oneshot::Sender<()>,
+    server: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+async fn start(
+    db: TestDatabase,
+    hl7: impl FnOnce(salve_core::PracticeId, u16) -> Hl7Config,
+) -> Running {
     let captured: Arc<Mutex<Option<AppState>>> = Arc::default();
     let keep = captured.clone();
     let app = App::with_state(
@@ -170,16 +182,9 @@ async fn story(db: TestDatabase) {
     let mut state = captured.lock().unwrap().take().unwrap();
     let port = free_port();
     let mut config = (*state.config).clone();
-    config.hl7 = Some(Hl7Config::new(
-        format!("127.0.0.1:{port}").parse().unwrap(),
-        vec![Hl7Source {
-            practice: app.practice,
-            sending_facility: "LAKESIDE".into(),
-            addresses: vec!["127.0.0.0/8".parse().unwrap()],
-        }],
-    ));
+    config.hl7 = Some(hl7(app.practice, port));
     state.config = Arc::new(config);
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let (bound_tx, bound_rx) = tokio::sync::oneshot::channel();
     let server = tokio::spawn(salve_server::serve(
         state,
@@ -191,6 +196,32 @@ async fn story(db: TestDatabase) {
         },
     ));
     bound_rx.await.unwrap();
+    Running {
+        app,
+        port,
+        stop,
+        server,
+    }
+}
+
+fn lakeside(practice: salve_core::PracticeId, port: u16, addresses: &str) -> Hl7Config {
+    Hl7Config::new(
+        format!("127.0.0.1:{port}").parse().unwrap(),
+        vec![Hl7Source {
+            practice,
+            sending_facility: "LAKESIDE".into(),
+            addresses: vec![addresses.parse().unwrap()],
+        }],
+    )
+}
+
+async fn story(db: TestDatabase) {
+    let Running {
+        app,
+        port,
+        stop: stop_tx,
+        server,
+    } = start(db, |practice, port| lakeside(practice, port, "127.0.0.0/8")).await;
 
     // 1. ADT^A04 registers Ana; 2. SIU^S12 books her checkup; 3. the same message again.
     let book = msg(
@@ -478,4 +509,63 @@ async fn story(db: TestDatabase) {
     stop_tx.send(()).unwrap();
     server.await.unwrap().unwrap();
     assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_feed_speaks_tls_and_refuses_addresses_no_source_names() {
+    for db in TestDatabase::all().await {
+        // TLS: the hl7 package's MLLPClient, its socket wrapped in TLS, verifying the server.
+        let pki = salve_testkit::peers::smtp::pki("Lakeside interface CA");
+        let run = start(db, |practice, port| {
+            let mut c = lakeside(practice, port, "127.0.0.0/8");
+            c.tls = Some(salve_server::TlsFiles {
+                cert: pki.cert_path().to_owned(),
+                key: pki.key_path().to_owned(),
+            });
+            c
+        })
+        .await;
+        let job = json!({
+            "host": "127.0.0.1", "port": run.port, "ca_pem": pki.ca_pem,
+            "messages": [msg("ADT^A04", "TLS-1", json!([pid_ana()]))],
+        });
+        let Some(acks) = tokio::task::spawn_blocking(move || run_python("hl7_mllp.py", &job))
+            .await
+            .unwrap()
+        else {
+            return;
+        };
+        assert_eq!(acks[0]["code"], "AA", "{acks:?}");
+        assert!(patient_by_mrn(&run.app, "12345").await.is_some());
+        // A client speaking MLLP in clear to the TLS port gets no ACK.
+        let mut plain = tokio::net::TcpStream::connect(("127.0.0.1", run.port))
+            .await
+            .unwrap();
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let frame =
+            b"\x0bMSH|^~\\&|EPIC|LAKESIDE|||2026||ADT^A04|P-1|P|2.5\rPID|1||1^^^^MR\x1c\x0d";
+        plain.write_all(frame).await.unwrap();
+        let mut buf = Vec::new();
+        let _ = plain.read_to_end(&mut buf).await;
+        assert!(!buf.windows(3).any(|w| w == b"MSA"), "no ACK in clear");
+        run.stop.send(()).unwrap();
+        run.server.await.unwrap().unwrap();
+    }
+    for db in TestDatabase::all().await {
+        // The only source connects from 10.0.0.0/8: a loopback client is closed unanswered,
+        // and nothing is written.
+        let run = start(db, |practice, port| lakeside(practice, port, "10.0.0.0/8")).await;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", run.port))
+            .await
+            .unwrap();
+        let frame = b"\x0bMSH|^~\\&|EPIC|LAKESIDE|||2026||ADT^A04|P-1|P|2.5\rPID|1||1^^^^MR||Doe^Jo||19800101\x1c\x0d";
+        let _ = stream.write_all(frame).await;
+        let mut buf = Vec::new();
+        let _ = stream.read_to_end(&mut buf).await;
+        assert!(buf.is_empty(), "closed without an answer");
+        assert_eq!(count(&run.app, "patients").await, 0);
+        run.stop.send(()).unwrap();
+        run.server.await.unwrap().unwrap();
+    }
 }

@@ -2,7 +2,8 @@
 HL7 feed's tests.
 
 Reads one JSON object on stdin:
-  {"host": "127.0.0.1", "port": N, "messages": [spec, ...]}
+  {"host": "127.0.0.1", "port": N, "messages": [spec, ...], "ca_pem": optional}
+(with "ca_pem", the MLLPClient's socket is wrapped in TLS, verifying "localhost" against that CA)
 where each spec is one of
   {"msh": {"facility": ..., "type": "SIU^S12", "control_id": ..., "version": "2.5.1"},
    "segments": [["PID", [["3.1.1", "12345"], ["3.1.5", "MR"], ...]], ...]}
@@ -17,6 +18,7 @@ All are sent on one connection, in order. Prints a JSON list, one object per mes
 
 import datetime
 import json
+import ssl
 import sys
 
 import hl7
@@ -69,6 +71,9 @@ def main():
     sent = []
     out = []
     with MLLPClient(job["host"], job["port"]) as client:
+        if job.get("ca_pem"):
+            context = ssl.create_default_context(cadata=job["ca_pem"])
+            client.socket = context.wrap_socket(client.socket, server_hostname="localhost")
         for spec in job["messages"]:
             if "again" in spec:
                 text = sent[spec["again"]]
