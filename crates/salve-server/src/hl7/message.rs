@@ -171,9 +171,16 @@ pub struct Header {
 }
 
 impl Header {
-    /// `SIU^S12`, for logs and the record.
+    /// `SIU^S12`, for logs and the record: at most three letters or digits each, so a
+    /// sender's garbage in MSH-9 never reaches a log line.
     pub fn type_label(&self) -> String {
-        format!("{}^{}", self.message_type, self.trigger)
+        let short = |s: &str| -> String {
+            s.chars()
+                .filter(char::is_ascii_alphanumeric)
+                .take(3)
+                .collect()
+        };
+        format!("{}^{}", short(&self.message_type), short(&self.trigger))
     }
 }
 
@@ -842,6 +849,8 @@ mod tests {
         let p = parse(&msg(&[MSH_S12, PID, SCH, AIS, AIL, AIP])).unwrap();
         assert_eq!(p.header.control_id, "MSG0001");
         assert_eq!(p.header.type_label(), "SIU^S12");
+        let odd = header("MSH|^~\\&|E|F|||2026||Ana Quintanilla^S12 x|1|P|2.5").unwrap();
+        assert_eq!(odd.type_label(), "ANA^S12");
         assert_eq!(p.header.sending_facility, "LAKESIDE");
         let Command::Appointment {
             event,
