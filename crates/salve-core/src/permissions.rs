@@ -408,13 +408,21 @@ pub enum Principal {
     },
     /// An operator at the server's command line, who holds the master key anyway.
     Operator,
+    /// Salve itself acting for one practice's systems of record, limited to `scopes` as a token
+    /// is: the HL7 v2 feed. Audited as the system.
+    System {
+        practice: PracticeId,
+        scopes: Vec<Scope>,
+    },
 }
 
 impl Principal {
     /// The one practice this principal may act in (`None`: the operator, any practice).
     pub fn practice(&self) -> Option<PracticeId> {
         match self {
-            Self::Token { practice, .. } | Self::Staff { practice, .. } => Some(*practice),
+            Self::Token { practice, .. }
+            | Self::Staff { practice, .. }
+            | Self::System { practice, .. } => Some(*practice),
             Self::Operator => None,
         }
     }
@@ -424,6 +432,7 @@ impl Principal {
             Self::Token { token, .. } => crate::audit::Actor::ApiToken(*token),
             Self::Staff { user, .. } => crate::audit::Actor::User(*user),
             Self::Operator => crate::audit::Actor::Cli,
+            Self::System { .. } => crate::audit::Actor::System,
         }
     }
 
@@ -431,7 +440,7 @@ impl Principal {
     pub fn restricted_visibility(&self) -> RestrictedVisibility {
         match self {
             // An integration token acts for the practice's systems of record.
-            Self::Token { .. } | Self::Operator => RestrictedVisibility::All,
+            Self::Token { .. } | Self::System { .. } | Self::Operator => RestrictedVisibility::All,
             Self::Staff { user, .. } => RestrictedVisibility::NamedOrGranted(*user),
         }
     }
@@ -498,7 +507,7 @@ pub fn may_see_content(
     own_message: bool,
 ) -> bool {
     match principal {
-        Principal::Operator | Principal::Token { .. } => true,
+        Principal::Operator | Principal::Token { .. } | Principal::System { .. } => true,
         Principal::Staff { role, .. } => match (role, kind) {
             _ if own_message => true,
             (Role::Auditor, _) => false,
@@ -531,13 +540,15 @@ pub enum DenyReason {
 pub fn authorize(principal: &Principal, op: Operation, patient: Option<&PatientGuard>) -> Decision {
     match principal {
         Principal::Operator => Decision::Allow,
-        Principal::Token { scopes, .. } => match required_scope(op) {
-            None => Decision::Deny(DenyReason::TokenNotAllowed),
-            Some(needed) if !scopes.contains(&needed) => {
-                Decision::Deny(DenyReason::MissingScope(needed))
+        Principal::Token { scopes, .. } | Principal::System { scopes, .. } => {
+            match required_scope(op) {
+                None => Decision::Deny(DenyReason::TokenNotAllowed),
+                Some(needed) if !scopes.contains(&needed) => {
+                    Decision::Deny(DenyReason::MissingScope(needed))
+                }
+                Some(_) => Decision::Allow,
             }
-            Some(_) => Decision::Allow,
-        },
+        }
         Principal::Staff { role, .. } => {
             if !role_allows(*role, op) {
                 return Decision::Deny(DenyReason::RoleNotAllowed(*role));
@@ -657,6 +668,30 @@ mod tests {
                 ),
             }
         }
+    }
+
+    #[test]
+    fn the_system_principal_is_held_to_its_scopes_and_audited_as_the_system() {
+        let practice = PracticeId::new();
+        let feed = Principal::System {
+            practice,
+            scopes: vec![Scope::PatientsWrite, Scope::AppointmentsWrite],
+        };
+        assert_eq!(feed.actor(), crate::audit::Actor::System);
+        assert_eq!(feed.practice(), Some(practice));
+        assert_eq!(
+            authorize(&feed, Op::AppointmentWrite, None),
+            Decision::Allow
+        );
+        assert_eq!(authorize(&feed, Op::PatientCreate, None), Decision::Allow);
+        assert_eq!(
+            authorize(&feed, Op::MessageSend, None),
+            Decision::Deny(DenyReason::MissingScope(Scope::MessagesWrite))
+        );
+        assert_eq!(
+            authorize(&feed, Op::UserManage, None),
+            Decision::Deny(DenyReason::TokenNotAllowed)
+        );
     }
 
     #[test]

@@ -23,6 +23,74 @@ impl std::fmt::Debug for MetricsToken {
     }
 }
 
+/// One system allowed to send the HL7 v2 feed: from these addresses, naming this sending
+/// facility (MSH-4.1), for this practice.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hl7Source {
+    pub practice: salve_core::PracticeId,
+    pub sending_facility: String,
+    pub addresses: Vec<IpNet>,
+}
+
+/// The HL7 v2 (MLLP) appointment feed's listener.
+#[derive(Debug, Clone)]
+pub struct Hl7Config {
+    pub listen: SocketAddr,
+    /// TLS on the MLLP connection; required unless `listen` is loopback.
+    pub tls: Option<TlsFiles>,
+    pub sources: Vec<Hl7Source>,
+    /// The largest message (frame) accepted; a larger one closes the connection.
+    pub max_message_bytes: usize,
+    /// How long a connection may take to deliver a started message, and may stay idle.
+    pub read_timeout: Duration,
+    pub idle_timeout: Duration,
+    /// Connections served at once; more wait for a free slot.
+    pub max_connections: usize,
+}
+
+impl Hl7Config {
+    pub fn new(listen: SocketAddr, sources: Vec<Hl7Source>) -> Self {
+        Self {
+            listen,
+            tls: None,
+            sources,
+            max_message_bytes: 1024 * 1024,
+            read_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(300),
+            max_connections: 32,
+        }
+    }
+
+    /// Whether any source may connect from `ip` (others are closed before a byte is read).
+    pub fn address_allowed(&self, ip: std::net::IpAddr) -> bool {
+        let ip = canonical(ip);
+        self.sources
+            .iter()
+            .any(|s| s.addresses.iter().any(|n| n.contains(&ip)))
+    }
+
+    /// The practice a message from `ip` naming `facility` (MSH-4.1) is for.
+    pub fn practice_for(
+        &self,
+        ip: std::net::IpAddr,
+        facility: &str,
+    ) -> Option<salve_core::PracticeId> {
+        let ip = canonical(ip);
+        self.sources
+            .iter()
+            .find(|s| s.sending_facility == facility && s.addresses.iter().any(|n| n.contains(&ip)))
+            .map(|s| s.practice)
+    }
+}
+
+/// An IPv4 peer on an IPv6 socket as IPv4, so `10.0.0.0/8` matches `::ffff:10.1.2.3`.
+fn canonical(ip: std::net::IpAddr) -> std::net::IpAddr {
+    match ip {
+        std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, std::net::IpAddr::V4),
+        v4 => v4,
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     pub listen: SocketAddr,
@@ -51,6 +119,8 @@ pub struct ServerConfig {
     pub stream_max_lifetime: Duration,
     pub max_body_bytes: usize,
     pub tls: Option<TlsFiles>,
+    /// The HL7 v2 appointment feed; `None`: no listener.
+    pub hl7: Option<Hl7Config>,
 }
 
 impl ServerConfig {
@@ -70,6 +140,7 @@ impl ServerConfig {
             stream_max_lifetime: Duration::from_secs(30 * 60),
             max_body_bytes: 64 * 1024,
             tls: None,
+            hl7: None,
         }
     }
 
@@ -95,6 +166,23 @@ impl ServerConfig {
         {
             return Err(ConfigError::MetricsSameListener);
         }
+        if let Some(h) = &self.hl7 {
+            if h.listen == self.listen || Some(h.listen) == self.metrics_listen {
+                return Err(ConfigError::Hl7SameListener);
+            }
+            if !h.listen.ip().is_loopback() && h.tls.is_none() {
+                return Err(ConfigError::Hl7Cleartext(h.listen));
+            }
+            if h.sources.is_empty() {
+                return Err(ConfigError::Hl7NoSources);
+            }
+            if h.sources
+                .iter()
+                .any(|s| s.sending_facility.trim().is_empty() || s.addresses.is_empty())
+            {
+                return Err(ConfigError::Hl7Source);
+            }
+        }
         Ok(())
     }
 }
@@ -111,6 +199,17 @@ pub enum ConfigError {
     PublicUrl,
     #[error("--metrics-listen must differ from --listen")]
     MetricsSameListener,
+    #[error("hl7.listen must differ from the web and metrics listeners")]
+    Hl7SameListener,
+    #[error(
+        "refusing to run the HL7 listener on {0} without TLS: patient data would cross the network \
+         in clear. Set hl7.tls_cert and hl7.tls_key, or listen on 127.0.0.1 behind a VPN or TLS tunnel"
+    )]
+    Hl7Cleartext(std::net::SocketAddr),
+    #[error("the HL7 listener needs at least one [[hl7.sources]] entry")]
+    Hl7NoSources,
+    #[error("every [[hl7.sources]] entry needs a sending_facility and at least one address")]
+    Hl7Source,
 }
 
 #[cfg(test)]
@@ -141,6 +240,35 @@ mod tests {
                 .check()
                 .is_ok()
         );
+    }
+
+    #[test]
+    fn the_hl7_listener_needs_tls_off_loopback_and_maps_sources_to_practices() {
+        let practice = salve_core::PracticeId::new();
+        let source = Hl7Source {
+            practice,
+            sending_facility: "LAKESIDE".into(),
+            addresses: vec!["10.1.0.0/16".parse().unwrap()],
+        };
+        let mut c = ServerConfig::local("127.0.0.1:8080".parse().unwrap());
+        c.hl7 = Some(Hl7Config::new(
+            "0.0.0.0:2575".parse().unwrap(),
+            vec![source.clone()],
+        ));
+        assert!(matches!(c.check(), Err(ConfigError::Hl7Cleartext(_))));
+        c.hl7.as_mut().unwrap().listen = "127.0.0.1:2575".parse().unwrap();
+        assert!(c.check().is_ok());
+        c.hl7.as_mut().unwrap().sources.clear();
+        assert_eq!(c.check(), Err(ConfigError::Hl7NoSources));
+        let h = Hl7Config::new("127.0.0.1:2575".parse().unwrap(), vec![source]);
+        let inside: std::net::IpAddr = "10.1.2.3".parse().unwrap();
+        let mapped: std::net::IpAddr = "::ffff:10.1.2.3".parse().unwrap();
+        let outside: std::net::IpAddr = "10.2.0.1".parse().unwrap();
+        assert!(h.address_allowed(inside) && h.address_allowed(mapped));
+        assert!(!h.address_allowed(outside));
+        assert_eq!(h.practice_for(inside, "LAKESIDE"), Some(practice));
+        assert_eq!(h.practice_for(inside, "OTHER"), None);
+        assert_eq!(h.practice_for(outside, "LAKESIDE"), None);
     }
 
     #[test]

@@ -17,6 +17,7 @@ mod context;
 mod error;
 pub mod escalation;
 mod extract;
+pub mod hl7;
 mod metrics;
 mod notify;
 mod openapi;
@@ -35,7 +36,7 @@ use salve_core::Clock;
 use salve_store::Store;
 
 pub use auth::{COOKIE, HOST_COOKIE};
-pub use config::{ConfigError, MetricsToken, ServerConfig, TlsFiles};
+pub use config::{ConfigError, Hl7Config, Hl7Source, MetricsToken, ServerConfig, TlsFiles};
 pub use routes::{Access, RouteSpec, route_specs};
 pub use serve::{build_router, serve};
 

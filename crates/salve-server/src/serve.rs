@@ -96,6 +96,15 @@ pub async fn serve(
         tokio::spawn(async move { store.listen_for_inbox_changes(stop).await })
     };
 
+    // The HL7 feed binds before the web listener, so a bad address stops `serve` at once.
+    let hl7_task = match &config.hl7 {
+        Some(h) => {
+            let feed = crate::hl7::Feed::new(state.clone(), h.clone());
+            Some(crate::hl7::run(feed, stop_rx.clone()).await?.1)
+        }
+        None => None,
+    };
+
     let worker_task = tokio::spawn(crate::worker::run(
         state.clone(),
         config.outbox_poll,
@@ -143,6 +152,9 @@ pub async fn serve(
     let _ = checkpoint_task.await;
     let _ = worker_task.await;
     let _ = listener_task.await;
+    if let Some(t) = hl7_task {
+        let _ = t.await;
+    }
     if let Some(t) = metrics_task {
         let _ = t.await;
     }

@@ -112,6 +112,8 @@ pub struct ImportReport {
 pub fn source_of(principal: &Principal) -> StatusSource {
     match principal {
         Principal::Token { .. } => StatusSource::Api,
+        // The EHR's feed: the record system speaks, as in an import.
+        Principal::System { .. } => StatusSource::Import,
         Principal::Staff { .. } | Principal::Operator => StatusSource::Staff,
     }
 }
@@ -405,6 +407,38 @@ impl Store {
         ));
         tx.commit().await?;
         Ok(appointment)
+    }
+
+    /// The appointment the EHR knows by `external_id` (the HL7 feed's SCH filler id), audited as
+    /// a read of it when found. A hidden patient's appointment is `Hidden`, as for `read`.
+    pub async fn appointment_by_external_id(
+        &self,
+        practice: PracticeId,
+        principal: &Principal,
+        ctx: &RequestContext,
+        external_id: &Sensitive<String>,
+    ) -> Result<Option<Appointment>> {
+        check_practice(principal, practice)?;
+        let id: Option<String> = {
+            let mut conn = self.pool.acquire().await?;
+            let keys = self.ring.practice_keys(&mut conn, practice).await?;
+            sqlx::query_scalar(
+                "SELECT id FROM appointments WHERE practice_id = $1 AND external_id_index = $2",
+            )
+            .bind(practice.to_string())
+            .bind(
+                keys.blind_index
+                    .blind_index(EXTERNAL_INDEX, external_id.expose())
+                    .to_vec(),
+            )
+            .fetch_optional(&mut *conn)
+            .await?
+        };
+        let Some(id) = id else { return Ok(None) };
+        let id: AppointmentId = id.parse().map_err(|_| malformed())?;
+        self.read_appointment(practice, principal, ctx, id)
+            .await
+            .map(Some)
     }
 
     /// Appointments of one patient and/or starting in a window, by start time (at most

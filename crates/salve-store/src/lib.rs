@@ -17,6 +17,7 @@ mod channels;
 mod consent;
 mod dialect;
 mod error;
+mod hl7;
 mod hours;
 mod identity;
 mod inbound;
@@ -56,6 +57,7 @@ pub use channels::{Agreement, NewProvider, ProviderRecord, ProviderSummary};
 pub use consent::{ConsentText, Recorder};
 pub use dialect::{Backend, SchemaDescription};
 pub use error::StoreError;
+pub use hl7::{Hl7Record, MAX_CONTROL_ID_CHARS};
 pub use hours::{OverdueConversation, ResponseReport, ResponseSettings, ResponseStatus};
 pub use identity::{
     AccountToken, AccountTokenPurpose, Membership, Session, SessionEnd, SessionStage,

@@ -229,6 +229,7 @@ fn server_config(serve: &ServeSettings) -> ServerConfig {
         }),
         _ => None,
     };
+    config.hl7 = serve.hl7.clone();
     config
 }
 

@@ -61,6 +61,74 @@ pub struct FileConfig {
     pub quiet_hours: Option<String>,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
+    /// The HL7 v2 appointment feed (file only: its sources are a list).
+    pub hl7: Option<Hl7File>,
+}
+
+/// `[hl7]`: the MLLP listener of the HL7 v2 appointment feed.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Hl7File {
+    pub listen: SocketAddr,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub max_message_bytes: Option<usize>,
+    pub read_timeout_secs: Option<u64>,
+    pub idle_timeout_secs: Option<u64>,
+    pub max_connections: Option<usize>,
+    #[serde(default)]
+    pub sources: Vec<Hl7SourceFile>,
+}
+
+/// `[[hl7.sources]]`: who may send, from where, for which practice.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Hl7SourceFile {
+    /// The practice's id (`salve admin list-practices`).
+    pub practice: String,
+    /// MSH-4.1 of the sender's messages.
+    pub sending_facility: String,
+    /// Addresses or networks the sender connects from.
+    pub addresses: Vec<IpNet>,
+}
+
+impl Hl7File {
+    pub fn resolve(&self) -> anyhow::Result<salve_server::Hl7Config> {
+        let mut sources = Vec::with_capacity(self.sources.len());
+        for s in &self.sources {
+            let practice: salve_core::PracticeId = s
+                .practice
+                .parse()
+                .map_err(|_| anyhow::anyhow!("hl7.sources: practice must be a practice id"))?;
+            sources.push(salve_server::Hl7Source {
+                practice,
+                sending_facility: s.sending_facility.trim().to_owned(),
+                addresses: s.addresses.clone(),
+            });
+        }
+        let mut config = salve_server::Hl7Config::new(self.listen, sources);
+        config.tls = match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Some(salve_server::TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+            }),
+            (None, None) => None,
+            _ => bail!("hl7: set both tls_cert and tls_key, or neither"),
+        };
+        if let Some(n) = self.max_message_bytes {
+            config.max_message_bytes = n.clamp(1024, 16 * 1024 * 1024);
+        }
+        if let Some(n) = self.read_timeout_secs {
+            config.read_timeout = Duration::from_secs(n.clamp(1, 600));
+        }
+        if let Some(n) = self.idle_timeout_secs {
+            config.idle_timeout = Duration::from_secs(n.clamp(1, 24 * 3600));
+        }
+        if let Some(n) = self.max_connections {
+            config.max_connections = n.clamp(1, 1024);
+        }
+        Ok(config)
+    }
 }
 
 impl FileConfig {
@@ -104,6 +172,7 @@ pub struct ServeSettings {
     pub quiet_hours: Option<salve_core::delivery::QuietHours>,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
+    pub hl7: Option<salve_server::Hl7Config>,
 }
 
 pub const DEFAULT_DATA_DIR: &str = "./salve-data";
@@ -268,6 +337,7 @@ impl ServeSettings {
             },
             tls_cert: args.tls_cert.clone().or_else(|| file.tls_cert.clone()),
             tls_key: args.tls_key.clone().or_else(|| file.tls_key.clone()),
+            hl7: file.hl7.as_ref().map(Hl7File::resolve).transpose()?,
         })
     }
 }
@@ -404,6 +474,30 @@ pub fn describe(
             .unwrap_or_else(|| "(none)".into()),
         origin(sub, "tls_cert", file.tls_cert.is_some()),
     );
+    match &serve.hl7 {
+        None => line("hl7", "off".into(), "default"),
+        Some(h) => {
+            line("hl7.listen", h.listen.to_string(), "file");
+            line(
+                "hl7.tls",
+                if h.tls.is_some() { "on" } else { "off" }.into(),
+                "file",
+            );
+            for s in &h.sources {
+                let addresses: Vec<String> = s.addresses.iter().map(|n| n.to_string()).collect();
+                line(
+                    "hl7.source",
+                    format!(
+                        "{} from {} for practice {}",
+                        s.sending_facility,
+                        addresses.join(","),
+                        s.practice
+                    ),
+                    "file",
+                );
+            }
+        }
+    }
     out
 }
 
@@ -477,6 +571,58 @@ mod tests {
         assert_eq!(
             FileConfig::load(&path).unwrap().listen,
             Some("127.0.0.1:9000".parse().unwrap())
+        );
+    }
+
+    #[test]
+    fn the_hl7_table_maps_sources_to_practices() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("salve.toml");
+        let practice = salve_core::PracticeId::new();
+        std::fs::write(
+            &path,
+            format!(
+                "[hl7]\nlisten = \"127.0.0.1:2575\"\nread_timeout_secs = 10\n\n\
+                 [[hl7.sources]]\npractice = \"{practice}\"\nsending_facility = \"LAKESIDE\"\n\
+                 addresses = [\"10.1.2.3/32\", \"192.168.0.0/24\"]\n"
+            ),
+        )
+        .unwrap();
+        let file = FileConfig::load(&path).unwrap();
+        let hl7 = file.hl7.as_ref().unwrap().resolve().unwrap();
+        assert_eq!(hl7.read_timeout, Duration::from_secs(10));
+        assert_eq!(
+            hl7.practice_for("10.1.2.3".parse().unwrap(), "LAKESIDE"),
+            Some(practice)
+        );
+        assert!(hl7.tls.is_none());
+        // Half a TLS pair, or a practice that is not an id, is refused.
+        std::fs::write(
+            &path,
+            "[hl7]\nlisten = \"127.0.0.1:2575\"\ntls_cert = \"c.pem\"\n",
+        )
+        .unwrap();
+        assert!(
+            FileConfig::load(&path)
+                .unwrap()
+                .hl7
+                .unwrap()
+                .resolve()
+                .is_err()
+        );
+        std::fs::write(
+            &path,
+            "[hl7]\nlisten = \"127.0.0.1:2575\"\n[[hl7.sources]]\npractice = \"Lakeside\"\n\
+             sending_facility = \"X\"\naddresses = [\"10.0.0.1/32\"]\n",
+        )
+        .unwrap();
+        assert!(
+            FileConfig::load(&path)
+                .unwrap()
+                .hl7
+                .unwrap()
+                .resolve()
+                .is_err()
         );
     }
 

@@ -26,6 +26,17 @@ pub struct Pki {
     _dir: tempfile::TempDir,
 }
 
+impl Pki {
+    /// The server certificate's PEM file.
+    pub fn cert_path(&self) -> &Path {
+        &self.cert
+    }
+    /// The server key's PEM file.
+    pub fn key_path(&self) -> &Path {
+        &self.key
+    }
+}
+
 pub fn pki(ca_name: &str) -> Pki {
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
