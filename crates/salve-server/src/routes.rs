@@ -129,6 +129,18 @@ fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
             post(session::sign_out_everywhere),
         ),
         r(
+            Method::GET,
+            "/api/v1/session/sessions",
+            Session(ACTIVE),
+            get(session::my_sessions),
+        ),
+        r(
+            Method::DELETE,
+            "/api/v1/session/sessions/{id}",
+            Session(ACTIVE),
+            delete(session::end_my_session),
+        ),
+        r(
             Method::POST,
             "/api/v1/session/mfa",
             Session(MFA),
@@ -206,6 +218,36 @@ fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
             "/api/v1/users/{id}/mfa-reset",
             Op(UserManage),
             post(users::reset_mfa),
+        ),
+        r(
+            Method::POST,
+            "/api/v1/users/{id}/disable",
+            Op(UserManage),
+            post(users::disable),
+        ),
+        r(
+            Method::POST,
+            "/api/v1/users/{id}/enable",
+            Op(UserManage),
+            post(users::enable),
+        ),
+        r(
+            Method::GET,
+            "/api/v1/users/{id}/sessions",
+            Op(UserManage),
+            get(users::sessions),
+        ),
+        r(
+            Method::POST,
+            "/api/v1/users/{id}/sessions/end-all",
+            Op(UserManage),
+            post(users::end_all_sessions),
+        ),
+        r(
+            Method::DELETE,
+            "/api/v1/users/{id}/sessions/{session_id}",
+            Op(UserManage),
+            delete(users::end_session),
         ),
         r(
             Method::POST,

@@ -57,7 +57,7 @@ pub use dialect::{Backend, SchemaDescription};
 pub use error::StoreError;
 pub use hours::{OverdueConversation, ResponseReport, ResponseSettings, ResponseStatus};
 pub use identity::{
-    AccountToken, AccountTokenPurpose, Membership, Session, SessionEnd, SessionStage,
+    AccountToken, AccountTokenPurpose, Membership, Session, SessionEnd, SessionStage, SessionSummary,
     ThrottleState, UserAuth, UserProfile,
 };
 pub use inbound::{
