@@ -106,6 +106,36 @@ pub(crate) fn routes() -> Vec<PageRoute> {
             post(users::reset_mfa),
         ),
         page(
+            Method::POST,
+            "/admin/users/{id}/disable",
+            Access::Op(UserManage),
+            post(users::disable),
+        ),
+        page(
+            Method::POST,
+            "/admin/users/{id}/enable",
+            Access::Op(UserManage),
+            post(users::enable),
+        ),
+        page(
+            Method::GET,
+            "/admin/users/{id}/sessions",
+            Access::Op(UserManage),
+            get(users::sessions),
+        ),
+        page(
+            Method::POST,
+            "/admin/users/{id}/sessions/end-all",
+            Access::Op(UserManage),
+            post(users::end_all_sessions),
+        ),
+        page(
+            Method::POST,
+            "/admin/users/{id}/sessions/{session_id}/end",
+            Access::Op(UserManage),
+            post(users::end_session),
+        ),
+        page(
             Method::GET,
             "/admin/catalog",
             Access::Op(CatalogRead),
