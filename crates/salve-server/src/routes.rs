@@ -286,6 +286,12 @@ fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
             patch(patients::update),
         ),
         r(
+            Method::GET,
+            "/api/v1/patients/restricted",
+            Op(PatientRestrict),
+            get(patients::restricted),
+        ),
+        r(
             Method::PUT,
             "/api/v1/patients/{id}/restriction",
             Op(PatientRestrict),
@@ -525,6 +531,12 @@ fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
             "/api/v1/teams/{id}/members",
             Op(TeamManage),
             put(teams::set_members),
+        ),
+        r(
+            Method::PUT,
+            "/api/v1/teams/{id}",
+            Op(TeamManage),
+            put(teams::rename),
         ),
         r(
             Method::DELETE,

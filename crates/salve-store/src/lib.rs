@@ -74,7 +74,7 @@ pub use outbox::{ClaimedJob, JobOutcome};
 pub use oversight::{Acknowledgment, BreakGlassGrant, Guidelines};
 pub use passkeys::{Ceremony, CeremonyPurpose, StoredPasskey};
 pub use patient_accounts::PatientLogin;
-pub use patients::{Idempotency, Lookup, MAX_PAGE, Patient, PatientPage};
+pub use patients::{Idempotency, Lookup, MAX_PAGE, Patient, PatientPage, RestrictedPatient};
 pub use practices::{Practice, TokenInfo, TokenPrincipal};
 pub use reminders::{
     AwaitingReminder, NewReminder, Recorded, Reminder, ReminderSettings, ReminderState,
