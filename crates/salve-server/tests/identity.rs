@@ -1224,10 +1224,20 @@ fn templates() -> Vec<Template> {
         t(Method::GET, "/api/v1/session/passkeys", 200),
         // The path's literal `{id}` is no passkey of the caller's.
         t(Method::DELETE, "/api/v1/session/passkeys/{id}", 404),
+        // One's own sessions; the literal `{id}` is no session.
+        t(Method::GET, "/api/v1/session/sessions", 200),
+        t(Method::DELETE, "/api/v1/session/sessions/{id}", 404),
         // Staff administration.
         t(Method::GET, "/api/v1/users", 200),
         t(Method::PUT, "/api/v1/users/{id}/role", 204).body(|_| Some(json!({"role": "staff"}))),
         t(Method::POST, "/api/v1/users/{id}/mfa-reset", 204),
+        // Disabled in the practice, then enabled again (each idempotent).
+        t(Method::POST, "/api/v1/users/{id}/disable", 204),
+        t(Method::POST, "/api/v1/users/{id}/enable", 204),
+        t(Method::GET, "/api/v1/users/{id}/sessions", 200),
+        t(Method::POST, "/api/v1/users/{id}/sessions/end-all", 204),
+        // The literal `{session_id}` is no session of theirs.
+        t(Method::DELETE, "/api/v1/users/{id}/sessions/{session_id}", 404),
         // Only admins may invite, so the address is used once.
         t(Method::POST, "/api/v1/users/invite", 201).body(|_| {
             Some(json!({
@@ -1250,6 +1260,7 @@ fn templates() -> Vec<Template> {
         t(Method::GET, "/api/v1/teams", 200),
         t(Method::POST, "/api/v1/teams", 201).body(|_| Some(json!({"name": "Front desk"}))),
         t(Method::PUT, "/api/v1/teams/{id}/members", 204).body(|_| Some(json!({"members": []}))),
+        t(Method::PUT, "/api/v1/teams/{id}", 204).body(|_| Some(json!({"name": "Nursing pool"}))),
         t(Method::DELETE, "/api/v1/teams/{id}", 204),
         // Providers and agreements: admins manage them, auditors read the BAA report.
         t(Method::GET, "/api/v1/admin/providers", 200),
@@ -1292,6 +1303,7 @@ fn templates() -> Vec<Template> {
         t(Method::GET, "/api/v1/patients/{id}", 200),
         t(Method::PATCH, "/api/v1/patients/{id}", 200)
             .body(|_| Some(json!({"preferred_language": "es"}))),
+        t(Method::GET, "/api/v1/patients/restricted", 200),
         t(Method::PUT, "/api/v1/patients/{id}/restriction", 204)
             .body(|_| Some(json!({"restricted": false, "users": []}))),
         // An unrestricted patient needs no glass (400); a restricted one is opened (201).

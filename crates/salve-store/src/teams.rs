@@ -82,6 +82,16 @@ impl Store {
             ));
         }
         let mut tx = self.begin().await?;
+        // Another practice's team is no team here, whatever its name.
+        let ours: Option<String> =
+            sqlx::query_scalar("SELECT id FROM teams WHERE id = $1 AND practice_id = $2")
+                .bind(team.to_string())
+                .bind(practice.to_string())
+                .fetch_optional(&mut *tx.tx)
+                .await?;
+        if ours.is_none() {
+            return Err(StoreError::NotFound);
+        }
         let taken: Option<String> = sqlx::query_scalar(
             "SELECT id FROM teams WHERE practice_id = $1 AND name = $2 AND id <> $3",
         )
