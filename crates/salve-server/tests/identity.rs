@@ -2586,8 +2586,14 @@ async fn disabling_is_per_practice_ends_sessions_there_and_spares_yourself_and_t
             .await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.text);
         let reasons = app.end_reasons(nurse.id).await;
-        assert!(reasons.contains(&Some("disabled".to_owned())), "{reasons:?}");
-        assert!(reasons.contains(&None), "the other practice's session: {reasons:?}");
+        assert!(
+            reasons.contains(&Some("disabled".to_owned())),
+            "{reasons:?}"
+        );
+        assert!(
+            reasons.contains(&None),
+            "the other practice's session: {reasons:?}"
+        );
         assert_eq!(
             app.store.role_in(nurse.id, app.other).await.unwrap(),
             Some(Role::Clinician)
@@ -2615,11 +2621,24 @@ async fn disabling_is_per_practice_ends_sessions_there_and_spares_yourself_and_t
         // Refusals, each a clear problem and a denied audit row; nothing changes.
         let r = as_admin(Req::post(format!("/api/v1/users/{}/disable", admin.id))).await;
         assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.text);
-        assert_eq!(r.problem_type(), "urn:salve:problem:cannot-disable-yourself");
-        assert!(r.json()["detail"].as_str().unwrap().contains("your own account"));
+        assert_eq!(
+            r.problem_type(),
+            "urn:salve:problem:cannot-disable-yourself"
+        );
+        assert!(
+            r.json()["detail"]
+                .as_str()
+                .unwrap()
+                .contains("your own account")
+        );
         let verdict = app
             .store
-            .disable_member(&Actor::Cli, &RequestContext::default(), app.practice, admin.id)
+            .disable_member(
+                &Actor::Cli,
+                &RequestContext::default(),
+                app.practice,
+                admin.id,
+            )
             .await
             .unwrap();
         assert_eq!(
@@ -2731,7 +2750,11 @@ async fn admins_see_and_end_a_members_sessions_and_members_their_own() {
 
         // The member sees their own, the current one marked, and ends the other one.
         let r = app
-            .send(Req::get("/api/v1/session/sessions").cookie(&first).same_origin())
+            .send(
+                Req::get("/api/v1/session/sessions")
+                    .cookie(&first)
+                    .same_origin(),
+            )
             .await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.text);
         let own = r.json()["sessions"].as_array().unwrap().clone();

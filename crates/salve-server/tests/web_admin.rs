@@ -868,10 +868,7 @@ fn assert_accessible(html: &str) {
                 .nth(1)
                 .and_then(|r| r.split('"').next())
                 .unwrap_or_else(|| panic!("a control without an id: {tag}"));
-            assert!(
-                html.contains(&format!("for=\"{id}\"")),
-                "no label for {id}"
-            );
+            assert!(html.contains(&format!("for=\"{id}\"")), "no label for {id}");
         }
     }
     for form in html.split("<form method=\"post\"").skip(1) {
@@ -894,7 +891,10 @@ async fn staff_can_be_disabled_in_the_practice_re_enabled_and_their_sessions_end
         let r = page(&w, &w.admin, Req::get("/admin/users")).await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.text);
         assert_accessible(&r.text);
-        assert!(r.text.contains(&format!("/admin/users/{}/disable", w.clinician_id)));
+        assert!(
+            r.text
+                .contains(&format!("/admin/users/{}/disable", w.clinician_id))
+        );
         assert!(
             !r.text.contains(&format!("/admin/users/{admin_id}/disable")),
             "no button to disable yourself"
@@ -925,7 +925,10 @@ async fn staff_can_be_disabled_in_the_practice_re_enabled_and_their_sessions_end
         assert_eq!(r.status, StatusCode::UNAUTHORIZED);
         let r = page(&w, &w.admin, Req::get("/admin/users?done=disabled")).await;
         assert!(r.text.contains("Disabled in this practice"));
-        assert!(r.text.contains(&format!("/admin/users/{}/enable", w.clinician_id)));
+        assert!(
+            r.text
+                .contains(&format!("/admin/users/{}/enable", w.clinician_id))
+        );
         assert!(r.text.contains("badge warn\">disabled"));
 
         let r = page(
@@ -957,7 +960,10 @@ async fn staff_can_be_disabled_in_the_practice_re_enabled_and_their_sessions_end
         assert_eq!(r.text.matches("End session").count(), 2, "{}", r.text);
         assert!(!r.text.contains("127.0.0."));
         let listed = w
-            .admin(Req::get(format!("/api/v1/users/{}/sessions", w.clinician_id)))
+            .admin(Req::get(format!(
+                "/api/v1/users/{}/sessions",
+                w.clinician_id
+            )))
             .await
             .json();
         let first = listed["sessions"][0]["id"].as_str().unwrap().to_owned();
@@ -988,13 +994,26 @@ async fn staff_can_be_disabled_in_the_practice_re_enabled_and_their_sessions_end
             let r = w.as_staff(cookie, Req::get("/api/v1/session")).await;
             assert_eq!(r.status, StatusCode::UNAUTHORIZED);
         }
-        let r = page(&w, &w.admin, Req::get(format!("{sessions_page}?done=ended-all"))).await;
+        let r = page(
+            &w,
+            &w.admin,
+            Req::get(format!("{sessions_page}?done=ended-all")),
+        )
+        .await;
         assert!(r.text.contains("No active sessions."));
 
         let audit = w.app.practice_audit().await;
-        for action in ["user.disable", "user.enable", "session.end", "session.revoke_all", "session.list"] {
+        for action in [
+            "user.disable",
+            "user.enable",
+            "session.end",
+            "session.revoke_all",
+            "session.list",
+        ] {
             assert!(
-                audit.iter().any(|a| a.action == action && a.outcome == "success"),
+                audit
+                    .iter()
+                    .any(|a| a.action == action && a.outcome == "success"),
                 "{action} audited"
             );
         }
@@ -1016,7 +1035,10 @@ async fn guidelines_are_published_from_the_admin_page_with_who_acknowledged_them
         let r = page(&w, &w.admin, Req::get("/admin/guidelines")).await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.text);
         assert_accessible(&r.text);
-        assert!(r.text.contains("No guidelines are published yet") && r.text.contains("Publish version 1"));
+        assert!(
+            r.text.contains("No guidelines are published yet")
+                && r.text.contains("Publish version 1")
+        );
 
         // Empty: refused at the field, nothing published.
         let r = page(
@@ -1026,9 +1048,15 @@ async fn guidelines_are_published_from_the_admin_page_with_who_acknowledged_them
         )
         .await;
         assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text);
-        assert!(r.text.contains("aria-describedby=\"guidelines-body-error\""));
+        assert!(
+            r.text
+                .contains("aria-describedby=\"guidelines-body-error\"")
+        );
         assert_accessible(&r.text);
-        assert_eq!(w.clinician(Req::get("/api/v1/guidelines")).await.json()["version"], 0);
+        assert_eq!(
+            w.clinician(Req::get("/api/v1/guidelines")).await.json()["version"],
+            0
+        );
 
         let text = "Be brief and kind.\n\nNever put a diagnosis in a plain text.";
         let r = page(
@@ -1043,7 +1071,12 @@ async fn guidelines_are_published_from_the_admin_page_with_who_acknowledged_them
         let r = w.clinician(Req::get("/api/v1/users")).await;
         assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text);
         let r = page(&w, &w.admin, Req::get("/admin/guidelines?done=published")).await;
-        assert!(r.text.contains("0 of 2 active staff acknowledged version 1"), "{}", r.text);
+        assert!(
+            r.text
+                .contains("0 of 2 active staff acknowledged version 1"),
+            "{}",
+            r.text
+        );
         let r = w
             .clinician(Req::post("/api/v1/guidelines/acknowledge").json(&json!({"version": 1})))
             .await;
@@ -1051,24 +1084,37 @@ async fn guidelines_are_published_from_the_admin_page_with_who_acknowledged_them
 
         let r = page(&w, &w.admin, Req::get("/admin/guidelines")).await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.text);
-        assert!(r.text.contains("1 of 2 active staff acknowledged version 1"), "{}", r.text);
+        assert!(
+            r.text
+                .contains("1 of 2 active staff acknowledged version 1"),
+            "{}",
+            r.text
+        );
         assert_eq!(r.text.matches("badge ok\">acknowledged").count(), 1);
         assert_eq!(r.text.matches("badge warn\">not yet").count(), 1);
-        assert!(r.text.contains("Never put a diagnosis in a plain text."), "the current text to edit");
+        assert!(
+            r.text.contains("Never put a diagnosis in a plain text."),
+            "the current text to edit"
+        );
         assert!(r.text.contains("Publish version 2"));
 
         // A second version: the clinician's acknowledgment is of version 1 only now.
         let r = page(
             &w,
             &w.admin,
-            Req::post("/admin/guidelines")
-                .form(&form(&[("csrf", CSRF), ("body", "Version two.")])),
+            Req::post("/admin/guidelines").form(&form(&[("csrf", CSRF), ("body", "Version two.")])),
         )
         .await;
         assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
         let r = page(&w, &w.admin, Req::get("/admin/guidelines")).await;
-        assert!(r.text.contains("0 of 2 active staff acknowledged version 2"));
-        assert!(r.text.contains("Version 1, <time"), "who acknowledged which version");
+        assert!(
+            r.text
+                .contains("0 of 2 active staff acknowledged version 2")
+        );
+        assert!(
+            r.text.contains("Version 1, <time"),
+            "who acknowledged which version"
+        );
         let audit = w.app.practice_audit().await;
         assert_eq!(common::count(&audit, "guidelines.publish", "success"), 2);
 
@@ -1091,8 +1137,16 @@ async fn restricted_patients_list_who_may_see_them_without_naming_the_others() {
                     .json(&json!({"restricted": true, "users": users})),
             )
         };
-        assert_eq!(restrict(&ana, vec![&admin_id, &w.clinician_id]).await.status, StatusCode::NO_CONTENT);
-        assert_eq!(restrict(&ben, vec![&w.clinician_id]).await.status, StatusCode::NO_CONTENT);
+        assert_eq!(
+            restrict(&ana, vec![&admin_id, &w.clinician_id])
+                .await
+                .status,
+            StatusCode::NO_CONTENT
+        );
+        assert_eq!(
+            restrict(&ben, vec![&w.clinician_id]).await.status,
+            StatusCode::NO_CONTENT
+        );
         let names = w.admin(Req::get("/api/v1/users")).await.json();
         let name_of = |id: &str| {
             names["users"]
@@ -1114,8 +1168,14 @@ async fn restricted_patients_list_who_may_see_them_without_naming_the_others() {
         assert!(!r.text.contains("Carla"), "not restricted");
         assert!(r.text.contains("Restricted patient (you are not named)"));
         assert!(r.text.contains(&name_of(&w.clinician_id)) && r.text.contains("(clinician)"));
-        assert!(r.text.contains(&format!("action=\"/admin/restricted/{ana}\"")));
-        assert!(!r.text.contains(&format!("action=\"/admin/restricted/{ben}\"")));
+        assert!(
+            r.text
+                .contains(&format!("action=\"/admin/restricted/{ana}\""))
+        );
+        assert!(
+            !r.text
+                .contains(&format!("action=\"/admin/restricted/{ben}\""))
+        );
         // Opening the list is a patient list in the audit log, naming both.
         let audit = w.app.practice_audit().await;
         let listed = audit.iter().rfind(|a| a.action == "patient.list").unwrap();
@@ -1133,7 +1193,10 @@ async fn restricted_patients_list_who_may_see_them_without_naming_the_others() {
         )
         .await;
         assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
-        let list = w.admin(Req::get("/api/v1/patients/restricted")).await.json();
+        let list = w
+            .admin(Req::get("/api/v1/patients/restricted"))
+            .await
+            .json();
         let entry = list["patients"]
             .as_array()
             .unwrap()
@@ -1143,8 +1206,14 @@ async fn restricted_patients_list_who_may_see_them_without_naming_the_others() {
             .clone();
         assert_eq!(entry["allowed"].as_array().unwrap().len(), 1, "{entry}");
         assert_eq!(entry["allowed"][0]["user_id"], admin_id.as_str());
-        let r = w.clinician(Req::get(format!("/api/v1/patients/{ana}"))).await;
-        assert!(r.status.is_client_error(), "the clinician lost access: {}", r.text);
+        let r = w
+            .clinician(Req::get(format!("/api/v1/patients/{ana}")))
+            .await;
+        assert!(
+            r.status.is_client_error(),
+            "the clinician lost access: {}",
+            r.text
+        );
         // Ben's list is not the admin's to change.
         let r = page(
             &w,
@@ -1168,7 +1237,9 @@ async fn restricted_patients_list_who_may_see_them_without_naming_the_others() {
         assert_eq!(r.headers["location"], "/admin/restricted?done=lifted");
         let r = page(&w, &w.admin, Req::get("/admin/restricted?done=lifted")).await;
         assert!(!r.text.contains("Ana Quintanilla") && r.text.contains("Restriction lifted"));
-        let r = w.clinician(Req::get(format!("/api/v1/patients/{ana}"))).await;
+        let r = w
+            .clinician(Req::get(format!("/api/v1/patients/{ana}")))
+            .await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.text);
 
         let r = page(&w, &w.clinician, Req::get("/admin/restricted")).await;
@@ -1200,8 +1271,16 @@ async fn teams_are_created_renamed_given_members_and_deleted_from_their_page() {
         let r = create("Nursing").await;
         assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
         let r = create("Front desk").await;
-        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "a taken name: {}", r.text);
-        assert!(r.text.contains("value=\"Front desk\""), "the form keeps the name");
+        assert_eq!(
+            r.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "a taken name: {}",
+            r.text
+        );
+        assert!(
+            r.text.contains("value=\"Front desk\""),
+            "the form keeps the name"
+        );
 
         let teams = w.admin(Req::get("/api/v1/teams")).await.json();
         let id_of = |name: &str| {
@@ -1219,10 +1298,8 @@ async fn teams_are_created_renamed_given_members_and_deleted_from_their_page() {
         let r = page(
             &w,
             &w.admin,
-            Req::post(format!("/admin/teams/{nursing}/members")).form(&form(&[
-                ("csrf", CSRF),
-                ("members", &w.clinician_id),
-            ])),
+            Req::post(format!("/admin/teams/{nursing}/members"))
+                .form(&form(&[("csrf", CSRF), ("members", &w.clinician_id)])),
         )
         .await;
         assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
@@ -1258,7 +1335,10 @@ async fn teams_are_created_renamed_given_members_and_deleted_from_their_page() {
         let r = page(&w, &w.admin, Req::get("/admin/teams?done=deleted")).await;
         assert_accessible(&r.text);
         assert!(r.text.contains("Team deleted.") && r.text.contains("Nursing pool"));
-        assert!(r.text.contains(&format!("id=\"member-{nursing}-{}\" name=\"members\" value=\"{}\" checked", w.clinician_id, w.clinician_id)));
+        assert!(r.text.contains(&format!(
+            "id=\"member-{nursing}-{}\" name=\"members\" value=\"{}\" checked",
+            w.clinician_id, w.clinician_id
+        )));
         let audit = w.app.practice_audit().await;
         assert_eq!(common::count(&audit, "team.change", "success"), 5);
 

@@ -831,12 +831,14 @@ impl Store {
             tx.commit().await?;
             return Ok(Err(refusal));
         }
-        sqlx::query("UPDATE memberships SET disabled_at = $1 WHERE user_id = $2 AND practice_id = $3")
-            .bind(now)
-            .bind(user.to_string())
-            .bind(practice.to_string())
-            .execute(&mut *tx.tx)
-            .await?;
+        sqlx::query(
+            "UPDATE memberships SET disabled_at = $1 WHERE user_id = $2 AND practice_id = $3",
+        )
+        .bind(now)
+        .bind(user.to_string())
+        .bind(practice.to_string())
+        .execute(&mut *tx.tx)
+        .await?;
         end_sessions(&mut tx.tx, user, Some(practice), SessionEnd::Disabled, now).await?;
         tx.audit(event(
             ChainScope::Practice(practice),
@@ -871,11 +873,13 @@ impl Store {
             Some(None) => return Ok(()),
             Some(Some(_)) => {}
         }
-        sqlx::query("UPDATE memberships SET disabled_at = NULL WHERE user_id = $1 AND practice_id = $2")
-            .bind(user.to_string())
-            .bind(practice.to_string())
-            .execute(&mut *tx.tx)
-            .await?;
+        sqlx::query(
+            "UPDATE memberships SET disabled_at = NULL WHERE user_id = $1 AND practice_id = $2",
+        )
+        .bind(user.to_string())
+        .bind(practice.to_string())
+        .execute(&mut *tx.tx)
+        .await?;
         tx.audit(event(
             ChainScope::Practice(practice),
             actor.clone(),
@@ -988,7 +992,14 @@ impl Store {
     ) -> Result<u64> {
         let mut tx = self.begin().await?;
         let now = tx.now_micros();
-        let n = end_sessions(&mut tx.tx, user, Some(practice), SessionEnd::EndedByAdmin, now).await?;
+        let n = end_sessions(
+            &mut tx.tx,
+            user,
+            Some(practice),
+            SessionEnd::EndedByAdmin,
+            now,
+        )
+        .await?;
         tx.audit(event(
             ChainScope::Practice(practice),
             actor.clone(),

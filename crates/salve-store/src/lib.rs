@@ -57,8 +57,8 @@ pub use dialect::{Backend, SchemaDescription};
 pub use error::StoreError;
 pub use hours::{OverdueConversation, ResponseReport, ResponseSettings, ResponseStatus};
 pub use identity::{
-    AccountToken, AccountTokenPurpose, Membership, Session, SessionEnd, SessionStage, SessionSummary,
-    ThrottleState, UserAuth, UserProfile,
+    AccountToken, AccountTokenPurpose, Membership, Session, SessionEnd, SessionStage,
+    SessionSummary, ThrottleState, UserAuth, UserProfile,
 };
 pub use inbound::{
     DeliveryReport, EMERGENCY_PURPOSE, InboundFacts, InboundOutcome, InboundReaction, InboundSms,

@@ -665,7 +665,10 @@ pub async fn my_sessions(
 ) -> Result<axum::Json<crate::api::users::SessionList>, ApiError> {
     let s = &caller.session;
     let list = state.store.live_sessions(s.practice_id, s.user_id).await?;
-    Ok(axum::Json(crate::api::users::session_views(list, Some(s.id))))
+    Ok(axum::Json(crate::api::users::session_views(
+        list,
+        Some(s.id),
+    )))
 }
 
 /// End one of your own sessions (another device); `POST /api/v1/session/end-all` ends them all.

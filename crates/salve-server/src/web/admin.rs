@@ -161,7 +161,12 @@ pub(crate) fn routes() -> Vec<PageRoute> {
             Access::Op(PatientRestrict),
             post(oversight::save_restriction),
         ),
-        page(Method::GET, "/admin/teams", Access::Op(TeamManage), get(teams::show)),
+        page(
+            Method::GET,
+            "/admin/teams",
+            Access::Op(TeamManage),
+            get(teams::show),
+        ),
         page(
             Method::POST,
             "/admin/teams",

@@ -264,8 +264,9 @@ pub(crate) async fn save_restriction(
     } else {
         f.all("users")
             .map(|u| {
-                u.parse::<uuid::Uuid>()
-                    .map_err(|_| ApiError::bad_request("a staff member is unknown: reload the page"))
+                u.parse::<uuid::Uuid>().map_err(|_| {
+                    ApiError::bad_request("a staff member is unknown: reload the page")
+                })
             })
             .collect::<Result<Vec<_>, _>>()?
     };
@@ -289,4 +290,3 @@ pub(crate) async fn save_restriction(
         "/admin/restricted?done=saved"
     }))
 }
-

@@ -187,7 +187,16 @@ pub(crate) async fn rename(
         Ok(_) => Ok(page.redirect("/admin/teams?done=renamed")),
         Err(e) => match name_refusal(&e) {
             Some(error) => {
-                render(state, page, principal, session, String::new(), Some(error), None).await
+                render(
+                    state,
+                    page,
+                    principal,
+                    session,
+                    String::new(),
+                    Some(error),
+                    None,
+                )
+                .await
             }
             None => Err(e),
         },
