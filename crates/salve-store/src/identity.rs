@@ -136,6 +136,8 @@ pub struct ThrottleState {
 type SignInRow = (String, Option<String>, Option<Vec<u8>>, Option<i64>);
 /// email, display name, disabled at, TOTP secret
 type ProfileRow = (Vec<u8>, Vec<u8>, Option<i64>, Option<Vec<u8>>);
+/// id, stage, created, last active, idle secs, expires, client
+type SummaryRow = (String, String, i64, i64, i64, i64, Option<String>);
 /// id, token hash, user, practice, stage, created, last active, idle secs, expires
 type SessionRow = (String, Vec<u8>, String, String, String, i64, i64, i64, i64);
 
@@ -908,7 +910,7 @@ impl Store {
         user: UserId,
     ) -> Result<Vec<SessionSummary>> {
         let now = salve_core::clock::to_micros(self.clock.now());
-        let rows: Vec<(String, String, i64, i64, i64, i64, Option<String>)> = sqlx::query_as(
+        let rows: Vec<SummaryRow> = sqlx::query_as(
             "SELECT id, stage, created_at, last_active_at, idle_timeout_secs, expires_at, client FROM sessions \
              WHERE user_id = $1 AND practice_id = $2 AND ended_at IS NULL AND expires_at > $3 \
              ORDER BY created_at DESC, id",
