@@ -113,6 +113,8 @@ pub enum Action {
     AccessDenied,
     UserCreate,
     UserDisable,
+    /// An admin enabled a staff member disabled in the practice.
+    UserEnable,
     MembershipChange,
     MfaReset,
     MfaEnroll,
@@ -122,6 +124,8 @@ pub enum Action {
     SignInLocked,
     SessionEnd,
     SessionsRevoked,
+    /// An admin listed a staff member's sessions.
+    SessionList,
     ConversationList,
     ConversationRead,
     ConversationAssign,
@@ -256,6 +260,7 @@ impl Action {
             Self::AccessDenied => "access.denied",
             Self::UserCreate => "user.create",
             Self::UserDisable => "user.disable",
+            Self::UserEnable => "user.enable",
             Self::MembershipChange => "user.membership",
             Self::MfaReset => "user.mfa.reset",
             Self::MfaEnroll => "user.mfa.enroll",
@@ -265,6 +270,7 @@ impl Action {
             Self::SignInLocked => "auth.locked",
             Self::SessionEnd => "session.end",
             Self::SessionsRevoked => "session.revoke_all",
+            Self::SessionList => "session.list",
             Self::ConversationList => "conversation.list",
             Self::ConversationRead => "conversation.read",
             Self::ConversationAssign => "conversation.assign",

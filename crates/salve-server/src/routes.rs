@@ -132,6 +132,18 @@ fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
             post(session::sign_out_everywhere),
         ),
         r(
+            Method::GET,
+            "/api/v1/session/sessions",
+            Session(ACTIVE),
+            get(session::my_sessions),
+        ),
+        r(
+            Method::DELETE,
+            "/api/v1/session/sessions/{id}",
+            Session(ACTIVE),
+            delete(session::end_my_session),
+        ),
+        r(
             Method::POST,
             "/api/v1/session/mfa",
             Session(MFA),
@@ -212,6 +224,36 @@ fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
         ),
         r(
             Method::POST,
+            "/api/v1/users/{id}/disable",
+            Op(UserManage),
+            post(users::disable),
+        ),
+        r(
+            Method::POST,
+            "/api/v1/users/{id}/enable",
+            Op(UserManage),
+            post(users::enable),
+        ),
+        r(
+            Method::GET,
+            "/api/v1/users/{id}/sessions",
+            Op(UserManage),
+            get(users::sessions),
+        ),
+        r(
+            Method::POST,
+            "/api/v1/users/{id}/sessions/end-all",
+            Op(UserManage),
+            post(users::end_all_sessions),
+        ),
+        r(
+            Method::DELETE,
+            "/api/v1/users/{id}/sessions/{session_id}",
+            Op(UserManage),
+            delete(users::end_session),
+        ),
+        r(
+            Method::POST,
             "/api/v1/patients",
             Op(PatientCreate),
             post(patients::create),
@@ -245,6 +287,12 @@ fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
             "/api/v1/patients/{id}",
             Op(PatientUpdate),
             patch(patients::update),
+        ),
+        r(
+            Method::GET,
+            "/api/v1/patients/restricted",
+            Op(PatientRestrict),
+            get(patients::restricted),
         ),
         r(
             Method::PUT,
@@ -486,6 +534,12 @@ fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
             "/api/v1/teams/{id}/members",
             Op(TeamManage),
             put(teams::set_members),
+        ),
+        r(
+            Method::PUT,
+            "/api/v1/teams/{id}",
+            Op(TeamManage),
+            put(teams::rename),
         ),
         r(
             Method::DELETE,

@@ -1224,10 +1224,20 @@ fn templates() -> Vec<Template> {
         t(Method::GET, "/api/v1/session/passkeys", 200),
         // The path's literal `{id}` is no passkey of the caller's.
         t(Method::DELETE, "/api/v1/session/passkeys/{id}", 404),
+        // One's own sessions; the literal `{id}` is no session.
+        t(Method::GET, "/api/v1/session/sessions", 200),
+        t(Method::DELETE, "/api/v1/session/sessions/{id}", 404),
         // Staff administration.
         t(Method::GET, "/api/v1/users", 200),
         t(Method::PUT, "/api/v1/users/{id}/role", 204).body(|_| Some(json!({"role": "staff"}))),
         t(Method::POST, "/api/v1/users/{id}/mfa-reset", 204),
+        // Disabled in the practice, then enabled again (each idempotent).
+        t(Method::POST, "/api/v1/users/{id}/disable", 204),
+        t(Method::POST, "/api/v1/users/{id}/enable", 204),
+        t(Method::GET, "/api/v1/users/{id}/sessions", 200),
+        t(Method::POST, "/api/v1/users/{id}/sessions/end-all", 204),
+        // The literal `{session_id}` is no session of theirs.
+        t(Method::DELETE, "/api/v1/users/{id}/sessions/{session_id}", 404),
         // Only admins may invite, so the address is used once.
         t(Method::POST, "/api/v1/users/invite", 201).body(|_| {
             Some(json!({
@@ -1250,6 +1260,7 @@ fn templates() -> Vec<Template> {
         t(Method::GET, "/api/v1/teams", 200),
         t(Method::POST, "/api/v1/teams", 201).body(|_| Some(json!({"name": "Front desk"}))),
         t(Method::PUT, "/api/v1/teams/{id}/members", 204).body(|_| Some(json!({"members": []}))),
+        t(Method::PUT, "/api/v1/teams/{id}", 204).body(|_| Some(json!({"name": "Nursing pool"}))),
         t(Method::DELETE, "/api/v1/teams/{id}", 204),
         // Providers and agreements: admins manage them, auditors read the BAA report.
         t(Method::GET, "/api/v1/admin/providers", 200),
@@ -1292,6 +1303,7 @@ fn templates() -> Vec<Template> {
         t(Method::GET, "/api/v1/patients/{id}", 200),
         t(Method::PATCH, "/api/v1/patients/{id}", 200)
             .body(|_| Some(json!({"preferred_language": "es"}))),
+        t(Method::GET, "/api/v1/patients/restricted", 200),
         t(Method::PUT, "/api/v1/patients/{id}/restriction", 204)
             .body(|_| Some(json!({"restricted": false, "users": []}))),
         // An unrestricted patient needs no glass (400); a restricted one is opened (201).
@@ -2529,5 +2541,303 @@ async fn another_practices_users_and_patients_answer_404_and_stay_unchanged() {
         assert!(r.status.is_client_error(), "{}", r.text);
         let r = as_admin(Req::get(format!("/api/v1/patients/{ours}"))).await;
         assert_eq!(r.status, StatusCode::OK, "still unrestricted");
+    }
+}
+
+// ---- 9. disabling staff in one practice, and their sessions --------------------------------
+
+const FIREFOX: &str = "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0";
+
+#[tokio::test]
+async fn disabling_is_per_practice_ends_sessions_there_and_spares_yourself_and_the_last_admin() {
+    for db in TestDatabase::all().await {
+        let app = App::new(db).await;
+        let (admin, admins) = app.signed_in_staff(Role::Admin).await;
+        let as_admin = |req: Req| app.send(req.cookie(&admins).same_origin());
+        let (nurse, nurses) = app.signed_in_staff(Role::Staff).await;
+        // The nurse also works for the other practice, with a live session there.
+        let token: [u8; 32] = rand::random();
+        let (same, new_account) = app
+            .store
+            .invite_user(
+                &Actor::Cli,
+                &RequestContext::default(),
+                app.other,
+                &salve_core::Sensitive::new(nurse.email.clone()),
+                &salve_core::Sensitive::new("Nurse".to_owned()),
+                Role::Clinician,
+                &token,
+                3600,
+            )
+            .await
+            .unwrap();
+        assert!(same == nurse.id && !new_account);
+        let elsewhere = app
+            .raw_session(nurse.id, app.other, SessionStage::Active)
+            .await;
+
+        let r = as_admin(Req::post(format!("/api/v1/users/{}/disable", nurse.id))).await;
+        assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text);
+        // Out of this practice: the session here is dead, the other practice's lives on.
+        let r = app.send(Req::get("/api/v1/users").cookie(&nurses)).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.text);
+        let r = app
+            .send(Req::get("/api/v1/users").cookie(&elsewhere).same_origin())
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        let reasons = app.end_reasons(nurse.id).await;
+        assert!(
+            reasons.contains(&Some("disabled".to_owned())),
+            "{reasons:?}"
+        );
+        assert!(
+            reasons.contains(&None),
+            "the other practice's session: {reasons:?}"
+        );
+        assert_eq!(
+            app.store.role_in(nurse.id, app.other).await.unwrap(),
+            Some(Role::Clinician)
+        );
+        let listed = as_admin(Req::get("/api/v1/users")).await.json();
+        let row = listed["users"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|u| u["id"] == nurse.id.to_string())
+            .unwrap()
+            .clone();
+        assert_eq!(row["disabled"], true, "{row}");
+        // Signing in to this practice fails like a wrong password; the other practice is
+        // still open (and now the only one, so it needs no choice).
+        let r = app
+            .send(Req::post("/api/v1/session").same_origin().json(&json!({
+                "email": nurse.email, "password": PASSWORD, "practice_id": app.practice.to_string()
+            })))
+            .await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.text);
+        let r = app.sign_in(&nurse.email, PASSWORD).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+
+        // Refusals, each a clear problem and a denied audit row; nothing changes.
+        let r = as_admin(Req::post(format!("/api/v1/users/{}/disable", admin.id))).await;
+        assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.text);
+        assert_eq!(
+            r.problem_type(),
+            "urn:salve:problem:cannot-disable-yourself"
+        );
+        assert!(
+            r.json()["detail"]
+                .as_str()
+                .unwrap()
+                .contains("your own account")
+        );
+        let verdict = app
+            .store
+            .disable_member(
+                &Actor::Cli,
+                &RequestContext::default(),
+                app.practice,
+                admin.id,
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            verdict,
+            Err(salve_core::staff_access::DisableRefusal::LastAdmin)
+        );
+        assert_eq!(
+            app.store.role_in(admin.id, app.practice).await.unwrap(),
+            Some(Role::Admin)
+        );
+        let r = as_admin(Req::get("/api/v1/users")).await;
+        assert_eq!(r.status, StatusCode::OK, "the admin still works");
+        let other_member = app.staff(app.other, Role::Staff).await;
+        for id in [other_member.id.to_string(), "not-a-uuid".to_owned()] {
+            let r = as_admin(Req::post(format!("/api/v1/users/{id}/disable"))).await;
+            assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text);
+        }
+        // Front desk cannot disable anyone.
+        let (_, desk) = app.signed_in_staff(Role::Staff).await;
+        let r = app
+            .send(
+                Req::post(format!("/api/v1/users/{}/enable", nurse.id))
+                    .cookie(&desk)
+                    .same_origin(),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN);
+
+        // Enabled again: they may sign in to this practice.
+        let r = as_admin(Req::post(format!("/api/v1/users/{}/enable", nurse.id))).await;
+        assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text);
+        assert_eq!(
+            app.store.role_in(nurse.id, app.practice).await.unwrap(),
+            Some(Role::Staff)
+        );
+        let r = app
+            .send(Req::post("/api/v1/session").same_origin().json(&json!({
+                "email": nurse.email, "password": PASSWORD, "practice_id": app.practice.to_string()
+            })))
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+
+        let audit = app.practice_audit().await;
+        let on = |action: &str, outcome: &str| {
+            audit
+                .iter()
+                .filter(|a| {
+                    a.action == action
+                        && a.outcome == outcome
+                        && a.targets.contains(&nurse.id.to_string())
+                })
+                .count()
+        };
+        assert_eq!(on("user.disable", "success"), 1);
+        assert_eq!(on("user.enable", "success"), 1);
+        assert_eq!(count(&by(&audit, admin.id), "user.disable", "denied"), 1);
+        assert_eq!(count(&audit, "user.disable", "denied"), 2, "the CLI's too");
+        assert!(
+            app.audit(&app.other.to_string())
+                .await
+                .iter()
+                .all(|a| a.action != "user.disable"),
+            "the other practice's chain is untouched"
+        );
+        app.assert_audit_verifies().await;
+    }
+}
+
+#[tokio::test]
+async fn admins_see_and_end_a_members_sessions_and_members_their_own() {
+    for db in TestDatabase::all().await {
+        let app = App::new(db).await;
+        let (admin, admins) = app.signed_in_staff(Role::Admin).await;
+        let as_admin = |req: Req| app.send(req.cookie(&admins).same_origin());
+        let (mut nurse, first) = app.signed_in_staff(Role::Clinician).await;
+        // A second sign-in from Firefox.
+        app.next_step();
+        let r = app
+            .send(
+                Req::post("/api/v1/session")
+                    .same_origin()
+                    .header("user-agent", FIREFOX)
+                    .json(&json!({"email": nurse.email, "password": PASSWORD})),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        let pending = r.session_token().unwrap();
+        let r = app
+            .send(
+                Req::post("/api/v1/session/mfa")
+                    .cookie(&pending)
+                    .same_origin()
+                    .json(&json!({ "code": app.totp_code(&nurse) })),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        nurse.last_step = Some(app.step());
+        let second = r.session_token().unwrap();
+        app.advance(Duration::minutes(1));
+
+        let r = as_admin(Req::get(format!("/api/v1/users/{}/sessions", nurse.id))).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        let sessions = r.json()["sessions"].as_array().unwrap().clone();
+        assert_eq!(sessions.len(), 2, "{sessions:?}");
+        assert_eq!(sessions[0]["client"], "Firefox on Linux", "newest first");
+        assert_eq!(sessions[1]["client"], "Unknown browser");
+        assert!(!r.text.contains("127.0.0.") && !r.text.contains("rv:133"));
+        assert!(sessions.iter().all(|s| s["current"] == false));
+
+        // The member sees their own, the current one marked, and ends the other one.
+        let r = app
+            .send(
+                Req::get("/api/v1/session/sessions")
+                    .cookie(&first)
+                    .same_origin(),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        let own = r.json()["sessions"].as_array().unwrap().clone();
+        assert_eq!(own.len(), 2);
+        assert_eq!(own[1]["current"], true);
+        let firefox = own[0]["id"].as_str().unwrap().to_owned();
+        let r = app
+            .send(
+                Req::delete(format!("/api/v1/session/sessions/{firefox}"))
+                    .cookie(&first)
+                    .same_origin(),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text);
+        let r = app.send(Req::get("/api/v1/session").cookie(&second)).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "ended");
+        // Not someone else's session: the admin's is not found through the member's list.
+        let admin_session = as_admin(Req::get(format!("/api/v1/users/{}/sessions", admin.id)))
+            .await
+            .json()["sessions"][0]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let r = app
+            .send(
+                Req::delete(format!("/api/v1/session/sessions/{admin_session}"))
+                    .cookie(&first)
+                    .same_origin(),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text);
+
+        // The admin ends one, then all.
+        let r = app.sign_in_with_code(&mut nurse).await;
+        let r2 = as_admin(Req::get(format!("/api/v1/users/{}/sessions", nurse.id))).await;
+        let ids: Vec<String> = r2.json()["sessions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["id"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(ids.len(), 2);
+        let r3 = as_admin(Req::delete(format!(
+            "/api/v1/users/{}/sessions/{}",
+            nurse.id, ids[0]
+        )))
+        .await;
+        assert_eq!(r3.status, StatusCode::NO_CONTENT, "{}", r3.text);
+        let alive = app.send(Req::get("/api/v1/session").cookie(&r)).await;
+        assert_eq!(alive.status, StatusCode::UNAUTHORIZED, "the newest ended");
+        let r4 = as_admin(Req::post(format!(
+            "/api/v1/users/{}/sessions/end-all",
+            nurse.id
+        )))
+        .await;
+        assert_eq!(r4.status, StatusCode::NO_CONTENT, "{}", r4.text);
+        let alive = app.send(Req::get("/api/v1/session").cookie(&first)).await;
+        assert_eq!(alive.status, StatusCode::UNAUTHORIZED);
+        let r = as_admin(Req::get(format!("/api/v1/users/{}/sessions", nurse.id))).await;
+        assert_eq!(r.json()["sessions"].as_array().unwrap().len(), 0);
+        let reasons = app.end_reasons(nurse.id).await;
+        assert_eq!(
+            reasons
+                .iter()
+                .filter(|r| r.as_deref() == Some("ended_by_admin"))
+                .count(),
+            2,
+            "{reasons:?}"
+        );
+
+        let audit = by(&app.practice_audit().await, admin.id);
+        assert_eq!(count(&audit, "session.list", "success"), 4);
+        assert_eq!(count(&audit, "session.end", "success"), 1);
+        assert_eq!(count(&audit, "session.revoke_all", "success"), 1);
+        // Members without the right see nobody's sessions.
+        let (_, desk) = app.signed_in_staff(Role::Staff).await;
+        let r = app
+            .send(
+                Req::get(format!("/api/v1/users/{}/sessions", admin.id))
+                    .cookie(&desk)
+                    .same_origin(),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text);
     }
 }

@@ -849,3 +849,500 @@ async fn providers_agreements_and_the_carrier_checklist() {
     .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
 }
+
+// ---- staff status, sessions, guidelines, restricted patients ---------------------------------
+
+/// Every visible form control has a label naming it (`<label for=id>`), the page has one h1,
+/// and no inline style or script: the conventions the other admin pages keep.
+fn assert_accessible(html: &str) {
+    assert_eq!(html.matches("<h1").count(), 1, "{html}");
+    assert!(!html.contains("style=") && !html.contains("<script>"));
+    for control in ["<input", "<select", "<textarea"] {
+        for rest in html.split(control).skip(1) {
+            let tag = rest.split('>').next().unwrap();
+            if tag.contains("type=\"hidden\"") {
+                continue;
+            }
+            let id = tag
+                .split("id=\"")
+                .nth(1)
+                .and_then(|r| r.split('"').next())
+                .unwrap_or_else(|| panic!("a control without an id: {tag}"));
+            assert!(html.contains(&format!("for=\"{id}\"")), "no label for {id}");
+        }
+    }
+    for form in html.split("<form method=\"post\"").skip(1) {
+        assert!(form.contains("name=\"csrf\""), "a form without CSRF");
+    }
+}
+
+async fn my_id(w: &World, cookie: &str) -> String {
+    w.as_staff(cookie, Req::get("/api/v1/session")).await.json()["user_id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn staff_can_be_disabled_in_the_practice_re_enabled_and_their_sessions_ended() {
+    for db in TestDatabase::all().await {
+        let w = World::new(db).await;
+        let admin_id = my_id(&w, &w.admin).await;
+        let r = page(&w, &w.admin, Req::get("/admin/users")).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        assert_accessible(&r.text);
+        assert!(
+            r.text
+                .contains(&format!("/admin/users/{}/disable", w.clinician_id))
+        );
+        assert!(
+            !r.text.contains(&format!("/admin/users/{admin_id}/disable")),
+            "no button to disable yourself"
+        );
+
+        // Yourself: refused, with the reason on the page, nothing changed.
+        let r = page(
+            &w,
+            &w.admin,
+            Req::post(format!("/admin/users/{admin_id}/disable")).form(&form(&[("csrf", CSRF)])),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.text);
+        assert!(r.text.contains("role=\"alert\"") && r.text.contains("your own account"));
+        assert_accessible(&r.text);
+
+        // The clinician: disabled here, their session ends at once.
+        let r = page(
+            &w,
+            &w.admin,
+            Req::post(format!("/admin/users/{}/disable", w.clinician_id))
+                .form(&form(&[("csrf", CSRF)])),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
+        assert_eq!(r.headers["location"], "/admin/users?done=disabled");
+        let r = w.clinician(Req::get("/api/v1/users")).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+        let r = page(&w, &w.admin, Req::get("/admin/users?done=disabled")).await;
+        assert!(r.text.contains("Disabled in this practice"));
+        assert!(
+            r.text
+                .contains(&format!("/admin/users/{}/enable", w.clinician_id))
+        );
+        assert!(r.text.contains("badge warn\">disabled"));
+
+        let r = page(
+            &w,
+            &w.admin,
+            Req::post(format!("/admin/users/{}/enable", w.clinician_id))
+                .form(&form(&[("csrf", CSRF)])),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
+        assert_eq!(r.headers["location"], "/admin/users?done=enabled");
+        let r = page(&w, &w.admin, Req::get("/admin/users")).await;
+        assert!(!r.text.contains("badge warn\">disabled"));
+
+        // Their sessions: two fresh ones listed (no address), one ended, then all.
+        let clinician: salve_core::UserId = w.clinician_id.parse().unwrap();
+        let one = w
+            .app
+            .raw_session(clinician, w.app.practice, salve_store::SessionStage::Active)
+            .await;
+        let two = w
+            .app
+            .raw_session(clinician, w.app.practice, salve_store::SessionStage::Active)
+            .await;
+        let sessions_page = format!("/admin/users/{}/sessions", w.clinician_id);
+        let r = page(&w, &w.admin, Req::get(&sessions_page)).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        assert_accessible(&r.text);
+        assert_eq!(r.text.matches("End session").count(), 2, "{}", r.text);
+        assert!(!r.text.contains("127.0.0."));
+        let listed = w
+            .admin(Req::get(format!(
+                "/api/v1/users/{}/sessions",
+                w.clinician_id
+            )))
+            .await
+            .json();
+        let first = listed["sessions"][0]["id"].as_str().unwrap().to_owned();
+        let r = page(
+            &w,
+            &w.admin,
+            Req::post(format!("{sessions_page}/{first}/end")).form(&form(&[("csrf", CSRF)])),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
+        let alive = [
+            w.as_staff(&one, Req::get("/api/v1/session")).await.status,
+            w.as_staff(&two, Req::get("/api/v1/session")).await.status,
+        ];
+        assert_eq!(
+            alive.iter().filter(|s| **s == StatusCode::OK).count(),
+            1,
+            "{alive:?}"
+        );
+        let r = page(
+            &w,
+            &w.admin,
+            Req::post(format!("{sessions_page}/end-all")).form(&form(&[("csrf", CSRF)])),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
+        for cookie in [&one, &two] {
+            let r = w.as_staff(cookie, Req::get("/api/v1/session")).await;
+            assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+        }
+        let r = page(
+            &w,
+            &w.admin,
+            Req::get(format!("{sessions_page}?done=ended-all")),
+        )
+        .await;
+        assert!(r.text.contains("No active sessions."));
+
+        let audit = w.app.practice_audit().await;
+        for action in [
+            "user.disable",
+            "user.enable",
+            "session.end",
+            "session.revoke_all",
+            "session.list",
+        ] {
+            assert!(
+                audit
+                    .iter()
+                    .any(|a| a.action == action && a.outcome == "success"),
+                "{action} audited"
+            );
+        }
+        // Front desk: no such page.
+        let (_, desk) = messaging_world::session(&w.app, Role::Staff).await;
+        let r = page(&w, &desk, Req::get(&sessions_page)).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN);
+    }
+}
+
+#[tokio::test]
+async fn guidelines_are_published_from_the_admin_page_with_who_acknowledged_them() {
+    for db in TestDatabase::all().await {
+        let w = World::new(db).await;
+        let r = page(&w, &w.admin, Req::get("/admin")).await;
+        for href in ["/admin/guidelines", "/admin/restricted", "/admin/teams"] {
+            assert!(hrefs(&r.text).contains(&href.to_owned()), "{href} linked");
+        }
+        let r = page(&w, &w.admin, Req::get("/admin/guidelines")).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        assert_accessible(&r.text);
+        assert!(
+            r.text.contains("No guidelines are published yet")
+                && r.text.contains("Publish version 1")
+        );
+
+        // Empty: refused at the field, nothing published.
+        let r = page(
+            &w,
+            &w.admin,
+            Req::post("/admin/guidelines").form(&form(&[("csrf", CSRF), ("body", "  ")])),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text);
+        assert!(
+            r.text
+                .contains("aria-describedby=\"guidelines-body-error\"")
+        );
+        assert_accessible(&r.text);
+        assert_eq!(
+            w.clinician(Req::get("/api/v1/guidelines")).await.json()["version"],
+            0
+        );
+
+        let text = "Be brief and kind.\n\nNever put a diagnosis in a plain text.";
+        let r = page(
+            &w,
+            &w.admin,
+            Req::post("/admin/guidelines").form(&form(&[("csrf", CSRF), ("body", text)])),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
+        assert_eq!(r.headers["location"], "/admin/guidelines?done=published");
+        // Acknowledgment is due again: the clinician is held until they accept version 1.
+        let r = w.clinician(Req::get("/api/v1/users")).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text);
+        let r = page(&w, &w.admin, Req::get("/admin/guidelines?done=published")).await;
+        assert!(
+            r.text
+                .contains("0 of 2 active staff acknowledged version 1"),
+            "{}",
+            r.text
+        );
+        let r = w
+            .clinician(Req::post("/api/v1/guidelines/acknowledge").json(&json!({"version": 1})))
+            .await;
+        assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text);
+
+        let r = page(&w, &w.admin, Req::get("/admin/guidelines")).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        assert!(
+            r.text
+                .contains("1 of 2 active staff acknowledged version 1"),
+            "{}",
+            r.text
+        );
+        assert_eq!(r.text.matches("badge ok\">acknowledged").count(), 1);
+        assert_eq!(r.text.matches("badge warn\">not yet").count(), 1);
+        assert!(
+            r.text.contains("Never put a diagnosis in a plain text."),
+            "the current text to edit"
+        );
+        assert!(r.text.contains("Publish version 2"));
+
+        // A second version: the clinician's acknowledgment is of version 1 only now.
+        let r = page(
+            &w,
+            &w.admin,
+            Req::post("/admin/guidelines").form(&form(&[("csrf", CSRF), ("body", "Version two.")])),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
+        let r = page(&w, &w.admin, Req::get("/admin/guidelines")).await;
+        assert!(
+            r.text
+                .contains("0 of 2 active staff acknowledged version 2")
+        );
+        assert!(
+            r.text.contains("Version 1, <time"),
+            "who acknowledged which version"
+        );
+        let audit = w.app.practice_audit().await;
+        assert_eq!(common::count(&audit, "guidelines.publish", "success"), 2);
+
+        let r = page(&w, &w.clinician, Req::get("/admin/guidelines")).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN);
+    }
+}
+
+#[tokio::test]
+async fn restricted_patients_list_who_may_see_them_without_naming_the_others() {
+    for db in TestDatabase::all().await {
+        let w = World::new(db).await;
+        let admin_id = my_id(&w, &w.admin).await;
+        let ana = w.patient("Ana", "0142").await;
+        let ben = w.patient("Benedikt", "0143").await;
+        let _carla = w.patient("Carla", "0144").await;
+        let restrict = |id: &str, users: Vec<&str>| {
+            w.admin(
+                Req::put(format!("/api/v1/patients/{id}/restriction"))
+                    .json(&json!({"restricted": true, "users": users})),
+            )
+        };
+        assert_eq!(
+            restrict(&ana, vec![&admin_id, &w.clinician_id])
+                .await
+                .status,
+            StatusCode::NO_CONTENT
+        );
+        assert_eq!(
+            restrict(&ben, vec![&w.clinician_id]).await.status,
+            StatusCode::NO_CONTENT
+        );
+        let names = w.admin(Req::get("/api/v1/users")).await.json();
+        let name_of = |id: &str| {
+            names["users"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|u| u["id"] == id)
+                .unwrap()["display_name"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        };
+
+        let r = page(&w, &w.admin, Req::get("/admin/restricted")).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        assert_accessible(&r.text);
+        assert!(r.text.contains("Ana Quintanilla"));
+        assert!(!r.text.contains("Benedikt"), "not named on Ben: no name");
+        assert!(!r.text.contains("Carla"), "not restricted");
+        assert!(r.text.contains("Restricted patient (you are not named)"));
+        assert!(r.text.contains(&name_of(&w.clinician_id)) && r.text.contains("(clinician)"));
+        assert!(
+            r.text
+                .contains(&format!("action=\"/admin/restricted/{ana}\""))
+        );
+        assert!(
+            !r.text
+                .contains(&format!("action=\"/admin/restricted/{ben}\""))
+        );
+        // Opening the list is a patient list in the audit log, naming both.
+        let audit = w.app.practice_audit().await;
+        let listed = audit.iter().rfind(|a| a.action == "patient.list").unwrap();
+        assert!(listed.targets.contains(&ana) && listed.targets.contains(&ben));
+
+        // Only the admin may see Ana now; then the restriction is lifted.
+        let r = page(
+            &w,
+            &w.admin,
+            Req::post(format!("/admin/restricted/{ana}")).form(&form(&[
+                ("csrf", CSRF),
+                ("users", &admin_id),
+                ("action", "save"),
+            ])),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
+        let list = w
+            .admin(Req::get("/api/v1/patients/restricted"))
+            .await
+            .json();
+        let entry = list["patients"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["id"] == ana.as_str())
+            .unwrap()
+            .clone();
+        assert_eq!(entry["allowed"].as_array().unwrap().len(), 1, "{entry}");
+        assert_eq!(entry["allowed"][0]["user_id"], admin_id.as_str());
+        let r = w
+            .clinician(Req::get(format!("/api/v1/patients/{ana}")))
+            .await;
+        assert!(
+            r.status.is_client_error(),
+            "the clinician lost access: {}",
+            r.text
+        );
+        // Ben's list is not the admin's to change.
+        let r = page(
+            &w,
+            &w.admin,
+            Req::post(format!("/admin/restricted/{ben}")).form(&form(&[
+                ("csrf", CSRF),
+                ("users", &admin_id),
+                ("action", "save"),
+            ])),
+        )
+        .await;
+        assert!(r.status.is_client_error(), "{}", r.text);
+        let r = page(
+            &w,
+            &w.admin,
+            Req::post(format!("/admin/restricted/{ana}"))
+                .form(&form(&[("csrf", CSRF), ("action", "lift")])),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
+        assert_eq!(r.headers["location"], "/admin/restricted?done=lifted");
+        let r = page(&w, &w.admin, Req::get("/admin/restricted?done=lifted")).await;
+        assert!(!r.text.contains("Ana Quintanilla") && r.text.contains("Restriction lifted"));
+        let r = w
+            .clinician(Req::get(format!("/api/v1/patients/{ana}")))
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+
+        let r = page(&w, &w.clinician, Req::get("/admin/restricted")).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN);
+    }
+}
+
+#[tokio::test]
+async fn teams_are_created_renamed_given_members_and_deleted_from_their_page() {
+    for db in TestDatabase::all().await {
+        let w = World::new(db).await;
+        let r = page(&w, &w.admin, Req::get("/admin/teams")).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        assert_accessible(&r.text);
+        assert!(r.text.contains("No teams yet."));
+
+        let create = |name: &str| {
+            page(
+                &w,
+                &w.admin,
+                Req::post("/admin/teams").form(&form(&[("csrf", CSRF), ("name", name)])),
+            )
+        };
+        let r = create("   ").await;
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text);
+        assert!(r.text.contains("role=\"alert\"") && r.text.contains("1 to 100 characters"));
+        let r = create("Front desk").await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
+        let r = create("Nursing").await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
+        let r = create("Front desk").await;
+        assert_eq!(
+            r.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "a taken name: {}",
+            r.text
+        );
+        assert!(
+            r.text.contains("value=\"Front desk\""),
+            "the form keeps the name"
+        );
+
+        let teams = w.admin(Req::get("/api/v1/teams")).await.json();
+        let id_of = |name: &str| {
+            teams["teams"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|t| t["name"] == name)
+                .unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        };
+        let (desk, nursing) = (id_of("Front desk"), id_of("Nursing"));
+        let r = page(
+            &w,
+            &w.admin,
+            Req::post(format!("/admin/teams/{nursing}/members"))
+                .form(&form(&[("csrf", CSRF), ("members", &w.clinician_id)])),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
+        let r = page(
+            &w,
+            &w.admin,
+            Req::post(format!("/admin/teams/{nursing}/name"))
+                .form(&form(&[("csrf", CSRF), ("name", "Nursing pool")])),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
+        let r = page(
+            &w,
+            &w.admin,
+            Req::post(format!("/admin/teams/{nursing}/name"))
+                .form(&form(&[("csrf", CSRF), ("name", "Front desk")])),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text);
+        let r = page(
+            &w,
+            &w.admin,
+            Req::post(format!("/admin/teams/{desk}/delete")).form(&form(&[("csrf", CSRF)])),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
+
+        let teams = w.admin(Req::get("/api/v1/teams")).await.json();
+        let list = teams["teams"].as_array().unwrap();
+        assert_eq!(list.len(), 1, "{teams}");
+        assert_eq!(list[0]["name"], "Nursing pool");
+        assert_eq!(list[0]["members"], json!([w.clinician_id]));
+        let r = page(&w, &w.admin, Req::get("/admin/teams?done=deleted")).await;
+        assert_accessible(&r.text);
+        assert!(r.text.contains("Team deleted.") && r.text.contains("Nursing pool"));
+        assert!(r.text.contains(&format!(
+            "id=\"member-{nursing}-{}\" name=\"members\" value=\"{}\" checked",
+            w.clinician_id, w.clinician_id
+        )));
+        let audit = w.app.practice_audit().await;
+        assert_eq!(common::count(&audit, "team.change", "success"), 5);
+
+        let r = page(&w, &w.clinician, Req::get("/admin/teams")).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN);
+    }
+}

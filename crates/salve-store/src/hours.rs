@@ -282,7 +282,7 @@ async fn active_inbox_staff(conn: &mut AnyConnection, practice: PracticeId) -> R
     Ok(sqlx::query_scalar(
         "SELECT m.user_id FROM memberships m JOIN users u ON u.id = m.user_id \
          WHERE m.practice_id = $1 AND m.role IN ('admin', 'clinician', 'staff') \
-         AND u.disabled_at IS NULL",
+         AND u.disabled_at IS NULL AND m.disabled_at IS NULL",
     )
     .bind(practice.to_string())
     .fetch_all(&mut *conn)

@@ -4,6 +4,7 @@
 
 use salve_core::audit::{Action, Actor, AuditEvent, ChainScope, Outcome, RequestContext};
 use salve_core::permissions::Role;
+use salve_core::staff_access::{self, DisableRefusal};
 use salve_core::{PracticeId, Sensitive, SessionId, UserId};
 use salve_crypto::FieldAad;
 use sqlx::AnyConnection;
@@ -92,6 +93,8 @@ pub enum SessionEnd {
     MfaReset,
     RoleChanged,
     Disabled,
+    /// An admin ended it from the sessions list.
+    EndedByAdmin,
 }
 
 impl SessionEnd {
@@ -105,8 +108,21 @@ impl SessionEnd {
             Self::MfaReset => "mfa_reset",
             Self::RoleChanged => "role_changed",
             Self::Disabled => "disabled",
+            Self::EndedByAdmin => "ended_by_admin",
         }
     }
+}
+
+/// A live session as an admin (or its owner) sees it: no token, no address.
+#[derive(Debug, Clone)]
+pub struct SessionSummary {
+    pub id: SessionId,
+    pub stage: SessionStage,
+    pub created_at: i64,
+    pub last_active_at: i64,
+    pub expires_at: i64,
+    /// "Firefox on Linux"; `None` for sessions from before this was recorded.
+    pub client: Option<String>,
 }
 
 /// The state of one throttle key after a failure.
@@ -120,6 +136,8 @@ pub struct ThrottleState {
 type SignInRow = (String, Option<String>, Option<Vec<u8>>, Option<i64>);
 /// email, display name, disabled at, TOTP secret
 type ProfileRow = (Vec<u8>, Vec<u8>, Option<i64>, Option<Vec<u8>>);
+/// id, stage, created, last active, idle secs, expires, client
+type SummaryRow = (String, String, i64, i64, i64, i64, Option<String>);
 /// id, token hash, user, practice, stage, created, last active, idle secs, expires
 type SessionRow = (String, Vec<u8>, String, String, String, i64, i64, i64, i64);
 
@@ -252,9 +270,11 @@ impl Store {
         self.email_index(&mut conn, email).await
     }
 
+    /// The practices the user may sign in to: memberships an admin has not disabled.
     pub async fn memberships(&self, user: UserId) -> Result<Vec<Membership>> {
         let rows: Vec<(String, String, i64)> = sqlx::query_as(
-            "SELECT practice_id, role, privacy_officer FROM memberships WHERE user_id = $1 ORDER BY practice_id",
+            "SELECT practice_id, role, privacy_officer FROM memberships \
+             WHERE user_id = $1 AND disabled_at IS NULL ORDER BY practice_id",
         )
         .bind(user.to_string())
         .fetch_all(&self.pool)
@@ -275,7 +295,7 @@ impl Store {
     pub async fn role_in(&self, user: UserId, practice: PracticeId) -> Result<Option<Role>> {
         let role: Option<String> = sqlx::query_scalar(
             "SELECT m.role FROM memberships m JOIN users u ON u.id = m.user_id \
-             WHERE m.user_id = $1 AND m.practice_id = $2 AND u.disabled_at IS NULL",
+             WHERE m.user_id = $1 AND m.practice_id = $2 AND u.disabled_at IS NULL AND m.disabled_at IS NULL",
         )
         .bind(user.to_string())
         .bind(practice.to_string())
@@ -665,29 +685,34 @@ impl Store {
         Ok(())
     }
 
-    /// The practice's members with their roles.
+    /// The practice's members with their roles. A member disabled in this practice (or whose
+    /// account is disabled everywhere) has `disabled` set on the profile.
     pub async fn list_members(
         &self,
         practice: PracticeId,
     ) -> Result<Vec<(UserProfile, Membership)>> {
-        let rows: Vec<String> = sqlx::query_scalar(
-            "SELECT user_id FROM memberships WHERE practice_id = $1 ORDER BY user_id",
+        let rows: Vec<(String, String, i64, Option<i64>)> = sqlx::query_as(
+            "SELECT user_id, role, privacy_officer, disabled_at FROM memberships \
+             WHERE practice_id = $1 ORDER BY user_id",
         )
         .bind(practice.to_string())
         .fetch_all(&self.pool)
         .await?;
         let mut out = Vec::with_capacity(rows.len());
-        for user in rows {
+        for (user, role, officer, disabled_here) in rows {
             let user = parse_user(&user)?;
-            let profile = self.user_profile(user).await?;
-            if let Some(m) = self
-                .memberships(user)
-                .await?
-                .into_iter()
-                .find(|m| m.practice_id == practice)
-            {
-                out.push((profile, m));
-            }
+            let mut profile = self.user_profile(user).await?;
+            profile.disabled |= disabled_here.is_some();
+            let role = Role::parse(&role)
+                .ok_or_else(|| StoreError::KeyRing("malformed membership".into()))?;
+            out.push((
+                profile,
+                Membership {
+                    practice_id: practice,
+                    role,
+                    privacy_officer: officer != 0,
+                },
+            ));
         }
         Ok(out)
     }
@@ -743,6 +768,272 @@ impl Store {
         ));
         tx.commit().await?;
         Ok(n)
+    }
+
+    /// Disables a member in this practice only: their other practices are untouched. Their
+    /// sessions in this practice end. Refused (and audited as denied) for the caller themselves
+    /// and for the last enabled admin; the count is taken with the practice row locked, so two
+    /// admins disabling each other at once cannot leave none.
+    pub async fn disable_member(
+        &self,
+        actor: &Actor,
+        ctx: &RequestContext,
+        practice: PracticeId,
+        user: UserId,
+    ) -> Result<std::result::Result<(), DisableRefusal>> {
+        let mut tx = self.begin().await?;
+        let now = tx.now_micros();
+        sqlx::query("UPDATE practices SET id = id WHERE id = $1")
+            .bind(practice.to_string())
+            .execute(&mut *tx.tx)
+            .await?;
+        let row: Option<(String, Option<i64>)> = sqlx::query_as(
+            "SELECT role, disabled_at FROM memberships WHERE user_id = $1 AND practice_id = $2",
+        )
+        .bind(user.to_string())
+        .bind(practice.to_string())
+        .fetch_optional(&mut *tx.tx)
+        .await?;
+        let Some((role, disabled_at)) = row else {
+            return Err(StoreError::NotFound);
+        };
+        if disabled_at.is_some() {
+            // Already disabled: nothing changes, nothing to record.
+            return Ok(Ok(()));
+        }
+        let admins: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM memberships m JOIN users u ON u.id = m.user_id \
+             WHERE m.practice_id = $1 AND m.role = 'admin' AND m.disabled_at IS NULL AND u.disabled_at IS NULL",
+        )
+        .bind(practice.to_string())
+        .fetch_one(&mut *tx.tx)
+        .await?;
+        let caller = match actor {
+            Actor::User(u) => Some(*u),
+            _ => None,
+        };
+        let verdict = staff_access::may_disable(
+            caller,
+            user,
+            role == Role::Admin.as_str(),
+            usize::try_from(admins).unwrap_or(0),
+        );
+        if let Err(refusal) = verdict {
+            tx.audit(event(
+                ChainScope::Practice(practice),
+                actor.clone(),
+                Action::UserDisable,
+                vec![user.to_string()],
+                Outcome::Denied,
+                &RequestContext {
+                    reason: Some(format!("{refusal:?}").to_lowercase()),
+                    ..ctx.clone()
+                },
+            ));
+            tx.commit().await?;
+            return Ok(Err(refusal));
+        }
+        sqlx::query(
+            "UPDATE memberships SET disabled_at = $1 WHERE user_id = $2 AND practice_id = $3",
+        )
+        .bind(now)
+        .bind(user.to_string())
+        .bind(practice.to_string())
+        .execute(&mut *tx.tx)
+        .await?;
+        end_sessions(&mut tx.tx, user, Some(practice), SessionEnd::Disabled, now).await?;
+        tx.audit(event(
+            ChainScope::Practice(practice),
+            actor.clone(),
+            Action::UserDisable,
+            vec![user.to_string()],
+            Outcome::Success,
+            ctx,
+        ));
+        tx.commit().await?;
+        Ok(Ok(()))
+    }
+
+    /// Enables a member disabled in this practice (an account disabled everywhere stays so).
+    pub async fn enable_member(
+        &self,
+        actor: &Actor,
+        ctx: &RequestContext,
+        practice: PracticeId,
+        user: UserId,
+    ) -> Result<()> {
+        let mut tx = self.begin().await?;
+        let exists: Option<Option<i64>> = sqlx::query_scalar(
+            "SELECT disabled_at FROM memberships WHERE user_id = $1 AND practice_id = $2",
+        )
+        .bind(user.to_string())
+        .bind(practice.to_string())
+        .fetch_optional(&mut *tx.tx)
+        .await?;
+        match exists {
+            None => return Err(StoreError::NotFound),
+            Some(None) => return Ok(()),
+            Some(Some(_)) => {}
+        }
+        sqlx::query(
+            "UPDATE memberships SET disabled_at = NULL WHERE user_id = $1 AND practice_id = $2",
+        )
+        .bind(user.to_string())
+        .bind(practice.to_string())
+        .execute(&mut *tx.tx)
+        .await?;
+        tx.audit(event(
+            ChainScope::Practice(practice),
+            actor.clone(),
+            Action::UserEnable,
+            vec![user.to_string()],
+            Outcome::Success,
+            ctx,
+        ));
+        tx.commit().await
+    }
+
+    /// Notes the coarse client description of a session (see `salve_core::client_family`).
+    pub async fn set_session_client(&self, id: SessionId, client: &str) -> Result<()> {
+        sqlx::query("UPDATE sessions SET client = $1 WHERE id = $2")
+            .bind(client)
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// A member's live (unended, unexpired) sessions in this practice, newest first.
+    pub async fn live_sessions(
+        &self,
+        practice: PracticeId,
+        user: UserId,
+    ) -> Result<Vec<SessionSummary>> {
+        let now = salve_core::clock::to_micros(self.clock.now());
+        let rows: Vec<SummaryRow> = sqlx::query_as(
+            "SELECT id, stage, created_at, last_active_at, idle_timeout_secs, expires_at, client FROM sessions \
+             WHERE user_id = $1 AND practice_id = $2 AND ended_at IS NULL AND expires_at > $3 \
+             ORDER BY created_at DESC, id",
+        )
+        .bind(user.to_string())
+        .bind(practice.to_string())
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?;
+        let bad = || StoreError::KeyRing("malformed session".into());
+        let mut out = Vec::new();
+        for (id, stage, created_at, last_active_at, idle, expires_at, client) in rows {
+            // Idle past its timeout: already over for the server, so not listed.
+            if last_active_at + idle * 1_000_000 <= now {
+                continue;
+            }
+            out.push(SessionSummary {
+                id: id.parse().map_err(|_| bad())?,
+                stage: SessionStage::parse(&stage).ok_or_else(bad)?,
+                created_at,
+                last_active_at,
+                expires_at,
+                client,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Ends one of a member's sessions in this practice (an admin's act, or the member's own).
+    pub async fn end_member_session(
+        &self,
+        actor: &Actor,
+        ctx: &RequestContext,
+        practice: PracticeId,
+        user: UserId,
+        session: SessionId,
+    ) -> Result<()> {
+        let mut tx = self.begin().await?;
+        let now = tx.now_micros();
+        let reason = if *actor == Actor::User(user) {
+            SessionEnd::SignOut
+        } else {
+            SessionEnd::EndedByAdmin
+        };
+        let ended = sqlx::query(
+            "UPDATE sessions SET ended_at = $1, end_reason = $2 \
+             WHERE id = $3 AND user_id = $4 AND practice_id = $5 AND ended_at IS NULL",
+        )
+        .bind(now)
+        .bind(reason.as_str())
+        .bind(session.to_string())
+        .bind(user.to_string())
+        .bind(practice.to_string())
+        .execute(&mut *tx.tx)
+        .await?
+        .rows_affected();
+        if ended == 0 {
+            return Err(StoreError::NotFound);
+        }
+        tx.audit(event(
+            ChainScope::Practice(practice),
+            actor.clone(),
+            Action::SessionEnd,
+            vec![session.to_string(), user.to_string()],
+            Outcome::Success,
+            &RequestContext {
+                reason: Some(reason.as_str().to_owned()),
+                ..ctx.clone()
+            },
+        ));
+        tx.commit().await
+    }
+
+    /// An admin ends every session a member has in this practice.
+    pub async fn end_member_sessions(
+        &self,
+        actor: &Actor,
+        ctx: &RequestContext,
+        practice: PracticeId,
+        user: UserId,
+    ) -> Result<u64> {
+        let mut tx = self.begin().await?;
+        let now = tx.now_micros();
+        let n = end_sessions(
+            &mut tx.tx,
+            user,
+            Some(practice),
+            SessionEnd::EndedByAdmin,
+            now,
+        )
+        .await?;
+        tx.audit(event(
+            ChainScope::Practice(practice),
+            actor.clone(),
+            Action::SessionsRevoked,
+            vec![user.to_string()],
+            Outcome::Success,
+            &RequestContext {
+                reason: Some(SessionEnd::EndedByAdmin.as_str().to_owned()),
+                ..ctx.clone()
+            },
+        ));
+        tx.commit().await?;
+        Ok(n)
+    }
+
+    /// Records that an admin looked at a member's sessions.
+    pub async fn record_session_list(
+        &self,
+        actor: &Actor,
+        ctx: &RequestContext,
+        practice: PracticeId,
+        user: UserId,
+    ) -> Result<()> {
+        self.record_audit(event(
+            ChainScope::Practice(practice),
+            actor.clone(),
+            Action::SessionList,
+            vec![user.to_string()],
+            Outcome::Success,
+            ctx,
+        ))
+        .await
     }
 
     // ---- throttling ------------------------------------------------------------------------
@@ -830,7 +1121,8 @@ impl Store {
     pub async fn practice_admins(&self, practice: PracticeId) -> Result<Vec<UserId>> {
         let rows: Vec<String> = sqlx::query_scalar(
             "SELECT m.user_id FROM memberships m JOIN users u ON u.id = m.user_id \
-             WHERE m.practice_id = $1 AND m.role = 'admin' AND u.disabled_at IS NULL ORDER BY m.user_id",
+             WHERE m.practice_id = $1 AND m.role = 'admin' AND u.disabled_at IS NULL AND m.disabled_at IS NULL \
+             ORDER BY m.user_id",
         )
         .bind(practice.to_string())
         .fetch_all(&self.pool)
@@ -842,7 +1134,7 @@ impl Store {
     pub async fn privacy_officers(&self, practice: PracticeId) -> Result<Vec<UserId>> {
         let rows: Vec<(String, String, i64)> = sqlx::query_as(
             "SELECT m.user_id, m.role, m.privacy_officer FROM memberships m JOIN users u ON u.id = m.user_id \
-             WHERE m.practice_id = $1 AND u.disabled_at IS NULL ORDER BY m.user_id",
+             WHERE m.practice_id = $1 AND u.disabled_at IS NULL AND m.disabled_at IS NULL ORDER BY m.user_id",
         )
         .bind(practice.to_string())
         .fetch_all(&self.pool)

@@ -61,7 +61,7 @@ pub use hl7::{Hl7Record, MAX_CONTROL_ID_CHARS};
 pub use hours::{OverdueConversation, ResponseReport, ResponseSettings, ResponseStatus};
 pub use identity::{
     AccountToken, AccountTokenPurpose, Membership, Session, SessionEnd, SessionStage,
-    ThrottleState, UserAuth, UserProfile,
+    SessionSummary, ThrottleState, UserAuth, UserProfile,
 };
 pub use inbound::{
     DeliveryReport, EMERGENCY_PURPOSE, InboundFacts, InboundOutcome, InboundReaction, InboundSms,
@@ -77,7 +77,7 @@ pub use outbox::{ClaimedJob, JobOutcome};
 pub use oversight::{Acknowledgment, BreakGlassGrant, Guidelines};
 pub use passkeys::{Ceremony, CeremonyPurpose, StoredPasskey};
 pub use patient_accounts::PatientLogin;
-pub use patients::{Idempotency, Lookup, MAX_PAGE, Patient, PatientPage};
+pub use patients::{Idempotency, Lookup, MAX_PAGE, Patient, PatientPage, RestrictedPatient};
 pub use practices::{Practice, TokenInfo, TokenPrincipal};
 pub use reminders::{
     AwaitingReminder, NewReminder, Recorded, Reminder, ReminderSettings, ReminderState,

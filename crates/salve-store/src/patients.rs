@@ -13,7 +13,7 @@ use salve_core::permissions::{
     authorize,
 };
 use salve_core::validation::{self, FieldError};
-use salve_core::{PatientId, PracticeId, Sensitive};
+use salve_core::{PatientId, PracticeId, Sensitive, UserId};
 use salve_crypto::{FieldAad, SymmetricKey};
 use sqlx::AnyConnection;
 use sqlx::Row;
@@ -32,6 +32,15 @@ pub struct Patient {
     pub version: i64,
     pub created_at: OffsetDateTime,
     pub updated_at: OffsetDateTime,
+}
+
+/// One restricted patient: the record only when the caller may see it.
+#[derive(Debug, Clone)]
+pub struct RestrictedPatient {
+    pub id: PatientId,
+    pub patient: Option<Patient>,
+    /// The staff named on it (who may see it).
+    pub named: Vec<UserId>,
 }
 
 #[derive(Debug, Clone)]
@@ -768,6 +777,82 @@ impl Store {
             Outcome::Success,
         ));
         tx.commit().await
+    }
+
+    /// The practice's restricted patients, each with the staff named on it. A patient the
+    /// principal may not see (not named, no live break-glass) is listed without its record:
+    /// that someone is restricted, and who may see them, is for the admins; who they are is
+    /// not. Audited as a list of those patients.
+    pub async fn restricted_patients(
+        &self,
+        practice: PracticeId,
+        principal: &Principal,
+        ctx: &RequestContext,
+    ) -> Result<Vec<RestrictedPatient>> {
+        let actor = &principal.actor();
+        check_practice(principal, practice)?;
+        let mut tx = self.begin().await?;
+        let now = tx.now_micros();
+        let ids: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM patients WHERE practice_id = $1 AND restricted = 1 AND shredded_at IS NULL ORDER BY id",
+        )
+        .bind(practice.to_string())
+        .fetch_all(&mut *tx.tx)
+        .await?;
+        let mut out = Vec::with_capacity(ids.len());
+        for raw in ids {
+            let id = parse_id(&raw)?;
+            let named: Vec<String> = sqlx::query_scalar(
+                "SELECT user_id FROM patient_access WHERE patient_id = $1 AND practice_id = $2 ORDER BY user_id",
+            )
+            .bind(&raw)
+            .bind(practice.to_string())
+            .fetch_all(&mut *tx.tx)
+            .await?;
+            let named: Vec<UserId> = named
+                .iter()
+                .map(|u| {
+                    u.parse()
+                        .map_err(|_| StoreError::KeyRing("malformed user id".into()))
+                })
+                .collect::<Result<_>>()?;
+            let visible = match principal.restricted_visibility() {
+                RestrictedVisibility::All => true,
+                RestrictedVisibility::NamedOrGranted(user) => {
+                    named.contains(&user) || {
+                        let granted: Option<i64> = sqlx::query_scalar(
+                            "SELECT expires_at FROM break_glass_grants \
+                             WHERE patient_id = $1 AND user_id = $2 AND expires_at > $3",
+                        )
+                        .bind(&raw)
+                        .bind(user.to_string())
+                        .bind(now)
+                        .fetch_optional(&mut *tx.tx)
+                        .await?;
+                        granted.is_some()
+                    }
+                }
+            };
+            let patient = if visible {
+                Some(self.load_patient(&mut tx.tx, practice, id).await?)
+            } else {
+                None
+            };
+            out.push(RestrictedPatient { id, patient, named });
+        }
+        tx.audit(event(
+            practice,
+            actor,
+            &RequestContext {
+                reason: Some("restricted".to_owned()),
+                ..ctx.clone()
+            },
+            Action::PatientList,
+            out.iter().map(|p| p.id.to_string()).collect(),
+            Outcome::Success,
+        ));
+        tx.commit().await?;
+        Ok(out)
     }
 
     /// Destroys a patient's data key at the end of retention. Content becomes unrecoverable;

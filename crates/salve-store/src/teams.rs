@@ -66,6 +66,59 @@ impl Store {
         Ok(id)
     }
 
+    /// Renames a team (1 to 100 characters, unique in the practice).
+    pub async fn rename_team(
+        &self,
+        practice: PracticeId,
+        principal: &Principal,
+        ctx: &RequestContext,
+        team: TeamId,
+        name: &str,
+    ) -> Result<()> {
+        let name = name.trim();
+        if name.is_empty() || name.chars().count() > 100 {
+            return Err(StoreError::Invalid(
+                "a team name has 1 to 100 characters".into(),
+            ));
+        }
+        let mut tx = self.begin().await?;
+        // Another practice's team is no team here, whatever its name.
+        let ours: Option<String> =
+            sqlx::query_scalar("SELECT id FROM teams WHERE id = $1 AND practice_id = $2")
+                .bind(team.to_string())
+                .bind(practice.to_string())
+                .fetch_optional(&mut *tx.tx)
+                .await?;
+        if ours.is_none() {
+            return Err(StoreError::NotFound);
+        }
+        let taken: Option<String> = sqlx::query_scalar(
+            "SELECT id FROM teams WHERE practice_id = $1 AND name = $2 AND id <> $3",
+        )
+        .bind(practice.to_string())
+        .bind(name)
+        .bind(team.to_string())
+        .fetch_optional(&mut *tx.tx)
+        .await?;
+        if taken.is_some() {
+            return Err(StoreError::Conflict(
+                "the practice already has a team with this name",
+            ));
+        }
+        let changed = sqlx::query("UPDATE teams SET name = $1 WHERE id = $2 AND practice_id = $3")
+            .bind(name)
+            .bind(team.to_string())
+            .bind(practice.to_string())
+            .execute(&mut *tx.tx)
+            .await?
+            .rows_affected();
+        if changed == 0 {
+            return Err(StoreError::NotFound);
+        }
+        tx.audit(team_event(practice, principal, ctx, team));
+        tx.commit().await
+    }
+
     pub async fn list_teams(&self, practice: PracticeId) -> Result<Vec<Team>> {
         let rows: Vec<(String, String)> =
             sqlx::query_as("SELECT id, name FROM teams WHERE practice_id = $1 ORDER BY name")

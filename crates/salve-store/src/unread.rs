@@ -286,7 +286,7 @@ impl Store {
         }
         let admins: Vec<String> = sqlx::query_scalar(
             "SELECT m.user_id FROM memberships m JOIN users u ON u.id = m.user_id \
-             WHERE m.practice_id = $1 AND m.role = 'admin' AND u.disabled_at IS NULL \
+             WHERE m.practice_id = $1 AND m.role = 'admin' AND u.disabled_at IS NULL AND m.disabled_at IS NULL \
              ORDER BY m.user_id",
         )
         .bind(item.practice.to_string())

@@ -600,7 +600,7 @@ pub async fn finish_sign_in(
     state.store.throttle_reset(&remembered.account_key).await?;
     let (idle, absolute) = state.store.session_policy(practice).await?;
     let token = salve_crypto::token::mint("salve_s");
-    state
+    let session = state
         .store
         .create_session(
             profile.id,
@@ -609,6 +609,13 @@ pub async fn finish_sign_in(
             &token.hash,
             idle,
             now + absolute * 1_000_000,
+        )
+        .await?;
+    state
+        .store
+        .set_session_client(
+            session,
+            &salve_core::client_family::client_family(client.user_agent.as_deref()),
         )
         .await?;
     state

@@ -540,3 +540,75 @@ pub async fn lookup(
         next_after: None,
     }))
 }
+
+#[derive(Serialize, ToSchema)]
+pub struct NamedStaff {
+    pub user_id: uuid::Uuid,
+    pub display_name: String,
+    /// admin, clinician, staff or auditor
+    pub role: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct RestrictedEntry {
+    pub id: uuid::Uuid,
+    /// The patient's name, only when you are named on them (or hold break-glass); otherwise
+    /// absent: an admin manages restrictions without learning who is restricted.
+    pub given_name: Option<String>,
+    pub family_name: Option<String>,
+    /// Whether you may change who is named (you are named yourself).
+    pub editable: bool,
+    /// The staff who may see this patient.
+    pub allowed: Vec<NamedStaff>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct RestrictedList {
+    pub patients: Vec<RestrictedEntry>,
+}
+
+/// The practice's restricted patients and who may see each (audited as a patient list).
+#[utoipa::path(get, path = "/api/v1/patients/restricted", tag = "patients",
+    responses((status = 200, body = RestrictedList)), security(("session" = [])))]
+pub async fn restricted(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Extension(client): Extension<ClientInfo>,
+) -> Result<axum::Json<RestrictedList>, ApiError> {
+    let practice = practice_of(&principal)?;
+    let me = match &principal {
+        Principal::Staff { user, .. } => Some(*user),
+        _ => None,
+    };
+    let list = state
+        .store
+        .restricted_patients(practice, &principal, &client.audit_context())
+        .await?;
+    let members = state.store.list_members(practice).await?;
+    let patients = list
+        .into_iter()
+        .map(|r| RestrictedEntry {
+            id: r.id.as_uuid(),
+            given_name: r
+                .patient
+                .as_ref()
+                .map(|p| p.record.given_name.expose().clone()),
+            family_name: r
+                .patient
+                .as_ref()
+                .map(|p| p.record.family_name.expose().clone()),
+            editable: me.is_none_or(|u| r.named.contains(&u)),
+            allowed: r
+                .named
+                .iter()
+                .filter_map(|u| members.iter().find(|(p, _)| p.id == *u))
+                .map(|(p, m)| NamedStaff {
+                    user_id: p.id.as_uuid(),
+                    display_name: p.display_name.expose().clone(),
+                    role: m.role.as_str().to_owned(),
+                })
+                .collect(),
+        })
+        .collect();
+    Ok(axum::Json(RestrictedList { patients }))
+}

@@ -295,7 +295,7 @@ pub async fn sign_in(
         SessionStage::Enroll
     };
     let token = salve_crypto::token::mint("salve_s");
-    state
+    let session = state
         .store
         .create_session(
             user.id,
@@ -304,6 +304,13 @@ pub async fn sign_in(
             &token.hash,
             SIGN_IN_STEP_SECS,
             now + SIGN_IN_STEP_SECS * 1_000_000,
+        )
+        .await?;
+    state
+        .store
+        .set_session_client(
+            session,
+            &salve_core::client_family::client_family(client.user_agent.as_deref()),
         )
         .await?;
     let factors = if stage == SessionStage::Mfa {
@@ -647,4 +654,48 @@ pub async fn sign_out_everywhere(
         [(header::SET_COOKIE, auth::clear_cookie(&state))],
     )
         .into_response())
+}
+
+/// Your own live sessions in this practice (the one asking is marked `current`).
+#[utoipa::path(get, path = "/api/v1/session/sessions", tag = "session",
+    responses((status = 200, body = crate::api::users::SessionList)))]
+pub async fn my_sessions(
+    State(state): State<AppState>,
+    Extension(caller): Extension<SessionCaller>,
+) -> Result<axum::Json<crate::api::users::SessionList>, ApiError> {
+    let s = &caller.session;
+    let list = state.store.live_sessions(s.practice_id, s.user_id).await?;
+    Ok(axum::Json(crate::api::users::session_views(
+        list,
+        Some(s.id),
+    )))
+}
+
+/// End one of your own sessions (another device); `POST /api/v1/session/end-all` ends them all.
+#[utoipa::path(delete, path = "/api/v1/session/sessions/{id}", tag = "session",
+    params(("id" = uuid::Uuid, Path)),
+    responses((status = 204), (status = 404, body = crate::error::Problem, content_type = "application/problem+json")))]
+pub async fn end_my_session(
+    State(state): State<AppState>,
+    Extension(client): Extension<ClientInfo>,
+    Extension(caller): Extension<SessionCaller>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Result<Response, ApiError> {
+    let s = &caller.session;
+    let session = id.parse().map_err(|_| ApiError::not_found("session"))?;
+    state
+        .store
+        .end_member_session(
+            &salve_core::audit::Actor::User(s.user_id),
+            &client.audit_context(),
+            s.practice_id,
+            s.user_id,
+            session,
+        )
+        .await
+        .map_err(|e| match e {
+            salve_store::StoreError::NotFound => ApiError::not_found("session"),
+            other => other.into(),
+        })?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }

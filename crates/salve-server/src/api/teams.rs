@@ -155,3 +155,30 @@ pub async fn delete(
         .map_err(not_found_team)?;
     Ok(StatusCode::NO_CONTENT)
 }
+
+/// Rename a team.
+#[utoipa::path(put, path = "/api/v1/teams/{id}", tag = "users", request_body = TeamBody,
+    params(("id" = uuid::Uuid, Path)),
+    responses((status = 204), (status = 404, body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 409, body = crate::error::Problem, content_type = "application/problem+json")),
+    security(("session" = [])))]
+pub async fn rename(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Extension(client): Extension<ClientInfo>,
+    Path(id): Path<String>,
+    body: JsonBody<TeamBody>,
+) -> Result<StatusCode, ApiError> {
+    state
+        .store
+        .rename_team(
+            practice_of(&principal)?,
+            &principal,
+            &client.audit_context(),
+            team_id(&id)?,
+            &body.value.name,
+        )
+        .await
+        .map_err(not_found_team)?;
+    Ok(StatusCode::NO_CONTENT)
+}

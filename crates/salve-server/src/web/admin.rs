@@ -18,8 +18,10 @@ use crate::error::ApiError;
 use crate::routes::Access;
 
 mod outbox;
+mod oversight;
 mod patients;
 mod settings;
+mod teams;
 mod users;
 mod vendors;
 
@@ -104,6 +106,90 @@ pub(crate) fn routes() -> Vec<PageRoute> {
             "/admin/users/{id}/mfa-reset",
             Access::Op(UserManage),
             post(users::reset_mfa),
+        ),
+        page(
+            Method::POST,
+            "/admin/users/{id}/disable",
+            Access::Op(UserManage),
+            post(users::disable),
+        ),
+        page(
+            Method::POST,
+            "/admin/users/{id}/enable",
+            Access::Op(UserManage),
+            post(users::enable),
+        ),
+        page(
+            Method::GET,
+            "/admin/users/{id}/sessions",
+            Access::Op(UserManage),
+            get(users::sessions),
+        ),
+        page(
+            Method::POST,
+            "/admin/users/{id}/sessions/end-all",
+            Access::Op(UserManage),
+            post(users::end_all_sessions),
+        ),
+        page(
+            Method::POST,
+            "/admin/users/{id}/sessions/{session_id}/end",
+            Access::Op(UserManage),
+            post(users::end_session),
+        ),
+        page(
+            Method::GET,
+            "/admin/guidelines",
+            Access::Op(GuidelinesEdit),
+            get(oversight::guidelines),
+        ),
+        page(
+            Method::POST,
+            "/admin/guidelines",
+            Access::Op(GuidelinesEdit),
+            post(oversight::publish_guidelines),
+        ),
+        page(
+            Method::GET,
+            "/admin/restricted",
+            Access::Op(PatientRestrict),
+            get(oversight::restricted),
+        ),
+        page(
+            Method::POST,
+            "/admin/restricted/{id}",
+            Access::Op(PatientRestrict),
+            post(oversight::save_restriction),
+        ),
+        page(
+            Method::GET,
+            "/admin/teams",
+            Access::Op(TeamManage),
+            get(teams::show),
+        ),
+        page(
+            Method::POST,
+            "/admin/teams",
+            Access::Op(TeamManage),
+            post(teams::create),
+        ),
+        page(
+            Method::POST,
+            "/admin/teams/{id}/name",
+            Access::Op(TeamManage),
+            post(teams::rename),
+        ),
+        page(
+            Method::POST,
+            "/admin/teams/{id}/members",
+            Access::Op(TeamManage),
+            post(teams::set_members),
+        ),
+        page(
+            Method::POST,
+            "/admin/teams/{id}/delete",
+            Access::Op(TeamManage),
+            post(teams::delete),
         ),
         page(
             Method::GET,
@@ -230,6 +316,24 @@ const SECTIONS: &[(&str, &str, &str, Operation)] = &[
         "Staff",
         "Staff accounts and roles: invite someone, change a role, reset a lost authenticator.",
         Operation::UserManage,
+    ),
+    (
+        "/admin/teams",
+        "Teams",
+        "Teams conversations can be assigned to: create, rename, delete, choose members.",
+        Operation::TeamManage,
+    ),
+    (
+        "/admin/restricted",
+        "Restricted patients",
+        "Patients only named staff may see, and who those staff are.",
+        Operation::PatientRestrict,
+    ),
+    (
+        "/admin/guidelines",
+        "Messaging guidelines",
+        "Publish the practice's messaging guidelines and see who acknowledged which version.",
+        Operation::GuidelinesEdit,
     ),
     (
         "/admin/catalog",

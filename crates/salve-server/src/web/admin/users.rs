@@ -56,6 +56,8 @@ struct UsersPage<'a> {
     roles: [&'static str; 4],
     invite: InviteForm,
     notice: Option<&'static str>,
+    /// A refused action (disabling yourself or the last admin), shown at the top.
+    error: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -70,6 +72,7 @@ async fn render(
     session: Option<Extension<SessionCaller>>,
     invite: InviteForm,
     notice: Option<&'static str>,
+    error: Option<String>,
 ) -> Result<Response, ApiError> {
     let frame = frame(&state, &principal, session, "/admin").await?;
     let me = match &principal {
@@ -87,6 +90,8 @@ async fn render(
         || invite.other_error.is_some()
     {
         StatusCode::UNPROCESSABLE_ENTITY
+    } else if error.is_some() {
+        StatusCode::CONFLICT
     } else {
         StatusCode::OK
     };
@@ -113,6 +118,7 @@ async fn render(
             roles: Role::ALL.map(Role::as_str),
             invite,
             notice,
+            error,
         },
     ))
 }
@@ -133,6 +139,10 @@ pub(crate) async fn show(
         }
         Some("role") => Some("Role changed; their sessions in this practice have ended."),
         Some("mfa") => Some("Authenticator removed; they enrol a new one at their next sign-in."),
+        Some("disabled") => Some(
+            "Disabled in this practice: their sessions here have ended and they cannot sign in here.",
+        ),
+        Some("enabled") => Some("Enabled again: they can sign in to this practice."),
         _ => None,
     };
     render(
@@ -142,6 +152,7 @@ pub(crate) async fn show(
         session,
         InviteForm::default(),
         notice,
+        None,
     )
     .await
 }
@@ -200,11 +211,11 @@ pub(crate) async fn invite(
                     _ => form.other_error = Some(message),
                 }
             }
-            render(state, page, principal, session, form, None).await
+            render(state, page, principal, session, form, None, None).await
         }
         Err(e) if e.status == StatusCode::CONFLICT => {
             form.other_error = Some(e.detail.clone());
-            render(state, page, principal, session, form, None).await
+            render(state, page, principal, session, form, None, None).await
         }
         Err(e) => Err(e),
     }
@@ -248,4 +259,141 @@ pub(crate) async fn reset_mfa(
     )
     .await?;
     Ok(page.redirect("/admin/users?done=mfa"))
+}
+
+pub(crate) async fn disable(
+    State(state): State<AppState>,
+    page: Page,
+    Extension(principal): Extension<Principal>,
+    Extension(client): Extension<ClientInfo>,
+    session: Option<Extension<SessionCaller>>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let result = users::disable(
+        State(state.clone()),
+        Extension(principal.clone()),
+        Extension(client),
+        Path(id),
+    )
+    .await;
+    match result {
+        Ok(_) => Ok(page.redirect("/admin/users?done=disabled")),
+        // Yourself or the last admin: the list again, with the reason.
+        Err(e) if e.status == StatusCode::CONFLICT => {
+            let message = format!("Not disabled: {}.", e.detail);
+            render(
+                state,
+                page,
+                principal,
+                session,
+                InviteForm::default(),
+                None,
+                Some(message),
+            )
+            .await
+        }
+        Err(e) => Err(e),
+    }
+}
+
+pub(crate) async fn enable(
+    State(state): State<AppState>,
+    page: Page,
+    Extension(principal): Extension<Principal>,
+    Extension(client): Extension<ClientInfo>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    users::enable(
+        State(state),
+        Extension(principal),
+        Extension(client),
+        Path(id),
+    )
+    .await?;
+    Ok(page.redirect("/admin/users?done=enabled"))
+}
+
+#[derive(Template)]
+#[template(path = "admin/sessions.html")]
+struct SessionsPage<'a> {
+    page: &'a Page,
+    frame: &'a StaffFrame,
+    user_id: String,
+    name: String,
+    sessions: Vec<crate::api::users::SessionView>,
+    notice: Option<&'static str>,
+}
+
+/// `/admin/users/{id}/sessions`: one member's live sessions, each can be ended, or all.
+pub(crate) async fn sessions(
+    State(state): State<AppState>,
+    page: Page,
+    Extension(principal): Extension<Principal>,
+    Extension(client): Extension<ClientInfo>,
+    session: Option<Extension<SessionCaller>>,
+    Path(id): Path<String>,
+    query: Result<Query<UsersQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let frame = frame(&state, &principal, session, "/admin").await?;
+    let Json(list) = users::sessions(
+        State(state.clone()),
+        Extension(principal.clone()),
+        Extension(client),
+        Path(id.clone()),
+    )
+    .await?;
+    let Json(staff) = users::list(State(state), Extension(principal)).await?;
+    let name = staff
+        .users
+        .into_iter()
+        .find(|u| u.id.to_string() == id)
+        .map(|u| u.display_name)
+        .ok_or_else(|| ApiError::not_found("user"))?;
+    let notice = match query.ok().and_then(|q| q.0.done).as_deref() {
+        Some("ended") => Some("Session ended."),
+        Some("ended-all") => Some("Every session in this practice ended."),
+        _ => None,
+    };
+    Ok(page.render(&SessionsPage {
+        page: &page,
+        frame: &frame,
+        user_id: id,
+        name,
+        sessions: list.sessions,
+        notice,
+    }))
+}
+
+pub(crate) async fn end_session(
+    State(state): State<AppState>,
+    page: Page,
+    Extension(principal): Extension<Principal>,
+    Extension(client): Extension<ClientInfo>,
+    Path((id, session_id)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    users::end_session(
+        State(state),
+        Extension(principal),
+        Extension(client),
+        Path((id.clone(), session_id)),
+    )
+    .await?;
+    Ok(page.redirect(&format!("/admin/users/{id}/sessions?done=ended")))
+}
+
+pub(crate) async fn end_all_sessions(
+    State(state): State<AppState>,
+    page: Page,
+    Extension(principal): Extension<Principal>,
+    Extension(client): Extension<ClientInfo>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    users::end_all_sessions(
+        State(state),
+        Extension(principal),
+        Extension(client),
+        Path(id.clone()),
+    )
+    .await?;
+    Ok(page.redirect(&format!("/admin/users/{id}/sessions?done=ended-all")))
 }
