@@ -17,6 +17,7 @@ mod context;
 mod error;
 pub mod escalation;
 mod extract;
+pub mod fhir;
 mod metrics;
 mod notify;
 mod openapi;

@@ -17,6 +17,7 @@ mod channels;
 mod consent;
 mod dialect;
 mod error;
+mod fhir;
 mod hours;
 mod identity;
 mod inbound;
@@ -55,6 +56,7 @@ pub use channels::{Agreement, NewProvider, ProviderRecord, ProviderSummary};
 pub use consent::{ConsentText, Recorder};
 pub use dialect::{Backend, SchemaDescription};
 pub use error::StoreError;
+pub use fhir::{ConsentProvenance, FhirMessage, MessageWindow};
 pub use hours::{OverdueConversation, ResponseReport, ResponseSettings, ResponseStatus};
 pub use identity::{
     AccountToken, AccountTokenPurpose, Membership, Session, SessionEnd, SessionStage,
