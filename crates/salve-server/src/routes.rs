@@ -953,7 +953,9 @@ pub(crate) fn router(state: &AppState) -> axum::Router<AppState> {
             )),
         };
         let handler = if spec.path.starts_with(fhir::PREFIX) {
-            handler.route_layer(middleware::from_fn(fhir::outcome_layer))
+            handler
+                .route_layer(middleware::from_fn(fhir::outcome_layer))
+                .fallback(fhir::method_not_allowed)
         } else {
             handler
         };

@@ -338,10 +338,7 @@ impl Store {
             .map(|(id, message, evidence)| {
                 Ok(ConsentProvenance {
                     event: id.parse().map_err(|_| bad())?,
-                    source_message: message
-                        .map(|m| m.parse())
-                        .transpose()
-                        .map_err(|_| bad())?,
+                    source_message: message.map(|m| m.parse()).transpose().map_err(|_| bad())?,
                     has_evidence: evidence != 0,
                 })
             })

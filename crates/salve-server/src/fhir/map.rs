@@ -5,7 +5,9 @@
 use salve_core::PatientId;
 use salve_core::appointments::AppointmentStatus;
 use salve_core::audit::Actor;
-use salve_core::consent::{ConsentAction, ConsentChannel, ConsentEvent, ConsentMethod, ConsentPurpose};
+use salve_core::consent::{
+    ConsentAction, ConsentChannel, ConsentEvent, ConsentMethod, ConsentPurpose,
+};
 use salve_core::patient::{ContactKind, ContactRole};
 use salve_core::validation;
 use salve_store::audit_reports::{AccessEntry, AuditEntry};
@@ -284,7 +286,11 @@ fn purpose_code(p: ConsentPurpose) -> &'static str {
 
 /// `{patient}.{channel}.{purpose}`: at most 48 characters, FHIR's id alphabet.
 pub fn consent_id(patient: PatientId, channel: ConsentChannel, purpose: ConsentPurpose) -> String {
-    format!("{patient}.{}.{}", channel_code(channel), purpose_code(purpose))
+    format!(
+        "{patient}.{}.{}",
+        channel_code(channel),
+        purpose_code(purpose)
+    )
 }
 
 pub fn parse_consent_id(id: &str) -> Option<(PatientId, ConsentChannel, ConsentPurpose)> {
@@ -395,7 +401,8 @@ pub fn provenance(
             "what": { "reference": format!("Communication/{message}") },
         })];
     } else if source.is_some_and(|s| s.has_evidence) {
-        entity[0]["what"]["display"] = json!(format!("{} (evidence on file)", method_display(e.method)));
+        entity[0]["what"]["display"] =
+            json!(format!("{} (evidence on file)", method_display(e.method)));
     }
     json!({
         "resourceType": "Provenance",
@@ -462,9 +469,7 @@ fn balp(action: &str) -> (Value, Option<Value>, &'static str) {
     let interaction = |code: &str| {
         Some(json!({ "system": "http://hl7.org/fhir/restful-interaction", "code": code }))
     };
-    let dcm = |code: &str, display: &str| {
-        json!({ "system": "http://dicom.nema.org/resources/ontology/DCM", "code": code, "display": display })
-    };
+    let dcm = |code: &str, display: &str| json!({ "system": "http://dicom.nema.org/resources/ontology/DCM", "code": code, "display": display });
     let verb = action.rsplit('.').next().unwrap_or("");
     if action == "sign_in" || action.ends_with("sign_in") || action == "session.end" {
         return (dcm("110114", "User Authentication"), None, "E");
@@ -631,7 +636,11 @@ mod tests {
     use salve_core::consent::ConsentEventInput;
     use salve_core::{ConsentEventId, UserId};
 
-    fn event(channel: ConsentChannel, purpose: ConsentPurpose, action: ConsentAction) -> ConsentEvent {
+    fn event(
+        channel: ConsentChannel,
+        purpose: ConsentPurpose,
+        action: ConsentAction,
+    ) -> ConsentEvent {
         ConsentEvent::new(
             ConsentEventId::new(),
             OffsetDateTime::UNIX_EPOCH + time::Duration::days(20000),
@@ -663,7 +672,10 @@ mod tests {
             ] {
                 let id = consent_id(patient, channel, purpose);
                 assert!(id.len() <= 64, "{id}");
-                assert!(id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.'));
+                assert!(
+                    id.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+                );
                 assert_eq!(parse_consent_id(&id), Some((patient, channel, purpose)));
             }
         }
@@ -675,9 +687,21 @@ mod tests {
     fn each_channel_and_purpose_is_one_consent_whose_versions_follow_the_ledger() {
         let patient = PatientId::new();
         let events = [
-            event(ConsentChannel::SmsPlain, ConsentPurpose::CareMessages, ConsentAction::Grant),
-            event(ConsentChannel::Portal, ConsentPurpose::CareMessages, ConsentAction::Grant),
-            event(ConsentChannel::SmsPlain, ConsentPurpose::CareMessages, ConsentAction::Revoke),
+            event(
+                ConsentChannel::SmsPlain,
+                ConsentPurpose::CareMessages,
+                ConsentAction::Grant,
+            ),
+            event(
+                ConsentChannel::Portal,
+                ConsentPurpose::CareMessages,
+                ConsentAction::Grant,
+            ),
+            event(
+                ConsentChannel::SmsPlain,
+                ConsentPurpose::CareMessages,
+                ConsentAction::Revoke,
+            ),
         ];
         let versions = consent_versions(patient, &events);
         assert_eq!(versions.len(), 2);
@@ -697,7 +721,11 @@ mod tests {
     fn provenance_points_at_the_version_and_its_inbound_message() {
         let patient = PatientId::new();
         let practice = salve_core::PracticeId::new();
-        let mut e = event(ConsentChannel::SmsPlain, ConsentPurpose::CareMessages, ConsentAction::Revoke);
+        let mut e = event(
+            ConsentChannel::SmsPlain,
+            ConsentPurpose::CareMessages,
+            ConsentAction::Revoke,
+        );
         e.recorded_by = None;
         e.method = ConsentMethod::SmsKeyword;
         let message = salve_core::MessageId::new();
@@ -707,9 +735,20 @@ mod tests {
             has_evidence: false,
         };
         let p = provenance(patient, practice, 3, &e, Some(&source));
-        assert!(p["target"][0]["reference"].as_str().unwrap().ends_with(".sms.care/_history/3"));
-        assert_eq!(p["entity"][0]["what"]["reference"], format!("Communication/{message}"));
-        assert_eq!(p["agent"][0]["who"]["reference"], format!("Patient/{patient}"));
+        assert!(
+            p["target"][0]["reference"]
+                .as_str()
+                .unwrap()
+                .ends_with(".sms.care/_history/3")
+        );
+        assert_eq!(
+            p["entity"][0]["what"]["reference"],
+            format!("Communication/{message}")
+        );
+        assert_eq!(
+            p["agent"][0]["who"]["reference"],
+            format!("Patient/{patient}")
+        );
         assert_eq!(p["activity"]["coding"][0]["code"], "UPDATE");
     }
 

@@ -215,6 +215,18 @@ pub async fn unsupported() -> ApiError {
     )
 }
 
+/// Any method a FHIR path does not take (writes are not served yet).
+pub async fn method_not_allowed() -> Response {
+    let body = map::operation_outcome(
+        "not-supported",
+        "this interaction is not supported; see /fhir/r4/metadata",
+    );
+    let mut r = (StatusCode::METHOD_NOT_ALLOWED, Fhir(body)).into_response();
+    r.headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static("GET"));
+    r
+}
+
 // ---- Patient -------------------------------------------------------------------------------
 
 fn patient_id(raw: &str) -> Result<PatientId, ApiError> {
@@ -238,7 +250,12 @@ pub async fn patient_read(
 }
 
 fn birth_day_micros(p: &Patient) -> i64 {
-    salve_core::clock::to_micros(p.record.birth_date.with_time(time::Time::MIDNIGHT).assume_utc())
+    salve_core::clock::to_micros(
+        p.record
+            .birth_date
+            .with_time(time::Time::MIDNIGHT)
+            .assume_utc(),
+    )
 }
 
 pub async fn patient_search(
@@ -249,8 +266,15 @@ pub async fn patient_search(
     q: Query2,
 ) -> Result<Fhir, ApiError> {
     let p = params(q)?;
-    p.check_known(&["identifier", "telecom", "phone", "email", "name", "birthdate"])
-        .map_err(bad)?;
+    p.check_known(&[
+        "identifier",
+        "telecom",
+        "phone",
+        "email",
+        "name",
+        "birthdate",
+    ])
+    .map_err(bad)?;
     let base = base(&state, &headers);
     let practice = practice_of(&principal)?;
     let ctx = client.audit_context();
@@ -330,7 +354,10 @@ pub async fn patient_search(
     if cursor_paging {
         let count = p.count().map_err(bad)?;
         let after = match p.one("_cursor").map_err(bad)? {
-            Some(raw) => Some(raw.parse().map_err(|_| bad("`_cursor`: from a next link"))?),
+            Some(raw) => Some(
+                raw.parse()
+                    .map_err(|_| bad("`_cursor`: from a next link"))?,
+            ),
             None => None,
         };
         let page = state
@@ -338,7 +365,9 @@ pub async fn patient_search(
             .list_patients(practice, &principal, &ctx, after, count)
             .await?;
         let resources = page.patients.iter().map(map::patient).collect();
-        let next = page.next_after.map(|id: PatientId| ("_cursor", id.to_string()));
+        let next = page
+            .next_after
+            .map(|id: PatientId| ("_cursor", id.to_string()));
         return Ok(Fhir(searchset(&base, "Patient", &p, resources, None, next)));
     }
     let resources = list
@@ -474,7 +503,11 @@ impl Ledger {
     fn current(&self) -> Vec<Value> {
         map::consent_versions(self.patient, &self.events)
             .into_iter()
-            .filter_map(|(_, versions)| versions.last().map(|(v, e)| map::consent(self.patient, *v, e)))
+            .filter_map(|(_, versions)| {
+                versions
+                    .last()
+                    .map(|(v, e)| map::consent(self.patient, *v, e))
+            })
             .collect()
     }
 
@@ -621,7 +654,9 @@ pub async fn provenance_search(
             // `Consent/{id}` or `Consent/{id}/_history/{n}`: the consent's id either way.
             let raw = raw.split("/_history/").next().unwrap_or(raw);
             match reference_id(raw, "Consent").and_then(map::parse_consent_id) {
-                Some((patient, _, _)) => Some((patient, raw.rsplit('/').next().unwrap_or(raw).to_owned())),
+                Some((patient, _, _)) => {
+                    Some((patient, raw.rsplit('/').next().unwrap_or(raw).to_owned()))
+                }
                 None => return Ok(Fhir(paged(&base, "Provenance", &p, Vec::new())?)),
             }
         }
@@ -634,7 +669,11 @@ pub async fn provenance_search(
         }
         (Some(Ok(a)), _) => a,
         (None, Some((b, _))) => *b,
-        (None, None) => return Err(bad("`patient` or `target` is required for a Provenance search")),
+        (None, None) => {
+            return Err(bad(
+                "`patient` or `target` is required for a Provenance search",
+            ));
+        }
     };
     let resources = match ledger(&state, &principal, &client, patient).await {
         Ok(l) => l.provenances(practice, target.as_ref().map(|(_, id)| id.as_str())),
@@ -659,21 +698,35 @@ pub async fn audit_event_search(
     let practice = practice_of(&principal)?;
     let count = p.count().map_err(bad)?;
     let dates = date_window(&p, "date").map_err(bad)?;
-    let empty = || Ok(Fhir(searchset(&base, "AuditEvent", &p, Vec::new(), None, None)));
+    let empty = || {
+        Ok(Fhir(searchset(
+            &base,
+            "AuditEvent",
+            &p,
+            Vec::new(),
+            None,
+            None,
+        )))
+    };
     let patient = match patient_param(&p, &["patient"])? {
         Some(Err(())) => return empty(),
         Some(Ok(id)) => Some(id),
         None => None,
     };
     let user = match p.one("agent").map_err(bad)? {
-        Some(raw) => match reference_id(raw, "Practitioner").and_then(|id| id.parse::<UserId>().ok()) {
-            Some(u) => Some(u),
-            None => return empty(),
-        },
+        Some(raw) => {
+            match reference_id(raw, "Practitioner").and_then(|id| id.parse::<UserId>().ok()) {
+                Some(u) => Some(u),
+                None => return empty(),
+            }
+        }
         None => None,
     };
     let before = match p.one("_cursor").map_err(bad)? {
-        Some(raw) => Some(raw.parse::<i64>().map_err(|_| bad("`_cursor`: from a next link"))?),
+        Some(raw) => Some(
+            raw.parse::<i64>()
+                .map_err(|_| bad("`_cursor`: from a next link"))?,
+        ),
         None => None,
     };
     let filter = AuditFilter {
@@ -705,7 +758,14 @@ pub async fn audit_event_search(
         .map(|e| map::audit_event(e, practice))
         .collect();
     let next = page.next_before.map(|b| ("_cursor", b.to_string()));
-    Ok(Fhir(searchset(&base, "AuditEvent", &p, resources, None, next)))
+    Ok(Fhir(searchset(
+        &base,
+        "AuditEvent",
+        &p,
+        resources,
+        None,
+        next,
+    )))
 }
 
 // ---- Appointment ---------------------------------------------------------------------------

@@ -18,7 +18,10 @@ impl Params {
         const COMMON: &[&str] = &["_count", "_offset", "_cursor", "_format"];
         for (name, _) in &self.0 {
             if !known.contains(&name.as_str()) && !COMMON.contains(&name.as_str()) {
-                return Err(format!("unknown or unsupported search parameter `{}`", safe(name)));
+                return Err(format!(
+                    "unknown or unsupported search parameter `{}`",
+                    safe(name)
+                ));
             }
         }
         if let Some(f) = self.one("_format")?
@@ -127,7 +130,11 @@ fn span(raw: &str) -> Option<(i64, i64)> {
         let m = micros(t);
         return Some((m, m + 1));
     }
-    let date = Date::parse(raw, time::macros::format_description!("[year]-[month]-[day]")).ok()?;
+    let date = Date::parse(
+        raw,
+        time::macros::format_description!("[year]-[month]-[day]"),
+    )
+    .ok()?;
     let start = date.with_time(Time::MIDNIGHT).assume_utc();
     Some((micros(start), micros(start + time::Duration::days(1))))
 }
@@ -212,7 +219,12 @@ mod tests {
         assert!(p(&[("_count", "0")]).count().is_err());
         assert!(p(&[("_count", "201")]).count().is_err());
         assert!(p(&[("_format", "xml")]).check_known(&[]).is_err());
-        assert!(p(&[("<script>", "x")]).check_known(&[]).unwrap_err().contains("unprintable"));
+        assert!(
+            p(&[("<script>", "x")])
+                .check_known(&[])
+                .unwrap_err()
+                .contains("unprintable")
+        );
     }
 
     #[test]
@@ -227,7 +239,10 @@ mod tests {
     #[test]
     fn references_and_tokens() {
         assert_eq!(reference_id("Patient/abc", "Patient"), Some("abc"));
-        assert_eq!(reference_id("http://x/fhir/r4/Patient/abc", "Patient"), Some("abc"));
+        assert_eq!(
+            reference_id("http://x/fhir/r4/Patient/abc", "Patient"),
+            Some("abc")
+        );
         assert_eq!(reference_id("abc", "Patient"), Some("abc"));
         assert_eq!(reference_id("Group/abc", "Patient"), None);
         assert_eq!(token_value("urn:x|MRN-1"), "MRN-1");
