@@ -73,8 +73,8 @@ impl Store {
             .ok()
             .is_some_and(|s| s.front_desk_sees_clinical);
         let mut tx = self.begin().await?;
-        if let Some(patient) = window.patient {
-            if let Err(e) = self
+        if let Some(patient) = window.patient
+            && let Err(e) = self
                 .guard_patient_op(
                     &mut tx.tx,
                     practice,
@@ -83,21 +83,20 @@ impl Store {
                     patient,
                 )
                 .await
-            {
-                drop(tx);
-                if refused(&e) {
-                    self.record_audit(conversation_event(
-                        practice,
-                        principal.actor(),
-                        ctx,
-                        Action::ConversationRead,
-                        vec![patient.to_string()],
-                        Outcome::Denied,
-                    ))
-                    .await?;
-                }
-                return Err(e);
+        {
+            drop(tx);
+            if refused(&e) {
+                self.record_audit(conversation_event(
+                    practice,
+                    principal.actor(),
+                    ctx,
+                    Action::ConversationRead,
+                    vec![patient.to_string()],
+                    Outcome::Denied,
+                ))
+                .await?;
             }
+            return Err(e);
         }
         let conversations: Vec<String> = sqlx::query_scalar(
             "SELECT c.id FROM conversations c WHERE c.practice_id = $1 \

@@ -203,9 +203,6 @@ pub fn communication(
         "subject": patient_ref(m.patient),
         "sent": instant(v.created_at),
     });
-    if v.direction == Direction::System {
-        out["category"][0]["coding"][0]["code"] = json!("notification");
-    }
     if let Some(channel) = v.channel {
         out["medium"] = json!([medium(channel)]);
     }
@@ -499,6 +496,19 @@ fn outcome_code(outcome: &str) -> &'static str {
     }
 }
 
+/// The patient an audit row is about (BALP: entity type Person, role Patient).
+fn patient_entity(p: PatientId, description: Option<&str>) -> Value {
+    let mut entity = json!({
+        "what": patient_ref(p),
+        "type": { "system": "http://terminology.hl7.org/CodeSystem/audit-entity-type", "code": "1", "display": "Person" },
+        "role": { "system": "http://terminology.hl7.org/CodeSystem/object-role", "code": "1", "display": "Patient" },
+    });
+    if let Some(d) = description {
+        entity["description"] = json!(d);
+    }
+    entity
+}
+
 /// One row of the audit chain as an `AuditEvent` (id: the row's position in the chain).
 pub fn audit_event(e: &AuditEntry, practice: salve_core::PracticeId) -> Value {
     let (kind, subtype, action) = balp(&e.action);
@@ -557,17 +567,10 @@ pub fn audit_event(e: &AuditEntry, practice: salve_core::PracticeId) -> Value {
     if let Some(s) = subtype {
         out["subtype"] = json!([s]);
     }
-    if let Some(p) = e.patient {
-        out["entity"].as_array_mut().map(|a| {
-            a.insert(
-                0,
-                json!({
-                    "what": patient_ref(p),
-                    "type": { "system": "http://terminology.hl7.org/CodeSystem/audit-entity-type", "code": "1", "display": "Person" },
-                    "role": { "system": "http://terminology.hl7.org/CodeSystem/object-role", "code": "1", "display": "Patient" },
-                }),
-            )
-        });
+    if let Some(p) = e.patient
+        && let Some(entities) = out["entity"].as_array_mut()
+    {
+        entities.insert(0, patient_entity(p, None));
     }
     out
 }
@@ -595,12 +598,7 @@ pub fn access_event(n: usize, e: &AccessEntry, patient: PatientId) -> Value {
                 "display": "Application Server",
             }],
         },
-        "entity": [{
-            "what": patient_ref(patient),
-            "type": { "system": "http://terminology.hl7.org/CodeSystem/audit-entity-type", "code": "1", "display": "Person" },
-            "role": { "system": "http://terminology.hl7.org/CodeSystem/object-role", "code": "1", "display": "Patient" },
-            "description": e.action,
-        }],
+        "entity": [patient_entity(patient, Some(&e.action))],
     });
     if let Some(s) = subtype {
         out["subtype"] = json!([s]);
