@@ -113,7 +113,22 @@ async fn seed(w: &World) -> Seeded {
         w.grant(patient, "portal", "care_messages").await;
     }
     w.sent_message(&ana, json!({"text": SAFE_TEXT})).await;
-    w.sent_message(&ana, json!({"text": CLINICAL_TEXT})).await;
+    let png = {
+        use base64::Engine;
+        let mut bytes = std::io::Cursor::new(Vec::new());
+        image::RgbImage::new(2, 2)
+            .write_to(&mut bytes, image::ImageFormat::Png)
+            .unwrap();
+        base64::engine::general_purpose::STANDARD.encode(bytes.into_inner())
+    };
+    w.sent_message(
+        &ana,
+        json!({
+            "text": CLINICAL_TEXT,
+            "attachments": [{"file_name": "lab-results.png", "content_base64": png}],
+        }),
+    )
+    .await;
     w.sent_message(&ben, json!({"text": SAFE_TEXT})).await;
     w.run_worker().await;
     for text in ["Thanks, I will call tomorrow morning.", "STOP"] {
@@ -315,6 +330,10 @@ async fn the_fhir_api_serves_a_seeded_practice_as_valid_r4() {
         assert_eq!(
             clinical["recipient"][0]["reference"],
             format!("Patient/{}", s.ana)
+        );
+        assert_eq!(
+            clinical["payload"][1]["contentAttachment"]["contentType"],
+            "image/png"
         );
         let stop = list
             .iter()
