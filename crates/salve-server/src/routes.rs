@@ -837,6 +837,12 @@ fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
         ),
         r(
             Method::GET,
+            "/fhir/r4/Binary/{id}",
+            Op(ConversationRead),
+            get(fhir::binary_read),
+        ),
+        r(
+            Method::GET,
             "/fhir/r4/Consent",
             Op(ConsentRead),
             get(fhir::consent_search),

@@ -259,7 +259,8 @@ async fn the_fhir_api_serves_a_seeded_practice_as_valid_r4() {
                 "Consent",
                 "Provenance",
                 "AuditEvent",
-                "Appointment"
+                "Appointment",
+                "Binary"
             ])
         );
         keep(&meta, &mut served);
@@ -335,6 +336,22 @@ async fn the_fhir_api_serves_a_seeded_practice_as_valid_r4() {
             clinical["payload"][1]["contentAttachment"]["contentType"],
             "image/png"
         );
+        let binary = ok(
+            app,
+            &local(
+                clinical["payload"][1]["contentAttachment"]["url"]
+                    .as_str()
+                    .unwrap(),
+            ),
+        )
+        .await;
+        assert_eq!(binary["resourceType"], "Binary");
+        assert_eq!(binary["contentType"], "image/png");
+        assert!(
+            binary["data"].as_str().unwrap().starts_with("iVBORw0KGgo"),
+            "a PNG"
+        );
+        keep(&binary, &mut served);
         let stop = list
             .iter()
             .find(|c| c["payload"][0]["contentString"] == "STOP")
@@ -543,6 +560,7 @@ async fn the_fhir_api_serves_a_seeded_practice_as_valid_r4() {
         assert!(token_reads >= 2, "Patient/{{id}} and $everything");
         assert!(count(&rows, "conversation.read", "success") >= 3);
         assert!(count(&rows, "consent.read", "success") >= 4);
+        assert_eq!(count(&rows, "attachment.read", "success"), 1, "the Binary");
         assert!(
             count(&rows, "audit.export", "success") >= 2,
             "reading the log is logged"

@@ -185,6 +185,7 @@ pub fn communication(
     m: &FhirMessage,
     practice: salve_core::PracticeId,
     in_response_to: Option<salve_core::MessageId>,
+    base: &str,
 ) -> Value {
     let v = &m.message;
     let inbound = v.direction == Direction::Inbound;
@@ -229,6 +230,7 @@ pub fn communication(
     for a in &v.attachments {
         payload.push(json!({ "contentAttachment": {
             "contentType": a.media_type,
+            "url": format!("{base}/Binary/{}", a.id),
             "size": a.size,
             "title": a.file_name.expose(),
         }}));
@@ -604,6 +606,17 @@ pub fn access_event(n: usize, e: &AccessEntry, patient: PatientId) -> Value {
         out["subtype"] = json!([s]);
     }
     out
+}
+
+/// An attachment's content as a `Binary`, readable by those who may read its message.
+pub fn binary(id: salve_core::AttachmentId, media_type: &str, bytes: &[u8]) -> Value {
+    use base64::Engine;
+    json!({
+        "resourceType": "Binary",
+        "id": id.to_string(),
+        "contentType": media_type,
+        "data": base64::engine::general_purpose::STANDARD.encode(bytes),
+    })
 }
 
 /// The issue types Salve answers with (R4 `issue-type`).

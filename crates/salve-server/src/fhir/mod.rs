@@ -164,7 +164,7 @@ pub async fn metadata(State(state): State<AppState>, headers: HeaderMap) -> Fhir
         "format": ["json"],
         "rest": [{
             "mode": "server",
-            "documentation": "Read-only. Authorization: `Bearer` API tokens of one practice, with scopes: patients:read (Patient, Consent, Provenance), messages:read (Communication), appointments:read (Appointment), system/AuditEvent.rs (AuditEvent); a signed-in staff member's role works the same way. Consent and Provenance searches need `patient` (or Provenance `target`). Unknown search parameters are refused.",
+            "documentation": "Read-only. Authorization: `Bearer` API tokens of one practice, with scopes: patients:read (Patient, Consent, Provenance), messages:read (Communication, Binary: message attachments), appointments:read (Appointment), system/AuditEvent.rs (AuditEvent); a signed-in staff member's role works the same way. Consent and Provenance searches need `patient` (or Provenance `target`). Unknown search parameters are refused.",
             "security": { "cors": false, "description": "API tokens as `Authorization: Bearer`; scopes enforced per resource" },
             "resource": [
                 {
@@ -177,6 +177,10 @@ pub async fn metadata(State(state): State<AppState>, headers: HeaderMap) -> Fhir
                     "type": "Communication",
                     "interaction": [{ "code": "read" }, { "code": "search-type" }],
                     "searchParam": with_paging(&[("patient", "reference"), ("subject", "reference"), ("sent", "date"), ("_lastUpdated", "date")]),
+                },
+                {
+                    "type": "Binary",
+                    "interaction": [{ "code": "read" }],
                 },
                 {
                     "type": "Consent",
@@ -380,19 +384,41 @@ pub async fn patient_search(
 
 // ---- Communication -------------------------------------------------------------------------
 
-fn communications(messages: &[FhirMessage], practice: PracticeId) -> Vec<Value> {
+fn communications(messages: &[FhirMessage], practice: PracticeId, base: &str) -> Vec<Value> {
     let replies = map::replies(messages);
     messages
         .iter()
         .zip(replies)
-        .map(|(m, r)| map::communication(m, practice, r))
+        .map(|(m, r)| map::communication(m, practice, r, base))
         .collect()
+}
+
+/// An attachment of a message, gated and audited like the JSON API's attachment download.
+pub async fn binary_read(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Extension(client): Extension<ClientInfo>,
+    Path(id): Path<String>,
+) -> Result<Fhir, ApiError> {
+    let id: salve_core::AttachmentId = id.parse().map_err(|_| not_found("Binary"))?;
+    let (meta, bytes) = state
+        .store
+        .read_attachment(
+            practice_of(&principal)?,
+            salve_store::AttachmentReader::Staff(&principal),
+            &client.audit_context(),
+            id,
+        )
+        .await
+        .map_err(|e| store_error("Binary", e))?;
+    Ok(Fhir(map::binary(id, &meta.media_type, &bytes)))
 }
 
 pub async fn communication_read(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
     Extension(client): Extension<ClientInfo>,
+    headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Fhir, ApiError> {
     let id: MessageId = id.parse().map_err(|_| not_found("Communication"))?;
@@ -402,7 +428,7 @@ pub async fn communication_read(
         .fhir_message(practice, &principal, &client.audit_context(), id)
         .await
         .map_err(|e| store_error("Communication", e))?;
-    communications(&thread, practice)
+    communications(&thread, practice, &base(&state, &headers))
         .into_iter()
         .find(|c| c["id"] == json!(id.to_string()))
         .map(Fhir)
@@ -467,7 +493,7 @@ pub async fn communication_search(
         &base,
         "Communication",
         &p,
-        communications(&messages, practice),
+        communications(&messages, practice, &base),
     )?))
 }
 
@@ -888,7 +914,7 @@ pub async fn patient_everything(
         .await?;
     let accesses = state.store.access_report(practice, id).await?;
     let mut resources = vec![map::patient(&patient)];
-    resources.extend(communications(&messages, practice));
+    resources.extend(communications(&messages, practice, &base));
     resources.extend(l.current());
     resources.extend(l.provenances(practice, None));
     resources.extend(appointments.iter().map(map::appointment));
