@@ -18,10 +18,12 @@ pub enum Scope {
     ConsentWrite,
     AppointmentsRead,
     AppointmentsWrite,
+    /// The practice's audit log (FHIR `AuditEvent`); named as a SMART v2 system scope.
+    AuditEventRead,
 }
 
 impl Scope {
-    pub const ALL: [Scope; 7] = [
+    pub const ALL: [Scope; 8] = [
         Scope::PatientsRead,
         Scope::PatientsWrite,
         Scope::MessagesRead,
@@ -29,6 +31,7 @@ impl Scope {
         Scope::ConsentWrite,
         Scope::AppointmentsRead,
         Scope::AppointmentsWrite,
+        Scope::AuditEventRead,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -40,6 +43,7 @@ impl Scope {
             Self::ConsentWrite => "consent:write",
             Self::AppointmentsRead => "appointments:read",
             Self::AppointmentsWrite => "appointments:write",
+            Self::AuditEventRead => "audit:read",
         }
     }
 
@@ -273,6 +277,7 @@ pub fn required_scope(op: Operation) -> Option<Scope> {
         Operation::AppointmentWrite | Operation::AppointmentImport => {
             Some(Scope::AppointmentsWrite)
         }
+        Operation::AuditRead => Some(Scope::AuditEventRead),
         _ => None,
     }
 }

@@ -38,6 +38,7 @@ const RESOURCES: &[(&str, Option<Scope>, Option<Scope>)] = &[
         Some(Scope::AppointmentsWrite),
     ),
     ("Consent", None, Some(Scope::ConsentWrite)),
+    ("AuditEvent", Some(Scope::AuditEventRead), None),
 ];
 
 /// One parsed `system/<Resource>.<permissions>` scope.
@@ -280,6 +281,9 @@ mod tests {
         assert_eq!(s.to_string(), "system/Communication.crus");
         let s = SystemScope::parse("system/Appointment.cu").unwrap();
         assert_eq!(s.grants(), vec![Scope::AppointmentsWrite]);
+        let s = SystemScope::parse("system/AuditEvent.rs").unwrap();
+        assert_eq!(s.grants(), vec![Scope::AuditEventRead]);
+        assert!(SystemScope::parse("system/AuditEvent.crus").is_err());
     }
 
     #[test]

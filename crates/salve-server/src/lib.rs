@@ -18,6 +18,7 @@ mod error;
 pub mod escalation;
 mod extract;
 pub mod hl7;
+pub mod fhir;
 mod metrics;
 mod notify;
 mod openapi;

@@ -21,6 +21,7 @@ use crate::api::{
 use crate::auth::{self, Caller};
 use crate::context::ClientInfo;
 use crate::error::ApiError;
+use crate::fhir;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
@@ -854,6 +855,110 @@ fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
             PatientSession,
             get(portal_messages::attachment),
         ),
+        // FHIR R4 (read side): errors leave as OperationOutcome (`fhir::outcome_layer`).
+        r(
+            Method::GET,
+            "/fhir/r4/metadata",
+            Public,
+            get(fhir::metadata),
+        ),
+        r(
+            Method::GET,
+            "/fhir/r4/Patient",
+            Op(PatientSearch),
+            get(fhir::patient_search),
+        ),
+        r(
+            Method::GET,
+            "/fhir/r4/Patient/{id}",
+            Op(PatientRead),
+            get(fhir::patient_read),
+        ),
+        r(
+            Method::GET,
+            "/fhir/r4/Patient/{id}/$everything",
+            Op(PatientRead),
+            get(fhir::patient_everything),
+        ),
+        r(
+            Method::GET,
+            "/fhir/r4/Communication",
+            Op(ConversationRead),
+            get(fhir::communication_search),
+        ),
+        r(
+            Method::GET,
+            "/fhir/r4/Communication/{id}",
+            Op(ConversationRead),
+            get(fhir::communication_read),
+        ),
+        r(
+            Method::GET,
+            "/fhir/r4/Binary/{id}",
+            Op(ConversationRead),
+            get(fhir::binary_read),
+        ),
+        r(
+            Method::GET,
+            "/fhir/r4/Consent",
+            Op(ConsentRead),
+            get(fhir::consent_search),
+        ),
+        r(
+            Method::GET,
+            "/fhir/r4/Consent/{id}",
+            Op(ConsentRead),
+            get(fhir::consent_read),
+        ),
+        r(
+            Method::GET,
+            "/fhir/r4/Consent/{id}/_history",
+            Op(ConsentRead),
+            get(fhir::consent_history),
+        ),
+        r(
+            Method::GET,
+            "/fhir/r4/Consent/{id}/_history/{vid}",
+            Op(ConsentRead),
+            get(fhir::consent_vread),
+        ),
+        r(
+            Method::GET,
+            "/fhir/r4/Provenance",
+            Op(ConsentRead),
+            get(fhir::provenance_search),
+        ),
+        r(
+            Method::GET,
+            "/fhir/r4/AuditEvent",
+            Op(AuditRead),
+            get(fhir::audit_event_search),
+        ),
+        r(
+            Method::GET,
+            "/fhir/r4/Appointment",
+            Op(AppointmentRead),
+            get(fhir::appointment_search),
+        ),
+        r(
+            Method::GET,
+            "/fhir/r4/Appointment/{id}",
+            Op(AppointmentRead),
+            get(fhir::appointment_read),
+        ),
+        // Any other resource type: an OperationOutcome saying so (serves no data).
+        r(
+            Method::GET,
+            "/fhir/r4/{type}",
+            Public,
+            get(fhir::unsupported),
+        ),
+        r(
+            Method::GET,
+            "/fhir/r4/{type}/{id}",
+            Public,
+            get(fhir::unsupported),
+        ),
         r(
             Method::GET,
             "/api/v1/tokens",
@@ -940,6 +1045,13 @@ pub(crate) fn router(state: &AppState) -> axum::Router<AppState> {
                     session_gate(s, stages, passive, req, next)
                 },
             )),
+        };
+        let handler = if spec.path.starts_with(fhir::PREFIX) {
+            handler
+                .route_layer(middleware::from_fn(fhir::outcome_layer))
+                .fallback(fhir::method_not_allowed)
+        } else {
+            handler
         };
         let handler = if spec.page {
             handler.route_layer(middleware::from_fn_with_state(

@@ -18,6 +18,7 @@ mod consent;
 mod dialect;
 mod error;
 mod hl7;
+mod fhir;
 mod hours;
 mod identity;
 mod inbound;
@@ -58,6 +59,7 @@ pub use consent::{ConsentText, Recorder};
 pub use dialect::{Backend, SchemaDescription};
 pub use error::StoreError;
 pub use hl7::{Hl7Record, MAX_CONTROL_ID_CHARS};
+pub use fhir::{ConsentProvenance, FhirMessage, MessageWindow};
 pub use hours::{OverdueConversation, ResponseReport, ResponseSettings, ResponseStatus};
 pub use identity::{
     AccountToken, AccountTokenPurpose, Membership, Session, SessionEnd, SessionStage,

@@ -419,7 +419,7 @@ impl Store {
     }
 
     /// Loads a conversation and applies the gate (practice, restricted patient, team).
-    async fn guarded_conversation(
+    pub(crate) async fn guarded_conversation(
         &self,
         conn: &mut AnyConnection,
         practice: PracticeId,
@@ -833,7 +833,7 @@ impl Store {
             .ok_or(StoreError::NotFound)
     }
 
-    async fn load_messages_where(
+    pub(crate) async fn load_messages_where(
         &self,
         conn: &mut AnyConnection,
         practice: PracticeId,

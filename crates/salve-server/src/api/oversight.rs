@@ -143,7 +143,7 @@ pub async fn break_glass(
 
 /// Every break-glass access of the practice, with its reason.
 #[utoipa::path(get, path = "/api/v1/audit/break-glass", tag = "audit",
-    responses((status = 200, body = BreakGlassReport)), security(("session" = [])))]
+    responses((status = 200, body = BreakGlassReport)), security(("bearer" = ["audit:read"]), ("session" = [])))]
 pub async fn break_glass_report(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,

