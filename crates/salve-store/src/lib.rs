@@ -17,8 +17,8 @@ mod channels;
 mod consent;
 mod dialect;
 mod error;
-mod hl7;
 mod fhir;
+mod hl7;
 mod hours;
 mod identity;
 mod inbound;
@@ -58,8 +58,8 @@ pub use channels::{Agreement, NewProvider, ProviderRecord, ProviderSummary};
 pub use consent::{ConsentText, Recorder};
 pub use dialect::{Backend, SchemaDescription};
 pub use error::StoreError;
-pub use hl7::{Hl7Record, MAX_CONTROL_ID_CHARS};
 pub use fhir::{ConsentProvenance, FhirMessage, MessageWindow};
+pub use hl7::{Hl7Record, MAX_CONTROL_ID_CHARS};
 pub use hours::{OverdueConversation, ResponseReport, ResponseSettings, ResponseStatus};
 pub use identity::{
     AccountToken, AccountTokenPurpose, Membership, Session, SessionEnd, SessionStage,
