@@ -229,7 +229,13 @@ async fn send_link(app: &App, patient: &str) -> (String, String) {
 async fn last_code(app: &App) -> String {
     let sent = app.outbox().await.list().unwrap();
     let body = &sent.last().unwrap().body;
-    body.split("code is ").nth(1).unwrap()[..6].to_owned()
+    // The reviewed wording in the patient's language: English or Spanish.
+    let after = body
+        .split("code is ")
+        .nth(1)
+        .or_else(|| body.split("clave de acceso es ").nth(1))
+        .unwrap();
+    after[..6].to_owned()
 }
 
 async fn failures(app: &App, link: &str) -> i64 {
@@ -559,8 +565,12 @@ async fn a_spanish_speaking_patient_gets_spanish_pages() {
     assert!(html.contains(">Continuar</button>"));
     assert!(html.contains("llame al 911"));
 
-    // Once verified, the patient's preferred language, whatever the browser says.
+    // Once verified, the patient's preferred language, whatever the browser says; the code
+    // came in Spanish too.
     let mut b = verify(&app, &rosa, Some("en-US")).await;
+    let sent = app.outbox().await.list().unwrap();
+    let code_text = &sent.last().unwrap().body;
+    assert!(code_text.contains("Su clave de acceso es "), "{code_text}");
     let r = b.get("/portal").await;
     let html = r.text();
     assert!(html.contains("<html lang=\"es\">"), "{html}");

@@ -12,6 +12,7 @@ use salve_core::audit::{Action, Outcome};
 use salve_core::links::{self, LinkState};
 use salve_core::patient::ContactKind;
 use salve_core::permissions::Principal;
+use salve_core::system_messages::{self, Extra, Language, SystemMessageKind};
 use salve_store::{LinkInfo, PatientSession};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -360,6 +361,20 @@ pub async fn submit_birth_date(
         .set_link_code(&link, &code.hash, &keys, &ctx)
         .await?;
     let name = state.store.practice(link.practice_id).await?.name;
+    // The reviewed wording, in the patient's own language.
+    let lang = Language::for_tag(&state.store.link_patient_language(&link).await?);
+    let settings = state.store.messaging_settings(link.practice_id).await?;
+    let text = system_messages::render(
+        SystemMessageKind::OneTimeCode,
+        lang,
+        &settings.practice_fields(),
+        Extra::Code(code.secret.as_str()),
+    )
+    .map_err(|e| ApiError::internal(format!("the code message cannot be written: {e}")))?;
+    let subject = match lang {
+        Language::En => format!("Your {name} code"),
+        Language::Es => format!("Su clave de {name}"),
+    };
     let message = OutgoingMessage {
         id: uuid::Uuid::now_v7(),
         channel: match link.contact_kind {
@@ -368,11 +383,8 @@ pub async fn submit_birth_date(
         },
         // Only the contact point the link went to, never another.
         to: link.contact.clone(),
-        subject: Some(format!("Your {name} code")),
-        body: Sensitive::new(format!(
-            "Your {name} code is {}. It expires in 10 minutes.",
-            code.secret.as_str()
-        )),
+        subject: Some(subject),
+        body: Sensitive::new(text),
     };
     state.provider.send(&message).await.map_err(|e| {
         tracing::warn!(
