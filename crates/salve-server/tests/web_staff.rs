@@ -495,9 +495,16 @@ async fn the_inbox_and_a_conversation_show_what_staff_need() {
             .await;
         assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
 
+        // Leo's appointment reminder goes by plain text message.
+        let leo = w.patient("Leo", "0143").await;
+        w.grant(&leo, "sms_plain", "care_messages").await;
+        w.sent_message(&leo, json!({"text": APPOINTMENT_TEXT}))
+            .await;
+
         let mut b = staff_browser(&w, &w.clinician).await;
         let r = b.get("/inbox").await;
         assert_page(&r);
+        assert!(r.text.contains("<td>Text message</td>"), "{}", r.text);
         assert!(
             r.text
                 .contains(&format!("href=\"/inbox/{conv}\">Ana Quintanilla</a>")),
@@ -505,6 +512,9 @@ async fn the_inbox_and_a_conversation_show_what_staff_need() {
             r.text
         );
         assert!(r.text.contains("2 unread"), "{}", r.text);
+        // The channel of the last message that went by one (the note has none), in words.
+        assert!(r.text.contains("<th scope=\"col\">Channel</th>"));
+        assert!(r.text.contains("<td>Secure portal</td>"), "{}", r.text);
         assert!(
             r.text.contains("Nov 25, 09:0"),
             "the practice's local time: {}",
