@@ -41,7 +41,7 @@ impl Modify for BearerAuth {
         users::list, users::set_role, users::reset_mfa,
         oversight::break_glass, oversight::break_glass_report, oversight::guidelines, oversight::publish_guidelines,
         oversight::acknowledge, oversight::acknowledgments,
-        portal::send_link, portal::revoke_link, portal::submit_birth_date, portal::submit_code, portal::me,
+        portal::send_link, portal::revoke_link, portal::submit_birth_date, portal::submit_code, portal::me, portal::withdraw_own_confidential,
         portal_login::create_account, portal_login::confirm_account, portal_login::sign_in, portal_login::verify_mfa,
         teams::list, teams::create, teams::set_members, teams::delete,
         providers::list, providers::create, providers::record_agreement, providers::renew_agreement,

@@ -779,6 +779,12 @@ fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
             get(hours::response_time_report),
         ),
         r(
+            Method::DELETE,
+            "/api/v1/portal/confidential-requests/{request_id}",
+            PatientSession,
+            delete(portal::withdraw_own_confidential),
+        ),
+        r(
             Method::GET,
             "/api/v1/portal/conversations",
             PatientSession,
