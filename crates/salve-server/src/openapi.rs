@@ -39,7 +39,7 @@ impl Modify for BearerAuth {
         passkeys::begin_registration, passkeys::finish_registration, passkeys::list, passkeys::remove,
         passkeys::begin_mfa, passkeys::finish_mfa, passkeys::begin_sign_in, passkeys::finish_sign_in,
         users::list, users::set_role, users::reset_mfa,
-        oversight::break_glass, oversight::break_glass_report, oversight::guidelines, oversight::publish_guidelines,
+        oversight::break_glass, oversight::break_glass_report, oversight::review_break_glass, oversight::guidelines, oversight::publish_guidelines,
         oversight::acknowledge, oversight::acknowledgments,
         portal::send_link, portal::revoke_link, portal::submit_birth_date, portal::submit_code, portal::me, portal::withdraw_own_confidential,
         portal_login::create_account, portal_login::confirm_account, portal_login::sign_in, portal_login::verify_mfa,

@@ -262,6 +262,12 @@ fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
             get(oversight::break_glass_report),
         ),
         r(
+            Method::POST,
+            "/api/v1/audit/break-glass/{id}/review",
+            Op(BreakGlassReview),
+            post(oversight::review_break_glass),
+        ),
+        r(
             Method::GET,
             "/api/v1/guidelines",
             Op(GuidelinesRead),

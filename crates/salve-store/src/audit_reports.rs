@@ -129,6 +129,7 @@ pub fn describe_action(action: &str) -> String {
         "token.revoke" => Some("Revoked API token"),
         "practice.create" => Some("Created practice"),
         "conversation.list" => Some("Opened the inbox"),
+        "break_glass.review" => Some("Reviewed a break-glass access"),
         _ => None,
     };
     if let Some(label) = staff_side {
