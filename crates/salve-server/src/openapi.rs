@@ -68,7 +68,7 @@ impl Modify for BearerAuth {
     ),
     components(schemas(Problem, ProblemField, patients::PatientCreate, patients::PatientPatch, patients::PatientView,
         patients::PatientList, patients::ContactBody, patients::ContactView, patients::SearchBody, patients::LookupBody,
-        patients::RestrictionBody, session::SignInBody, session::SignInStep, session::MfaBody, session::ConfirmBody,
+        patients::RestrictionBody, session::SignInBody, session::SignInStep, session::PracticeChoice, session::MfaBody, session::ConfirmBody,
         session::Enrollment, session::RecoveryCodes, session::SessionStatus,
         passkeys::PasskeyChallenge, passkeys::PasskeyAnswer, passkeys::PasskeySignInBody, passkeys::PasskeyInfo, passkeys::PasskeyList, users::StaffMember, users::StaffList, users::RoleBody,
         oversight::BreakGlassBody, oversight::BreakGlassGranted, oversight::BreakGlassEntry, oversight::BreakGlassReport,

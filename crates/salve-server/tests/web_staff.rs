@@ -915,3 +915,99 @@ async fn the_staff_assets_are_served() {
     );
     assert!(!js.contains("eval(") && !js.contains("innerHTML"));
 }
+
+#[tokio::test]
+async fn an_account_in_two_practices_picks_one_after_the_password() {
+    for db in TestDatabase::all().await {
+        let app = App::new(db).await;
+        let staff = app.staff(app.practice, Role::Staff).await;
+        let t = salve_crypto::token::mint("salve_i");
+        let (_, created) = app
+            .store
+            .invite_user(
+                &salve_core::audit::Actor::Cli,
+                &salve_core::audit::RequestContext::default(),
+                app.other,
+                &salve_core::Sensitive::new(staff.email.clone()),
+                &salve_core::Sensitive::new("Staff member".into()),
+                Role::Clinician,
+                &t.hash,
+                3600,
+            )
+            .await
+            .unwrap();
+        assert!(!created, "the same account, a second membership");
+
+        // The API answers with the choice and starts no session.
+        let r = app
+            .send(Req::post("/api/v1/session").same_origin().json(&json!({
+                "email": staff.email, "password": common::PASSWORD
+            })))
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        assert_eq!(r.json()["stage"], "choose_practice");
+        let mut names: Vec<String> = r.json()["practices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["name"].as_str().unwrap().to_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["Elsewhere", "Lakeside"]);
+        assert!(!r.headers.contains_key(header::SET_COOKIE));
+        // A wrong password never shows the practices.
+        let r = app
+            .send(Req::post("/api/v1/session").same_origin().json(&json!({
+                "email": staff.email, "password": "not the password at all"
+            })))
+            .await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+        assert!(!r.text.contains("Elsewhere"));
+
+        // The page: the picker, labelled, the email kept, the password asked for again.
+        let mut b = Browser::new(&app);
+        b.get("/sign-in").await;
+        let r = b
+            .post(
+                "/sign-in",
+                &[
+                    ("email", staff.email.as_str()),
+                    ("password", common::PASSWORD),
+                    ("next", "/inbox"),
+                ],
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        assert_page(&r);
+        assert!(r.text.contains("<legend>Practice</legend>"));
+        let other = app.other.to_string();
+        assert!(r.text.contains(&format!(
+            "<label for=\"practice-{other}\">Elsewhere</label>"
+        )));
+        assert!(r.text.contains(">Lakeside</label>"));
+        assert!(r.text.contains("enter your password again"));
+        assert!(r.text.contains(&format!("value=\"{}\"", staff.email)));
+        assert!(
+            !r.text.contains(common::PASSWORD),
+            "the password is not echoed"
+        );
+        assert!(b.session().is_none());
+
+        // Choosing the second practice signs in there.
+        let r = b
+            .post(
+                "/sign-in",
+                &[
+                    ("email", staff.email.as_str()),
+                    ("password", common::PASSWORD),
+                    ("practice_id", other.as_str()),
+                    ("next", "/inbox"),
+                ],
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
+        assert_eq!(location(&r), "/sign-in/enroll?next=%2Finbox");
+        let r = b.send(Req::get("/api/v1/session")).await;
+        assert_eq!(r.json()["practice_id"], other, "{}", r.text);
+    }
+}
