@@ -1011,3 +1011,64 @@ async fn an_account_in_two_practices_picks_one_after_the_password() {
         assert_eq!(r.json()["practice_id"], other, "{}", r.text);
     }
 }
+
+#[tokio::test]
+async fn the_sign_in_pages_offer_a_passkey_through_a_served_script() {
+    let app = App::new(TestDatabase::sqlite()).await;
+    let mut staff = app.staff(app.practice, Role::Staff).await;
+    app.enroll(&mut staff).await;
+    let mut b = Browser::new(&app);
+    let r = b.get("/sign-in").await;
+    assert_page(&r);
+    let csp = r.headers["content-security-policy"].to_str().unwrap();
+    assert!(csp.contains("script-src 'self'"), "{csp}");
+    assert!(
+        r.text
+            .contains("<script src=\"/static/passkey.js\" defer></script>")
+    );
+    assert!(r.text.contains(
+        "<button type=\"button\" id=\"passkey-sign-in\" class=\"secondary\" hidden>Sign in with a passkey</button>"
+    ));
+    assert!(
+        r.text
+            .contains("<p id=\"passkey-status\" role=\"status\" hidden></p>")
+    );
+    // The second-factor page offers it too.
+    let to = password_step(&mut b, &staff.email, "/inbox").await;
+    let r = b.get(&to).await;
+    assert_page(&r);
+    assert!(r.text.contains("id=\"passkey-mfa\""));
+    assert!(
+        r.text
+            .contains("<script src=\"/static/passkey.js\" defer></script>")
+    );
+
+    // The script: served as JavaScript, calls the WebAuthn API with the server's options and
+    // posts to routes that exist; nothing evaluated, no HTML written.
+    let r = app.send(Req::get("/static/passkey.js")).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(
+        r.headers[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("text/javascript")
+    );
+    let js = r.text;
+    assert!(js.contains("navigator.credentials.get(requestOptions(r.json.options))"));
+    assert!(!js.contains("eval(") && !js.contains("innerHTML"));
+    let routes = salve_server::route_specs();
+    for path in [
+        "/api/v1/session/passkey",
+        "/api/v1/session/passkey/finish",
+        "/api/v1/session/mfa/passkey",
+        "/api/v1/session/mfa/passkey/finish",
+    ] {
+        assert!(js.contains(&format!("\"{path}\"")), "{path}");
+        assert!(
+            routes
+                .iter()
+                .any(|s| s.path == path && s.method == axum::http::Method::POST),
+            "{path}"
+        );
+    }
+}
