@@ -142,8 +142,63 @@
     });
   }
 
+  // ---- Registering a passkey (own account page) ------------------------------------------
+  function creationOptions(options) {
+    var pk = options.publicKey;
+    pk.challenge = fromB64url(pk.challenge);
+    pk.user.id = fromB64url(pk.user.id);
+    (pk.excludeCredentials || []).forEach(function (c) {
+      c.id = fromB64url(c.id);
+    });
+    return { publicKey: pk };
+  }
+
+  function attestation(cred) {
+    return {
+      id: cred.id,
+      rawId: toB64url(cred.rawId),
+      type: cred.type,
+      extensions: cred.getClientExtensionResults ? cred.getClientExtensionResults() : {},
+      response: {
+        attestationObject: toB64url(cred.response.attestationObject),
+        clientDataJSON: toB64url(cred.response.clientDataJSON),
+        transports: cred.response.getTransports ? cred.response.getTransports() : null,
+      },
+    };
+  }
+
+  function wireRegister() {
+    var button = document.getElementById("passkey-register");
+    if (!button || !window.PublicKeyCredential) {
+      return;
+    }
+    button.hidden = false;
+    button.addEventListener("click", function () {
+      say("passkey-status", "Follow your device's prompt to create the passkey…");
+      post("/api/v1/session/passkeys/register", {})
+        .then(function (r) {
+          if (!r.ok) {
+            throw new Error(r.json.detail || "adding a passkey could not start");
+          }
+          return navigator.credentials.create(creationOptions(r.json.options)).then(function (cred) {
+            return post("/api/v1/session/passkeys/register/finish", { ceremony_id: r.json.ceremony_id, credential: attestation(cred) });
+          });
+        })
+        .then(function (r) {
+          if (!r.ok) {
+            throw new Error(r.json.detail || "the passkey was not accepted");
+          }
+          window.location.assign("/account");
+        })
+        .catch(function (e) {
+          say("passkey-status", "The passkey was not added: " + (e && e.message ? e.message : "cancelled") + ".");
+        });
+    });
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
     wireSignIn();
     wireMfa();
+    wireRegister();
   });
 })();
