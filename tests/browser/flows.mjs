@@ -164,8 +164,9 @@ function secureLink(message) {
   return m[0];
 }
 
-// "Your Lakeside code is 123456. It expires in 10 minutes." (api/portal.rs)
-const CODE = /\bcode is (\d{6})\b/;
+// The reviewed OneTimeCode wording in the patient's language (salve-core system_messages):
+// "… code is 123456 …" in English, "… clave de acceso es 123456 …" in Spanish.
+const CODE = /\b(?:code is|clave de acceso es) (\d{6})\b/;
 
 /** The 6-digit verification code in the newest code message to `to`. */
 async function verificationCode(to, after) {

@@ -88,6 +88,8 @@ pub enum Action {
     PatientShred,
     PatientRestrict,
     PatientBreakGlass,
+    /// The privacy officer marked a break-glass access reviewed, with a sealed note.
+    BreakGlassReview,
     GuidelinesPublish,
     GuidelinesAcknowledge,
     NotificationSent,
@@ -235,6 +237,7 @@ impl Action {
             Self::PatientShred => "patient.shred",
             Self::PatientRestrict => "patient.restrict",
             Self::PatientBreakGlass => "patient.break_glass",
+            Self::BreakGlassReview => "break_glass.review",
             Self::GuidelinesPublish => "guidelines.publish",
             Self::GuidelinesAcknowledge => "guidelines.acknowledge",
             Self::NotificationSent => "notification.sent",

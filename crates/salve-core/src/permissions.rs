@@ -132,6 +132,8 @@ pub enum Operation {
     UserManage,
     TeamManage,
     AuditRead,
+    /// Mark a break-glass access reviewed, with a note (the privacy officer: the auditor role).
+    BreakGlassReview,
     /// Open a restricted patient with a reason.
     BreakGlass,
     /// Read and acknowledge the practice's messaging guidelines.
@@ -185,7 +187,7 @@ pub enum Operation {
 }
 
 impl Operation {
-    pub const ALL: [Operation; 35] = [
+    pub const ALL: [Operation; 36] = [
         Operation::PatientCreate,
         Operation::PatientRead,
         Operation::PatientList,
@@ -197,6 +199,7 @@ impl Operation {
         Operation::UserManage,
         Operation::TeamManage,
         Operation::AuditRead,
+        Operation::BreakGlassReview,
         Operation::BreakGlass,
         Operation::GuidelinesRead,
         Operation::GuidelinesEdit,
@@ -383,6 +386,7 @@ const ROLE_TABLE: &[(Role, &[Operation])] = &[
         Role::Auditor,
         &[
             Op::AuditRead,
+            Op::BreakGlassReview,
             Op::UserList,
             Op::GuidelinesRead,
             Op::ConsentRead,
@@ -712,6 +716,12 @@ mod tests {
             !allowed(Role::Admin).contains(&Op::AuditRead),
             "separation of duties"
         );
+        for role in [Role::Admin, Role::Clinician, Role::Staff] {
+            assert!(
+                !allowed(role).contains(&Op::BreakGlassReview),
+                "only the privacy officer reviews break-glass: {role:?}"
+            );
+        }
         assert!(!allowed(Role::Clinician).contains(&Op::UserManage));
         assert!(allowed(Role::Clinician).contains(&Op::BreakGlass));
         assert!(!allowed(Role::Staff).contains(&Op::BreakGlass));
@@ -720,6 +730,7 @@ mod tests {
             vec![
                 Op::UserList,
                 Op::AuditRead,
+                Op::BreakGlassReview,
                 Op::GuidelinesRead,
                 Op::ConsentRead,
                 Op::VendorRead,

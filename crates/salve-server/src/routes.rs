@@ -314,6 +314,12 @@ fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
             get(oversight::break_glass_report),
         ),
         r(
+            Method::POST,
+            "/api/v1/audit/break-glass/{id}/review",
+            Op(BreakGlassReview),
+            post(oversight::review_break_glass),
+        ),
+        r(
             Method::GET,
             "/api/v1/guidelines",
             Op(GuidelinesRead),
@@ -835,6 +841,12 @@ fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
             "/api/v1/reports/response-time",
             Op(ReportRead),
             get(hours::response_time_report),
+        ),
+        r(
+            Method::DELETE,
+            "/api/v1/portal/confidential-requests/{request_id}",
+            PatientSession,
+            delete(portal::withdraw_own_confidential),
         ),
         r(
             Method::GET,

@@ -1024,6 +1024,11 @@ const LINK_ROUTES: &[(&str, &str, Option<&str>)] = &[
     ("POST", "/api/v1/portal/code", Some(r#"{"code": "123456"}"#)),
     ("GET", "/api/v1/portal/me", None),
     (
+        "DELETE",
+        "/api/v1/portal/confidential-requests/{request_id}",
+        None,
+    ),
+    (
         "POST",
         "/api/v1/portal/account",
         Some(r#"{"password": "a brand new passphrase for 2026"}"#),
@@ -1148,6 +1153,8 @@ const RECORD_KINDS: &[(&str, &[Target])] = &[
     ),
     // No reminder is held back in the fixture: an allowed caller is told it is not found.
     ("/api/v1/reminders/{id}", &[Target::Own]),
+    // No break-glass access in the fixture either: an allowed reviewer is told it is not found.
+    ("/api/v1/audit/break-glass/{id}", &[Target::Own]),
     ("/api/v1/announcements/{id}", &[Target::Own, Target::Other]),
 ];
 
@@ -1322,6 +1329,8 @@ fn templates() -> Vec<Template> {
         t(Method::DELETE, "/api/v1/secure-links/{id}", 204),
         // Oversight.
         t(Method::GET, "/api/v1/audit/break-glass", 200),
+        t(Method::POST, "/api/v1/audit/break-glass/{id}/review", 404)
+            .body(|_| Some(json!({"note": "Checked against the ER log."}))),
         t(Method::GET, "/api/v1/guidelines", 200),
         Template {
             publishes_guidelines: true,
@@ -1617,6 +1626,10 @@ async fn matrix_fixture(app: &App, admin: &str) -> Fixture {
     let users = "/api/v1/users/{id}";
     ids.insert(
         ("/api/v1/reminders/{id}", Target::Own),
+        uuid::Uuid::now_v7().to_string(),
+    );
+    ids.insert(
+        ("/api/v1/audit/break-glass/{id}", Target::Own),
         uuid::Uuid::now_v7().to_string(),
     );
     ids.insert((users, Target::Own), own_user.to_string());

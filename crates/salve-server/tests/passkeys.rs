@@ -513,3 +513,64 @@ async fn one_address_gets_a_bounded_number_of_passwordless_challenges() {
         .await;
     assert_eq!(other.status, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn the_account_page_lists_passkeys_offers_to_add_one_and_removes_one() {
+    let app = app(TestDatabase::sqlite()).await;
+    let (_, cookie) = app.signed_in_staff(Role::Clinician).await;
+    const CSRF: &str = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQ";
+    let page = |req: Req| {
+        req.header(
+            "cookie",
+            format!("{}={cookie}; salve_csrf={CSRF}", salve_server::COOKIE),
+        )
+        .same_origin()
+    };
+    let r = app.send(page(Req::get("/account"))).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert!(r.text.contains("You have no passkeys yet."));
+    assert!(r.text.contains("id=\"passkey-register\""));
+    assert!(
+        r.text
+            .contains("<script src=\"/static/passkey.js\" defer></script>")
+    );
+    assert!(!r.text.contains("<script>"), "no inline script");
+    let js = app.send(Req::get("/static/passkey.js")).await.text;
+    assert!(js.contains("navigator.credentials.create(creationOptions(r.json.options))"));
+    assert!(js.contains("\"/api/v1/session/passkeys/register/finish\""));
+
+    // Registered (by the API, as the script does): listed with a remove form.
+    let mut key = authenticator();
+    let id = register(&app, &cookie, &mut key).await;
+    let r = app.send(page(Req::get("/account"))).await;
+    let action = format!("action=\"/account/passkeys/{id}/remove\"");
+    assert!(r.text.contains(&action), "{}", r.text);
+    assert!(r.text.contains("Never"));
+
+    // Without the form's token: refused; with it: removed, through the API's audit.
+    let path = format!("/account/passkeys/{id}/remove");
+    let r = app.send(page(Req::post(&path)).form("")).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let r = app
+        .send(page(Req::post(&path)).form(&format!("csrf={CSRF}")))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert!(r.text.contains("The passkey was removed."));
+    assert!(!r.text.contains(&action));
+    let r = app
+        .send(page(Req::post(&path)).form(&format!("csrf={CSRF}")))
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        count(
+            &app.practice_audit().await,
+            "user.passkey.remove",
+            "success"
+        ),
+        1
+    );
+
+    // Signed out: to the sign-in page.
+    let r = app.send(Req::get("/account")).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+}

@@ -222,3 +222,50 @@ fn standalone(text: &str, digits: &str) -> bool {
         !digit_or_point(before) && !digit_or_point(after)
     })
 }
+
+#[tokio::test]
+async fn the_code_is_written_in_the_patients_language() {
+    for db in TestDatabase::all().await {
+        let w = World::new(db).await;
+        let body = serde_json::json!({"given_name": "Rosa", "family_name": "Mendez",
+            "birth_date": "1979-05-20", "preferred_language": "es",
+            "contacts": [{"kind": "phone", "value": "+13125550177", "role": "self"}]});
+        let r = w
+            .call(Method::POST, "/api/v1/patients", &[], true, Some(body))
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.json);
+        let rosa = r.json["id"].as_str().unwrap().to_owned();
+        let (_, token) = w.send_link(&rosa).await;
+        let cookie = w.open(&token).await;
+        let r = w.birth_date(&cookie, "1979-05-20").await;
+        assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.json);
+
+        // The reviewed Spanish wording, and the code in it works.
+        let sent = w.outbox.list().unwrap();
+        let text = &sent.last().unwrap().body;
+        assert!(
+            text.starts_with("Lakeside: Su clave de acceso es "),
+            "{text}"
+        );
+        assert!(text.contains("Vence en 10 minutos. No la comparta con nadie."));
+        assert!(!text.contains("code"), "no English left: {text}");
+        let code = &text.split("clave de acceso es ").nth(1).unwrap()[..6];
+        let r = w.code(&cookie, code).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+
+        // An English-speaking patient still gets the English wording.
+        let ana = w.patient("Ana", "1984-07-02", "+13125550142").await;
+        let (_, token) = w.send_link(&ana).await;
+        let cookie = w.open(&token).await;
+        w.birth_date(&cookie, "1984-07-02").await;
+        let sent = w.outbox.list().unwrap();
+        assert!(
+            sent.last()
+                .unwrap()
+                .body
+                .starts_with("Lakeside: Your verification code is "),
+            "{}",
+            sent.last().unwrap().body
+        );
+    }
+}

@@ -412,3 +412,192 @@ async fn front_desk_staff_and_admins_get_the_403_page() {
         "/sign-in?next=%2Faudit%2Fbreak%2Dglass"
     );
 }
+
+#[tokio::test]
+async fn the_privacy_officer_reviews_a_break_glass_access_with_a_sealed_note() {
+    for db in TestDatabase::all().await {
+        let app = App::new(db).await;
+        let patient = app
+            .create_patient(&app.token, &patient_body("Marisol", None, "+13125550127"))
+            .await;
+        let patient_id: salve_core::PatientId = patient.parse().unwrap();
+        app.store
+            .set_restriction(
+                app.practice,
+                &salve_core::permissions::Principal::Operator,
+                &RequestContext::default(),
+                patient_id,
+                true,
+                &[],
+            )
+            .await
+            .unwrap();
+        let (clinician, _, clinician_name) = member(&app, Role::Clinician).await;
+        app.store
+            .break_glass(
+                app.practice,
+                &salve_core::permissions::Principal::Staff {
+                    practice: app.practice,
+                    user: clinician,
+                    role: Role::Clinician,
+                },
+                &RequestContext::default(),
+                patient_id,
+                salve_core::permissions::BreakGlassCategory::EmergencyTreatment,
+                &Sensitive::new("Arrived unresponsive at the front desk".into()),
+            )
+            .await
+            .unwrap();
+        let (_, auditor, auditor_name) = member(&app, Role::Auditor).await;
+        let (_, admin, _) = member(&app, Role::Admin).await;
+
+        // Not reviewed yet: listed under "not reviewed", with a labelled review form.
+        let r = app
+            .send(page(
+                Req::get("/audit/break-glass?show=unreviewed"),
+                &auditor,
+            ))
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        assert!(r.text.contains(&clinician_name));
+        assert!(r.text.contains("Not reviewed"));
+        let grant = r
+            .text
+            .split("action=\"/audit/break-glass/")
+            .nth(1)
+            .unwrap()
+            .split('/')
+            .next()
+            .unwrap()
+            .to_owned();
+        assert!(
+            r.text
+                .contains(&format!("<label for=\"note-{grant}\">Review note</label>"))
+        );
+        assert!(r.text.contains("<option value=\"unreviewed\" selected>"));
+        let r = app
+            .send(page(Req::get("/audit/break-glass?show=reviewed"), &auditor))
+            .await;
+        assert!(
+            r.text
+                .contains("No break-glass access has been reviewed yet.")
+        );
+
+        // An admin may neither review by the API nor by the page.
+        let r = app
+            .send(
+                Req::post(format!("/api/v1/audit/break-glass/{grant}/review"))
+                    .cookie(&admin)
+                    .same_origin()
+                    .json(&json!({"note": "Looks fine"})),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN);
+        let path = format!("/audit/break-glass/{grant}/review");
+        let r = app
+            .send(page(Req::post(&path), &admin).form(&format!("csrf={CSRF}&note=fine")))
+            .await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN);
+
+        // An empty note comes back on its row.
+        let r = app
+            .send(
+                page(Req::post(&path), &auditor)
+                    .form(&format!("csrf={CSRF}&note=+++&show=unreviewed")),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text);
+        assert!(r.text.contains("Write a short note"));
+        assert!(
+            r.text
+                .contains(&format!("aria-describedby=\"note-error-{grant}\""))
+        );
+
+        // Reviewed: who and when, the note; the filters follow.
+        let note = "Confirmed with the ER log: the emergency was real";
+        let r = app
+            .send(page(Req::post(&path), &auditor).form(&format!(
+                "csrf={CSRF}&show=unreviewed&note={}",
+                note.replace(' ', "+").replace(':', "%3A")
+            )))
+            .await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
+        assert_eq!(r.headers["location"], "/audit/break-glass?show=unreviewed");
+        let r = app
+            .send(page(
+                Req::get("/audit/break-glass?show=unreviewed"),
+                &auditor,
+            ))
+            .await;
+        assert!(
+            r.text
+                .contains("Every break-glass access has been reviewed.")
+        );
+        let r = app
+            .send(page(Req::get("/audit/break-glass?show=reviewed"), &auditor))
+            .await;
+        assert!(
+            r.text.contains(&format!("by {auditor_name}, ")),
+            "{}",
+            r.text
+        );
+        assert!(r.text.contains(note));
+        assert!(!r.text.contains(&format!("action=\"{path}\"")));
+
+        // Once only.
+        let r = app
+            .send(page(Req::post(&path), &auditor).form(&format!("csrf={CSRF}&note=again")))
+            .await;
+        assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.text);
+        assert!(r.text.contains("This access was already reviewed."));
+        assert!(r.text.contains(note), "the first note stands");
+        let r = app
+            .send(
+                Req::post(format!("/api/v1/audit/break-glass/{grant}/review"))
+                    .cookie(&auditor)
+                    .same_origin()
+                    .json(&json!({"note": "again"})),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CONFLICT);
+
+        // The API's report and filter.
+        let r = app
+            .send(
+                Req::get("/api/v1/audit/break-glass?reviewed=true")
+                    .cookie(&auditor)
+                    .same_origin(),
+            )
+            .await;
+        let grants = r.json()["grants"].as_array().unwrap().clone();
+        assert_eq!(grants.len(), 1);
+        assert_eq!(grants[0]["review"]["note"], note);
+        let r = app
+            .send(
+                Req::get("/api/v1/audit/break-glass?reviewed=false")
+                    .cookie(&auditor)
+                    .same_origin(),
+            )
+            .await;
+        assert!(r.json()["grants"].as_array().unwrap().is_empty());
+
+        // Sealed at rest; audited without the note in clear.
+        let stored: Vec<u8> = sqlx::query_scalar("SELECT note FROM break_glass_reviews")
+            .fetch_one(app.store.pool_for_tests())
+            .await
+            .unwrap();
+        assert!(!String::from_utf8_lossy(&stored).contains("ER log"));
+        let audit = app.practice_audit().await;
+        let row = audit
+            .iter()
+            .find(|row| row.action == "break_glass.review")
+            .expect("the review is audited");
+        assert_eq!(row.targets, vec![patient.clone(), grant.clone()]);
+        assert!(
+            row.context
+                .as_ref()
+                .is_none_or(|c| !String::from_utf8_lossy(c).contains("ER log"))
+        );
+        app.assert_audit_verifies().await;
+    }
+}

@@ -229,7 +229,13 @@ async fn send_link(app: &App, patient: &str) -> (String, String) {
 async fn last_code(app: &App) -> String {
     let sent = app.outbox().await.list().unwrap();
     let body = &sent.last().unwrap().body;
-    body.split("code is ").nth(1).unwrap()[..6].to_owned()
+    // The reviewed wording in the patient's language: English or Spanish.
+    let after = body
+        .split("code is ")
+        .nth(1)
+        .or_else(|| body.split("clave de acceso es ").nth(1))
+        .unwrap();
+    after[..6].to_owned()
 }
 
 async fn failures(app: &App, link: &str) -> i64 {
@@ -559,8 +565,12 @@ async fn a_spanish_speaking_patient_gets_spanish_pages() {
     assert!(html.contains(">Continuar</button>"));
     assert!(html.contains("llame al 911"));
 
-    // Once verified, the patient's preferred language, whatever the browser says.
+    // Once verified, the patient's preferred language, whatever the browser says; the code
+    // came in Spanish too.
     let mut b = verify(&app, &rosa, Some("en-US")).await;
+    let sent = app.outbox().await.list().unwrap();
+    let code_text = &sent.last().unwrap().body;
+    assert!(code_text.contains("Su clave de acceso es "), "{code_text}");
     let r = b.get("/portal").await;
     let html = r.text();
     assert!(html.contains("<html lang=\"es\">"), "{html}");
@@ -852,7 +862,7 @@ async fn preferences_record_consent_and_confidential_requests_as_the_patient() {
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
     assert!(
         r.text()
-            .contains("<li>Only contact me by email (no text messages)</li>")
+            .contains(">Only contact me by email (no text messages)</span>")
     );
     let record = consent_record(&app, &ana).await;
     let requests = record["confidential_requests"].as_array().unwrap();
@@ -946,4 +956,103 @@ async fn the_practices_message_and_the_patients_reply_read_in_order() {
         1,
         "status on own messages only"
     );
+}
+
+#[tokio::test]
+async fn the_patient_withdraws_their_own_confidential_request() {
+    for db in TestDatabase::all().await {
+        let app = App::new(db).await;
+        let ana = new_patient(&app, "Ana", "+13125550142", None).await;
+        let leo = new_patient(&app, "Leo", "+13125550143", None).await;
+        // Leo's request, recorded by staff: Ana can never withdraw it.
+        let r = app
+            .send(
+                Req::post(format!("/api/v1/patients/{leo}/confidential-requests"))
+                    .bearer(&app.token)
+                    .json(&json!({"rule": "never_medium", "value": "sms", "method": "verbal"})),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+        let leos = r.json()["id"].as_str().unwrap().to_owned();
+
+        let mut b = verify(&app, &ana, None).await;
+        let csrf = b.csrf();
+        let r = b
+            .post_form(
+                "/portal/preferences/confidential",
+                &[("csrf", &csrf), ("rule", "medium:sms")],
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        let record = consent_record(&app, &ana).await;
+        let id = record["confidential_requests"][0]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        // One withdraw button per request in force, a form with its CSRF field.
+        let html = r.text();
+        let action = format!("action=\"/portal/preferences/confidential/{id}/withdraw\"");
+        assert!(html.contains(&action), "{html}");
+        assert!(html.contains(&format!("aria-describedby=\"req-{id}\">Withdraw</button>")));
+        assert_clean_html(&html);
+
+        // Without the form's token: refused, nothing changes.
+        let path = format!("/portal/preferences/confidential/{id}/withdraw");
+        let r = b.post_form(&path, &[]).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN);
+        let record = consent_record(&app, &ana).await;
+        assert!(record["confidential_requests"][0]["withdrawn_at"].is_null());
+
+        // Another patient's request, or a made-up id: not found, and Leo's stays in force.
+        let r = b
+            .post_form(
+                &format!("/portal/preferences/confidential/{leos}/withdraw"),
+                &[("csrf", &csrf)],
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND);
+        assert!(r.text().contains("That request is no longer in force."));
+        let r = b
+            .post_form(
+                "/portal/preferences/confidential/not-an-id/withdraw",
+                &[("csrf", &csrf)],
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND);
+        let record = consent_record(&app, &leo).await;
+        assert!(record["confidential_requests"][0]["withdrawn_at"].is_null());
+
+        // Withdrawn: kept in the record, marked withdrawn, no longer listed with a button.
+        let r = b.post_form(&path, &[("csrf", &csrf)]).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        assert!(r.text().contains("Your request was withdrawn."));
+        assert!(!r.text().contains(&action));
+        assert!(r.text().contains("You have no requests."));
+        let record = consent_record(&app, &ana).await;
+        let requests = record["confidential_requests"].as_array().unwrap();
+        assert_eq!(requests.len(), 1);
+        assert!(requests[0]["withdrawn_at"].is_string(), "{record}");
+        // Twice: nothing left to withdraw.
+        let r = b.post_form(&path, &[("csrf", &csrf)]).await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND);
+
+        // The JSON API for the patient session does the same; without a session it refuses.
+        let r = app
+            .send(Req::delete(format!("/api/v1/portal/confidential-requests/{id}")).same_origin())
+            .await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+
+        // Audited as the patient, and the chain holds.
+        let audit = app.practice_audit().await;
+        let withdrawals = audit
+            .iter()
+            .filter(|row| {
+                row.action == "confidential.record"
+                    && row.actor_kind == "patient"
+                    && row.actor_id == ana
+            })
+            .count();
+        assert_eq!(withdrawals, 2, "the request and its withdrawal");
+        app.assert_audit_verifies().await;
+    }
 }

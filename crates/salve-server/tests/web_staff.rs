@@ -495,9 +495,16 @@ async fn the_inbox_and_a_conversation_show_what_staff_need() {
             .await;
         assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
 
+        // Leo's appointment reminder goes by plain text message.
+        let leo = w.patient("Leo", "0143").await;
+        w.grant(&leo, "sms_plain", "care_messages").await;
+        w.sent_message(&leo, json!({"text": APPOINTMENT_TEXT}))
+            .await;
+
         let mut b = staff_browser(&w, &w.clinician).await;
         let r = b.get("/inbox").await;
         assert_page(&r);
+        assert!(r.text.contains("<td>Text message</td>"), "{}", r.text);
         assert!(
             r.text
                 .contains(&format!("href=\"/inbox/{conv}\">Ana Quintanilla</a>")),
@@ -505,6 +512,9 @@ async fn the_inbox_and_a_conversation_show_what_staff_need() {
             r.text
         );
         assert!(r.text.contains("2 unread"), "{}", r.text);
+        // The channel of the last message that went by one (the note has none), in words.
+        assert!(r.text.contains("<th scope=\"col\">Channel</th>"));
+        assert!(r.text.contains("<td>Secure portal</td>"), "{}", r.text);
         assert!(
             r.text.contains("Nov 25, 09:0"),
             "the practice's local time: {}",
@@ -904,4 +914,161 @@ async fn the_staff_assets_are_served() {
             && js.contains("/sign-in?expired=1")
     );
     assert!(!js.contains("eval(") && !js.contains("innerHTML"));
+}
+
+#[tokio::test]
+async fn an_account_in_two_practices_picks_one_after_the_password() {
+    for db in TestDatabase::all().await {
+        let app = App::new(db).await;
+        let staff = app.staff(app.practice, Role::Staff).await;
+        let t = salve_crypto::token::mint("salve_i");
+        let (_, created) = app
+            .store
+            .invite_user(
+                &salve_core::audit::Actor::Cli,
+                &salve_core::audit::RequestContext::default(),
+                app.other,
+                &salve_core::Sensitive::new(staff.email.clone()),
+                &salve_core::Sensitive::new("Staff member".into()),
+                Role::Clinician,
+                &t.hash,
+                3600,
+            )
+            .await
+            .unwrap();
+        assert!(!created, "the same account, a second membership");
+
+        // The API answers with the choice and starts no session.
+        let r = app
+            .send(Req::post("/api/v1/session").same_origin().json(&json!({
+                "email": staff.email, "password": common::PASSWORD
+            })))
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        assert_eq!(r.json()["stage"], "choose_practice");
+        let mut names: Vec<String> = r.json()["practices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["name"].as_str().unwrap().to_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["Elsewhere", "Lakeside"]);
+        assert!(!r.headers.contains_key(header::SET_COOKIE));
+        // A wrong password never shows the practices.
+        let r = app
+            .send(Req::post("/api/v1/session").same_origin().json(&json!({
+                "email": staff.email, "password": "not the password at all"
+            })))
+            .await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+        assert!(!r.text.contains("Elsewhere"));
+
+        // The page: the picker, labelled, the email kept, the password asked for again.
+        let mut b = Browser::new(&app);
+        b.get("/sign-in").await;
+        let r = b
+            .post(
+                "/sign-in",
+                &[
+                    ("email", staff.email.as_str()),
+                    ("password", common::PASSWORD),
+                    ("next", "/inbox"),
+                ],
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        assert_page(&r);
+        assert!(r.text.contains("<legend>Practice</legend>"));
+        let other = app.other.to_string();
+        assert!(r.text.contains(&format!(
+            "<label for=\"practice-{other}\">Elsewhere</label>"
+        )));
+        assert!(r.text.contains(">Lakeside</label>"));
+        assert!(r.text.contains("enter your password again"));
+        assert!(r.text.contains(&format!("value=\"{}\"", staff.email)));
+        assert!(
+            !r.text.contains(common::PASSWORD),
+            "the password is not echoed"
+        );
+        assert!(b.session().is_none());
+
+        // Choosing the second practice signs in there.
+        let r = b
+            .post(
+                "/sign-in",
+                &[
+                    ("email", staff.email.as_str()),
+                    ("password", common::PASSWORD),
+                    ("practice_id", other.as_str()),
+                    ("next", "/inbox"),
+                ],
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
+        assert_eq!(location(&r), "/sign-in/enroll?next=%2Finbox");
+        let r = b.send(Req::get("/api/v1/session")).await;
+        assert_eq!(r.json()["practice_id"], other, "{}", r.text);
+    }
+}
+
+#[tokio::test]
+async fn the_sign_in_pages_offer_a_passkey_through_a_served_script() {
+    let app = App::new(TestDatabase::sqlite()).await;
+    let mut staff = app.staff(app.practice, Role::Staff).await;
+    app.enroll(&mut staff).await;
+    let mut b = Browser::new(&app);
+    let r = b.get("/sign-in").await;
+    assert_page(&r);
+    let csp = r.headers["content-security-policy"].to_str().unwrap();
+    assert!(csp.contains("script-src 'self'"), "{csp}");
+    assert!(
+        r.text
+            .contains("<script src=\"/static/passkey.js\" defer></script>")
+    );
+    assert!(r.text.contains(
+        "<button type=\"button\" id=\"passkey-sign-in\" class=\"secondary\" hidden>Sign in with a passkey</button>"
+    ));
+    assert!(
+        r.text
+            .contains("<p id=\"passkey-status\" role=\"status\" hidden></p>")
+    );
+    // The second-factor page offers it too.
+    let to = password_step(&mut b, &staff.email, "/inbox").await;
+    let r = b.get(&to).await;
+    assert_page(&r);
+    assert!(r.text.contains("id=\"passkey-mfa\""));
+    assert!(
+        r.text
+            .contains("<script src=\"/static/passkey.js\" defer></script>")
+    );
+
+    // The script: served as JavaScript, calls the WebAuthn API with the server's options and
+    // posts to routes that exist; nothing evaluated, no HTML written.
+    let r = app.send(Req::get("/static/passkey.js")).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(
+        r.headers[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("text/javascript")
+    );
+    let js = r.text;
+    assert!(js.contains("navigator.credentials.get(requestOptions(r.json.options))"));
+    assert!(!js.contains("eval(") && !js.contains("innerHTML"));
+    let routes = salve_server::route_specs();
+    for path in [
+        "/api/v1/session/passkey",
+        "/api/v1/session/passkey/finish",
+        "/api/v1/session/mfa/passkey",
+        "/api/v1/session/mfa/passkey/finish",
+    ] {
+        assert!(js.contains(&format!("\"{path}\"")), "{path}");
+        assert!(
+            routes
+                .iter()
+                .any(|s| s.path == path && s.method == axum::http::Method::POST),
+            "{path}"
+        );
+    }
 }

@@ -133,6 +133,7 @@ pub fn describe_action(action: &str) -> String {
         "smart.token_refuse" => Some("Refused a SMART token request"),
         "practice.create" => Some("Created practice"),
         "conversation.list" => Some("Opened the inbox"),
+        "break_glass.review" => Some("Reviewed a break-glass access"),
         _ => None,
     };
     if let Some(label) = staff_side {

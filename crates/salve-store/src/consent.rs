@@ -491,35 +491,36 @@ impl Store {
         Ok(id)
     }
 
+    /// Withdraws a confidential-communication request (it stays in the record): by staff for
+    /// the patient, or by the patient themself from the portal. Audited as whoever did it.
     pub async fn withdraw_confidential_request(
         &self,
         practice: PracticeId,
-        principal: &Principal,
+        recorder: Recorder<'_>,
         ctx: &RequestContext,
         patient: PatientId,
         id: ConfidentialRequestId,
     ) -> Result<()> {
-        check_practice(principal, practice)?;
         let mut tx = self.begin().await?;
-        self.guard_patient_in_team(
-            &mut tx.tx,
-            practice,
-            principal,
-            Operation::ConsentRecord,
-            patient,
-            TeamGate::Open,
-        )
-        .await?;
+        if let Recorder::Principal(principal) = recorder {
+            check_practice(principal, practice)?;
+            self.guard_patient_in_team(
+                &mut tx.tx,
+                practice,
+                principal,
+                Operation::ConsentRecord,
+                patient,
+                TeamGate::Open,
+            )
+            .await?;
+        }
+        let actor = recorder.actor();
         let changed = sqlx::query(
             "UPDATE confidential_requests SET withdrawn_at = $1, withdrawn_by = $2 \
              WHERE id = $3 AND patient_id = $4 AND practice_id = $5 AND withdrawn_at IS NULL",
         )
         .bind(tx.now_micros())
-        .bind(format!(
-            "{}:{}",
-            principal.actor().kind(),
-            principal.actor().id()
-        ))
+        .bind(format!("{}:{}", actor.kind(), actor.id()))
         .bind(id.to_string())
         .bind(patient.to_string())
         .bind(practice.to_string())
@@ -531,7 +532,7 @@ impl Store {
         }
         tx.audit(conversation_event(
             practice,
-            principal.actor(),
+            actor,
             ctx,
             Action::ConfidentialRecord,
             vec![patient.to_string(), id.to_string()],

@@ -76,7 +76,9 @@ pub use messaging::{
     MessageStatus, MessageView, NewAttachment, NewJob, OutboundPlan, PlanRefused, SendFacts,
 };
 pub use outbox::{ClaimedJob, JobOutcome};
-pub use oversight::{Acknowledgment, BreakGlassGrant, Guidelines};
+pub use oversight::{
+    Acknowledgment, BreakGlassGrant, BreakGlassReview, Guidelines, MAX_REVIEW_NOTE_CHARS,
+};
 pub use passkeys::{Ceremony, CeremonyPurpose, StoredPasskey};
 pub use patient_accounts::PatientLogin;
 pub use patients::{Idempotency, Lookup, MAX_PAGE, Patient, PatientPage, RestrictedPatient};

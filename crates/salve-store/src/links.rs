@@ -470,3 +470,15 @@ pub(crate) async fn insert_link(
     .await?;
     Ok(id)
 }
+
+impl Store {
+    /// The preferred language tag of the patient a link was sent to (to write the one-time
+    /// code in); the link itself proves nothing yet, so only this one field leaves the store.
+    pub async fn link_patient_language(&self, link: &LinkInfo) -> Result<String> {
+        let mut conn = self.pool.acquire().await?;
+        let patient = self
+            .load_patient(&mut conn, link.practice_id, link.patient_id)
+            .await?;
+        Ok(patient.record.preferred_language)
+    }
+}

@@ -157,6 +157,9 @@ pub struct ConversationSummary {
     pub escalated: bool,
     /// A patient's text here suggested an emergency and no staff member has replied since.
     pub urgent: bool,
+    /// The channel of the newest message that went by one (`portal`, `sms`, `email`); notes
+    /// and system lines have none.
+    pub last_channel: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -648,6 +651,13 @@ impl Store {
                 .bind(conv.id.to_string())
                 .fetch_one(&mut *conn)
                 .await?;
+        let last_channel: Option<String> = sqlx::query_scalar(
+            "SELECT channel FROM messages WHERE conversation_id = $1 AND channel IS NOT NULL \
+             ORDER BY created_at DESC, id DESC LIMIT 1",
+        )
+        .bind(conv.id.to_string())
+        .fetch_optional(&mut *conn)
+        .await?;
         let policy = crate::hours::response_policy_in(conn, practice).await?;
         let response = crate::hours::response_status_in(
             conn,
@@ -673,6 +683,7 @@ impl Store {
             overdue: response.overdue,
             escalated: response.escalated,
             urgent: urgent_at.is_some(),
+            last_channel,
         })
     }
 

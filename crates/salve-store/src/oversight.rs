@@ -11,8 +11,31 @@ use salve_crypto::FieldAad;
 
 use crate::{Result, Store, StoreError};
 
-/// id, user, patient, category, sealed reason, granted at, expires at
-type GrantRow = (String, String, String, String, Vec<u8>, i64, i64);
+/// id, user, patient, category, sealed reason, granted at, expires at; the review: reviewer,
+/// sealed note, reviewed at
+type GrantRow = (
+    String,
+    String,
+    String,
+    String,
+    Vec<u8>,
+    i64,
+    i64,
+    Option<String>,
+    Option<Vec<u8>>,
+    Option<i64>,
+);
+
+/// The privacy officer's review of one break-glass access.
+#[derive(Debug, Clone)]
+pub struct BreakGlassReview {
+    pub reviewed_by: UserId,
+    pub note: Sensitive<String>,
+    pub reviewed_at: i64,
+}
+
+/// The longest review note, in characters.
+pub const MAX_REVIEW_NOTE_CHARS: usize = 1000;
 
 /// One break-glass grant as the auditor's report shows it.
 #[derive(Debug, Clone)]
@@ -24,6 +47,8 @@ pub struct BreakGlassGrant {
     pub reason: Sensitive<String>,
     pub granted_at: i64,
     pub expires_at: i64,
+    /// `None` until the privacy officer reviews it.
+    pub review: Option<BreakGlassReview>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -137,12 +162,15 @@ impl Store {
         Ok(expires_at)
     }
 
-    /// Every break-glass grant of a practice, newest first, reasons opened for the auditor.
+    /// Every break-glass grant of a practice, newest first, reasons (and review notes) opened
+    /// for the auditor.
     pub async fn break_glass_report(&self, practice: PracticeId) -> Result<Vec<BreakGlassGrant>> {
         let mut conn = self.pool.acquire().await?;
         let rows: Vec<GrantRow> = sqlx::query_as(
-            "SELECT id, user_id, patient_id, category, reason, granted_at, expires_at FROM break_glass_grants \
-             WHERE practice_id = $1 ORDER BY granted_at DESC",
+            "SELECT g.id, g.user_id, g.patient_id, g.category, g.reason, g.granted_at, g.expires_at, \
+             r.reviewed_by, r.note, r.reviewed_at FROM break_glass_grants g \
+             LEFT JOIN break_glass_reviews r ON r.grant_id = g.id \
+             WHERE g.practice_id = $1 ORDER BY g.granted_at DESC",
         )
         .bind(practice.to_string())
         .fetch_all(&mut *conn)
@@ -150,8 +178,19 @@ impl Store {
         let keys = self.ring.practice_keys(&mut conn, practice).await?;
         rows.into_iter()
             .map(
-                |(id, user, patient, category, reason, granted_at, expires_at)| {
+                |(id, user, patient, category, reason, granted_at, expires_at, by, note, at)| {
                     let bad = || StoreError::KeyRing("malformed break-glass row".into());
+                    let review = match (by, note, at) {
+                        (Some(by), Some(note), Some(at)) => Some(BreakGlassReview {
+                            reviewed_by: by.parse().map_err(|_| bad())?,
+                            note: Sensitive::new(keys.practice.open_string(
+                                FieldAad::new("break_glass_reviews", "note", &id),
+                                &note,
+                            )?),
+                            reviewed_at: at,
+                        }),
+                        _ => None,
+                    };
                     Ok(BreakGlassGrant {
                         id: id.parse().map_err(|_| bad())?,
                         user_id: user.parse().map_err(|_| bad())?,
@@ -163,10 +202,84 @@ impl Store {
                         )?),
                         granted_at,
                         expires_at,
+                        review,
                     })
                 },
             )
             .collect()
+    }
+
+    /// The privacy officer marks a break-glass access reviewed, with a note (sealed: it may
+    /// describe the patient). Once per access; audited in the same transaction.
+    pub async fn review_break_glass(
+        &self,
+        practice: PracticeId,
+        principal: &Principal,
+        ctx: &RequestContext,
+        grant: uuid::Uuid,
+        note: &Sensitive<String>,
+    ) -> Result<()> {
+        let Principal::Staff {
+            user,
+            practice: own,
+            ..
+        } = principal
+        else {
+            return Err(StoreError::Forbidden);
+        };
+        if *own != practice {
+            return Err(StoreError::NotFound);
+        }
+        if authorize(principal, Operation::BreakGlassReview, None) != Decision::Allow {
+            return Err(StoreError::Forbidden);
+        }
+        let text = note.expose().trim();
+        if text.is_empty() || text.chars().count() > MAX_REVIEW_NOTE_CHARS {
+            return Err(StoreError::Invalid(format!(
+                "`note` must have 1 to {MAX_REVIEW_NOTE_CHARS} characters"
+            )));
+        }
+        let mut tx = self.begin().await?;
+        let now = tx.now_micros();
+        let row = grant.to_string();
+        let patient: Option<String> = sqlx::query_scalar(
+            "SELECT patient_id FROM break_glass_grants WHERE id = $1 AND practice_id = $2",
+        )
+        .bind(&row)
+        .bind(practice.to_string())
+        .fetch_optional(&mut *tx.tx)
+        .await?;
+        let patient = patient.ok_or(StoreError::NotFound)?;
+        let keys = self.ring.practice_keys(&mut tx.tx, practice).await?;
+        let inserted = sqlx::query(
+            "INSERT INTO break_glass_reviews (grant_id, practice_id, reviewed_by, note, reviewed_at) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (grant_id) DO NOTHING",
+        )
+        .bind(&row)
+        .bind(practice.to_string())
+        .bind(user.to_string())
+        .bind(
+            keys.practice
+                .seal_str(FieldAad::new("break_glass_reviews", "note", &row), text),
+        )
+        .bind(now)
+        .execute(&mut *tx.tx)
+        .await?
+        .rows_affected();
+        if inserted == 0 {
+            return Err(StoreError::Conflict(
+                "this break-glass access was already reviewed",
+            ));
+        }
+        tx.audit(AuditEvent {
+            scope: ChainScope::Practice(practice),
+            actor: principal.actor(),
+            action: Action::BreakGlassReview,
+            targets: vec![patient, row],
+            outcome: Outcome::Success,
+            context: ctx.clone(),
+        });
+        tx.commit().await
     }
 
     /// Publishes a new version of the practice's messaging guidelines.

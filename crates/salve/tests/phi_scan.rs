@@ -821,7 +821,12 @@ async fn messaging(salve: &Salve, api: &Api, patient: &str, consent: &ConsentTex
     let sent = outbox_bodies(salve).await;
     let code: String = sent
         .last()
-        .and_then(|b| b.split("code is ").nth(1))
+        // The reviewed wording in the patient's language (this patient reads Spanish).
+        .and_then(|b| {
+            b.split("code is ")
+                .nth(1)
+                .or_else(|| b.split("clave de acceso es ").nth(1))
+        })
         .map(|c| c.chars().take(6).collect())
         .unwrap_or_else(|| panic!("no code in {sent:?}"));
     let resp = portal_post("/api/v1/portal/code", &link_cookie, json!({"code": code}))

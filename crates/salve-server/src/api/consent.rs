@@ -408,7 +408,7 @@ pub async fn withdraw_confidential(
         .store
         .withdraw_confidential_request(
             practice_of(&principal)?,
-            &principal,
+            Recorder::Principal(&principal),
             &client.audit_context(),
             path_id::<PatientId>(&patient, "patient")?,
             // An id that names nothing still goes through the patient's gate, so the answer for

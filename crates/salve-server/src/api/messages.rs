@@ -144,6 +144,9 @@ pub struct ConversationView {
     pub escalated: bool,
     /// A patient's text suggested an emergency; cleared by a staff reply.
     pub urgent: bool,
+    /// `portal`, `sms` or `email`: how the newest message that used a channel went (absent:
+    /// only notes so far).
+    pub last_channel: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -242,6 +245,7 @@ pub(crate) fn conversation_view(c: &ConversationSummary) -> ConversationView {
         overdue: c.overdue,
         escalated: c.escalated,
         urgent: c.urgent,
+        last_channel: c.last_channel.clone(),
     }
 }
 

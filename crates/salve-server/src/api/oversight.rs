@@ -1,13 +1,13 @@
 //! Break-glass, the auditor's break-glass report, and the practice's messaging guidelines.
 
 use axum::Extension;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use salve_core::FieldError;
 use salve_core::permissions::{BreakGlassCategory, Principal, break_glass_reason};
+use salve_core::{FieldError, Sensitive};
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 
 use crate::AppState;
 use crate::api::{practice_of, rfc3339};
@@ -39,6 +39,29 @@ pub struct BreakGlassEntry {
     pub reason: String,
     pub granted_at: String,
     pub expires_at: String,
+    /// Absent until the privacy officer reviews the access.
+    pub review: Option<BreakGlassReviewView>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct BreakGlassReviewView {
+    pub reviewed_by: uuid::Uuid,
+    pub note: String,
+    pub reviewed_at: String,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct BreakGlassQuery {
+    /// `true`: only reviewed accesses; `false`: only those still to review (default: all).
+    pub reviewed: Option<bool>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BreakGlassReviewBody {
+    /// What the review found (1 to 1000 characters; sealed, it may describe the patient).
+    pub note: String,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -141,12 +164,13 @@ pub async fn break_glass(
         .into_response())
 }
 
-/// Every break-glass access of the practice, with its reason.
-#[utoipa::path(get, path = "/api/v1/audit/break-glass", tag = "audit",
+/// Every break-glass access of the practice, with its reason and its review, if any.
+#[utoipa::path(get, path = "/api/v1/audit/break-glass", tag = "audit", params(BreakGlassQuery),
     responses((status = 200, body = BreakGlassReport)), security(("bearer" = ["audit:read"]), ("session" = [])))]
 pub async fn break_glass_report(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
+    Query(q): Query<BreakGlassQuery>,
 ) -> Result<axum::Json<BreakGlassReport>, ApiError> {
     let practice = practice_of(&principal)?;
     let grants = state
@@ -154,6 +178,7 @@ pub async fn break_glass_report(
         .break_glass_report(practice)
         .await?
         .into_iter()
+        .filter(|g| q.reviewed.is_none_or(|want| g.review.is_some() == want))
         .map(|g| BreakGlassEntry {
             id: g.id,
             user_id: g.user_id.as_uuid(),
@@ -162,9 +187,54 @@ pub async fn break_glass_report(
             reason: g.reason.expose().clone(),
             granted_at: rfc3339(g.granted_at),
             expires_at: rfc3339(g.expires_at),
+            review: g.review.map(|r| BreakGlassReviewView {
+                reviewed_by: r.reviewed_by.as_uuid(),
+                note: r.note.expose().clone(),
+                reviewed_at: rfc3339(r.reviewed_at),
+            }),
         })
         .collect();
     Ok(axum::Json(BreakGlassReport { grants }))
+}
+
+/// The privacy officer marks one break-glass access reviewed, with a short note (once).
+#[utoipa::path(post, path = "/api/v1/audit/break-glass/{id}/review", tag = "audit",
+    params(("id" = uuid::Uuid, Path)), request_body = BreakGlassReviewBody,
+    responses((status = 204), (status = 404, body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 409, body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 422, body = crate::error::Problem, content_type = "application/problem+json")),
+    security(("session" = [])))]
+pub async fn review_break_glass(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Extension(client): Extension<ClientInfo>,
+    Path(id): Path<String>,
+    body: JsonBody<BreakGlassReviewBody>,
+) -> Result<StatusCode, ApiError> {
+    let practice = practice_of(&principal)?;
+    let grant: uuid::Uuid = crate::api::path_id(&id, "break-glass access")?;
+    let note = body.value.note.trim();
+    if note.is_empty() || note.chars().count() > salve_store::MAX_REVIEW_NOTE_CHARS {
+        return Err(ApiError::validation(vec![FieldError::new(
+            "note",
+            "1 to 1000 characters",
+        )]));
+    }
+    state
+        .store
+        .review_break_glass(
+            practice,
+            &principal,
+            &client.audit_context(),
+            grant,
+            &Sensitive::new(note.to_owned()),
+        )
+        .await
+        .map_err(|e| match e {
+            salve_store::StoreError::NotFound => ApiError::not_found("break-glass access"),
+            other => other.into(),
+        })?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 fn staff_user(principal: &Principal) -> Result<salve_core::UserId, ApiError> {

@@ -402,6 +402,7 @@ pub async fn finish_mfa(
         SignInStep {
             stage: "active".into(),
             factors: None,
+            practices: None,
         },
     )
     .await
@@ -634,6 +635,7 @@ pub async fn finish_sign_in(
         SignInStep {
             stage: "active".into(),
             factors: None,
+            practices: None,
         },
     ))
 }

@@ -7,12 +7,14 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use salve_channels::{Channel, OutgoingMessage};
+use salve_core::ConfidentialRequestId;
 use salve_core::Sensitive;
 use salve_core::audit::{Action, Outcome};
 use salve_core::links::{self, LinkState};
 use salve_core::patient::ContactKind;
 use salve_core::permissions::Principal;
-use salve_store::{LinkInfo, PatientSession};
+use salve_core::system_messages::{self, Extra, Language, SystemMessageKind};
+use salve_store::{LinkInfo, PatientSession, Recorder, StoreError};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
@@ -360,6 +362,20 @@ pub async fn submit_birth_date(
         .set_link_code(&link, &code.hash, &keys, &ctx)
         .await?;
     let name = state.store.practice(link.practice_id).await?.name;
+    // The reviewed wording, in the patient's own language.
+    let lang = Language::for_tag(&state.store.link_patient_language(&link).await?);
+    let settings = state.store.messaging_settings(link.practice_id).await?;
+    let text = system_messages::render(
+        SystemMessageKind::OneTimeCode,
+        lang,
+        &settings.practice_fields(),
+        Extra::Code(code.secret.as_str()),
+    )
+    .map_err(|e| ApiError::internal(format!("the code message cannot be written: {e}")))?;
+    let subject = match lang {
+        Language::En => format!("Your {name} code"),
+        Language::Es => format!("Su clave de {name}"),
+    };
     let message = OutgoingMessage {
         id: uuid::Uuid::now_v7(),
         channel: match link.contact_kind {
@@ -368,11 +384,8 @@ pub async fn submit_birth_date(
         },
         // Only the contact point the link went to, never another.
         to: link.contact.clone(),
-        subject: Some(format!("Your {name} code")),
-        body: Sensitive::new(format!(
-            "Your {name} code is {}. It expires in 10 minutes.",
-            code.secret.as_str()
-        )),
+        subject: Some(subject),
+        body: Sensitive::new(text),
     };
     state.provider.send(&message).await.map_err(|e| {
         tracing::warn!(
@@ -479,4 +492,35 @@ pub async fn me(
         expected_reply: crate::api::hours::expected_reply(&state, session.practice_id, lang)
             .await?,
     }))
+}
+
+/// The verified patient withdraws one of their own confidential-communication requests (it
+/// stays in the record, marked withdrawn; audited as the patient, like staff's withdrawal).
+#[utoipa::path(delete, path = "/api/v1/portal/confidential-requests/{request_id}", tag = "portal",
+    params(("request_id" = uuid::Uuid, Path)),
+    responses((status = 204), (status = 401, body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, body = crate::error::Problem, content_type = "application/problem+json")))]
+pub async fn withdraw_own_confidential(
+    State(state): State<AppState>,
+    Extension(client): Extension<ClientInfo>,
+    headers: HeaderMap,
+    Path(request): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let session = patient_session(&state, &headers).await?;
+    let request = crate::api::path_id::<ConfidentialRequestId>(&request, "confidential request")?;
+    state
+        .store
+        .withdraw_confidential_request(
+            session.practice_id,
+            Recorder::Patient(session.patient_id),
+            &client.audit_context(),
+            session.patient_id,
+            request,
+        )
+        .await
+        .map_err(|e| match e {
+            StoreError::NotFound => ApiError::not_found("confidential request"),
+            other => other.into(),
+        })?;
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -41,6 +41,17 @@ pub struct SignInStep {
     /// At stage `mfa`: the second factors this account can use (`totp`, `passkey`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub factors: Option<Vec<String>>,
+    /// At stage `choose_practice` (the password was right, the account belongs to several
+    /// practices, none was named): sign in again with one of these as `practice_id`. No
+    /// session is started.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub practices: Option<Vec<PracticeChoice>>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct PracticeChoice {
+    pub id: uuid::Uuid,
+    pub name: String,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -281,11 +292,20 @@ pub async fn sign_in(
                 .await?;
             return Err(wrong_credentials());
         }
-        (None, _) => {
-            return Err(ApiError::validation(vec![salve_core::FieldError::new(
-                "practice_id",
-                "the practice to sign in to (this account belongs to several)",
-            )]));
+        (None, several) => {
+            let mut practices = Vec::with_capacity(several.len());
+            for m in several {
+                practices.push(PracticeChoice {
+                    id: m.practice_id.as_uuid(),
+                    name: state.store.practice(m.practice_id).await?.name,
+                });
+            }
+            return Ok(axum::Json(SignInStep {
+                stage: "choose_practice".into(),
+                factors: None,
+                practices: Some(practices),
+            })
+            .into_response());
         }
     };
     state.store.throttle_reset(&account_key).await?;
@@ -328,6 +348,7 @@ pub async fn sign_in(
         SignInStep {
             stage: stage.as_str().to_owned(),
             factors,
+            practices: None,
         },
     ))
 }
@@ -504,6 +525,7 @@ pub async fn verify_mfa(
         SignInStep {
             stage: "active".into(),
             factors: None,
+            practices: None,
         },
     )
     .await

@@ -43,6 +43,13 @@ const ASSETS: &[Asset] = &[
         immutable: false,
     },
     Asset {
+        name: "passkey.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../../static/passkey.js"),
+        gzip: None,
+        immutable: false,
+    },
+    Asset {
         name: "admin.css",
         content_type: "text/css; charset=utf-8",
         body: include_bytes!("../../static/admin.css"),

@@ -48,6 +48,12 @@ pub(crate) fn routes() -> Vec<PageRoute> {
             get(patient_report),
         ),
         page(Method::GET, "/audit/break-glass", audit, get(break_glass)),
+        page(
+            Method::POST,
+            "/audit/break-glass/{id}/review",
+            Access::Op(Operation::BreakGlassReview),
+            post(review_break_glass),
+        ),
         page(Method::GET, "/audit/consent", audit, get(consent)),
         page(Method::GET, "/audit/verify", audit, get(verify_form)),
         page(Method::POST, "/audit/verify", audit, post(verify)),
@@ -503,6 +509,7 @@ async fn patient_report(
 }
 
 pub(crate) struct GrantRow {
+    id: String,
     granted_at: String,
     expires_at: String,
     active: bool,
@@ -511,6 +518,40 @@ pub(crate) struct GrantRow {
     category: String,
     reason: String,
     patient: String,
+    review: Option<ReviewCell>,
+    /// The note as typed and why it was refused, when this row's review form came back.
+    error: Option<(String, &'static str)>,
+}
+
+pub(crate) struct ReviewCell {
+    by: String,
+    at: String,
+    note: String,
+}
+
+/// Which accesses the report shows.
+#[derive(Debug, Default, Deserialize)]
+struct BreakGlassShow {
+    #[serde(default)]
+    show: String,
+}
+
+impl BreakGlassShow {
+    /// `Some(false)`: still to review; `Some(true)`: reviewed; `None`: all.
+    fn reviewed(&self) -> Option<bool> {
+        match self.show.as_str() {
+            "unreviewed" => Some(false),
+            "reviewed" => Some(true),
+            _ => None,
+        }
+    }
+    fn value(&self) -> &'static str {
+        match self.reviewed() {
+            Some(false) => "unreviewed",
+            Some(true) => "reviewed",
+            None => "all",
+        }
+    }
 }
 
 #[derive(Template)]
@@ -520,32 +561,67 @@ struct BreakGlassPage<'a> {
     frame: &'a StaffFrame,
     rows: Vec<GrantRow>,
     zone: String,
+    show: &'static str,
+    can_review: bool,
+    /// A refusal not tied to a form on the page (the access was already reviewed).
+    notice: Option<&'static str>,
 }
 
-/// GET /audit/break-glass: every break-glass access with its reason (the API's report).
+/// GET /audit/break-glass: every break-glass access with its reason and review (the API's
+/// report), filtered by reviewed or not.
 async fn break_glass(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
     Extension(session): Extension<SessionCaller>,
+    Query(show): Query<BreakGlassShow>,
     page: Page,
 ) -> Result<Response, ApiError> {
-    let ctx = context(&state, &principal, &session).await?;
-    let axum::Json(report) =
-        oversight::break_glass_report(State(state.clone()), Extension(principal)).await?;
+    render_break_glass(&state, &principal, &session, &show, page, None).await
+}
+
+async fn render_break_glass(
+    state: &AppState,
+    principal: &Principal,
+    session: &SessionCaller,
+    show: &BreakGlassShow,
+    page: Page,
+    error: Option<(String, String, &'static str)>,
+) -> Result<Response, ApiError> {
+    let ctx = context(state, principal, session).await?;
+    let axum::Json(report) = oversight::break_glass_report(
+        State(state.clone()),
+        Extension(principal.clone()),
+        Query(oversight::BreakGlassQuery {
+            reviewed: show.reviewed(),
+        }),
+    )
+    .await?;
     let members = state.store.staff_members(ctx.practice).await?;
     let now = salve_core::clock::to_micros(state.clock.now());
-    let rows = report
+    let micros = |s: &str| {
+        time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+            .map(salve_core::clock::to_micros)
+            .unwrap_or_default()
+    };
+    let name_of = |id: uuid::Uuid| {
+        members
+            .iter()
+            .find(|m| m.id.as_uuid() == id)
+            .map_or_else(|| "Unknown staff member".to_owned(), |m| m.name.clone())
+    };
+    let rows: Vec<GrantRow> = report
         .grants
         .into_iter()
         .map(|g| {
             let member = members.iter().find(|m| m.id.as_uuid() == g.user_id);
-            let micros = |s: &str| {
-                time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
-                    .map(salve_core::clock::to_micros)
-                    .unwrap_or_default()
-            };
             let expires = micros(&g.expires_at);
+            let id = g.id.to_string();
             GrantRow {
+                error: error
+                    .as_ref()
+                    .filter(|(row, _, _)| *row == id && g.review.is_none())
+                    .map(|(_, note, why)| (note.clone(), *why)),
+                id,
                 granted_at: ctx.clock.show(micros(&g.granted_at)),
                 expires_at: ctx.clock.show(expires),
                 active: expires > now,
@@ -554,15 +630,92 @@ async fn break_glass(
                 category: g.category.replace('_', " "),
                 reason: g.reason,
                 patient: g.patient_id.to_string(),
+                review: g.review.map(|r| ReviewCell {
+                    by: name_of(r.reviewed_by),
+                    at: ctx.clock.show(micros(&r.reviewed_at)),
+                    note: r.note,
+                }),
             }
         })
         .collect();
-    Ok(page.render(&BreakGlassPage {
-        page: &page,
-        frame: &ctx.frame,
-        rows,
-        zone: ctx.clock.zone_name(),
-    }))
+    // Refused for a row that no longer has its form: said at the top instead.
+    let notice = error
+        .as_ref()
+        .filter(|(row, _, _)| {
+            !rows
+                .iter()
+                .any(|r: &GrantRow| r.error.is_some() && r.id == *row)
+        })
+        .map(|(_, _, why)| *why);
+    let status = match &error {
+        Some(_) if notice.is_some() => StatusCode::CONFLICT,
+        Some(_) => StatusCode::UNPROCESSABLE_ENTITY,
+        None => StatusCode::OK,
+    };
+    Ok(page.render_with_status(
+        status,
+        &BreakGlassPage {
+            page: &page,
+            frame: &ctx.frame,
+            rows,
+            zone: ctx.clock.zone_name(),
+            show: show.value(),
+            can_review: salve_core::permissions::authorize(
+                principal,
+                Operation::BreakGlassReview,
+                None,
+            ) == salve_core::permissions::Decision::Allow,
+            notice,
+        },
+    ))
+}
+
+/// POST /audit/break-glass/{id}/review: the review form, through the API (which authorizes and
+/// audits it); a refused note comes back on its row.
+async fn review_break_glass(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Extension(session): Extension<SessionCaller>,
+    Extension(client): Extension<ClientInfo>,
+    Path(id): Path<String>,
+    page: Page,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let form = crate::web::admin::FormFields::parse(&body);
+    let note = form.get("note");
+    let show = BreakGlassShow {
+        show: form.get("show"),
+    };
+    let result = oversight::review_break_glass(
+        State(state.clone()),
+        Extension(principal.clone()),
+        Extension(client),
+        Path(id.clone()),
+        crate::extract::JsonBody {
+            value: oversight::BreakGlassReviewBody { note: note.clone() },
+            sha256: [0; 32],
+        },
+    )
+    .await;
+    let why = match result {
+        Ok(_) => {
+            return Ok(page.redirect(&format!("/audit/break-glass?show={}", show.value())));
+        }
+        Err(e) if e.status == StatusCode::UNPROCESSABLE_ENTITY => {
+            "Write a short note (up to 1000 characters) on what the review found."
+        }
+        Err(e) if e.status == StatusCode::CONFLICT => "This access was already reviewed.",
+        Err(e) => return Err(e),
+    };
+    render_break_glass(
+        &state,
+        &principal,
+        &session,
+        &show,
+        page,
+        Some((id, note, why)),
+    )
+    .await
 }
 
 #[derive(Debug, Default, Deserialize)]

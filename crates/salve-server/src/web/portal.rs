@@ -82,6 +82,12 @@ pub(crate) fn routes() -> Vec<PageRoute> {
             Verified,
             post(preferences::save_confidential),
         ),
+        page(
+            Method::POST,
+            "/portal/preferences/confidential/{id}/withdraw",
+            Verified,
+            post(preferences::withdraw_confidential),
+        ),
         page(Method::GET, "/portal/access", Verified, get(access::show)),
         page(
             Method::GET,

@@ -20,6 +20,7 @@ use crate::error::ApiError;
 use crate::web::frame::StaffFrame;
 use crate::web::{Page, PageRoute, page, safe_next};
 
+pub mod account;
 pub mod inbox;
 pub mod sign_in;
 
@@ -74,6 +75,19 @@ pub(crate) fn routes() -> Vec<PageRoute> {
             "/session/keepalive",
             Session(ACTIVE),
             post(keepalive),
+        ),
+        // Every signed-in role reads the guidelines: the same gate opens one's own account.
+        page(
+            Method::GET,
+            "/account",
+            Op(GuidelinesRead),
+            get(account::show),
+        ),
+        page(
+            Method::POST,
+            "/account/passkeys/{id}/remove",
+            Op(GuidelinesRead),
+            post(account::remove),
         ),
         page(
             Method::GET,

@@ -6,7 +6,7 @@
 use askama::Template;
 use axum::Extension;
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use salve_core::Sensitive;
@@ -37,6 +37,12 @@ pub struct PurposeGroup {
     pub boxes: Vec<ChannelBox>,
 }
 
+/// A request in force, with the id its withdraw button posts to.
+pub struct ActiveRequest {
+    pub id: String,
+    pub label: String,
+}
+
 pub struct Choice {
     pub value: String,
     pub id: String,
@@ -53,7 +59,7 @@ struct PreferencesPage<'a> {
     consent_text: Option<ConsentText>,
     consent_error: Option<&'static str>,
     risk_error: bool,
-    confidential: Vec<String>,
+    confidential: Vec<ActiveRequest>,
     choices: Vec<Choice>,
     confidential_error: Option<&'static str>,
     saved: Option<&'static str>,
@@ -185,7 +191,10 @@ async fn render(
     let confidential = requests
         .iter()
         .filter(|r| r.withdrawn_at.is_none())
-        .map(|r| describe_rule(&r.rule, es))
+        .map(|r| ActiveRequest {
+            id: r.id.to_string(),
+            label: describe_rule(&r.rule, es),
+        })
         .collect();
     let record = state
         .store
@@ -404,5 +413,45 @@ pub async fn save_confidential(
     } else {
         "We recorded your request. The practice follows it from now on."
     });
+    render(&state, &client, v, notes).await
+}
+
+/// Withdraws one of the patient's own requests, through the portal API (which audits it as
+/// the patient).
+pub async fn withdraw_confidential(
+    State(state): State<AppState>,
+    Extension(client): Extension<ClientInfo>,
+    headers: HeaderMap,
+    Path(request): Path<String>,
+    page: Page,
+) -> Result<Response, ApiError> {
+    let v = verified(&state, &client, &headers, page, "/portal/preferences").await?;
+    let es = v.frame.es;
+    let mut notes = Notes::default();
+    match crate::api::portal::withdraw_own_confidential(
+        State(state.clone()),
+        Extension(client.clone()),
+        headers,
+        Path(request),
+    )
+    .await
+    {
+        Ok(_) => {
+            notes.saved = Some(if es {
+                "Retiramos su solicitud."
+            } else {
+                "Your request was withdrawn."
+            });
+        }
+        Err(e) if e.status == StatusCode::NOT_FOUND => {
+            notes.confidential_error = Some(if es {
+                "Esa solicitud ya no está vigente."
+            } else {
+                "That request is no longer in force."
+            });
+            notes.status = Some(StatusCode::NOT_FOUND);
+        }
+        Err(e) => return Err(e),
+    }
     render(&state, &client, v, notes).await
 }

@@ -164,6 +164,7 @@ pub(crate) struct Row {
     urgent: bool,
     overdue: bool,
     escalated: bool,
+    channel: Option<&'static str>,
 }
 
 fn row(c: &ConversationView, zone: &str) -> Row {
@@ -182,6 +183,7 @@ fn row(c: &ConversationView, zone: &str) -> Row {
         urgent: c.urgent,
         overdue: c.overdue,
         escalated: c.escalated,
+        channel: c.last_channel.as_deref().map(channel_label),
     }
 }
 

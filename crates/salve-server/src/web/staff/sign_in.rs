@@ -69,6 +69,13 @@ struct SignInPage<'a> {
     email: String,
     error: Option<String>,
     notice: Option<&'static str>,
+    /// The practices to choose from, once the password showed the account has several.
+    practices: Vec<PracticeOption>,
+}
+
+pub(crate) struct PracticeOption {
+    id: String,
+    name: String,
 }
 
 pub(crate) async fn form(page: Page, Query(q): Query<SignInQuery>) -> Response {
@@ -85,6 +92,7 @@ pub(crate) async fn form(page: Page, Query(q): Query<SignInQuery>) -> Response {
         email: String::new(),
         error: None,
         notice,
+        practices: Vec::new(),
     })
 }
 
@@ -93,6 +101,7 @@ pub(crate) struct SignInForm {
     email: Option<String>,
     password: Option<String>,
     next: Option<String>,
+    practice_id: Option<String>,
 }
 
 pub(crate) async fn submit(
@@ -114,6 +123,7 @@ pub(crate) async fn submit(
                 email,
                 error: Some(error),
                 notice: None,
+                practices: Vec::new(),
             },
         )
     };
@@ -131,13 +141,37 @@ pub(crate) async fn submit(
         body(session::SignInBody {
             email: email.clone(),
             password,
-            practice_id: None,
+            practice_id: f.practice_id.as_deref().and_then(|p| p.parse().ok()),
         }),
     )
     .await;
     match result {
         Ok(response) => {
             let (_, headers, json) = json_of(response).await;
+            if json["stage"] == "choose_practice" {
+                // The password is not kept anywhere: the picker asks for it once more.
+                let practices = json["practices"]
+                    .as_array()
+                    .map(|list| {
+                        list.iter()
+                            .map(|p| PracticeOption {
+                                id: p["id"].as_str().unwrap_or_default().to_owned(),
+                                name: p["name"].as_str().unwrap_or_default().to_owned(),
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                return page.render(&SignInPage {
+                    page: &page,
+                    next: next.clone().unwrap_or_default(),
+                    email,
+                    error: None,
+                    notice: Some(
+                        "Your account belongs to several practices. Choose one, then enter your password again.",
+                    ),
+                    practices,
+                });
+            }
             let to = match json["stage"].as_str() {
                 Some("enroll") => "/sign-in/enroll",
                 Some("mfa") => "/sign-in/code",
