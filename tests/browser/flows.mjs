@@ -328,7 +328,7 @@ async function staffSignIn(page, who, label, next) {
   if (label) await check(page, `${label}-sign-in`);
   await page.getByLabel('Email').fill(staff.email);
   await page.getByLabel('Password').fill(seed.password);
-  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.getByRole('button', { name: 'Sign in', exact: true }).click();
   await page.waitForURL(/\/sign-in\/code/);
   await page.getByRole('heading', { level: 1, name: 'Enter your authentication code' }).waitFor();
   if (label) await check(page, `${label}-sign-in-code`);

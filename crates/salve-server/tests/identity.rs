@@ -1057,6 +1057,8 @@ const LINK_ROUTES: &[(&str, &str, Option<&str>)] = &[
         Some(r#"{"MessageSid": "SM1"}"#),
     ),
     ("POST", "/webhooks/telnyx/{id}", Some(r#"{"data": {}}"#)),
+    // SMART token requests: only a client's signed assertion opens them.
+    ("POST", "/oauth2/token", None),
     (
         "POST",
         "/api/v1/account/password",
@@ -1134,6 +1136,7 @@ const RECORD_KINDS: &[(&str, &[Target])] = &[
         &[Target::Own, Target::Other],
     ),
     ("/api/v1/tokens/{id}", &[Target::Own, Target::Other]),
+    ("/api/v1/smart-clients/{id}", &[Target::Own, Target::Other]),
     (
         "/api/v1/secure-links/{id}",
         &[Target::Own, Target::Restricted, Target::Other],
@@ -1300,6 +1303,15 @@ fn templates() -> Vec<Template> {
         t(Method::POST, "/api/v1/tokens", 201)
             .body(|_| Some(json!({"label": "EHR", "scopes": ["patients:read"]}))),
         t(Method::DELETE, "/api/v1/tokens/{id}", 204),
+        // SMART clients: admins only, like tokens.
+        t(Method::GET, "/api/v1/smart-clients", 200),
+        t(Method::POST, "/api/v1/smart-clients", 201).body(|_| {
+            Some(json!({"name": "EHR", "scopes": ["system/Patient.rs"], "jwks": {"keys": [{
+                "kty": "EC", "crv": "P-384", "kid": "matrix",
+                "x": "99klQ4ieizEIARDtVG-bd3KgDvJxINUfiRDL27LI4dpnr_qtyESLxwOjELh5lLsH",
+                "y": "6erH6OLC-tlnJbe9tnpa3H9mA8OnefFe8ndTZevU-zNmVObFwOZrUYo29pYmXv2l"}]}}))
+        }),
+        t(Method::DELETE, "/api/v1/smart-clients/{id}", 204),
         // Patients.
         t(Method::POST, "/api/v1/patients", 201)
             .body(|_| Some(patient_body("Nadia", None, "+13125550190"))),
@@ -1684,6 +1696,23 @@ async fn matrix_fixture(app: &App, admin: &str) -> Fixture {
     let tokens = "/api/v1/tokens/{id}";
     ids.insert((tokens, Target::Own), spare_token(app.practice).await);
     ids.insert((tokens, Target::Other), spare_token(app.other).await);
+    let spare_client = async |practice| {
+        app.store
+            .register_smart_client(
+                Actor::Cli,
+                &RequestContext::default(),
+                practice,
+                "spare",
+                r#"{"keys": []}"#,
+                "system/Patient.rs",
+            )
+            .await
+            .unwrap()
+            .to_string()
+    };
+    let clients = "/api/v1/smart-clients/{id}";
+    ids.insert((clients, Target::Own), spare_client(app.practice).await);
+    ids.insert((clients, Target::Other), spare_client(app.other).await);
     let links = "/api/v1/secure-links/{id}";
     ids.insert((links, Target::Own), own_link);
     ids.insert((links, Target::Restricted), restricted_link);

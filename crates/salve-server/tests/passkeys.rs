@@ -574,3 +574,64 @@ async fn the_account_page_lists_passkeys_offers_to_add_one_and_removes_one() {
     let r = app.send(Req::get("/account")).await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
 }
+
+#[tokio::test]
+async fn the_account_page_lists_ones_own_sessions_and_signs_out_another_device() {
+    for db in TestDatabase::all().await {
+        let app = app(db).await;
+        let mut staff = app.staff(app.practice, Role::Staff).await;
+        let laptop = app.signed_in(&mut staff).await;
+        app.next_step();
+        let phone = app.signed_in(&mut staff).await;
+        const CSRF: &str = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQ";
+        let page = |req: Req| {
+            req.header(
+                "cookie",
+                format!("{}={laptop}; salve_csrf={CSRF}", salve_server::COOKIE),
+            )
+            .same_origin()
+        };
+        let r = app.send(page(Req::get("/account"))).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        assert_eq!(r.text.matches("(this session)").count(), 1, "{}", r.text);
+        let sessions = app
+            .send(Req::get("/api/v1/session/sessions").cookie(&laptop))
+            .await
+            .json();
+        let other = sessions["sessions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["current"] == false)
+            .expect("the phone's session")["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let path = format!("/account/sessions/{other}/end");
+        assert!(r.text.contains(&format!("action=\"{path}\"")), "{}", r.text);
+
+        // Without the form's token: refused, the phone still signed in.
+        let r = app.send(page(Req::post(&path)).form("")).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN);
+        let still = app.send(Req::get("/api/v1/session").cookie(&phone)).await;
+        assert_eq!(still.status, StatusCode::OK);
+
+        let r = app
+            .send(page(Req::post(&path)).form(&format!("csrf={CSRF}")))
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        assert!(r.text.contains("That session was signed out."));
+        let gone = app.send(Req::get("/api/v1/session").cookie(&phone)).await;
+        assert_eq!(gone.status, StatusCode::UNAUTHORIZED);
+        let mine = app.send(Req::get("/api/v1/session").cookie(&laptop)).await;
+        assert_eq!(mine.status, StatusCode::OK, "this device stays signed in");
+        let again = app
+            .send(page(Req::post(&path)).form(&format!("csrf={CSRF}")))
+            .await;
+        assert_eq!(again.status, StatusCode::NOT_FOUND);
+        assert_eq!(
+            count(&app.practice_audit().await, "session.end", "success"),
+            1
+        );
+    }
+}

@@ -90,6 +90,12 @@ pub(crate) fn routes() -> Vec<PageRoute> {
             post(account::remove),
         ),
         page(
+            Method::POST,
+            "/account/sessions/{id}/end",
+            Op(GuidelinesRead),
+            post(account::end_session),
+        ),
+        page(
             Method::GET,
             "/guidelines",
             Op(GuidelinesRead),

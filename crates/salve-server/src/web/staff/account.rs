@@ -1,5 +1,6 @@
 //! The signed-in person's own account: their passkeys, added with the browser's WebAuthn
-//! prompt (static/passkey.js drives the API's registration ceremony) and removed by a form.
+//! prompt (static/passkey.js drives the API's registration ceremony) and removed by a form, and
+//! their live sessions in this practice, each of which they can end.
 
 use askama::Template;
 use axum::Extension;
@@ -10,7 +11,8 @@ use salve_core::permissions::Principal;
 
 use super::frame;
 use crate::AppState;
-use crate::api::passkeys;
+use crate::api::users::SessionView;
+use crate::api::{passkeys, session as session_api};
 use crate::auth::SessionCaller;
 use crate::context::ClientInfo;
 use crate::web::Page;
@@ -28,6 +30,7 @@ struct AccountPage<'a> {
     page: &'a Page,
     frame: &'a StaffFrame,
     passkeys: Vec<PasskeyRow>,
+    sessions: Vec<SessionView>,
     notice: Option<&'static str>,
 }
 
@@ -46,8 +49,12 @@ async fn render(
     let Some(caller) = session else {
         return StatusCode::FORBIDDEN.into_response();
     };
-    let list = match passkeys::list(State(state), Extension(caller.clone())).await {
+    let list = match passkeys::list(State(state.clone()), Extension(caller.clone())).await {
         Ok(l) => l.0,
+        Err(e) => return e.into_response(),
+    };
+    let sessions = match session_api::my_sessions(State(state), Extension(caller.clone())).await {
+        Ok(l) => l.0.sessions,
         Err(e) => return e.into_response(),
     };
     page.render_with_status(
@@ -64,6 +71,7 @@ async fn render(
                     last_used_at: p.last_used_at,
                 })
                 .collect(),
+            sessions,
             notice,
         },
     )
@@ -111,6 +119,37 @@ pub(crate) async fn remove(
         Err(e) if e.status == StatusCode::NOT_FOUND => {
             (Some("That passkey is already gone."), StatusCode::NOT_FOUND)
         }
+        Err(e) => return e.into_response(),
+    };
+    render(state, &principal, Some(caller), page, notice, status).await
+}
+
+/// POST /account/sessions/{id}/end: ends another of one's own sessions, through the API (which
+/// audits it).
+pub(crate) async fn end_session(
+    page: Page,
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Extension(client): Extension<ClientInfo>,
+    session: Option<Extension<SessionCaller>>,
+    Path(id): Path<String>,
+) -> Response {
+    let Some(caller) = session.as_deref() else {
+        return StatusCode::FORBIDDEN.into_response();
+    };
+    let (notice, status) = match session_api::end_my_session(
+        State(state.clone()),
+        Extension(client),
+        Extension(caller.clone()),
+        Path(id),
+    )
+    .await
+    {
+        Ok(_) => (Some("That session was signed out."), StatusCode::OK),
+        Err(e) if e.status == StatusCode::NOT_FOUND => (
+            Some("That session had already ended."),
+            StatusCode::NOT_FOUND,
+        ),
         Err(e) => return e.into_response(),
     };
     render(state, &principal, Some(caller), page, notice, status).await
