@@ -546,6 +546,44 @@ test('staff: left idle, the page warns, then signs out (browser and server clock
   await context.close();
 });
 
+test('staff: the front desk adds a passkey on the account page, then signs in with it alone', async () => {
+  const { context, page } = await person('front desk with a passkey');
+  // A virtual authenticator (Chromium's DevTools protocol) stands in for the device's own.
+  const cdp = await context.newCDPSession(page);
+  await cdp.send('WebAuthn.enable');
+  const { authenticatorId } = await cdp.send('WebAuthn.addVirtualAuthenticator', {
+    options: {
+      protocol: 'ctap2',
+      transport: 'internal',
+      hasResidentKey: true,
+      hasUserVerification: true,
+      isUserVerified: true,
+      automaticPresenceSimulation: true,
+    },
+  });
+  await staffSignIn(page, 'front_desk');
+  await page.goto(BASE_URL + '/account');
+  await page.getByRole('heading', { level: 1, name: 'Your account' }).waitFor();
+  await page.getByText('You have no passkeys yet.').waitFor();
+  await check(page, 'account');
+  await page.getByRole('button', { name: 'Add a passkey' }).click();
+  // Registered through the API's ceremony: the page comes back listing it.
+  await page.getByRole('button', { name: /^Remove/ }).waitFor();
+  const { credentials } = await cdp.send('WebAuthn.getCredentials', { authenticatorId });
+  assert.equal(credentials.length, 1, 'the authenticator holds one credential for Salve');
+  await check(page, 'account-with-passkey');
+
+  // Signed out, the passkey alone signs the front desk in: no password, no code.
+  await context.clearCookies();
+  await page.goto(BASE_URL + '/sign-in');
+  await page.getByRole('heading', { level: 1, name: 'Sign in' }).waitFor();
+  await page.getByLabel('Email').fill(seed.staff.front_desk.email);
+  await page.getByRole('button', { name: 'Sign in with a passkey' }).click();
+  await page.waitForURL((u) => !u.pathname.startsWith('/sign-in'));
+  await page.locator('header .who').filter({ hasText: seed.staff.front_desk.name }).waitFor();
+  await context.close();
+});
+
 test('axe-core finds a violation when there is one (self-check of the checker)', async () => {
   const { context, page } = await person('self-check');
   await page.goto(BASE_URL + '/');

@@ -269,7 +269,9 @@ async fn must_show_flows_in_a_real_browser() {
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let base = format!("http://127.0.0.1:{}", addr.port());
+    // `localhost`, not the address: browsers refuse an IP address as a WebAuthn relying party,
+    // and the passkey flow needs one.
+    let base = format!("http://localhost:{}", addr.port());
 
     let mut captured: Option<AppState> = None;
     let public_url = base.clone();
