@@ -1346,3 +1346,86 @@ async fn teams_are_created_renamed_given_members_and_deleted_from_their_page() {
         assert_eq!(r.status, StatusCode::FORBIDDEN);
     }
 }
+
+#[tokio::test]
+async fn systems_are_registered_with_public_keys_and_disabled_from_their_page() {
+    let w = World::new(TestDatabase::sqlite()).await;
+    let r = page(&w, &w.admin, Req::get("/admin/systems")).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_accessible(&r.text);
+    assert!(r.text.contains("No systems registered yet."));
+    assert!(r.text.contains("/oauth2/token"), "the token URL is shown");
+    assert!(r.text.contains("value=\"system/Patient.rs\""));
+
+    let public = r#"{"keys": [{"kty": "EC", "crv": "P-384", "kid": "ehr-1",
+        "x": "99klQ4ieizEIARDtVG-bd3KgDvJxINUfiRDL27LI4dpnr_qtyESLxwOjELh5lLsH",
+        "y": "6erH6OLC-tlnJbe9tnpa3H9mA8OnefFe8ndTZevU-zNmVObFwOZrUYo29pYmXv2l"}]}"#;
+    let private = public.replace("\"kid\"", "\"d\": \"c2VjcmV0\", \"kid\"");
+    let register = |jwks: String, scopes: &[&str]| {
+        let mut pairs = vec![("csrf", CSRF), ("name", "EHR sync")];
+        pairs.extend(scopes.iter().map(|s| ("scopes", *s)));
+        let mut body = form(&pairs);
+        body.push_str(&format!("&{}", form(&[("jwks", &jwks)])));
+        page(&w, &w.admin, Req::post("/admin/systems").form(&body))
+    };
+
+    // Refused: not JSON, a private key, no access chosen; the form keeps what was typed.
+    let r = register("not json".into(), &["system/Patient.rs"]).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text);
+    assert!(r.text.contains("role=\"alert\"") && r.text.contains("JWK Set as JSON"));
+    let r = register(private, &["system/Patient.rs"]).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text);
+    assert!(
+        r.text.contains("Public keys: public keys only"),
+        "{}",
+        r.text
+    );
+    assert!(r.text.contains("value=\"system/Patient.rs\" checked"));
+    let r = register(public.into(), &[]).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text);
+    assert!(
+        r.text.contains("Access: at least one scope is required"),
+        "{}",
+        r.text
+    );
+    assert!(r.text.contains("ehr-1"), "the keys are kept in the form");
+
+    let r = register(
+        public.into(),
+        &["system/Patient.rs", "system/Appointment.crus"],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
+    let clients = w.admin(Req::get("/api/v1/smart-clients")).await.json();
+    let id = clients["clients"][0]["client_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = page(&w, &w.admin, Req::get("/admin/systems?done=registered")).await;
+    assert!(r.text.contains(&id) && r.text.contains("System registered."));
+    assert!(r.text.contains("<code>system/Appointment.crus</code>"));
+
+    // Disabled from the page; a form without its token is refused.
+    let path = format!("/admin/systems/{id}/disable");
+    let r = page(&w, &w.admin, Req::post(&path).form("")).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let r = page(
+        &w,
+        &w.admin,
+        Req::post(&path).form(&form(&[("csrf", CSRF)])),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
+    let clients = w.admin(Req::get("/api/v1/smart-clients")).await.json();
+    assert!(clients["clients"][0]["disabled_at"].is_string());
+    let r = page(&w, &w.admin, Req::get("/admin/systems")).await;
+    assert!(
+        !r.text.contains(&format!("action=\"{path}\"")),
+        "no second disable"
+    );
+
+    // The front desk cannot open the page.
+    let (_, front_desk) = messaging_world::session(&w.app, Role::Staff).await;
+    let r = page(&w, &front_desk, Req::get("/admin/systems")).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+}

@@ -21,6 +21,7 @@ mod outbox;
 mod oversight;
 mod patients;
 mod settings;
+mod systems;
 mod teams;
 mod users;
 mod vendors;
@@ -160,6 +161,24 @@ pub(crate) fn routes() -> Vec<PageRoute> {
             "/admin/restricted/{id}",
             Access::Op(PatientRestrict),
             post(oversight::save_restriction),
+        ),
+        page(
+            Method::GET,
+            "/admin/systems",
+            Access::Op(TokenManage),
+            get(systems::show),
+        ),
+        page(
+            Method::POST,
+            "/admin/systems",
+            Access::Op(TokenManage),
+            post(systems::register),
+        ),
+        page(
+            Method::POST,
+            "/admin/systems/{id}/disable",
+            Access::Op(TokenManage),
+            post(systems::disable),
         ),
         page(
             Method::GET,
@@ -364,6 +383,12 @@ const SECTIONS: &[(&str, &str, &str, Operation)] = &[
         "Carrier registration",
         "What to submit to register the practice's texting numbers with US carriers.",
         Operation::VendorRead,
+    ),
+    (
+        "/admin/systems",
+        "Connected systems",
+        "EHRs and scripts that sign in with their own keys (SMART backend services), and what they may read or write.",
+        Operation::TokenManage,
     ),
     (
         "/admin/outbox",
