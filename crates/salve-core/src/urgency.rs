@@ -38,6 +38,7 @@ pub mod eval;
 const EN: &str = include_str!("../data/urgency/en.txt");
 const ES: &str = include_str!("../data/urgency/es.txt");
 const LOOKALIKES: &str = include_str!("../data/urgency/lookalikes.txt");
+const CONCEPTS: &str = include_str!("../data/urgency/concepts.txt");
 
 /// The assessment of one inbound text.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -78,6 +79,12 @@ enum Marker {
     Info,
     Persisting,
     Joke,
+    Acuity,
+    Severe,
+    Inability,
+    Present,
+    Risk,
+    Routine,
 }
 
 impl Marker {
@@ -91,6 +98,12 @@ impl Marker {
             "@info" => Self::Info,
             "@persisting" => Self::Persisting,
             "@joke" => Self::Joke,
+            "@acuity" => Self::Acuity,
+            "@present" => Self::Present,
+            "@inability" => Self::Inability,
+            "@severe" => Self::Severe,
+            "@risk" => Self::Risk,
+            "@routine" => Self::Routine,
             _ => return None,
         })
     }
@@ -101,6 +114,17 @@ struct Rule {
     name: &'static str,
     crisis: bool,
     idiom: bool,
+    need: Need,
+}
+
+/// What else a sign needs to be urgent (concepts.txt): phrases stand alone, a concept needs
+/// the text to say it is acute, or needs company.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Need {
+    Alone,
+    Present,
+    Acuity,
+    Company,
 }
 
 /// What an automaton pattern is.
@@ -138,7 +162,8 @@ struct Matcher {
     known: HashMap<String, ()>,
 }
 
-static MATCHER: LazyLock<Matcher> = LazyLock::new(|| Matcher::build(&[EN, ES, LOOKALIKES]));
+static MATCHER: LazyLock<Matcher> =
+    LazyLock::new(|| Matcher::build(&[EN, ES, LOOKALIKES, CONCEPTS]));
 
 /// Sign words worth correcting one typo in (long and distinctive; "stroke" is not, it is one
 /// letter from "strike").
@@ -225,6 +250,15 @@ impl Matcher {
                                         name,
                                         crisis: flags.contains(&"crisis"),
                                         idiom: flags.contains(&"idiom"),
+                                        need: if flags.contains(&"present") {
+                                            Need::Present
+                                        } else if flags.contains(&"acuity") {
+                                            Need::Acuity
+                                        } else if flags.contains(&"company") {
+                                            Need::Company
+                                        } else {
+                                            Need::Alone
+                                        },
                                     });
                                     rules.len() - 1
                                 });
@@ -358,7 +392,17 @@ impl Matcher {
             if let Pattern::Marker(m) = p {
                 markers.push((m, first, last));
                 for i in first..=last {
-                    if m == Marker::Exclude {
+                    if matches!(
+                        m,
+                        Marker::Acuity
+                            | Marker::Severe
+                            | Marker::Inability
+                            | Marker::Present
+                            | Marker::Risk
+                            | Marker::Routine
+                    ) {
+                        // Context for concepts only: no bearing on "persisting".
+                    } else if m == Marker::Exclude {
                         masked[i] = true;
                     } else if marker_words[i].is_none() || m != Marker::Persisting {
                         marker_words[i] = Some(m);
@@ -389,7 +433,7 @@ impl Matcher {
                 reasons.push(Reason::keyword("look-alike: ", r.name));
             } else if !r.crisis && self.negated(&words, &clause_of, first) {
                 reasons.push(Reason::keyword("negated: ", r.name));
-            } else if r.idiom && !r.crisis && joke {
+            } else if (r.idiom || r.name.starts_with("c_")) && !r.crisis && joke {
                 reasons.push(Reason::keyword("joke: ", r.name));
             } else {
                 kept.push((rule, first));
@@ -420,6 +464,7 @@ impl Matcher {
                 !undone
             });
         }
+        self.compose(&mut kept, &markers, &clause_of, &mut reasons);
         let mut kept: Vec<usize> = kept.into_iter().map(|(rule, _)| rule).collect();
         kept.sort_unstable();
         kept.dedup();
@@ -437,6 +482,79 @@ impl Matcher {
             urgent: !kept.is_empty(),
             crisis,
             reasons: out,
+        }
+    }
+
+    /// Concepts (concepts.txt) stay only with what they need: an acuity marker, a risk marker
+    /// or another concept; a routine context (refill, results) needs the acuity beside it.
+    fn compose(
+        &self,
+        kept: &mut Vec<(usize, usize)>,
+        markers: &[(Marker, usize, usize)],
+        clause_of: &[usize],
+        reasons: &mut Vec<Reason>,
+    ) {
+        let has = |m: Marker| markers.iter().any(|&(k, ..)| k == m);
+        let marker_in = |m: Marker, clause: usize| {
+            markers
+                .iter()
+                .any(|&(k, first, _)| k == m && clause_of[first] == clause)
+        };
+        // Beside a routine topic only severity counts ("refill my inhaler now" is routine).
+        let acuity_in = |clause: usize| marker_in(Marker::Severe, clause);
+        let severe = has(Marker::Severe);
+        let (acuity, risk, routine) = (
+            has(Marker::Acuity) || has(Marker::Inability) || has(Marker::Severe),
+            has(Marker::Risk),
+            has(Marker::Routine),
+        );
+        // Concepts vouch for each other only while they stand: repeat until nothing changes.
+        loop {
+            let needs: Vec<(usize, Need)> =
+                kept.iter().map(|&(r, _)| (r, self.rules[r].need)).collect();
+            let other = |rule: usize, pred: &dyn Fn(Need) -> bool| {
+                needs
+                    .iter()
+                    .any(|&(r, n)| r != rule && self.rules[r].name.starts_with("c_") && pred(n))
+            };
+            let other_than_pain = |rule: usize| {
+                needs.iter().any(|&(r, _)| {
+                    r != rule
+                        && self.rules[r].name.starts_with("c_")
+                        && self.rules[r].name != "c_pain"
+                })
+            };
+            let before = kept.len();
+            kept.retain(|&(rule, first)| {
+                let r = &self.rules[rule];
+                if r.crisis || !r.name.starts_with("c_") {
+                    return true;
+                }
+                let ok = match r.need {
+                    Need::Alone => true,
+                    Need::Present => {
+                        acuity
+                            || marker_in(Marker::Present, clause_of[first])
+                            || risk
+                            || other(rule, &|n| n != Need::Company)
+                    }
+                    // Any other concept but bare pain ("throwing up blood", "fever, stiff neck").
+                    Need::Acuity => acuity || risk || other_than_pain(rule),
+                    Need::Company => {
+                        risk || severe
+                            || other(rule, &|n| n != Need::Company)
+                            || (acuity && other(rule, &|_| true))
+                    }
+                };
+                let ok = ok && !(routine && !acuity_in(clause_of[first]));
+                if !ok {
+                    reasons.push(Reason::keyword("concept without acuity: ", r.name));
+                }
+                ok
+            });
+            if kept.len() == before {
+                break;
+            }
         }
     }
 
@@ -482,7 +600,9 @@ impl Matcher {
             }
             let w = words[j].as_str();
             if self.negators.iter().any(|n| n == w) {
-                return true;
+                // "no para de sangrar": the negation is of the stopping, not of the sign.
+                let next = words.get(j + 1).map(String::as_str);
+                return !matches!(next, Some("para" | "paro" | "deja" | "dejo"));
             }
             if !self.negation_gap.iter().any(|g| g == w) {
                 return false;
@@ -637,6 +757,58 @@ mod tests {
         urgent("tried to kill myself years ago and I feel that way again");
         let u = assess("I'm not suicidal");
         assert!(!u.urgent, "{:?}", u.reasons);
+    }
+
+    /// Situations told without a listed sign phrase: a concept (body system or situation) with
+    /// something saying it is happening now, badly, or to someone vulnerable. Written for this
+    /// test, not taken from a labelled set.
+    #[test]
+    fn concepts_with_acuity_are_urgent() {
+        for text in [
+            "my grandfather is on the floor and wont answer me",
+            "she swallowed something from under the kitchen sink",
+            "his lips are turning blue",
+            "my wife collapsed in the kitchen",
+            "my son got into the medicine cabinet and ate a bunch of pills",
+            "the left side of his face looks wrong and he is slurring",
+            "I got stung and now my tongue feels huge and tight",
+            "cut my leg on glass, blood everywhere",
+            "36 weeks and havent felt her move since yesterday",
+            "my 5 week old feels really hot and won't feed",
+            "mi papa se desmayo en la cocina",
+            "a mi hijo se le hincho la lengua de repente",
+            "mi esposa esta sangrando muchisimo",
+            "chest feels weird and im sweating a lot",
+            "mi abuela esta muy confundida y no puede caminar",
+        ] {
+            urgent(text);
+        }
+        // Indirect crisis wording names 988.
+        for text in [
+            "everyone would be better off without me",
+            "I wrote a note for my family, this is goodbye",
+            "ya no aguanto mas, quiero desaparecer para siempre",
+        ] {
+            let u = assess(text);
+            assert!(u.urgent && u.crisis, "{text:?}: {:?}", u.reasons);
+        }
+    }
+
+    #[test]
+    fn concepts_without_acuity_or_in_routine_context_are_not_urgent() {
+        for text in [
+            "my heart rate monitor app wont sync",
+            "can I get a refill on my asthma inhaler now",
+            "what should I do if my son ever has a seizure?",
+            "I fell last year, all good now",
+            "I have a question about my allergy medicine",
+            "my baby has a little rash on her cheek",
+            "can i take ibuprofen with my blood thinner",
+            "drowning in paperwork lol",
+            "es normal tener un poco de fiebre despues de la vacuna?",
+        ] {
+            calm(text);
+        }
     }
 
     #[test]
