@@ -6,6 +6,36 @@
 use salve_core::urgency::assess;
 
 fn main() {
+    if std::env::args().any(|a| a == "--stdin") {
+        for line in std::io::stdin().lines().map_while(Result::ok) {
+            let u = assess(&line);
+            let r: Vec<&str> = u.reasons.iter().map(|r| r.as_str()).collect();
+            println!(
+                "{} {line:?} [{}]",
+                if u.urgent { "URGENT" } else { "calm  " },
+                r.join("; ")
+            );
+        }
+        return;
+    }
+    // `--bits FILE`: one 0/1 per line (assessed urgent), no text: to compare two versions.
+    if let Some(file) = std::env::args().skip_while(|a| a != "--bits").nth(1) {
+        let raw = std::fs::read_to_string(file).expect("the set");
+        let bits: String = raw
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).expect("a JSON line");
+                if assess(v["text"].as_str().expect("text")).urgent {
+                    '1'
+                } else {
+                    '0'
+                }
+            })
+            .collect();
+        println!("{bits}");
+        return;
+    }
     let show = std::env::args().skip_while(|a| a != "--show").nth(1);
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/data/urgency/");
     let mut sets = vec!["dev", "eval", "holdout"];
@@ -47,6 +77,15 @@ fn main() {
                     reasons.join("; ")
                 );
             }
+        }
+        let cases: Vec<salve_core::urgency::eval::LabeledCase> = raw
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| serde_json::from_str(l).expect("a labelled case"))
+            .collect();
+        let report = salve_core::urgency::eval::score(&cases);
+        for (lang, s) in &report.by_lang {
+            println!("  {set} {lang}: {}", s.summary());
         }
         let pct = |a: usize, b: usize| 100.0 * a as f64 / b.max(1) as f64;
         println!(

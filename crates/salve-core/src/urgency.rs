@@ -85,6 +85,7 @@ enum Marker {
     Present,
     Risk,
     Routine,
+    Scheduling,
 }
 
 impl Marker {
@@ -104,6 +105,7 @@ impl Marker {
             "@severe" => Self::Severe,
             "@risk" => Self::Risk,
             "@routine" => Self::Routine,
+            "@scheduling" => Self::Scheduling,
             _ => return None,
         })
     }
@@ -115,6 +117,8 @@ struct Rule {
     crisis: bool,
     idiom: bool,
     need: Need,
+    /// Its own words are @risk markers ("pregnant"): a risk does not vouch for it.
+    own_risk: bool,
 }
 
 /// What else a sign needs to be urgent (concepts.txt): phrases stand alone, a concept needs
@@ -250,6 +254,7 @@ impl Matcher {
                                         name,
                                         crisis: flags.contains(&"crisis"),
                                         idiom: flags.contains(&"idiom"),
+                                        own_risk: flags.contains(&"own_risk"),
                                         need: if flags.contains(&"present") {
                                             Need::Present
                                         } else if flags.contains(&"acuity") {
@@ -352,6 +357,8 @@ impl Matcher {
         // The words (collapsed, corrected), their clause, and their byte offsets in `line`:
         // " w1 w2 | w3 ", where '|' ends a clause.
         let mut words: Vec<String> = Vec::new();
+        // Numbers as written (collapsing would read "220" as "20").
+        let mut numbers: Vec<Option<u32>> = Vec::new();
         let mut clause_of: Vec<usize> = Vec::new();
         let mut starts: Vec<usize> = Vec::new();
         let mut line = String::from(" ");
@@ -366,6 +373,7 @@ impl Matcher {
                 line.push_str(&word);
                 line.push(' ');
                 words.push(word);
+                numbers.push(w.parse().ok());
                 clause_of.push(c);
             }
         }
@@ -400,6 +408,7 @@ impl Matcher {
                             | Marker::Present
                             | Marker::Risk
                             | Marker::Routine
+                            | Marker::Scheduling
                     ) {
                         // Context for concepts only: no bearing on "persisting".
                     } else if m == Marker::Exclude {
@@ -449,6 +458,19 @@ impl Matcher {
             let over = markers
                 .iter()
                 .any(|(m, ..)| matches!(m, Marker::Resolved | Marker::Info));
+            // "should I still come Thursday?" asks about the visit: it undoes a concept only
+            // when nothing in the concept's own clause says it is acute.
+            let over_strong = markers.iter().any(|&(m, first, last)| {
+                matches!(m, Marker::Resolved | Marker::Info)
+                    && !markers
+                        .iter()
+                        .any(|&(s, f, l)| s == Marker::Scheduling && f <= first && last <= l)
+            });
+            let acute_clause = |clause: usize| {
+                markers.iter().any(|&(m, f, _)| {
+                    matches!(m, Marker::Acuity | Marker::Severe) && clause_of[f] == clause
+                })
+            };
             let history: Vec<usize> = markers
                 .iter()
                 .filter(|(m, ..)| *m == Marker::History)
@@ -457,6 +479,11 @@ impl Matcher {
             kept.retain(|&(rule, first)| {
                 let r = &self.rules[rule];
                 let old = history.contains(&clause_of[first]);
+                let over = if r.name.starts_with("c_") {
+                    over_strong || (over && !acute_clause(clause_of[first]))
+                } else {
+                    over
+                };
                 let undone = old || (over && !r.crisis);
                 if undone {
                     reasons.push(Reason::keyword("past, resolved or asked about: ", r.name));
@@ -464,7 +491,14 @@ impl Matcher {
                 !undone
             });
         }
-        self.compose(&mut kept, &markers, &clause_of, &mut reasons);
+        self.compose(
+            &mut kept,
+            &markers,
+            &words,
+            &numbers,
+            &clause_of,
+            &mut reasons,
+        );
         let mut kept: Vec<usize> = kept.into_iter().map(|(rule, _)| rule).collect();
         kept.sort_unstable();
         kept.dedup();
@@ -491,9 +525,16 @@ impl Matcher {
         &self,
         kept: &mut Vec<(usize, usize)>,
         markers: &[(Marker, usize, usize)],
+        words: &[String],
+        numbers: &[Option<u32>],
         clause_of: &[usize],
         reasons: &mut Vec<Reason>,
     ) {
+        // "took 20 pills", "20 of my pills": a count of five or more just before a concept.
+        let counted = |first: usize| {
+            (first.saturating_sub(3)..first)
+                .any(|j| numbers[j].is_some_and(|n| (5..=1000).contains(&n)))
+        };
         let has = |m: Marker| markers.iter().any(|&(k, ..)| k == m);
         let marker_in = |m: Marker, clause: usize| {
             markers
@@ -502,11 +543,18 @@ impl Matcher {
         };
         // Beside a routine topic only severity counts ("refill my inhaler now" is routine).
         let acuity_in = |clause: usize| marker_in(Marker::Severe, clause);
-        let severe = has(Marker::Severe);
-        let (acuity, risk, routine) = (
+        // A blood pressure reading of 180 or more ("pressure is 220 over 130") is severe (the
+        // words are collapsed: "presure").
+        let high_bp = numbers.iter().enumerate().any(|(j, n)| {
+            n.is_some_and(|n| (180..=320).contains(&n))
+                && words[j.saturating_sub(3)..j]
+                    .iter()
+                    .any(|p| matches!(p.as_str(), "presure" | "presion" | "bp"))
+        });
+        let severe = has(Marker::Severe) || high_bp;
+        let (acuity, risk) = (
             has(Marker::Acuity) || has(Marker::Inability) || has(Marker::Severe),
             has(Marker::Risk),
-            has(Marker::Routine),
         );
         // Concepts vouch for each other only while they stand: repeat until nothing changes.
         loop {
@@ -535,18 +583,26 @@ impl Matcher {
                     Need::Present => {
                         acuity
                             || marker_in(Marker::Present, clause_of[first])
-                            || risk
+                            || risk && !r.own_risk
                             || other(rule, &|n| n != Need::Company)
                     }
                     // Any other concept but bare pain ("throwing up blood", "fever, stiff neck").
-                    Need::Acuity => acuity || risk || other_than_pain(rule),
+                    Need::Acuity => {
+                        acuity || risk && !r.own_risk || other_than_pain(rule) || counted(first)
+                    }
                     Need::Company => {
-                        risk || severe
+                        risk && !r.own_risk
+                            || severe
                             || other(rule, &|n| n != Need::Company)
                             || (acuity && other(rule, &|_| true))
                     }
                 };
-                let ok = ok && !(routine && !acuity_in(clause_of[first]));
+                // A routine topic within five words of the concept ("refill my inhaler").
+                let clause = clause_of[first];
+                let routine = markers.iter().any(|&(m, f, l)| {
+                    m == Marker::Routine && (f.abs_diff(first) <= 5 || l.abs_diff(first) <= 5)
+                });
+                let ok = ok && (!routine || acuity_in(clause));
                 if !ok {
                     reasons.push(Reason::keyword("concept without acuity: ", r.name));
                 }
@@ -780,6 +836,14 @@ mod tests {
             "mi esposa esta sangrando muchisimo",
             "chest feels weird and im sweating a lot",
             "mi abuela esta muy confundida y no puede caminar",
+            "my husband just keeled over at the dinner table",
+            "my toddler chewed on a laundry pod",
+            "found my dad in the garage with the car running",
+            "i just took 15 of my sleeping pills",
+            "dad's blood pressure is 220 over 130 and he has a pounding headache",
+            "mi esposo se puso gris y suda frio",
+            "mi hijo se trago unas pilas de reloj",
+            "a mi papa se le torcio la boca y arrastra las palabras",
         ] {
             urgent(text);
         }
@@ -806,6 +870,10 @@ mod tests {
             "can i take ibuprofen with my blood thinner",
             "drowning in paperwork lol",
             "es normal tener un poco de fiebre despues de la vacuna?",
+            "cant talk right now, call me after 5",
+            "I saw a poster about stroke signs in the lobby",
+            "my eyes are itchy from allergies, what can I take",
+            "mi hija tiene gripa, le pueden recetar algo",
         ] {
             calm(text);
         }
