@@ -196,6 +196,24 @@ const FUZZY_TARGETS: &[&str] = &[
     "ambulancia",
     "convulsiones",
     "hemorragia",
+    // Concept words (concepts.txt).
+    "choking",
+    "collapsed",
+    "fainted",
+    "swelling",
+    "swollen",
+    "swallowed",
+    "pregnant",
+    "confused",
+    "drooping",
+    "slurring",
+    "desmayo",
+    "desmayado",
+    "convulsionando",
+    "embarazada",
+    "hinchada",
+    "hinchado",
+    "atragantando",
 ];
 
 /// Collapsed words of a table line.
