@@ -4,9 +4,9 @@
 //! Every inbound text is assessed here, before any after-hours de-duplication: an urgent text
 //! gets the emergency guidance reply (911; 988 for a crisis) at any hour and whatever the
 //! consent state, and is flagged urgent to staff. Recall matters more than precision: when a
-//! text is unclear it is urgent. The phrase lists are data files (`data/urgency/en.txt`,
-//! `es.txt`, `lookalikes.txt`, with their provenance), compiled once into one Aho-Corasick
-//! automaton and a few word tables; a call does no regex or automaton building.
+//! text is unclear it is urgent. The lists are data files (`data/urgency/en.txt`, `es.txt`,
+//! `lookalikes.txt`, `concepts.txt`, with their provenance), compiled once into one
+//! Aho-Corasick automaton and a few word tables; a call does no regex or automaton building.
 //!
 //! How a text is read:
 //! 1. Folded as the keyword classifier folds it ([`crate::keywords`]): case, accents,
@@ -21,6 +21,13 @@
 //!    "what are the warning signs of") unless it also says it persists ("still", "again",
 //!    "now"), and an idiom next to laughter ("I'm dying lol"). Crisis signs (suicide, self-harm,
 //!    overdose, violence) are never undone: they are urgent and `crisis` (the reply names 988).
+//! 5. Concepts (`data/urgency/concepts.txt`, by body system and situation: breathing, chest,
+//!    consciousness, stroke signs, bleeding, ingestion, allergy, trauma, pregnancy...) are read
+//!    like signs but stay only with what their section needs: an acuity marker ("now", "won't
+//!    stop", "can't", "a lot", "blue"), a present subject in their clause, a risk ("newborn",
+//!    "pregnant", "blood thinners") or a second concept; a routine topic within five words
+//!    ("refill my inhaler") undoes them unless a severity marker stands in their clause. This
+//!    layer is what reads an emergency told as a situation, without a listed sign phrase.
 //!
 //! Reasons name rules from the data files and this module, never the patient's words: they may
 //! be logged.
