@@ -220,6 +220,11 @@ pub enum Action {
     SmartTokenIssue,
     /// A token request was refused (bad signature, expired or replayed assertion, scope).
     SmartTokenRefuse,
+    /// An admin set up or changed the practice's EHR connection (never its secrets).
+    EhrConnectionChange,
+    /// A write into the EHR: written, refused (with a PHI-free reason), or retried. Targets:
+    /// the patient, the resource type, the record written and the queue entry.
+    EhrWrite,
 }
 
 impl Action {
@@ -330,6 +335,8 @@ impl Action {
             Self::SmartClientDisable => "smart.client_disable",
             Self::SmartTokenIssue => "smart.token_issue",
             Self::SmartTokenRefuse => "smart.token_refuse",
+            Self::EhrConnectionChange => "ehr.connection.change",
+            Self::EhrWrite => "ehr.write",
         }
     }
 }

@@ -11,6 +11,7 @@ pub mod clock;
 pub mod confidential;
 pub mod consent;
 pub mod delivery;
+pub mod ehr;
 pub mod hours;
 pub mod ids;
 pub mod inbound;

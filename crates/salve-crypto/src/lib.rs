@@ -3,6 +3,7 @@
 //! token hashing, password hashing, and audit-chain hashing with signed checkpoints.
 
 pub mod audit;
+pub mod ec_key;
 pub mod field;
 pub mod master;
 pub mod password;

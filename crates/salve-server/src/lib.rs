@@ -14,6 +14,7 @@ mod auth;
 pub mod channels;
 mod config;
 mod context;
+pub mod ehr;
 mod error;
 pub mod escalation;
 mod extract;
@@ -67,6 +68,8 @@ pub struct AppState {
     /// When this process last decided reminders (server clock, micros): at most one pass a
     /// minute, however often commits wake the worker (a pass opens every visit ahead).
     reminders_last_pass: Arc<std::sync::atomic::AtomicI64>,
+    /// The outbound FHIR client that writes into practices' EHRs (caches SMART tokens).
+    pub ehr: Arc<ehr::client::EhrClient>,
 }
 
 impl AppState {
@@ -94,6 +97,7 @@ impl AppState {
             media_resolver: Arc::new(salve_channels::SystemResolver),
             media_from_loopback: false,
             reminders_last_pass: Arc::new(std::sync::atomic::AtomicI64::new(i64::MIN)),
+            ehr: Arc::new(ehr::client::EhrClient::new()),
         }
     }
 

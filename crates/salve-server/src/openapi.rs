@@ -5,9 +5,9 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
 use utoipa::{Modify, OpenApi};
 
 use crate::api::{
-    account, announcements, appointments, carrier, consent, health, hours, inbound, inbox_events,
-    messages, outbox, oversight, passkeys, patients, portal, portal_login, portal_messages,
-    providers, reminders, session, smart, teams, tokens, users,
+    account, announcements, appointments, carrier, consent, ehr, health, hours, inbound,
+    inbox_events, messages, outbox, oversight, passkeys, patients, portal, portal_login,
+    portal_messages, providers, reminders, session, smart, teams, tokens, users,
 };
 use crate::error::{Problem, ProblemField};
 
@@ -51,6 +51,7 @@ impl Modify for BearerAuth {
         account::invite, account::request_reset, account::set_password,
         tokens::list, tokens::create, tokens::revoke,
         smart::configuration, smart::token, smart::register, smart::list, smart::disable,
+        ehr::read, ehr::save, ehr::jwks,
         messages::send, messages::preview, messages::list, messages::read, messages::create_topic, messages::note,
         messages::assign, messages::set_state, messages::mark_read, messages::attachment, inbox_events::stream_changes,
         consent::read, consent::record, consent::revoke_all, consent::record_confidential, consent::withdraw_confidential,
@@ -80,6 +81,7 @@ impl Modify for BearerAuth {
         teams::TeamCreated, account::InviteBody, account::Invited, account::ResetBody, account::ResetAccepted,
         account::PasswordBody, tokens::TokenView, tokens::TokenList, tokens::TokenBody, tokens::TokenCreated,
         smart::SmartConfiguration, smart::TokenResponse, smart::ClientBody, smart::ClientView, smart::ClientList,
+        ehr::AuthBody, ehr::ConnectionBody, ehr::ConnectionView,
         messages::SendBody, messages::AttachmentUpload, messages::ReasonView, messages::PreviewView, messages::AttachmentView,
         messages::MessageOut, messages::ConversationView, messages::ConversationList, messages::ConversationDetailView,
         messages::NoteBody, messages::AssignBody, messages::StateBody, messages::TopicBody, messages::Created,
@@ -107,6 +109,7 @@ impl Modify for BearerAuth {
         (name = "audit", description = "Reports for the practice's auditors"),
         (name = "guidelines", description = "The practice's messaging guidelines"),
         (name = "portal", description = "Patients verifying a secure link: possession of the phone or inbox plus a knowledge check"), (name = "operations", description = "Health and readiness"),
+        (name = "ehr", description = "Writing messages, transcripts and consent into the practice's EHR"),
         (name = "inbox", description = "The team inbox: conversations, sending, notes, assignment, live updates"),
         (name = "consent", description = "Consent ledger and confidential-communication requests"),
         (name = "settings", description = "Catalog, saved replies and messaging settings"),

@@ -14,9 +14,9 @@ use salve_store::SessionStage;
 
 use crate::AppState;
 use crate::api::{
-    account, announcements, appointments, carrier, consent, health, hours, inbound, inbox_events,
-    messages, outbox, oversight, passkeys, patients, portal, portal_login, portal_messages,
-    providers, reminders, session, smart, teams, tokens, users, webhooks,
+    account, announcements, appointments, carrier, consent, ehr, health, hours, inbound,
+    inbox_events, messages, outbox, oversight, passkeys, patients, portal, portal_login,
+    portal_messages, providers, reminders, session, smart, teams, tokens, users, webhooks,
 };
 use crate::auth::{self, Caller};
 use crate::context::ClientInfo;
@@ -1018,6 +1018,25 @@ fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
             "/api/v1/smart-clients/{id}",
             Op(TokenManage),
             delete(smart::disable),
+        ),
+        r(
+            Method::GET,
+            "/api/v1/ehr/connection",
+            Op(TokenManage),
+            get(ehr::read),
+        ),
+        r(
+            Method::PUT,
+            "/api/v1/ehr/connection",
+            Op(TokenManage),
+            put(ehr::save),
+        ),
+        // Salve's public keys for a practice's EHR (public by nature: the EHR fetches them).
+        r(
+            Method::GET,
+            "/ehr/{practice}/jwks.json",
+            Public,
+            get(ehr::jwks),
         ),
     ]
 }

@@ -997,6 +997,8 @@ const PUBLIC_ROUTES: &[(&str, &str)] = &[
     ("POST", "/csp-report"),
     // Stylesheets and scripts compiled into the binary.
     ("GET", "/static/{*file}"),
+    // Salve's public keys for a practice's EHR connection (public keys only).
+    ("GET", "/ehr/{practice}/jwks.json"),
     // Asking for a password reset: the same answer whether or not the account exists.
     ("POST", "/api/v1/password-reset"),
     // A patient's portal login: the same answer whether or not the login exists.
@@ -1312,6 +1314,15 @@ fn templates() -> Vec<Template> {
                 "y": "6erH6OLC-tlnJbe9tnpa3H9mA8OnefFe8ndTZevU-zNmVObFwOZrUYo29pYmXv2l"}]}}))
         }),
         t(Method::DELETE, "/api/v1/smart-clients/{id}", 204),
+        // The EHR connection: admins only, like tokens.
+        t(Method::PUT, "/api/v1/ehr/connection", 200).body(|_| {
+            Some(json!({"base_url": "https://ehr.example.org/fhir/r4",
+                "auth": {"kind": "bearer", "token": "matrix-token"},
+                "patient_identifier_system": "urn:oid:1.2.3", "write": "communication",
+                "push_consent": false, "enabled": false}))
+        }),
+        // None set up in this fixture (cells do not run in order): 404 for whoever may ask.
+        t(Method::GET, "/api/v1/ehr/connection", 404),
         // Patients.
         t(Method::POST, "/api/v1/patients", 201)
             .body(|_| Some(patient_body("Nadia", None, "+13125550190"))),

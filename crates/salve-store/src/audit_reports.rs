@@ -131,6 +131,8 @@ pub fn describe_action(action: &str) -> String {
         "smart.client_disable" => Some("Disabled a SMART client"),
         "smart.token_issue" => Some("Issued a SMART access token"),
         "smart.token_refuse" => Some("Refused a SMART token request"),
+        "ehr.connection.change" => Some("Changed the EHR connection"),
+        "ehr.write" => Some("Wrote to the EHR"),
         "practice.create" => Some("Created practice"),
         "conversation.list" => Some("Opened the inbox"),
         "break_glass.review" => Some("Reviewed a break-glass access"),

@@ -16,6 +16,7 @@ mod catalog;
 mod channels;
 mod consent;
 mod dialect;
+mod ehr;
 mod error;
 mod fhir;
 mod hl7;
@@ -57,6 +58,10 @@ pub use catalog::{CatalogItem, CatalogKind, MessagingSettings, ReplyTemplate};
 pub use channels::{Agreement, NewProvider, ProviderRecord, ProviderSummary};
 pub use consent::{ConsentText, Recorder};
 pub use dialect::{Backend, SchemaDescription};
+pub use ehr::{
+    ClaimedEhrWrite, EhrAuth, EhrConnection, EhrConnectionInput, EhrCredentials, EhrOutcome,
+    EhrWriteStatus, NewEhrKey,
+};
 pub use error::StoreError;
 pub use fhir::{ConsentProvenance, FhirMessage, MessageWindow};
 pub use hl7::{Hl7Record, MAX_CONTROL_ID_CHARS};

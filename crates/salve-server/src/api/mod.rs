@@ -3,6 +3,7 @@ pub mod announcements;
 pub mod appointments;
 pub mod carrier;
 pub mod consent;
+pub mod ehr;
 pub mod health;
 pub mod hours;
 pub mod inbound;

@@ -17,6 +17,7 @@ use crate::auth::SessionCaller;
 use crate::error::ApiError;
 use crate::routes::Access;
 
+mod ehr;
 mod outbox;
 mod oversight;
 mod patients;
@@ -161,6 +162,18 @@ pub(crate) fn routes() -> Vec<PageRoute> {
             "/admin/restricted/{id}",
             Access::Op(PatientRestrict),
             post(oversight::save_restriction),
+        ),
+        page(
+            Method::GET,
+            "/admin/ehr",
+            Access::Op(TokenManage),
+            get(ehr::show),
+        ),
+        page(
+            Method::POST,
+            "/admin/ehr",
+            Access::Op(TokenManage),
+            post(ehr::save),
         ),
         page(
             Method::GET,
@@ -388,6 +401,12 @@ const SECTIONS: &[(&str, &str, &str, Operation)] = &[
         "/admin/systems",
         "Connected systems",
         "EHRs and scripts that sign in with their own keys (SMART backend services), and what they may read or write.",
+        Operation::TokenManage,
+    ),
+    (
+        "/admin/ehr",
+        "EHR connection",
+        "Write messages, conversation transcripts and consent changes into the practice's EHR.",
         Operation::TokenManage,
     ),
     (

@@ -5,6 +5,7 @@
 //! Under CI a missing peer fails the test; elsewhere the test says it was skipped, so a
 //! plain `cargo nextest run` on a machine without Python or Node still works.
 
+pub mod fhir_ehr;
 pub mod smtp;
 
 use std::path::{Path, PathBuf};
@@ -24,7 +25,7 @@ fn in_ci() -> bool {
     )
 }
 
-fn find(var: &str, default: &str, what: &str) -> Option<PathBuf> {
+pub(crate) fn find(var: &str, default: &str, what: &str) -> Option<PathBuf> {
     let path = std::env::var_os(var)
         .map(PathBuf::from)
         .unwrap_or_else(|| repo_root().join(default));
