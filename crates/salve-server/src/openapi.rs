@@ -81,7 +81,7 @@ impl Modify for BearerAuth {
         teams::TeamCreated, account::InviteBody, account::Invited, account::ResetBody, account::ResetAccepted,
         account::PasswordBody, tokens::TokenView, tokens::TokenList, tokens::TokenBody, tokens::TokenCreated,
         smart::SmartConfiguration, smart::TokenResponse, smart::ClientBody, smart::ClientView, smart::ClientList,
-        ehr::AuthBody, ehr::ConnectionBody, ehr::ConnectionView,
+        ehr::AuthBody, ehr::ConnectionBody, ehr::ConnectionView, ehr::EhrStatusView,
         messages::SendBody, messages::AttachmentUpload, messages::ReasonView, messages::PreviewView, messages::AttachmentView,
         messages::MessageOut, messages::ConversationView, messages::ConversationList, messages::ConversationDetailView,
         messages::NoteBody, messages::AssignBody, messages::StateBody, messages::TopicBody, messages::Created,

@@ -420,6 +420,9 @@ pub async fn background_pass(state: &AppState, worker: &str) {
     if let Err(e) = run_once(state, worker).await {
         tracing::error!(error = %e, "outbox worker pass failed");
     }
+    if let Err(e) = crate::ehr::run_once(state, worker).await {
+        tracing::error!(error = %e, "EHR write pass failed");
+    }
 }
 
 /// Runs the worker until `stop` turns true: on every local inbox change and every `period`.

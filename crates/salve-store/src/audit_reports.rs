@@ -110,6 +110,8 @@ const NOT_ACCESSES: &[&str] = &[
     "webhook.duplicate",
     "webhook.rejected",
     "media.delete",
+    // Salve copying a record into the practice's own EHR (the system, not a person).
+    "ehr.write",
 ];
 
 /// A stored action in plain language (`conversation.read` → "Viewed conversation"); actions

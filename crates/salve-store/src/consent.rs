@@ -414,6 +414,15 @@ impl Store {
             .bind(now)
             .execute(&mut *tx.tx)
             .await?;
+            self.queue_ehr_write_in(
+                tx,
+                practice,
+                patient,
+                salve_core::ehr::WriteKind::Consent,
+                &row,
+                None,
+            )
+            .await?;
             ids.push(id);
         }
         self.withdraw_blocked_jobs(tx, practice, patient).await?;

@@ -14,6 +14,7 @@ use salve_core::ehr::{MAX_ATTEMPTS, WriteKind, WriteMode};
 use salve_core::{ConversationId, MessageId, PatientId, PracticeId, Sensitive};
 use salve_crypto::FieldAad;
 
+use crate::tx::WriteTx;
 use crate::{Backend, Result, Store, StoreError};
 
 /// How Salve signs in at the EHR.
@@ -313,6 +314,53 @@ impl Store {
             context: ctx.clone(),
         });
         tx.commit().await
+    }
+
+    /// Queues a write if the practice's enabled connection writes this kind of record; inside
+    /// the transaction of the event, so the event and its write commit together.
+    pub(crate) async fn queue_ehr_write_in(
+        &self,
+        tx: &mut WriteTx<'_>,
+        practice: PracticeId,
+        patient: PatientId,
+        kind: WriteKind,
+        subject: &str,
+        conversation: Option<ConversationId>,
+    ) -> Result<bool> {
+        let row: Option<(String, i64, i64)> = sqlx::query_as(
+            "SELECT write_mode, push_consent, enabled FROM ehr_connections WHERE practice_id = $1",
+        )
+        .bind(practice.to_string())
+        .fetch_optional(&mut *tx.tx)
+        .await?;
+        let Some((mode, push_consent, enabled)) = row else {
+            return Ok(false);
+        };
+        let wanted = enabled != 0
+            && match kind {
+                WriteKind::Communication => mode == WriteMode::Communication.as_str(),
+                WriteKind::Document => mode == WriteMode::Document.as_str(),
+                WriteKind::Consent => push_consent != 0,
+            };
+        if !wanted {
+            return Ok(false);
+        }
+        let now = tx.now_micros();
+        sqlx::query(
+            "INSERT INTO ehr_writes (id, practice_id, patient_id, kind, subject_id, conversation_id, \
+             status, attempts, next_attempt_at, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, 'pending', 0, $7, $7, $7)",
+        )
+        .bind(uuid::Uuid::now_v7().to_string())
+        .bind(practice.to_string())
+        .bind(patient.to_string())
+        .bind(kind.as_str())
+        .bind(subject)
+        .bind(conversation.map(|c| c.to_string()))
+        .bind(now)
+        .execute(&mut *tx.tx)
+        .await?;
+        Ok(true)
     }
 
     /// Claims up to `limit` due writes for `worker`. A write left in `sending` longer than

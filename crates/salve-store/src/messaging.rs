@@ -1332,6 +1332,18 @@ impl Store {
         .execute(&mut *tx.tx)
         .await?;
         record_change(tx, practice, conv.id, "message").await?;
+        // Internal notes never go to the EHR.
+        if plan.direction != Direction::Note {
+            self.queue_ehr_write_in(
+                tx,
+                practice,
+                conv.patient,
+                salve_core::ehr::WriteKind::Communication,
+                &row,
+                Some(conv.id),
+            )
+            .await?;
+        }
         Ok(id)
     }
 
@@ -1657,6 +1669,18 @@ impl Store {
         .bind(id.to_string())
         .execute(&mut *tx.tx)
         .await?;
+        // A conversation closed (not one closed again) goes to the EHR as a transcript.
+        if state == ConversationState::Closed && conv.state != ConversationState::Closed {
+            self.queue_ehr_write_in(
+                &mut tx,
+                practice,
+                conv.patient,
+                salve_core::ehr::WriteKind::Document,
+                &id.to_string(),
+                Some(id),
+            )
+            .await?;
+        }
         self.commit_conversation_change(
             tx,
             practice,

@@ -10,7 +10,9 @@ use salve_core::FieldError;
 use salve_core::Sensitive;
 use salve_core::ehr::{WriteMode, check_base_url, check_token_url};
 use salve_core::permissions::Principal;
-use salve_store::{EhrAuth, EhrConnection, EhrConnectionInput, EhrCredentials, NewEhrKey};
+use salve_store::{
+    EhrAuth, EhrConnection, EhrConnectionInput, EhrCredentials, EhrWriteStatus, NewEhrKey,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use utoipa::ToSchema;
@@ -298,5 +300,43 @@ pub async fn jwks(
             Ok((StatusCode::OK, axum::Json(value)))
         }
         _ => Err(ApiError::not_found("key set")),
+    }
+}
+
+/// How a record's write into the EHR stands, for staff.
+#[derive(Serialize, ToSchema, Clone)]
+pub struct EhrStatusView {
+    /// `pending`, `sending`, `written` or `failed`.
+    pub status: String,
+    /// `Communication`, `DocumentReference` or `Consent`.
+    pub resource_type: String,
+    /// The resource's id in the EHR, once written.
+    pub remote_id: Option<String>,
+    /// Why it failed, or why the last attempt did not go through (never patient data).
+    pub reason: Option<String>,
+    /// In words: "written to the record", "failed: …", "waiting to be written".
+    pub label: String,
+    pub updated_at: String,
+}
+
+pub(crate) fn status_view(s: &EhrWriteStatus) -> EhrStatusView {
+    let label = match s.status.as_str() {
+        "written" => "written to the record".to_owned(),
+        "failed" => format!(
+            "failed: {}",
+            s.reason.as_deref().unwrap_or("no reason was given")
+        ),
+        _ => match &s.reason {
+            Some(r) => format!("waiting to be written: {r}"),
+            None => "waiting to be written".to_owned(),
+        },
+    };
+    EhrStatusView {
+        status: s.status.clone(),
+        resource_type: s.resource_type.to_owned(),
+        remote_id: s.remote_id.clone(),
+        reason: s.reason.clone(),
+        label,
+        updated_at: rfc3339(s.updated_at),
     }
 }

@@ -121,6 +121,10 @@ pub struct MessageOut {
     pub legal_basis: Option<uuid::Uuid>,
     pub created_at: String,
     pub attachments: Vec<AttachmentView>,
+    /// Its write into the practice's EHR as a `Communication`, when the practice writes
+    /// messages there (staff views only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ehr: Option<crate::api::ehr::EhrStatusView>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -158,6 +162,10 @@ pub struct ConversationList {
 pub struct ConversationDetailView {
     pub conversation: ConversationView,
     pub messages: Vec<MessageOut>,
+    /// The latest transcript of this conversation written into the EHR as a
+    /// `DocumentReference` (when the practice writes closed conversations there).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ehr_transcript: Option<crate::api::ehr::EhrStatusView>,
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -287,6 +295,7 @@ pub(crate) fn message_out(m: &MessageView) -> MessageOut {
                 size: a.size,
             })
             .collect(),
+        ehr: None,
     }
 }
 
@@ -707,9 +716,34 @@ pub async fn read(
         )
         .await
         .map_err(not_found("conversation"))?;
+    let practice = practice_of(&principal)?;
+    let ids: Vec<String> = detail.messages.iter().map(|m| m.id.to_string()).collect();
+    let written = state
+        .store
+        .ehr_write_statuses(practice, salve_core::ehr::WriteKind::Communication, &ids)
+        .await?;
+    let transcript = state
+        .store
+        .ehr_write_statuses(
+            practice,
+            salve_core::ehr::WriteKind::Document,
+            &[detail.summary.id.to_string()],
+        )
+        .await?;
     Ok(axum::Json(ConversationDetailView {
         conversation: conversation_view(&detail.summary),
-        messages: detail.messages.iter().map(message_out).collect(),
+        messages: detail
+            .messages
+            .iter()
+            .map(|m| {
+                let mut out = message_out(m);
+                out.ehr = written
+                    .get(&m.id.to_string())
+                    .map(crate::api::ehr::status_view);
+                out
+            })
+            .collect(),
+        ehr_transcript: transcript.values().next().map(crate::api::ehr::status_view),
     }))
 }
 

@@ -29,7 +29,7 @@ use crate::web::{Lang, Page, PageRoute, page, safe_next};
 
 mod access;
 mod conversation;
-mod pdf;
+pub(crate) mod pdf;
 mod preferences;
 
 /// The reply form's path: a multipart form whose `csrf` part the handler checks.

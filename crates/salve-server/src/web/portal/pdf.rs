@@ -132,7 +132,7 @@ fn wrap(text: &str, size: f32, max: f32) -> Vec<String> {
     lines
 }
 
-enum Style {
+pub(crate) enum Style {
     Title,
     Heading,
     Body,
@@ -140,14 +140,14 @@ enum Style {
 }
 
 /// Lays lines out on as many pages as they need.
-struct Writer {
+pub(crate) struct Writer {
     pages: Vec<Vec<u8>>,
     content: Content,
     y: f32,
 }
 
 impl Writer {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Writer {
             pages: Vec::new(),
             content: Content::new(),
@@ -155,7 +155,7 @@ impl Writer {
         }
     }
 
-    fn line(&mut self, text: &str, style: &Style) {
+    pub(crate) fn line(&mut self, text: &str, style: &Style) {
         let (font, size, leading): (&[u8], f32, f32) = match style {
             Style::Title => (b"F2", 16.0, 22.0),
             Style::Heading => (b"F2", BODY_SIZE, LEADING),
@@ -176,7 +176,7 @@ impl Writer {
         }
     }
 
-    fn gap(&mut self, points: f32) {
+    pub(crate) fn gap(&mut self, points: f32) {
         self.y -= points;
     }
 
@@ -186,7 +186,7 @@ impl Writer {
         self.y = PAGE_H - MARGIN;
     }
 
-    fn finish(mut self, title: &str) -> Vec<u8> {
+    pub(crate) fn finish(mut self, title: &str) -> Vec<u8> {
         self.break_page();
         let catalog = Ref::new(1);
         let tree = Ref::new(2);

@@ -308,6 +308,8 @@ pub(crate) struct Msg {
     text: Option<String>,
     note: bool,
     attachments: Vec<Attachment>,
+    /// Its write into the EHR in words ("written to the record", "failed: …"), and whether it failed.
+    ehr: Option<(String, bool)>,
 }
 
 fn channel_label(raw: &str) -> &'static str {
@@ -376,6 +378,10 @@ fn msg(m: &MessageOut, names: &HashMap<String, String>, zone: &str) -> Msg {
         failed,
         text: m.text.clone(),
         note: m.direction == "note",
+        ehr: m
+            .ehr
+            .as_ref()
+            .map(|e| (human(&e.label), e.status == "failed")),
         attachments: m
             .attachments
             .iter()
@@ -437,6 +443,8 @@ struct ConversationPage<'a> {
     overdue: bool,
     restricted: bool,
     messages: Vec<Msg>,
+    /// The conversation's transcript in the EHR, in words, and whether it failed.
+    ehr_transcript: Option<(String, bool)>,
     consent: Option<Vec<ConsentLine>>,
     restrictions: Vec<Restriction>,
     templates: Vec<SavedReply>,
@@ -678,6 +686,10 @@ async fn render_conversation(
                 .iter()
                 .map(|m| msg(m, &names, &zone))
                 .collect(),
+            ehr_transcript: detail
+                .ehr_transcript
+                .as_ref()
+                .map(|e| (human(&e.label), e.status == "failed")),
             consent,
             restrictions,
             templates,
