@@ -27,8 +27,12 @@ enum Writes {
     CreateOnly,
 }
 
+/// A resource a system scope may name: its read+search scope, its write scope and what that
+/// covers.
+type Offer = (&'static str, Option<Scope>, Option<(Scope, Writes)>);
+
 /// The resources a system scope may name, and what each interaction group maps to.
-const RESOURCES: &[(&str, Option<Scope>, Option<(Scope, Writes)>)] = &[
+const RESOURCES: &[Offer] = &[
     // (resource, read+search, create(+update))
     (
         "Patient",

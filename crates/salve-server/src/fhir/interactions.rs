@@ -300,9 +300,11 @@ async fn authorize_writes(
                     Outcome::Denied,
                 ))
                 .await?;
-            let at = transaction
-                .then(|| format!("entry {i}: "))
-                .unwrap_or_default();
+            let at = if transaction {
+                format!("entry {i}: ")
+            } else {
+                String::new()
+            };
             return Ok(Some(outcome(
                 StatusCode::FORBIDDEN,
                 vec![issue(
@@ -405,7 +407,7 @@ async fn write_one(
     }
 }
 
-fn header_text<'a>(headers: &'a HeaderMap, name: header::HeaderName) -> Option<&'a str> {
+fn header_text(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 

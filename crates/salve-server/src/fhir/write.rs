@@ -856,13 +856,12 @@ pub fn transaction(
         let request = entry_request(e).map_err(at(i))?;
         if let Some(full) = text(e, "fullUrl")
             && full.starts_with("urn:uuid:")
+            && urns.insert(full, i).is_some()
         {
-            if urns.insert(full, i).is_some() {
-                return Err(EntryRefusal {
-                    index: i,
-                    refusal: Refusal::invalid("fullUrl", "unique within the Bundle"),
-                });
-            }
+            return Err(EntryRefusal {
+                index: i,
+                refusal: Refusal::invalid("fullUrl", "unique within the Bundle"),
+            });
         }
         requests.push(request);
     }
