@@ -1024,6 +1024,18 @@ fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
         ),
         r(
             Method::GET,
+            "/fhir/r4/Patient/{id}/_history/{vid}",
+            Op(PatientRead),
+            get(fhir::patient_vread),
+        ),
+        r(
+            Method::GET,
+            "/fhir/r4/Appointment/{id}/_history/{vid}",
+            Op(AppointmentRead),
+            get(fhir::appointment_vread),
+        ),
+        r(
+            Method::GET,
             "/fhir/r4/AuditEvent/{id}",
             Op(AuditRead),
             get(fhir::audit_event_read),

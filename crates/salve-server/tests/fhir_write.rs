@@ -159,6 +159,12 @@ async fn patients_and_appointments_are_created_and_updated_with_versions() {
             "es"
         );
         served.push(ana.clone());
+        // What the Location names is served.
+        let location = header(&r, "location");
+        let path = &location[location.find("/fhir/r4").unwrap()..];
+        let r = send(app, Req::get(path), &token).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        assert_eq!(r.json(), ana);
         let r = send(app, Req::get(format!("/fhir/r4/Patient/{id}")), &token).await;
         assert_eq!(header(&r, "etag"), "W/\"1\"");
 
@@ -220,6 +226,25 @@ async fn patients_and_appointments_are_created_and_updated_with_versions() {
         served.push(r.json());
         let now = send(app, Req::get(format!("/fhir/r4/Patient/{id}")), &token).await;
         assert_eq!(now.json()["meta"]["versionId"], "2");
+        let v2 = send(
+            app,
+            Req::get(format!("/fhir/r4/Patient/{id}/_history/2")),
+            &token,
+        )
+        .await;
+        assert_eq!(v2.status, StatusCode::OK, "{}", v2.text);
+        assert_eq!(v2.json(), now.json());
+        let v1 = send(
+            app,
+            Req::get(format!("/fhir/r4/Patient/{id}/_history/1")),
+            &token,
+        )
+        .await;
+        assert_eq!(
+            v1.status,
+            StatusCode::NOT_FOUND,
+            "earlier versions are not kept"
+        );
         assert_eq!(now.json()["name"][0]["family"], "Quintanilla");
         // The body's id must be the URL's; a bad birth date is named, never echoed.
         let r = send(
@@ -366,6 +391,20 @@ async fn patients_and_appointments_are_created_and_updated_with_versions() {
         )
         .await;
         assert_eq!(r.status, StatusCode::NOT_FOUND);
+
+        // Only a Patient is created conditionally.
+        let r = send(
+            app,
+            Req::post("/fhir/r4/Appointment")
+                .header("if-none-exist", "identifier=A-1")
+                .json(&fhir_appointment(
+                    &format!("Patient/{id}"),
+                    "2026-12-08T09:30:00-06:00",
+                )),
+            &token,
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text);
 
         // The CapabilityStatement says what is written, and how.
         let meta = send(app, Req::get("/fhir/r4/metadata"), &token)

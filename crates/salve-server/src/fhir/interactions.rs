@@ -528,6 +528,15 @@ pub async fn appointment_create(
         Ok(v) => v,
         Err(r) => return Ok(r),
     };
+    if headers.contains_key("if-none-exist") {
+        return Ok(refused(
+            Refusal::invalid(
+                "If-None-Exist",
+                "absent: conditional create is offered for Patient only",
+            ),
+            None,
+        ));
+    }
     let practice = Practice::load(&state, &principal).await?;
     let (r, new) = match write::appointment_new(&resource, &practice.ctx(&state)) {
         Ok(x) => x,

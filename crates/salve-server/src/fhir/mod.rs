@@ -179,7 +179,7 @@ pub async fn metadata(State(state): State<AppState>, headers: HeaderMap) -> Fhir
                     "conditionalCreate": true,
                     "conditionalUpdate": false,
                     "conditionalDelete": "not-supported",
-                    "interaction": [{ "code": "read" }, { "code": "search-type" }, { "code": "create" }, { "code": "update" }],
+                    "interaction": [{ "code": "read" }, { "code": "vread", "documentation": "the current version only: earlier versions are not kept" }, { "code": "search-type" }, { "code": "create" }, { "code": "update" }],
                     "searchParam": with_paging(&[("identifier", "token"), ("telecom", "token"), ("phone", "token"), ("email", "token"), ("name", "string"), ("birthdate", "date")]),
                     "operation": [{ "name": "everything", "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything" }],
                 },
@@ -215,7 +215,7 @@ pub async fn metadata(State(state): State<AppState>, headers: HeaderMap) -> Fhir
                     "readHistory": false,
                     "updateCreate": false,
                     "conditionalCreate": false,
-                    "interaction": [{ "code": "read" }, { "code": "search-type" }, { "code": "create" }, { "code": "update" }],
+                    "interaction": [{ "code": "read" }, { "code": "vread", "documentation": "the current version only: earlier versions are not kept" }, { "code": "search-type" }, { "code": "create" }, { "code": "update" }],
                     "searchParam": with_paging(&[("patient", "reference"), ("date", "date"), ("status", "token")]),
                 },
                 {
@@ -267,6 +267,41 @@ pub async fn patient_read(
         .await
         .map_err(|e| store_error("Patient", e))?;
     Ok(versioned(map::patient(&p), p.version))
+}
+
+/// `_history/{n}` of the current version (what a create's or update's `Location` names).
+/// Earlier versions are not kept: asking for one is a 404 saying so.
+fn current_version(
+    kind: &str,
+    resource: Value,
+    version: i64,
+    vid: &str,
+) -> Result<Response, ApiError> {
+    if vid.parse::<i64>().ok() == Some(version) {
+        return Ok(versioned(resource, version));
+    }
+    Err(ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not-found",
+        "Not found",
+        format!("no such version of this {kind}: Salve keeps only the current one"),
+    ))
+}
+
+pub async fn patient_vread(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Extension(client): Extension<ClientInfo>,
+    Path((id, vid)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let id = patient_id(&id)?;
+    let practice = practice_of(&principal)?;
+    let p = state
+        .store
+        .read_patient(practice, &principal, &client.audit_context(), id)
+        .await
+        .map_err(|e| store_error("Patient", e))?;
+    current_version("Patient", map::patient(&p), p.version, &vid)
 }
 
 fn birth_day_micros(p: &Patient) -> i64 {
@@ -888,6 +923,23 @@ pub async fn appointment_read(
         .map_err(|e| store_error("Appointment", e))?;
     let names = catalog_names(&state, practice).await?;
     Ok(versioned(map::appointment(&a, &names), a.version))
+}
+
+pub async fn appointment_vread(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Extension(client): Extension<ClientInfo>,
+    Path((id, vid)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let id: AppointmentId = id.parse().map_err(|_| not_found("Appointment"))?;
+    let practice = practice_of(&principal)?;
+    let a = state
+        .store
+        .read_appointment(practice, &principal, &client.audit_context(), id)
+        .await
+        .map_err(|e| store_error("Appointment", e))?;
+    let names = catalog_names(&state, practice).await?;
+    current_version("Appointment", map::appointment(&a, &names), a.version, &vid)
 }
 
 /// The practice's catalog names (appointment type, location, provider), for appointments.

@@ -792,6 +792,12 @@ fn entry_request(entry: &Value) -> Parsed<Request> {
             id: (*id).to_owned(),
             if_match,
         },
+        ("POST", ["Appointment"]) if request.get("ifNoneExist").is_some() => {
+            return Err(Refusal::invalid(
+                "request.ifNoneExist",
+                "absent: conditional create is offered for Patient only",
+            ));
+        }
         ("POST", ["Appointment"]) => Request::CreateAppointment,
         ("PUT", ["Appointment", id]) => Request::UpdateAppointment {
             id: (*id).to_owned(),
@@ -1199,6 +1205,13 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+        let mut conditional = bundle.clone();
+        conditional["entry"][1]["request"]["ifNoneExist"] = json!("identifier=A-1");
+        let e = transaction(&conditional, &ctx, 10).unwrap_err();
+        assert_eq!(
+            (e.index, e.refusal.issues[0].field.as_str()),
+            (1, "request.ifNoneExist")
+        );
         bundle["entry"][1]["resource"]["participant"][0]["actor"]["reference"] =
             json!("urn:uuid:00000000-0000-0000-0000-000000000000");
         let e = transaction(&bundle, &ctx, 10).unwrap_err();
