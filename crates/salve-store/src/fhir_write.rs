@@ -5,7 +5,7 @@
 //! reminders that follow an appointment change are the same. A patient's answer recorded by
 //! the EHR (`AppointmentResponse`) moves the visit as the patient's own reply to a reminder does.
 
-use salve_core::appointments::{AppointmentStatus, StatusSource, Transition};
+use salve_core::appointments::{AppointmentStatus, StatusSource, Transition, coarse_status_change};
 use salve_core::audit::{Action, AuditEvent, Outcome, RequestContext};
 use salve_core::patient::{InputContext, PatientPatchInput, PatientRecord};
 use salve_core::permissions::{Decision, Operation, Principal, authorize};
@@ -293,12 +293,11 @@ impl Store {
                 if current.patient != patient {
                     return Ok(Err(WriteFailure::PatientMismatch));
                 }
-                // FHIR's `booked` is any visit still to come: it leaves confirmed (or
-                // reschedule-requested) as it is rather than undoing the patient's answer.
+                // FHIR's `booked` is any visit still to come (salve-core decides what it asks).
                 let mut patch = patch.clone();
-                if patch.status == Some(AppointmentStatus::Booked) && current.status.is_upcoming() {
-                    patch.status = None;
-                }
+                patch.status = patch
+                    .status
+                    .and_then(|s| coarse_status_change(current.status, s));
                 Ok(self
                     .update_appointment_in(
                         tx,

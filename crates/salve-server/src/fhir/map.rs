@@ -848,6 +848,61 @@ mod tests {
         assert_eq!(outcome_code("denied"), "4");
     }
 
+    fn visit(status: AppointmentStatus, source: StatusSource) -> Appointment {
+        let at = OffsetDateTime::UNIX_EPOCH + time::Duration::days(20000);
+        Appointment {
+            id: salve_core::AppointmentId::new(),
+            practice: salve_core::PracticeId::new(),
+            patient: PatientId::new(),
+            external_id: None,
+            starts_at: at,
+            time_zone: "America/Chicago".into(),
+            duration_minutes: 30,
+            appointment_type: CatalogItemId::new(),
+            location: CatalogItemId::new(),
+            provider: CatalogItemId::new(),
+            status,
+            status_source: source,
+            version: 3,
+            created_at: at,
+            updated_at: at,
+        }
+    }
+
+    #[test]
+    fn the_patients_answer_is_derived_from_the_visit_and_only_when_they_gave_one() {
+        use AppointmentStatus as S;
+        let answer =
+            |s, src| appointment_response(&visit(s, src)).map(|r| r["participantStatus"].clone());
+        assert_eq!(
+            answer(S::Confirmed, StatusSource::PatientReply),
+            Some(json!("accepted"))
+        );
+        assert_eq!(
+            answer(S::Cancelled, StatusSource::PatientReply),
+            Some(json!("declined"))
+        );
+        assert_eq!(
+            answer(S::RescheduleRequested, StatusSource::PatientReply),
+            Some(json!("declined"))
+        );
+        assert_eq!(
+            answer(S::Cancelled, StatusSource::Staff),
+            None,
+            "the practice cancelled"
+        );
+        assert_eq!(answer(S::Booked, StatusSource::Api), None);
+        let a = visit(S::Booked, StatusSource::Api);
+        let r = appointment(&a, &HashMap::from([(a.location, "Main St".to_owned())]));
+        assert_eq!(r["meta"]["versionId"], "3");
+        assert_eq!(r["participant"][1]["actor"]["display"], "Main St");
+        assert_eq!(
+            r["participant"][1]["actor"]["identifier"]["system"],
+            LOCATION_SYSTEM
+        );
+        assert_eq!(r["participant"][0]["status"], "needs-action");
+    }
+
     #[test]
     fn statuses_map_to_r4_issue_types() {
         assert_eq!(issue_code(401), "login");
