@@ -49,11 +49,12 @@ const RESOURCES: &[Offer] = &[
         Some(Scope::AppointmentsRead),
         Some((Scope::AppointmentsWrite, Writes::CreateUpdate)),
     ),
-    // The patient's answer about a visit: recorded (it moves the appointment), never updated.
+    // The patient's answer about a visit: recorded (it moves the appointment as their reply
+    // would), never updated; its own scope, so relaying answers cannot reschedule.
     (
         "AppointmentResponse",
         Some(Scope::AppointmentsRead),
-        Some((Scope::AppointmentsWrite, Writes::CreateOnly)),
+        Some((Scope::AppointmentsAnswer, Writes::CreateOnly)),
     ),
     (
         "Consent",
@@ -332,12 +333,12 @@ mod tests {
     #[test]
     fn an_appointment_response_is_created_never_updated() {
         let s = SystemScope::parse("system/AppointmentResponse.c").unwrap();
-        assert_eq!(s.grants(), vec![Scope::AppointmentsWrite]);
+        assert_eq!(s.grants(), vec![Scope::AppointmentsAnswer]);
         assert_eq!(s.to_string(), "system/AppointmentResponse.c");
         let s = SystemScope::parse("system/AppointmentResponse.crs").unwrap();
         assert_eq!(
             s.grants(),
-            vec![Scope::AppointmentsRead, Scope::AppointmentsWrite]
+            vec![Scope::AppointmentsRead, Scope::AppointmentsAnswer]
         );
         assert_eq!(SystemScope::parse(&s.to_string()).unwrap(), s);
         let e = SystemScope::parse("system/AppointmentResponse.cu").unwrap_err();

@@ -1005,7 +1005,7 @@ fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
         r(
             Method::POST,
             "/fhir/r4/AppointmentResponse",
-            Op(AppointmentWrite),
+            Op(AppointmentAnswer),
             post(fhir::interactions::appointment_response_create).layer(DefaultBodyLimit::max(
                 fhir::interactions::RESOURCE_BODY_LIMIT,
             )),

@@ -376,7 +376,7 @@ impl Store {
                 &mut tx.tx,
                 practice,
                 principal,
-                Operation::AppointmentWrite,
+                Operation::AppointmentAnswer,
                 current.patient,
             )
             .await
