@@ -143,6 +143,20 @@ pub fn check_transition(
     }
 }
 
+/// The change a status named in a coarser vocabulary asks for. FHIR's `booked` covers booked,
+/// confirmed and reschedule-requested alike, so for a visit still to come it asks for no change
+/// (rather than undoing the patient's confirmation); anything else is asked for as named.
+pub fn coarse_status_change(
+    current: AppointmentStatus,
+    requested: AppointmentStatus,
+) -> Option<AppointmentStatus> {
+    if requested == AppointmentStatus::Booked && current.is_upcoming() {
+        None
+    } else {
+        Some(requested)
+    }
+}
+
 pub const MIN_DURATION_MINUTES: i64 = 5;
 pub const MAX_DURATION_MINUTES: i64 = 480;
 /// How far back an appointment may start (an EHR feed catching up on recent visits).
@@ -578,6 +592,27 @@ pub fn parse_import(bytes: &[u8], now: OffsetDateTime) -> ParsedImport {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn booked_in_a_coarser_vocabulary_leaves_an_answered_visit_as_it_is() {
+        use AppointmentStatus as S;
+        assert_eq!(coarse_status_change(S::Confirmed, S::Booked), None);
+        assert_eq!(
+            coarse_status_change(S::RescheduleRequested, S::Booked),
+            None
+        );
+        assert_eq!(coarse_status_change(S::Booked, S::Booked), None);
+        assert_eq!(
+            coarse_status_change(S::Cancelled, S::Booked),
+            Some(S::Booked),
+            "rebooking a cancelled visit"
+        );
+        assert_eq!(
+            coarse_status_change(S::Confirmed, S::Cancelled),
+            Some(S::Cancelled)
+        );
+    }
+
     use super::*;
     use time::macros::datetime;
 

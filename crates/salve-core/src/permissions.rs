@@ -20,10 +20,13 @@ pub enum Scope {
     AppointmentsWrite,
     /// The practice's audit log (FHIR `AuditEvent`); named as a SMART v2 system scope.
     AuditEventRead,
+    /// Relay a patient's answer about a visit (FHIR `AppointmentResponse`): confirm or cancel
+    /// as the patient would, without the power to reschedule or rebook.
+    AppointmentsAnswer,
 }
 
 impl Scope {
-    pub const ALL: [Scope; 8] = [
+    pub const ALL: [Scope; 9] = [
         Scope::PatientsRead,
         Scope::PatientsWrite,
         Scope::MessagesRead,
@@ -32,6 +35,7 @@ impl Scope {
         Scope::AppointmentsRead,
         Scope::AppointmentsWrite,
         Scope::AuditEventRead,
+        Scope::AppointmentsAnswer,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -44,6 +48,7 @@ impl Scope {
             Self::AppointmentsRead => "appointments:read",
             Self::AppointmentsWrite => "appointments:write",
             Self::AuditEventRead => "audit:read",
+            Self::AppointmentsAnswer => "appointments:answer",
         }
     }
 
@@ -173,6 +178,8 @@ pub enum Operation {
     AppointmentRead,
     /// Book, change and cancel appointments.
     AppointmentWrite,
+    /// Record a patient's own answer about a visit (confirm, cancel) on their behalf.
+    AppointmentAnswer,
     /// Import appointments from a CSV file (the EHR's export).
     AppointmentImport,
     /// Office hours, holidays, the response target and who is told of overdue conversations.
@@ -187,7 +194,7 @@ pub enum Operation {
 }
 
 impl Operation {
-    pub const ALL: [Operation; 36] = [
+    pub const ALL: [Operation; 37] = [
         Operation::PatientCreate,
         Operation::PatientRead,
         Operation::PatientList,
@@ -219,6 +226,7 @@ impl Operation {
         Operation::InboundTriage,
         Operation::AppointmentRead,
         Operation::AppointmentWrite,
+        Operation::AppointmentAnswer,
         Operation::AppointmentImport,
         Operation::PracticeSettingsManage,
         Operation::ReportRead,
@@ -243,6 +251,7 @@ impl Operation {
                 | Self::ConsentRecord
                 | Self::AppointmentRead
                 | Self::AppointmentWrite
+                | Self::AppointmentAnswer
         )
     }
 
@@ -281,6 +290,7 @@ pub fn required_scope(op: Operation) -> Option<Scope> {
             Some(Scope::AppointmentsWrite)
         }
         Operation::AuditRead => Some(Scope::AuditEventRead),
+        Operation::AppointmentAnswer => Some(Scope::AppointmentsAnswer),
         _ => None,
     }
 }
@@ -320,6 +330,7 @@ const ROLE_TABLE: &[(Role, &[Operation])] = &[
             Op::InboundTriage,
             Op::AppointmentRead,
             Op::AppointmentWrite,
+            Op::AppointmentAnswer,
             Op::AppointmentImport,
             Op::PracticeSettingsManage,
             Op::ReportRead,
@@ -351,6 +362,7 @@ const ROLE_TABLE: &[(Role, &[Operation])] = &[
             Op::InboundTriage,
             Op::AppointmentRead,
             Op::AppointmentWrite,
+            Op::AppointmentAnswer,
             Op::AppointmentImport,
             Op::AnnouncementRead,
         ],
@@ -377,6 +389,7 @@ const ROLE_TABLE: &[(Role, &[Operation])] = &[
             Op::InboundTriage,
             Op::AppointmentRead,
             Op::AppointmentWrite,
+            Op::AppointmentAnswer,
             Op::AppointmentImport,
             Op::AnnouncementSend,
             Op::AnnouncementRead,

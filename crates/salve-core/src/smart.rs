@@ -19,25 +19,48 @@ pub const ACCESS_TOKEN_LIFETIME_SECS: i64 = 300;
 const SKEW_SECS: i64 = 60;
 const MAX_JTI_LEN: usize = 255;
 
+/// What a write grant of a resource covers: create and update together, or create alone (a
+/// resource Salve never updates).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Writes {
+    CreateUpdate,
+    CreateOnly,
+}
+
+/// A resource a system scope may name: its read+search scope, its write scope and what that
+/// covers.
+type Offer = (&'static str, Option<Scope>, Option<(Scope, Writes)>);
+
 /// The resources a system scope may name, and what each interaction group maps to.
-const RESOURCES: &[(&str, Option<Scope>, Option<Scope>)] = &[
-    // (resource, read+search, create+update)
+const RESOURCES: &[Offer] = &[
+    // (resource, read+search, create(+update))
     (
         "Patient",
         Some(Scope::PatientsRead),
-        Some(Scope::PatientsWrite),
+        Some((Scope::PatientsWrite, Writes::CreateUpdate)),
     ),
     (
         "Communication",
         Some(Scope::MessagesRead),
-        Some(Scope::MessagesWrite),
+        Some((Scope::MessagesWrite, Writes::CreateUpdate)),
     ),
     (
         "Appointment",
         Some(Scope::AppointmentsRead),
-        Some(Scope::AppointmentsWrite),
+        Some((Scope::AppointmentsWrite, Writes::CreateUpdate)),
     ),
-    ("Consent", None, Some(Scope::ConsentWrite)),
+    // The patient's answer about a visit: recorded (it moves the appointment as their reply
+    // would), never updated; its own scope, so relaying answers cannot reschedule.
+    (
+        "AppointmentResponse",
+        Some(Scope::AppointmentsRead),
+        Some((Scope::AppointmentsAnswer, Writes::CreateOnly)),
+    ),
+    (
+        "Consent",
+        None,
+        Some((Scope::ConsentWrite, Writes::CreateUpdate)),
+    ),
     ("AuditEvent", Some(Scope::AuditEventRead), None),
 ];
 
@@ -84,8 +107,15 @@ impl SystemScope {
         if has('r') != has('s') {
             return bad("read and search are granted together: ask for `rs`");
         }
-        if has('c') != has('u') {
-            return bad("create and update are granted together: ask for `cu`");
+        match write_scope.map(|(_, w)| w) {
+            Some(Writes::CreateOnly) if has('u') => {
+                return bad("update is not offered for this resource type: ask for `c`");
+            }
+            Some(Writes::CreateOnly) => {}
+            _ if has('c') != has('u') => {
+                return bad("create and update are granted together: ask for `cu`");
+            }
+            _ => {}
         }
         let scope = Self {
             resource: resource.to_owned(),
@@ -115,18 +145,26 @@ impl SystemScope {
             out.extend(*read);
         }
         if self.write {
-            out.extend(*write);
+            out.extend(write.map(|(s, _)| s));
         }
         out
+    }
+
+    fn create_only(&self) -> bool {
+        RESOURCES
+            .iter()
+            .any(|(r, _, w)| *r == self.resource && matches!(w, Some((_, Writes::CreateOnly))))
     }
 }
 
 impl fmt::Display for SystemScope {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let perms = match (self.write, self.read) {
-            (true, true) => "crus",
-            (true, false) => "cu",
-            (false, _) => "rs",
+        let perms = match (self.write, self.read, self.create_only()) {
+            (true, true, false) => "crus",
+            (true, false, false) => "cu",
+            (true, true, true) => "crs",
+            (true, false, true) => "c",
+            (false, _, _) => "rs",
         };
         write!(f, "system/{}.{perms}", self.resource)
     }
@@ -141,14 +179,18 @@ fn is_ordered_subset(perms: &str, order: &str) -> bool {
 pub fn offered_scopes() -> Vec<String> {
     let mut out = Vec::new();
     for (resource, read, write) in RESOURCES {
+        let (w, rw) = match write {
+            Some((_, Writes::CreateOnly)) => ("c", "crs"),
+            _ => ("cu", "crus"),
+        };
         if read.is_some() {
             out.push(format!("system/{resource}.rs"));
         }
         if write.is_some() {
-            out.push(format!("system/{resource}.cu"));
+            out.push(format!("system/{resource}.{w}"));
         }
         if read.is_some() && write.is_some() {
-            out.push(format!("system/{resource}.crus"));
+            out.push(format!("system/{resource}.{rw}"));
         }
     }
     out
@@ -284,6 +326,29 @@ mod tests {
         let s = SystemScope::parse("system/AuditEvent.rs").unwrap();
         assert_eq!(s.grants(), vec![Scope::AuditEventRead]);
         assert!(SystemScope::parse("system/AuditEvent.crus").is_err());
+        let s = SystemScope::parse("system/Patient.cu").unwrap();
+        assert_eq!(s.grants(), vec![Scope::PatientsWrite]);
+    }
+
+    #[test]
+    fn an_appointment_response_is_created_never_updated() {
+        let s = SystemScope::parse("system/AppointmentResponse.c").unwrap();
+        assert_eq!(s.grants(), vec![Scope::AppointmentsAnswer]);
+        assert_eq!(s.to_string(), "system/AppointmentResponse.c");
+        let s = SystemScope::parse("system/AppointmentResponse.crs").unwrap();
+        assert_eq!(
+            s.grants(),
+            vec![Scope::AppointmentsRead, Scope::AppointmentsAnswer]
+        );
+        assert_eq!(SystemScope::parse(&s.to_string()).unwrap(), s);
+        let e = SystemScope::parse("system/AppointmentResponse.cu").unwrap_err();
+        assert!(e.0.contains("update is not offered"), "{e}");
+        assert!(SystemScope::parse("system/AppointmentResponse.u").is_err());
+        assert!(offered_scopes().contains(&"system/AppointmentResponse.c".to_owned()));
+        for scope in offered_scopes() {
+            let parsed = SystemScope::parse(&scope).unwrap();
+            assert_eq!(parsed.to_string(), scope, "offered scopes round-trip");
+        }
     }
 
     #[test]

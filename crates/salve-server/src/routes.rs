@@ -29,6 +29,9 @@ pub enum Access {
     Public,
     /// An API token with the operation's scope, or a signed-in staff member whose role allows it.
     Op(Operation),
+    /// As `Op`, for any one of these operations; the handler asks `authorize` for each part of
+    /// the request (a FHIR transaction's entries).
+    OpAny(&'static [Operation]),
     /// A staff session cookie at one of these sign-in stages.
     Session(&'static [SessionStage]),
     /// The metrics token (when metrics are served on the main listener).
@@ -958,6 +961,91 @@ fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
             Op(AppointmentRead),
             get(fhir::appointment_read),
         ),
+        // FHIR writes: bodies capped; a transaction's entries are each authorized by the handler.
+        r(
+            Method::POST,
+            "/fhir/r4",
+            OpAny(&[PatientCreate, PatientUpdate, AppointmentWrite]),
+            post(fhir::interactions::transaction).layer(DefaultBodyLimit::max(
+                fhir::interactions::TRANSACTION_BODY_LIMIT,
+            )),
+        ),
+        r(
+            Method::POST,
+            "/fhir/r4/Patient",
+            Op(PatientCreate),
+            post(fhir::interactions::patient_create).layer(DefaultBodyLimit::max(
+                fhir::interactions::RESOURCE_BODY_LIMIT,
+            )),
+        ),
+        r(
+            Method::PUT,
+            "/fhir/r4/Patient/{id}",
+            Op(PatientUpdate),
+            put(fhir::interactions::patient_update).layer(DefaultBodyLimit::max(
+                fhir::interactions::RESOURCE_BODY_LIMIT,
+            )),
+        ),
+        r(
+            Method::POST,
+            "/fhir/r4/Appointment",
+            Op(AppointmentWrite),
+            post(fhir::interactions::appointment_create).layer(DefaultBodyLimit::max(
+                fhir::interactions::RESOURCE_BODY_LIMIT,
+            )),
+        ),
+        r(
+            Method::PUT,
+            "/fhir/r4/Appointment/{id}",
+            Op(AppointmentWrite),
+            put(fhir::interactions::appointment_update).layer(DefaultBodyLimit::max(
+                fhir::interactions::RESOURCE_BODY_LIMIT,
+            )),
+        ),
+        r(
+            Method::POST,
+            "/fhir/r4/AppointmentResponse",
+            Op(AppointmentAnswer),
+            post(fhir::interactions::appointment_response_create).layer(DefaultBodyLimit::max(
+                fhir::interactions::RESOURCE_BODY_LIMIT,
+            )),
+        ),
+        r(
+            Method::GET,
+            "/fhir/r4/AppointmentResponse",
+            Op(AppointmentRead),
+            get(fhir::interactions::appointment_response_search),
+        ),
+        r(
+            Method::GET,
+            "/fhir/r4/AppointmentResponse/{id}",
+            Op(AppointmentRead),
+            get(fhir::interactions::appointment_response_read),
+        ),
+        r(
+            Method::GET,
+            "/fhir/r4/Patient/{id}/_history/{vid}",
+            Op(PatientRead),
+            get(fhir::patient_vread),
+        ),
+        r(
+            Method::GET,
+            "/fhir/r4/Appointment/{id}/_history/{vid}",
+            Op(AppointmentRead),
+            get(fhir::appointment_vread),
+        ),
+        r(
+            Method::GET,
+            "/fhir/r4/AuditEvent/{id}",
+            Op(AuditRead),
+            get(fhir::audit_event_read),
+        ),
+        r(
+            Method::GET,
+            "/fhir/r4/Provenance/{id}",
+            Op(ConsentRead),
+            get(fhir::provenance_read),
+        ),
         // Any other resource type: an OperationOutcome saying so (serves no data).
         r(
             Method::GET,
@@ -1054,6 +1142,8 @@ fn all() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
 
 pub(crate) fn router(state: &AppState) -> axum::Router<AppState> {
     let mut router = axum::Router::new();
+    // A path's method routers merge; only one of them may carry the FHIR fallback.
+    let mut with_fallback = std::collections::BTreeSet::new();
     for (spec, handler) in all() {
         let passive = spec.passive;
         let handler = match spec.access {
@@ -1067,7 +1157,13 @@ pub(crate) fn router(state: &AppState) -> axum::Router<AppState> {
             Access::Op(op) => handler.route_layer(middleware::from_fn_with_state(
                 state.clone(),
                 move |State(s): State<AppState>, req: Request, next: Next| {
-                    op_gate(s, op, passive, req, next)
+                    op_gate(s, Ops::One(op), passive, req, next)
+                },
+            )),
+            Access::OpAny(ops) => handler.route_layer(middleware::from_fn_with_state(
+                state.clone(),
+                move |State(s): State<AppState>, req: Request, next: Next| {
+                    op_gate(s, Ops::Any(ops), passive, req, next)
                 },
             )),
             Access::Session(stages) => handler.route_layer(middleware::from_fn_with_state(
@@ -1078,9 +1174,12 @@ pub(crate) fn router(state: &AppState) -> axum::Router<AppState> {
             )),
         };
         let handler = if spec.path.starts_with(fhir::PREFIX) {
-            handler
-                .route_layer(middleware::from_fn(fhir::outcome_layer))
-                .fallback(fhir::method_not_allowed)
+            let handler = handler.route_layer(middleware::from_fn(fhir::outcome_layer));
+            if with_fallback.insert(spec.path) {
+                handler.fallback(fhir::method_not_allowed)
+            } else {
+                handler
+            }
         } else {
             handler
         };
@@ -1131,9 +1230,44 @@ fn cross_site() -> ApiError {
 }
 
 /// Resolves the caller, asks the permission table, counts activity, and passes the principal on.
+/// The operation(s) a gate asks `authorize` about.
+#[derive(Clone, Copy)]
+enum Ops {
+    One(Operation),
+    /// Allowed when any one is; the handler authorizes each part of the request.
+    Any(&'static [Operation]),
+}
+
+impl Ops {
+    fn decide(self, principal: &Principal) -> Decision {
+        match self {
+            Ops::One(op) => authorize(principal, op, None),
+            Ops::Any(ops) => {
+                let mut first = None;
+                for op in ops {
+                    match authorize(principal, *op, None) {
+                        Decision::Allow => return Decision::Allow,
+                        d => {
+                            first.get_or_insert(d);
+                        }
+                    }
+                }
+                first.unwrap_or(Decision::Deny(DenyReason::TokenNotAllowed))
+            }
+        }
+    }
+
+    fn is_guidelines(self) -> bool {
+        matches!(
+            self,
+            Ops::One(Operation::GuidelinesRead | Operation::GuidelinesEdit)
+        )
+    }
+}
+
 async fn op_gate(
     state: AppState,
-    op: Operation,
+    op: Ops,
     passive: bool,
     mut req: Request,
     next: Next,
@@ -1189,7 +1323,7 @@ async fn op_gate(
                 return ApiError::from(e).into_response();
             }
             // Staff acknowledge the current messaging guidelines before anything else.
-            if op != Operation::GuidelinesRead && op != Operation::GuidelinesEdit {
+            if !op.is_guidelines() {
                 match state
                     .store
                     .guidelines_pending(session.practice_id, session.user_id)
@@ -1219,7 +1353,7 @@ async fn op_gate(
     let scope = principal
         .practice()
         .map_or(ChainScope::System, ChainScope::Practice);
-    match authorize(&principal, op, None) {
+    match op.decide(&principal) {
         Decision::Allow => {
             req.extensions_mut().insert(principal);
             next.run(req).await

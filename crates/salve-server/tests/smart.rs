@@ -479,3 +479,80 @@ async fn a_pyjwt_client_gets_tokens_with_rs384_and_es384_assertions() {
         assert_eq!(weak.json()["error"], "invalid_client");
     }
 }
+
+#[tokio::test]
+async fn smart_write_scopes_create_through_fhir_and_refuse_what_they_do_not_grant() {
+    for db in TestDatabase::all().await {
+        let s = Smart::new(db).await;
+        let key = p384_key("ehr-writes");
+        let client = s
+            .register(
+                json!({"keys": [key.jwk]}),
+                &["system/Patient.cu", "system/AppointmentResponse.c"],
+            )
+            .await;
+        let r = s
+            .request_token(
+                &key.sign(&s.claims(&client, "w-1", 120)),
+                "system/Patient.cu system/AppointmentResponse.c",
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        let token = r.json()["access_token"].as_str().unwrap().to_owned();
+        let patient = json!({
+            "resourceType": "Patient",
+            "name": [{"family": "Quintanilla", "given": ["Ana"]}],
+            "birthDate": "1971-03-14",
+            "telecom": [{"system": "phone", "value": "+13125550142"}],
+        });
+        let created = s
+            .app
+            .send(Req::post("/fhir/r4/Patient").bearer(&token).json(&patient))
+            .await;
+        assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+        let id = created.json()["id"].as_str().unwrap().to_owned();
+        // Created and updated, never read: `cu` without `rs`.
+        let read = s
+            .app
+            .send(Req::get(format!("/fhir/r4/Patient/{id}")).bearer(&token))
+            .await;
+        assert_eq!(read.status, StatusCode::FORBIDDEN, "{}", read.text);
+        assert_eq!(read.json()["resourceType"], "OperationOutcome");
+        let conditional = s
+            .app
+            .send(
+                Req::post("/fhir/r4/Patient")
+                    .bearer(&token)
+                    .header("if-none-exist", "identifier=MRN-1")
+                    .json(&patient),
+            )
+            .await;
+        assert_eq!(conditional.status, StatusCode::FORBIDDEN, "finding reads");
+        assert!(
+            conditional.text.contains("patients:read"),
+            "{}",
+            conditional.text
+        );
+        let appointment = s
+            .app
+            .send(
+                Req::post("/fhir/r4/Appointment")
+                    .bearer(&token)
+                    .json(&json!({"resourceType": "Appointment"})),
+            )
+            .await;
+        assert_eq!(appointment.status, StatusCode::FORBIDDEN);
+        assert_eq!(appointment.json()["issue"][0]["code"], "forbidden");
+        // `AppointmentResponse.c` is create only: `cu` is not offered.
+        let r = s
+            .app
+            .send(
+                Req::post("/api/v1/smart-clients")
+                    .cookie(&s.admin)
+                    .same_origin()
+                    .json(&json!({"name": "EHR", "jwks": {"keys": [key.jwk]}, "scopes": ["system/AppointmentResponse.cu"]})),
+            )
+            .await;
+        assert!(r.status.is_client_error(), "{}", r.text);
+    }
+}

@@ -214,34 +214,13 @@ impl Store {
                 return Ok(Ok((appointment, true)));
             }
         }
-        self.guard_patient_op(
-            &mut tx.tx,
-            practice,
-            principal,
-            Operation::AppointmentWrite,
-            new.patient,
-        )
-        .await?;
-        let catalog = self.catalog_in(&mut tx.tx, practice).await?;
-        let errors = catalog_errors(
-            &catalog,
-            Some(new.appointment_type),
-            Some(new.location),
-            Some(new.provider),
-        );
-        if !errors.is_empty() {
-            return Ok(Err(errors));
-        }
-        let appointment = self
-            .insert_in(
-                &mut tx,
-                practice,
-                new,
-                source_of(principal),
-                Some(&actor),
-                ctx,
-            )
-            .await?;
+        let appointment = match self
+            .create_appointment_in(&mut tx, practice, principal, ctx, new)
+            .await?
+        {
+            Ok(a) => a,
+            Err(errors) => return Ok(Err(errors)),
+        };
         if let Some(idem) = idempotency {
             sqlx::query(
                 "INSERT INTO idempotency_keys (practice_id, actor, key_hash, request_hash, status, resource_id, created_at) \
@@ -260,6 +239,46 @@ impl Store {
         Ok(Ok((appointment, false)))
     }
 
+    /// Books an appointment inside the caller's transaction: the patient's gate, the catalog,
+    /// the insert and its audit event.
+    pub(crate) async fn create_appointment_in(
+        &self,
+        tx: &mut WriteTx<'_>,
+        practice: PracticeId,
+        principal: &Principal,
+        ctx: &RequestContext,
+        new: &NewAppointment,
+    ) -> Result<std::result::Result<Appointment, Vec<FieldError>>> {
+        self.guard_patient_op(
+            &mut tx.tx,
+            practice,
+            principal,
+            Operation::AppointmentWrite,
+            new.patient,
+        )
+        .await?;
+        let catalog = self.catalog_in(&mut tx.tx, practice).await?;
+        let errors = catalog_errors(
+            &catalog,
+            Some(new.appointment_type),
+            Some(new.location),
+            Some(new.provider),
+        );
+        if !errors.is_empty() {
+            return Ok(Err(errors));
+        }
+        self.insert_in(
+            tx,
+            practice,
+            new,
+            source_of(principal),
+            Some(&principal.actor()),
+            ctx,
+        )
+        .await
+        .map(Ok)
+    }
+
     /// Changes an appointment. `expected_version` (from `If-Match`) must be current, or
     /// `Conflict(APPOINTMENT_VERSION_CONFLICT)`. A patch that changes nothing writes nothing.
     pub async fn update_appointment(
@@ -272,10 +291,41 @@ impl Store {
         expected_version: Option<i64>,
     ) -> Result<std::result::Result<Appointment, Vec<FieldError>>> {
         check_practice(principal, practice)?;
-        let actor = principal.actor();
         let mut tx = self.begin().await?;
+        let saved = match self
+            .update_appointment_in(
+                &mut tx,
+                practice,
+                principal,
+                ctx,
+                id,
+                patch,
+                expected_version,
+            )
+            .await?
+        {
+            Ok(a) => a,
+            Err(errors) => return Ok(Err(errors)),
+        };
+        tx.commit().await?;
+        Ok(Ok(saved))
+    }
+
+    /// Changes an appointment inside the caller's transaction (see `update_appointment`).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn update_appointment_in(
+        &self,
+        tx: &mut WriteTx<'_>,
+        practice: PracticeId,
+        principal: &Principal,
+        ctx: &RequestContext,
+        id: AppointmentId,
+        patch: &AppointmentPatch,
+        expected_version: Option<i64>,
+    ) -> Result<std::result::Result<Appointment, Vec<FieldError>>> {
+        let actor = principal.actor();
         let current = self
-            .writable(&mut tx, practice, principal, id, expected_version)
+            .writable(tx, practice, principal, id, expected_version)
             .await?;
         let catalog = self.catalog_in(&mut tx.tx, practice).await?;
         let errors = catalog_errors(
@@ -314,9 +364,8 @@ impl Store {
             Action::AppointmentUpdate
         };
         let saved = self
-            .save_change_in(&mut tx, &current, next, Some((action, &actor)), ctx)
+            .save_change_in(tx, &current, next, Some((action, &actor)), ctx)
             .await?;
-        tx.commit().await?;
         Ok(Ok(saved))
     }
 

@@ -353,4 +353,26 @@ impl Store {
         tx.commit().await?;
         Ok((events, sources))
     }
+
+    /// Whose ledger a consent event belongs to (to read it, gated and audited, by
+    /// `fhir_consent`); `None` for another practice's or no event.
+    pub async fn consent_event_patient(
+        &self,
+        practice: PracticeId,
+        event: ConsentEventId,
+    ) -> Result<Option<PatientId>> {
+        let mut conn = self.pool.acquire().await?;
+        let row: Option<String> = sqlx::query_scalar(
+            "SELECT patient_id FROM consent_events WHERE id = $1 AND practice_id = $2",
+        )
+        .bind(event.to_string())
+        .bind(practice.to_string())
+        .fetch_optional(&mut *conn)
+        .await?;
+        row.map(|p| {
+            p.parse()
+                .map_err(|_| StoreError::KeyRing("malformed consent event row".into()))
+        })
+        .transpose()
+    }
 }

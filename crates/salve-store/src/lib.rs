@@ -19,6 +19,7 @@ mod dialect;
 mod ehr;
 mod error;
 mod fhir;
+mod fhir_write;
 mod hl7;
 mod hours;
 mod identity;
@@ -64,6 +65,9 @@ pub use ehr::{
 };
 pub use error::StoreError;
 pub use fhir::{ConsentProvenance, FhirMessage, MessageWindow};
+pub use fhir_write::{
+    EntryFailure, FhirWrite, FhirWritten, MAX_TRANSACTION_ENTRIES, PatientRef, WriteFailure,
+};
 pub use hl7::{Hl7Record, MAX_CONTROL_ID_CHARS};
 pub use hours::{OverdueConversation, ResponseReport, ResponseSettings, ResponseStatus};
 pub use identity::{
@@ -86,7 +90,10 @@ pub use oversight::{
 };
 pub use passkeys::{Ceremony, CeremonyPurpose, StoredPasskey};
 pub use patient_accounts::PatientLogin;
-pub use patients::{Idempotency, Lookup, MAX_PAGE, Patient, PatientPage, RestrictedPatient};
+pub use patients::{
+    Idempotency, Lookup, MAX_PAGE, PATIENT_VERSION_CONFLICT, Patient, PatientPage,
+    RestrictedPatient,
+};
 pub use practices::{Practice, TokenInfo, TokenPrincipal};
 pub use reminders::{
     AwaitingReminder, NewReminder, Recorded, Reminder, ReminderSettings, ReminderState,

@@ -67,6 +67,10 @@ pub struct Idempotency {
 
 pub const MAX_PAGE: usize = 200;
 
+/// The answer to a change made against a version that is no longer current (HTTP 412).
+pub const PATIENT_VERSION_CONFLICT: &str =
+    "the patient changed since the version given; read it again";
+
 fn blind_kind(kind: ContactKind) -> &'static str {
     kind.as_str()
 }
@@ -153,6 +157,38 @@ impl Store {
                 return Ok((patient, true));
             }
         }
+        let patient = self
+            .insert_patient_in(&mut tx, practice, actor, ctx, record)
+            .await?;
+        let row = patient.id.to_string();
+        if let Some(idem) = idempotency {
+            sqlx::query(
+                "INSERT INTO idempotency_keys (practice_id, actor, key_hash, request_hash, status, resource_id, created_at) \
+                 VALUES ($1, $2, $3, $4, 201, $5, $6)",
+            )
+            .bind(practice.to_string())
+            .bind(&actor_key)
+            .bind(idem.key_hash.to_vec())
+            .bind(idem.request_hash.to_vec())
+            .bind(&row)
+            .bind(tx.now_micros())
+            .execute(&mut *tx.tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok((patient, false))
+    }
+
+    /// Inserts a new patient (keys, contacts, blind indexes) with its `patient.create` audit
+    /// event, inside the caller's transaction. Permission is the caller's to check.
+    pub(crate) async fn insert_patient_in(
+        &self,
+        tx: &mut WriteTx<'_>,
+        practice: PracticeId,
+        actor: &Actor,
+        ctx: &RequestContext,
+        record: &PatientRecord,
+    ) -> Result<Patient> {
         let id = PatientId::new();
         let now = tx.now_micros();
         let blind = self.ring.practice_keys(&mut tx.tx, practice).await?;
@@ -189,20 +225,6 @@ impl Store {
         )
         .await?;
         bump_generation(&mut tx.tx, practice).await?;
-        if let Some(idem) = idempotency {
-            sqlx::query(
-                "INSERT INTO idempotency_keys (practice_id, actor, key_hash, request_hash, status, resource_id, created_at) \
-                 VALUES ($1, $2, $3, $4, 201, $5, $6)",
-            )
-            .bind(practice.to_string())
-            .bind(&actor_key)
-            .bind(idem.key_hash.to_vec())
-            .bind(idem.request_hash.to_vec())
-            .bind(&row)
-            .bind(now)
-            .execute(&mut *tx.tx)
-            .await?;
-        }
         tx.audit(event(
             practice,
             actor,
@@ -211,16 +233,14 @@ impl Store {
             vec![row.clone()],
             Outcome::Success,
         ));
-        let patient = Patient {
+        Ok(Patient {
             id,
             practice_id: practice,
             record: record.clone(),
             version: 1,
             created_at: from_micros(now),
             updated_at: from_micros(now),
-        };
-        tx.commit().await?;
-        Ok((patient, false))
+        })
     }
 
     pub async fn read_patient(
@@ -406,36 +426,50 @@ impl Store {
         let actor = &principal.actor();
         check_practice(principal, practice)?;
         let mut tx = self.begin().await?;
-        let loaded = match self
-            .guard_patient(
-                &mut tx.tx,
-                practice,
-                principal,
-                Operation::PatientUpdate,
-                id,
-            )
+        let result = match self
+            .update_patient_in(&mut tx, practice, principal, id, patch, input, None)
             .await
         {
-            Ok(()) => self.load_patient(&mut tx.tx, practice, id).await,
+            Ok(Err(errors)) => return Ok(Err(errors)),
+            Ok(Ok(p)) => Ok(p),
             Err(e) => Err(e),
         };
-        let current = match loaded {
-            Ok(p) => p,
-            Err(e) => {
-                return self
-                    .finish_single(tx, practice, actor, ctx, Action::PatientUpdate, id, Err(e))
-                    .await
-                    .map(Ok);
-            }
-        };
+        self.finish_single(tx, practice, actor, ctx, Action::PatientUpdate, id, result)
+            .await
+            .map(Ok)
+    }
+
+    /// Changes a patient inside the caller's transaction: the gate, the version the caller saw
+    /// (`Conflict(PATIENT_VERSION_CONFLICT)` if it moved on), validation, the sealed write.
+    /// Nothing is written before a refusal; the caller adds the audit event.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn update_patient_in(
+        &self,
+        tx: &mut WriteTx<'_>,
+        practice: PracticeId,
+        principal: &Principal,
+        id: PatientId,
+        patch: &PatientPatchInput,
+        input: &InputContext,
+        expected_version: Option<i64>,
+    ) -> Result<std::result::Result<Patient, Vec<FieldError>>> {
+        self.guard_patient(
+            &mut tx.tx,
+            practice,
+            principal,
+            Operation::PatientUpdate,
+            id,
+        )
+        .await?;
+        let current = self.load_patient(&mut tx.tx, practice, id).await?;
+        if expected_version.is_some_and(|v| v != current.version) {
+            return Err(StoreError::Conflict(PATIENT_VERSION_CONFLICT));
+        }
         let record = match current.record.patched(patch, input) {
             Ok(r) => r,
             Err(errors) => return Ok(Err(errors)),
         };
-        let result = self
-            .write_update(&mut tx, practice, &current, &record)
-            .await;
-        self.finish_single(tx, practice, actor, ctx, Action::PatientUpdate, id, result)
+        self.write_update(tx, practice, &current, &record)
             .await
             .map(Ok)
     }
@@ -454,10 +488,10 @@ impl Store {
         let row = id.to_string();
         let sealed = SealedFields::new(&key, &blind.blind_index, &row, record);
         let version = current.version + 1;
-        sqlx::query(
+        let changed = sqlx::query(
             "UPDATE patients SET given_name = $1, family_name = $2, birth_date = $3, mrn = $4, \
              mrn_index = $5, preferred_language = $6, time_zone = $7, version = $8, updated_at = $9 \
-             WHERE id = $10 AND practice_id = $11",
+             WHERE id = $10 AND practice_id = $11 AND version = $12",
         )
         .bind(sealed.given_name)
         .bind(sealed.family_name)
@@ -470,8 +504,14 @@ impl Store {
         .bind(now)
         .bind(&row)
         .bind(practice.to_string())
+        .bind(current.version)
         .execute(&mut *tx.tx)
-        .await?;
+        .await?
+        .rows_affected();
+        // Another writer got there first (read-committed PostgreSQL): the caller's view is stale.
+        if changed != 1 {
+            return Err(StoreError::Conflict(PATIENT_VERSION_CONFLICT));
+        }
         if record.contacts != current.record.contacts {
             sqlx::query("DELETE FROM contacts WHERE patient_id = $1 AND practice_id = $2")
                 .bind(&row)

@@ -35,7 +35,8 @@ pub struct TokenBody {
     /// What the token is for, e.g. "EHR sync".
     pub label: String,
     /// patients:read, patients:write, messages:read, messages:write, consent:write,
-    /// appointments:read, appointments:write, audit:read (the audit log, FHIR `AuditEvent`)
+    /// appointments:read, appointments:write, audit:read (the audit log, FHIR `AuditEvent`),
+    /// appointments:answer (a patient's answer about a visit, FHIR `AppointmentResponse`)
     pub scopes: Vec<String>,
 }
 

@@ -2,14 +2,16 @@
 //! Codes follow the R4 code systems named beside each; Salve's own ids use `urn:salve:*`
 //! identifier systems.
 
-use salve_core::PatientId;
-use salve_core::appointments::AppointmentStatus;
+use std::collections::HashMap;
+
+use salve_core::appointments::{AppointmentStatus, StatusSource};
 use salve_core::audit::Actor;
 use salve_core::consent::{
     ConsentAction, ConsentChannel, ConsentEvent, ConsentMethod, ConsentPurpose,
 };
 use salve_core::patient::{ContactKind, ContactRole};
 use salve_core::validation;
+use salve_core::{CatalogItemId, PatientId};
 use salve_store::audit_reports::{AccessEntry, AuditEntry};
 use salve_store::{
     Appointment, ConsentProvenance, Direction, FhirMessage, MessageChannel, MessageStatus, Patient,
@@ -22,6 +24,11 @@ pub const FHIR_VERSION: &str = "4.0.1";
 const V2_0203: &str = "http://terminology.hl7.org/CodeSystem/v2-0203";
 const PARTICIPATION_MODE: &str = "http://terminology.hl7.org/CodeSystem/v3-ParticipationMode";
 const ACT_CODE: &str = "http://terminology.hl7.org/CodeSystem/v3-ActCode";
+/// Salve's catalog items, which are not served as resources: named by these identifier systems
+/// (the value is the item's Salve id) and their names as `display`.
+pub const APPOINTMENT_TYPE_SYSTEM: &str = "urn:salve:appointment-type";
+pub const LOCATION_SYSTEM: &str = "urn:salve:location";
+pub const PROVIDER_SYSTEM: &str = "urn:salve:provider";
 
 pub fn instant(t: OffsetDateTime) -> String {
     t.to_offset(time::UtcOffset::UTC)
@@ -434,28 +441,89 @@ pub fn appointment_status(s: AppointmentStatus) -> &'static str {
     }
 }
 
-pub fn appointment(a: &Appointment) -> Value {
-    let end = a.starts_at + time::Duration::minutes(a.duration_minutes);
-    let participant = match a.status {
+/// The patient's participation as their answers left it.
+fn patient_participation(a: &Appointment) -> &'static str {
+    match a.status {
         AppointmentStatus::Confirmed => "accepted",
         AppointmentStatus::Cancelled | AppointmentStatus::RescheduleRequested => "declined",
         _ => "needs-action",
+    }
+}
+
+/// The EHR's own id of a visit, as an identifier system of the practice.
+pub fn appointment_id_system(practice: salve_core::PracticeId) -> String {
+    format!("urn:salve:practice:{practice}:appointment")
+}
+
+/// `names`: the practice's catalog (type, location and provider are shown by name).
+pub fn appointment(a: &Appointment, names: &HashMap<CatalogItemId, String>) -> Value {
+    let end = a.starts_at + time::Duration::minutes(a.duration_minutes);
+    let name = |id: CatalogItemId| names.get(&id).cloned().unwrap_or_default();
+    let item = |kind: &str, system: &str, id: CatalogItemId| {
+        let mut actor = logical(kind, system, id.to_string(), None);
+        let n = name(id);
+        if !n.is_empty() {
+            actor["display"] = json!(n);
+        }
+        json!({ "actor": actor, "required": "required", "status": "accepted" })
     };
+    let mut kind = json!({ "coding": [{ "system": APPOINTMENT_TYPE_SYSTEM, "code": a.appointment_type.to_string() }] });
+    let type_name = name(a.appointment_type);
+    if !type_name.is_empty() {
+        kind["coding"][0]["display"] = json!(type_name);
+        kind["text"] = json!(type_name);
+    }
     let mut out = json!({
         "resourceType": "Appointment",
         "id": a.id.to_string(),
         "meta": meta(Some(a.version), a.updated_at),
         "status": appointment_status(a.status),
+        "appointmentType": kind,
         "start": instant(a.starts_at),
         "end": instant(end),
         "minutesDuration": a.duration_minutes,
         "created": instant(a.created_at),
-        "participant": [{ "actor": patient_ref(a.patient), "status": participant }],
+        "participant": [
+            { "actor": patient_ref(a.patient), "required": "required", "status": patient_participation(a) },
+            item("Location", LOCATION_SYSTEM, a.location),
+            item("Practitioner", PROVIDER_SYSTEM, a.provider),
+        ],
     });
+    if let Some(ext) = &a.external_id {
+        out["identifier"] =
+            json!([{ "system": appointment_id_system(a.practice), "value": ext.expose() }]);
+    }
     if a.status == AppointmentStatus::RescheduleRequested {
         out["comment"] = json!("the patient asked to reschedule");
     }
     out
+}
+
+/// The patient's answer about a visit, derived from the appointment (Salve keeps the answer
+/// as the visit's status): confirmed is `accepted`; cancelled by the patient's own answer, or
+/// asked to reschedule, is `declined`. `None`: the patient has not answered (or the practice,
+/// not the patient, cancelled). Its id is the appointment's.
+pub fn appointment_response(a: &Appointment) -> Option<Value> {
+    let (status, comment) = match (a.status, a.status_source) {
+        (AppointmentStatus::Confirmed, _) => ("accepted", None),
+        (AppointmentStatus::Cancelled, StatusSource::PatientReply) => ("declined", None),
+        (AppointmentStatus::RescheduleRequested, _) => {
+            ("declined", Some("the patient asked to reschedule"))
+        }
+        _ => return None,
+    };
+    let mut out = json!({
+        "resourceType": "AppointmentResponse",
+        "id": a.id.to_string(),
+        "meta": { "lastUpdated": instant(a.updated_at) },
+        "appointment": { "reference": format!("Appointment/{}", a.id) },
+        "actor": patient_ref(a.patient),
+        "participantStatus": status,
+    });
+    if let Some(c) = comment {
+        out["comment"] = json!(c);
+    }
+    Some(out)
 }
 
 /// IHE Basic Audit Log Patterns: (type, subtype, action) for a stored action.
@@ -778,6 +846,61 @@ mod tests {
         assert_eq!(balp("message.send").2, "C");
         assert_eq!(balp("patient.shred").2, "D");
         assert_eq!(outcome_code("denied"), "4");
+    }
+
+    fn visit(status: AppointmentStatus, source: StatusSource) -> Appointment {
+        let at = OffsetDateTime::UNIX_EPOCH + time::Duration::days(20000);
+        Appointment {
+            id: salve_core::AppointmentId::new(),
+            practice: salve_core::PracticeId::new(),
+            patient: PatientId::new(),
+            external_id: None,
+            starts_at: at,
+            time_zone: "America/Chicago".into(),
+            duration_minutes: 30,
+            appointment_type: CatalogItemId::new(),
+            location: CatalogItemId::new(),
+            provider: CatalogItemId::new(),
+            status,
+            status_source: source,
+            version: 3,
+            created_at: at,
+            updated_at: at,
+        }
+    }
+
+    #[test]
+    fn the_patients_answer_is_derived_from_the_visit_and_only_when_they_gave_one() {
+        use AppointmentStatus as S;
+        let answer =
+            |s, src| appointment_response(&visit(s, src)).map(|r| r["participantStatus"].clone());
+        assert_eq!(
+            answer(S::Confirmed, StatusSource::PatientReply),
+            Some(json!("accepted"))
+        );
+        assert_eq!(
+            answer(S::Cancelled, StatusSource::PatientReply),
+            Some(json!("declined"))
+        );
+        assert_eq!(
+            answer(S::RescheduleRequested, StatusSource::PatientReply),
+            Some(json!("declined"))
+        );
+        assert_eq!(
+            answer(S::Cancelled, StatusSource::Staff),
+            None,
+            "the practice cancelled"
+        );
+        assert_eq!(answer(S::Booked, StatusSource::Api), None);
+        let a = visit(S::Booked, StatusSource::Api);
+        let r = appointment(&a, &HashMap::from([(a.location, "Main St".to_owned())]));
+        assert_eq!(r["meta"]["versionId"], "3");
+        assert_eq!(r["participant"][1]["actor"]["display"], "Main St");
+        assert_eq!(
+            r["participant"][1]["actor"]["identifier"]["system"],
+            LOCATION_SYSTEM
+        );
+        assert_eq!(r["participant"][0]["status"], "needs-action");
     }
 
     #[test]

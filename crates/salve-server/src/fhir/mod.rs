@@ -1,10 +1,13 @@
-//! The FHIR R4 read API at `/fhir/r4` (`application/fhir+json`). Handlers parse the search,
+//! The FHIR R4 API at `/fhir/r4` (`application/fhir+json`). Handlers parse the search,
 //! call the same audited store reads as the JSON API (the route table's gate has already
-//! asked `authorize`), and render through the pure mappings in [`map`]. Every error leaves as
+//! asked `authorize`), and render through the pure mappings in [`map`]. Writes (create,
+//! update, transactions) are in [`interactions`], parsed by [`write`]. Every error leaves as
 //! an `OperationOutcome` ([`outcome_layer`]).
 
+pub mod interactions;
 pub mod map;
 pub mod params;
+pub mod write;
 
 use axum::Extension;
 use axum::body::{Body, to_bytes};
@@ -159,17 +162,24 @@ pub async fn metadata(State(state): State<AppState>, headers: HeaderMap) -> Fhir
         "publisher": "Salve",
         "kind": "instance",
         "software": { "name": "Salve", "version": env!("CARGO_PKG_VERSION") },
-        "implementation": { "description": "Salve patient messaging: FHIR R4 read API", "url": base },
+        "implementation": { "description": "Salve patient messaging: FHIR R4 API", "url": base },
         "fhirVersion": map::FHIR_VERSION,
         "format": ["json"],
         "rest": [{
             "mode": "server",
-            "documentation": "Read-only. Authorization: `Bearer` API tokens of one practice, with scopes: patients:read (Patient, Consent, Provenance), messages:read (Communication, Binary: message attachments), appointments:read (Appointment), system/AuditEvent.rs (AuditEvent); a signed-in staff member's role works the same way. Consent and Provenance searches need `patient` (or Provenance `target`). Unknown search parameters are refused.",
-            "security": { "cors": false, "description": "API tokens as `Authorization: Bearer`; scopes enforced per resource" },
+            "documentation": "Authorization: `Bearer` API tokens of one practice (or SMART backend-services tokens), with scopes: patients:read (Patient, Consent, Provenance; SMART system/Patient.rs), patients:write (Patient create and update; system/Patient.cu), messages:read (Communication, Binary: message attachments; system/Communication.rs), appointments:read (Appointment, AppointmentResponse; system/Appointment.rs, system/AppointmentResponse.rs), appointments:write (Appointment create and update; system/Appointment.cu), appointments:answer (AppointmentResponse create: the patient's answer, which cannot reschedule; system/AppointmentResponse.c), audit:read (AuditEvent; system/AuditEvent.rs); a signed-in staff member's role works the same way. Consent and Provenance searches need `patient` (or Provenance `target`). Unknown search parameters are refused. Writes: Patient keeps the official name, birth date, one MRN (an identifier typed MR), phone and email telecoms, guardian and caregiver contacts and the preferred language; other identifiers, telecoms and contacts are not kept. Appointment names its type, location and provider by Salve id (identifier systems urn:salve:appointment-type, urn:salve:location, urn:salve:provider) or by name; its time is told to the patient in the practice's time zone; `booked` leaves a visit the patient confirmed as it is. AppointmentResponse is the patient's answer (accepted confirms, declined cancels, as their reply to a reminder), derived from the appointment: its id is the appointment's. Communication threads: `inResponseTo` is the latest earlier message from the other side of the conversation; the conversation itself is not served as a resource, so it is an identifier (urn:salve:conversation) and `partOf` is not used.",
+            "security": { "cors": false, "description": "API tokens as `Authorization: Bearer`; scopes enforced per resource and, in a transaction, per entry" },
+            "interaction": [{ "code": "transaction", "documentation": "Patient and Appointment entries (POST, PUT; ifNoneExist with identifier=MRN; ifMatch), all or nothing in one database transaction; urn:uuid: fullUrls may be referenced by later entries; at most 1000 entries and 8 MiB. Batch is not supported." }],
             "resource": [
                 {
                     "type": "Patient",
-                    "interaction": [{ "code": "read" }, { "code": "search-type" }],
+                    "versioning": "versioned-update",
+                    "readHistory": false,
+                    "updateCreate": false,
+                    "conditionalCreate": true,
+                    "conditionalUpdate": false,
+                    "conditionalDelete": "not-supported",
+                    "interaction": [{ "code": "read" }, { "code": "vread", "documentation": "the current version only: earlier versions are not kept" }, { "code": "search-type" }, { "code": "create" }, { "code": "update" }],
                     "searchParam": with_paging(&[("identifier", "token"), ("telecom", "token"), ("phone", "token"), ("email", "token"), ("name", "string"), ("birthdate", "date")]),
                     "operation": [{ "name": "everything", "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything" }],
                 },
@@ -191,18 +201,27 @@ pub async fn metadata(State(state): State<AppState>, headers: HeaderMap) -> Fhir
                 },
                 {
                     "type": "Provenance",
-                    "interaction": [{ "code": "search-type" }],
+                    "interaction": [{ "code": "read" }, { "code": "search-type" }],
                     "searchParam": with_paging(&[("patient", "reference"), ("target", "reference")]),
                 },
                 {
                     "type": "AuditEvent",
-                    "interaction": [{ "code": "search-type" }],
+                    "interaction": [{ "code": "read" }, { "code": "search-type" }],
                     "searchParam": with_paging(&[("patient", "reference"), ("agent", "reference"), ("date", "date")]),
                 },
                 {
                     "type": "Appointment",
-                    "interaction": [{ "code": "read" }, { "code": "search-type" }],
+                    "versioning": "versioned-update",
+                    "readHistory": false,
+                    "updateCreate": false,
+                    "conditionalCreate": false,
+                    "interaction": [{ "code": "read" }, { "code": "vread", "documentation": "the current version only: earlier versions are not kept" }, { "code": "search-type" }, { "code": "create" }, { "code": "update" }],
                     "searchParam": with_paging(&[("patient", "reference"), ("date", "date"), ("status", "token")]),
+                },
+                {
+                    "type": "AppointmentResponse",
+                    "interaction": [{ "code": "read" }, { "code": "search-type" }, { "code": "create" }],
+                    "searchParam": with_paging(&[("appointment", "reference"), ("patient", "reference"), ("actor", "reference")]),
                 },
             ],
         }],
@@ -219,16 +238,13 @@ pub async fn unsupported() -> ApiError {
     )
 }
 
-/// Any method a FHIR path does not take (writes are not served yet).
+/// Any method a FHIR path does not take (see the CapabilityStatement for those it does).
 pub async fn method_not_allowed() -> Response {
     let body = map::operation_outcome(
         "not-supported",
         "this interaction is not supported; see /fhir/r4/metadata",
     );
-    let mut r = (StatusCode::METHOD_NOT_ALLOWED, Fhir(body)).into_response();
-    r.headers_mut()
-        .insert(header::ALLOW, HeaderValue::from_static("GET"));
-    r
+    (StatusCode::METHOD_NOT_ALLOWED, Fhir(body)).into_response()
 }
 
 // ---- Patient -------------------------------------------------------------------------------
@@ -242,7 +258,7 @@ pub async fn patient_read(
     Extension(principal): Extension<Principal>,
     Extension(client): Extension<ClientInfo>,
     Path(id): Path<String>,
-) -> Result<Fhir, ApiError> {
+) -> Result<Response, ApiError> {
     let id = patient_id(&id)?;
     let practice = practice_of(&principal)?;
     let p = state
@@ -250,7 +266,42 @@ pub async fn patient_read(
         .read_patient(practice, &principal, &client.audit_context(), id)
         .await
         .map_err(|e| store_error("Patient", e))?;
-    Ok(Fhir(map::patient(&p)))
+    Ok(versioned(map::patient(&p), p.version))
+}
+
+/// `_history/{n}` of the current version (what a create's or update's `Location` names).
+/// Earlier versions are not kept: asking for one is a 404 saying so.
+fn current_version(
+    kind: &str,
+    resource: Value,
+    version: i64,
+    vid: &str,
+) -> Result<Response, ApiError> {
+    if vid.parse::<i64>().ok() == Some(version) {
+        return Ok(versioned(resource, version));
+    }
+    Err(ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not-found",
+        "Not found",
+        format!("no such version of this {kind}: Salve keeps only the current one"),
+    ))
+}
+
+pub async fn patient_vread(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Extension(client): Extension<ClientInfo>,
+    Path((id, vid)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let id = patient_id(&id)?;
+    let practice = practice_of(&principal)?;
+    let p = state
+        .store
+        .read_patient(practice, &principal, &client.audit_context(), id)
+        .await
+        .map_err(|e| store_error("Patient", e))?;
+    current_version("Patient", map::patient(&p), p.version, &vid)
 }
 
 fn birth_day_micros(p: &Patient) -> i64 {
@@ -794,6 +845,67 @@ pub async fn audit_event_search(
     )))
 }
 
+/// One row of the practice's audit log by its chain position; reading it is logged too.
+pub async fn audit_event_read(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Extension(client): Extension<ClientInfo>,
+    Path(id): Path<String>,
+) -> Result<Fhir, ApiError> {
+    let seq: i64 = id
+        .parse()
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| not_found("AuditEvent"))?;
+    let practice = practice_of(&principal)?;
+    state
+        .store
+        .record_audit(AuditEvent::in_practice(
+            practice,
+            principal.actor(),
+            &client.audit_context(),
+            Action::AuditExport,
+            Vec::new(),
+            Outcome::Success,
+        ))
+        .await?;
+    let page = state
+        .store
+        .audit_search(practice, &AuditFilter::default(), seq.checked_add(1), 1)
+        .await?;
+    page.entries
+        .iter()
+        .find(|e| e.seq == seq)
+        .map(|e| Fhir(map::audit_event(e, practice)))
+        .ok_or_else(|| not_found("AuditEvent"))
+}
+
+/// One version's provenance, by the id of the consent event it describes.
+pub async fn provenance_read(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Extension(client): Extension<ClientInfo>,
+    Path(id): Path<String>,
+) -> Result<Fhir, ApiError> {
+    let event: salve_core::ConsentEventId = id.parse().map_err(|_| not_found("Provenance"))?;
+    let practice = practice_of(&principal)?;
+    let patient = state
+        .store
+        .consent_event_patient(practice, event)
+        .await?
+        .ok_or_else(|| not_found("Provenance"))?;
+    let l = match ledger(&state, &principal, &client, patient).await {
+        Ok(l) => l,
+        Err(e) if e.status == StatusCode::NOT_FOUND => return Err(not_found("Provenance")),
+        Err(e) => return Err(e),
+    };
+    l.provenances(practice, None)
+        .into_iter()
+        .find(|p| p["id"] == json!(id))
+        .map(Fhir)
+        .ok_or_else(|| not_found("Provenance"))
+}
+
 // ---- Appointment ---------------------------------------------------------------------------
 
 pub async fn appointment_read(
@@ -801,7 +913,7 @@ pub async fn appointment_read(
     Extension(principal): Extension<Principal>,
     Extension(client): Extension<ClientInfo>,
     Path(id): Path<String>,
-) -> Result<Fhir, ApiError> {
+) -> Result<Response, ApiError> {
     let id: AppointmentId = id.parse().map_err(|_| not_found("Appointment"))?;
     let practice = practice_of(&principal)?;
     let a = state
@@ -809,7 +921,39 @@ pub async fn appointment_read(
         .read_appointment(practice, &principal, &client.audit_context(), id)
         .await
         .map_err(|e| store_error("Appointment", e))?;
-    Ok(Fhir(map::appointment(&a)))
+    let names = catalog_names(&state, practice).await?;
+    Ok(versioned(map::appointment(&a, &names), a.version))
+}
+
+pub async fn appointment_vread(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Extension(client): Extension<ClientInfo>,
+    Path((id, vid)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let id: AppointmentId = id.parse().map_err(|_| not_found("Appointment"))?;
+    let practice = practice_of(&principal)?;
+    let a = state
+        .store
+        .read_appointment(practice, &principal, &client.audit_context(), id)
+        .await
+        .map_err(|e| store_error("Appointment", e))?;
+    let names = catalog_names(&state, practice).await?;
+    current_version("Appointment", map::appointment(&a, &names), a.version, &vid)
+}
+
+/// The practice's catalog names (appointment type, location, provider), for appointments.
+async fn catalog_names(
+    state: &AppState,
+    practice: PracticeId,
+) -> Result<std::collections::HashMap<salve_core::CatalogItemId, String>, ApiError> {
+    Ok(state
+        .store
+        .catalog(practice)
+        .await?
+        .into_iter()
+        .map(|i| (i.id, i.name))
+        .collect())
 }
 
 pub async fn appointment_search(
@@ -858,10 +1002,11 @@ pub async fn appointment_search(
         Err(StoreError::NotFound | StoreError::Hidden) => Vec::new(),
         Err(e) => return Err(e.into()),
     };
+    let names = catalog_names(&state, practice).await?;
     let resources = list
         .iter()
         .filter(|a| statuses.is_empty() || statuses.contains(&map::appointment_status(a.status)))
-        .map(map::appointment)
+        .map(|a| map::appointment(a, &names))
         .collect();
     Ok(Fhir(paged(&base, "Appointment", &p, resources)?))
 }
@@ -917,7 +1062,9 @@ pub async fn patient_everything(
     resources.extend(communications(&messages, practice, &base));
     resources.extend(l.current());
     resources.extend(l.provenances(practice, None));
-    resources.extend(appointments.iter().map(map::appointment));
+    let names = catalog_names(&state, practice).await?;
+    resources.extend(appointments.iter().map(|a| map::appointment(a, &names)));
+    resources.extend(appointments.iter().filter_map(map::appointment_response));
     resources.extend(
         accesses
             .iter()
