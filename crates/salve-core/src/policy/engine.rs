@@ -2,7 +2,7 @@
 
 use super::allow::{self, Kinds};
 use super::text::{self, Kind, SLOT, Shape, Token};
-use super::vocab;
+use super::{frames, vocab};
 use super::{ClassifyContext, Decision, FilledValue, Reason, Route};
 
 /// Most unrecognised words named in one `not_allow_listed` reason.
@@ -46,7 +46,14 @@ pub fn classify(text: &str, ctx: &ClassifyContext) -> Decision {
     // Every word is scanned, filled-in values included: a value marked SMS-safe by mistake
     // ("Oncology, 2nd floor") still names a specialty.
     let folded = text::fold(text);
-    let hits = vocab::find(&folded);
+    let reading = frames::read(text);
+    let mut hits = vocab::find(&folded);
+    // "the pharmacy drive-thru", "check-in tablets": the neighbours say these are not clinical.
+    hits.retain(|h| {
+        !h.text
+            .split(' ')
+            .any(|w| reading.excused.iter().any(|e| e == w))
+    });
     for hit in &hits {
         let r = reason(
             hit.category.rule,
@@ -58,9 +65,22 @@ pub fn classify(text: &str, ctx: &ClassifyContext) -> Decision {
         }
     }
 
+    for signal in &reading.signals {
+        let r = reason(
+            signal.category.rule,
+            signal.text.clone(),
+            format!("mentions {} ({})", signal.category.what, signal.text),
+        );
+        if !reasons.contains(&r) {
+            reasons.push(r);
+        }
+    }
+
     let masked = mask_values(text, &ctx.values);
     let tokens = text::tokenize(&masked);
-    let check = allow_check(&tokens, &vocab::benign_words(&folded));
+    let mut excused = vocab::benign_words(&folded);
+    excused.extend(reading.excused.iter().map(String::as_str));
+    let check = allow_check(&tokens, &excused);
     if tokens.is_empty() {
         reasons.push(reason(
             "not_allow_listed",
@@ -69,7 +89,11 @@ pub fn classify(text: &str, ctx: &ClassifyContext) -> Decision {
         ));
     } else if !check.unknown.is_empty() {
         // Words a vocabulary already explained are not repeated here.
-        let explained: Vec<&str> = hits.iter().flat_map(|h| h.text.split(' ')).collect();
+        let explained: Vec<&str> = hits
+            .iter()
+            .flat_map(|h| h.text.split(' '))
+            .chain(reading.signals.iter().flat_map(|s| s.text.split(' ')))
+            .collect();
         let mut shown: Vec<&str> = Vec::new();
         for word in &check.unknown {
             if !explained.contains(&word.as_str()) && !shown.contains(&word.as_str()) {
@@ -192,8 +216,12 @@ fn allow_check(tokens: &[Token], excused: &[&str]) -> AllowCheck {
         if folded.chars().count() == 1 || excused.contains(&folded.as_str()) {
             continue;
         }
-        if is_name(tokens, i, *shape, &name) {
+        if is_name(tokens, i, folded, *shape, &name) {
             name[i] = true;
+            continue;
+        }
+        if let Some(k) = allow::typo_of(folded) {
+            kinds.add(k);
             continue;
         }
         unknown.push(folded.clone());
@@ -204,7 +232,7 @@ fn allow_check(tokens: &[Token], excused: &[&str]) -> AllowCheck {
 /// A capitalised word the allow-list does not know is taken as a person's or a place's name
 /// only where names go: after a title, greeting or "with"/"at", beside another name or a house
 /// number, or before "Street"/"Clinic". Elsewhere an unknown word keeps the text secure.
-fn is_name(tokens: &[Token], i: usize, shape: Shape, name: &[bool]) -> bool {
+fn is_name(tokens: &[Token], i: usize, folded: &str, shape: Shape, name: &[bool]) -> bool {
     let prev = i.checked_sub(1).map(|p| (&tokens[p], name[p]));
     let prev_word = prev.and_then(|(t, _)| match &t.kind {
         Kind::Word { folded, shape } => Some((folded.as_str(), *shape, t.sentence_start)),
@@ -221,7 +249,7 @@ fn is_name(tokens: &[Token], i: usize, shape: Shape, name: &[bool]) -> bool {
     {
         return true;
     }
-    if shape != Shape::Capitalized {
+    if shape != Shape::Capitalized || allow::is_health_word(folded) {
         return false;
     }
     if token.sentence_start {
