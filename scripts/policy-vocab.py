@@ -410,6 +410,8 @@ DENY_EVERYDAY = set(
     animo sano sana
     muestra regla periodo sexo urgencias internado alta consejero terapeuta sobrio recaida
     killer stress anxious nervous sad swelling swollen bruise burn hot cold weak shaking
+    bandage bandages dressing gauze thermometer syrup refuerzo venda vendas vendaje curita
+    curitas gasa yeso termometro jarabe alimentacion
     """.split()
 )
 
@@ -431,6 +433,29 @@ DENY_PREFIXES = tuple(
     lactat breastf pediatr prenat postpart matern fertil contracept abort miscarr
     """.split()
 )
+
+
+# English derivational endings and their Spanish forms ("temperature" -> "temperatura",
+# "emotional" -> "emocional"): a Spanish cognate of an English health word is one too.
+COGNATE_ENDINGS = [
+    ("tional", "cional"), ("tion", "cion"), ("sion", "sion"), ("ity", "idad"), ("ty", "dad"),
+    ("ical", "ico"), ("ical", "ica"), ("ic", "ico"), ("ic", "ica"), ("ive", "ivo"), ("ive", "iva"),
+    ("ous", "oso"), ("ous", "osa"), ("ure", "ura"), ("ment", "mento"), ("ist", "ista"),
+    ("ism", "ismo"), ("ary", "ario"), ("ary", "aria"), ("ary", "ar"), ("ine", "ina"),
+    ("ant", "ante"), ("ent", "ente"), ("ize", "izar"), ("nt", "nte"),
+]
+
+
+def cognates(word):
+    """Spanish spellings an English word's cognate may take."""
+    out = set()
+    for en, es in COGNATE_ENDINGS:
+        if word.endswith(en) and len(word) - len(en) >= 3:
+            c = word[: len(word) - len(en)] + es
+            for a, b in (("ph", "f"), ("th", "t"), ("mm", "m"), ("ss", "s"), ("k", "c")):
+                c = c.replace(a, b)
+            out.add(c)
+    return out
 
 
 def everyday(safe, denied):
@@ -506,6 +531,10 @@ def main():
             else:
                 denied.add(t)
     denied |= {w for w in words if zipf.get(w, 0) < 4.6}
+    # Spanish cognates of the hand-picked English health words ("temperatura", "emocional");
+    # not of ICD-10-CM's words, whose cognates are mostly everyday Spanish ("musica").
+    hand = set(DENY_EVERYDAY) | {w for c in curated.values() for w in c if " " not in w}
+    denied |= {c for w in hand for c in cognates(w)}
     # The runtime also refuses these words and beginnings in any form ("expecting" is not
     # allowed because "expect" is).
     with open(os.path.join(ALLOW, "denied.txt"), "w", encoding="utf-8") as f:

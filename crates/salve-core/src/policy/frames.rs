@@ -53,6 +53,8 @@ struct Frames {
     clothing: Set,
     fast_after: Set,
     fast_before: Set,
+    negations: Set,
+    meals: Set,
     letter_nouns: Set,
     letter_links: Set,
     third_parties: Set,
@@ -93,6 +95,8 @@ static FRAMES_DATA: LazyLock<Frames> = LazyLock::new(|| {
         clothing: set("clothing"),
         fast_after: set("fast_after"),
         fast_before: set("fast_before"),
+        negations: set("negations"),
+        meals: set("meals"),
         letter_nouns: set("letter_nouns"),
         letter_links: set("letter_links"),
         third_parties: set("third_parties"),
@@ -227,6 +231,12 @@ fn read_sentence(f: &Frames, words: &[&str], reading: &mut Reading) {
                 || i > 0 && f.fast_before.contains(words[i - 1]))
         {
             push(reading, FASTING, &words[i.saturating_sub(1)..(i + 2).min(n)]);
+        }
+        // "no desayune", "skip breakfast".
+        if f.negations.contains(w)
+            && let Some(k) = (i + 1..n.min(i + 3)).find(|&k| f.meals.contains(words[k]))
+        {
+            push(reading, FASTING, &words[i..=k]);
         }
         // "letter for your employer", "school excuse", "carta para el trabajo".
         if f.letter_nouns.contains(w) {
