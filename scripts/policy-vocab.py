@@ -308,7 +308,8 @@ PHRASES = {
         "centro oncologico", "centro de cancer", "womens center", "womens clinic", "womens care",
         "mens health", "mens clinic", "centro de la mujer", "clinica de la mujer",
         "aa meeting", "na meeting", "alcoholics anonymous", "narcotics anonymous", "al anon",
-        "support group", "grupo de apoyo", "sleep lab", "infusion center", "infusion suite",
+        "support group", "grupo de apoyo", "sala de emergencias", "emergency room",
+        "emergency department", "urgencias", "sleep lab", "infusion center", "infusion suite",
         "breast center", "eye center", "vein center", "cancer care", "heart care",
     ],
     "preparation": [
@@ -412,6 +413,8 @@ DENY_EVERYDAY = set(
     killer stress anxious nervous sad swelling swollen bruise burn hot cold weak shaking
     bandage bandages dressing gauze thermometer syrup refuerzo venda vendas vendaje curita
     curitas gasa yeso termometro jarabe alimentacion
+    sleepy drowsy groggy deadly moody sadness salty sexy skinny risky emotionally physically
+    somnoliento somnolienta adormilado adormilada
     """.split()
 )
 

@@ -210,7 +210,13 @@ pub fn is_health_word(folded_word: &str) -> bool {
 pub fn typo_of(folded_word: &str) -> Option<Kinds> {
     let lists = &*LISTS;
     let n = folded_word.chars().count();
-    if !(3..=14).contains(&n) || !folded_word.is_ascii() || is_health_word(folded_word) {
+    // A denied word in any form is known, not mistyped ("stool" is not "tool").
+    if !(3..=14).contains(&n)
+        || !folded_word.is_ascii()
+        || is_health_word(folded_word)
+        || denied(lists, folded_word)
+        || plural_of_denied(lists, folded_word)
+    {
         return None;
     }
     let mut found: Option<Kinds> = None;
@@ -219,7 +225,7 @@ pub fn typo_of(folded_word: &str) -> Option<Kinds> {
         if health {
             return;
         }
-        if is_health_word(v) {
+        if is_health_word(v) || denied(lists, v) {
             health = true;
             return;
         }

@@ -30,6 +30,10 @@ pub const FASTING: Category = Category {
     rule: "preparation",
     what: "fasting before a visit",
 };
+pub const COMPANION: Category = Category {
+    rule: "preparation",
+    what: "someone to come along to a visit",
+};
 pub const THIRD_PARTY_PAPERWORK: Category = Category {
     rule: "medical_paperwork",
     what: "paperwork for an employer, school or other third party",
@@ -55,6 +59,8 @@ struct Frames {
     fast_before: Set,
     negations: Set,
     meals: Set,
+    companion_verbs: Set,
+    companions: Set,
     letter_nouns: Set,
     letter_links: Set,
     third_parties: Set,
@@ -97,6 +103,8 @@ static FRAMES_DATA: LazyLock<Frames> = LazyLock::new(|| {
         fast_before: set("fast_before"),
         negations: set("negations"),
         meals: set("meals"),
+        companion_verbs: set("companion_verbs"),
+        companions: set("companions"),
         letter_nouns: set("letter_nouns"),
         letter_links: set("letter_links"),
         third_parties: set("third_parties"),
@@ -237,6 +245,12 @@ fn read_sentence(f: &Frames, words: &[&str], reading: &mut Reading) {
             && let Some(k) = (i + 1..n.min(i + 3)).find(|&k| f.meals.contains(words[k]))
         {
             push(reading, FASTING, &words[i..=k]);
+        }
+        // "bring someone with you".
+        if f.companion_verbs.contains(w)
+            && let Some(k) = (i + 1..n.min(i + 4)).find(|&k| f.companions.contains(words[k]))
+        {
+            push(reading, COMPANION, &words[i..=k]);
         }
         // "letter for your employer", "school excuse", "carta para el trabajo".
         if f.letter_nouns.contains(w) {
