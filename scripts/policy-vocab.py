@@ -342,6 +342,8 @@ PHRASES = {
         "return to work", "back to work note", "medical leave", "leave of absence",
         "disability form", "disability paperwork", "nota medica", "nota para el trabajo",
         "nota para la escuela", "carta medica", "permiso medico", "incapacidad laboral",
+        "go back to work", "can return to work", "cleared to return", "back to school",
+        "volver al trabajo", "regresar al trabajo", "volver a la escuela", "regresar a la escuela",
     ],
 }
 
@@ -415,6 +417,7 @@ DENY_EVERYDAY = set(
     curitas gasa yeso termometro jarabe alimentacion
     sleepy drowsy groggy deadly moody sadness salty sexy skinny risky emotionally physically
     somnoliento somnolienta adormilado adormilada
+    cortada cortadura raspon raspones moreton moretones chichon torcedura
     """.split()
 )
 

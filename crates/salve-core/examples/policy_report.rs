@@ -29,7 +29,8 @@ fn main() {
                 sender_name: None,
             };
             let text = case["text"].as_str().expect("text");
-            let expected = Route::parse(case["expected"].as_str().expect("expected")).expect("route");
+            let expected =
+                Route::parse(case["expected"].as_str().expect("expected")).expect("route");
             let d = classify(text, &ctx);
             tally.add(expected, d.route);
             if d.route != expected {

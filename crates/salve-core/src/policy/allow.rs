@@ -365,8 +365,8 @@ const NAME_LEADS: &[&str] = &[
     "nurse", "np", "pa", "rn", "with", "con", "hi", "hello", "hey", "dear", "hola", "estimado",
     "estimada", "querido", "querida", "at", "en", "from", "de", "del", "to", "and", "y", "thanks",
     "gracias", "team", "equipo", "on", "the", "el", "la", "see", "ver", "por", "by", "for", "para",
-    "is", "am", "soy", "habla", "new", "nuevo", "nueva", "our", "nuestro", "nuestra", "w",
-    "calle", "avenida", "camino", "paseo",
+    "is", "am", "soy", "habla", "new", "nuevo", "nueva", "our", "nuestro", "nuestra", "w", "calle",
+    "avenida", "camino", "paseo",
 ];
 
 /// Words after a capitalised unknown word that make it part of a name or an address.

@@ -2,8 +2,8 @@
 
 use super::allow::{self, Kinds};
 use super::text::{self, Kind, SLOT, Shape, Token};
-use super::{frames, vocab};
 use super::{ClassifyContext, Decision, FilledValue, Reason, Route};
+use super::{frames, vocab};
 
 /// Most unrecognised words named in one `not_allow_listed` reason.
 const MAX_UNKNOWN_SHOWN: usize = 5;
@@ -570,6 +570,105 @@ mod tests {
         ] {
             let d = classify(text, &ClassifyContext::default());
             assert_eq!(d.route, Route::Direct, "{text}: {:?}", d.reasons);
+        }
+    }
+
+    /// Health words are never excused as names: a capitalised clinic kind is what it says.
+    #[test]
+    fn health_words_are_not_names() {
+        for text in [
+            "Anticoagulation Clinic moved your visit to Tuesday.",
+            "Appointment reminder: Tue 3:40 PM at Bridgeway Recovery Services, 16 Dock St.",
+        ] {
+            assert_eq!(route(text), Route::Secure, "{text}");
+        }
+        assert_eq!(
+            route("Happy holidays from everyone at Lakeview Family Medicine!"),
+            Route::Direct
+        );
+    }
+
+    /// One slip of the keyboard on an allowed word is still that word; never on a health word.
+    #[test]
+    fn misspellings_of_allowed_words() {
+        assert_eq!(
+            route("Reminer: yor appt is tmrw at 9:15 w/ Dr Bianchi. Reply C to confim"),
+            Route::Direct
+        );
+        for text in [
+            "Please return the stool card by Friday.",
+            "Your resluts are in.",
+        ] {
+            assert_eq!(route(text), Route::Secure, "{text}");
+        }
+    }
+
+    /// Everyday words in a clinical frame: each reason names the frame's words.
+    #[test]
+    fn frames_explain_themselves() {
+        for (text, rule, matched) in [
+            ("Dr. Ames reviewed your echo.", "clinical_item", "your echo"),
+            (
+                "Please wear shorts on Monday.",
+                "preparation",
+                "wear shorts",
+            ),
+            (
+                "No desayune el martes antes de su cita.",
+                "preparation",
+                "no desayune",
+            ),
+            (
+                "Bring someone with you on Friday.",
+                "preparation",
+                "bring someone",
+            ),
+            (
+                "Su carta para el trabajo está lista.",
+                "medical_paperwork",
+                "carta para el trabajo",
+            ),
+            (
+                "We got your payment for the consult.",
+                "billing_names_service",
+                "payment for consult",
+            ),
+            (
+                "We need to talk about your last visit.",
+                "clinical_reason",
+                "talk about your last visit",
+            ),
+        ] {
+            let d = classify(text, &ClassifyContext::default());
+            assert_eq!(d.route, Route::Secure, "{text}");
+            let r = d.reasons.iter().find(|r| r.rule == rule).expect(text);
+            assert_eq!(r.matched_text, matched, "{text}");
+            assert!(r.explanation.starts_with("mentions "), "{}", r.explanation);
+        }
+    }
+
+    /// Words clinical in some places only follow their neighbours, both ways.
+    #[test]
+    fn context_words() {
+        for text in [
+            "Take our 2-minute survey: https://survey.example/q",
+            "Log in a few minutes early to test your camera and mic.",
+            "Use the side door by the pharmacy drive-thru.",
+            "Our check-in tablets are down today.",
+            "Positive feedback helps other families find us!",
+            "La Dra. Montalvo está enferma hoy. Le llamamos para cambiar su cita.",
+        ] {
+            let d = classify(text, &ClassifyContext::default());
+            assert_eq!(d.route, Route::Direct, "{text}: {:?}", d.reasons);
+        }
+        for text in [
+            "Take one tablet at bedtime.",
+            "Your test came back positive.",
+            "We sent it to the pharmacy.",
+            "Remember to take it with dinner.",
+            "El doctor dice que usted está enfermo.",
+        ] {
+            assert_eq!(route(text), Route::Secure, "{text}");
         }
     }
 

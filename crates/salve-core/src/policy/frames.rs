@@ -34,6 +34,10 @@ pub const COMPANION: Category = Category {
     rule: "preparation",
     what: "someone to come along to a visit",
 };
+pub const DISCUSSION: Category = Category {
+    rule: "clinical_reason",
+    what: "something of the patient's to talk over",
+};
 pub const THIRD_PARTY_PAPERWORK: Category = Category {
     rule: "medical_paperwork",
     what: "paperwork for an employer, school or other third party",
@@ -61,6 +65,8 @@ struct Frames {
     meals: Set,
     companion_verbs: Set,
     companions: Set,
+    discuss_verbs: Set,
+    discuss_topics_ok: Set,
     letter_nouns: Set,
     letter_links: Set,
     third_parties: Set,
@@ -105,6 +111,8 @@ static FRAMES_DATA: LazyLock<Frames> = LazyLock::new(|| {
         meals: set("meals"),
         companion_verbs: set("companion_verbs"),
         companions: set("companions"),
+        discuss_verbs: set("discuss_verbs"),
+        discuss_topics_ok: set("discuss_topics_ok"),
         letter_nouns: set("letter_nouns"),
         letter_links: set("letter_links"),
         third_parties: set("third_parties"),
@@ -217,12 +225,28 @@ fn read_sentence(f: &Frames, words: &[&str], reading: &mut Reading) {
         // "your echo", "your latest numbers" ("your log in" is the portal).
         if f.possessives.contains(w) {
             let mut j = i + 1;
-            if j < n && matches!(words[j], "new" | "latest" | "last" | "recent" | "home" | "nuevo" | "nueva" | "ultimo" | "ultima") {
+            if j < n
+                && matches!(
+                    words[j],
+                    "new"
+                        | "latest"
+                        | "last"
+                        | "recent"
+                        | "home"
+                        | "nuevo"
+                        | "nueva"
+                        | "ultimo"
+                        | "ultima"
+                )
+            {
                 j += 1;
             }
             if j < n
                 && f.clinical_objects.contains(words[j])
-                && !(matches!(words[j], "log" | "logs") && words.get(j + 1).is_some_and(|x| matches!(*x, "in" | "into" | "on")))
+                && !(matches!(words[j], "log" | "logs")
+                    && words
+                        .get(j + 1)
+                        .is_some_and(|x| matches!(*x, "in" | "into" | "on")))
             {
                 push(reading, CLINICAL_ITEM, &words[i..=j]);
             }
@@ -238,7 +262,11 @@ fn read_sentence(f: &Frames, words: &[&str], reading: &mut Reading) {
             && (words.get(i + 1).is_some_and(|x| f.fast_after.contains(x))
                 || i > 0 && f.fast_before.contains(words[i - 1]))
         {
-            push(reading, FASTING, &words[i.saturating_sub(1)..(i + 2).min(n)]);
+            push(
+                reading,
+                FASTING,
+                &words[i.saturating_sub(1)..(i + 2).min(n)],
+            );
         }
         // "no desayune", "skip breakfast".
         if f.negations.contains(w)
@@ -252,12 +280,40 @@ fn read_sentence(f: &Frames, words: &[&str], reading: &mut Reading) {
         {
             push(reading, COMPANION, &words[i..=k]);
         }
+        // "talk about your last visit" (not "about your bill").
+        if f.discuss_verbs.contains(w)
+            && let Some(p) = (i + 1..n.min(i + 4)).find(|&k| f.possessives.contains(words[k]))
+        {
+            let mut k = p + 1;
+            while k < n
+                && matches!(
+                    words[k],
+                    "last"
+                        | "recent"
+                        | "next"
+                        | "new"
+                        | "ultima"
+                        | "ultimo"
+                        | "proxima"
+                        | "proximo"
+                        | "nueva"
+                        | "nuevo"
+                )
+            {
+                k += 1;
+            }
+            if k < n && !f.discuss_topics_ok.contains(words[k]) {
+                push(reading, DISCUSSION, &words[i..=k]);
+            }
+        }
         // "letter for your employer", "school excuse", "carta para el trabajo".
         if f.letter_nouns.contains(w) {
             // After the noun, only through "for/from/para/de" and a determiner ("forms
             // before work" is a time of day).
             let after = (i + 1..n.min(i + 5))
-                .take_while(|&k| f.third_parties.contains(words[k]) || f.letter_links.contains(words[k]))
+                .take_while(|&k| {
+                    f.third_parties.contains(words[k]) || f.letter_links.contains(words[k])
+                })
                 .find(|&k| f.third_parties.contains(words[k]));
             let before = (i.saturating_sub(2)..i).find(|&k| f.third_parties.contains(words[k]));
             if let Some(k) = after {
@@ -361,7 +417,10 @@ mod tests {
         assert_eq!(excused("Take our 2-minute survey"), ["take"]);
         assert_eq!(excused("Test your camera and mic."), ["test"]);
         assert!(excused("Your test came back.").is_empty());
-        assert_eq!(excused("Use the door by the pharmacy drive-thru."), ["pharmacy"]);
+        assert_eq!(
+            excused("Use the door by the pharmacy drive-thru."),
+            ["pharmacy"]
+        );
         assert!(excused("We sent it to the pharmacy.").is_empty());
         assert!(excused("Take one tablet at bedtime.").is_empty());
     }
