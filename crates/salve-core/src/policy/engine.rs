@@ -7,6 +7,8 @@ use super::{frames, vocab};
 
 /// Most unrecognised words named in one `not_allow_listed` reason.
 const MAX_UNKNOWN_SHOWN: usize = 5;
+/// Most misspelt words one text may have and still be recognised.
+const MAX_TYPOS: usize = 3;
 
 fn reason(rule: &str, matched: impl Into<String>, explanation: String) -> Reason {
     Reason {
@@ -45,9 +47,9 @@ pub fn classify(text: &str, ctx: &ClassifyContext) -> Decision {
 
     // Every word is scanned, filled-in values included: a value marked SMS-safe by mistake
     // ("Oncology, 2nd floor") still names a specialty.
-    let folded = text::fold(text);
     let reading = frames::read(text);
-    let mut hits = vocab::find(&folded);
+    let folded = reading.folded.as_str();
+    let mut hits = vocab::find(folded);
     // "the pharmacy drive-thru", "check-in tablets": the neighbours say these are not clinical.
     hits.retain(|h| {
         !h.text
@@ -78,9 +80,21 @@ pub fn classify(text: &str, ctx: &ClassifyContext) -> Decision {
 
     let masked = mask_values(text, &ctx.values);
     let tokens = text::tokenize(&masked);
-    let mut excused = vocab::benign_words(&folded);
+    let mut excused = vocab::benign_words(folded);
     excused.extend(reading.excused.iter().map(String::as_str));
-    let check = allow_check(&tokens, &excused);
+    let mut check = allow_check(&tokens, &excused);
+    // Misspellings of allowed words ("reminer") are looked for last, and only when nothing else
+    // keeps the text secure: the search tries a few hundred variants of each word.
+    if reasons.is_empty() && !check.unknown.is_empty() && check.unknown.len() <= MAX_TYPOS {
+        let corrected: Vec<_> = check.unknown.iter().map(|w| allow::typo_of(w)).collect();
+        if corrected.iter().all(Option::is_some) {
+            corrected
+                .into_iter()
+                .flatten()
+                .for_each(|k| check.kinds.add(k));
+            check.unknown.clear();
+        }
+    }
     if tokens.is_empty() {
         reasons.push(reason(
             "not_allow_listed",
@@ -218,10 +232,6 @@ fn allow_check(tokens: &[Token], excused: &[&str]) -> AllowCheck {
         }
         if is_name(tokens, i, folded, *shape, &name) {
             name[i] = true;
-            continue;
-        }
-        if let Some(k) = allow::typo_of(folded) {
-            kinds.add(k);
             continue;
         }
         unknown.push(folded.clone());

@@ -75,6 +75,8 @@ struct Frames {
     billing_skip: Set,
     billing_ok: Set,
     context: Vec<ContextLine>,
+    /// Every word that starts a frame or is a context word: most words are none, one look-up.
+    triggers: Set,
     /// Form -> its line in `context`.
     context_forms: HashMap<&'static str, usize>,
 }
@@ -100,7 +102,21 @@ static FRAMES_DATA: LazyLock<Frames> = LazyLock::new(|| {
         }
         context.push(ContextLine { benign, clinical });
     }
+    let mut triggers: Set = context_forms.keys().copied().collect();
+    triggers.insert("fast");
+    for name in [
+        "possessives",
+        "dress_verbs",
+        "negations",
+        "companion_verbs",
+        "discuss_verbs",
+        "letter_nouns",
+        "billing_nouns",
+    ] {
+        triggers.extend(set(name));
+    }
     Frames {
+        triggers,
         possessives: set("possessives"),
         clinical_objects: set("clinical_objects"),
         dress_verbs: set("dress_verbs"),
@@ -138,6 +154,8 @@ pub struct Reading {
     pub signals: Vec<Signal>,
     /// Folded words that their neighbours show to be non-clinical here.
     pub excused: Vec<String>,
+    /// The whole text folded (the sentences joined): the same as `fold(text)`.
+    pub folded: String,
 }
 
 /// Sentences of `text`, folded: frames never reach across a full stop ("Recibimos su pago. Por
@@ -175,10 +193,12 @@ fn ends_with_abbreviation(before: &str) -> bool {
 pub fn read(text: &str) -> Reading {
     let f = &*FRAMES_DATA;
     let mut reading = Reading::default();
-    for sentence in sentences(text) {
+    let sentences = sentences(text);
+    for sentence in &sentences {
         let words: Vec<&str> = sentence.split(' ').collect();
         read_sentence(f, &words, &mut reading);
     }
+    reading.folded = sentences.join(" ");
     reading
 }
 
@@ -222,6 +242,9 @@ fn billing_link(f: &Frames, rest: &[&str]) -> Option<usize> {
 fn read_sentence(f: &Frames, words: &[&str], reading: &mut Reading) {
     let n = words.len();
     for (i, &w) in words.iter().enumerate() {
+        if !f.triggers.contains(w) {
+            continue;
+        }
         // "your echo", "your latest numbers" ("your log in" is the portal).
         if f.possessives.contains(w) {
             let mut j = i + 1;
@@ -408,6 +431,18 @@ mod tests {
             "We'll get you in as fast as we can.",
         ] {
             assert!(signals(text).is_empty(), "{text}: {:?}", signals(text));
+        }
+    }
+
+    #[test]
+    fn sentences_fold_like_the_whole_text() {
+        for text in [
+            "Hi Dr. Lee. Your visit is at 8:30 a.m.! ¿Mañana? Pay $30.00 at x.example/p ;) ok",
+            "",
+            "...",
+            "Line one\nline two.  Three",
+        ] {
+            assert_eq!(read(text).folded, fold(text), "{text}");
         }
     }
 
