@@ -422,6 +422,7 @@ DENY_EVERYDAY = set(
     sleepy drowsy groggy deadly moody sadness salty sexy skinny risky emotionally physically
     somnoliento somnolienta adormilado adormilada
     cortada cortadura raspon raspones moreton moretones chichon torcedura
+    clearance conducta comportamiento
     """.split()
 )
 
