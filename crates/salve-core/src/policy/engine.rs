@@ -125,6 +125,17 @@ pub fn classify(text: &str, ctx: &ClassifyContext) -> Decision {
         }
     }
 
+    // Every word allowed is not enough: the text must also read as one of the SMS-safe kinds
+    // ("Your boot can come off next week" names none). A clock time is appointment logistics.
+    if reasons.is_empty() && check.kinds.iter().next().is_none() && !has_clock_time(text) {
+        reasons.push(reason(
+            "not_allow_listed",
+            "",
+            "is not recognised as an SMS-safe kind (no word of appointment logistics, a call \
+             request, a document received, an announcement or practice administration)"
+                .into(),
+        ));
+    }
     if reasons.is_empty() {
         let labels: Vec<&str> = check.kinds.iter().map(|k| k.label()).collect();
         let reasons = if labels.is_empty() {
@@ -147,6 +158,38 @@ pub fn classify(text: &str, ctx: &ClassifyContext) -> Decision {
             reasons,
         }
     }
+}
+
+/// Whether the text gives a clock time ("10:45", "9am", "3 p.m."): a visit's time.
+fn has_clock_time(text: &str) -> bool {
+    let b = text.as_bytes();
+    let lower = text.to_ascii_lowercase();
+    let l = lower.as_bytes();
+    (0..b.len()).any(|i| {
+        if !b[i].is_ascii_digit() || (i > 0 && b[i - 1].is_ascii_digit()) {
+            return false;
+        }
+        let mut j = i;
+        while j < b.len() && b[j].is_ascii_digit() {
+            j += 1;
+        }
+        if j - i > 2 {
+            return false;
+        }
+        if b.get(j) == Some(&b':')
+            && b.get(j + 1).is_some_and(u8::is_ascii_digit)
+            && b.get(j + 2).is_some_and(u8::is_ascii_digit)
+            && !b.get(j + 3).is_some_and(u8::is_ascii_digit)
+        {
+            return true;
+        }
+        let rest = &l[j..];
+        let rest = rest.strip_prefix(b" ").unwrap_or(rest);
+        ["am", "pm", "a.m", "p.m"].iter().any(|m| {
+            rest.starts_with(m.as_bytes())
+                && !rest.get(m.len()).is_some_and(|c| c.is_ascii_alphanumeric())
+        })
+    })
 }
 
 /// Reasons why a practice's texted sender name would reveal health information (empty when it
