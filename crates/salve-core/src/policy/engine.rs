@@ -725,6 +725,26 @@ mod tests {
         }
     }
 
+    /// Allowed words alone are not enough: the text has to read as an SMS-safe kind.
+    #[test]
+    fn a_text_must_read_as_a_safe_kind() {
+        let d = classify("It can come off next week.", &ClassifyContext::default());
+        assert_eq!(d.route, Route::Secure);
+        assert_eq!(rules(&d), ["not_allow_listed"]);
+        assert!(d.reasons[0].explanation.contains("SMS-safe kind"));
+        for text in [
+            "Still on for tomorrow at 10:45?",
+            "Ok, nos vemos!",
+            "See you at 9am",
+        ] {
+            assert_eq!(route(text), Route::Direct, "{text}");
+        }
+        assert!(has_clock_time("at 3 p.m. sharp") && has_clock_time("10:45"));
+        assert!(
+            !has_clock_time("2,000 IU") && !has_clock_time("555-0123") && !has_clock_time("12:345")
+        );
+    }
+
     #[test]
     fn unknown_words_are_not_allow_listed() {
         // A made-up word: unknown to every list, so the allow-list alone keeps it secure.
