@@ -308,7 +308,9 @@ PHRASES = {
         "centro oncologico", "centro de cancer", "womens center", "womens clinic", "womens care",
         "mens health", "mens clinic", "centro de la mujer", "clinica de la mujer",
         "aa meeting", "na meeting", "alcoholics anonymous", "narcotics anonymous", "al anon",
-        "support group", "grupo de apoyo", "sleep lab", "infusion center", "infusion suite",
+        "second opinion", "segunda opinion", "care conference",
+        "support group", "grupo de apoyo", "sala de emergencias", "emergency room",
+        "emergency department", "urgencias", "sleep lab", "infusion center", "infusion suite",
         "breast center", "eye center", "vein center", "cancer care", "heart care",
     ],
     "preparation": [
@@ -326,7 +328,10 @@ PHRASES = {
         "despues de la medianoche", "change into a gown", "nail polish", "esmalte de unas",
         "empty your bladder", "drink water before", "avoid caffeine", "no caffeine",
         "ropa interior", "two piece outfit", "avoid coffee", "no coffee", "skip your coffee",
-        "sin cafe", "no tome cafe", "sports bra",
+        "sin cafe", "no tome cafe", "sports bra", "lying down", "lie down", "lie flat",
+        "lay flat", "stay in bed", "bed rest", "quedarse acostado", "quedarse acostada",
+        "permanecer acostado", "permanecer acostada", "see you sooner", "see you earlier",
+        "verla antes", "verlo antes", "verle antes", "verla mas pronto", "verlo mas pronto",
     ],
     "anatomy": [
         "cuello uterino", "left side", "right side", "both sides", "lado izquierdo",
@@ -341,6 +346,8 @@ PHRASES = {
         "return to work", "back to work note", "medical leave", "leave of absence",
         "disability form", "disability paperwork", "nota medica", "nota para el trabajo",
         "nota para la escuela", "carta medica", "permiso medico", "incapacidad laboral",
+        "go back to work", "can return to work", "cleared to return", "back to school",
+        "volver al trabajo", "regresar al trabajo", "volver a la escuela", "regresar a la escuela",
     ],
 }
 
@@ -410,6 +417,12 @@ DENY_EVERYDAY = set(
     animo sano sana
     muestra regla periodo sexo urgencias internado alta consejero terapeuta sobrio recaida
     killer stress anxious nervous sad swelling swollen bruise burn hot cold weak shaking
+    bandage bandages dressing gauze thermometer syrup refuerzo venda vendas vendaje curita
+    curitas gasa yeso termometro jarabe alimentacion
+    sleepy drowsy groggy deadly moody sadness salty sexy skinny risky emotionally physically
+    somnoliento somnolienta adormilado adormilada
+    cortada cortadura raspon raspones moreton moretones chichon torcedura
+    clearance conducta comportamiento
     """.split()
 )
 
@@ -431,6 +444,29 @@ DENY_PREFIXES = tuple(
     lactat breastf pediatr prenat postpart matern fertil contracept abort miscarr
     """.split()
 )
+
+
+# English derivational endings and their Spanish forms ("temperature" -> "temperatura",
+# "emotional" -> "emocional"): a Spanish cognate of an English health word is one too.
+COGNATE_ENDINGS = [
+    ("tional", "cional"), ("tion", "cion"), ("sion", "sion"), ("ity", "idad"), ("ty", "dad"),
+    ("ical", "ico"), ("ical", "ica"), ("ic", "ico"), ("ic", "ica"), ("ive", "ivo"), ("ive", "iva"),
+    ("ous", "oso"), ("ous", "osa"), ("ure", "ura"), ("ment", "mento"), ("ist", "ista"),
+    ("ism", "ismo"), ("ary", "ario"), ("ary", "aria"), ("ary", "ar"), ("ine", "ina"),
+    ("ant", "ante"), ("ent", "ente"), ("ize", "izar"), ("nt", "nte"),
+]
+
+
+def cognates(word):
+    """Spanish spellings an English word's cognate may take."""
+    out = set()
+    for en, es in COGNATE_ENDINGS:
+        if word.endswith(en) and len(word) - len(en) >= 3:
+            c = word[: len(word) - len(en)] + es
+            for a, b in (("ph", "f"), ("th", "t"), ("mm", "m"), ("ss", "s"), ("k", "c")):
+                c = c.replace(a, b)
+            out.add(c)
+    return out
 
 
 def everyday(safe, denied):
@@ -506,6 +542,10 @@ def main():
             else:
                 denied.add(t)
     denied |= {w for w in words if zipf.get(w, 0) < 4.6}
+    # Spanish cognates of the hand-picked English health words ("temperatura", "emocional");
+    # not of ICD-10-CM's words, whose cognates are mostly everyday Spanish ("musica").
+    hand = set(DENY_EVERYDAY) | {w for c in curated.values() for w in c if " " not in w}
+    denied |= {c for w in hand for c in cognates(w)}
     # The runtime also refuses these words and beginnings in any form ("expecting" is not
     # allowed because "expect" is).
     with open(os.path.join(ALLOW, "denied.txt"), "w", encoding="utf-8") as f:

@@ -1,5 +1,5 @@
-//! The shipped evaluation set (data/policy/eval.jsonl) and the development set
-//! (data/policy/dev.jsonl, written separately from eval.jsonl) must meet the policy's targets:
+//! The shipped evaluation set (data/policy/eval.jsonl) and the development sets
+//! (data/policy/dev.jsonl and dev2.jsonl, written separately from eval.jsonl) must meet the policy's targets:
 //! recall on `secure` >= 99.5% (missing a secure message is the costly error) and a false-secure
 //! rate on `direct` <= 10%. Speed is measured by `examples/policy_bench.rs`, not here.
 
@@ -9,6 +9,7 @@ use serde_json::Value;
 
 const EVAL: &str = include_str!("../data/policy/eval.jsonl");
 const DEV: &str = include_str!("../data/policy/dev.jsonl");
+const DEV2: &str = include_str!("../data/policy/dev2.jsonl");
 
 fn context(case: &Value) -> ClassifyContext {
     let values: Vec<FilledValue> = match case.get("values") {
@@ -36,6 +37,11 @@ fn shipped_eval_set_meets_the_targets() {
 #[test]
 fn dev_set_meets_the_targets() {
     meets_the_targets(DEV, 150);
+}
+
+#[test]
+fn second_dev_set_meets_the_targets() {
+    meets_the_targets(DEV2, 300);
 }
 
 fn meets_the_targets(set: &str, min_cases: usize) {

@@ -5,6 +5,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::LazyLock;
 
 use super::text::fold;
+use super::vocab;
 
 /// The SMS-safe kinds of PRODUCT.md, "What may go by direct SMS".
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -59,6 +60,7 @@ impl Kinds {
 /// ("clinic" despite "clinic-").
 const CURATED: &[(Option<SafeKind>, &str)] = &[
     (None, include_str!("../../data/policy/allow/common.txt")),
+    (None, ORGANISATIONS),
     (
         Some(SafeKind::Appointment),
         include_str!("../../data/policy/allow/appointment.txt"),
@@ -80,6 +82,10 @@ const CURATED: &[(Option<SafeKind>, &str)] = &[
         include_str!("../../data/policy/allow/administration.txt"),
     ),
 ];
+
+/// Hand-curated: pharmacies, insurers, stores and services that practices name as landmarks,
+/// payers or tools ("CVS", "UnitedHealthcare", "HIPAA").
+const ORGANISATIONS: &str = include_str!("../../data/policy/allow/organisations.txt");
 
 /// Generated: frequent English and Spanish words minus health words.
 const EVERYDAY: &str = include_str!("../../data/policy/allow/everyday.txt");
@@ -183,6 +189,99 @@ pub fn lookup(folded_word: &str) -> Option<Kinds> {
     found
 }
 
+/// A word with a health sense: denied or never allowed, a vocabulary term, or built like a
+/// medical term. Such a word is never taken for a name ("Anticoagulation Clinic",
+/// "Bridgeway Recovery") nor for a misspelling of an allowed word.
+pub fn is_health_word(folded_word: &str) -> bool {
+    let lists = &*LISTS;
+    lists.never.contains(folded_word)
+        || lists.denied.contains(folded_word)
+        // Short beginnings ("ache", "colon", "pill") start surnames too: only long ones here.
+        || lists
+            .denied_prefixes
+            .iter()
+            .any(|p| p.len() >= 6 && folded_word.starts_with(p.as_str()))
+        || vocab::is_term(folded_word).is_some()
+        || vocab::medical_form(folded_word)
+}
+
+/// The allowed word an unknown word is one typing slip away from ("reminer", "confim", "yor"),
+/// if it is a hand-curated word of four letters or more and no health word is as close.
+pub fn typo_of(folded_word: &str) -> Option<Kinds> {
+    let lists = &*LISTS;
+    let n = folded_word.chars().count();
+    // A denied word in any form is known, not mistyped ("stool" is not "tool").
+    if !(3..=14).contains(&n)
+        || !folded_word.is_ascii()
+        || is_health_word(folded_word)
+        || denied(lists, folded_word)
+        || plural_of_denied(lists, folded_word)
+    {
+        return None;
+    }
+    let mut found: Option<Kinds> = None;
+    let mut health = false;
+    for_each_edit(folded_word, &mut |v| {
+        if health {
+            return;
+        }
+        // Hash look-ups only: a few hundred variants per unknown word.
+        if lists.never.contains(v) || lists.denied.contains(v) || vocab::is_term(v).is_some() {
+            health = true;
+            return;
+        }
+        if found.is_none()
+            && v.len() >= 4
+            && let Some(e) = lists.words.get(v)
+            && e.curated
+        {
+            found = Some(e.kinds);
+        }
+    });
+    if health { None } else { found }
+}
+
+/// Every string one deletion, transposition, substitution or insertion away from `word`
+/// (ASCII letters).
+fn for_each_edit(word: &str, f: &mut dyn FnMut(&str)) {
+    let b = word.as_bytes();
+    let mut buf: Vec<u8> = Vec::with_capacity(b.len() + 1);
+    let emit = |buf: &[u8], f: &mut dyn FnMut(&str)| {
+        if let Ok(s) = std::str::from_utf8(buf) {
+            f(s);
+        }
+    };
+    for i in 0..b.len() {
+        buf.clear();
+        buf.extend_from_slice(&b[..i]);
+        buf.extend_from_slice(&b[i + 1..]);
+        emit(&buf, f);
+        if i + 1 < b.len() {
+            buf.clear();
+            buf.extend_from_slice(b);
+            buf.swap(i, i + 1);
+            emit(&buf, f);
+        }
+        for c in b'a'..=b'z' {
+            if c != b[i] {
+                buf.clear();
+                buf.extend_from_slice(b);
+                buf[i] = c;
+                emit(&buf, f);
+            }
+        }
+    }
+    for i in 0..=b.len() {
+        for c in b'a'..=b'z' {
+            buf.clear();
+            buf.extend_from_slice(&b[..i]);
+            buf.push(c);
+            buf.extend_from_slice(&b[i..]);
+            emit(&buf, f);
+        }
+    }
+}
+
 /// "brazos" when "brazo" is denied, "readings" when "reading" is: the generated everyday list
 /// holds plurals of health words on their own.
 fn plural_of_denied(lists: &Lists, word: &str) -> bool {
@@ -267,7 +366,8 @@ const NAME_LEADS: &[&str] = &[
     "nurse", "np", "pa", "rn", "with", "con", "hi", "hello", "hey", "dear", "hola", "estimado",
     "estimada", "querido", "querida", "at", "en", "from", "de", "del", "to", "and", "y", "thanks",
     "gracias", "team", "equipo", "on", "the", "el", "la", "see", "ver", "por", "by", "for", "para",
-    "is", "am", "soy", "habla", "new", "nuevo", "nueva", "our", "nuestro", "nuestra",
+    "is", "am", "soy", "habla", "new", "nuevo", "nueva", "our", "nuestro", "nuestra", "w", "calle",
+    "avenida", "camino", "paseo",
 ];
 
 /// Words after a capitalised unknown word that make it part of a name or an address.

@@ -2,11 +2,13 @@
 
 use super::allow::{self, Kinds};
 use super::text::{self, Kind, SLOT, Shape, Token};
-use super::vocab;
 use super::{ClassifyContext, Decision, FilledValue, Reason, Route};
+use super::{frames, vocab};
 
 /// Most unrecognised words named in one `not_allow_listed` reason.
 const MAX_UNKNOWN_SHOWN: usize = 5;
+/// Most misspelt words one text may have and still be recognised.
+const MAX_TYPOS: usize = 3;
 
 fn reason(rule: &str, matched: impl Into<String>, explanation: String) -> Reason {
     Reason {
@@ -45,8 +47,15 @@ pub fn classify(text: &str, ctx: &ClassifyContext) -> Decision {
 
     // Every word is scanned, filled-in values included: a value marked SMS-safe by mistake
     // ("Oncology, 2nd floor") still names a specialty.
-    let folded = text::fold(text);
-    let hits = vocab::find(&folded);
+    let reading = frames::read(text);
+    let folded = reading.folded.as_str();
+    let mut hits = vocab::find(folded);
+    // "the pharmacy drive-thru", "check-in tablets": the neighbours say these are not clinical.
+    hits.retain(|h| {
+        !h.text
+            .split(' ')
+            .any(|w| reading.excused.iter().any(|e| e == w))
+    });
     for hit in &hits {
         let r = reason(
             hit.category.rule,
@@ -58,9 +67,34 @@ pub fn classify(text: &str, ctx: &ClassifyContext) -> Decision {
         }
     }
 
+    for signal in &reading.signals {
+        let r = reason(
+            signal.category.rule,
+            signal.text.clone(),
+            format!("mentions {} ({})", signal.category.what, signal.text),
+        );
+        if !reasons.contains(&r) {
+            reasons.push(r);
+        }
+    }
+
     let masked = mask_values(text, &ctx.values);
     let tokens = text::tokenize(&masked);
-    let check = allow_check(&tokens, &vocab::benign_words(&folded));
+    let mut excused = vocab::benign_words(folded);
+    excused.extend(reading.excused.iter().map(String::as_str));
+    let mut check = allow_check(&tokens, &excused);
+    // Misspellings of allowed words ("reminer") are looked for last, and only when nothing else
+    // keeps the text secure: the search tries a few hundred variants of each word.
+    if reasons.is_empty() && !check.unknown.is_empty() && check.unknown.len() <= MAX_TYPOS {
+        let corrected: Vec<_> = check.unknown.iter().map(|w| allow::typo_of(w)).collect();
+        if corrected.iter().all(Option::is_some) {
+            corrected
+                .into_iter()
+                .flatten()
+                .for_each(|k| check.kinds.add(k));
+            check.unknown.clear();
+        }
+    }
     if tokens.is_empty() {
         reasons.push(reason(
             "not_allow_listed",
@@ -69,7 +103,11 @@ pub fn classify(text: &str, ctx: &ClassifyContext) -> Decision {
         ));
     } else if !check.unknown.is_empty() {
         // Words a vocabulary already explained are not repeated here.
-        let explained: Vec<&str> = hits.iter().flat_map(|h| h.text.split(' ')).collect();
+        let explained: Vec<&str> = hits
+            .iter()
+            .flat_map(|h| h.text.split(' '))
+            .chain(reading.signals.iter().flat_map(|s| s.text.split(' ')))
+            .collect();
         let mut shown: Vec<&str> = Vec::new();
         for word in &check.unknown {
             if !explained.contains(&word.as_str()) && !shown.contains(&word.as_str()) {
@@ -87,6 +125,17 @@ pub fn classify(text: &str, ctx: &ClassifyContext) -> Decision {
         }
     }
 
+    // Every word allowed is not enough: the text must also read as one of the SMS-safe kinds
+    // ("Your boot can come off next week" names none). A clock time is appointment logistics.
+    if reasons.is_empty() && check.kinds.iter().next().is_none() && !has_clock_time(text) {
+        reasons.push(reason(
+            "not_allow_listed",
+            "",
+            "is not recognised as an SMS-safe kind (no word of appointment logistics, a call \
+             request, a document received, an announcement or practice administration)"
+                .into(),
+        ));
+    }
     if reasons.is_empty() {
         let labels: Vec<&str> = check.kinds.iter().map(|k| k.label()).collect();
         let reasons = if labels.is_empty() {
@@ -109,6 +158,38 @@ pub fn classify(text: &str, ctx: &ClassifyContext) -> Decision {
             reasons,
         }
     }
+}
+
+/// Whether the text gives a clock time ("10:45", "9am", "3 p.m."): a visit's time.
+fn has_clock_time(text: &str) -> bool {
+    let b = text.as_bytes();
+    let lower = text.to_ascii_lowercase();
+    let l = lower.as_bytes();
+    (0..b.len()).any(|i| {
+        if !b[i].is_ascii_digit() || (i > 0 && b[i - 1].is_ascii_digit()) {
+            return false;
+        }
+        let mut j = i;
+        while j < b.len() && b[j].is_ascii_digit() {
+            j += 1;
+        }
+        if j - i > 2 {
+            return false;
+        }
+        if b.get(j) == Some(&b':')
+            && b.get(j + 1).is_some_and(u8::is_ascii_digit)
+            && b.get(j + 2).is_some_and(u8::is_ascii_digit)
+            && !b.get(j + 3).is_some_and(u8::is_ascii_digit)
+        {
+            return true;
+        }
+        let rest = &l[j..];
+        let rest = rest.strip_prefix(b" ").unwrap_or(rest);
+        ["am", "pm", "a.m", "p.m"].iter().any(|m| {
+            rest.starts_with(m.as_bytes())
+                && !rest.get(m.len()).is_some_and(|c| c.is_ascii_alphanumeric())
+        })
+    })
 }
 
 /// Reasons why a practice's texted sender name would reveal health information (empty when it
@@ -192,7 +273,7 @@ fn allow_check(tokens: &[Token], excused: &[&str]) -> AllowCheck {
         if folded.chars().count() == 1 || excused.contains(&folded.as_str()) {
             continue;
         }
-        if is_name(tokens, i, *shape, &name) {
+        if is_name(tokens, i, folded, *shape, &name) {
             name[i] = true;
             continue;
         }
@@ -204,7 +285,7 @@ fn allow_check(tokens: &[Token], excused: &[&str]) -> AllowCheck {
 /// A capitalised word the allow-list does not know is taken as a person's or a place's name
 /// only where names go: after a title, greeting or "with"/"at", beside another name or a house
 /// number, or before "Street"/"Clinic". Elsewhere an unknown word keeps the text secure.
-fn is_name(tokens: &[Token], i: usize, shape: Shape, name: &[bool]) -> bool {
+fn is_name(tokens: &[Token], i: usize, folded: &str, shape: Shape, name: &[bool]) -> bool {
     let prev = i.checked_sub(1).map(|p| (&tokens[p], name[p]));
     let prev_word = prev.and_then(|(t, _)| match &t.kind {
         Kind::Word { folded, shape } => Some((folded.as_str(), *shape, t.sentence_start)),
@@ -221,7 +302,7 @@ fn is_name(tokens: &[Token], i: usize, shape: Shape, name: &[bool]) -> bool {
     {
         return true;
     }
-    if shape != Shape::Capitalized {
+    if shape != Shape::Capitalized || allow::is_health_word(folded) {
         return false;
     }
     if token.sentence_start {
@@ -543,6 +624,125 @@ mod tests {
             let d = classify(text, &ClassifyContext::default());
             assert_eq!(d.route, Route::Direct, "{text}: {:?}", d.reasons);
         }
+    }
+
+    /// Health words are never excused as names: a capitalised clinic kind is what it says.
+    #[test]
+    fn health_words_are_not_names() {
+        for text in [
+            "Anticoagulation Clinic moved your visit to Tuesday.",
+            "Appointment reminder: Tue 3:40 PM at Bridgeway Recovery Services, 16 Dock St.",
+        ] {
+            assert_eq!(route(text), Route::Secure, "{text}");
+        }
+        assert_eq!(
+            route("Happy holidays from everyone at Lakeview Family Medicine!"),
+            Route::Direct
+        );
+    }
+
+    /// One slip of the keyboard on an allowed word is still that word; never on a health word.
+    #[test]
+    fn misspellings_of_allowed_words() {
+        assert_eq!(
+            route("Reminer: yor appt is tmrw at 9:15 w/ Dr Bianchi. Reply C to confim"),
+            Route::Direct
+        );
+        for text in [
+            "Please return the stool card by Friday.",
+            "Your resluts are in.",
+        ] {
+            assert_eq!(route(text), Route::Secure, "{text}");
+        }
+    }
+
+    /// Everyday words in a clinical frame: each reason names the frame's words.
+    #[test]
+    fn frames_explain_themselves() {
+        for (text, rule, matched) in [
+            ("Dr. Ames reviewed your echo.", "clinical_item", "your echo"),
+            (
+                "Please wear shorts on Monday.",
+                "preparation",
+                "wear shorts",
+            ),
+            (
+                "No desayune el martes antes de su cita.",
+                "preparation",
+                "no desayune",
+            ),
+            (
+                "Bring someone with you on Friday.",
+                "preparation",
+                "bring someone",
+            ),
+            (
+                "Su carta para el trabajo está lista.",
+                "medical_paperwork",
+                "carta para el trabajo",
+            ),
+            (
+                "We got your payment for the consult.",
+                "billing_names_service",
+                "payment for consult",
+            ),
+            (
+                "We need to talk about your last visit.",
+                "clinical_reason",
+                "talk about your last visit",
+            ),
+        ] {
+            let d = classify(text, &ClassifyContext::default());
+            assert_eq!(d.route, Route::Secure, "{text}");
+            let r = d.reasons.iter().find(|r| r.rule == rule).expect(text);
+            assert_eq!(r.matched_text, matched, "{text}");
+            assert!(r.explanation.starts_with("mentions "), "{}", r.explanation);
+        }
+    }
+
+    /// Words clinical in some places only follow their neighbours, both ways.
+    #[test]
+    fn context_words() {
+        for text in [
+            "Take our 2-minute survey: https://survey.example/q",
+            "Log in a few minutes early to test your camera and mic.",
+            "Use the side door by the pharmacy drive-thru.",
+            "Our check-in tablets are down today.",
+            "Positive feedback helps other families find us!",
+            "La Dra. Montalvo está enferma hoy. Le llamamos para cambiar su cita.",
+        ] {
+            let d = classify(text, &ClassifyContext::default());
+            assert_eq!(d.route, Route::Direct, "{text}: {:?}", d.reasons);
+        }
+        for text in [
+            "Take one tablet at bedtime.",
+            "Your test came back positive.",
+            "We sent it to the pharmacy.",
+            "Remember to take it with dinner.",
+            "El doctor dice que usted está enfermo.",
+        ] {
+            assert_eq!(route(text), Route::Secure, "{text}");
+        }
+    }
+
+    /// Allowed words alone are not enough: the text has to read as an SMS-safe kind.
+    #[test]
+    fn a_text_must_read_as_a_safe_kind() {
+        let d = classify("It can come off next week.", &ClassifyContext::default());
+        assert_eq!(d.route, Route::Secure);
+        assert_eq!(rules(&d), ["not_allow_listed"]);
+        assert!(d.reasons[0].explanation.contains("SMS-safe kind"));
+        for text in [
+            "Still on for tomorrow at 10:45?",
+            "Ok, nos vemos!",
+            "See you at 9am",
+        ] {
+            assert_eq!(route(text), Route::Direct, "{text}");
+        }
+        assert!(has_clock_time("at 3 p.m. sharp") && has_clock_time("10:45"));
+        assert!(
+            !has_clock_time("2,000 IU") && !has_clock_time("555-0123") && !has_clock_time("12:345")
+        );
     }
 
     #[test]

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 mod allow;
 mod engine;
 pub mod eval;
+mod frames;
 mod text;
 mod vocab;
 

@@ -80,7 +80,7 @@ pub struct Token {
 pub const SLOT: char = '\u{E000}';
 
 /// Abbreviations whose full stop does not end a sentence.
-const ABBREVIATIONS: &[&str] = &[
+pub(super) const ABBREVIATIONS: &[&str] = &[
     "dr", "dra", "drs", "mr", "mrs", "ms", "mx", "sr", "sra", "srta", "st", "ste", "ave", "av",
     "blvd", "rd", "ln", "apt", "jr", "no", "np", "pa", "a.m", "p.m", "am", "pm", "etc", "vs",
     "e.g", "i.e", "lic", "dept", "bldg", "fl", "rm", "tel", "ext",

@@ -1,6 +1,7 @@
 //! Vocabularies of clinical terms (data files built by scripts/policy-vocab.py), matched as whole
 //! words on folded text. They explain why a text is secure; the allow-list decides.
 
+use std::collections::HashMap;
 use std::sync::LazyLock;
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
@@ -85,22 +86,47 @@ const FILES: &[(Category, &str)] = &[
 /// Phrases whose clinical-looking words are not clinical ("survey results").
 const BENIGN: &str = include_str!("../../data/policy/vocab/benign.txt");
 
+/// Medical word formation: suffixes and prefixes (see the file's header).
+const WORD_FORMS: &str = include_str!("../../data/policy/vocab/word_forms.txt");
+
 struct Vocab {
     automaton: AhoCorasick,
     benign: AhoCorasick,
     /// Per pattern: its category.
     category: Vec<Category>,
+    /// Single-word terms, for [`is_term`].
+    single: HashMap<String, Category>,
+    suffixes: Vec<String>,
+    prefixes: Vec<String>,
+}
+
+/// The words of one `[section]` of a sectioned data file.
+pub(super) fn section<'a>(text: &'a str, name: &str) -> impl Iterator<Item = &'a str> + 'a {
+    let header = format!("[{name}]");
+    let mut inside = false;
+    text.lines().flat_map(move |line| {
+        let line = line.split('#').next().unwrap_or("").trim();
+        if line.starts_with('[') {
+            inside = line == header;
+            return "".split_whitespace();
+        }
+        if inside { line } else { "" }.split_whitespace()
+    })
 }
 
 static VOCAB: LazyLock<Vocab> = LazyLock::new(|| {
     let mut patterns = Vec::new();
     let mut category = Vec::new();
+    let mut single = HashMap::new();
     let mut seen = std::collections::HashSet::new();
     for (cat, text) in FILES {
         for line in text.lines() {
             // Files are folded already; folding again keeps a hand edit with an accent working.
             let term = fold(line);
             if !term.is_empty() && seen.insert(term.clone()) {
+                if !term.contains(' ') {
+                    single.insert(term.clone(), *cat);
+                }
                 patterns.push(term);
                 category.push(*cat);
             }
@@ -124,8 +150,45 @@ static VOCAB: LazyLock<Vocab> = LazyLock::new(|| {
         automaton,
         benign,
         category,
+        single,
+        suffixes: section(WORD_FORMS, "suffixes").map(str::to_owned).collect(),
+        prefixes: section(WORD_FORMS, "prefixes").map(str::to_owned).collect(),
     }
 });
+
+/// The category of a single-word vocabulary term ("metformin"), plurals included.
+pub fn is_term(folded_word: &str) -> Option<Category> {
+    let single = &VOCAB.single;
+    if let Some(c) = single.get(folded_word) {
+        return Some(*c);
+    }
+    ["s", "es"].iter().find_map(|ending| {
+        folded_word
+            .strip_suffix(ending)
+            .filter(|stem| stem.len() >= 4)
+            .and_then(|stem| single.get(stem))
+            .filter(|c| **c != MEDICATION)
+            .copied()
+    })
+}
+
+/// Whether a word is built like a medical term: a medical suffix ("colposcopia",
+/// "dapagliflozin"), or a prefix before a vocabulary term ("anticoagulation").
+pub fn medical_form(folded_word: &str) -> bool {
+    let vocab = &*VOCAB;
+    let w = folded_word;
+    if vocab
+        .suffixes
+        .iter()
+        .any(|s| w.len() >= s.len() + 3 && w.ends_with(s.as_str()))
+    {
+        return true;
+    }
+    vocab.prefixes.iter().any(|p| {
+        w.strip_prefix(p.as_str())
+            .is_some_and(|rest| rest.len() >= 5 && is_term(rest).is_some())
+    })
+}
 
 /// Byte ranges of benign phrases in a folded text, at word boundaries.
 fn benign_spans(folded: &str) -> Vec<(usize, usize)> {
