@@ -75,7 +75,7 @@ pub fn assess(text: &str) -> Urgency {
 
 /// "for 3 weeks", "ya van 2 meses", "a few months": a span of weeks or more, not a pregnancy or
 /// a baby's age ("30 weeks", "36 semanas de embarazo", "6 weeks old", "bebe de 3 semanas").
-fn long_span(words: &[String], numbers: &[Option<u32>]) -> bool {
+fn long_span(words: &[String], numbers: &[Option<u32>]) -> Option<usize> {
     const UNITS: &[&str] = &[
         "wek", "weks", "wk", "wks", "month", "months", "year", "years", "yr", "yrs", "semana",
         "semanas", "mes", "meses", "ano", "anos",
@@ -97,7 +97,7 @@ fn long_span(words: &[String], numbers: &[Option<u32>]) -> bool {
         "tengo", "tiene", "con", "cumple", "cumplio", "im", "at", "estoy", "de", "she", "shes",
         "is", "aged", "age",
     ];
-    (1..words.len()).any(|j| {
+    (1..words.len()).find(|&j| {
         let counted = numbers[j - 1].is_some() || COUNTS.contains(&words[j - 1].as_str());
         counted
             && UNITS.contains(&words[j].as_str())
@@ -108,6 +108,36 @@ fn long_span(words: &[String], numbers: &[Option<u32>]) -> bool {
             && !words.get(j + 1).is_some_and(|w| AGE_OR_PREGNANCY.contains(&w.as_str()))
             && !(j >= 2 && BEFORE.contains(&words[j - 2].as_str()))
             && !words.iter().any(|w| matches!(w.as_str(), "pregnant" | "embarazada" | "embarazo"))
+    })
+}
+
+/// A baby under three months ("2 month old", "bebe de 2 meses", "3 weeks old").
+fn infant(words: &[String], numbers: &[Option<u32>]) -> bool {
+    (1..words.len()).any(|j| {
+        let young = |max: u32| numbers[j - 1].is_some_and(|n| n <= max);
+        let unit = words[j].as_str();
+        let months = matches!(unit, "month" | "months" | "mes" | "meses") && young(2);
+        let weeks =
+            matches!(unit, "wek" | "weks" | "wk" | "wks" | "semana" | "semanas") && young(12);
+        let days = matches!(unit, "day" | "days" | "dia" | "dias");
+        let aged = words
+            .get(j + 1)
+            .is_some_and(|w| matches!(w.as_str(), "old" | "de"))
+            || words[..j - 1].iter().rev().take(2).any(|w| {
+                matches!(
+                    w.as_str(),
+                    "de" | "bebe" | "baby" | "nino" | "nina" | "hijo" | "hija"
+                )
+            });
+        (months || weeks || days) && aged
+    })
+}
+
+/// A pregnancy's age: "34 weeks", "30 semanas".
+fn gestation(words: &[String], numbers: &[Option<u32>]) -> bool {
+    (1..words.len()).any(|j| {
+        matches!(words[j].as_str(), "weks" | "wks" | "semanas")
+            && numbers[j - 1].is_some_and(|n| (13..=42).contains(&n))
     })
 }
 
@@ -614,8 +644,18 @@ impl Matcher {
             .filter(|(m, ..)| *m == Marker::Mild)
             .map(|&(_, first, _)| clause_of[first])
             .collect();
-        let chronic =
-            markers.iter().any(|(m, ..)| *m == Marker::Chronic) || long_span(&words, &numbers);
+        // Long-standing, unless the text then says it changed ("comes and goes, now it's
+        // crushing").
+        let chronic_at = markers
+            .iter()
+            .filter(|(m, ..)| *m == Marker::Chronic)
+            .map(|&(_, first, _)| first)
+            .chain(long_span(&words, &numbers))
+            .min();
+        let chronic = chronic_at.is_some_and(|at| !persisting_at.iter().any(|&(p, _)| p > at));
+        let at_risk = markers.iter().any(|(m, ..)| *m == Marker::Risk)
+            || infant(&words, &numbers)
+            || gestation(&words, &numbers);
         kept.retain(|&(rule, first)| {
             let r = &self.rules[rule];
             let clause = clause_of[first];
@@ -629,12 +669,26 @@ impl Matcher {
             let undone = old || (over && !r.crisis);
             if undone {
                 reasons.push(Reason::keyword("past, resolved or asked about: ", r.name));
-                return false;
             }
+            !undone
+        });
+        // Two body systems at once ("a bit dizzy and my face is drooping") are no mild sign.
+        let mut systems: Vec<&str> = kept
+            .iter()
+            .map(|&(rule, _)| self.rules[rule].name)
+            .filter(|n| n.starts_with("c_") && !matches!(*n, "c_pain" | "c_chest_pain"))
+            .collect();
+        systems.sort_unstable();
+        systems.dedup();
+        let combined = systems.len() >= 2;
+        kept.retain(|&(rule, first)| {
+            let r = &self.rules[rule];
+            let clause = clause_of[first];
             let slight = !r.crisis
                 && !severe_anywhere
+                && !at_risk
                 && !acute_clause(clause)
-                && (mild.contains(&clause) || chronic);
+                && (mild.contains(&clause) && !combined || chronic);
             if slight {
                 reasons.push(Reason::keyword("mild or long-standing: ", r.name));
             }
@@ -762,25 +816,7 @@ impl Matcher {
                 &["fever", "temp", "temperature", "fiebre", "temperatura"],
                 35..=36,
             ));
-        // A baby under three months ("2 month old", "bebe de 2 meses", "3 weeks old").
-        let infant = (1..words.len()).any(|j| {
-            let young = |max: u32| numbers[j - 1].is_some_and(|n| n <= max);
-            let unit = words[j].as_str();
-            let months = matches!(unit, "month" | "months" | "mes" | "meses") && young(2);
-            let weeks =
-                matches!(unit, "wek" | "weks" | "wk" | "wks" | "semana" | "semanas") && young(12);
-            let days = matches!(unit, "day" | "days" | "dia" | "dias");
-            let aged = words
-                .get(j + 1)
-                .is_some_and(|w| matches!(w.as_str(), "old" | "de"))
-                || words[..j - 1].iter().rev().take(2).any(|w| {
-                    matches!(
-                        w.as_str(),
-                        "de" | "bebe" | "baby" | "nino" | "nina" | "hijo" | "hija"
-                    )
-                });
-            (months || weeks || days) && aged
-        });
+        let infant = infant(words, numbers);
         let severe =
             has(Marker::Severe) || high_bp || low_sugar || low_oxygen || low_bp || high_fever;
         let (acuity, risk) = (
