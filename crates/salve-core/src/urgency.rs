@@ -113,23 +113,26 @@ fn long_span(words: &[String], numbers: &[Option<u32>]) -> Option<usize> {
 
 /// A baby under three months ("2 month old", "bebe de 2 meses", "3 weeks old").
 fn infant(words: &[String], numbers: &[Option<u32>]) -> bool {
+    const BABY: &[&str] = &[
+        "bebe", "baby", "nino", "nina", "hijo", "hija", "nieto", "nieta",
+    ];
     (1..words.len()).any(|j| {
-        let young = |max: u32| numbers[j - 1].is_some_and(|n| n <= max);
-        let unit = words[j].as_str();
-        let months = matches!(unit, "month" | "months" | "mes" | "meses") && young(2);
-        let weeks =
-            matches!(unit, "wek" | "weks" | "wk" | "wks" | "semana" | "semanas") && young(12);
-        let days = matches!(unit, "day" | "days" | "dia" | "dias");
-        let aged = words
-            .get(j + 1)
-            .is_some_and(|w| matches!(w.as_str(), "old" | "de"))
-            || words[..j - 1].iter().rev().take(2).any(|w| {
-                matches!(
-                    w.as_str(),
-                    "de" | "bebe" | "baby" | "nino" | "nina" | "hijo" | "hija"
-                )
-            });
-        (months || weeks || days) && aged
+        let Some(n) = numbers[j - 1] else {
+            return false;
+        };
+        let young = match words[j].as_str() {
+            "month" | "months" | "mes" | "meses" => n <= 2,
+            "wek" | "weks" | "wk" | "wks" | "semana" | "semanas" => n <= 12,
+            "day" | "days" | "dia" | "dias" => n <= 90,
+            _ => false,
+        };
+        let word = |k: usize| words.get(k).map_or("", String::as_str);
+        // "2 weeks old", "3 dias de nacido", "mi bebe de 2 meses", "baby 6 weeks".
+        young
+            && (word(j + 1) == "old"
+                || word(j + 1) == "de" && word(j + 2).starts_with("nacid")
+                || j >= 2 && BABY.contains(&word(j - 2))
+                || j >= 3 && word(j - 2) == "de" && BABY.contains(&word(j - 3)))
     })
 }
 
@@ -817,6 +820,9 @@ impl Matcher {
                 35..=36,
             ));
         let infant = infant(words, numbers);
+        // A pregnancy's weeks make an acute-kind sign urgent ("sangrado, tengo 30 semanas"),
+        // not a company-kind one ("30 weeks, my knee hurts").
+        let pregnant = gestation(words, numbers);
         let severe =
             has(Marker::Severe) || high_bp || low_sugar || low_oxygen || low_bp || high_fever;
         let (acuity, risk) = (
@@ -869,7 +875,10 @@ impl Matcher {
                     }
                     // Any other concept but bare pain ("throwing up blood", "fever, stiff neck").
                     Need::Acuity => {
-                        acuity || risk && !r.own_risk || other_than_pain(rule) || counted(first)
+                        acuity
+                            || (risk || pregnant) && !r.own_risk
+                            || other_than_pain(rule)
+                            || counted(first)
                     }
                     Need::Company => {
                         risk && !r.own_risk
@@ -1181,6 +1190,51 @@ mod tests {
             "mi hija tiene gripa, le pueden recetar algo",
         ] {
             calm(text);
+        }
+    }
+
+    #[test]
+    fn mild_long_standing_denied_and_over_signs_are_not_urgent() {
+        for text in [
+            "my knee has hurt a little for a few weeks",
+            "tengo un poco de tos desde hace dos semanas",
+            "i feel kinda dizzy when i stand up fast",
+            "no suicidal thoughts, just stressed about work, can we talk",
+            "no pienso hacerme dano, solo necesito hablar con alguien",
+            "my dad was discharged after his heart attack, need his follow up",
+            "tuve convulsiones de nina, me piden una carta para la escuela",
+            "thank you for everything, see you at my appointment",
+            "my son wants a nerf gun for christmas",
+            "can you refill my insulin, 40 units a day",
+            "mi bebe de 9 meses tiene un poco de fiebre, 38",
+            "my mom will kill me if i miss this appt lol",
+            "temp 99.1 and a runny nose, should she stay home?",
+        ] {
+            calm(text);
+        }
+    }
+
+    #[test]
+    fn round_two_signs_are_urgent() {
+        for text in [
+            // Mild words do not undo two body systems, a risk, or a pregnancy's weeks.
+            "im a bit dizzy and my face is drooping on one side",
+            "a little bleeding at 34 weeks pregnant",
+            "un poco de sangrado y tengo 30 semanas",
+            "mi bebe de 3 semanas tiene un poco de fiebre",
+            // A change after a long-standing sign.
+            "chest pain that comes and goes, now it's crushing and i'm sweating",
+            // Denial is only of the crisis right after it.
+            "no thoughts of hurting myself until today, now i want to die",
+            // Paired warning signs, readings, a dosing mistake, barely.
+            "i said goodbye to my kids and have the gun ready",
+            "his oxygen is 84 on the oximeter",
+            "mi azucar esta en 45 y estoy temblando",
+            "took 40 units of insulin instead of 4 by mistake",
+            "the baby is moving less today",
+            "discharged yesterday after the birth and im bleeding through a pad an hour",
+        ] {
+            urgent(text);
         }
     }
 
