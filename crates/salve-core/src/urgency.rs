@@ -102,9 +102,8 @@ fn long_span(words: &[String], numbers: &[Option<u32>]) -> Option<usize> {
         counted
             && UNITS.contains(&words[j].as_str())
             // 13 weeks and more is a pregnancy's age, not how long a symptom lasted.
-            && !(words[j].starts_with("w") || words[j].starts_with("semana"))
-                .then(|| numbers[j - 1].is_some_and(|n| n >= 13))
-                .unwrap_or(false)
+            && !((words[j].starts_with('w') || words[j].starts_with("semana"))
+                && numbers[j - 1].is_some_and(|n| n >= 13))
             && !words.get(j + 1).is_some_and(|w| AGE_OR_PREGNANCY.contains(&w.as_str()))
             && !(j >= 2 && BEFORE.contains(&words[j - 2].as_str()))
             && !words.iter().any(|w| matches!(w.as_str(), "pregnant" | "embarazada" | "embarazo"))
