@@ -556,7 +556,7 @@ impl Matcher {
                 reasons.push(Reason::keyword("negated: ", r.name));
             } else if (r.idiom || r.name.starts_with("c_")) && (!r.crisis || r.threat) && joke {
                 reasons.push(Reason::keyword("joke: ", r.name));
-            } else if r.crisis && !r.threat && self.denied(&markers, &clause_of, first) {
+            } else if r.crisis && !r.threat && self.denied(&words, &markers, &clause_of, first) {
                 reasons.push(Reason::keyword("denied: ", r.name));
             } else {
                 kept.push((rule, first));
@@ -950,13 +950,25 @@ impl Matcher {
     /// sign in its clause.
     fn denied(
         &self,
+        words: &[String],
         markers: &[(Marker, usize, usize)],
         clause_of: &[usize],
         first: usize,
     ) -> bool {
-        markers.iter().any(|&(m, f, l)| {
-            m == Marker::Denial && clause_of[f] == clause_of[first] && f <= first && first <= l + 3
-        })
+        // "no pienso seguir viviendo" is "I don't mean to go on living": not a denial.
+        let living = words[first..words.len().min(first + 3)].iter().any(|w| {
+            matches!(
+                w.as_str(),
+                "vivir" | "viviendo" | "seguir" | "live" | "living" | "alive" | "aqui" | "here"
+            )
+        });
+        !living
+            && markers.iter().any(|&(m, f, l)| {
+                m == Marker::Denial
+                    && clause_of[f] == clause_of[first]
+                    && f <= first
+                    && first <= l + 3
+            })
     }
 
     /// A negation before the sign in its clause, with only gap words between ("don't have any
