@@ -1,7 +1,7 @@
 //! Development aid: scores every labelled urgency set, overall and split by layer (phrase rules
 //! of en.txt/es.txt vs the concepts of concepts.txt):
-//! `cargo run -p salve-core --example urgency_sets [--show dev|eval|holdout]`.
-//! `--show` prints the misses of a development set; holdout3 (the blind check) never shows text.
+//! `cargo run -p salve-core --example urgency_sets [--show dev|eval|holdout|holdout3|holdout4]`.
+//! `--show` prints the misses of a set (every set here is spent; new blind sets stay outside).
 
 use salve_core::urgency::assess;
 
@@ -38,10 +38,8 @@ fn main() {
     }
     let show = std::env::args().skip_while(|a| a != "--show").nth(1);
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/data/urgency/");
-    let mut sets = vec!["dev", "eval", "holdout"];
-    if std::env::args().any(|a| a == "--blind") {
-        sets.push("holdout3");
-    }
+    // holdout3 and holdout4 were measured blind once each and are development sets since.
+    let sets = ["dev", "eval", "holdout", "holdout3", "holdout4"];
     for set in sets {
         let raw = std::fs::read_to_string(format!("{dir}{set}.jsonl")).expect("the set");
         let (mut n, mut u, mut fp) = (0, 0, 0);
@@ -69,7 +67,7 @@ fn main() {
             } else {
                 got.urgent != label
             };
-            if show.as_deref() == Some(set) && set != "holdout3" && wrong {
+            if show.as_deref() == Some(set) && wrong {
                 let reasons: Vec<&str> = got.reasons.iter().map(|r| r.as_str()).collect();
                 println!(
                     "  {} {text:?} [{}]",

@@ -73,6 +73,76 @@ pub fn assess(text: &str) -> Urgency {
     MATCHER.assess(text)
 }
 
+/// "for 3 weeks", "ya van 2 meses", "a few months": a span of weeks or more, not a pregnancy or
+/// a baby's age ("30 weeks", "36 semanas de embarazo", "6 weeks old", "bebe de 3 semanas").
+fn long_span(words: &[String], numbers: &[Option<u32>]) -> Option<usize> {
+    const UNITS: &[&str] = &[
+        "wek", "weks", "wk", "wks", "month", "months", "year", "years", "yr", "yrs", "semana",
+        "semanas", "mes", "meses", "ano", "anos",
+    ];
+    const COUNTS: &[&str] = &[
+        "few", "couple", "several", "two", "thre", "four", "some", "dos", "tres", "cuatro", "unas",
+        "unos", "varias", "varios", "muchas", "muchos",
+    ];
+    const AGE_OR_PREGNANCY: &[&str] = &[
+        "old",
+        "pregnant",
+        "along",
+        "embarazada",
+        "de",
+        "postpartum",
+        "gestation",
+    ];
+    const BEFORE: &[&str] = &[
+        "tengo", "tiene", "con", "cumple", "cumplio", "im", "at", "estoy", "de", "she", "shes",
+        "is", "aged", "age",
+    ];
+    (1..words.len()).find(|&j| {
+        let counted = numbers[j - 1].is_some() || COUNTS.contains(&words[j - 1].as_str());
+        counted
+            && UNITS.contains(&words[j].as_str())
+            // 13 weeks and more is a pregnancy's age, not how long a symptom lasted.
+            && !((words[j].starts_with('w') || words[j].starts_with("semana"))
+                && numbers[j - 1].is_some_and(|n| n >= 13))
+            && !words.get(j + 1).is_some_and(|w| AGE_OR_PREGNANCY.contains(&w.as_str()))
+            && !(j >= 2 && BEFORE.contains(&words[j - 2].as_str()))
+            && !words.iter().any(|w| matches!(w.as_str(), "pregnant" | "embarazada" | "embarazo"))
+    })
+}
+
+/// A baby under three months ("2 month old", "bebe de 2 meses", "3 weeks old").
+fn infant(words: &[String], numbers: &[Option<u32>]) -> bool {
+    const BABY: &[&str] = &[
+        "bebe", "baby", "nino", "nina", "hijo", "hija", "nieto", "nieta",
+    ];
+    (1..words.len()).any(|j| {
+        let Some(n) = numbers[j - 1] else {
+            return false;
+        };
+        let young = match words[j].as_str() {
+            "month" | "months" | "mes" | "meses" => n <= 2,
+            "wek" | "weks" | "wk" | "wks" | "semana" | "semanas" => n <= 12,
+            "day" | "days" | "dia" | "dias" => n <= 90,
+            _ => false,
+        };
+        let word = |k: usize| words.get(k).map_or("", String::as_str);
+        // "2 weeks old", "3 dias de nacido", "mi bebe de 2 meses", "baby 6 weeks".
+        young
+            && (word(j + 1) == "old"
+                || word(j + 1) == "de" && word(j + 2).starts_with("nacid")
+                || j >= 2 && BABY.contains(&word(j - 2))
+                || j >= 3 && word(j - 2) == "de" && BABY.contains(&word(j - 3)))
+    })
+}
+
+/// A pregnancy's age: "34 weeks", "30 semanas".
+fn gestation(words: &[String], numbers: &[Option<u32>]) -> bool {
+    (1..words.len()).any(|j| {
+        matches!(words[j].as_str(), "weks" | "wks" | "semanas")
+            && numbers[j - 1].is_some_and(|n| (13..=42).contains(&n))
+    })
+}
+
 // ---------------------------------------------------------------------------------------------
 // The compiled tables.
 
@@ -93,6 +163,9 @@ enum Marker {
     Risk,
     Routine,
     Scheduling,
+    Mild,
+    Chronic,
+    Denial,
 }
 
 impl Marker {
@@ -113,6 +186,9 @@ impl Marker {
             "@risk" => Self::Risk,
             "@routine" => Self::Routine,
             "@scheduling" => Self::Scheduling,
+            "@mild" => Self::Mild,
+            "@chronic" => Self::Chronic,
+            "@denial" => Self::Denial,
             _ => return None,
         })
     }
@@ -126,6 +202,8 @@ struct Rule {
     need: Need,
     /// Its own words are @risk markers ("pregnant"): a risk does not vouch for it.
     own_risk: bool,
+    /// A threat by someone else: a crisis that laughter undoes ("she'll kill me lol").
+    threat: bool,
 }
 
 /// What else a sign needs to be urgent (concepts.txt): phrases stand alone, a concept needs
@@ -136,6 +214,9 @@ enum Need {
     Present,
     Acuity,
     Company,
+    /// Urgent only beside another `pair` concept: a farewell with a means or a deadline, a
+    /// dosing mistake with a high-risk medicine.
+    Pair,
 }
 
 /// What an automaton pattern is.
@@ -280,7 +361,10 @@ impl Matcher {
                                         crisis: flags.contains(&"crisis"),
                                         idiom: flags.contains(&"idiom"),
                                         own_risk: flags.contains(&"own_risk"),
-                                        need: if flags.contains(&"present") {
+                                        threat: flags.contains(&"threat"),
+                                        need: if flags.contains(&"pair") {
+                                            Need::Pair
+                                        } else if flags.contains(&"present") {
                                             Need::Present
                                         } else if flags.contains(&"acuity") {
                                             Need::Acuity
@@ -434,6 +518,9 @@ impl Matcher {
                             | Marker::Risk
                             | Marker::Routine
                             | Marker::Scheduling
+                            | Marker::Mild
+                            | Marker::Chronic
+                            | Marker::Denial
                     ) {
                         // Context for concepts only: no bearing on "persisting".
                     } else if m == Marker::Exclude {
@@ -453,7 +540,7 @@ impl Matcher {
                 Pattern::Marker(_) => None,
             })
             .collect();
-        signs.extend(self.near_matches(&words, &masked));
+        signs.extend(self.near_matches(&words, &numbers, &masked));
 
         let mut reasons = Vec::new();
         let mut kept: Vec<(usize, usize)> = Vec::new();
@@ -467,55 +554,148 @@ impl Matcher {
                 reasons.push(Reason::keyword("look-alike: ", r.name));
             } else if !r.crisis && self.negated(&words, &clause_of, first) {
                 reasons.push(Reason::keyword("negated: ", r.name));
-            } else if (r.idiom || r.name.starts_with("c_")) && !r.crisis && joke {
+            } else if (r.idiom || r.name.starts_with("c_")) && (!r.crisis || r.threat) && joke {
                 reasons.push(Reason::keyword("joke: ", r.name));
+            } else if r.crisis && !r.threat && self.denied(&words, &markers, &clause_of, first) {
+                reasons.push(Reason::keyword("denied: ", r.name));
             } else {
                 kept.push((rule, first));
             }
         }
         // Over or asked about (physical signs), or old (any sign, in its own sentence: "I had a
         // stroke in 2019"), unless something says it persists ("still", "again", "now").
-        let persists = markers.iter().any(|&(m, first, last)| {
-            m == Marker::Persisting
-                && (first..=last).all(|i| marker_words[i] == Some(Marker::Persisting))
-        });
-        if !persists {
-            let over = markers
-                .iter()
-                .any(|(m, ..)| matches!(m, Marker::Resolved | Marker::Info));
-            // "should I still come Thursday?" asks about the visit: it undoes a concept only
-            // when nothing in the concept's own clause says it is acute.
-            let over_strong = markers.iter().any(|&(m, first, last)| {
-                matches!(m, Marker::Resolved | Marker::Info)
+        // The latest state wins: "now" beside or before "feel fine" is not a persisting sign.
+        let persisting_at: Vec<(usize, usize)> = markers
+            .iter()
+            .filter(|&&(m, first, last)| {
+                m == Marker::Persisting
+                    && (first..=last).all(|i| marker_words[i] == Some(Marker::Persisting))
+            })
+            .map(|&(_, first, _)| (first, clause_of[first]))
+            .collect();
+        // "esta bien confundida": "bien" before a word of its clause is "very", not "fine".
+        let resolved_at: Vec<(usize, usize)> = markers
+            .iter()
+            .filter(|&&(m, _, last)| {
+                m == Marker::Resolved
+                    && !(words[last] == "bien"
+                        && clause_of.get(last + 1) == Some(&clause_of[last])
+                        && !matches!(
+                            words[last + 1].as_str(),
+                            "gracias" | "ya" | "ahora" | "y" | "pero"
+                        ))
+            })
+            .map(|&(_, first, last)| (first, last))
+            .collect();
+        let persisting_at: Vec<(usize, usize)> = persisting_at
+            .into_iter()
+            .filter(|&(at, _)| !resolved_at.iter().any(|&(f, _)| f > at))
+            .collect();
+        let persists = !persisting_at.is_empty();
+        let persists_in = |clause: usize| persisting_at.iter().any(|&(_, c)| c == clause);
+        let over = !persists
+            && (!resolved_at.is_empty() || markers.iter().any(|(m, ..)| *m == Marker::Info));
+        // "should I still come Thursday?" asks about the visit: it undoes a concept only
+        // when nothing in the concept's own clause says it is acute.
+        let over_strong = !persists
+            && markers.iter().any(|&(m, first, last)| {
+                (m == Marker::Info || m == Marker::Resolved && resolved_at.contains(&(first, last)))
                     && !markers
                         .iter()
                         .any(|&(s, f, l)| s == Marker::Scheduling && f <= first && last <= l)
             });
-            let acute_clause = |clause: usize| {
-                markers.iter().any(|&(m, f, _)| {
-                    matches!(m, Marker::Acuity | Marker::Severe) && clause_of[f] == clause
+        let acute_clause = |clause: usize| {
+            markers.iter().any(|&(m, f, _)| {
+                matches!(m, Marker::Acuity | Marker::Severe | Marker::Inability)
+                    && clause_of[f] == clause
+            })
+        };
+        // "discharged yesterday and I'm bleeding a lot": a verb in progress after the old event
+        // is now.
+        let progressive_after = |at: usize| {
+            (at + 1..words.len())
+                .take_while(|&k| clause_of[k] == clause_of[at])
+                .any(|k| {
+                    (words[k].ends_with("ndo") || words[k].ends_with("ing"))
+                        && matches!(
+                            words[k - 1].as_str(),
+                            "estoy"
+                                | "esta"
+                                | "estan"
+                                | "im"
+                                | "is"
+                                | "are"
+                                | "hes"
+                                | "shes"
+                                | "sigue"
+                                | "keps"
+                        )
                 })
+        };
+        let history: Vec<usize> = markers
+            .iter()
+            .filter(|&&(m, _, last)| m == Marker::History && !progressive_after(last))
+            .map(|&(_, first, _)| clause_of[first])
+            .collect();
+        // Mild ("a little", "un poco") or episodic ("when I run") in the sign's own clause, or
+        // long-standing anywhere ("for a few months", "ya van 3 semanas"): not an emergency
+        // unless the sign's clause says it is acute or something is severe.
+        let severe_anywhere = markers.iter().any(|(m, ..)| *m == Marker::Severe);
+        let mild: Vec<usize> = markers
+            .iter()
+            .filter(|(m, ..)| *m == Marker::Mild)
+            .map(|&(_, first, _)| clause_of[first])
+            .collect();
+        // Long-standing, unless the text then says it changed ("comes and goes, now it's
+        // crushing").
+        let chronic_at = markers
+            .iter()
+            .filter(|(m, ..)| *m == Marker::Chronic)
+            .map(|&(_, first, _)| first)
+            .chain(long_span(&words, &numbers))
+            .min();
+        let chronic = chronic_at.is_some_and(|at| !persisting_at.iter().any(|&(p, _)| p > at));
+        let at_risk = markers.iter().any(|(m, ..)| *m == Marker::Risk)
+            || infant(&words, &numbers)
+            || gestation(&words, &numbers);
+        kept.retain(|&(rule, first)| {
+            let r = &self.rules[rule];
+            let clause = clause_of[first];
+            // Old in its own sentence, unless that sentence says it is happening again.
+            let old = history.contains(&clause) && !persists_in(clause);
+            let over = if r.name.starts_with("c_") {
+                over_strong || (over && !acute_clause(clause))
+            } else {
+                over
             };
-            let history: Vec<usize> = markers
-                .iter()
-                .filter(|(m, ..)| *m == Marker::History)
-                .map(|&(_, first, _)| clause_of[first])
-                .collect();
-            kept.retain(|&(rule, first)| {
-                let r = &self.rules[rule];
-                let old = history.contains(&clause_of[first]);
-                let over = if r.name.starts_with("c_") {
-                    over_strong || (over && !acute_clause(clause_of[first]))
-                } else {
-                    over
-                };
-                let undone = old || (over && !r.crisis);
-                if undone {
-                    reasons.push(Reason::keyword("past, resolved or asked about: ", r.name));
-                }
-                !undone
-            });
-        }
+            let undone = old || (over && !r.crisis);
+            if undone {
+                reasons.push(Reason::keyword("past, resolved or asked about: ", r.name));
+            }
+            !undone
+        });
+        // Two body systems at once ("a bit dizzy and my face is drooping") are no mild sign.
+        let mut systems: Vec<&str> = kept
+            .iter()
+            .map(|&(rule, _)| self.rules[rule].name)
+            .filter(|n| n.starts_with("c_") && !matches!(*n, "c_pain" | "c_chest_pain"))
+            .collect();
+        systems.sort_unstable();
+        systems.dedup();
+        let combined = systems.len() >= 2;
+        kept.retain(|&(rule, first)| {
+            let r = &self.rules[rule];
+            let clause = clause_of[first];
+            let slight = !r.crisis
+                && !severe_anywhere
+                && !at_risk
+                && !acute_clause(clause)
+                && (mild.contains(&clause) && !combined || chronic);
+            if slight {
+                reasons.push(Reason::keyword("mild or long-standing: ", r.name));
+            }
+            !slight
+        });
         self.compose(
             &mut kept,
             &markers,
@@ -576,10 +756,77 @@ impl Matcher {
                     .iter()
                     .any(|p| matches!(p.as_str(), "presure" | "presion" | "bp"))
         });
-        let severe = has(Marker::Severe) || high_bp;
+        // Other readings out of range: sugar under 55 ("azucar en 38"), oxygen under 90
+        // ("oximetro marca 86"), systolic pressure under 90 ("bp 82/50"), fever of 104 F or
+        // 40 C and up. The reading is the first number after its word.
+        let reading = |names: &[&str], range: std::ops::RangeInclusive<u32>| {
+            numbers.iter().enumerate().any(|(j, n)| {
+                n.is_some_and(|n| range.contains(&n))
+                    && (j.saturating_sub(4)..j).any(|k| {
+                        names.contains(&words[k].as_str())
+                            && numbers[k + 1..j].iter().all(Option::is_none)
+                    })
+            })
+        };
+        let low_sugar = reading(
+            &[
+                "sugar",
+                "sugars",
+                "glucose",
+                "glucosa",
+                "azucar",
+                "meter",
+                "glucometro",
+                "bs",
+                "bg",
+            ],
+            20..=54,
+        );
+        let low_oxygen = reading(
+            &[
+                "oximeter",
+                "oximetro",
+                "oxygen",
+                "oxigeno",
+                "o2",
+                "sats",
+                "sat",
+                "saturacion",
+                "spo2",
+                "ox",
+            ],
+            50..=89,
+        );
+        let low_bp = reading(&["presure", "presion", "bp"], 50..=89);
+        let fever_words: &[&str] = &[
+            "fever",
+            "temp",
+            "temperature",
+            "fiebre",
+            "calentura",
+            "temperatura",
+            "up",
+        ];
+        let high_fever = reading(fever_words, 104..=110)
+            || reading(&["fiebre", "calentura", "temperatura", "temp"], 40..=42);
+        // A normal temperature ("temp 99.8", "37.2") is no fever.
+        let normal_temp = !high_fever
+            && (reading(
+                &["fever", "temp", "temperature", "fiebre", "temperatura"],
+                96..=99,
+            ) || reading(
+                &["fever", "temp", "temperature", "fiebre", "temperatura"],
+                35..=36,
+            ));
+        let infant = infant(words, numbers);
+        // A pregnancy's weeks make an acute-kind sign urgent ("sangrado, tengo 30 semanas"),
+        // not a company-kind one ("30 weeks, my knee hurts").
+        let pregnant = gestation(words, numbers);
+        let severe =
+            has(Marker::Severe) || high_bp || low_sugar || low_oxygen || low_bp || high_fever;
         let (acuity, risk) = (
-            has(Marker::Acuity) || has(Marker::Inability) || has(Marker::Severe),
-            has(Marker::Risk),
+            has(Marker::Acuity) || has(Marker::Inability) || severe,
+            has(Marker::Risk) || infant,
         );
         // Concepts vouch for each other only while they stand: repeat until nothing changes.
         loop {
@@ -598,12 +845,26 @@ impl Matcher {
                 })
             };
             let before = kept.len();
+            let pairs: Vec<usize> = needs
+                .iter()
+                .filter(|&&(_, n)| n == Need::Pair)
+                .map(|&(r, _)| r)
+                .collect();
             kept.retain(|&(rule, first)| {
                 let r = &self.rules[rule];
+                if r.need == Need::Pair {
+                    let ok = pairs.iter().any(|&p| p != rule);
+                    if !ok {
+                        reasons.push(Reason::keyword("concept without its pair: ", r.name));
+                    }
+                    return ok;
+                }
                 if r.crisis || !r.name.starts_with("c_") {
                     return true;
                 }
                 let ok = match r.need {
+                    Need::Pair => unreachable!("handled above"),
+                    _ if r.name == "c_fever" && normal_temp => false,
                     Need::Alone => true,
                     Need::Present => {
                         acuity
@@ -613,7 +874,10 @@ impl Matcher {
                     }
                     // Any other concept but bare pain ("throwing up blood", "fever, stiff neck").
                     Need::Acuity => {
-                        acuity || risk && !r.own_risk || other_than_pain(rule) || counted(first)
+                        acuity
+                            || (risk || pregnant) && !r.own_risk
+                            || other_than_pain(rule)
+                            || counted(first)
                     }
                     Need::Company => {
                         risk && !r.own_risk
@@ -640,10 +904,21 @@ impl Matcher {
     }
 
     /// "chest ... hurts": a left word within the window of a right word, neither masked.
-    fn near_matches(&self, words: &[String], masked: &[bool]) -> Vec<(usize, usize, usize)> {
+    fn near_matches(
+        &self,
+        words: &[String],
+        numbers: &[Option<u32>],
+        masked: &[bool],
+    ) -> Vec<(usize, usize, usize)> {
         let mut hits: Vec<(usize, Side, usize)> = Vec::new();
         for (i, w) in words.iter().enumerate() {
             if masked[i] {
+                continue;
+            }
+            // "weeks" stands for a pregnancy only as its age ("34 weeks"), not "for 2 weeks".
+            if matches!(w.as_str(), "weks" | "wks" | "semanas")
+                && !(i > 0 && numbers[i - 1].is_some_and(|n| (13..=42).contains(&n)))
+            {
                 continue;
             }
             if let Some(list) = self.near_words.get(w.as_str()) {
@@ -669,6 +944,31 @@ impl Matcher {
             }
         }
         out
+    }
+
+    /// "no thoughts of hurting myself", "no pienso hacerme dano": a denial just before a crisis
+    /// sign in its clause.
+    fn denied(
+        &self,
+        words: &[String],
+        markers: &[(Marker, usize, usize)],
+        clause_of: &[usize],
+        first: usize,
+    ) -> bool {
+        // "no pienso seguir viviendo" is "I don't mean to go on living": not a denial.
+        let living = words[first..words.len().min(first + 3)].iter().any(|w| {
+            matches!(
+                w.as_str(),
+                "vivir" | "viviendo" | "seguir" | "live" | "living" | "alive" | "aqui" | "here"
+            )
+        });
+        !living
+            && markers.iter().any(|&(m, f, l)| {
+                m == Marker::Denial
+                    && clause_of[f] == clause_of[first]
+                    && f <= first
+                    && first <= l + 3
+            })
     }
 
     /// A negation before the sign in its clause, with only gap words between ("don't have any
@@ -901,6 +1201,51 @@ mod tests {
             "mi hija tiene gripa, le pueden recetar algo",
         ] {
             calm(text);
+        }
+    }
+
+    #[test]
+    fn mild_long_standing_denied_and_over_signs_are_not_urgent() {
+        for text in [
+            "my knee has hurt a little for a few weeks",
+            "tengo un poco de tos desde hace dos semanas",
+            "i feel kinda dizzy when i stand up fast",
+            "no suicidal thoughts, just stressed about work, can we talk",
+            "no pienso hacerme dano, solo necesito hablar con alguien",
+            "my dad was discharged after his heart attack, need his follow up",
+            "tuve convulsiones de nina, me piden una carta para la escuela",
+            "thank you for everything, see you at my appointment",
+            "my son wants a nerf gun for christmas",
+            "can you refill my insulin, 40 units a day",
+            "mi bebe de 9 meses tiene un poco de fiebre, 38",
+            "my mom will kill me if i miss this appt lol",
+            "temp 99.1 and a runny nose, should she stay home?",
+        ] {
+            calm(text);
+        }
+    }
+
+    #[test]
+    fn round_two_signs_are_urgent() {
+        for text in [
+            // Mild words do not undo two body systems, a risk, or a pregnancy's weeks.
+            "im a bit dizzy and my face is drooping on one side",
+            "a little bleeding at 34 weeks pregnant",
+            "un poco de sangrado y tengo 30 semanas",
+            "mi bebe de 3 semanas tiene un poco de fiebre",
+            // A change after a long-standing sign.
+            "chest pain that comes and goes, now it's crushing and i'm sweating",
+            // Denial is only of the crisis right after it.
+            "no thoughts of hurting myself until today, now i want to die",
+            // Paired warning signs, readings, a dosing mistake, barely.
+            "i said goodbye to my kids and have the gun ready",
+            "his oxygen is 84 on the oximeter",
+            "mi azucar esta en 45 y estoy temblando",
+            "took 40 units of insulin instead of 4 by mistake",
+            "the baby is moving less today",
+            "discharged yesterday after the birth and im bleeding through a pad an hour",
+        ] {
+            urgent(text);
         }
     }
 
