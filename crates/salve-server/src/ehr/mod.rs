@@ -3,3 +3,4 @@
 //! resources conditionally on Salve's identifier.
 
 pub mod client;
+pub mod pull;
