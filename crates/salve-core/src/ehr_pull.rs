@@ -97,9 +97,7 @@ impl Skip {
             Self::AppointmentNoStart => "an appointment without a start",
             Self::AppointmentNoDuration => "an appointment without an end or minutesDuration",
             Self::AppointmentBadDuration => "an appointment shorter than 5 minutes or over 8 hours",
-            Self::AppointmentOutOfRange => {
-                "an appointment more than 2 years past or 5 years ahead"
-            }
+            Self::AppointmentOutOfRange => "an appointment more than 2 years past or 5 years ahead",
             Self::AppointmentNoPatient => "an appointment without a Patient participant",
             Self::AppointmentUnknownPatient => {
                 "an appointment whose patient has not been pulled from the EHR"
@@ -421,7 +419,10 @@ mod tests {
         let p = map_patient(&patient(), "urn:mrn").unwrap();
         assert_eq!(p.remote.id, "p1");
         assert_eq!(p.remote.version, "3@2026-12-03T10:00:00.123Z");
-        assert_eq!(p.remote.last_updated, datetime!(2026-12-03 10:00:00.123 UTC));
+        assert_eq!(
+            p.remote.last_updated,
+            datetime!(2026-12-03 10:00:00.123 UTC)
+        );
         assert_eq!(p.given_name.as_deref(), Some("Ana Maria"));
         assert_eq!(p.family_name.as_deref(), Some("Quintanilla"));
         assert_eq!(p.birth_date.as_deref(), Some("1971-03-14"));
@@ -441,10 +442,16 @@ mod tests {
         )
         .unwrap();
         assert_eq!(p.remote.version, "2026-12-03T10:00:00Z");
-        assert_eq!((p.given_name, p.family_name, p.birth_date), (None, None, None));
+        assert_eq!(
+            (p.given_name, p.family_name, p.birth_date),
+            (None, None, None)
+        );
         assert!(p.phones.is_empty() && p.languages.is_empty());
         assert_eq!(
-            map_patient(&json!({"resourceType": "Patient", "meta": {"lastUpdated": "2026-12-03T10:00:00Z"}}), "x"),
+            map_patient(
+                &json!({"resourceType": "Patient", "meta": {"lastUpdated": "2026-12-03T10:00:00Z"}}),
+                "x"
+            ),
             Err(Skip::NoId)
         );
         assert_eq!(
@@ -487,7 +494,10 @@ mod tests {
         v.as_object_mut().unwrap().remove("end");
         v["minutesDuration"] = json!(45);
         let a = map_appointment(&v).unwrap();
-        assert_eq!((a.status, a.duration_minutes), (PulledStatus::Cancelled, 45));
+        assert_eq!(
+            (a.status, a.duration_minutes),
+            (PulledStatus::Cancelled, 45)
+        );
         for (status, expected) in [
             ("noshow", PulledStatus::NoShow),
             ("fulfilled", PulledStatus::Completed),
@@ -532,7 +542,10 @@ mod tests {
         assert_eq!(next_cursor(Some(t(0)), &[], None), Some(t(0)));
         assert_eq!(next_cursor(Some(t(0)), &[t(5), t(3)], None), Some(t(5)));
         // Failed at t(4): t(5) does not count (the failed one must be searched again).
-        assert_eq!(next_cursor(Some(t(0)), &[t(3), t(5)], Some(t(4))), Some(t(3)));
+        assert_eq!(
+            next_cursor(Some(t(0)), &[t(3), t(5)], Some(t(4))),
+            Some(t(3))
+        );
         assert_eq!(next_cursor(Some(t(0)), &[t(4)], Some(t(4))), Some(t(0)));
         // Never backwards.
         assert_eq!(next_cursor(Some(t(9)), &[t(3)], None), Some(t(9)));
@@ -548,7 +561,10 @@ mod tests {
                 {"resource": {"resourceType": "OperationOutcome"}}
             ]
         });
-        assert_eq!(next_link(&b).as_deref(), Some("http://ehr/fhir/Patient?_offset=100"));
+        assert_eq!(
+            next_link(&b).as_deref(),
+            Some("http://ehr/fhir/Patient?_offset=100")
+        );
         assert_eq!(entries(&b, "Patient").len(), 1);
         assert_eq!(next_link(&json!({})), None);
     }

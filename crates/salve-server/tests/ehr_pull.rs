@@ -210,7 +210,11 @@ async fn story(db: TestDatabase) -> Option<()> {
     }))
     .await;
     let now = w.app.clock.now();
-    let visit = (now + time::Duration::days(3)).replace_second(0).unwrap().replace_nanosecond(0).unwrap();
+    let visit = (now + time::Duration::days(3))
+        .replace_second(0)
+        .unwrap()
+        .replace_nanosecond(0)
+        .unwrap();
     let ana_id = ana["id"].as_str().unwrap();
     let ben_id = ben["id"].as_str().unwrap();
     let ana_visit = ehr.create(appointment(ana_id, visit, 30)).await;
@@ -224,7 +228,11 @@ async fn story(db: TestDatabase) -> Option<()> {
         .await
         .unwrap()
         .expect("ran");
-    assert_eq!((run.created, run.updated, run.skipped), (4, 0, 2), "{run:?}");
+    assert_eq!(
+        (run.created, run.updated, run.skipped),
+        (4, 0, 2),
+        "{run:?}"
+    );
     assert!(run.error.is_none(), "{run:?}");
     let log = ehr.log().await;
     let searches = |t: &str| {
@@ -232,14 +240,24 @@ async fn story(db: TestDatabase) -> Option<()> {
             .filter(|e| e["method"] == "GET" && e["path"] == format!("/fhir/{t}"))
             .count()
     };
-    assert_eq!((searches("Patient"), searches("Appointment")), (2, 2), "{log:?}");
+    assert_eq!(
+        (searches("Patient"), searches("Appointment")),
+        (2, 2),
+        "{log:?}"
+    );
     let status = pull_status(&w).await;
     assert!(status["last_error"].is_null(), "{status}");
     assert!(status["last_success_at"].is_string());
     assert_eq!(status["created"], 4);
     let reasons = status["skip_reasons"].to_string();
-    assert!(reasons.contains("whose patient has not been pulled"), "{reasons}");
-    assert!(reasons.contains("without a name or birth date"), "{reasons}");
+    assert!(
+        reasons.contains("whose patient has not been pulled"),
+        "{reasons}"
+    );
+    assert!(
+        reasons.contains("without a name or birth date"),
+        "{reasons}"
+    );
     assert!(!reasons.contains("Partial") && !reasons.contains("not-in-the-ehr"));
 
     let salve_ana = patient_by_mrn(&w, "LK-0142").await;
@@ -275,36 +293,64 @@ async fn story(db: TestDatabase) -> Option<()> {
             .await
             .unwrap()
     );
-    assert_eq!(salve_server::ehr::pull::run_due(&w.worker).await.unwrap(), 0);
+    assert_eq!(
+        salve_server::ehr::pull::run_due(&w.worker).await.unwrap(),
+        0
+    );
     assert!(pull_status(&w).await["running"] == true);
     // Its lease runs out (that instance died).
     w.app.clock.advance(time::Duration::minutes(11));
 
     // Nothing new in the EHR: a run (due again on Salve's clock) changes nothing.
     let audit_before = w.app.practice_audit().await.len();
-    assert_eq!(salve_server::ehr::pull::run_due(&w.worker).await.unwrap(), 1);
-    assert_eq!(w.app.practice_audit().await.len(), audit_before, "nothing audited");
+    assert_eq!(
+        salve_server::ehr::pull::run_due(&w.worker).await.unwrap(),
+        1
+    );
+    assert_eq!(
+        w.app.practice_audit().await.len(),
+        audit_before,
+        "nothing audited"
+    );
     let status = pull_status(&w).await;
-    assert_eq!((status["created"].clone(), status["updated"].clone()), (json!(0), json!(0)), "{status}");
+    assert_eq!(
+        (status["created"].clone(), status["updated"].clone()),
+        (json!(0), json!(0)),
+        "{status}"
+    );
     assert_eq!(w.rows("patients").await, 2);
     assert_eq!(w.rows("appointments").await, 2);
     let again = appointments_of(&w, &ana_salve_id).await;
     assert_eq!(again[0]["version"], visit_version);
-    assert_eq!(patient_by_mrn(&w, "LK-0142").await["version"], salve_ana["version"]);
+    assert_eq!(
+        patient_by_mrn(&w, "LK-0142").await["version"],
+        salve_ana["version"]
+    );
 
     // The EHR changes Ana's name and cancels her visit: the next run applies both, and the
     // queued reminder is withdrawn.
     let mut renamed = ana.clone();
-    renamed["name"] = json!([{ "use": "official", "family": "Quintanilla-Ruiz", "given": ["Ana"] }]);
+    renamed["name"] =
+        json!([{ "use": "official", "family": "Quintanilla-Ruiz", "given": ["Ana"] }]);
     ehr.update(renamed).await;
     let mut cancelled = ana_visit.clone();
     cancelled["status"] = json!("cancelled");
     ehr.update(cancelled).await;
     w.app.clock.advance(time::Duration::minutes(16));
-    assert_eq!(salve_server::ehr::pull::run_due(&w.worker).await.unwrap(), 1);
+    assert_eq!(
+        salve_server::ehr::pull::run_due(&w.worker).await.unwrap(),
+        1
+    );
     let status = pull_status(&w).await;
-    assert_eq!((status["created"].clone(), status["updated"].clone()), (json!(0), json!(2)), "{status}");
-    assert_eq!(patient_by_mrn(&w, "LK-0142").await["family_name"], "Quintanilla-Ruiz");
+    assert_eq!(
+        (status["created"].clone(), status["updated"].clone()),
+        (json!(0), json!(2)),
+        "{status}"
+    );
+    assert_eq!(
+        patient_by_mrn(&w, "LK-0142").await["family_name"],
+        "Quintanilla-Ruiz"
+    );
     let visits = appointments_of(&w, &ana_salve_id).await;
     assert_eq!(visits[0]["status"], "cancelled");
     let reminders = api(
@@ -313,7 +359,11 @@ async fn story(db: TestDatabase) -> Option<()> {
     )
     .await;
     let reminders = reminders["reminders"].as_array().unwrap().clone();
-    assert_eq!(reminders.last().unwrap()["state"], "withdrawn", "{reminders:?}");
+    assert_eq!(
+        reminders.last().unwrap()["state"],
+        "withdrawn",
+        "{reminders:?}"
+    );
     let audit = w.app.practice_audit().await;
     assert_eq!(common::count(&audit, "appointment.cancel", "success"), 1);
     assert_eq!(common::count(&audit, "patient.update", "success"), 1);
@@ -328,7 +378,10 @@ async fn story(db: TestDatabase) -> Option<()> {
     .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     w.app.clock.advance(time::Duration::minutes(16));
-    assert_eq!(salve_server::ehr::pull::run_due(&w.worker).await.unwrap(), 1);
+    assert_eq!(
+        salve_server::ehr::pull::run_due(&w.worker).await.unwrap(),
+        1
+    );
     let status = pull_status(&w).await;
     assert_eq!(status["last_error_kind"], "http_401", "{status}");
     assert_eq!(
@@ -342,9 +395,15 @@ async fn story(db: TestDatabase) -> Option<()> {
     // The EHR gone altogether: a retryable failure, recorded the same way.
     drop(ehr);
     w.app.clock.advance(time::Duration::minutes(16));
-    assert_eq!(salve_server::ehr::pull::run_due(&w.worker).await.unwrap(), 1);
+    assert_eq!(
+        salve_server::ehr::pull::run_due(&w.worker).await.unwrap(),
+        1
+    );
     let status = pull_status(&w).await;
-    let kind = status["last_error_kind"].as_str().unwrap_or_default().to_owned();
+    let kind = status["last_error_kind"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
     assert!(["connect", "network"].contains(&kind.as_str()), "{status}");
     assert_eq!(status["patient_cursor"], before["patient_cursor"]);
     Some(())
@@ -357,4 +416,75 @@ async fn patients_and_appointments_are_pulled_from_the_ehr() {
             return;
         }
     }
+}
+
+/// A well-formed CSRF token (the double-submit cookie and the form field carry the same one).
+const CSRF: &str = "demo-csrf-token-0123456789abcdefghijklmnopq";
+
+async fn page(w: &World, req: Req) -> common::Reply {
+    w.app
+        .send(
+            req.header(
+                "cookie",
+                format!(
+                    "{}={}; __Host-salve_csrf={CSRF}",
+                    salve_server::HOST_COOKIE,
+                    w.admin
+                ),
+            )
+            .same_origin(),
+        )
+        .await
+}
+
+#[tokio::test]
+async fn the_admin_page_schedules_the_pull_and_shows_its_last_run() {
+    let w = World::new(TestDatabase::sqlite()).await;
+    let r = page(&w, Req::get("/admin/ehr/pull")).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert!(r.text.contains("Connect the EHR first"), "{}", r.text);
+    let body = |minutes: &str| format!("csrf={CSRF}&interval_minutes={minutes}&enabled=on");
+    // No connection yet: not saved.
+    let r = page(&w, Req::post("/admin/ehr/pull").form(&body("15"))).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text);
+
+    let r = w
+        .admin(Req::put("/api/v1/ehr/connection").json(&json!({
+            "base_url": "http://127.0.0.1:9/fhir",
+            "auth": { "kind": "bearer", "token": BEARER },
+            "patient_identifier_system": MRN_SYSTEM,
+            "write": "communication",
+            "push_consent": false,
+            "enabled": true,
+        })))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let r = page(&w, Req::post("/admin/ehr/pull").form(&body("0"))).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text);
+    assert!(
+        r.text.contains("Interval: an interval between"),
+        "{}",
+        r.text
+    );
+    let r = page(&w, Req::post("/admin/ehr/pull").form(&body("30"))).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
+    assert_eq!(r.headers["location"], "/admin/ehr/pull?done=saved");
+
+    // Nothing listens at that address: the run fails and the page says why.
+    let r = page(
+        &w,
+        Req::post("/admin/ehr/pull/run").form(&format!("csrf={CSRF}")),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
+    let r = page(&w, Req::get("/admin/ehr/pull?done=ran")).await;
+    assert!(r.text.contains("On, every 30 minutes"), "{}", r.text);
+    assert!(r.text.contains("Last run failed"), "{}", r.text);
+    assert!(
+        r.text.contains("the EHR did not answer the Patient search"),
+        "{}",
+        r.text
+    );
+    let audit = w.app.practice_audit().await;
+    assert_eq!(common::count(&audit, "ehr.connection.change", "success"), 2);
 }

@@ -2,9 +2,9 @@
 //! links from the EHR's resources to the patients and appointments they were applied to. The
 //! records themselves are written by the same operations as the API and the HL7 feed.
 
+use salve_core::PracticeId;
 use salve_core::audit::{Action, Actor, AuditEvent, ChainScope, Outcome, RequestContext};
 use salve_core::clock::{from_micros, to_micros};
-use salve_core::PracticeId;
 use time::OffsetDateTime;
 
 use crate::{Result, Store, StoreError};
@@ -135,12 +135,11 @@ impl Store {
     ) -> Result<()> {
         let mut tx = self.begin().await?;
         let now = tx.now_micros();
-        let exists: Option<i64> = sqlx::query_scalar(
-            "SELECT 1 FROM ehr_connections WHERE practice_id = $1",
-        )
-        .bind(practice.to_string())
-        .fetch_optional(&mut *tx.tx)
-        .await?;
+        let exists: Option<i64> =
+            sqlx::query_scalar("SELECT 1 FROM ehr_connections WHERE practice_id = $1")
+                .bind(practice.to_string())
+                .fetch_optional(&mut *tx.tx)
+                .await?;
         if exists.is_none() {
             return Err(StoreError::NotFound);
         }
@@ -320,4 +319,3 @@ mod tests {
         assert!(parse_reasons(None).is_empty());
     }
 }
-

@@ -17,8 +17,8 @@ use std::time::Duration;
 use salve_core::appointments::{self as rules, AppointmentStatus};
 use salve_core::audit::RequestContext;
 use salve_core::ehr_pull::{
-    self as pull, LEASE_SECS, MAX_PAGES, PAGE_SIZE, PulledAppointment, PulledPatient,
-    PulledStatus, Skip,
+    self as pull, LEASE_SECS, MAX_PAGES, PAGE_SIZE, PulledAppointment, PulledPatient, PulledStatus,
+    Skip,
 };
 use salve_core::patient::{
     ContactInput, ContactKind, ContactRole, PatientInput, PatientPatchInput, PatientRecord,
@@ -463,8 +463,7 @@ impl Pull<'_> {
                         tracing::error!(error = %e.detail(), resource_type, "ehr pull: store error");
                         run.error = Some((
                             "store".into(),
-                            "Salve could not save a pulled record; the next run tries again"
-                                .into(),
+                            "Salve could not save a pulled record; the next run tries again".into(),
                         ));
                         // Without a timestamp, nothing of this run may count.
                         failed_at = Some(at.unwrap_or(OffsetDateTime::UNIX_EPOCH));
