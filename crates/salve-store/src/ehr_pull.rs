@@ -188,7 +188,8 @@ impl Store {
     }
 
     /// Takes the practice's pull for `owner` for `lease_secs`: `false` when another instance
-    /// holds it (or no pull is configured). One conditional UPDATE, atomic on both backends.
+    /// holds it (or the pull is off or not configured). One conditional UPDATE, atomic on both
+    /// backends.
     pub async fn take_ehr_pull_lease(
         &self,
         practice: PracticeId,
@@ -198,7 +199,7 @@ impl Store {
         let now = to_micros(self.clock.now());
         let done = sqlx::query(
             "UPDATE ehr_pulls SET lease_owner = $1, lease_until = $2 WHERE practice_id = $3 \
-             AND (lease_until IS NULL OR lease_until <= $4)",
+             AND enabled = 1 AND (lease_until IS NULL OR lease_until <= $4)",
         )
         .bind(owner)
         .bind(now + lease_secs * 1_000_000)

@@ -171,7 +171,7 @@ pub async fn run(
             StatusCode::CONFLICT,
             "conflict",
             "Conflict",
-            "a pull is already running, or none is set up (PUT /api/v1/ehr/pull)",
+            "a pull is already running, or the pull is off (PUT /api/v1/ehr/pull)",
         ));
     }
     Ok(axum::Json(current(&state, &principal).await?))

@@ -509,8 +509,8 @@ fn language(p: &PulledPatient) -> Option<String> {
         .find_map(|l| validation::language("preferred_language", l).ok())
 }
 
-/// Runs the practice's pull now, under its lease: `None` when another run holds it (or no
-/// pull is configured). The page size is [`PAGE_SIZE`] unless a test asks for smaller pages.
+/// Runs the practice's pull now, under its lease: `None` when another run holds it (or the
+/// pull is off or not configured). The page size is [`PAGE_SIZE`] unless a test asks for smaller pages.
 pub async fn pull_now(
     state: &AppState,
     practice: PracticeId,

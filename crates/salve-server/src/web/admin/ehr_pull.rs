@@ -147,7 +147,7 @@ pub(crate) async fn run(
     match ehr_pull::run(State(state.clone()), Extension(principal.clone())).await {
         Ok(_) => Ok(page.redirect("/admin/ehr/pull?done=ran")),
         Err(e) if e.status == StatusCode::CONFLICT => {
-            let errors = vec!["A pull is already running, or none is set up.".to_owned()];
+            let errors = vec!["A pull is already running, or the pull is off.".to_owned()];
             render(state, page, principal, session, errors, None).await
         }
         Err(e) => Err(e),
