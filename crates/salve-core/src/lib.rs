@@ -12,6 +12,7 @@ pub mod confidential;
 pub mod consent;
 pub mod delivery;
 pub mod ehr;
+pub mod ehr_pull;
 pub mod hours;
 pub mod ids;
 pub mod inbound;

@@ -5,7 +5,7 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
 use utoipa::{Modify, OpenApi};
 
 use crate::api::{
-    account, announcements, appointments, carrier, consent, ehr, health, hours, inbound,
+    account, announcements, appointments, carrier, consent, ehr, ehr_pull, health, hours, inbound,
     inbox_events, messages, outbox, oversight, passkeys, patients, portal, portal_login,
     portal_messages, providers, reminders, session, smart, teams, tokens, users,
 };
@@ -51,7 +51,7 @@ impl Modify for BearerAuth {
         account::invite, account::request_reset, account::set_password,
         tokens::list, tokens::create, tokens::revoke,
         smart::configuration, smart::token, smart::register, smart::list, smart::disable,
-        ehr::read, ehr::save, ehr::jwks,
+        ehr::read, ehr::save, ehr::jwks, ehr_pull::read, ehr_pull::save, ehr_pull::run,
         messages::send, messages::preview, messages::list, messages::read, messages::create_topic, messages::note,
         messages::assign, messages::set_state, messages::mark_read, messages::attachment, inbox_events::stream_changes,
         consent::read, consent::record, consent::revoke_all, consent::record_confidential, consent::withdraw_confidential,
@@ -81,7 +81,7 @@ impl Modify for BearerAuth {
         teams::TeamCreated, account::InviteBody, account::Invited, account::ResetBody, account::ResetAccepted,
         account::PasswordBody, tokens::TokenView, tokens::TokenList, tokens::TokenBody, tokens::TokenCreated,
         smart::SmartConfiguration, smart::TokenResponse, smart::ClientBody, smart::ClientView, smart::ClientList,
-        ehr::AuthBody, ehr::ConnectionBody, ehr::ConnectionView, ehr::EhrStatusView,
+        ehr::AuthBody, ehr::ConnectionBody, ehr::ConnectionView, ehr::EhrStatusView, ehr_pull::PullBody, ehr_pull::PullView, ehr_pull::SkipCount,
         messages::SendBody, messages::AttachmentUpload, messages::ReasonView, messages::PreviewView, messages::AttachmentView,
         messages::MessageOut, messages::ConversationView, messages::ConversationList, messages::ConversationDetailView,
         messages::NoteBody, messages::AssignBody, messages::StateBody, messages::TopicBody, messages::Created,

@@ -14,7 +14,7 @@ use salve_store::SessionStage;
 
 use crate::AppState;
 use crate::api::{
-    account, announcements, appointments, carrier, consent, ehr, health, hours, inbound,
+    account, announcements, appointments, carrier, consent, ehr, ehr_pull, health, hours, inbound,
     inbox_events, messages, outbox, oversight, passkeys, patients, portal, portal_login,
     portal_messages, providers, reminders, session, smart, teams, tokens, users, webhooks,
 };
@@ -1118,6 +1118,24 @@ fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
             "/api/v1/ehr/connection",
             Op(TokenManage),
             put(ehr::save),
+        ),
+        r(
+            Method::GET,
+            "/api/v1/ehr/pull",
+            Op(TokenManage),
+            get(ehr_pull::read),
+        ),
+        r(
+            Method::PUT,
+            "/api/v1/ehr/pull",
+            Op(TokenManage),
+            put(ehr_pull::save),
+        ),
+        r(
+            Method::POST,
+            "/api/v1/ehr/pull/run",
+            Op(TokenManage),
+            post(ehr_pull::run),
         ),
         // Salve's public keys for a practice's EHR (public by nature: the EHR fetches them).
         r(

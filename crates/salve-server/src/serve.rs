@@ -111,6 +111,13 @@ pub async fn serve(
         stop_rx.clone(),
     ));
 
+    // The scheduled pull from practices' EHRs: checks what is due on Salve's clock.
+    let pull_task = tokio::spawn(crate::ehr::pull::run(
+        state.clone(),
+        std::time::Duration::from_secs(30),
+        stop_rx.clone(),
+    ));
+
     let stop = async move {
         shutdown.await;
         tracing::info!("shutting down: draining requests");
@@ -151,6 +158,7 @@ pub async fn serve(
 
     let _ = checkpoint_task.await;
     let _ = worker_task.await;
+    let _ = pull_task.await;
     let _ = listener_task.await;
     if let Some(t) = hl7_task {
         let _ = t.await;

@@ -1323,6 +1323,13 @@ fn templates() -> Vec<Template> {
         }),
         // None set up in this fixture (cells do not run in order): 404 for whoever may ask.
         t(Method::GET, "/api/v1/ehr/connection", 404),
+        // The pull from the EHR: admins only. An interval out of range fails validation
+        // (whether a connection exists depends on which cells ran before); a pull never
+        // turned on does not run (409).
+        t(Method::GET, "/api/v1/ehr/pull", 200),
+        t(Method::PUT, "/api/v1/ehr/pull", 422)
+            .body(|_| Some(json!({"enabled": true, "interval_secs": 5}))),
+        t(Method::POST, "/api/v1/ehr/pull/run", 409),
         // Patients.
         t(Method::POST, "/api/v1/patients", 201)
             .body(|_| Some(patient_body("Nadia", None, "+13125550190"))),

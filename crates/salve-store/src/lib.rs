@@ -17,6 +17,7 @@ mod channels;
 mod consent;
 mod dialect;
 mod ehr;
+mod ehr_pull;
 mod error;
 mod fhir;
 mod fhir_write;
@@ -63,6 +64,7 @@ pub use ehr::{
     ClaimedEhrWrite, EhrAuth, EhrConnection, EhrConnectionInput, EhrCredentials, EhrOutcome,
     EhrWriteStatus, NewEhrKey,
 };
+pub use ehr_pull::{EhrPull, EhrPullRun};
 pub use error::StoreError;
 pub use fhir::{ConsentProvenance, FhirMessage, MessageWindow};
 pub use fhir_write::{

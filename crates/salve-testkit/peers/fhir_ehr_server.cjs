@@ -233,6 +233,18 @@ async function handle(req, res) {
     return answer(failures.status, outcome('transient', 'injected failure after the write'));
   }
   const status = core.getStatus(result);
+  // MemoryRepository pages with _count/_offset but links no next page: add the link a real
+  // server gives (absolute, under the base URL), so clients page as they would elsewhere.
+  if (req.method === 'GET' && out && out.resourceType === 'Bundle' && out.type === 'searchset') {
+    const count = Number(url.searchParams.get('_count') || 0);
+    const offset = Number(url.searchParams.get('_offset') || 0);
+    if (count > 0 && typeof out.total === 'number' && out.total > offset + count) {
+      const next = new URL(url.toString());
+      next.host = `127.0.0.1:${port}`;
+      next.searchParams.set('_offset', String(offset + count));
+      out.link = [{ relation: 'next', url: next.toString() }];
+    }
+  }
   if (out && status < 300 && out.resourceType !== 'Bundle' && req.method === 'POST') {
     res.setHeader('location', `http://127.0.0.1:${port}/fhir/${out.resourceType}/${out.id}/_history/${out.meta.versionId}`);
   }

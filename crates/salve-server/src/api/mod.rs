@@ -4,6 +4,7 @@ pub mod appointments;
 pub mod carrier;
 pub mod consent;
 pub mod ehr;
+pub mod ehr_pull;
 pub mod health;
 pub mod hours;
 pub mod inbound;

@@ -28,8 +28,7 @@ const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-be
 const FHIR_JSON: &str = "application/fhir+json";
 /// The SMART v2 system scopes Salve asks for: create the three resources it writes, and find
 /// patients by identifier.
-pub const REQUESTED_SCOPES: &str =
-    "system/Communication.c system/DocumentReference.c system/Consent.c system/Patient.rs";
+pub const REQUESTED_SCOPES: &str = "system/Communication.c system/DocumentReference.c system/Consent.c system/Patient.rs system/Appointment.rs";
 /// RFC 6749 §5.2 error codes: the only words of a token refusal Salve keeps.
 const OAUTH_ERRORS: &[&str] = &[
     "invalid_request",
@@ -396,6 +395,38 @@ impl EhrClient {
                 "several patients in the EHR carry this patient's MRN; Salve cannot tell which chart is theirs",
             )),
         }
+    }
+}
+
+impl EhrClient {
+    /// One page of a search (`url` under the connection's base URL, checked by the caller):
+    /// the searchset Bundle. For the scheduled pull.
+    pub async fn search_page(
+        &self,
+        conn: &EhrConnection,
+        now: i64,
+        resource_type: &str,
+        url: &str,
+    ) -> Result<Value, EhrError> {
+        let response = self
+            .send(conn, now, |auth| {
+                self.http
+                    .get(url)
+                    .header(reqwest::header::AUTHORIZATION, auth)
+                    .header(reqwest::header::ACCEPT, FHIR_JSON)
+            })
+            .await?;
+        if disposition(response.status().as_u16()) != Disposition::Written {
+            return Err(Self::refusal(resource_type, response).await);
+        }
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| EhrError::retry(network_kind(&e)))?;
+        serde_json::from_slice::<Value>(&body)
+            .ok()
+            .filter(|v| v["resourceType"] == "Bundle")
+            .ok_or_else(|| EhrError::retry("search_unreadable"))
     }
 }
 

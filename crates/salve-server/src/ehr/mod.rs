@@ -9,6 +9,7 @@
 //! is refused by most). No MRN, no match, or several matches: the write fails with that reason.
 
 pub mod client;
+pub mod pull;
 mod resources;
 mod transcript;
 

@@ -18,6 +18,7 @@ use crate::error::ApiError;
 use crate::routes::Access;
 
 mod ehr;
+mod ehr_pull;
 mod outbox;
 mod oversight;
 mod patients;
@@ -174,6 +175,24 @@ pub(crate) fn routes() -> Vec<PageRoute> {
             "/admin/ehr",
             Access::Op(TokenManage),
             post(ehr::save),
+        ),
+        page(
+            Method::GET,
+            "/admin/ehr/pull",
+            Access::Op(TokenManage),
+            get(ehr_pull::show),
+        ),
+        page(
+            Method::POST,
+            "/admin/ehr/pull",
+            Access::Op(TokenManage),
+            post(ehr_pull::save),
+        ),
+        page(
+            Method::POST,
+            "/admin/ehr/pull/run",
+            Access::Op(TokenManage),
+            post(ehr_pull::run),
         ),
         page(
             Method::GET,
@@ -407,6 +426,12 @@ const SECTIONS: &[(&str, &str, &str, Operation)] = &[
         "/admin/ehr",
         "EHR connection",
         "Write messages, conversation transcripts and consent changes into the practice's EHR.",
+        Operation::TokenManage,
+    ),
+    (
+        "/admin/ehr/pull",
+        "Reading from the EHR",
+        "Take patients and appointments from the practice's EHR on a schedule, and see how the last run went.",
         Operation::TokenManage,
     ),
     (
