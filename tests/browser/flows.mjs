@@ -479,6 +479,46 @@ test('admin: records consent at intake', async () => {
   await check(page, 'admin-consent-recorded');
 });
 
+test('admin: every admin page loads under its own heading and passes axe', async () => {
+  const page = state.admin;
+  assert.ok(page, 'the admin is signed in (previous flow)');
+  const pages = [
+    ['/admin', 'Admin'],
+    ['/admin/practice', 'Practice profile'],
+    ['/admin/catalog', 'SMS-safe catalog'],
+    ['/admin/carrier', 'Carrier registration'],
+    ['/admin/providers', 'Providers'],
+    ['/admin/guidelines', 'Messaging guidelines'],
+    ['/admin/templates', 'Saved replies'],
+    ['/admin/teams', 'Teams'],
+    ['/admin/users', 'Staff'],
+    ['/admin/systems', 'Connected systems'],
+    ['/admin/patients', 'Patients'],
+    ['/admin/restricted', 'Restricted patients'],
+    ['/admin/ehr', 'EHR connection'],
+    ['/admin/ehr/pull', 'Reading from the EHR'],
+    ['/account', 'Your account'],
+  ];
+  for (const [path, heading] of pages) {
+    const res = await page.goto(BASE_URL + path);
+    assert.equal(res.status(), 200, `${path} answers 200`);
+    const h1 = page.locator('main h1');
+    await h1.waitFor();
+    const text = (await h1.innerText()).trim();
+    assert.equal(text, heading, `${path} heading`);
+    await check(page, `tour${path.replaceAll('/', '-')}`);
+  }
+
+  // A staff member's sessions, reached the way an admin would: from the staff list.
+  await page.goto(BASE_URL + '/admin/users');
+  const sessions = page.locator('main a[href$="/sessions"]').first();
+  await sessions.waitFor();
+  await sessions.click();
+  await page.waitForURL((u) => /^\/admin\/users\/[^/]+\/sessions$/.test(u.pathname));
+  await page.getByRole('heading', { level: 1, name: /^Sessions of / }).waitFor();
+  await check(page, 'tour-admin-user-sessions');
+});
+
 test("patient: sees who accessed their record, the clinician's name among them", async () => {
   const page = state.anaPage;
   await page.getByRole('link', { name: 'Who accessed my record' }).click();
@@ -513,6 +553,14 @@ test("auditor: finds the patient by name and sees the clinician on her access re
   const count = await rows.count();
   assert.ok(count > state.accessesBefore, `the clinician's accesses during the flow are listed (${count} rows)`);
   await check(page, 'audit-patient-report');
+
+  // The auditor's other pages pass axe too.
+  for (const path of ['/audit/break-glass', '/audit/consent', '/audit/verify']) {
+    const res = await page.goto(BASE_URL + path);
+    assert.equal(res.status(), 200, `${path} answers 200`);
+    await page.locator('main h1').waitFor();
+    await check(page, `tour${path.replaceAll('/', '-')}`);
+  }
   await context.close();
 });
 

@@ -570,6 +570,39 @@ fn appointment_fields(resource: &Value, now: OffsetDateTime) -> Parsed<Appointme
     })
 }
 
+/// The appointment's type, location and provider resolved against the practice's catalog;
+/// each problem is added to `errors`. `required`: a missing item is an error (a new visit).
+fn catalog_items(
+    ctx: &Context<'_>,
+    f: &AppointmentFields,
+    required: bool,
+    errors: &mut Vec<FieldError>,
+) -> [Option<CatalogItemId>; 3] {
+    [
+        (
+            CatalogKind::AppointmentType,
+            &f.appointment_type,
+            "Appointment.appointmentType",
+        ),
+        (
+            CatalogKind::Location,
+            &f.location,
+            "Appointment.participant (Location)",
+        ),
+        (
+            CatalogKind::Provider,
+            &f.provider,
+            "Appointment.participant (Practitioner)",
+        ),
+    ]
+    .map(|(kind, names, path)| {
+        resolve_catalog(ctx.catalog, kind, names, required, path)
+            .map_err(|e| errors.extend(e.issues))
+            .ok()
+            .flatten()
+    })
+}
+
 /// A new appointment: booked, with a start, a duration and its catalog items (by Salve id or
 /// name; when the practice has only one of a kind, that one).
 pub fn appointment_new(resource: &Value, ctx: &Context<'_>) -> Parsed<(Reference, NewAppointment)> {
@@ -590,27 +623,7 @@ pub fn appointment_new(resource: &Value, ctx: &Context<'_>) -> Parsed<(Reference
             "required (or Appointment.end)",
         ));
     }
-    let mut resolve = |kind, names: &CatalogNames, path: &str| {
-        resolve_catalog(ctx.catalog, kind, names, true, path)
-            .map_err(|e| errors.extend(e.issues))
-            .ok()
-            .flatten()
-    };
-    let t = resolve(
-        CatalogKind::AppointmentType,
-        &f.appointment_type,
-        "Appointment.appointmentType",
-    );
-    let l = resolve(
-        CatalogKind::Location,
-        &f.location,
-        "Appointment.participant (Location)",
-    );
-    let p = resolve(
-        CatalogKind::Provider,
-        &f.provider,
-        "Appointment.participant (Practitioner)",
-    );
+    let [t, l, p] = catalog_items(ctx, &f, true, &mut errors);
     let (Some(start), Some(duration), Some(t), Some(l), Some(p), true) =
         (f.start, f.duration, t, l, p, errors.is_empty())
     else {
@@ -645,27 +658,7 @@ pub fn appointment_patch(
     check_id(resource, id)?;
     let f = appointment_fields(resource, ctx.now)?;
     let mut errors = Vec::new();
-    let mut resolve = |kind, names: &CatalogNames, path: &str| {
-        resolve_catalog(ctx.catalog, kind, names, false, path)
-            .map_err(|e| errors.extend(e.issues))
-            .ok()
-            .flatten()
-    };
-    let appointment_type = resolve(
-        CatalogKind::AppointmentType,
-        &f.appointment_type,
-        "Appointment.appointmentType",
-    );
-    let location = resolve(
-        CatalogKind::Location,
-        &f.location,
-        "Appointment.participant (Location)",
-    );
-    let provider = resolve(
-        CatalogKind::Provider,
-        &f.provider,
-        "Appointment.participant (Practitioner)",
-    );
+    let [appointment_type, location, provider] = catalog_items(ctx, &f, false, &mut errors);
     if !errors.is_empty() {
         return Err(Refusal::fields(errors));
     }
