@@ -20,6 +20,8 @@ pub struct StaffFrame {
     pub nav: Vec<NavItem>,
     /// Seconds of inactivity after which the server ends the session.
     pub idle_seconds: i64,
+    /// The practice's IANA zone: times on staff pages are shown as its clocks show them.
+    pub time_zone: String,
 }
 
 /// Staff areas and the operation that opens each one.
@@ -50,6 +52,10 @@ impl StaffFrame {
             return Err(ApiError::forbidden("pages are for signed-in staff"));
         };
         let profile = state.store.user_profile(session.session.user_id).await?;
+        let time_zone = match principal.practice() {
+            Some(p) => state.store.practice(p).await?.time_zone,
+            None => String::new(),
+        };
         let nav = AREAS
             .iter()
             .filter(|(_, _, op)| matches!(authorize(principal, *op, None), Decision::Allow))
@@ -64,7 +70,13 @@ impl StaffFrame {
             role: *role,
             nav,
             idle_seconds: session.session.idle_timeout_secs,
+            time_zone,
         })
+    }
+
+    /// An RFC 3339 time as "Nov 25, 2026, 9:05 AM" in the practice's zone.
+    pub fn local(&self, rfc3339: &str) -> String {
+        super::local_time(rfc3339, &self.time_zone, false)
     }
 }
 

@@ -398,9 +398,39 @@ fn pages() -> Vec<PageRoute> {
     routes
 }
 
+/// A time as people at the practice and its patients read it, in the practice's zone
+/// (`es`: Spanish order and a 24-hour clock). RFC 3339 in, as the API renders times.
+pub(crate) fn local_time(rfc3339: &str, zone: &str, es: bool) -> String {
+    let Ok(ts) = rfc3339.parse::<jiff::Timestamp>() else {
+        return rfc3339.to_owned();
+    };
+    let zoned = match jiff::tz::TimeZone::get(zone) {
+        Ok(tz) => ts.to_zoned(tz),
+        Err(_) => ts.to_zoned(jiff::tz::TimeZone::UTC),
+    };
+    if es {
+        zoned.strftime("%-d/%m/%Y %H:%M").to_string()
+    } else {
+        zoned.strftime("%b %-d, %Y, %-I:%M %p").to_string()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn times_read_in_the_practice_zone() {
+        let at = "2026-11-25T15:05:00Z";
+        assert_eq!(
+            local_time(at, "America/Chicago", false),
+            "Nov 25, 2026, 9:05 AM"
+        );
+        assert_eq!(local_time(at, "America/Chicago", true), "25/11/2026 09:05");
+        // An unknown zone falls back to UTC; what is not a time is shown as it came.
+        assert_eq!(local_time(at, "", false), "Nov 25, 2026, 3:05 PM");
+        assert_eq!(local_time("soon", "America/Chicago", false), "soon");
+    }
 
     #[test]
     fn next_stays_on_this_site() {

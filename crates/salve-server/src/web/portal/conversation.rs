@@ -57,21 +57,7 @@ struct ConversationPage<'a> {
     sent: bool,
 }
 
-/// A time as the patient reads it, in the practice's zone.
-pub(crate) fn local_time(rfc3339: &str, zone: &str, es: bool) -> String {
-    let Ok(ts) = rfc3339.parse::<jiff::Timestamp>() else {
-        return rfc3339.to_owned();
-    };
-    let zoned = match jiff::tz::TimeZone::get(zone) {
-        Ok(tz) => ts.to_zoned(tz),
-        Err(_) => ts.to_zoned(jiff::tz::TimeZone::UTC),
-    };
-    if es {
-        zoned.strftime("%-d/%m/%Y %H:%M").to_string()
-    } else {
-        zoned.strftime("%b %-d, %Y, %-I:%M %p").to_string()
-    }
-}
+pub(crate) use crate::web::local_time;
 
 pub(crate) fn file_size(bytes: i64) -> String {
     if bytes >= 1024 * 1024 {
