@@ -3,7 +3,7 @@
 use super::allow::{self, Kinds};
 use super::text::{self, Kind, SLOT, Shape, Token};
 use super::{ClassifyContext, Decision, FilledValue, Reason, Route};
-use super::{frames, vocab};
+use super::{frames, scorer, vocab};
 
 /// Most unrecognised words named in one `not_allow_listed` reason.
 const MAX_UNKNOWN_SHOWN: usize = 5;
@@ -152,12 +152,48 @@ pub fn classify(text: &str, ctx: &ClassifyContext) -> Decision {
             route: Route::Direct,
             reasons,
         }
+    } else if let Some(d) = learned_direct(text, &reasons, check.kinds) {
+        d
     } else {
         Decision {
             route: Route::Secure,
             reasons,
         }
     }
+}
+
+/// The learned scorer may overturn a Secure decision only when its every reason is unrecognised
+/// words (never a vocabulary term, frame, attachment, template value or sender name), and only
+/// when it is confident the text is direct. The decision names the words and the scorer.
+fn learned_direct(text: &str, reasons: &[Reason], kinds: Kinds) -> Option<Decision> {
+    let only_unknown_words = !reasons.is_empty()
+        && reasons
+            .iter()
+            .all(|r| r.rule == "not_allow_listed" && !r.matched_text.is_empty());
+    if !only_unknown_words {
+        return None;
+    }
+    let p = scorer::confidently_direct(text)?;
+    let words: Vec<&str> = reasons.iter().map(|r| r.matched_text.as_str()).collect();
+    let words = words.join(", ");
+    let labels: Vec<&str> = kinds.iter().map(|k| k.label()).collect();
+    let read_as = if labels.is_empty() {
+        "an SMS-safe kind".to_owned()
+    } else {
+        labels.join(", ")
+    };
+    Some(Decision {
+        route: Route::Direct,
+        reasons: vec![reason(
+            "learned_direct",
+            words.clone(),
+            format!(
+                "no clinical term found; the unrecognised words ({words}) were judged SMS-safe \
+                 by the learned scorer ({:.1}% confident), read as {read_as}",
+                p * 100.0
+            ),
+        )],
+    })
 }
 
 /// Whether the text gives a clock time ("10:45", "9am", "3 p.m."): a visit's time.
@@ -369,6 +405,55 @@ mod tests {
         );
         assert_eq!(d.route, Route::Direct, "{:?}", d.reasons);
         assert_eq!(rules(&d), ["allow_listed"]);
+    }
+
+    const RESTRIPED: &str =
+        "Our parking lot will be restriped Saturday, please park on the street.";
+
+    #[test]
+    fn learned_scorer_may_clear_unrecognised_words_only() {
+        // The rules alone send it secure: "restriped" is on no list.
+        let d = classify(RESTRIPED, &ClassifyContext::default());
+        assert_eq!(d.route, Route::Direct, "{:?}", d.reasons);
+        assert_eq!(rules(&d), ["learned_direct"]);
+        assert_eq!(d.reasons[0].matched_text, "restriped");
+        assert!(d.reasons[0].explanation.contains("learned scorer"));
+
+        // Never over an attachment, an unsafe value or a clinical term.
+        let attached = ClassifyContext {
+            has_attachment: true,
+            ..Default::default()
+        };
+        let d = classify(RESTRIPED, &attached);
+        assert_eq!(d.route, Route::Secure);
+        assert!(!rules(&d).contains(&"learned_direct"));
+        let unsafe_value = ClassifyContext {
+            values: vec![FilledValue {
+                kind: ValueKind::Location,
+                text: "the street".into(),
+                sms_safe: false,
+            }],
+            ..Default::default()
+        };
+        assert_eq!(classify(RESTRIPED, &unsafe_value).route, Route::Secure);
+        let d = classify(
+            "Our parking lot will be restriped Saturday, please park on the street and bring your inhaler.",
+            &ClassifyContext::default(),
+        );
+        assert_eq!(d.route, Route::Secure);
+        assert!(rules(&d).contains(&"preparation"), "{:?}", d.reasons);
+        assert!(!rules(&d).contains(&"learned_direct"));
+    }
+
+    #[test]
+    fn learned_scorer_leaves_clinical_plain_words_secure() {
+        for text in [
+            "Your shingles look better, keep the cream on.",
+            "Dr. Ruiz wants to see you sooner about what came back.",
+            "Keep it elevated and iced tonight, and no weight on it until Friday.",
+        ] {
+            assert_eq!(route(text), Route::Secure, "{text}");
+        }
     }
 
     #[test]

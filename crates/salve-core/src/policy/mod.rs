@@ -7,6 +7,7 @@ mod allow;
 mod engine;
 pub mod eval;
 mod frames;
+mod scorer;
 mod text;
 mod vocab;
 
