@@ -152,7 +152,7 @@ pub fn classify(text: &str, ctx: &ClassifyContext) -> Decision {
             route: Route::Direct,
             reasons,
         }
-    } else if let Some(d) = learned_direct(text, &reasons, check.kinds) {
+    } else if let Some(d) = learned_direct(text, &reasons, &check) {
         d
     } else {
         Decision {
@@ -165,18 +165,26 @@ pub fn classify(text: &str, ctx: &ClassifyContext) -> Decision {
 /// The learned scorer may overturn a Secure decision only when its every reason is unrecognised
 /// words (never a vocabulary term, frame, attachment, template value or sender name), and only
 /// when it is confident the text is direct. The decision names the words and the scorer.
-fn learned_direct(text: &str, reasons: &[Reason], kinds: Kinds) -> Option<Decision> {
+fn learned_direct(text: &str, reasons: &[Reason], check: &AllowCheck) -> Option<Decision> {
     let only_unknown_words = !reasons.is_empty()
         && reasons
             .iter()
             .all(|r| r.rule == "not_allow_listed" && !r.matched_text.is_empty());
-    if !only_unknown_words {
+    // An unrecognised word that is a vocabulary term, never allowed, or built like a medical
+    // term ("colposcopy", "mamograma"), or an acronym ("RSV") is where the clinical sense is:
+    // the scorer, which knows only the words it was trained on, cannot judge it. (Frequent
+    // words that only sometimes have a health sense, "broken", "take", are left to it: gating
+    // them too cost most of its gain in leave-one-set-out runs, and no recall.)
+    if !only_unknown_words
+        || check.unknown.iter().any(|w| allow::is_medical_word(w))
+        || has_unknown_acronym(text, &check.unknown)
+    {
         return None;
     }
     let p = scorer::confidently_direct(text)?;
     let words: Vec<&str> = reasons.iter().map(|r| r.matched_text.as_str()).collect();
     let words = words.join(", ");
-    let labels: Vec<&str> = kinds.iter().map(|k| k.label()).collect();
+    let labels: Vec<&str> = check.kinds.iter().map(|k| k.label()).collect();
     let read_as = if labels.is_empty() {
         "an SMS-safe kind".to_owned()
     } else {
@@ -194,6 +202,13 @@ fn learned_direct(text: &str, reasons: &[Reason], kinds: Kinds) -> Option<Decisi
             ),
         )],
     })
+}
+
+/// Whether an unrecognised word is written as an acronym ("RSV", "HPV"): two to five capitals.
+fn has_unknown_acronym(text: &str, unknown: &[String]) -> bool {
+    text.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| (2..=5).contains(&w.len()) && w.chars().all(|c| c.is_ascii_uppercase()))
+        .any(|w| unknown.iter().any(|u| u.eq_ignore_ascii_case(w)))
 }
 
 /// Whether the text gives a clock time ("10:45", "9am", "3 p.m."): a visit's time.
@@ -443,6 +458,21 @@ mod tests {
         assert_eq!(d.route, Route::Secure);
         assert!(rules(&d).contains(&"preparation"), "{:?}", d.reasons);
         assert!(!rules(&d).contains(&"learned_direct"));
+    }
+
+    #[test]
+    fn learned_scorer_never_judges_medical_looking_words_or_acronyms() {
+        for text in [
+            "You're on our cancellation list for an earlier colposcopy with Dr. Kowalczyk. We'll text you the moment something opens.",
+            "Hola, soy Lupita de recepción. Por favor llámenos sobre su mamograma al 555-0144.",
+            "We have a few RSV spots left this season; want us to save you one?",
+        ] {
+            let d = classify(text, &ClassifyContext::default());
+            assert_eq!(d.route, Route::Secure, "{text}: {:?}", d.reasons);
+        }
+        let words = ["rsv".to_owned()];
+        assert!(has_unknown_acronym("A few RSV spots", &words));
+        assert!(!has_unknown_acronym("A few rsv spots", &words));
     }
 
     #[test]
