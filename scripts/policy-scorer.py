@@ -14,8 +14,9 @@ when its probability of `direct` reaches the threshold written with the weights.
 The threshold is chosen without looking at the set being measured: inside the training sets,
 each set in turn is scored by a model trained on the others (nested leave-one-set-out), and the
 threshold is put MARGIN above the highest probability of `direct` that any secure-labelled
-message the scorer may overturn got (those the rules sent secure for unrecognised words only:
-the script asks the Rust rules, through `policy_report --json`, which ones they are), and never
+message the scorer may overturn got (those the rules sent secure for unrecognised words only,
+none medical-looking: the script asks the Rust rules, through `policy_report --json`, which
+ones they are), and never
 below MIN_THRESHOLD. Output is deterministic (liblinear, fixed data order).
 """
 
@@ -124,10 +125,7 @@ def gate(sets):
     texts = set()
     for line in out.splitlines():
         d = json.loads(line)
-        rules = [r["rule"] for r in d["reasons"]]
-        unknown_only = d["route"] == "secure" and all(
-            r["rule"] == "not_allow_listed" and r["matched_text"] for r in d["reasons"])
-        if unknown_only or "learned_direct" in rules:
+        if d["scorer_asked"]:
             texts.add(d["text"])
     return texts
 

@@ -4,10 +4,10 @@
 //!     cargo run --release -p salve-core --example policy_report -- FILE...  [--quiet] [--json]
 //!
 //! `--json` prints every message's decision as one JSON line (text, expected, route, reasons)
-//! instead, for analysis scripts.
+//! instead (and whether the learned scorer was asked), for analysis scripts.
 
 use salve_core::policy::eval::Tally;
-use salve_core::policy::{ClassifyContext, FilledValue, Route, classify};
+use salve_core::policy::{ClassifyContext, FilledValue, Route, classify_traced};
 use serde_json::Value;
 
 fn main() {
@@ -35,7 +35,7 @@ fn main() {
             let text = case["text"].as_str().expect("text");
             let expected =
                 Route::parse(case["expected"].as_str().expect("expected")).expect("route");
-            let d = classify(text, &ctx);
+            let (d, scorer_asked) = classify_traced(text, &ctx);
             tally.add(expected, d.route);
             if json {
                 let line = serde_json::json!({
@@ -43,6 +43,7 @@ fn main() {
                     "expected": expected.as_str(),
                     "route": d.route.as_str(),
                     "reasons": d.reasons,
+                    "scorer_asked": scorer_asked,
                 });
                 println!("{line}");
                 continue;

@@ -20,6 +20,12 @@ fn reason(rule: &str, matched: impl Into<String>, explanation: String) -> Reason
 
 /// May `text` go by plain SMS? Pure: the same input always gives the same decision.
 pub fn classify(text: &str, ctx: &ClassifyContext) -> Decision {
+    classify_traced(text, ctx).0
+}
+
+/// [`classify`], and whether the learned scorer was asked (the rules sent the text secure for
+/// unrecognised words only, none medical-looking): for the scorer's training script.
+pub fn classify_traced(text: &str, ctx: &ClassifyContext) -> (Decision, bool) {
     let mut reasons: Vec<Reason> = Vec::new();
     if ctx.has_attachment {
         reasons.push(reason(
@@ -136,7 +142,8 @@ pub fn classify(text: &str, ctx: &ClassifyContext) -> Decision {
                 .into(),
         ));
     }
-    if reasons.is_empty() {
+    let scorer_asked = !reasons.is_empty() && scorer_may_judge(text, &reasons, &check);
+    let decision = if reasons.is_empty() {
         let labels: Vec<&str> = check.kinds.iter().map(|k| k.label()).collect();
         let reasons = if labels.is_empty() {
             Vec::new()
@@ -152,20 +159,26 @@ pub fn classify(text: &str, ctx: &ClassifyContext) -> Decision {
             route: Route::Direct,
             reasons,
         }
-    } else if let Some(d) = learned_direct(text, &reasons, &check) {
+    } else if let Some(d) = scorer_asked
+        .then(|| learned_direct(text, &reasons, &check))
+        .flatten()
+    {
         d
     } else {
         Decision {
             route: Route::Secure,
             reasons,
         }
-    }
+    };
+    (decision, scorer_asked)
 }
 
 /// The learned scorer may overturn a Secure decision only when its every reason is unrecognised
 /// words (never a vocabulary term, frame, attachment, template value or sender name), and only
 /// when it is confident the text is direct. The decision names the words and the scorer.
-fn learned_direct(text: &str, reasons: &[Reason], check: &AllowCheck) -> Option<Decision> {
+/// The learned scorer may overturn a Secure decision only when its every reason is unrecognised
+/// words (never a vocabulary term, frame, attachment, template value or sender name).
+fn scorer_may_judge(text: &str, reasons: &[Reason], check: &AllowCheck) -> bool {
     let only_unknown_words = !reasons.is_empty()
         && reasons
             .iter()
@@ -175,12 +188,14 @@ fn learned_direct(text: &str, reasons: &[Reason], check: &AllowCheck) -> Option<
     // the scorer, which knows only the words it was trained on, cannot judge it. (Frequent
     // words that only sometimes have a health sense, "broken", "take", are left to it: gating
     // them too cost most of its gain in leave-one-set-out runs, and no recall.)
-    if !only_unknown_words
-        || check.unknown.iter().any(|w| allow::is_medical_word(w))
-        || has_unknown_acronym(text, &check.unknown)
-    {
-        return None;
-    }
+    only_unknown_words
+        && !check.unknown.iter().any(|w| allow::is_medical_word(w))
+        && !has_unknown_acronym(text, &check.unknown)
+}
+
+/// Asked only when [`scorer_may_judge`]: direct when the scorer is confident. The decision names
+/// the words and the scorer.
+fn learned_direct(text: &str, reasons: &[Reason], check: &AllowCheck) -> Option<Decision> {
     let p = scorer::confidently_direct(text)?;
     let words: Vec<&str> = reasons.iter().map(|r| r.matched_text.as_str()).collect();
     let words = words.join(", ");
