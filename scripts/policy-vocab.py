@@ -26,7 +26,12 @@ import zipfile
 
 from wordfreq import top_n_list, zipf_frequency
 
-EVERYDAY_N = 12000
+# How many of each language's most frequent words the everyday list draws from. Words ranked
+# past CORE_N get a stricter health screen (BAND_STEMS, forms of health words): lay words for
+# body parts, symptoms and care ("ankles", "shingles", "sprained") get rarer down the list, and
+# ICD-10-CM, whose words the screen already removes, names them in clinical terms.
+EVERYDAY_N = {"en": int(os.environ.get("NEN", 30000)), "es": int(os.environ.get("NES", 12000))}
+CORE_N = 12000
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUT = os.path.join(ROOT, "crates/salve-core/data/policy/vocab")
@@ -423,6 +428,7 @@ DENY_EVERYDAY = set(
     somnoliento somnolienta adormilado adormilada
     cortada cortadura raspon raspones moreton moretones chichon torcedura
     clearance conducta comportamiento
+    sample samples
     """.split()
 )
 
@@ -469,14 +475,52 @@ def cognates(word):
     return out
 
 
+# Beginnings of lay health words, English and Spanish: a word ranked past CORE_N that starts
+# with one is left out of the everyday list (leaving out an everyday word costs a false secure at
+# worst; letting a health word in costs a breach).
+BAND_STEMS = tuple(
+    """
+    ache acne ankle wrist elbow shoulder thigh groin spine spinal rash itch sore lump bump cyst
+    mole wart sprain strain bruis swell scar stitch sutur crutch wheelchair cane splint brace
+    sling nebul tablet capsul syring needle jab booster chill sneez cramp clot ulcer migrain
+    headach seizur stroke faint numb tingl sting bite blister stomach gut bowel kidney liver
+    lung bladder ovar cervi nipple testic penis penile vagin sperm embryo fetus fetal newborn
+    nurse nursing diaper potty urin stool poop pee sample specimen vial swab biops sonogram
+    scope mammo smear tooth teeth gum cavit retainer deaf blind disab handicap hospice palliat
+    terminal dying grief mourn funeral sober meth heroin cocaine opioid glucose thyroid hormon
+    estrogen testost vitamin supplement calorie carb gluten lactose dehydr hydrat sweat odor
+    smell fart bloat acid reflux heartburn indigest hernia hemorrh piles anus buttock genital
+    measles mumps rubell pox shingl polio tetanus rabies mask immun eczema psoria gout osteo
+    ligament tendon menisc concuss trauma ptsd adhd autis bipolar schizo panic phobia ocd
+    anorex bulim bmi counsel shrink lesion gland spleen pancrea gall append tonsil adenoid
+    sinus nasal nostril snor apnea cpap breath wheez chok gag swallow drool saliva spit mucus
+    phlegm pus vein artery pulse cholest pee sex std intestin estomag tobill rodill muneca
+    codo hombro cadera musl cintur baston muleta silla discapac hospic lactan sarampion
+    varicel tomarl frasco orina heces popo caca parto cesare ombligo abstinen curing crotch
+    crippl deathbed intracell sparingly uptake precaution ounce cremat dosag
+    """.split()
+)
+
+INFLECTIONS = ("s", "es", "ed", "d", "ing", "ly", "er", "ers", "y")
+
+
+def health_form(word, denied):
+    """A word ranked past CORE_N that is, or is built on, a health word."""
+    if word.startswith(BAND_STEMS):
+        return True
+    return any(word.endswith(e) and word[: -len(e)] in denied for e in INFLECTIONS)
+
+
 def everyday(safe, denied):
     """Common English and Spanish words that are not health words: the allow-list's bulk."""
     words = set()
     for lang in ("en", "es"):
-        for w in top_n_list(lang, EVERYDAY_N):
+        for rank, w in enumerate(top_n_list(lang, EVERYDAY_N[lang])):
             f = fold(w)
             # Two-letter words are mostly abbreviations ("aa", "pt", "er"): left out.
             if f and " " not in f and f.isalpha() and len(f) > 2:
+                if rank >= CORE_N and health_form(f, denied):
+                    continue
                 words.add(f)
     return {
         w

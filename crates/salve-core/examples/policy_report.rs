@@ -1,15 +1,19 @@
 //! Scores labelled sets without building the CLI (rule development): per file, recall on
 //! `secure`, false-secure on `direct`, and each miss with its reasons.
 //!
-//!     cargo run --release -p salve-core --example policy_report -- FILE...  [--quiet]
+//!     cargo run --release -p salve-core --example policy_report -- FILE...  [--quiet] [--json]
+//!
+//! `--json` prints every message's decision as one JSON line (text, expected, route, reasons)
+//! instead (and whether the learned scorer was asked), for analysis scripts.
 
 use salve_core::policy::eval::Tally;
-use salve_core::policy::{ClassifyContext, FilledValue, Route, classify};
+use salve_core::policy::{ClassifyContext, FilledValue, Route, classify_traced};
 use serde_json::Value;
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let quiet = args.iter().any(|a| a == "--quiet");
+    let json = args.iter().any(|a| a == "--json");
     for path in args.iter().filter(|a| !a.starts_with("--")) {
         let set = std::fs::read_to_string(path).expect("readable file");
         let mut tally = Tally::default();
@@ -31,8 +35,19 @@ fn main() {
             let text = case["text"].as_str().expect("text");
             let expected =
                 Route::parse(case["expected"].as_str().expect("expected")).expect("route");
-            let d = classify(text, &ctx);
+            let (d, scorer_asked) = classify_traced(text, &ctx);
             tally.add(expected, d.route);
+            if json {
+                let line = serde_json::json!({
+                    "text": text,
+                    "expected": expected.as_str(),
+                    "route": d.route.as_str(),
+                    "reasons": d.reasons,
+                    "scorer_asked": scorer_asked,
+                });
+                println!("{line}");
+                continue;
+            }
             if d.route != expected {
                 let why: Vec<String> = d
                     .reasons
@@ -45,6 +60,9 @@ fn main() {
                     why.join(" ")
                 ));
             }
+        }
+        if json {
+            continue;
         }
         println!(
             "{path}: recall on secure {:.2}% ({}/{}), false-secure on direct {:.2}% ({}/{})",

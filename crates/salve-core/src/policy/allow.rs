@@ -193,9 +193,15 @@ pub fn lookup(folded_word: &str) -> Option<Kinds> {
 /// medical term. Such a word is never taken for a name ("Anticoagulation Clinic",
 /// "Bridgeway Recovery") nor for a misspelling of an allowed word.
 pub fn is_health_word(folded_word: &str) -> bool {
+    LISTS.denied.contains(folded_word) || is_medical_word(folded_word)
+}
+
+/// A word that is a vocabulary term, never allowed, or built like a medical term ("colposcopy",
+/// "mamograma"): [`is_health_word`] without the frequent words that only sometimes have a
+/// health sense ("broken", "take").
+pub fn is_medical_word(folded_word: &str) -> bool {
     let lists = &*LISTS;
     lists.never.contains(folded_word)
-        || lists.denied.contains(folded_word)
         // Short beginnings ("ache", "colon", "pill") start surnames too: only long ones here.
         || lists
             .denied_prefixes

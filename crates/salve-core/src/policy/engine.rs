@@ -3,7 +3,7 @@
 use super::allow::{self, Kinds};
 use super::text::{self, Kind, SLOT, Shape, Token};
 use super::{ClassifyContext, Decision, FilledValue, Reason, Route};
-use super::{frames, vocab};
+use super::{frames, scorer, vocab};
 
 /// Most unrecognised words named in one `not_allow_listed` reason.
 const MAX_UNKNOWN_SHOWN: usize = 5;
@@ -20,6 +20,12 @@ fn reason(rule: &str, matched: impl Into<String>, explanation: String) -> Reason
 
 /// May `text` go by plain SMS? Pure: the same input always gives the same decision.
 pub fn classify(text: &str, ctx: &ClassifyContext) -> Decision {
+    classify_traced(text, ctx).0
+}
+
+/// [`classify`], and whether the learned scorer was asked (the rules sent the text secure for
+/// unrecognised words only, none medical-looking): for the scorer's training script.
+pub fn classify_traced(text: &str, ctx: &ClassifyContext) -> (Decision, bool) {
     let mut reasons: Vec<Reason> = Vec::new();
     if ctx.has_attachment {
         reasons.push(reason(
@@ -136,7 +142,8 @@ pub fn classify(text: &str, ctx: &ClassifyContext) -> Decision {
                 .into(),
         ));
     }
-    if reasons.is_empty() {
+    let scorer_asked = !reasons.is_empty() && scorer_may_judge(text, &reasons, &check);
+    let decision = if reasons.is_empty() {
         let labels: Vec<&str> = check.kinds.iter().map(|k| k.label()).collect();
         let reasons = if labels.is_empty() {
             Vec::new()
@@ -152,12 +159,71 @@ pub fn classify(text: &str, ctx: &ClassifyContext) -> Decision {
             route: Route::Direct,
             reasons,
         }
+    } else if let Some(d) = scorer_asked
+        .then(|| learned_direct(text, &reasons, &check))
+        .flatten()
+    {
+        d
     } else {
         Decision {
             route: Route::Secure,
             reasons,
         }
-    }
+    };
+    (decision, scorer_asked)
+}
+
+/// The learned scorer may overturn a Secure decision only when its every reason is unrecognised
+/// words (never a vocabulary term, frame, attachment, template value or sender name), and only
+/// when it is confident the text is direct. The decision names the words and the scorer.
+/// The learned scorer may overturn a Secure decision only when its every reason is unrecognised
+/// words (never a vocabulary term, frame, attachment, template value or sender name).
+fn scorer_may_judge(text: &str, reasons: &[Reason], check: &AllowCheck) -> bool {
+    let only_unknown_words = !reasons.is_empty()
+        && reasons
+            .iter()
+            .all(|r| r.rule == "not_allow_listed" && !r.matched_text.is_empty());
+    // An unrecognised word that is a vocabulary term, never allowed, or built like a medical
+    // term ("colposcopy", "mamograma"), or an acronym ("RSV") is where the clinical sense is:
+    // the scorer, which knows only the words it was trained on, cannot judge it. (Frequent
+    // words that only sometimes have a health sense, "broken", "take", are left to it: gating
+    // them too cost most of its gain in leave-one-set-out runs, and no recall.)
+    only_unknown_words
+        && !check.unknown.iter().any(|w| allow::is_medical_word(w))
+        && !has_unknown_acronym(text, &check.unknown)
+}
+
+/// Asked only when [`scorer_may_judge`]: direct when the scorer is confident. The decision names
+/// the words and the scorer.
+fn learned_direct(text: &str, reasons: &[Reason], check: &AllowCheck) -> Option<Decision> {
+    let p = scorer::confidently_direct(text)?;
+    let words: Vec<&str> = reasons.iter().map(|r| r.matched_text.as_str()).collect();
+    let words = words.join(", ");
+    let labels: Vec<&str> = check.kinds.iter().map(|k| k.label()).collect();
+    let read_as = if labels.is_empty() {
+        "an SMS-safe kind".to_owned()
+    } else {
+        labels.join(", ")
+    };
+    Some(Decision {
+        route: Route::Direct,
+        reasons: vec![reason(
+            "learned_direct",
+            words.clone(),
+            format!(
+                "no clinical term found; the unrecognised words ({words}) were judged SMS-safe \
+                 by the learned scorer ({:.1}% confident), read as {read_as}",
+                p * 100.0
+            ),
+        )],
+    })
+}
+
+/// Whether an unrecognised word is written as an acronym ("RSV", "HPV"): two to five capitals.
+fn has_unknown_acronym(text: &str, unknown: &[String]) -> bool {
+    text.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| (2..=5).contains(&w.len()) && w.chars().all(|c| c.is_ascii_uppercase()))
+        .any(|w| unknown.iter().any(|u| u.eq_ignore_ascii_case(w)))
 }
 
 /// Whether the text gives a clock time ("10:45", "9am", "3 p.m."): a visit's time.
@@ -369,6 +435,70 @@ mod tests {
         );
         assert_eq!(d.route, Route::Direct, "{:?}", d.reasons);
         assert_eq!(rules(&d), ["allow_listed"]);
+    }
+
+    const RESTRIPED: &str =
+        "Our parking lot will be restriped Saturday, please park on the street.";
+
+    #[test]
+    fn learned_scorer_may_clear_unrecognised_words_only() {
+        // The rules alone send it secure: "restriped" is on no list.
+        let d = classify(RESTRIPED, &ClassifyContext::default());
+        assert_eq!(d.route, Route::Direct, "{:?}", d.reasons);
+        assert_eq!(rules(&d), ["learned_direct"]);
+        assert_eq!(d.reasons[0].matched_text, "restriped");
+        assert!(d.reasons[0].explanation.contains("learned scorer"));
+
+        // Never over an attachment, an unsafe value or a clinical term.
+        let attached = ClassifyContext {
+            has_attachment: true,
+            ..Default::default()
+        };
+        let d = classify(RESTRIPED, &attached);
+        assert_eq!(d.route, Route::Secure);
+        assert!(!rules(&d).contains(&"learned_direct"));
+        let unsafe_value = ClassifyContext {
+            values: vec![FilledValue {
+                kind: ValueKind::Location,
+                text: "the street".into(),
+                sms_safe: false,
+            }],
+            ..Default::default()
+        };
+        assert_eq!(classify(RESTRIPED, &unsafe_value).route, Route::Secure);
+        let d = classify(
+            "Our parking lot will be restriped Saturday, please park on the street and bring your inhaler.",
+            &ClassifyContext::default(),
+        );
+        assert_eq!(d.route, Route::Secure);
+        assert!(rules(&d).contains(&"preparation"), "{:?}", d.reasons);
+        assert!(!rules(&d).contains(&"learned_direct"));
+    }
+
+    #[test]
+    fn learned_scorer_never_judges_medical_looking_words_or_acronyms() {
+        for text in [
+            "You're on our cancellation list for an earlier colposcopy with Dr. Kowalczyk. We'll text you the moment something opens.",
+            "Hola, soy Lupita de recepción. Por favor llámenos sobre su mamograma al 555-0144.",
+            "We have a few RSV spots left this season; want us to save you one?",
+        ] {
+            let d = classify(text, &ClassifyContext::default());
+            assert_eq!(d.route, Route::Secure, "{text}: {:?}", d.reasons);
+        }
+        let words = ["rsv".to_owned()];
+        assert!(has_unknown_acronym("A few RSV spots", &words));
+        assert!(!has_unknown_acronym("A few rsv spots", &words));
+    }
+
+    #[test]
+    fn learned_scorer_leaves_clinical_plain_words_secure() {
+        for text in [
+            "Your shingles look better, keep the cream on.",
+            "Dr. Ruiz wants to see you sooner about what came back.",
+            "Keep it elevated and iced tonight, and no weight on it until Friday.",
+        ] {
+            assert_eq!(route(text), Route::Secure, "{text}");
+        }
     }
 
     #[test]

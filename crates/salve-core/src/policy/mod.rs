@@ -7,10 +7,11 @@ mod allow;
 mod engine;
 pub mod eval;
 mod frames;
+mod scorer;
 mod text;
 mod vocab;
 
-pub use engine::{check_sender_name, classify};
+pub use engine::{check_sender_name, classify, classify_traced};
 
 /// Where a message's content may go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
