@@ -1,12 +1,16 @@
 """Train, measure and export the urgency model (crates/salve-core/src/urgency/model.rs).
 
     python3 -m venv .venv && .venv/bin/pip install -r tools/urgency-train/requirements.txt
-    # the rules' decision per text, one 0/1 per line, for every set (see README.md here):
-    for s in dev eval holdout holdout3 holdout4 holdout5 c1 c2; do
-      cargo run --release -p salve-core --example urgency_sets -- --rules-only \
-        --bits crates/salve-core/data/urgency/$s.jsonl > /tmp/rules-$s.bits; done
-    .venv/bin/python tools/urgency-train/train.py loso --rules-dir /tmp   # the table
-    .venv/bin/python tools/urgency-train/train.py export --rules-dir /tmp # writes the model
+    # the rules' decision and reason kinds per text, for every set (no text is printed):
+    cd crates/salve-core/data/urgency && mkdir -p /tmp/ur && for s in dev eval holdout \
+      holdout3 holdout4 holdout5 c1 c2; do \
+      cargo run --release -p salve-core --example urgency_sets -- --rules-only --bits $s.jsonl \
+        > /tmp/ur/rules-$s.bits; \
+      cargo run --release -p salve-core --example urgency_sets -- --kinds $s.jsonl \
+        > /tmp/ur/kinds-$s.txt; done; cd -
+    .venv/bin/python tools/urgency-train/train.py loso --rules-dir /tmp/ur   # the table
+    .venv/bin/python tools/urgency-train/train.py loso --rules-dir /tmp/ur --test c1 c2
+    .venv/bin/python tools/urgency-train/train.py export --rules-dir /tmp/ur # writes the model
 
 Deterministic: liblinear with a fixed random_state, no shuffling; the same data gives the same
 file. Every set was written by a different author, so the measure is leave-one-set-out: the
@@ -15,7 +19,6 @@ second leave-one-set-out inside the training sets (never on the test set).
 """
 
 import argparse
-import datetime
 import hashlib
 import json
 import math
