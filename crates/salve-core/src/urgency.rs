@@ -29,8 +29,14 @@
 //!    ("refill my inhaler") undoes them unless a severity marker stands in their clause. This
 //!    layer is what reads an emergency told as a situation, without a listed sign phrase.
 //!
-//! Reasons name rules from the data files and this module, never the patient's words: they may
-//! be logged.
+//! 6. The learned model ([`model`]: logistic regression over hashed word and character
+//!    n-grams, `data/urgency/model.txt`, trained by `tools/urgency-train/` on every labelled set
+//!    here) scores the text; [`assess`] is urgent when the rules say so OR the score reaches the
+//!    model's threshold ([`combine`]). Measured leave-one-set-out by author, the model catches
+//!    emergencies worded by new authors that the rules miss (docs/benchmarks.md).
+//!
+//! Reasons name rules from the data files and this module, or the model's score, never the
+//! patient's words: they may be logged.
 
 use std::collections::HashMap;
 use std::sync::LazyLock;
