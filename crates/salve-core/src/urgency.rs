@@ -78,7 +78,16 @@ impl Urgency {
 /// Assess one inbound text: the rules and the learned model together (see [`combine`]). Pure
 /// and deterministic; never panics.
 pub fn assess(text: &str) -> Urgency {
-    combine(MATCHER.assess(text), model::score(text), model::threshold())
+    let rules = MATCHER.assess(text);
+    if model::words(text) < model::MIN_WORDS {
+        // One word is the rules' to read ("overdose", "suicidal", "sobredosis"); the model
+        // would call a bare HELP or AYUDA, the carrier keyword whose fixed reply already says
+        // to call 911, urgent (it learned "help" from emergencies that begin with it).
+        let mut out = rules;
+        out.reasons.push(Reason::rule("model: too few words"));
+        return out;
+    }
+    combine(rules, model::score(text), model::threshold())
 }
 
 /// The rules' verdict and the model's score together, with the reasons of both:
@@ -1333,6 +1342,19 @@ mod tests {
     /// languages, and look-alikes that stay calm.
     #[test]
     fn the_model_reads_texts_the_rules_do_not_list() {
+        // One word is left to the rules: the keywords stay calm, listed signs stay urgent.
+        for text in ["HELP", "Help!", "AYUDA", "C", "STOP"] {
+            calm_with_the_model(text);
+            assert!(
+                assess(text)
+                    .reasons
+                    .iter()
+                    .any(|r| r.as_str() == "model: too few words"),
+                "{text}"
+            );
+        }
+        urgent("overdose");
+        urgent("sobredosis");
         for text in [
             "my lips look kinda blue and im winded just sitting here",
             "mi papa no reacciona y respira raro",

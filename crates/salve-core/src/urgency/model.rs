@@ -166,6 +166,15 @@ pub fn buckets_of(text: &str, buckets: u64) -> Vec<u64> {
     out
 }
 
+/// The fewest words the model reads ([`crate::urgency::assess`] leaves shorter texts to the
+/// rules).
+pub const MIN_WORDS: usize = 2;
+
+/// The words of the normalised text.
+pub fn words(text: &str) -> usize {
+    normalise(text).split(' ').filter(|w| !w.is_empty()).count()
+}
+
 /// The number of buckets of the shipped model.
 pub fn model_buckets() -> u64 {
     LOADED.buckets
