@@ -21,7 +21,7 @@ fn main() {
     // `--bits FILE`: one 0/1 per line (assessed urgent), no text: to compare two versions, and
     // the rules' decisions for tools/urgency-train (with `--rules-only`).
     // `--kinds FILE`: per line, the kinds of the rules' reasons ("urgent", "negated", ...), and
-    // "crisis" for a crisis.
+    // "crisis" for a crisis, "phrase" and "concept" for the layers whose rules made it urgent.
     let rules_only = std::env::args().any(|a| a == "--rules-only");
     let judge = |t: &str| {
         if rules_only {
@@ -52,6 +52,14 @@ fn main() {
                 if u.crisis {
                     kinds.push("crisis");
                 }
+                // Which layer decided: a sign phrase or nearness rule ("phrase"), a concept of
+                // concepts.txt (names "c_..."; "concept").
+                if u.rules().any(|r| !r.starts_with("c_")) {
+                    kinds.push("phrase");
+                }
+                if u.rules().any(|r| r.starts_with("c_")) {
+                    kinds.push("concept");
+                }
                 println!("{}", kinds.join(","));
             }
         }
@@ -64,7 +72,7 @@ fn main() {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/data/urgency/");
     // Every set here was measured blind once and is training and development data since.
     let sets = [
-        "dev", "eval", "holdout", "holdout3", "holdout4", "holdout5", "c1", "c2",
+        "dev", "eval", "holdout", "holdout3", "holdout4", "holdout5", "c1", "c2", "c4",
     ];
     let threshold = model::threshold();
     for set in sets {

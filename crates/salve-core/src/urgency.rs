@@ -87,20 +87,36 @@ pub fn assess(text: &str) -> Urgency {
         out.reasons.push(Reason::rule("model: too few words"));
         return out;
     }
-    combine(rules, model::score(text), model::threshold())
+    combine(rules, model::score(text), model::threshold(), model::gate())
 }
 
 /// The rules' verdict and the model's score together, with the reasons of both:
-/// - urgent when the rules say so (their reasons name the phrases and concepts);
+/// - urgent when the rules say so by a crisis or a sign phrase or nearness rule of the word
+///   lists (their reasons name them), whatever the model says;
+/// - a verdict of the concept layer alone (rules named `c_...`, the rules' broadest and least
+///   precise evidence) stands only when the model's score reaches `gate` too; below it the text
+///   is calm unless the model says otherwise ("concept below the model's gate: c_...");
 /// - urgent when the model's score reaches `threshold` ("urgent: model score 0.83"), even where
 ///   the rules found no sign or undid one: the model was measured to catch emergencies worded
 ///   as nobody listed them (docs/benchmarks.md);
 /// - otherwise not urgent ("model score 0.12" among the reasons).
 ///
-/// The reasons carry rule names and a number only, never the text.
-pub fn combine(rules: Urgency, score: f64, threshold: f64) -> Urgency {
+/// `gate` and `threshold` were chosen by leave-one-set-out inside the training sets (model
+/// file header). The reasons carry rule names and a number only, never the text.
+pub fn combine(rules: Urgency, score: f64, threshold: f64, gate: f64) -> Urgency {
     let mut out = rules;
-    if !out.urgent && score >= threshold {
+    let concepts_only = out.urgent && !out.crisis && out.rules().all(|r| r.starts_with("c_"));
+    if concepts_only && score < gate && score < threshold {
+        out.urgent = false;
+        for r in &mut out.reasons {
+            if let Some(name) = r.as_str().strip_prefix("urgent: ") {
+                *r = Reason::computed(format!("concept below the model's gate: {name}"));
+            }
+        }
+        out.reasons.push(Reason::computed(format!(
+            "model score {score:.2} (gate {gate:.2})"
+        )));
+    } else if !out.urgent && score >= threshold {
         out.urgent = true;
         out.reasons.retain(|r| r.as_str() != "no emergency sign");
         out.reasons.push(Reason::computed(format!(
@@ -1379,14 +1395,14 @@ mod tests {
         let rules_urgent = assess_rules("my chest hurts and I can't breathe");
         assert!(rules_urgent.urgent);
         // Urgent rules stay urgent whatever the model says; the score is shown.
-        let u = combine(rules_urgent.clone(), 0.01, 0.3);
+        let u = combine(rules_urgent.clone(), 0.01, 0.3, 0.1);
         assert!(u.urgent);
         assert!(u.rules().any(|r| r == "chest_pain"), "{:?}", u.reasons);
         assert!(u.reasons.iter().any(|r| r.as_str() == "model score 0.01"));
         // Calm rules and a score at the threshold: urgent, the model named as the reason.
         let rules_calm = assess_rules("quiero cambiar mi cita");
         assert!(!rules_calm.urgent);
-        let u = combine(rules_calm.clone(), 0.3, 0.3);
+        let u = combine(rules_calm.clone(), 0.3, 0.3, 0.1);
         assert!(u.urgent && !u.crisis);
         assert_eq!(
             u.rules().collect::<Vec<_>>(),
@@ -1394,15 +1410,42 @@ mod tests {
         );
         assert!(u.reasons.iter().all(|r| r.as_str() != "no emergency sign"));
         // Below it: calm, with the score among the reasons.
-        let u = combine(rules_calm, 0.29, 0.3);
+        let u = combine(rules_calm, 0.29, 0.3, 0.1);
         assert!(!u.urgent);
         assert!(u.reasons.iter().any(|r| r.as_str() == "model score 0.29"));
+        // A verdict of the concept layer alone needs the model at the gate; a sign phrase
+        // (above, at 0.01) or a crisis does not.
+        let concept = assess_rules("my wife is acting very strange and confused all of a sudden");
+        assert!(concept.urgent && concept.rules().all(|r| r.starts_with("c_")));
+        let u = combine(concept.clone(), 0.05, 0.3, 0.1);
+        assert!(!u.urgent, "{:?}", u.reasons);
+        assert_eq!(u.rules().count(), 0);
+        assert!(
+            u.reasons
+                .iter()
+                .any(|r| r.as_str() == "model score 0.05 (gate 0.10)")
+        );
+        assert!(
+            u.reasons
+                .iter()
+                .any(|r| r.as_str().starts_with("concept below the model's gate: c_"))
+        );
+        assert!(combine(concept.clone(), 0.1, 0.3, 0.1).urgent);
+        assert!(
+            combine(concept, 0.0, 0.3, 0.0).urgent,
+            "gate 0: the plain OR"
+        );
+        let crisis = assess_rules("quiero matarme");
+        assert!(crisis.crisis && combine(crisis, 0.0, 0.3, 0.5).urgent);
         // Through `assess`: the shipped threshold and a real score; no word of the text.
         let text = "mi papa no reacciona y respira raro";
         let u = assess(text);
+        let r = assess_rules(text);
+        let strong = r.crisis || r.rules().any(|n| !n.starts_with("c_"));
+        let s = model::score(text);
         assert_eq!(
             u.urgent,
-            assess_rules(text).urgent || model::score(text) >= model::threshold()
+            (r.urgent && (strong || s >= model::gate())) || s >= model::threshold()
         );
         for r in &u.reasons {
             for word in ["papa", "reacciona", "respira", "raro"] {

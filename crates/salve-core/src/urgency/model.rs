@@ -25,6 +25,9 @@ struct Model {
     buckets: u64,
     bias: f64,
     threshold: f64,
+    /// The score a verdict of the rules' concept layer alone needs from the model to stand
+    /// (see `urgency::combine`).
+    gate: f64,
     /// One weight per bucket (dense: lookups are the hot path).
     weights: Vec<f32>,
 }
@@ -34,7 +37,7 @@ static LOADED: LazyLock<Model> =
 
 impl Model {
     fn parse(raw: &str) -> Result<Self, String> {
-        let (mut buckets, mut bias, mut threshold) = (None, None, None);
+        let (mut buckets, mut bias, mut threshold, mut gate) = (None, None, None, None);
         let mut pairs: Vec<(u64, f32)> = Vec::new();
         for (n, line) in raw.lines().enumerate() {
             let line = line.trim();
@@ -47,6 +50,7 @@ impl Model {
                 "buckets" => buckets = Some(value.parse::<u64>().map_err(|_| bad())?),
                 "bias" => bias = Some(value.parse::<f64>().map_err(|_| bad())?),
                 "threshold" => threshold = Some(value.parse::<f64>().map_err(|_| bad())?),
+                "gate" => gate = Some(value.parse::<f64>().map_err(|_| bad())?),
                 index => pairs.push((
                     index.parse().map_err(|_| bad())?,
                     value.parse().map_err(|_| bad())?,
@@ -65,6 +69,7 @@ impl Model {
             buckets,
             bias: bias.ok_or("model.txt: no bias")?,
             threshold: threshold.ok_or("model.txt: no threshold")?,
+            gate: gate.ok_or("model.txt: no gate")?,
             weights,
         })
     }
@@ -97,6 +102,12 @@ pub fn score(text: &str) -> f64 {
 /// The score at and above which the model alone calls a text urgent.
 pub fn threshold() -> f64 {
     LOADED.threshold
+}
+
+/// The score at and above which a verdict resting on the rules' concept layer alone stands
+/// (`urgency::combine`); below it that verdict is dropped.
+pub fn gate() -> f64 {
+    LOADED.gate
 }
 
 /// 64-bit FNV-1a, continued from `hash`.
@@ -209,14 +220,18 @@ mod tests {
         assert!(m.weights.iter().filter(|w| **w > 0.0).count() > 1000);
         assert!(m.weights.iter().filter(|w| **w < 0.0).count() > 1000);
         assert!(m.threshold > 0.0 && m.threshold < 1.0);
+        assert!(m.gate >= 0.0 && m.gate < m.threshold);
     }
 
     #[test]
     fn malformed_models_are_refused() {
-        assert!(Model::parse("bias 0.1\nthreshold 0.5\n").is_err());
-        assert!(Model::parse("buckets 4\nbias 0.1\nthreshold 0.5\n7 1.0\n").is_err());
-        assert!(Model::parse("buckets 4\nbias x\nthreshold 0.5\n").is_err());
-        let m = Model::parse("buckets 4\nbias 0.5\nthreshold 0.4\n# c\n3 -1.5\n").unwrap();
+        assert!(Model::parse("bias 0.1\nthreshold 0.5\ngate 0.1\n").is_err());
+        assert!(Model::parse("buckets 4\nbias 0.1\nthreshold 0.5\n").is_err()); // no gate
+        assert!(Model::parse("buckets 4\nbias 0.1\nthreshold 0.5\ngate 0.1\n7 1.0\n").is_err());
+        assert!(Model::parse("buckets 4\nbias x\nthreshold 0.5\ngate 0.1\n").is_err());
+        let m =
+            Model::parse("buckets 4\nbias 0.5\nthreshold 0.4\ngate 0.1\n# c\n3 -1.5\n").unwrap();
+        assert!((m.gate - 0.1).abs() < 1e-12);
         assert_eq!(m.weights, vec![0.0, 0.0, 0.0, -1.5]);
     }
 
