@@ -32,8 +32,10 @@
 //! 6. The learned model ([`model`]: logistic regression over hashed word and character
 //!    n-grams, `data/urgency/model.txt`, trained by `tools/urgency-train/` on every labelled set
 //!    here) scores the text; [`assess`] is urgent when the rules say so OR the score reaches the
-//!    model's threshold ([`combine`]). Measured leave-one-set-out by author, the model catches
-//!    emergencies worded by new authors that the rules miss (docs/benchmarks.md).
+//!    model's threshold ([`combine`]); a verdict of the concept layer alone can be made to need
+//!    the model at a gate too (the `gate` of `model.txt`, shipped at 0: off). Measured
+//!    leave-one-set-out by author, the model catches emergencies worded by new authors that the
+//!    rules miss (docs/benchmarks.md).
 //!
 //! Reasons name rules from the data files and this module, or the model's score, never the
 //! patient's words: they may be logged.
