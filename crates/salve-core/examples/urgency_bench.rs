@@ -1,11 +1,12 @@
 //! Classifications per second on one core: `cargo run --release -p salve-core --example
-//! urgency_bench`. Assesses every text of data/urgency/dev.jsonl (and the keyword classifier on
-//! the same texts, for comparison) in a loop on this one thread and prints the rates.
+//! urgency_bench`. Assesses every text of data/urgency/dev.jsonl (as shipped: rules and model;
+//! then each half alone, and the keyword classifier on the same texts, for comparison) in a loop
+//! on this one thread and prints the rates.
 
 use std::time::Instant;
 
 use salve_core::keywords::{InboundContext, classify};
-use salve_core::urgency::assess;
+use salve_core::urgency::{assess, assess_rules, model};
 
 fn main() {
     let raw = include_str!("../data/urgency/dev.jsonl");
@@ -19,12 +20,19 @@ fn main() {
         .collect();
     // The tables are built on first use: not part of the figure.
     let _ = assess("warm up");
+    let threshold = model::threshold();
     let rounds = 2_000;
     for (name, run) in [
         (
             "urgency::assess",
             &(|t: &str| assess(t).urgent) as &dyn Fn(&str) -> bool,
         ),
+        ("urgency::assess_rules (rules alone)", &|t: &str| {
+            assess_rules(t).urgent
+        }),
+        ("urgency::model::score (model alone)", &|t: &str| {
+            model::score(t) >= threshold
+        }),
         ("keywords::classify", &|t: &str| {
             classify(t, &InboundContext::default()).review
         }),

@@ -49,6 +49,19 @@ pub struct Reaction {
     pub urgent: Urgency,
 }
 
+impl Reaction {
+    /// The emergency reply this text gets, at any hour and whatever the consent state: the
+    /// emergency guidance for every urgent text, however it was found urgent (the rules, the
+    /// learned model alone, or both) and whether or not the rules saw a crisis. Its one wording
+    /// names both 911 and 988 (`system_messages`), so an emergency only the model recognised,
+    /// which has no `crisis` flag (that comes from the rules), still hears of 988.
+    pub fn emergency_reply(&self) -> Option<SystemMessageKind> {
+        self.urgent
+            .urgent
+            .then_some(SystemMessageKind::EmergencyGuidance)
+    }
+}
+
 fn provider_matched(facts: &ProviderFacts, class: &str, bare_keyword: bool) -> bool {
     facts.handles_opt_out_keywords
         && (facts
@@ -243,6 +256,38 @@ mod tests {
         assert!(r.urgent.urgent && r.urgent.crisis);
         assert_eq!(r.reply, None, "the emergency reply is the server's to add");
         assert!(!react("C", &none(), &ProviderFacts::default()).urgent.urgent);
+    }
+
+    #[test]
+    fn every_urgent_text_gets_the_guidance_naming_911_and_988() {
+        let p = ProviderFacts::default();
+        // A crisis the rules read.
+        let r = react("quiero matarme", &none(), &p);
+        assert_eq!(
+            r.emergency_reply(),
+            Some(SystemMessageKind::EmergencyGuidance)
+        );
+        // Urgent by the model alone (a possible overdose no rule lists): no rule, so no crisis
+        // flag; the same guidance, which names 988 too.
+        let text = "I took something I shouldn't have and I feel weird";
+        let rules = crate::urgency::assess_rules(text);
+        let score = crate::urgency::model::score(text);
+        assert!(
+            !rules.urgent && score >= crate::urgency::model::threshold(),
+            "no longer model-only ({:?}, score {score}): pick another text",
+            rules.reasons
+        );
+        let r = react(text, &none(), &p);
+        assert!(r.urgent.urgent && !r.urgent.crisis);
+        assert_eq!(
+            r.emergency_reply(),
+            Some(SystemMessageKind::EmergencyGuidance)
+        );
+        // A calm text gets none.
+        assert_eq!(
+            react("can I move my appointment", &none(), &p).emergency_reply(),
+            None
+        );
     }
 
     fn granted(channel: ConsentChannel, purpose: ConsentPurpose) -> ConsentEvent {

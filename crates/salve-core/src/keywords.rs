@@ -151,6 +151,11 @@ impl Reason {
         Self(Cow::Owned(format!("{prefix}{keyword}")))
     }
 
+    /// A reason built from our own numbers (a model score), never from the patient's words.
+    pub(crate) fn computed(text: String) -> Self {
+        Self(Cow::Owned(text))
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }

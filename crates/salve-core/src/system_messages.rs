@@ -664,8 +664,11 @@ mod tests {
     }
 
     #[test]
-    fn emergency_guidance_names_988_for_a_crisis() {
+    fn emergency_guidance_names_911_and_988() {
+        // One wording for every urgent text, crisis or not, found by the rules or the model
+        // (`inbound::Reaction::emergency_reply`): both numbers, both languages.
         let en = r(SystemMessageKind::EmergencyGuidance, Language::En, &oak());
+        assert!(en.contains("If this is an emergency, call 911."), "{en}");
         assert!(
             en.contains("For a mental health crisis, call or text 988."),
             "{en}"
@@ -675,6 +678,7 @@ mod tests {
             Language::Es,
             &oak_es(),
         );
+        assert!(es.contains("Si es una emergencia, llame al 911."), "{es}");
         // "mande" rather than "envíe": í is outside the GSM alphabet and would make the whole
         // reply UCS-2 (a third of the room).
         assert!(
