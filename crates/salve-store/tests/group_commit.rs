@@ -196,6 +196,22 @@ async fn batch_with_failures(db: &TestDatabase) {
         };
         targets.push((kind, target));
     }
+    // Their threads exist before the concurrent sends (two first messages racing to create a
+    // patient's thread is another matter, not this test's).
+    for p in &good_patients {
+        store
+            .send_message(
+                practice.id,
+                &Principal::Operator,
+                &RequestContext::default(),
+                ConversationTarget::Main(*p),
+                &[],
+                None,
+                |_| Ok(portal_plan("first")),
+            )
+            .await
+            .unwrap();
+    }
     let (batches_before, writes_before) = store.group_commit_counts();
     let results = send_all(&store, practice.id, targets, Some(db.url.clone())).await;
     let (batches_after, writes_after) = store.group_commit_counts();
@@ -237,8 +253,8 @@ async fn batch_with_failures(db: &TestDatabase) {
             &practice_id
         )
         .await,
-        32,
-        "exactly the good sends are stored"
+        32 + 4,
+        "exactly the good sends (and the four first messages) are stored"
     );
     assert_eq!(
         count(
@@ -257,7 +273,7 @@ async fn batch_with_failures(db: &TestDatabase) {
             &practice_id
         )
         .await,
-        32
+        32 + 4
     );
     let report = store.verify_audit(None).await.unwrap();
     assert!(report.problems.is_empty(), "{:?}", report.problems);
@@ -317,10 +333,11 @@ async fn abandoned_sends_leave_the_batch_consistent() {
         let store = store.clone();
         let patient = patients[n % patients.len()];
         tasks.push(tokio::spawn(async move {
+            let ctx = RequestContext::default();
             let send = store.send_message(
                 practice.id,
                 &Principal::Operator,
-                &RequestContext::default(),
+                &ctx,
                 ConversationTarget::Main(patient),
                 &[],
                 Some(key(n)),
