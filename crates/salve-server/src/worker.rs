@@ -30,6 +30,8 @@ pub fn startup_lease_secs(backend: Backend) -> i64 {
     }
 }
 const BATCH: usize = 16;
+/// The shortest time between two passes of the background worker.
+const MIN_PASS_GAP: Duration = Duration::from_millis(20);
 /// How often a message held for an expired agreement is looked at again (a renewal releases
 /// it at once).
 const HOLD_RECHECK_SECS: i64 = 3600;
@@ -444,6 +446,12 @@ pub async fn run(state: AppState, period: Duration, mut stop: watch::Receiver<bo
         tokio::pin!(notified);
         notified.as_mut().enable();
         background_pass(&state, &worker).await;
+        // Under a stream of sends every commit wakes the worker: a short pause between passes
+        // lets one pass take the jobs of many sends (a notification arriving meanwhile is kept).
+        tokio::select! {
+            () = tokio::time::sleep(MIN_PASS_GAP) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
         tokio::select! {
             () = notified => {}
             () = tokio::time::sleep(period) => {}

@@ -137,9 +137,9 @@ pub struct Store {
     /// For the PostgreSQL change listener's own connection (never logged: it may hold a password).
     database_url: String,
     /// One SQLite write transaction at a time in this process (SQLite allows one anyway); a
-    /// fair queue instead of the busy handler's sleep-and-retry. Other processes (the CLI) still
-    /// meet the busy timeout.
-    sqlite_writer: Arc<tokio::sync::Mutex<()>>,
+    /// fair queue instead of the busy handler's sleep-and-retry, and the group-commit batch of
+    /// sends (see `tx`). Other processes (the CLI) still meet the busy timeout.
+    sqlite_writer: tx::SqliteWriter,
 }
 
 impl std::fmt::Debug for Store {
@@ -200,7 +200,7 @@ impl Store {
             shred_list: options.shred_list.clone(),
             inbox_wake: Arc::new(tokio::sync::Notify::new()),
             database_url: options.database_url.clone(),
-            sqlite_writer: Arc::new(tokio::sync::Mutex::new(())),
+            sqlite_writer: tx::SqliteWriter::default(),
         };
         store.register_master_key().await?;
         Ok(store)

@@ -446,16 +446,17 @@ impl Store {
         patient: PatientId,
         now: i64,
     ) -> Result<LoadedConversation> {
-        let existing: Option<String> = sqlx::query_scalar(
-            "SELECT id FROM conversations WHERE patient_id = $1 AND practice_id = $2 AND is_main = 1",
-        )
+        // Only constant column lists are formatted in.
+        let existing: Option<ConversationRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {CONVERSATION_COLUMNS} FROM conversations \
+             WHERE patient_id = $1 AND practice_id = $2 AND is_main = 1"
+        )))
         .bind(patient.to_string())
         .bind(practice.to_string())
         .fetch_optional(&mut *conn)
         .await?;
-        if let Some(id) = existing {
-            let id = id.parse().map_err(|_| malformed("conversation"))?;
-            return self.load_conversation(conn, practice, id).await;
+        if let Some(row) = existing {
+            return parse_conversation(row);
         }
         let id = ConversationId::new();
         sqlx::query(
@@ -505,8 +506,11 @@ impl Store {
                     .await?;
                 let conv = self.main_conversation(conn, practice, patient, now).await?;
                 let gate = self.team_gate(conn, principal, &conv).await?;
-                self.guard_patient_in_team(conn, practice, principal, op, patient, gate)
-                    .await?;
+                // With an open gate the check above already was this one.
+                if gate != TeamGate::Open {
+                    self.guard_patient_in_team(conn, practice, principal, op, patient, gate)
+                        .await?;
+                }
                 Ok(conv)
             }
         }
@@ -1094,13 +1098,56 @@ impl Store {
         F: FnOnce(&SendFacts) -> std::result::Result<OutboundPlan, PlanRefused>,
     {
         check_practice(principal, practice)?;
-        let mut tx = self.begin().await?;
+        // Sends share durable commits on SQLite (group commit); this returns only after the
+        // commit holding this message is durable.
+        let mut tx = self.begin_grouped().await?;
+        match self
+            .send_in(
+                &mut tx,
+                practice,
+                principal,
+                ctx,
+                target,
+                attachments,
+                idempotency,
+                plan,
+            )
+            .await
+        {
+            Ok(sent) => {
+                tx.commit().await?;
+                self.inbox_changed();
+                Ok(sent)
+            }
+            Err(e) => {
+                tx.rollback().await;
+                Err(e)
+            }
+        }
+    }
+
+    /// The body of [`Store::send_message`], inside its (possibly shared) transaction.
+    #[allow(clippy::too_many_arguments)]
+    async fn send_in<F>(
+        &self,
+        tx: &mut WriteTx<'_>,
+        practice: PracticeId,
+        principal: &Principal,
+        ctx: &RequestContext,
+        target: ConversationTarget,
+        attachments: &[NewAttachment],
+        idempotency: Option<Idempotency>,
+        plan: F,
+    ) -> Result<(MessageView, bool)>
+    where
+        F: FnOnce(&SendFacts) -> std::result::Result<OutboundPlan, PlanRefused>,
+    {
         let now = tx.now_micros();
         let actor = principal.actor();
         let actor_key = format!("{}:{}", actor.kind(), actor.id());
         if let Some(idem) = idempotency
             && let Some(id) = self
-                .idempotent_replay(&mut tx, practice, &actor_key, &idem)
+                .idempotent_replay(tx, practice, &actor_key, &idem)
                 .await?
         {
             let message_id: MessageId = id.parse().map_err(|_| malformed("idempotency"))?;
@@ -1129,7 +1176,6 @@ impl Store {
                 vec![conv.patient.to_string(), message_id.to_string()],
                 Outcome::Success,
             ));
-            tx.commit().await?;
             return Ok((message, true));
         }
         let conv = self
@@ -1145,7 +1191,7 @@ impl Store {
         let facts = self.send_facts(&mut tx.tx, practice, &conv).await?;
         let plan = plan(&facts).map_err(|PlanRefused(why)| StoreError::Invalid(why))?;
         let message = self
-            .insert_message(&mut tx, practice, &conv, &actor, attachments, &plan)
+            .insert_message(tx, practice, &conv, &actor, attachments, &plan)
             .await?;
         if let Some(idem) = idempotency {
             sqlx::query(
@@ -1176,8 +1222,6 @@ impl Store {
         let view = self
             .load_message(&mut tx.tx, practice, principal, &conv, message)
             .await?;
-        tx.commit().await?;
-        self.inbox_changed();
         Ok((view, false))
     }
 

@@ -1,41 +1,325 @@
 //! Write transactions that carry their audit events: the events are hash-chained and inserted
 //! as the last step before commit, so an action whose audit row cannot be written never happens.
+//!
+//! On SQLite this process's writers queue on one fair lock (SQLite allows one writer anyway),
+//! and writes that opt in ([`Store::begin_grouped`], used by sends) share durable commits:
+//! each such write runs inside its own `SAVEPOINT` of one open transaction, and the transaction
+//! is committed (one fsync) when no further grouped write is waiting for the lock, when the
+//! batch is full, or when any other writer needs the lock. A grouped write's
+//! [`WriteTx::commit`] returns only after the commit that holds it is durable, and reports that
+//! commit's failure; a write that fails is rolled back to its savepoint and leaves the others in
+//! the batch untouched. PostgreSQL already shares WAL flushes between concurrent commits, so
+//! there a grouped write is an ordinary transaction.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use salve_core::audit::{AuditEvent, ChainScope};
 use salve_core::clock::to_micros;
-use sqlx::{Any, Transaction};
+use sqlx::{Any, AnyConnection, Transaction};
 use time::OffsetDateTime;
+use tokio::sync::{Mutex, OwnedMutexGuard, watch};
 
 use crate::audit::{context_aad_row, hash_row, row_hash_fields};
 use crate::{Result, Store, StoreError};
 
+/// At most this many grouped writes share one commit (bounds the latency of the first one).
+pub(crate) const MAX_GROUP: usize = 64;
+
+/// What a batch's waiters learn: `None` until the batch is finished, then the commit's result
+/// (the error's detail when it failed; nothing in it was written then).
+type BatchOutcome = Option<std::result::Result<(), String>>;
+
+/// The SQLite writer lock and the group-commit batch it may leave open between writes.
+pub(crate) struct SqliteWriter {
+    lock: Arc<Mutex<WriterState>>,
+    /// Grouped writes queued for the lock: a finished write leaves the batch open for them.
+    waiting: Arc<AtomicUsize>,
+    next_batch: AtomicU64,
+    /// Batches committed and the grouped writes they held (for tests and benchmarks).
+    counts: Arc<(AtomicU64, AtomicU64)>,
+}
+
+impl Default for SqliteWriter {
+    fn default() -> Self {
+        let counts: Arc<(AtomicU64, AtomicU64)> = Arc::default();
+        Self {
+            lock: Arc::new(Mutex::new(WriterState {
+                counts: counts.clone(),
+                ..WriterState::default()
+            })),
+            waiting: Arc::new(AtomicUsize::new(0)),
+            next_batch: AtomicU64::new(1),
+            counts,
+        }
+    }
+}
+
+#[derive(Default)]
+pub(crate) struct WriterState {
+    open: Option<OpenBatch>,
+    /// Shared with [`SqliteWriter::counts`].
+    counts: Arc<(AtomicU64, AtomicU64)>,
+    /// A grouped write was abandoned (its future dropped) inside its savepoint: the next holder
+    /// of the lock rolls it back before anything else.
+    abandoned: bool,
+}
+
+struct OpenBatch {
+    id: u64,
+    tx: Transaction<'static, Any>,
+    /// Writes finished inside this batch (their savepoints released), waiting for its commit.
+    items: usize,
+    done: watch::Sender<BatchOutcome>,
+}
+
+const SAVEPOINT: &str = "SAVEPOINT salve_item";
+const RELEASE: &str = "RELEASE SAVEPOINT salve_item";
+const ROLLBACK_ITEM: &str = "ROLLBACK TO SAVEPOINT salve_item; RELEASE SAVEPOINT salve_item";
+
+impl WriterState {
+    /// Rolls back a write abandoned inside its savepoint. If that fails, the whole batch is
+    /// rolled back and its waiters told so.
+    async fn clean_up(&mut self) {
+        if !std::mem::take(&mut self.abandoned) {
+            return;
+        }
+        let Some(batch) = self.open.as_mut() else {
+            return;
+        };
+        if let Err(e) = sqlx::raw_sql(ROLLBACK_ITEM).execute(&mut *batch.tx).await {
+            let detail = StoreError::from(e).detail();
+            self.abort(detail).await;
+        } else if batch.items == 0 {
+            // Nothing else in it: end it rather than hold SQLite's write lock.
+            let _ = self.flush().await;
+        }
+    }
+
+    /// Commits the open batch (if any) and tells its waiters how it went.
+    async fn flush(&mut self) -> std::result::Result<(), String> {
+        let Some(batch) = self.open.take() else {
+            return Ok(());
+        };
+        let result = if batch.items == 0 {
+            batch
+                .tx
+                .rollback()
+                .await
+                .map_err(|e| StoreError::from(e).detail())
+        } else {
+            batch
+                .tx
+                .commit()
+                .await
+                .map_err(|e| StoreError::from(e).detail())
+        };
+        match &result {
+            Ok(()) if batch.items > 0 => {
+                self.counts.0.fetch_add(1, Ordering::Relaxed);
+                self.counts
+                    .1
+                    .fetch_add(batch.items as u64, Ordering::Relaxed);
+            }
+            Ok(()) => {}
+            Err(detail) => {
+                tracing::error!(error = %detail, writes = batch.items, "a group commit failed; none of its writes was acknowledged");
+            }
+        }
+        batch.done.send_replace(Some(result.clone()));
+        result
+    }
+
+    /// Rolls back the open batch: none of its writes happened.
+    async fn abort(&mut self, detail: String) {
+        if let Some(batch) = self.open.take() {
+            let _ = batch.tx.rollback().await;
+            tracing::error!(error = %detail, writes = batch.items, "a group-commit batch was rolled back");
+            batch.done.send_replace(Some(Err(detail)));
+        }
+    }
+}
+
+/// The connection a write runs on: its own transaction, or its savepoint in a shared batch.
+pub(crate) enum TxConn {
+    Own(Transaction<'static, Any>),
+    Grouped(OwnedMutexGuard<WriterState>),
+    /// Committed or rolled back.
+    Ended,
+}
+
+impl std::ops::Deref for TxConn {
+    type Target = AnyConnection;
+    fn deref(&self) -> &AnyConnection {
+        match self {
+            TxConn::Own(tx) => tx,
+            TxConn::Ended => panic!("a write transaction used after it ended"),
+            TxConn::Grouped(state) => {
+                &state
+                    .open
+                    .as_ref()
+                    .expect("a grouped write runs inside an open batch")
+                    .tx
+            }
+        }
+    }
+}
+
+impl std::ops::DerefMut for TxConn {
+    fn deref_mut(&mut self) -> &mut AnyConnection {
+        match self {
+            TxConn::Own(tx) => tx,
+            TxConn::Ended => panic!("a write transaction used after it ended"),
+            TxConn::Grouped(state) => {
+                &mut state
+                    .open
+                    .as_mut()
+                    .expect("a grouped write runs inside an open batch")
+                    .tx
+            }
+        }
+    }
+}
+
 pub(crate) struct WriteTx<'s> {
     pub store: &'s Store,
-    pub tx: Transaction<'static, Any>,
+    pub tx: TxConn,
     pub now: OffsetDateTime,
     events: Vec<AuditEvent>,
     /// SQLite: this process's writers queue here instead of sleeping in SQLite's busy handler.
     /// Declared last so the transaction ends before the next writer starts.
-    _writer: Option<tokio::sync::OwnedMutexGuard<()>>,
+    _writer: Option<OwnedMutexGuard<WriterState>>,
+    /// Set while a grouped write holds the lock inside its savepoint (cleared when it ends).
+    grouped_open: bool,
+}
+
+/// Counts a grouped write as waiting for the lock until it gets it (or is dropped).
+struct Waiting(Arc<AtomicUsize>);
+
+impl Waiting {
+    fn new(counter: &Arc<AtomicUsize>) -> Self {
+        counter.fetch_add(1, Ordering::SeqCst);
+        Self(counter.clone())
+    }
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl Store {
+    /// A write transaction of its own. On SQLite it first commits any open group-commit batch.
     pub(crate) async fn begin(&self) -> Result<WriteTx<'_>> {
         let writer = match self.backend() {
-            crate::Backend::Sqlite => Some(self.sqlite_writer.clone().lock_owned().await),
+            crate::Backend::Sqlite => {
+                let mut state = self.sqlite_writer.lock.clone().lock_owned().await;
+                state.clean_up().await;
+                // The batch's own waiters learn its result; this write starts afresh either way.
+                let _ = state.flush().await;
+                Some(state)
+            }
             crate::Backend::Postgres => None,
         };
         let tx = self.dialect.begin_write(&self.pool).await?;
         Ok(WriteTx {
             store: self,
-            tx,
+            tx: TxConn::Own(tx),
             now: self.clock.now(),
             events: Vec::new(),
             _writer: writer,
+            grouped_open: false,
         })
     }
+
+    /// A write that may share its durable commit with other grouped writes (SQLite; see the
+    /// module documentation). End it with [`WriteTx::commit`] or [`WriteTx::rollback`].
+    pub(crate) async fn begin_grouped(&self) -> Result<WriteTx<'_>> {
+        if self.backend() != crate::Backend::Sqlite {
+            return self.begin().await;
+        }
+        let mut state = {
+            let _waiting = Waiting::new(&self.sqlite_writer.waiting);
+            self.sqlite_writer.lock.clone().lock_owned().await
+        };
+        state.clean_up().await;
+        if state.open.is_none() {
+            let tx = self.dialect.begin_write(&self.pool).await?;
+            let (done, _) = watch::channel(None);
+            state.open = Some(OpenBatch {
+                id: self
+                    .sqlite_writer
+                    .next_batch
+                    .fetch_add(1, Ordering::Relaxed),
+                tx,
+                items: 0,
+                done,
+            });
+        }
+        let batch = state.open.as_mut().expect("opened above");
+        if let Err(e) = sqlx::raw_sql(SAVEPOINT).execute(&mut *batch.tx).await {
+            let detail = StoreError::from(e).detail();
+            state.abort(detail).await;
+            return Err(group_failed());
+        }
+        Ok(WriteTx {
+            store: self,
+            tx: TxConn::Grouped(state),
+            now: self.clock.now(),
+            events: Vec::new(),
+            _writer: None,
+            grouped_open: true,
+        })
+    }
+}
+
+/// The result of a batch once it is finished (`None` if its sender vanished unfinished).
+async fn outcome_of(outcome: &mut watch::Receiver<BatchOutcome>) -> BatchOutcome {
+    match outcome.wait_for(Option::is_some).await {
+        Ok(done) => done.clone(),
+        Err(_) => None,
+    }
+}
+
+impl Drop for WriteTx<'_> {
+    /// A grouped write dropped inside its savepoint (an error returned with `?`, or its request
+    /// abandoned): its changes are rolled back to the savepoint by the next holder of the lock,
+    /// and a task is started to be that holder, so the batch never stays open unattended.
+    fn drop(&mut self) {
+        if !self.grouped_open {
+            return;
+        }
+        if let TxConn::Grouped(state) = &mut self.tx {
+            state.abandoned = true;
+        }
+        let lock = self.store.sqlite_writer.lock.clone();
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let mut state = lock.lock_owned().await;
+                state.clean_up().await;
+            });
+        }
+    }
+}
+
+impl Store {
+    /// SQLite: group-commit batches committed so far and the grouped writes they held.
+    #[doc(hidden)]
+    pub fn group_commit_counts(&self) -> (u64, u64) {
+        let counts = &self.sqlite_writer.counts;
+        (
+            counts.0.load(Ordering::Relaxed),
+            counts.1.load(Ordering::Relaxed),
+        )
+    }
+}
+
+fn group_failed() -> StoreError {
+    StoreError::Database(sqlx::Error::Io(std::io::Error::other(
+        "the shared commit of this write failed",
+    )))
 }
 
 impl WriteTx<'_> {
@@ -47,8 +331,97 @@ impl WriteTx<'_> {
         self.events.push(event);
     }
 
-    /// Appends the audit events to their chains, then commits everything at once.
+    /// Appends the audit events to their chains, then commits everything at once. A grouped
+    /// write returns once the batch holding it is durably committed.
     pub async fn commit(mut self) -> Result<()> {
+        if let Err(e) = self.append_audit().await {
+            self.rollback().await;
+            return Err(e);
+        }
+        self.grouped_open = false;
+        let mut state = match std::mem::replace(&mut self.tx, TxConn::Ended) {
+            TxConn::Own(tx) => {
+                tx.commit().await?;
+                return Ok(());
+            }
+            TxConn::Grouped(state) => state,
+            TxConn::Ended => return Err(group_failed()),
+        };
+        let batch = state
+            .open
+            .as_mut()
+            .expect("a grouped write runs inside an open batch");
+        if let Err(e) = sqlx::raw_sql(RELEASE).execute(&mut *batch.tx).await {
+            let detail = StoreError::from(e).detail();
+            state.abort(detail).await;
+            return Err(group_failed());
+        }
+        batch.items += 1;
+        let (id, mut outcome) = (batch.id, batch.done.subscribe());
+        let writer = &self.store.sqlite_writer;
+        if batch.items >= MAX_GROUP || writer.waiting.load(Ordering::SeqCst) == 0 {
+            // Nobody queued behind this write: commit the batch now.
+            return state.flush().await.map_err(|_| group_failed());
+        }
+        drop(state);
+        // Another grouped write will continue the batch. Wait for the commit; if the lock comes
+        // back first with this batch still open, commit it ourselves. Spawned, so the batch is
+        // committed even if this request is abandoned meanwhile.
+        let lock = writer.lock.clone();
+        let waiter = tokio::spawn(async move {
+            let first = tokio::select! {
+                biased;
+                done = outcome_of(&mut outcome) => Ok(done),
+                state = lock.lock_owned() => Err(state),
+            };
+            match first {
+                Ok(done) => done,
+                Err(mut state) => {
+                    state.clean_up().await;
+                    if state.open.as_ref().is_some_and(|b| b.id == id) {
+                        return Some(state.flush().await);
+                    }
+                    drop(state);
+                    outcome_of(&mut outcome).await
+                }
+            }
+        });
+        match waiter.await {
+            Ok(Some(Ok(()))) => Ok(()),
+            _ => Err(group_failed()),
+        }
+    }
+
+    /// Undoes this write. Other writes in a shared batch are untouched; if the undo itself
+    /// fails, the whole batch is rolled back (nothing in it was acknowledged yet).
+    pub async fn rollback(mut self) {
+        if !self.grouped_open {
+            return; // An own transaction rolls back when dropped.
+        }
+        self.grouped_open = false;
+        let TxConn::Grouped(mut state) = std::mem::replace(&mut self.tx, TxConn::Ended) else {
+            return;
+        };
+        let batch = state
+            .open
+            .as_mut()
+            .expect("a grouped write runs inside an open batch");
+        match sqlx::raw_sql(ROLLBACK_ITEM).execute(&mut *batch.tx).await {
+            Err(e) => {
+                let detail = StoreError::from(e).detail();
+                state.abort(detail).await;
+            }
+            Ok(_) => {
+                let waiting = self.store.sqlite_writer.waiting.load(Ordering::SeqCst);
+                if batch.items == 0 || waiting == 0 {
+                    let _ = state.flush().await;
+                }
+            }
+        }
+    }
+
+    /// Appends the audit events to their chains (the last step before commit).
+    async fn append_audit(&mut self) -> Result<()> {
         let events = std::mem::take(&mut self.events);
         let mut by_scope: BTreeMap<ChainScope, Vec<AuditEvent>> = BTreeMap::new();
         for event in events {
@@ -123,7 +496,6 @@ impl WriteTx<'_> {
                 .execute(&mut *self.tx)
                 .await?;
         }
-        self.tx.commit().await?;
         Ok(())
     }
 }
