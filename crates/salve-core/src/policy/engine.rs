@@ -174,9 +174,6 @@ pub fn classify_traced(text: &str, ctx: &ClassifyContext) -> (Decision, bool) {
 }
 
 /// The learned scorer may overturn a Secure decision only when its every reason is unrecognised
-/// words (never a vocabulary term, frame, attachment, template value or sender name), and only
-/// when it is confident the text is direct. The decision names the words and the scorer.
-/// The learned scorer may overturn a Secure decision only when its every reason is unrecognised
 /// words (never a vocabulary term, frame, attachment, template value or sender name).
 fn scorer_may_judge(text: &str, reasons: &[Reason], check: &AllowCheck) -> bool {
     let only_unknown_words = !reasons.is_empty()
@@ -481,6 +478,9 @@ mod tests {
             "You're on our cancellation list for an earlier colposcopy with Dr. Kowalczyk. We'll text you the moment something opens.",
             "Hola, soy Lupita de recepción. Por favor llámenos sobre su mamograma al 555-0144.",
             "We have a few RSV spots left this season; want us to save you one?",
+            // Lost items and records that reveal a condition or a vaccine (new authors' misses).
+            "Sra. Aguilar, encontramos un bastón gris en el estacionamiento. Si es suyo, lo tenemos en la recepción.",
+            "Just a reminder that Mia's well-child visit is Wed at 9:30 with Dr. Hargrove. Bring her shot record please!",
         ] {
             let d = classify(text, &ClassifyContext::default());
             assert_eq!(d.route, Route::Secure, "{text}: {:?}", d.reasons);
