@@ -13,6 +13,7 @@ pub mod consent;
 pub mod delivery;
 pub mod ehr;
 pub mod ehr_pull;
+pub mod fnv;
 pub mod hours;
 pub mod ids;
 pub mod inbound;

@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::sync::LazyLock;
 
 use super::text::fold;
+use crate::fnv::Fnv1a64;
 
 const WEIGHTS: &str = include_str!("../../data/policy/scorer/weights.tsv");
 /// Hash buckets (as `BUCKETS` in the training script).
@@ -49,21 +50,8 @@ fn parse(raw: &str) -> Model {
     model
 }
 
-struct Fnv(u64);
-
-impl Fnv {
-    fn new() -> Self {
-        Self(0xcbf2_9ce4_8422_2325)
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 ^= u64::from(*b);
-            self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-    }
-    fn bucket(&self) -> u32 {
-        (self.0 % BUCKETS) as u32
-    }
+fn bucket(h: Fnv1a64) -> u32 {
+    (h.finish() % BUCKETS) as u32
 }
 
 /// The hashed buckets present in `text`: each folded word (any word with a digit is "0") and
@@ -83,18 +71,16 @@ fn features(text: &str) -> Vec<u32> {
         .collect();
     let mut out: Vec<u32> = Vec::with_capacity(toks.len() * 2);
     for t in &toks {
-        let mut h = Fnv::new();
-        h.write(b"w:");
-        h.write(t.as_bytes());
-        out.push(h.bucket());
+        let h = Fnv1a64::new().write(b"w:").write(t.as_bytes());
+        out.push(bucket(h));
     }
     for pair in toks.windows(2) {
-        let mut h = Fnv::new();
-        h.write(b"b:");
-        h.write(pair[0].as_bytes());
-        h.write(b" ");
-        h.write(pair[1].as_bytes());
-        out.push(h.bucket());
+        let h = Fnv1a64::new()
+            .write(b"b:")
+            .write(pair[0].as_bytes())
+            .write(b" ")
+            .write(pair[1].as_bytes());
+        out.push(bucket(h));
     }
     out.sort_unstable();
     out.dedup();

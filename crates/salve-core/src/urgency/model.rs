@@ -11,15 +11,13 @@
 //! the model alone calls a text urgent (chosen by leave-one-set-out on the training sets, see
 //! the model file's header). No text is kept or logged: only the score leaves this module.
 
+use crate::fnv::Fnv1a64;
 use std::sync::LazyLock;
 
 use unicode_normalization::UnicodeNormalization;
 use unicode_normalization::char::canonical_combining_class;
 
 const MODEL: &str = include_str!("../../data/urgency/model.txt");
-
-const FNV_OFFSET: u64 = 0xCBF2_9CE4_8422_2325;
-const FNV_PRIME: u64 = 0x0100_0000_01B3;
 
 struct Model {
     buckets: u64,
@@ -110,20 +108,6 @@ pub fn gate() -> f64 {
     LOADED.gate
 }
 
-/// 64-bit FNV-1a, continued from `hash`.
-fn fnv(mut hash: u64, bytes: &[u8]) -> u64 {
-    for &b in bytes {
-        hash ^= u64::from(b);
-        hash = hash.wrapping_mul(FNV_PRIME);
-    }
-    hash
-}
-
-/// 64-bit FNV-1a of some bytes.
-pub fn fnv1a64(bytes: &[u8]) -> u64 {
-    fnv(FNV_OFFSET, bytes)
-}
-
 /// NFD; combining marks and apostrophes dropped; ASCII letters and digits kept, lowercased; anything else a space;
 /// spaces collapsed and trimmed.
 pub fn normalise(text: &str) -> String {
@@ -152,24 +136,24 @@ pub fn buckets_of(text: &str, buckets: u64) -> Vec<u64> {
     let norm = normalise(text);
     let mut out: Vec<u64> = Vec::with_capacity(4 * norm.len() + 8);
     let words: Vec<&str> = norm.split(' ').filter(|w| !w.is_empty()).collect();
-    let w_prefix = fnv(FNV_OFFSET, b"w:");
+    let w_prefix = Fnv1a64::new().write(b"w:");
     for w in &words {
-        out.push(fnv(w_prefix, w.as_bytes()) % buckets);
+        out.push(w_prefix.write(w.as_bytes()).finish() % buckets);
     }
-    let b_prefix = fnv(FNV_OFFSET, b"b:");
+    let b_prefix = Fnv1a64::new().write(b"b:");
     for pair in words.windows(2) {
-        let h = fnv(
-            fnv(fnv(b_prefix, pair[0].as_bytes()), b" "),
-            pair[1].as_bytes(),
-        );
-        out.push(h % buckets);
+        let h = b_prefix
+            .write(pair[0].as_bytes())
+            .write(b" ")
+            .write(pair[1].as_bytes());
+        out.push(h.finish() % buckets);
     }
     let padded = format!(" {norm} ");
     let bytes = padded.as_bytes(); // ASCII only
-    let c_prefix = fnv(FNV_OFFSET, b"c:");
+    let c_prefix = Fnv1a64::new().write(b"c:");
     for n in 3..=5 {
         for gram in bytes.windows(n) {
-            out.push(fnv(c_prefix, gram) % buckets);
+            out.push(c_prefix.write(gram).finish() % buckets);
         }
     }
     out.sort_unstable();
@@ -194,14 +178,6 @@ pub fn model_buckets() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn fnv_matches_the_published_vectors() {
-        // FNV-1a 64 test vectors (Fowler/Noll/Vo).
-        assert_eq!(fnv1a64(b""), 0xcbf2_9ce4_8422_2325);
-        assert_eq!(fnv1a64(b"a"), 0xaf63_dc4c_8601_ec8c);
-        assert_eq!(fnv1a64(b"foobar"), 0x8594_4171_f739_67e8);
-    }
 
     #[test]
     fn normalising_folds_case_accents_and_punctuation() {
