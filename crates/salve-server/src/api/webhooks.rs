@@ -324,11 +324,7 @@ pub(crate) async fn inbound_text(
                 kind: Some(kind),
                 urgent: reaction.urgent.urgent,
                 // Checked before anything else, whatever the consent state.
-                emergency_reply: reaction
-                    .urgent
-                    .urgent
-                    .then(|| render_reply(SystemMessageKind::EmergencyGuidance))
-                    .flatten(),
+                emergency_reply: reaction.emergency_reply().and_then(&render_reply),
                 reminder_answer: answer.clone(),
                 after_hours_reply: (closed
                     && !reaction.urgent.urgent
