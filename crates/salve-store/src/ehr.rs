@@ -371,17 +371,15 @@ impl Store {
         limit: usize,
         lease_secs: i64,
     ) -> Result<Vec<ClaimedEhrWrite>> {
-        // A read first: most passes find nothing due, and need not take the write lock.
         let now = salve_core::clock::to_micros(self.clock.now());
-        let due: Option<i64> = sqlx::query_scalar(
-            "SELECT 1 FROM ehr_writes WHERE (status = 'pending' AND next_attempt_at <= $1) \
-             OR (status = 'sending' AND claimed_at <= $2) LIMIT 1",
-        )
-        .bind(now)
-        .bind(now - lease_secs * 1_000_000)
-        .fetch_optional(&self.pool)
-        .await?;
-        if due.is_none() {
+        if !self
+            .any_due(
+                "SELECT 1 FROM ehr_writes WHERE (status = 'pending' AND next_attempt_at <= $1) \
+                 OR (status = 'sending' AND claimed_at <= $2) LIMIT 1",
+                &[now, now - lease_secs * 1_000_000],
+            )
+            .await?
+        {
             return Ok(Vec::new());
         }
         let mut tx = self.begin().await?;

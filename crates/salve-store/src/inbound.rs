@@ -1068,14 +1068,13 @@ pub struct PracticeReply {
 impl Store {
     /// Claims up to `limit` due replies to unknown senders, marking them `sending`.
     pub async fn claim_practice_replies(&self, limit: usize) -> Result<Vec<PracticeReply>> {
-        // A read first: most passes find nothing due, and need not take the write lock.
-        let due: Option<i64> = sqlx::query_scalar(
-            "SELECT 1 FROM practice_replies WHERE status = 'pending' AND next_attempt_at <= $1 LIMIT 1",
-        )
-        .bind(salve_core::clock::to_micros(self.clock.now()))
-        .fetch_optional(&self.pool)
-        .await?;
-        if due.is_none() {
+        if !self
+            .any_due(
+                "SELECT 1 FROM practice_replies WHERE status = 'pending' AND next_attempt_at <= $1 LIMIT 1",
+                &[salve_core::clock::to_micros(self.clock.now())],
+            )
+            .await?
+        {
             return Ok(Vec::new());
         }
         let mut tx = self.begin().await?;
@@ -1187,14 +1186,13 @@ impl Store {
     /// Replies a dead worker left in `sending`: nobody can tell whether they went, and they
     /// are never resent blindly.
     pub async fn abandon_stale_practice_replies(&self, lease_secs: i64) -> Result<u64> {
-        // A read first: there is rarely anything stale, and then no write lock is needed.
-        let stale: Option<i64> = sqlx::query_scalar(
-            "SELECT 1 FROM practice_replies WHERE status = 'sending' AND claimed_at <= $1 LIMIT 1",
-        )
-        .bind(salve_core::clock::to_micros(self.clock.now()) - lease_secs * 1_000_000)
-        .fetch_optional(&self.pool)
-        .await?;
-        if stale.is_none() {
+        if !self
+            .any_due(
+                "SELECT 1 FROM practice_replies WHERE status = 'sending' AND claimed_at <= $1 LIMIT 1",
+                &[salve_core::clock::to_micros(self.clock.now()) - lease_secs * 1_000_000],
+            )
+            .await?
+        {
             return Ok(0);
         }
         let mut tx = self.begin().await?;

@@ -255,6 +255,17 @@ impl Store {
         self.dialect.backend()
     }
 
+    /// Whether `select_one` (a `SELECT 1 … LIMIT 1` over times in microseconds, bound in order)
+    /// finds a row. The workers ask this with a plain read before claiming: most passes find
+    /// nothing due and then need not take the write lock.
+    pub(crate) async fn any_due(&self, select_one: &'static str, times: &[i64]) -> Result<bool> {
+        let mut query = sqlx::query_scalar::<_, i64>(select_one);
+        for t in times {
+            query = query.bind(*t);
+        }
+        Ok(query.fetch_optional(&self.pool).await?.is_some())
+    }
+
     pub fn master_key_id(&self) -> &str {
         self.ring.master().id()
     }

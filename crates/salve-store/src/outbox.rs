@@ -90,14 +90,13 @@ impl Store {
     /// Claims up to `limit` due jobs for `worker`, marking them `sending` in one transaction.
     /// Jobs whose consent was revoked since they were queued are cancelled instead.
     pub async fn claim_outbox_jobs(&self, worker: &str, limit: usize) -> Result<Vec<ClaimedJob>> {
-        // A read first: most passes find nothing due, and need not take the write lock.
-        let due: Option<i64> = sqlx::query_scalar(
-            "SELECT 1 FROM outbox_jobs WHERE status = 'pending' AND next_attempt_at <= $1 LIMIT 1",
-        )
-        .bind(salve_core::clock::to_micros(self.clock.now()))
-        .fetch_optional(&self.pool)
-        .await?;
-        if due.is_none() {
+        if !self
+            .any_due(
+                "SELECT 1 FROM outbox_jobs WHERE status = 'pending' AND next_attempt_at <= $1 LIMIT 1",
+                &[salve_core::clock::to_micros(self.clock.now())],
+            )
+            .await?
+        {
             return Ok(Vec::new());
         }
         let mut tx = self.begin().await?;

@@ -109,7 +109,8 @@ pub fn gate() -> f64 {
 }
 
 /// NFD; combining marks and apostrophes dropped; ASCII letters and digits kept, lowercased; anything else a space;
-/// spaces collapsed and trimmed.
+/// spaces collapsed and trimmed. Not `policy::text::fold`, which keeps non-ASCII letters: this
+/// must match `tools/urgency-train/features.py` byte for byte, or the weights mean nothing.
 pub fn normalise(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut space = true; // no leading space
