@@ -317,6 +317,8 @@ PHRASES = {
         "support group", "grupo de apoyo", "sala de emergencias", "emergency room",
         "emergency department", "urgencias", "sleep lab", "infusion center", "infusion suite",
         "breast center", "eye center", "vein center", "cancer care", "heart care",
+        "memory center", "memory care", "centro de memoria", "clinica de memoria",
+        "medicina deportiva",
     ],
     "preparation": [
         "nothing to eat", "nothing by mouth", "empty stomach", "do not eat", "dont eat",
@@ -353,6 +355,9 @@ PHRASES = {
         "nota para la escuela", "carta medica", "permiso medico", "incapacidad laboral",
         "go back to work", "can return to work", "cleared to return", "back to school",
         "volver al trabajo", "regresar al trabajo", "volver a la escuela", "regresar a la escuela",
+        "visit summary", "after visit summary", "resumen de su visita", "resumen de la visita",
+        "resumen de su consulta", "resumen de la consulta", "advance directive", "living will",
+        "directiva anticipada", "voluntad anticipada",
     ],
 }
 

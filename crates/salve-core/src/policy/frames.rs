@@ -42,6 +42,34 @@ pub const THIRD_PARTY_PAPERWORK: Category = Category {
     rule: "medical_paperwork",
     what: "paperwork for an employer, school or other third party",
 };
+pub const CLINICIAN_REQUEST: Category = Category {
+    rule: "clinical_reason",
+    what: "a clinician asking to talk, review or see the patient again",
+};
+pub const CLINICIAN_REVIEW: Category = Category {
+    rule: "clinical_reason",
+    what: "something a clinician looked at",
+};
+pub const FOLLOW_UP: Category = Category {
+    rule: "clinical_reason",
+    what: "a follow-up interval",
+};
+pub const VISIT_REASON: Category = Category {
+    rule: "clinical_reason",
+    what: "a call about the last visit",
+};
+pub const CONFIDENTIAL_VISIT: Category = Category {
+    rule: "clinical_reason",
+    what: "a confidential visit",
+};
+pub const AID: Category = Category {
+    rule: "device",
+    what: "an aid the patient wears or uses",
+};
+pub const LESION: Category = Category {
+    rule: "condition",
+    what: "a skin spot",
+};
 pub const BILLING_SERVICE: Category = Category {
     rule: "billing_names_service",
     what: "a bill or receipt that names what it was for",
@@ -65,11 +93,46 @@ struct Frames {
     meals: Set,
     companion_verbs: Set,
     companions: Set,
+    stay_verbs: Set,
+    stay_links: Set,
     discuss_verbs: Set,
     discuss_topics_ok: Set,
     letter_nouns: Set,
+    form_nouns: Set,
     letter_links: Set,
+    letter_for: Set,
+    letter_from_ok: Set,
     third_parties: Set,
+    routine_parties: Set,
+    party_mods: Set,
+    clinicians: Set,
+    want_verbs: Set,
+    intents: Set,
+    /// "go" -> "over": an intent only with its next word.
+    intents_with: Vec<(&'static str, &'static str)>,
+    message_verbs: Set,
+    message_nouns: Set,
+    review_verbs: Set,
+    review_links: Set,
+    determiners: Set,
+    clinician_topics_ok: Set,
+    return_verbs: Set,
+    return_before_back: Set,
+    interval_links: Set,
+    interval_words: Set,
+    interval_units: Set,
+    worn_aids: Set,
+    aid_states: Set,
+    vision_aids: Set,
+    vision_states: Set,
+    vision_not: Set,
+    lesions: Set,
+    lesion_food: Set,
+    about_links: Set,
+    visit_mods: Set,
+    visit_nouns: Set,
+    visit_admin: Set,
+    confidential: Set,
     billing_nouns: Set,
     billing_links: Set,
     billing_skip: Set,
@@ -104,6 +167,7 @@ static FRAMES_DATA: LazyLock<Frames> = LazyLock::new(|| {
     }
     let mut triggers: Set = context_forms.keys().copied().collect();
     triggers.insert("fast");
+    triggers.insert("back");
     for name in [
         "possessives",
         "dress_verbs",
@@ -111,7 +175,16 @@ static FRAMES_DATA: LazyLock<Frames> = LazyLock::new(|| {
         "companion_verbs",
         "discuss_verbs",
         "letter_nouns",
+        "form_nouns",
         "billing_nouns",
+        "companions",
+        "clinicians",
+        "return_verbs",
+        "worn_aids",
+        "vision_aids",
+        "lesions",
+        "about_links",
+        "confidential",
     ] {
         triggers.extend(set(name));
     }
@@ -127,11 +200,47 @@ static FRAMES_DATA: LazyLock<Frames> = LazyLock::new(|| {
         meals: set("meals"),
         companion_verbs: set("companion_verbs"),
         companions: set("companions"),
+        stay_verbs: set("stay_verbs"),
+        stay_links: set("stay_links"),
         discuss_verbs: set("discuss_verbs"),
         discuss_topics_ok: set("discuss_topics_ok"),
         letter_nouns: set("letter_nouns"),
+        form_nouns: set("form_nouns"),
         letter_links: set("letter_links"),
+        letter_for: set("letter_for"),
+        letter_from_ok: set("letter_from_ok"),
         third_parties: set("third_parties"),
+        routine_parties: set("routine_parties"),
+        party_mods: set("party_mods"),
+        clinicians: set("clinicians"),
+        want_verbs: set("want_verbs"),
+        intents: set("intents"),
+        intents_with: vocab::section(FRAMES, "intents_with")
+            .filter_map(|pair| pair.split_once(':'))
+            .collect(),
+        message_verbs: set("message_verbs"),
+        message_nouns: set("message_nouns"),
+        review_verbs: set("review_verbs"),
+        review_links: set("review_links"),
+        determiners: set("determiners"),
+        clinician_topics_ok: set("clinician_topics_ok"),
+        return_verbs: set("return_verbs"),
+        return_before_back: set("return_before_back"),
+        interval_links: set("interval_links"),
+        interval_words: set("interval_words"),
+        interval_units: set("interval_units"),
+        worn_aids: set("worn_aids"),
+        aid_states: set("aid_states"),
+        vision_aids: set("vision_aids"),
+        vision_states: set("vision_states"),
+        vision_not: set("vision_not"),
+        lesions: set("lesions"),
+        lesion_food: set("lesion_food"),
+        about_links: set("about_links"),
+        visit_mods: set("visit_mods"),
+        visit_nouns: set("visit_nouns"),
+        visit_admin: set("visit_admin"),
+        confidential: set("confidential"),
         billing_nouns: set("billing_nouns"),
         billing_links: set("billing_links"),
         billing_skip: set("billing_skip"),
@@ -239,6 +348,122 @@ fn billing_link(f: &Frames, rest: &[&str]) -> Option<usize> {
     None
 }
 
+/// Whether a word of `set` is within `reach` words of `words[i]`, either side.
+fn near(words: &[&str], i: usize, reach: usize, set: &Set) -> bool {
+    words[i.saturating_sub(reach)..words.len().min(i + reach + 1)]
+        .iter()
+        .any(|x| set.contains(x))
+}
+
+/// "in 3 months", "en dos semanas", "dentro de 2 semanas": the index in `rest` of the unit.
+fn interval_end(f: &Frames, rest: &[&str]) -> Option<usize> {
+    let mut k = 0;
+    while k < rest.len().min(3) && f.interval_links.contains(rest[k]) {
+        k += 1;
+    }
+    if k == 0
+        || !rest
+            .get(k)
+            .is_some_and(|x| is_number(x) || f.interval_words.contains(x))
+    {
+        return None;
+    }
+    rest.get(k + 1)
+        .is_some_and(|x| f.interval_units.contains(x))
+        .then_some(k + 1)
+}
+
+/// A clinician at `words[i]`: "Dr. Pérez quiere hablar con usted", "the doctor would like to
+/// go over something", "Dr. Wu reviewed the echo", "Dr. Obi left you a message".
+fn clinician_frame(f: &Frames, words: &[&str], i: usize, reading: &mut Reading) {
+    let n = words.len();
+    let topic_ok = |from: usize| {
+        words[from.min(n)..n.min(from + 5)]
+            .iter()
+            .any(|x| f.discuss_topics_ok.contains(x) || f.clinician_topics_ok.contains(x))
+    };
+    for j in i + 1..n.min(i + 6) {
+        let v = words[j];
+        if f.want_verbs.contains(v) {
+            let intent = (j + 1..n.min(j + 5)).find(|&k| {
+                f.intents.contains(words[k])
+                    || f.intents_with
+                        .iter()
+                        .any(|(a, b)| *a == words[k] && words.get(k + 1) == Some(b))
+            });
+            if let Some(k) = intent
+                && !topic_ok(k + 1)
+            {
+                push(reading, CLINICIAN_REQUEST, &[words[i], v, words[k]]);
+                return;
+            }
+        }
+        if f.message_verbs.contains(v)
+            && let Some(k) = (j + 1..n.min(j + 4)).find(|&k| f.message_nouns.contains(words[k]))
+        {
+            push(reading, CLINICIAN_REQUEST, &[words[i], v, words[k]]);
+            return;
+        }
+        if f.review_verbs.contains(v) {
+            let mut k = j + 1;
+            if k < n && f.review_links.contains(words[k]) {
+                k += 1;
+            }
+            if k < n && (f.determiners.contains(words[k]) || f.possessives.contains(words[k])) {
+                k += 1;
+                while k < n && matches!(words[k], "new" | "last" | "latest" | "recent") {
+                    k += 1;
+                }
+                if k < n
+                    && !f.discuss_topics_ok.contains(words[k])
+                    && !f.clinician_topics_ok.contains(words[k])
+                {
+                    push(reading, CLINICIAN_REVIEW, &[words[i], v, words[k]]);
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Paperwork at `words[i]` for a third party: a letter or note for one is an excuse or a
+/// clearance; a form only when it is not the routine kind every school or camp hands out.
+fn paperwork_frame(f: &Frames, words: &[&str], i: usize, reading: &mut Reading) {
+    let n = words.len();
+    let w = words[i];
+    let letter = f.letter_nouns.contains(w);
+    let party_ok =
+        |x: &str| f.third_parties.contains(x) && (letter || !f.routine_parties.contains(x));
+    // After the noun, only through link words ("forms before work" is a time of day); a letter
+    // may first say what it is ("carta de comprobante de cita para el trabajo").
+    let mut via_for = false;
+    let mut skipped = 0;
+    let mut after = None;
+    for k in i + 1..n.min(i + 8) {
+        let x = words[k];
+        if f.third_parties.contains(x) {
+            after = Some(k).filter(|_| party_ok(x));
+            break;
+        }
+        if f.letter_for.contains(x) {
+            via_for = true;
+        } else if !f.letter_links.contains(x) && !f.party_mods.contains(x) {
+            skipped += 1;
+            if !letter || via_for || skipped > 3 {
+                break;
+            }
+        }
+    }
+    let after = after.filter(|_| via_for || !f.letter_from_ok.contains(w));
+    let after = after.filter(|&k| k < i + 5 || via_for);
+    let before = (i.saturating_sub(2)..i).find(|&k| party_ok(words[k]));
+    if let Some(k) = after {
+        push(reading, THIRD_PARTY_PAPERWORK, &words[i..=k]);
+    } else if let Some(k) = before {
+        push(reading, THIRD_PARTY_PAPERWORK, &words[k..=i]);
+    }
+}
+
 fn read_sentence(f: &Frames, words: &[&str], reading: &mut Reading) {
     let n = words.len();
     for (i, &w) in words.iter().enumerate() {
@@ -329,21 +554,9 @@ fn read_sentence(f: &Frames, words: &[&str], reading: &mut Reading) {
                 push(reading, DISCUSSION, &words[i..=k]);
             }
         }
-        // "letter for your employer", "school excuse", "carta para el trabajo".
-        if f.letter_nouns.contains(w) {
-            // After the noun, only through "for/from/para/de" and a determiner ("forms
-            // before work" is a time of day).
-            let after = (i + 1..n.min(i + 5))
-                .take_while(|&k| {
-                    f.third_parties.contains(words[k]) || f.letter_links.contains(words[k])
-                })
-                .find(|&k| f.third_parties.contains(words[k]));
-            let before = (i.saturating_sub(2)..i).find(|&k| f.third_parties.contains(words[k]));
-            if let Some(k) = after {
-                push(reading, THIRD_PARTY_PAPERWORK, &words[i..=k]);
-            } else if let Some(k) = before {
-                push(reading, THIRD_PARTY_PAPERWORK, &words[k..=i]);
-            }
+        // "letter for your employer", "school excuse", "paperwork for the DMV".
+        if f.letter_nouns.contains(w) || f.form_nouns.contains(w) {
+            paperwork_frame(f, words, i, reading);
         }
         // "payment for the ultrasound": after the link word, only generic words may follow.
         if f.billing_nouns.contains(w)
@@ -358,6 +571,62 @@ fn read_sentence(f: &Frames, words: &[&str], reading: &mut Reading) {
             if k < n && !f.billing_ok.contains(words[k]) {
                 push(reading, BILLING_SERVICE, &[w, words[link], words[k]]);
             }
+        }
+        if f.clinicians.contains(w) {
+            clinician_frame(f, words, i, reading);
+        }
+        // "return in 3 months", "see you back in 2 weeks".
+        if (f.return_verbs.contains(w)
+            || w == "back"
+                && i > 0
+                && f.return_before_back.contains(words[i - 1])
+                && (words[i - 1] != "you" || i > 1 && words[i - 2] == "see"))
+            && let Some(end) = interval_end(f, &words[i + 1..])
+        {
+            push(reading, FOLLOW_UP, &words[i..=i + 1 + end]);
+        }
+        // "the boot comes off", "ya llegaron sus lentes".
+        if f.worn_aids.contains(w)
+            && (i > 0 && words[i - 1] == "walking" || near(words, i, 3, &f.aid_states))
+        {
+            push(reading, AID, &words[i..=i]);
+        }
+        if f.vision_aids.contains(w)
+            && !near(words, i, 2, &f.vision_not)
+            && near(words, i, 3, &f.vision_states)
+        {
+            push(reading, AID, &words[i..=i]);
+        }
+        // "the mole on your back", "ese lunar" (not "mole poblano").
+        if f.lesions.contains(w)
+            && i > 0
+            && (f.determiners.contains(words[i - 1]) || f.possessives.contains(words[i - 1]))
+            && !near(words, i, 4, &f.lesion_food)
+        {
+            push(reading, LESION, &words[i - 1..=i]);
+        }
+        // "call regarding your recent visit" (not a survey or a bill about it).
+        if f.about_links.contains(w)
+            && words
+                .get(i + 1)
+                .is_some_and(|x| f.possessives.contains(x) || f.determiners.contains(x))
+            && words.get(i + 2).is_some_and(|x| f.visit_mods.contains(x))
+            && words.get(i + 3).is_some_and(|x| f.visit_nouns.contains(x))
+            && !words
+                .iter()
+                .any(|x| f.visit_admin.contains(x) || f.billing_nouns.contains(x))
+        {
+            push(reading, VISIT_REASON, &words[i..=i + 3]);
+        }
+        if f.confidential.contains(w) && near(words, i, 2, &f.visit_nouns) {
+            push(reading, CONFIDENTIAL_VISIT, &words[i..=i]);
+        }
+        // "have someone stay with you".
+        if f.companions.contains(w)
+            && let Some(k) = (i + 1..n.min(i + 4)).find(|&k| f.stay_verbs.contains(words[k]))
+            && words.get(k + 1).is_some_and(|x| f.stay_links.contains(x))
+        {
+            push(reading, COMPANION, &words[i..=k + 1]);
         }
         // Context words: allowed only among benign neighbours, with no clinical one near.
         if let Some(&line) = f.context_forms.get(w) {
