@@ -495,6 +495,8 @@ fn read_sentence(f: &Frames, words: &[&str], reading: &mut Reading) {
                     && words
                         .get(j + 1)
                         .is_some_and(|x| matches!(*x, "in" | "into" | "on")))
+                // "your reading glasses" are for the forms.
+                && !words.get(j + 1).is_some_and(|x| f.vision_aids.contains(x))
             {
                 push(reading, CLINICAL_ITEM, &words[i..=j]);
             }
