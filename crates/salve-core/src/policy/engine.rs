@@ -840,6 +840,21 @@ mod tests {
             "Our check-in tablets are down today.",
             "Positive feedback helps other families find us!",
             "La Dra. Montalvo está enferma hoy. Le llamamos para cambiar su cita.",
+            "We're open Friday with normal hours.",
+            "El consultorio abre en horario normal el lunes.",
+            "¿Le queda bien la cita del martes a las 3?",
+            "We got your message and a nurse will call you back this afternoon.",
+            "Recibimos su mensaje. La enfermera le llamará esta tarde.",
+            "Reminder from Mountain View Community Health: our lobby opens at 8.",
+            "Recibimos su formulario de autorización firmado.",
+            "The parking validation machine is broken today.",
+            "We found a pair of reading glasses in the lobby.",
+            "Someone left a water bottle at the front desk.",
+            "Wheelchairs are available at the lobby entrance.",
+            "Your son's sports physical is Monday at 3:40.",
+            "Dr. Walsh is running late due to an emergency at the hospital.",
+            "Hi, we're missing your date of birth on the new patient form.",
+            "Su pago de $55 por mensaje de texto fue recibido.",
         ] {
             let d = classify(text, &ClassifyContext::default());
             assert_eq!(d.route, Route::Direct, "{text}: {:?}", d.reasons);
@@ -850,6 +865,17 @@ mod tests {
             "We sent it to the pharmacy.",
             "Remember to take it with dinner.",
             "El doctor dice que usted está enfermo.",
+            "Your results came back normal.",
+            "¿Se siente bien hoy?",
+            "The nurse needs to check your wound.",
+            "Your health history needs an update.",
+            "Your prior authorization is pending.",
+            "The x-ray shows your wrist is broken.",
+            "Your blood pressure reading was high.",
+            "Drink plenty of water before your visit.",
+            "Please bring your wheelchair to the visit.",
+            "Your physical therapy starts Monday.",
+            "Your hospital discharge papers came in.",
         ] {
             assert_eq!(route(text), Route::Secure, "{text}");
         }

@@ -394,14 +394,14 @@ fn clinician_frame(f: &Frames, words: &[&str], i: usize, reading: &mut Reading) 
             if let Some(k) = intent
                 && !topic_ok(k + 1)
             {
-                push(reading, CLINICIAN_REQUEST, &[words[i], v, words[k]]);
+                push(reading, CLINICIAN_REQUEST, &words[i..=k]);
                 return;
             }
         }
         if f.message_verbs.contains(v)
             && let Some(k) = (j + 1..n.min(j + 4)).find(|&k| f.message_nouns.contains(words[k]))
         {
-            push(reading, CLINICIAN_REQUEST, &[words[i], v, words[k]]);
+            push(reading, CLINICIAN_REQUEST, &words[i..=k]);
             return;
         }
         if f.review_verbs.contains(v) {
@@ -418,7 +418,7 @@ fn clinician_frame(f: &Frames, words: &[&str], i: usize, reading: &mut Reading) 
                     && !f.discuss_topics_ok.contains(words[k])
                     && !f.clinician_topics_ok.contains(words[k])
                 {
-                    push(reading, CLINICIAN_REVIEW, &[words[i], v, words[k]]);
+                    push(reading, CLINICIAN_REVIEW, &words[i..=k]);
                     return;
                 }
             }
@@ -439,8 +439,7 @@ fn paperwork_frame(f: &Frames, words: &[&str], i: usize, reading: &mut Reading) 
     let mut via_for = false;
     let mut skipped = 0;
     let mut after = None;
-    for k in i + 1..n.min(i + 8) {
-        let x = words[k];
+    for (k, &x) in words.iter().enumerate().take(n.min(i + 8)).skip(i + 1) {
         if f.third_parties.contains(x) {
             after = Some(k).filter(|_| party_ok(x));
             break;
@@ -670,7 +669,10 @@ mod tests {
     fn everyday_words_in_clinical_frames() {
         assert_eq!(
             signals("Dr. Ames looked at your echo."),
-            [("clinical_item", "your echo".into())]
+            [
+                ("clinical_reason", "dr ames looked at your echo".into()),
+                ("clinical_item", "your echo".into())
+            ]
         );
         assert_eq!(
             signals("Please wear shorts on Monday."),
@@ -715,6 +717,182 @@ mod tests {
         ] {
             assert_eq!(read(text).folded, fold(text), "{text}");
         }
+    }
+
+    /// Each frame's secure phrasing (English and Spanish) and its direct look-alikes.
+    fn rules_of(text: &str) -> Vec<&'static str> {
+        read(text).signals.iter().map(|s| s.category.rule).collect()
+    }
+
+    fn frame_cases(category: Category, secure: &[&str], direct: &[&str]) {
+        for text in secure {
+            let found = read(text).signals;
+            assert!(
+                found.iter().any(|s| s.category == category),
+                "{text}: {found:?}"
+            );
+        }
+        for text in direct {
+            assert!(
+                rules_of(text).is_empty(),
+                "{text}: {:?}",
+                read(text).signals
+            );
+        }
+    }
+
+    #[test]
+    fn a_clinician_asking_to_talk_review_or_see_again() {
+        frame_cases(
+            CLINICIAN_REQUEST,
+            &[
+                "The doctor would like to go over something with you from your last visit.",
+                "Sra. Lozano, la Dra. Pérez quiere hablar con usted.",
+                "La doctora quiere revisar algo con usted.",
+                "La doctora le pide que regrese en 3 meses.",
+                "Dr. Obi left you a message in the portal.",
+                "Dr. Kim wants you to come back next week.",
+            ],
+            &[
+                "Dr. Lee is running late, about 20 minutes.",
+                "The doctor is out Friday, we need to move your visit.",
+                "El doctor está atrasado 20 minutos.",
+                "Dr. Bishop would like to see you for your yearly checkup.",
+                "Dr. Lee wants to go over your bill with you.",
+                "La doctora quiere hablar de su seguro.",
+                "Dr. Patel needs to reschedule your appointment.",
+            ],
+        );
+    }
+
+    #[test]
+    fn what_a_clinician_looked_at() {
+        frame_cases(
+            CLINICIAN_REVIEW,
+            &[
+                "Dr. Wu reviewed the echo.",
+                "Dr. Alvarez reviewed the photos.",
+                "La Dra. Soto revisó sus fotos.",
+            ],
+            &[
+                "Dr. Clarke signed the school form.",
+                "Dr. Lee reviewed your forms and signed them.",
+                "El doctor revisó su formulario.",
+            ],
+        );
+    }
+
+    #[test]
+    fn a_follow_up_interval() {
+        frame_cases(
+            FOLLOW_UP,
+            &[
+                "Please come back in 2 weeks.",
+                "We'd like to see you back in 3 months.",
+                "Regrese en dos semanas, por favor.",
+                "Vuelva dentro de 3 meses.",
+            ],
+            &[
+                "Dr. Lee will be back in 2 weeks from vacation.",
+                "We'll call you back in 10 minutes.",
+                "El doctor regresa en 2 semanas de sus vacaciones.",
+                "Your next visit is in 3 months.",
+            ],
+        );
+    }
+
+    #[test]
+    fn aids_the_patient_wears_or_uses() {
+        frame_cases(
+            AID,
+            &[
+                "You can resume running once the boot comes off next week.",
+                "Your son's cast can come off at the next visit.",
+                "Ya llegaron sus lentes.",
+                "Your new glasses are ready to pick up.",
+                "Le vamos a quitar el yeso el martes.",
+            ],
+            &[
+                "Please bring your reading glasses for the forms.",
+                "We found a pair of sunglasses in the lobby.",
+                "Se encontraron unos lentes de sol en el estacionamiento.",
+                "Your new glasses case is in the lost and found.",
+                "Please wipe the snow off before coming in.",
+            ],
+        );
+    }
+
+    #[test]
+    fn a_skin_spot_pointed_at() {
+        frame_cases(
+            LESION,
+            &[
+                "Dr. Alvarez thinks the mole should come off.",
+                "Your mole check is Thursday.",
+                "La doctora quiere ver ese lunar.",
+            ],
+            &[
+                "Feliz Año Nuevo Lunar de parte de todos.",
+                "Gracias por el mole poblano, estaba delicioso.",
+            ],
+        );
+    }
+
+    #[test]
+    fn a_call_about_the_last_visit() {
+        frame_cases(
+            VISIT_REASON,
+            &[
+                "Please call the office regarding your recent visit.",
+                "Llámenos sobre su última visita.",
+            ],
+            &[
+                "Please take our survey about your recent visit.",
+                "Please let us know if your insurance changed since your last visit.",
+                "Tenemos una pregunta sobre su última cita y el pago.",
+            ],
+        );
+    }
+
+    #[test]
+    fn confidential_visits_and_watched_recovery() {
+        frame_cases(
+            CONFIDENTIAL_VISIT,
+            &[
+                "Your teen's confidential visit is Tuesday at 4.",
+                "Su cita confidencial es el martes.",
+            ],
+            &["Your information is confidential and safe with us."],
+        );
+        frame_cases(
+            COMPANION,
+            &[
+                "Please have someone stay with you for 24 hours.",
+                "Necesita alguien que se quede con usted esa noche.",
+            ],
+            &["Someone will stay at the front desk until 6."],
+        );
+    }
+
+    #[test]
+    fn letters_for_third_parties_but_not_routine_forms() {
+        frame_cases(
+            THIRD_PARTY_PAPERWORK,
+            &[
+                "We have your paperwork for the DMV ready for Dr. Gates to sign.",
+                "Ya está lista su carta de comprobante de cita para el trabajo.",
+                "We received your request for a letter for your service dog.",
+                "Your school note is ready.",
+                "Su carta para el trabajo está lista.",
+            ],
+            &[
+                "Bring the school form to your visit.",
+                "Ya están listos sus formularios para la guardería.",
+                "Recibimos el formulario de la escuela para Sofía.",
+                "Traiga una carta del trabajo como comprobante de ingresos.",
+                "We received the letter from your employer.",
+            ],
+        );
     }
 
     #[test]
