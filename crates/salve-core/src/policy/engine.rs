@@ -855,6 +855,14 @@ mod tests {
             "Dr. Walsh is running late due to an emergency at the hospital.",
             "Hi, we're missing your date of birth on the new patient form.",
             "Su pago de $55 por mensaje de texto fue recibido.",
+            "Su solicitud para el programa de descuento fue aprobada.",
+            "El Dr. Leal tiene una cita libre el jueves a las 4.",
+            "Hoy abrimos a las 11 por la nevada. Manejen con cuidado.",
+            "Our free tax prep help is Tuesdays at the front lobby.",
+            "We're running behind today, it's flu season. Thanks for your patience!",
+            "Please bring your laptop or tablet charged for your video visit.",
+            "Por el desfile del Día de los Muertos la calle estará cerrada.",
+            "Tenemos intérpretes de mixteco y zapoteco para su cita.",
         ] {
             let d = classify(text, &ClassifyContext::default());
             assert_eq!(d.route, Route::Direct, "{text}: {:?}", d.reasons);
@@ -876,6 +884,12 @@ mod tests {
             "Please bring your wheelchair to the visit.",
             "Your physical therapy starts Monday.",
             "Your hospital discharge papers came in.",
+            "Your referral was approved.",
+            "Su sensor libre llegó a la farmacia.",
+            "¿Se siente mejor hoy?",
+            "Your bowel prep kit is ready.",
+            "Your flu test was positive.",
+            "Your son can go back to school once the fever is gone.",
         ] {
             assert_eq!(route(text), Route::Secure, "{text}");
         }
