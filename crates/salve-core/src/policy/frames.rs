@@ -581,7 +581,8 @@ fn read_sentence(f: &Frames, words: &[&str], reading: &mut Reading) {
             || w == "back"
                 && i > 0
                 && f.return_before_back.contains(words[i - 1])
-                && (words[i - 1] != "you" || i > 1 && words[i - 2] == "see"))
+                && (words[i - 1] != "you"
+                    || i > 1 && (words[i - 2] == "see" || f.want_verbs.contains(words[i - 2]))))
             && let Some(end) = interval_end(f, &words[i + 1..])
         {
             push(reading, FOLLOW_UP, &words[i..=i + 1 + end]);
@@ -789,6 +790,7 @@ mod tests {
             &[
                 "Please come back in 2 weeks.",
                 "We'd like to see you back in 3 months.",
+                "Dr. Cole wants you back in six weeks.",
                 "Regrese en dos semanas, por favor.",
                 "Vuelva dentro de 3 meses.",
             ],
