@@ -116,6 +116,7 @@ struct Frames {
     review_links: Set,
     determiners: Set,
     clinician_topics_ok: Set,
+    not_clinician_after: Set,
     return_verbs: Set,
     return_before_back: Set,
     interval_links: Set,
@@ -224,6 +225,7 @@ static FRAMES_DATA: LazyLock<Frames> = LazyLock::new(|| {
         review_links: set("review_links"),
         determiners: set("determiners"),
         clinician_topics_ok: set("clinician_topics_ok"),
+        not_clinician_after: set("not_clinician_after"),
         return_verbs: set("return_verbs"),
         return_before_back: set("return_before_back"),
         interval_links: set("interval_links"),
@@ -573,7 +575,7 @@ fn read_sentence(f: &Frames, words: &[&str], reading: &mut Reading) {
                 push(reading, BILLING_SERVICE, &[w, words[link], words[k]]);
             }
         }
-        if f.clinicians.contains(w) {
+        if f.clinicians.contains(w) && !(i > 0 && f.not_clinician_after.contains(words[i - 1])) {
             clinician_frame(f, words, i, reading);
         }
         // "return in 3 months", "see you back in 2 weeks".
@@ -762,6 +764,8 @@ mod tests {
                 "Dr. Lee wants to go over your bill with you.",
                 "La doctora quiere hablar de su seguro.",
                 "Dr. Patel needs to reschedule your appointment.",
+                "Your insurance provider wants to review your claim.",
+                "Dr. Lee's patients need to see the front desk first.",
             ],
         );
     }
