@@ -3,13 +3,17 @@
 
 A logistic regression over hashed word unigrams and bigrams of the folded text, trained on the
 labelled message sets in crates/salve-core/data/policy/ (see EVAL_README.md). At run time it may
-only turn a `secure` decision whose every reason is unrecognised wording into `direct`, and only
-when its probability of `direct` reaches the threshold written with the weights.
+turn a `secure` decision whose every reason is unrecognised wording into `direct` when its
+probability of `direct` reaches `threshold`, and turn any `direct` decision of the rules into
+`secure` when its probability of `secure` reaches `secure_threshold` (both written with the
+weights).
 
     python3 -m pip install -r scripts/policy-scorer-requirements.txt
     python3 scripts/policy-scorer.py                 # writes data/policy/scorer/weights.tsv
     python3 scripts/policy-scorer.py --leave-out     # leave-one-set-out: one weights file per
-                                                     # held-out set, in /tmp/policy-scorer/
+                                                     # held-out set, in /tmp/policy-scorer/, and
+                                                     # recall/false-secure with and without the
+                                                     # learned secure check, per set and pooled
 
 The threshold is chosen without looking at the set being measured: inside the training sets,
 each set in turn is scored by a model trained on the others (nested leave-one-set-out), and the
@@ -17,7 +21,10 @@ threshold is put MARGIN above the highest probability of `direct` that any secur
 message the scorer may overturn got (those the rules sent secure for unrecognised words only,
 none medical-looking: the script asks the Rust rules, through `policy_report --json`, which
 ones they are), and never
-below MIN_THRESHOLD. Output is deterministic (liblinear, fixed data order).
+below MIN_THRESHOLD. The secure threshold comes from the same nested runs: the lowest on
+SECURE_GRID at which, pooled over the inner held-out sets, the rules-direct messages it would
+turn secure are at least MIN_FLIP_PRECISION secure-labelled. Output is deterministic (liblinear,
+fixed data order).
 """
 
 import json
@@ -35,7 +42,8 @@ DATA = os.path.join(ROOT, "crates/salve-core/data/policy")
 OUT = os.path.join(DATA, "scorer")
 
 # The labelled sets, each written by a different author (EVAL_README.md).
-SETS = ["dev", "dev2", "eval", "holdout", "holdout2", "holdout3", "c3"]
+SETS = ["dev", "dev2", "eval", "holdout", "holdout2", "holdout3", "c3", "holdout4", "holdout5",
+        "c5", "c6"]
 BUCKETS = 1 << 18
 C = 1.0
 # Secure messages weigh more: a missed one is a privacy breach.
@@ -43,6 +51,12 @@ SECURE_WEIGHT = 2.0
 # The threshold is the highest inner-held-out secure probability plus this margin, at least MIN.
 MARGIN = 0.02
 MIN_THRESHOLD = 0.90
+# The learned secure check may turn a rules-direct message secure when at least this share of
+# such flips (pooled over inner held-out sets) are secure-labelled. Below one half: a missed
+# secure message is a privacy breach, an over-secured one only costs the patient a portal hop,
+# so up to one wrong flip for every two right ones is worth it.
+MIN_FLIP_PRECISION = 2 / 3
+SECURE_GRID = [round(0.50 + 0.01 * i, 2) for i in range(50)]  # 0.50 .. 0.99
 
 
 def fold(text):
@@ -115,34 +129,75 @@ def proba(model, rows):
     return model.predict_proba(matrix(rows))[:, 1]
 
 
-def gate(sets):
-    """Texts the scorer may overturn, per the Rust rules (weights do not change which)."""
+def gate(sets, data):
+    """Per set, per message (in file order): (scorer_asked, rules_direct) as the Rust rules say
+    before the learned scorer (weights do not change either)."""
     files = [os.path.join(DATA, s + ".jsonl") for s in sets]
     out = subprocess.run(
-        ["cargo", "run", "-q", "--release", "-p", "salve-core", "--example", "policy_report",
-         "--", "--json"] + files,
+        ["cargo", "run", "-q", "--release", "--locked", "-p", "salve-core", "--example",
+         "policy_report", "--", "--json"] + files,
         cwd=ROOT, check=True, capture_output=True, text=True).stdout
-    texts = set()
-    for line in out.splitlines():
-        d = json.loads(line)
-        if d["scorer_asked"]:
-            texts.add(d["text"])
-    return texts
+    lines = [json.loads(line) for line in out.splitlines()]
+    info, i = {}, 0
+    for s in sets:
+        info[s] = []
+        for text, _ in data[s]:
+            d = lines[i]
+            assert d["text"] == text, (s, i)
+            info[s].append((d["scorer_asked"], d["rules_direct"]))
+            i += 1
+    return info
 
 
-def threshold(train_sets, data, eligible):
-    """Nested leave-one-set-out over the training sets only."""
+def thresholds(train_sets, data, info):
+    """Nested leave-one-set-out over the training sets only: (direct, secure) thresholds."""
     top = 0.0
+    flips = []  # (probability of secure, secure-labelled) of inner held-out rules-direct texts
     for inner in train_sets:
         rest = [r for s in train_sets if s != inner for r in data[s]]
-        held = [r for r in data[inner] if r[1] == 0 and r[0] in eligible]
-        if not rest or not held:
+        if not rest:
             continue
-        top = max(top, float(proba(fit(rest), held).max()))
-    return max(MIN_THRESHOLD, min(0.995, top + MARGIN))
+        p = proba(fit(rest), data[inner])
+        for (text, y), q, (asked, direct) in zip(data[inner], p, info[inner]):
+            if asked and y == 0:
+                top = max(top, float(q))
+            if direct:
+                flips.append((1.0 - float(q), y == 0))
+    direct_thr = max(MIN_THRESHOLD, min(0.995, top + MARGIN))
+    secure_thr = 1.0
+    for t in SECURE_GRID:
+        over = [sec for q, sec in flips if q >= t]
+        if over and sum(over) >= MIN_FLIP_PRECISION * len(over):
+            secure_thr = t
+            break
+    return direct_thr, secure_thr
 
 
-def write(path, model, thr, train_sets, data, check_rows):
+def routes(rows, p, info, thr, secure_thr):
+    """(route without, route with the learned secure check) per message; 1 = direct."""
+    out = []
+    for (_, _), q, (asked, direct) in zip(rows, p, info):
+        base = 1 if direct or (asked and q >= thr) else 0
+        veto = 0 if direct and 1.0 - q >= secure_thr else base
+        out.append((base, veto))
+    return out
+
+
+def tally(labels, routes_):
+    sec = [r for y, r in zip(labels, routes_) if y == 0]
+    dire = [r for y, r in zip(labels, routes_) if y == 1]
+    caught = sum(1 for r in sec if r == 0)
+    false_sec = sum(1 for r in dire if r == 0)
+    return caught, len(sec), false_sec, len(dire)
+
+
+def fmt(t):
+    caught, n_sec, false_sec, n_dir = t
+    return (f"{100 * caught / max(n_sec, 1):6.2f}% ({caught}/{n_sec}) "
+            f"{100 * false_sec / max(n_dir, 1):6.2f}% ({false_sec}/{n_dir})")
+
+
+def write(path, model, thr, secure_thr, train_sets, data, check_rows):
     os.makedirs(os.path.dirname(path), exist_ok=True)
     coef = model.coef_[0]
     nz = np.nonzero(coef)[0]
@@ -153,6 +208,7 @@ def write(path, model, thr, train_sets, data, check_rows):
         f.write(f"# model: logistic regression (scikit-learn liblinear, C={C}, secure weight "
                 f"{SECURE_WEIGHT}), FNV-1a hashed unigrams and bigrams, {BUCKETS} buckets\n")
         f.write(f"threshold\t{thr:.6f}\n")
+        f.write(f"secure_threshold\t{secure_thr:.6f}\n")
         f.write(f"intercept\t{model.intercept_[0]:.6f}\n")
         for i in nz:
             f.write(f"{i}\t{coef[i]:.6f}\n")
@@ -165,27 +221,39 @@ def write(path, model, thr, train_sets, data, check_rows):
 def main():
     data = {s: load(s) for s in SETS}
     sets = [s for s in SETS if data[s]]
-    eligible = gate(sets)
+    info = gate(sets, data)
     if "--leave-out" in sys.argv:
+        print("held out: thresholds direct/secure | recall, false-secure without the secure "
+              "check | with it | flips (secure/direct-labelled)")
+        pooled_base, pooled_veto = [0, 0, 0, 0], [0, 0, 0, 0]
         for held in sets:
             train = [s for s in sets if s != held]
             rows = [r for s in train for r in data[s]]
-            thr = threshold(train, data, eligible)
+            thr, secure_thr = thresholds(train, data, info)
             model = fit(rows)
-            write(f"/tmp/policy-scorer/{held}.tsv", model, thr, train, data, data[held][:3])
+            write(f"/tmp/policy-scorer/{held}.tsv", model, thr, secure_thr, train, data,
+                  data[held][:3])
             p = proba(model, data[held])
-            up = [(y, q >= thr) for (t, y), q in zip(data[held], p) if t in eligible]
-            sec = sum(1 for y, over in up if y == 0 and over)
-            dire = sum(1 for y, over in up if y == 1 and over)
-            print(f"{held}: threshold {thr:.3f}; of {len(up)} it may overturn, it would "
-                  f"overturn {sec} secure-labelled and {dire} direct-labelled")
+            both = routes(data[held], p, info[held], thr, secure_thr)
+            labels = [y for _, y in data[held]]
+            base = tally(labels, [b for b, _ in both])
+            veto = tally(labels, [v for _, v in both])
+            flips = [(y, b, v) for y, (b, v) in zip(labels, both) if b != v]
+            fs = sum(1 for y, _, _ in flips if y == 0)
+            for acc, t in ((pooled_base, base), (pooled_veto, veto)):
+                for i in range(4):
+                    acc[i] += t[i]
+            print(f"{held:9} {thr:.3f}/{secure_thr:.2f} | {fmt(base)} | {fmt(veto)} | "
+                  f"{fs}/{len(flips) - fs}")
+        print(f"{'pooled':9} {'':10} | {fmt(pooled_base)} | {fmt(pooled_veto)}")
         return
     rows = [r for s in sets for r in data[s]]
-    thr = threshold(sets, data, eligible)
+    thr, secure_thr = thresholds(sets, data, info)
     model = fit(rows)
     check = [r for s in sets for r in data[s][:2]]
-    write(os.path.join(OUT, "weights.tsv"), model, thr, sets, data, check)
-    print(f"trained on {len(rows)} messages from {', '.join(sets)}; threshold {thr:.3f}")
+    write(os.path.join(OUT, "weights.tsv"), model, thr, secure_thr, sets, data, check)
+    print(f"trained on {len(rows)} messages from {', '.join(sets)}; threshold {thr:.3f}, "
+          f"secure threshold {secure_thr:.2f}")
 
 
 if __name__ == "__main__":

@@ -4,7 +4,8 @@
 //!     cargo run --release -p salve-core --example policy_report -- FILE...  [--quiet] [--json]
 //!
 //! `--json` prints every message's decision as one JSON line (text, expected, route, reasons)
-//! instead (and whether the learned scorer was asked), for analysis scripts.
+//! instead (and whether the learned scorer was asked to clear it, and whether the rules said
+//! direct before the learned secure check), for analysis scripts.
 
 use salve_core::policy::eval::Tally;
 use salve_core::policy::{ClassifyContext, FilledValue, Route, classify_traced};
@@ -35,7 +36,7 @@ fn main() {
             let text = case["text"].as_str().expect("text");
             let expected =
                 Route::parse(case["expected"].as_str().expect("expected")).expect("route");
-            let (d, scorer_asked) = classify_traced(text, &ctx);
+            let (d, trace) = classify_traced(text, &ctx);
             tally.add(expected, d.route);
             if json {
                 let line = serde_json::json!({
@@ -43,7 +44,8 @@ fn main() {
                     "expected": expected.as_str(),
                     "route": d.route.as_str(),
                     "reasons": d.reasons,
-                    "scorer_asked": scorer_asked,
+                    "scorer_asked": trace.scorer_asked,
+                    "rules_direct": trace.rules_direct,
                 });
                 println!("{line}");
                 continue;

@@ -23,9 +23,18 @@ pub fn classify(text: &str, ctx: &ClassifyContext) -> Decision {
     classify_traced(text, ctx).0
 }
 
-/// [`classify`], and whether the learned scorer was asked (the rules sent the text secure for
-/// unrecognised words only, none medical-looking): for the scorer's training script.
-pub fn classify_traced(text: &str, ctx: &ClassifyContext) -> (Decision, bool) {
+/// What the rules said before the learned scorer had its say: for the scorer's training script.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Trace {
+    /// The rules sent the text secure for unrecognised words only, none medical-looking, so
+    /// the scorer was asked whether it is direct.
+    pub scorer_asked: bool,
+    /// The rules said direct, so the scorer was asked whether it is secure.
+    pub rules_direct: bool,
+}
+
+/// [`classify`], and what the rules said before the learned scorer.
+pub fn classify_traced(text: &str, ctx: &ClassifyContext) -> (Decision, Trace) {
     let mut reasons: Vec<Reason> = Vec::new();
     if ctx.has_attachment {
         reasons.push(reason(
@@ -143,7 +152,10 @@ pub fn classify_traced(text: &str, ctx: &ClassifyContext) -> (Decision, bool) {
         ));
     }
     let scorer_asked = !reasons.is_empty() && scorer_may_judge(text, &reasons, &check);
-    let decision = if reasons.is_empty() {
+    let rules_direct = reasons.is_empty();
+    let decision = if let Some(d) = rules_direct.then(|| learned_secure(text)).flatten() {
+        d
+    } else if rules_direct {
         let labels: Vec<&str> = check.kinds.iter().map(|k| k.label()).collect();
         let reasons = if labels.is_empty() {
             Vec::new()
@@ -170,7 +182,43 @@ pub fn classify_traced(text: &str, ctx: &ClassifyContext) -> (Decision, bool) {
             reasons,
         }
     };
-    (decision, scorer_asked)
+    (
+        decision,
+        Trace {
+            scorer_asked,
+            rules_direct,
+        },
+    )
+}
+
+/// Asked about every text the rules send direct: secure when the scorer is confident it is
+/// secure. It only ever adds security, so it needs no gate; its reason names the words that
+/// weighed most, so staff can see why.
+fn learned_secure(text: &str) -> Option<Decision> {
+    let v = scorer::confidently_secure(text)?;
+    let words = v
+        .words
+        .iter()
+        .map(|w| format!("\"{w}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let why = if words.is_empty() {
+        String::new()
+    } else {
+        format!("; the words that weighed most: {words}")
+    };
+    Some(Decision {
+        route: Route::Secure,
+        reasons: vec![reason(
+            "learned_secure",
+            v.words.join(", "),
+            format!(
+                "no rule matched, but the wording reads like a clinical message to the learned \
+                 check ({:.1}% confident){why}",
+                v.probability * 100.0
+            ),
+        )],
+    })
 }
 
 /// The learned scorer may overturn a Secure decision only when its every reason is unrecognised
@@ -499,6 +547,73 @@ mod tests {
         ] {
             assert_eq!(route(text), Route::Secure, "{text}");
         }
+    }
+
+    #[test]
+    fn learned_check_secures_a_plain_words_clinical_message_the_rules_allow() {
+        let text = "Dr. Ames wants you to wear the monitor for two days starting Friday.";
+        let (d, trace) = classify_traced(text, &ClassifyContext::default());
+        assert!(trace.rules_direct);
+        assert_eq!(d.route, Route::Secure, "{:?}", d.reasons);
+        assert_eq!(rules(&d), ["learned_secure"]);
+        let r = &d.reasons[0];
+        assert!(
+            r.explanation.contains("clinical message"),
+            "{}",
+            r.explanation
+        );
+        assert!(r.explanation.contains("% confident"), "{}", r.explanation);
+        // It names the text's own words, each of them in the explanation.
+        assert!(!r.matched_text.is_empty());
+        for w in r.matched_text.split(", ") {
+            assert!(text.contains(w), "{w}");
+            assert!(
+                r.explanation.contains(&format!("\"{w}\"")),
+                "{}",
+                r.explanation
+            );
+        }
+    }
+
+    #[test]
+    fn learned_check_leaves_plain_administration_direct() {
+        for text in [
+            "Our office will be closed Monday for the holiday.",
+            "The parking lot is closed Saturday, please park on the street.",
+        ] {
+            let d = classify(text, &ClassifyContext::default());
+            assert_eq!(d.route, Route::Direct, "{text}: {:?}", d.reasons);
+            assert_eq!(rules(&d), ["allow_listed"]);
+        }
+    }
+
+    /// The learned secure check only ever adds security: it is asked only about what the rules
+    /// allow, and its answer is always Secure.
+    #[test]
+    fn learned_check_never_makes_a_message_less_secure() {
+        let eval = include_str!("../../data/policy/eval.jsonl");
+        let mut flipped = 0;
+        for line in eval.lines().filter(|l| !l.trim().is_empty()) {
+            let case: serde_json::Value = serde_json::from_str(line).unwrap();
+            let text = case["text"].as_str().unwrap();
+            let (d, trace) = classify_traced(text, &ClassifyContext::default());
+            if rules(&d).contains(&"learned_secure") {
+                assert!(trace.rules_direct, "{text}");
+                assert_eq!(d.route, Route::Secure, "{text}");
+                flipped += 1;
+            }
+            if !trace.rules_direct && !rules(&d).contains(&"learned_direct") {
+                assert_eq!(d.route, Route::Secure, "{text}");
+            }
+        }
+        // Text the rules send secure with clinical words stays secure under its rules' reasons.
+        let d = classify(
+            "Please call us about your results when you can.",
+            &ClassifyContext::default(),
+        );
+        assert_eq!(d.route, Route::Secure);
+        assert!(!rules(&d).contains(&"learned_secure"), "{:?}", d.reasons);
+        assert!(flipped < 20, "{flipped}");
     }
 
     #[test]

@@ -11,7 +11,7 @@ mod scorer;
 mod text;
 mod vocab;
 
-pub use engine::{check_sender_name, classify, classify_traced};
+pub use engine::{Trace, check_sender_name, classify, classify_traced};
 
 /// Where a message's content may go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
