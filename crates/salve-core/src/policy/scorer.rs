@@ -224,7 +224,7 @@ mod tests {
         assert!(model.weights.len() > 1000, "{}", model.weights.len());
         assert!((0.9..1.0).contains(&model.threshold), "{}", model.threshold);
         assert!(
-            (0.5..1.0).contains(&model.secure_threshold),
+            (0.5..=1.0).contains(&model.secure_threshold),
             "{}",
             model.secure_threshold
         );
