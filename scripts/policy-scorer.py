@@ -22,8 +22,8 @@ message the scorer may overturn got (those the rules sent secure for unrecognise
 none medical-looking: the script asks the Rust rules, through `policy_report --json`, which
 ones they are), and never
 below MIN_THRESHOLD. The secure threshold comes from the same nested runs: the lowest on
-SECURE_GRID at which, pooled over the inner held-out sets, the rules-direct messages it would
-turn secure are at least MIN_FLIP_PRECISION secure-labelled. Output is deterministic (liblinear,
+SECURE_GRID at which, pooled over the inner held-out sets, the direct-labelled messages it would
+turn secure are at most MAX_FALSE_SECURE_SPEND of all direct-labelled ones. Output is deterministic (liblinear,
 fixed data order).
 """
 
@@ -51,11 +51,13 @@ SECURE_WEIGHT = 2.0
 # The threshold is the highest inner-held-out secure probability plus this margin, at least MIN.
 MARGIN = 0.02
 MIN_THRESHOLD = 0.90
-# The learned secure check may turn a rules-direct message secure when at least this share of
-# such flips (pooled over inner held-out sets) are secure-labelled. Below one half: a missed
-# secure message is a privacy breach, an over-secured one only costs the patient a portal hop,
-# so up to one wrong flip for every two right ones is worth it.
-MIN_FLIP_PRECISION = 2 / 3
+# The learned secure check may turn a rules-direct message secure. Its threshold is the lowest
+# at which its wrong flips (direct-labelled messages turned secure, pooled over the inner
+# held-out sets) cost at most this share of all direct-labelled messages: half a point of the
+# 10% false-secure budget is spent on catching secure messages the rules let through. (A rule on
+# the flips' precision picks 0.99 here: the rules are tuned on every set but the newest, so the
+# inner sets hold almost no misses left to catch, only the cost.)
+MAX_FALSE_SECURE_SPEND = 0.005
 SECURE_GRID = [round(0.50 + 0.01 * i, 2) for i in range(50)]  # 0.50 .. 0.99
 
 
@@ -153,12 +155,14 @@ def thresholds(train_sets, data, info):
     """Nested leave-one-set-out over the training sets only: (direct, secure) thresholds."""
     top = 0.0
     flips = []  # (probability of secure, secure-labelled) of inner held-out rules-direct texts
+    direct_labelled = 0
     for inner in train_sets:
         rest = [r for s in train_sets if s != inner for r in data[s]]
         if not rest:
             continue
         p = proba(fit(rest), data[inner])
         for (text, y), q, (asked, direct) in zip(data[inner], p, info[inner]):
+            direct_labelled += y
             if asked and y == 0:
                 top = max(top, float(q))
             if direct:
@@ -166,8 +170,8 @@ def thresholds(train_sets, data, info):
     direct_thr = max(MIN_THRESHOLD, min(0.995, top + MARGIN))
     secure_thr = 1.0
     for t in SECURE_GRID:
-        over = [sec for q, sec in flips if q >= t]
-        if over and sum(over) >= MIN_FLIP_PRECISION * len(over):
+        wrong = sum(1 for q, sec in flips if q >= t and not sec)
+        if wrong <= MAX_FALSE_SECURE_SPEND * direct_labelled:
             secure_thr = t
             break
     return direct_thr, secure_thr
