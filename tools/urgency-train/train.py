@@ -37,12 +37,17 @@ from features import BUCKETS, buckets, normalise  # noqa: E402
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 DATA = os.path.join(ROOT, "crates", "salve-core", "data", "urgency")
-SETS = ["dev", "eval", "holdout", "holdout3", "holdout4", "holdout5", "c1", "c2", "c4"]
+SETS = [
+    "dev", "eval", "holdout", "holdout3", "holdout4", "holdout5", "holdout6", "holdout7",
+    "c1", "c2", "c4", "c6", "c7",
+]
 SEED = 20261204
 C = 64.0
 # Recall the threshold is chosen for, on the inner out-of-fold scores of the model alone. Below
-# 0.99 because the rules catch most of what the model misses (an OR; see README.md here).
-TARGET_RECALL = 0.95
+# 0.99 because the rules catch most of what the model misses (an OR; see README.md here). 0.97
+# with the gate: on the eight sets the rules were never tuned on, pooled leave-one-set-out gave
+# 98.43% / 13.91% against 97.90% / 15.18% for the plain OR at 0.95 (0.98: 98.91% / 17.13%).
+TARGET_RECALL = 0.97
 # The rules' kinds of undone sign (read, not used by the combination).
 UNDONE = ("negated", "past", "look-alike", "denied", "joke")
 
@@ -120,7 +125,7 @@ MIN_RECALL = 0.99
 # the most selective gate that loses at most MAX_LOSS of the OR's own recall inside.
 MAX_LOSS = 0.001
 # What export writes: "OR" (gate 0), "gated" or "gated, t fixed" (see loso's table).
-SHIP = "OR"
+SHIP = "gated, t fixed"
 
 
 def gated(s, t, g, rules, crisis, phrase):
@@ -255,7 +260,7 @@ def loso(args):
             print("   %-16s %s" % (k, fmt(preds[k], y[te])))
             tot[k].append((test, preds[k], y[te]))
     groups = [("all held-out sets", None)]
-    blind = [n for n in ("holdout5", "c1", "c2", "c4") if n in tests]
+    blind = [n for n in ("holdout5", "holdout6", "holdout7", "c1", "c2", "c4", "c6", "c7") if n in tests]
     if blind and len(tests) > len(blind):
         groups.append(("sets blind for the rules (%s)" % "+".join(blind), blind))
     for title, only in groups:
@@ -297,10 +302,16 @@ def export(args):
         f.write("# Written by tools/urgency-train/train.py export; do not edit by hand.\n")
         f.write("# scikit-learn %s, numpy %s; liblinear, C %.2f, class_weight balanced, seed %d.\n" % (
             sklearn.__version__, np.__version__, C, SEED))
-        f.write("# Threshold and gate: leave-one-set-out over the training sets; the scores that %.3f\n"
-                "# and %s of the urgent texts reach out of fold, the pair with the fewest false alarms\n"
-                "# at rules-and-model recall >= %.2f there (train.py choose_pair).\n" % (
-                    ts, "%.3f" % gs if gs is not None else "none (gate 0)", MIN_RECALL))
+        if SHIP == "gated, t fixed":
+            how = ("the most selective gate losing at most %.3f of the OR's recall there"
+                   % MAX_LOSS)
+        else:
+            how = "the pair with the fewest false alarms at rules-and-model recall >= %.2f there" % (
+                MIN_RECALL)
+        f.write("# Threshold and gate (%s): leave-one-set-out over the training sets; the scores\n"
+                "# that %.3f and %s of the urgent texts reach out of fold,\n"
+                "# %s (train.py choose_pair).\n" % (
+                    SHIP, ts, "%.3f" % gs if gs is not None else "none (gate 0)", how))
         f.write("# Trained on (texts, sha256):\n")
         for n in names:
             p = os.path.join(DATA, n + ".jsonl")
