@@ -89,7 +89,12 @@ pub fn assess(text: &str) -> Urgency {
         out.reasons.push(Reason::rule("model: too few words"));
         return out;
     }
-    combine(rules, model::score(text), model::threshold(), model::gate())
+    let threshold = if model::words(text) < model::SHORT_TEXT_WORDS {
+        model::threshold().max(model::SHORT_TEXT_THRESHOLD)
+    } else {
+        model::threshold()
+    };
+    combine(rules, model::score(text), threshold, model::gate())
 }
 
 /// The rules' verdict and the model's score together, with the reasons of both:
@@ -1373,6 +1378,11 @@ mod tests {
         }
         urgent("overdose");
         urgent("sobredosis");
+        // A short text needs the model to be sure: administrative ones it scored above its
+        // plain threshold stay calm.
+        for text in ["Also my address changed", "Anyone there?", "Is anyone there"] {
+            calm_with_the_model(text);
+        }
         for text in [
             "my lips look kinda blue and im winded just sitting here",
             "mi papa no reacciona y respira raro",
