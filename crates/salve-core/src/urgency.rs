@@ -1380,7 +1380,11 @@ mod tests {
         urgent("sobredosis");
         // A short text needs the model to be sure: administrative ones it scored above its
         // plain threshold stay calm.
-        for text in ["Also my address changed", "Anyone there?", "Is anyone there"] {
+        for text in [
+            "Also my address changed",
+            "Anyone there?",
+            "Is anyone there",
+        ] {
             calm_with_the_model(text);
         }
         for text in [

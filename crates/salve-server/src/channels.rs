@@ -27,6 +27,7 @@ impl Default for ProviderRegistry {
 }
 
 /// What to do with a message now.
+#[derive(Clone)]
 pub enum Route {
     /// Send; `paced`: the provider sends from a fixed number, whose sends are spaced.
     Send {

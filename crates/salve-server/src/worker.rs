@@ -8,9 +8,11 @@
 //! once (lease 0) instead of waiting out [`SENDING_LEASE_SECS`]. On PostgreSQL other instances
 //! may be sending right now, so only jobs whose lease ran out are touched.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use salve_channels::{Channel, OutgoingMessage, ProviderError, Reconciliation};
+use salve_core::PracticeId;
 use salve_core::vendors::Coverage;
 use salve_store::{Backend, ClaimedJob, JobOutcome, Medium, ProviderRecord};
 use tokio::sync::watch;
@@ -194,12 +196,22 @@ pub async fn run_once(state: &AppState, worker: &str) -> anyhow::Result<usize> {
         }
         // Outcomes are recorded together: one durable commit per batch, not per send.
         let mut outcomes = Vec::with_capacity(jobs.len());
+        // A batch's jobs mostly share a practice: its route and sender name are read once.
+        let mut routes: HashMap<(PracticeId, Medium), Route> = HashMap::new();
+        let mut senders: HashMap<PracticeId, String> = HashMap::new();
         for job in jobs {
-            let provider = match state
-                .providers
-                .route(state, job.practice, job.medium)
-                .await?
-            {
+            let route = match routes.get(&(job.practice, job.medium)) {
+                Some(route) => route.clone(),
+                None => {
+                    let route = state
+                        .providers
+                        .route(state, job.practice, job.medium)
+                        .await?;
+                    routes.insert((job.practice, job.medium), route.clone());
+                    route
+                }
+            };
+            let provider = match route {
                 Route::Send { provider, paced } => (provider, paced),
                 Route::Hold { provider, coverage } => {
                     alert_expiry(state, &provider, coverage).await;
@@ -230,7 +242,15 @@ pub async fn run_once(state: &AppState, worker: &str) -> anyhow::Result<usize> {
                 outcomes.push((job, JobOutcome::Paced { until }));
                 continue;
             }
-            let message = outgoing(&job, &sender_name(state, &job).await);
+            let sender = match senders.get(&job.practice) {
+                Some(name) => name.clone(),
+                None => {
+                    let name = sender_name(state, &job).await;
+                    senders.insert(job.practice, name.clone());
+                    name
+                }
+            };
+            let message = outgoing(&job, &sender);
             let outcome = attempt(state, provider.as_ref(), &message, job.attempts).await;
             if !matches!(outcome, JobOutcome::Sent { .. }) {
                 alert_emergency_blocked(state, &job, "the provider did not take it").await;

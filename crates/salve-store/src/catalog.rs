@@ -108,31 +108,38 @@ impl Store {
         conn: &mut sqlx::AnyConnection,
         practice: PracticeId,
     ) -> Result<MessagingSettings> {
-        type Row = (String, String, String, String, Option<String>, i64);
+        // One statement whether or not the practice has saved settings (sends read these).
+        type Row = (
+            String,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            Option<i64>,
+        );
         let row: Option<Row> = sqlx::query_as(
-            "SELECT sender_name, phone, hours_text, expected_reply_text, on_call_number, \
-             front_desk_sees_clinical FROM practice_messaging WHERE practice_id = $1",
+            "SELECT p.name, m.sender_name, m.phone, m.hours_text, m.expected_reply_text, \
+             m.on_call_number, m.front_desk_sees_clinical \
+             FROM practices p LEFT JOIN practice_messaging m ON m.practice_id = p.id \
+             WHERE p.id = $1",
         )
         .bind(practice.to_string())
         .fetch_optional(&mut *conn)
         .await?;
-        Ok(match row {
-            Some((sender_name, phone, hours_text, expected_reply_text, on_call_number, fd)) => {
-                MessagingSettings {
-                    sender_name,
-                    phone,
-                    hours_text,
-                    expected_reply_text,
-                    on_call_number,
-                    front_desk_sees_clinical: fd != 0,
-                }
-            }
+        let (name, sender_name, phone, hours_text, expected_reply_text, on_call_number, fd) =
+            row.ok_or(StoreError::NotFound)?;
+        Ok(match sender_name {
+            Some(sender_name) => MessagingSettings {
+                sender_name,
+                phone: phone.unwrap_or_default(),
+                hours_text: hours_text.unwrap_or_default(),
+                expected_reply_text: expected_reply_text.unwrap_or_default(),
+                on_call_number,
+                front_desk_sees_clinical: fd.is_some_and(|fd| fd != 0),
+            },
             None => MessagingSettings {
-                sender_name: sqlx::query_scalar("SELECT name FROM practices WHERE id = $1")
-                    .bind(practice.to_string())
-                    .fetch_optional(&mut *conn)
-                    .await?
-                    .ok_or(StoreError::NotFound)?,
+                sender_name: name,
                 phone: String::new(),
                 hours_text: String::new(),
                 expected_reply_text: String::new(),

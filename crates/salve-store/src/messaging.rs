@@ -5,6 +5,8 @@
 //! salve-core) from facts read inside the same transaction, so the message, its outbox job and
 //! its audit row commit together or not at all.
 
+use std::collections::HashMap;
+
 use salve_core::audit::{Action, Actor, AuditEvent, Outcome, RequestContext};
 use salve_core::clock::{from_micros, to_micros};
 use salve_core::permissions::{ContentKind, Operation, Principal, Role, TeamGate, may_see_content};
@@ -250,7 +252,7 @@ pub struct SendFacts {
     pub catalog: Vec<CatalogItem>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Medium {
     Sms,
     Email,
@@ -872,19 +874,34 @@ impl Store {
             Option<Vec<u8>>,
             Option<String>,
             i64,
+            i64,
         );
-        let rows: Vec<Row> = sqlx::query_as(
-            "SELECT id, direction, channel, kind, author_kind, author_id, body, route, decision, \
-             delivery, status, status_reason, legal_basis, created_at FROM messages \
-             WHERE conversation_id = $1 AND practice_id = $2 AND ($3 = '' OR id = $3) \
-             ORDER BY created_at, id",
-        )
-        .bind(conv.id.to_string())
-        .bind(practice.to_string())
-        .bind(only.map(|m| m.to_string()).unwrap_or_default())
-        .fetch_all(&mut *conn)
-        .await?;
+        const COLUMNS: &str = "SELECT id, direction, channel, kind, author_kind, author_id, body, \
+             route, decision, delivery, status, status_reason, legal_basis, created_at, \
+             (SELECT COUNT(*) FROM attachments a WHERE a.message_id = messages.id) FROM messages \
+             WHERE conversation_id = $1 AND practice_id = $2";
+        // One message by its key, not a scan of its conversation (sends read theirs back).
+        let query = match only {
+            Some(_) => format!("{COLUMNS} AND id = $3"),
+            None => format!("{COLUMNS} ORDER BY created_at, id"),
+        };
+        // Only the constant texts above are formatted in.
+        let mut query = sqlx::query_as(sqlx::AssertSqlSafe(query))
+            .bind(conv.id.to_string())
+            .bind(practice.to_string());
+        if let Some(id) = only {
+            query = query.bind(id.to_string());
+        }
+        let rows: Vec<Row> = query.fetch_all(&mut *conn).await?;
         let key = self.ring.patient_key(conn, practice, conv.patient).await?;
+        // One query for every loaded message's attachments, not one per message, and none
+        // when no message has any (a send reads its message back).
+        let mut attachments = if rows.iter().all(|row| row.14 == 0) {
+            HashMap::new()
+        } else {
+            self.attachment_metas(conn, &key, practice, conv.id, only)
+                .await?
+        };
         let mut out = Vec::with_capacity(rows.len());
         for row in rows {
             let (
@@ -902,6 +919,7 @@ impl Store {
                 reason,
                 basis,
                 created,
+                _attachment_count,
             ) = row;
             let bad = || malformed("message");
             let author = parse_actor(&author_kind, &author_id);
@@ -912,10 +930,9 @@ impl Store {
                 key.open_string(FieldAad::new("messages", column, &id), sealed)
                     .map(Sensitive::new)
             };
-            let attachments = if visible {
-                self.attachment_metas(conn, &key, &id).await?
-            } else {
-                Vec::new()
+            let attachments = match attachments.remove(&id) {
+                Some(metas) if visible => metas,
+                _ => Vec::new(),
             };
             out.push(MessageView {
                 id: id.parse().map_err(|_| bad())?,
@@ -945,30 +962,50 @@ impl Store {
         Ok(out)
     }
 
+    /// The attachments of a conversation's messages (or of one message), by message id.
     async fn attachment_metas(
         &self,
         conn: &mut AnyConnection,
         key: &salve_crypto::SymmetricKey,
-        message: &str,
-    ) -> Result<Vec<AttachmentMeta>> {
-        let rows: Vec<(String, String, Vec<u8>, i64)> = sqlx::query_as(
-            "SELECT id, media_type, file_name, size FROM attachments WHERE message_id = $1 ORDER BY id",
-        )
-        .bind(message)
-        .fetch_all(&mut *conn)
-        .await?;
-        rows.into_iter()
-            .map(|(id, media_type, name, size)| {
-                Ok(AttachmentMeta {
-                    file_name: Sensitive::new(
-                        key.open_string(FieldAad::new("attachments", "file_name", &id), &name)?,
-                    ),
-                    id: id.parse().map_err(|_| malformed("attachment"))?,
-                    media_type,
-                    size,
-                })
-            })
-            .collect()
+        practice: PracticeId,
+        conversation: ConversationId,
+        only: Option<MessageId>,
+    ) -> Result<HashMap<String, Vec<AttachmentMeta>>> {
+        type Row = (String, String, String, Vec<u8>, i64);
+        let rows: Vec<Row> = match only {
+            Some(message) => {
+                sqlx::query_as(
+                    "SELECT message_id, id, media_type, file_name, size FROM attachments \
+                 WHERE message_id = $1 AND practice_id = $2 ORDER BY id",
+                )
+                .bind(message.to_string())
+                .bind(practice.to_string())
+                .fetch_all(&mut *conn)
+                .await?
+            }
+            None => sqlx::query_as(
+                "SELECT a.message_id, a.id, a.media_type, a.file_name, a.size FROM attachments a \
+                 JOIN messages m ON m.id = a.message_id \
+                 WHERE m.conversation_id = $1 AND m.practice_id = $2 ORDER BY a.message_id, a.id",
+            )
+            .bind(conversation.to_string())
+            .bind(practice.to_string())
+            .fetch_all(&mut *conn)
+            .await?,
+        };
+        let mut by_message: HashMap<String, Vec<AttachmentMeta>> = HashMap::new();
+        for (message, id, media_type, name, size) in rows {
+            let meta = AttachmentMeta {
+                file_name: Sensitive::new(
+                    key.open_string(FieldAad::new("attachments", "file_name", &id), &name)?,
+                ),
+                id: id.parse().map_err(|_| malformed("attachment"))?,
+                media_type,
+                size,
+            };
+            by_message.entry(message).or_default().push(meta);
+        }
+        Ok(by_message)
     }
 
     /// Reads one conversation with its messages (audited, success or not).
