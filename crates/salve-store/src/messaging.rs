@@ -1138,19 +1138,91 @@ impl Store {
         // Sends share durable commits on SQLite (group commit); this returns only after the
         // commit holding this message is durable.
         let mut tx = self.begin_grouped().await?;
-        match self
-            .send_in(
-                &mut tx,
+        let sent = async {
+            let now = tx.now_micros();
+            let actor = principal.actor();
+            let actor_key = format!("{}:{}", actor.kind(), actor.id());
+            if let Some(idem) = idempotency
+                && let Some(id) = self
+                    .idempotent_replay(&mut tx, practice, &actor_key, &idem)
+                    .await?
+            {
+                let message_id: MessageId = id.parse().map_err(|_| malformed("idempotency"))?;
+                let conv_id: String = sqlx::query_scalar(
+                    "SELECT conversation_id FROM messages WHERE id = $1 AND practice_id = $2",
+                )
+                .bind(message_id.to_string())
+                .bind(practice.to_string())
+                .fetch_one(&mut *tx.tx)
+                .await?;
+                let conv = self
+                    .load_conversation(
+                        &mut tx.tx,
+                        practice,
+                        conv_id.parse().map_err(|_| malformed("message"))?,
+                    )
+                    .await?;
+                let message = self
+                    .load_message(&mut tx.tx, practice, principal, &conv, message_id)
+                    .await?;
+                tx.audit(conversation_event(
+                    practice,
+                    actor,
+                    ctx,
+                    Action::MessageDuplicate,
+                    vec![conv.patient.to_string(), message_id.to_string()],
+                    Outcome::Success,
+                ));
+                return Ok((message, true));
+            }
+            let conv = self
+                .target_conversation(
+                    &mut tx.tx,
+                    practice,
+                    principal,
+                    Operation::MessageSend,
+                    target,
+                    now,
+                )
+                .await?;
+            let facts = self.send_facts(&mut tx.tx, practice, &conv).await?;
+            let plan = plan(&facts).map_err(|PlanRefused(why)| StoreError::Invalid(why))?;
+            let message = self
+                .insert_message(&mut tx, practice, &conv, &actor, attachments, &plan)
+                .await?;
+            if let Some(idem) = idempotency {
+                sqlx::query(
+                    "INSERT INTO idempotency_keys (practice_id, actor, key_hash, request_hash, status, resource_id, created_at) \
+                     VALUES ($1, $2, $3, $4, 201, $5, $6)",
+                )
+                .bind(practice.to_string())
+                .bind(&actor_key)
+                .bind(idem.key_hash.to_vec())
+                .bind(idem.request_hash.to_vec())
+                .bind(message.to_string())
+                .bind(now)
+                .execute(&mut *tx.tx)
+                .await?;
+            }
+            let action = match plan.direction {
+                Direction::Note => Action::MessageNote,
+                _ => Action::MessageSend,
+            };
+            tx.audit(conversation_event(
                 practice,
-                principal,
+                actor,
                 ctx,
-                target,
-                attachments,
-                idempotency,
-                plan,
-            )
-            .await
-        {
+                action,
+                vec![conv.patient.to_string(), message.to_string()],
+                Outcome::Success,
+            ));
+            let view = self
+                .load_message(&mut tx.tx, practice, principal, &conv, message)
+                .await?;
+            Ok((view, false))
+        }
+        .await;
+        match sent {
             Ok(sent) => {
                 tx.commit().await?;
                 self.inbox_changed();
@@ -1161,105 +1233,6 @@ impl Store {
                 Err(e)
             }
         }
-    }
-
-    /// The body of [`Store::send_message`], inside its (possibly shared) transaction.
-    #[allow(clippy::too_many_arguments)]
-    async fn send_in<F>(
-        &self,
-        tx: &mut WriteTx<'_>,
-        practice: PracticeId,
-        principal: &Principal,
-        ctx: &RequestContext,
-        target: ConversationTarget,
-        attachments: &[NewAttachment],
-        idempotency: Option<Idempotency>,
-        plan: F,
-    ) -> Result<(MessageView, bool)>
-    where
-        F: FnOnce(&SendFacts) -> std::result::Result<OutboundPlan, PlanRefused>,
-    {
-        let now = tx.now_micros();
-        let actor = principal.actor();
-        let actor_key = format!("{}:{}", actor.kind(), actor.id());
-        if let Some(idem) = idempotency
-            && let Some(id) = self
-                .idempotent_replay(tx, practice, &actor_key, &idem)
-                .await?
-        {
-            let message_id: MessageId = id.parse().map_err(|_| malformed("idempotency"))?;
-            let conv_id: String = sqlx::query_scalar(
-                "SELECT conversation_id FROM messages WHERE id = $1 AND practice_id = $2",
-            )
-            .bind(message_id.to_string())
-            .bind(practice.to_string())
-            .fetch_one(&mut *tx.tx)
-            .await?;
-            let conv = self
-                .load_conversation(
-                    &mut tx.tx,
-                    practice,
-                    conv_id.parse().map_err(|_| malformed("message"))?,
-                )
-                .await?;
-            let message = self
-                .load_message(&mut tx.tx, practice, principal, &conv, message_id)
-                .await?;
-            tx.audit(conversation_event(
-                practice,
-                actor,
-                ctx,
-                Action::MessageDuplicate,
-                vec![conv.patient.to_string(), message_id.to_string()],
-                Outcome::Success,
-            ));
-            return Ok((message, true));
-        }
-        let conv = self
-            .target_conversation(
-                &mut tx.tx,
-                practice,
-                principal,
-                Operation::MessageSend,
-                target,
-                now,
-            )
-            .await?;
-        let facts = self.send_facts(&mut tx.tx, practice, &conv).await?;
-        let plan = plan(&facts).map_err(|PlanRefused(why)| StoreError::Invalid(why))?;
-        let message = self
-            .insert_message(tx, practice, &conv, &actor, attachments, &plan)
-            .await?;
-        if let Some(idem) = idempotency {
-            sqlx::query(
-                "INSERT INTO idempotency_keys (practice_id, actor, key_hash, request_hash, status, resource_id, created_at) \
-                 VALUES ($1, $2, $3, $4, 201, $5, $6)",
-            )
-            .bind(practice.to_string())
-            .bind(&actor_key)
-            .bind(idem.key_hash.to_vec())
-            .bind(idem.request_hash.to_vec())
-            .bind(message.to_string())
-            .bind(now)
-            .execute(&mut *tx.tx)
-            .await?;
-        }
-        let action = match plan.direction {
-            Direction::Note => Action::MessageNote,
-            _ => Action::MessageSend,
-        };
-        tx.audit(conversation_event(
-            practice,
-            actor,
-            ctx,
-            action,
-            vec![conv.patient.to_string(), message.to_string()],
-            Outcome::Success,
-        ));
-        let view = self
-            .load_message(&mut tx.tx, practice, principal, &conv, message)
-            .await?;
-        Ok((view, false))
     }
 
     async fn idempotent_replay(
