@@ -60,6 +60,25 @@ impl Reaction {
             .urgent
             .then_some(SystemMessageKind::EmergencyGuidance)
     }
+
+    /// Whether this text gets the after-hours reply (whether its conversation already had one
+    /// in the last twelve hours is the store's to say): the office is closed, the text is
+    /// ordinary free text that nothing else answers (no emergency guidance, keyword reply or
+    /// reminder answer), and the patient texted under consent to SMS (it answers their own
+    /// text on the channel they chose).
+    pub fn wants_after_hours_reply(
+        &self,
+        office_closed: bool,
+        answers_a_reminder: bool,
+        texted_under_sms_consent: bool,
+    ) -> bool {
+        office_closed
+            && !self.urgent.urgent
+            && self.reply.is_none()
+            && !answers_a_reminder
+            && self.classification.intent == Intent::Other
+            && texted_under_sms_consent
+    }
 }
 
 fn provider_matched(facts: &ProviderFacts, class: &str, bare_keyword: bool) -> bool {
@@ -173,6 +192,30 @@ mod tests {
 
     fn none() -> InboundContext {
         InboundContext::default()
+    }
+
+    #[test]
+    fn the_after_hours_reply_answers_only_ordinary_text_while_closed() {
+        let r = react(
+            "Can I get a refill of my usual prescription?",
+            &none(),
+            &twilio_default(),
+        );
+        assert!(r.wants_after_hours_reply(true, false, true));
+        // Open, a reminder answer, or no SMS consent: none.
+        assert!(!r.wants_after_hours_reply(false, false, true));
+        assert!(!r.wants_after_hours_reply(true, true, true));
+        assert!(!r.wants_after_hours_reply(true, false, false));
+        // An opt-out gets its confirmation, an emergency its guidance, never this reply.
+        let stop = react("PARAR", &none(), &twilio_default());
+        assert!(!stop.wants_after_hours_reply(true, false, true));
+        let urgent = react(
+            "my dad has crushing chest pain and is sweating",
+            &none(),
+            &twilio_default(),
+        );
+        assert!(urgent.emergency_reply().is_some());
+        assert!(!urgent.wants_after_hours_reply(true, false, true));
     }
 
     #[test]

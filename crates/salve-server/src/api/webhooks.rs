@@ -326,14 +326,14 @@ pub(crate) async fn inbound_text(
                 // Checked before anything else, whatever the consent state.
                 emergency_reply: reaction.emergency_reply().and_then(&render_reply),
                 reminder_answer: answer.clone(),
-                after_hours_reply: (closed
-                    && !reaction.urgent.urgent
-                    && reaction.reply.is_none()
-                    && answer.is_none()
-                    && reaction.classification.intent == Intent::Other
-                    && texted_under_sms_consent(facts))
-                .then(render_after_hours)
-                .flatten(),
+                after_hours_reply: reaction
+                    .wants_after_hours_reply(
+                        closed,
+                        answer.is_some(),
+                        texted_under_sms_consent(facts),
+                    )
+                    .then(render_after_hours)
+                    .flatten(),
             }
         })
         .await?;
