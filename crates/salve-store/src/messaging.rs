@@ -600,12 +600,14 @@ impl Store {
         Ok(id)
     }
 
+    /// `policy`: the practice's response-time policy, read once per list, not per row.
     async fn summary(
         &self,
         conn: &mut AnyConnection,
         practice: PracticeId,
         principal: &Principal,
         conv: &LoadedConversation,
+        policy: &crate::hours::ResponsePolicy,
     ) -> Result<ConversationSummary> {
         let (name, topic) = match self.ring.patient_key(conn, practice, conv.patient).await {
             Ok(key) => {
@@ -664,10 +666,9 @@ impl Store {
         .bind(conv.id.to_string())
         .fetch_optional(&mut *conn)
         .await?;
-        let policy = crate::hours::response_policy_in(conn, practice).await?;
         let response = crate::hours::response_status_in(
             conn,
-            &policy,
+            policy,
             conv.id,
             conv.state == ConversationState::Closed,
             self.clock.now(),
@@ -740,6 +741,7 @@ impl Store {
             None => Vec::new(),
         };
         let mut out = Vec::new();
+        let policy = crate::hours::response_policy_in(&mut conn, practice).await?;
         for row in rows {
             if out.len() >= limit {
                 break;
@@ -788,7 +790,9 @@ impl Store {
                 }
                 Err(e) => return Err(e),
             }
-            let summary = self.summary(&mut conn, practice, principal, &conv).await?;
+            let summary = self
+                .summary(&mut conn, practice, principal, &conv, &policy)
+                .await?;
             if filter.unread_only && summary.unread == 0 {
                 continue;
             }
@@ -1029,7 +1033,10 @@ impl Store {
                     id,
                 )
                 .await?;
-            let summary = self.summary(&mut tx.tx, practice, principal, &conv).await?;
+            let policy = crate::hours::response_policy_in(&mut tx.tx, practice).await?;
+            let summary = self
+                .summary(&mut tx.tx, practice, principal, &conv, &policy)
+                .await?;
             let messages = self
                 .load_messages(&mut tx.tx, practice, principal, &conv, front_desk)
                 .await?;
