@@ -223,24 +223,12 @@ impl Store {
         let now = tx.now_micros();
         let actor = principal.actor();
         let actor_key = format!("{}:{}", actor.kind(), actor.id());
-        if let Some(idem) = &idempotency {
-            let prior: Option<(Vec<u8>, String)> = sqlx::query_as(
-                "SELECT request_hash, resource_id FROM idempotency_keys \
-                 WHERE practice_id = $1 AND actor = $2 AND key_hash = $3",
-            )
-            .bind(practice.to_string())
-            .bind(&actor_key)
-            .bind(idem.key_hash.to_vec())
-            .fetch_optional(&mut *tx.tx)
-            .await?;
-            if let Some((request_hash, resource)) = prior {
-                if !salve_crypto::ct_eq(&request_hash, &idem.request_hash) {
-                    return Err(StoreError::IdempotencyMismatch);
-                }
-                let id: AnnouncementId = resource.parse().map_err(|_| malformed())?;
-                let found = self.load_announcement(&mut tx.tx, practice, id).await?;
-                return Ok((found, true));
-            }
+        if let Some(idem) = &idempotency
+            && let Some(resource) = idem.prior(&mut tx, practice, &actor_key).await?
+        {
+            let id: AnnouncementId = resource.parse().map_err(|_| malformed())?;
+            let found = self.load_announcement(&mut tx.tx, practice, id).await?;
+            return Ok((found, true));
         }
         let id = AnnouncementId::new();
         let row = id.to_string();
@@ -270,18 +258,7 @@ impl Store {
         .execute(&mut *tx.tx)
         .await?;
         if let Some(idem) = &idempotency {
-            sqlx::query(
-                "INSERT INTO idempotency_keys (practice_id, actor, key_hash, request_hash, status, resource_id, created_at) \
-                 VALUES ($1, $2, $3, $4, 201, $5, $6)",
-            )
-            .bind(practice.to_string())
-            .bind(&actor_key)
-            .bind(idem.key_hash.to_vec())
-            .bind(idem.request_hash.to_vec())
-            .bind(&row)
-            .bind(now)
-            .execute(&mut *tx.tx)
-            .await?;
+            idem.record(&mut tx, practice, &actor_key, &row).await?;
         }
         tx.audit(event(
             practice,

@@ -178,41 +178,29 @@ impl Store {
         let actor = principal.actor();
         let actor_key = format!("{}:{}", actor.kind(), actor.id());
         let mut tx = self.begin().await?;
-        if let Some(idem) = idempotency {
-            let prior: Option<(Vec<u8>, String)> = sqlx::query_as(
-                "SELECT request_hash, resource_id FROM idempotency_keys \
-                 WHERE practice_id = $1 AND actor = $2 AND key_hash = $3",
+        if let Some(idem) = idempotency
+            && let Some(resource) = idem.prior(&mut tx, practice, &actor_key).await?
+        {
+            let id: AppointmentId = resource.parse().map_err(|_| malformed())?;
+            let appointment = self.load_appointment_in(&mut tx.tx, practice, id).await?;
+            self.guard_patient_op(
+                &mut tx.tx,
+                practice,
+                principal,
+                Operation::AppointmentRead,
+                appointment.patient,
             )
-            .bind(practice.to_string())
-            .bind(&actor_key)
-            .bind(idem.key_hash.to_vec())
-            .fetch_optional(&mut *tx.tx)
             .await?;
-            if let Some((request_hash, resource)) = prior {
-                if !salve_crypto::ct_eq(&request_hash, &idem.request_hash) {
-                    return Err(StoreError::IdempotencyMismatch);
-                }
-                let id: AppointmentId = resource.parse().map_err(|_| malformed())?;
-                let appointment = self.load_appointment_in(&mut tx.tx, practice, id).await?;
-                self.guard_patient_op(
-                    &mut tx.tx,
-                    practice,
-                    principal,
-                    Operation::AppointmentRead,
-                    appointment.patient,
-                )
-                .await?;
-                tx.audit(event(
-                    practice,
-                    &actor,
-                    ctx,
-                    Action::AppointmentRead,
-                    vec![appointment.patient.to_string(), id.to_string()],
-                    Outcome::Success,
-                ));
-                tx.commit().await?;
-                return Ok(Ok((appointment, true)));
-            }
+            tx.audit(event(
+                practice,
+                &actor,
+                ctx,
+                Action::AppointmentRead,
+                vec![appointment.patient.to_string(), id.to_string()],
+                Outcome::Success,
+            ));
+            tx.commit().await?;
+            return Ok(Ok((appointment, true)));
         }
         let appointment = match self
             .create_appointment_in(&mut tx, practice, principal, ctx, new)
@@ -222,18 +210,8 @@ impl Store {
             Err(errors) => return Ok(Err(errors)),
         };
         if let Some(idem) = idempotency {
-            sqlx::query(
-                "INSERT INTO idempotency_keys (practice_id, actor, key_hash, request_hash, status, resource_id, created_at) \
-                 VALUES ($1, $2, $3, $4, 201, $5, $6)",
-            )
-            .bind(practice.to_string())
-            .bind(&actor_key)
-            .bind(idem.key_hash.to_vec())
-            .bind(idem.request_hash.to_vec())
-            .bind(appointment.id.to_string())
-            .bind(tx.now_micros())
-            .execute(&mut *tx.tx)
-            .await?;
+            idem.record(&mut tx, practice, &actor_key, &appointment.id.to_string())
+                .await?;
         }
         tx.commit().await?;
         Ok(Ok((appointment, false)))

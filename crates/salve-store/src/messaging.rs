@@ -1150,9 +1150,7 @@ impl Store {
             let actor = principal.actor();
             let actor_key = format!("{}:{}", actor.kind(), actor.id());
             if let Some(idem) = idempotency
-                && let Some(id) = self
-                    .idempotent_replay(&mut tx, practice, &actor_key, &idem)
-                    .await?
+                && let Some(id) = idem.prior(&mut tx, practice, &actor_key).await?
             {
                 let message_id: MessageId = id.parse().map_err(|_| malformed("idempotency"))?;
                 let conv_id: String = sqlx::query_scalar(
@@ -1198,18 +1196,8 @@ impl Store {
                 .insert_message(&mut tx, practice, &conv, &actor, attachments, &plan)
                 .await?;
             if let Some(idem) = idempotency {
-                sqlx::query(
-                    "INSERT INTO idempotency_keys (practice_id, actor, key_hash, request_hash, status, resource_id, created_at) \
-                     VALUES ($1, $2, $3, $4, 201, $5, $6)",
-                )
-                .bind(practice.to_string())
-                .bind(&actor_key)
-                .bind(idem.key_hash.to_vec())
-                .bind(idem.request_hash.to_vec())
-                .bind(message.to_string())
-                .bind(now)
-                .execute(&mut *tx.tx)
-                .await?;
+                idem.record(&mut tx, practice, &actor_key, &message.to_string())
+                    .await?;
             }
             let action = match plan.direction {
                 Direction::Note => Action::MessageNote,
@@ -1239,33 +1227,6 @@ impl Store {
                 tx.rollback().await;
                 Err(e)
             }
-        }
-    }
-
-    async fn idempotent_replay(
-        &self,
-        tx: &mut WriteTx<'_>,
-        practice: PracticeId,
-        actor_key: &str,
-        idem: &Idempotency,
-    ) -> Result<Option<String>> {
-        let prior: Option<(Vec<u8>, String)> = sqlx::query_as(
-            "SELECT request_hash, resource_id FROM idempotency_keys \
-             WHERE practice_id = $1 AND actor = $2 AND key_hash = $3",
-        )
-        .bind(practice.to_string())
-        .bind(actor_key)
-        .bind(idem.key_hash.to_vec())
-        .fetch_optional(&mut *tx.tx)
-        .await?;
-        match prior {
-            Some((request_hash, resource)) => {
-                if !salve_crypto::ct_eq(&request_hash, &idem.request_hash) {
-                    return Err(StoreError::IdempotencyMismatch);
-                }
-                Ok(Some(resource))
-            }
-            None => Ok(None),
         }
     }
 

@@ -65,6 +65,59 @@ pub struct Idempotency {
     pub request_hash: [u8; 32],
 }
 
+impl Idempotency {
+    /// The resource this actor's key already created, if any; the same key with another body
+    /// is [`StoreError::IdempotencyMismatch`].
+    pub(crate) async fn prior(
+        &self,
+        tx: &mut WriteTx<'_>,
+        practice: PracticeId,
+        actor_key: &str,
+    ) -> Result<Option<String>> {
+        let prior: Option<(Vec<u8>, String)> = sqlx::query_as(
+            "SELECT request_hash, resource_id FROM idempotency_keys \
+             WHERE practice_id = $1 AND actor = $2 AND key_hash = $3",
+        )
+        .bind(practice.to_string())
+        .bind(actor_key)
+        .bind(self.key_hash.to_vec())
+        .fetch_optional(&mut *tx.tx)
+        .await?;
+        match prior {
+            Some((request_hash, resource)) => {
+                if !salve_crypto::ct_eq(&request_hash, &self.request_hash) {
+                    return Err(StoreError::IdempotencyMismatch);
+                }
+                Ok(Some(resource))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Records that this actor's key created `resource`, in the creating transaction.
+    pub(crate) async fn record(
+        &self,
+        tx: &mut WriteTx<'_>,
+        practice: PracticeId,
+        actor_key: &str,
+        resource: &str,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO idempotency_keys (practice_id, actor, key_hash, request_hash, status, resource_id, created_at) \
+             VALUES ($1, $2, $3, $4, 201, $5, $6)",
+        )
+        .bind(practice.to_string())
+        .bind(actor_key)
+        .bind(self.key_hash.to_vec())
+        .bind(self.request_hash.to_vec())
+        .bind(resource)
+        .bind(tx.now_micros())
+        .execute(&mut *tx.tx)
+        .await?;
+        Ok(())
+    }
+}
+
 pub const MAX_PAGE: usize = 200;
 
 /// The answer to a change made against a version that is no longer current (HTTP 412).
@@ -127,53 +180,30 @@ impl Store {
         check_practice(principal, practice)?;
         let mut tx = self.begin().await?;
         let actor_key = format!("{}:{}", actor.kind(), actor.id());
-        if let Some(idem) = idempotency {
-            let prior: Option<(Vec<u8>, String)> = sqlx::query_as(
-                "SELECT request_hash, resource_id FROM idempotency_keys \
-                 WHERE practice_id = $1 AND actor = $2 AND key_hash = $3",
-            )
-            .bind(practice.to_string())
-            .bind(&actor_key)
-            .bind(idem.key_hash.to_vec())
-            .fetch_optional(&mut *tx.tx)
-            .await?;
-            if let Some((request_hash, resource)) = prior {
-                if !salve_crypto::ct_eq(&request_hash, &idem.request_hash) {
-                    return Err(StoreError::IdempotencyMismatch);
-                }
-                let id: PatientId = resource
-                    .parse()
-                    .map_err(|_| StoreError::KeyRing("malformed idempotency row".into()))?;
-                let patient = self.load_patient(&mut tx.tx, practice, id).await?;
-                tx.audit(event(
-                    practice,
-                    actor,
-                    ctx,
-                    Action::PatientRead,
-                    vec![id.to_string()],
-                    Outcome::Success,
-                ));
-                tx.commit().await?;
-                return Ok((patient, true));
-            }
+        if let Some(idem) = idempotency
+            && let Some(resource) = idem.prior(&mut tx, practice, &actor_key).await?
+        {
+            let id: PatientId = resource
+                .parse()
+                .map_err(|_| StoreError::KeyRing("malformed idempotency row".into()))?;
+            let patient = self.load_patient(&mut tx.tx, practice, id).await?;
+            tx.audit(event(
+                practice,
+                actor,
+                ctx,
+                Action::PatientRead,
+                vec![id.to_string()],
+                Outcome::Success,
+            ));
+            tx.commit().await?;
+            return Ok((patient, true));
         }
         let patient = self
             .insert_patient_in(&mut tx, practice, actor, ctx, record)
             .await?;
         let row = patient.id.to_string();
         if let Some(idem) = idempotency {
-            sqlx::query(
-                "INSERT INTO idempotency_keys (practice_id, actor, key_hash, request_hash, status, resource_id, created_at) \
-                 VALUES ($1, $2, $3, $4, 201, $5, $6)",
-            )
-            .bind(practice.to_string())
-            .bind(&actor_key)
-            .bind(idem.key_hash.to_vec())
-            .bind(idem.request_hash.to_vec())
-            .bind(&row)
-            .bind(tx.now_micros())
-            .execute(&mut *tx.tx)
-            .await?;
+            idem.record(&mut tx, practice, &actor_key, &row).await?;
         }
         tx.commit().await?;
         Ok((patient, false))
