@@ -224,7 +224,7 @@ impl Store {
         let actor = principal.actor();
         let actor_key = format!("{}:{}", actor.kind(), actor.id());
         if let Some(idem) = &idempotency
-            && let Some(resource) = idem.prior(&mut tx, practice, &actor_key).await?
+            && let Some(resource) = idem.prior(&mut tx.tx, practice, &actor_key).await?
         {
             let id: AnnouncementId = resource.parse().map_err(|_| malformed())?;
             let found = self.load_announcement(&mut tx.tx, practice, id).await?;
@@ -258,7 +258,7 @@ impl Store {
         .execute(&mut *tx.tx)
         .await?;
         if let Some(idem) = &idempotency {
-            idem.record(&mut tx, practice, &actor_key, &row).await?;
+            idem.record(&mut tx, practice, &actor_key, &row);
         }
         tx.audit(event(
             practice,

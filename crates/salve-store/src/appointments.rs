@@ -179,7 +179,7 @@ impl Store {
         let actor_key = format!("{}:{}", actor.kind(), actor.id());
         let mut tx = self.begin().await?;
         if let Some(idem) = idempotency
-            && let Some(resource) = idem.prior(&mut tx, practice, &actor_key).await?
+            && let Some(resource) = idem.prior(&mut tx.tx, practice, &actor_key).await?
         {
             let id: AppointmentId = resource.parse().map_err(|_| malformed())?;
             let appointment = self.load_appointment_in(&mut tx.tx, practice, id).await?;
@@ -210,8 +210,7 @@ impl Store {
             Err(errors) => return Ok(Err(errors)),
         };
         if let Some(idem) = idempotency {
-            idem.record(&mut tx, practice, &actor_key, &appointment.id.to_string())
-                .await?;
+            idem.record(&mut tx, practice, &actor_key, &appointment.id.to_string());
         }
         tx.commit().await?;
         Ok(Ok((appointment, false)))

@@ -421,8 +421,7 @@ impl Store {
                 salve_core::ehr::WriteKind::Consent,
                 &row,
                 None,
-            )
-            .await?;
+            );
             ids.push(id);
         }
         self.withdraw_blocked_jobs(tx, practice, patient).await?;

@@ -318,7 +318,7 @@ impl Store {
 
     /// Queues a write if the practice's enabled connection writes this kind of record; inside
     /// the transaction of the event, so the event and its write commit together.
-    pub(crate) async fn queue_ehr_write_in(
+    pub(crate) fn queue_ehr_write_in(
         &self,
         tx: &mut WriteTx<'_>,
         practice: PracticeId,
@@ -326,41 +326,26 @@ impl Store {
         kind: WriteKind,
         subject: &str,
         conversation: Option<ConversationId>,
-    ) -> Result<bool> {
-        let row: Option<(String, i64, i64)> = sqlx::query_as(
-            "SELECT write_mode, push_consent, enabled FROM ehr_connections WHERE practice_id = $1",
-        )
-        .bind(practice.to_string())
-        .fetch_optional(&mut *tx.tx)
-        .await?;
-        let Some((mode, push_consent, enabled)) = row else {
-            return Ok(false);
-        };
-        let wanted = enabled != 0
-            && match kind {
-                WriteKind::Communication => mode == WriteMode::Communication.as_str(),
-                WriteKind::Document => mode == WriteMode::Document.as_str(),
-                WriteKind::Consent => push_consent != 0,
-            };
-        if !wanted {
-            return Ok(false);
-        }
+    ) {
+        // Written at commit, only if the practice's connection is on and wants this kind.
         let now = tx.now_micros();
-        sqlx::query(
-            "INSERT INTO ehr_writes (id, practice_id, patient_id, kind, subject_id, conversation_id, \
-             status, attempts, next_attempt_at, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, 'pending', 0, $7, $7, $7)",
-        )
-        .bind(uuid::Uuid::now_v7().to_string())
-        .bind(practice.to_string())
-        .bind(patient.to_string())
-        .bind(kind.as_str())
-        .bind(subject)
-        .bind(conversation.map(|c| c.to_string()))
-        .bind(now)
-        .execute(&mut *tx.tx)
-        .await?;
-        Ok(true)
+        let (sql, mode) = match kind {
+            WriteKind::Consent => (QUEUE_CONSENT_WRITE, None),
+            WriteKind::Communication => (QUEUE_WRITE_IN_MODE, Some(WriteMode::Communication)),
+            WriteKind::Document => (QUEUE_WRITE_IN_MODE, Some(WriteMode::Document)),
+        };
+        let write = tx
+            .defer(sql)
+            .bind(uuid::Uuid::now_v7().to_string())
+            .bind(practice.to_string())
+            .bind(patient.to_string())
+            .bind(kind.as_str())
+            .bind(subject.to_owned())
+            .bind(conversation.map(|c| c.to_string()))
+            .bind(now);
+        if let Some(mode) = mode {
+            write.bind(mode.as_str());
+        }
     }
 
     /// Claims up to `limit` due writes for `worker`. A write left in `sending` longer than
@@ -596,3 +581,13 @@ impl Store {
             .transpose()
     }
 }
+
+const QUEUE_WRITE_IN_MODE: &str = "INSERT INTO ehr_writes (id, practice_id, patient_id, kind, subject_id, conversation_id, \
+     status, attempts, next_attempt_at, created_at, updated_at) \
+     SELECT $1, $2, $3, $4, $5, $6, 'pending', 0, $7, $7, $7 FROM ehr_connections \
+     WHERE practice_id = $2 AND enabled <> 0 AND write_mode = $8";
+
+const QUEUE_CONSENT_WRITE: &str = "INSERT INTO ehr_writes (id, practice_id, patient_id, kind, subject_id, conversation_id, \
+     status, attempts, next_attempt_at, created_at, updated_at) \
+     SELECT $1, $2, $3, $4, $5, $6, 'pending', 0, $7, $7, $7 FROM ehr_connections \
+     WHERE practice_id = $2 AND enabled <> 0 AND push_consent <> 0";

@@ -12,6 +12,7 @@ mod appointments;
 mod audit;
 pub mod audit_reports;
 mod backup;
+mod batch;
 mod catalog;
 mod channels;
 mod consent;

@@ -9,6 +9,8 @@ use salve_core::permissions::{Operation, Principal};
 use salve_core::{PatientId, PracticeId, Sensitive};
 use salve_crypto::FieldAad;
 
+use crate::batch::Batch;
+use crate::tx::WriteTx;
 use crate::{Result, Store, StoreError};
 
 #[derive(Debug, Clone)]
@@ -92,7 +94,7 @@ impl Store {
             })?
             .clone();
         let id = insert_link(
-            &mut tx.tx, &self.ring, practice, patient, &contact, token_hash, now, ttl_secs, None,
+            &mut tx, practice, patient, &contact, token_hash, now, ttl_secs, None,
         )
         .await?;
         let info = LinkInfo {
@@ -437,8 +439,7 @@ impl Store {
 /// message a notification's link announces (so a reminder can revoke it).
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn insert_link(
-    conn: &mut sqlx::AnyConnection,
-    ring: &crate::keyring::KeyRing,
+    tx: &mut WriteTx<'_>,
     practice: PracticeId,
     patient: PatientId,
     contact: &salve_core::patient::Contact,
@@ -447,28 +448,60 @@ pub(crate) async fn insert_link(
     ttl_secs: i64,
     message: Option<&str>,
 ) -> Result<uuid::Uuid> {
-    let key = ring.patient_key(&mut *conn, practice, patient).await?;
+    let key = tx
+        .store
+        .ring
+        .patient_key(&mut tx.tx, practice, patient)
+        .await?;
+    let mut writes = Batch::new(tx.store.backend());
+    let id = push_link(
+        &mut writes,
+        &key,
+        practice,
+        patient,
+        contact,
+        token_hash,
+        now,
+        ttl_secs,
+        message,
+    );
+    writes.execute(&mut tx.tx).await?;
+    Ok(id)
+}
+
+/// Adds a secure link's row to `writes`; its contact is sealed with the patient's key.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn push_link(
+    writes: &mut Batch,
+    key: &salve_crypto::SymmetricKey,
+    practice: PracticeId,
+    patient: PatientId,
+    contact: &salve_core::patient::Contact,
+    token_hash: &[u8; 32],
+    now: i64,
+    ttl_secs: i64,
+    message: Option<&str>,
+) -> uuid::Uuid {
     let id = uuid::Uuid::now_v7();
     let expires_at = now + ttl_secs * 1_000_000;
-    sqlx::query(
-        "INSERT INTO secure_links (id, token_hash, practice_id, patient_id, contact_kind, contact_value, \
-         created_at, expires_at, failures, message_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, $9)",
-    )
-    .bind(id.to_string())
-    .bind(token_hash.to_vec())
-    .bind(practice.to_string())
-    .bind(patient.to_string())
-    .bind(contact.kind.as_str())
-    .bind(key.seal_str(
-        FieldAad::new("secure_links", "contact_value", &id.to_string()),
-        contact.value.expose(),
-    ))
-    .bind(now)
-    .bind(expires_at)
-    .bind(message)
-    .execute(&mut *conn)
-    .await?;
-    Ok(id)
+    writes
+        .push(
+            "INSERT INTO secure_links (id, token_hash, practice_id, patient_id, contact_kind, contact_value, \
+             created_at, expires_at, failures, message_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, $9)",
+        )
+        .bind(id.to_string())
+        .bind(token_hash.to_vec())
+        .bind(practice.to_string())
+        .bind(patient.to_string())
+        .bind(contact.kind.as_str())
+        .bind(key.seal_str(
+            FieldAad::new("secure_links", "contact_value", &id.to_string()),
+            contact.value.expose(),
+        ))
+        .bind(now)
+        .bind(expires_at)
+        .bind(message.map(str::to_owned));
+    id
 }
 
 impl Store {

@@ -19,6 +19,7 @@ use salve_crypto::FieldAad;
 use sqlx::AnyConnection;
 use time::OffsetDateTime;
 
+use crate::batch::Batch;
 use crate::catalog::{CatalogItem, MessagingSettings};
 use crate::patients::{Idempotency, Patient, check_practice};
 use crate::tx::WriteTx;
@@ -448,17 +449,8 @@ impl Store {
         patient: PatientId,
         now: i64,
     ) -> Result<LoadedConversation> {
-        // Only constant column lists are formatted in.
-        let existing: Option<ConversationRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {CONVERSATION_COLUMNS} FROM conversations \
-             WHERE patient_id = $1 AND practice_id = $2 AND is_main = 1"
-        )))
-        .bind(patient.to_string())
-        .bind(practice.to_string())
-        .fetch_optional(&mut *conn)
-        .await?;
-        if let Some(row) = existing {
-            return parse_conversation(row);
+        if let Some(conv) = self.find_main_conversation(conn, practice, patient).await? {
+            return Ok(conv);
         }
         let id = ConversationId::new();
         sqlx::query(
@@ -474,7 +466,26 @@ impl Store {
         self.load_conversation(conn, practice, id).await
     }
 
-    /// Resolves a target to a conversation the principal may use for `op`.
+    async fn find_main_conversation(
+        &self,
+        conn: &mut AnyConnection,
+        practice: PracticeId,
+        patient: PatientId,
+    ) -> Result<Option<LoadedConversation>> {
+        // Only constant column lists are formatted in.
+        let existing: Option<ConversationRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {CONVERSATION_COLUMNS} FROM conversations \
+             WHERE patient_id = $1 AND practice_id = $2 AND is_main = 1"
+        )))
+        .bind(patient.to_string())
+        .bind(practice.to_string())
+        .fetch_optional(&mut *conn)
+        .await?;
+        existing.map(parse_conversation).transpose()
+    }
+
+    /// Resolves a target to a conversation the principal may use for `op`. A patient's missing
+    /// main thread is created when `create_main_at` is given, else the answer is `None`.
     async fn target_conversation(
         &self,
         conn: &mut AnyConnection,
@@ -482,13 +493,13 @@ impl Store {
         principal: &Principal,
         op: Operation,
         target: ConversationTarget,
-        now: i64,
-    ) -> Result<LoadedConversation> {
+        create_main_at: Option<i64>,
+    ) -> Result<Option<LoadedConversation>> {
         match target {
-            ConversationTarget::Existing(id) => {
-                self.guarded_conversation(conn, practice, principal, op, id)
-                    .await
-            }
+            ConversationTarget::Existing(id) => self
+                .guarded_conversation(conn, practice, principal, op, id)
+                .await
+                .map(Some),
             ConversationTarget::OfPatient(patient, id) => {
                 check_practice(principal, practice)?;
                 let conv = self.load_conversation(conn, practice, id).await?;
@@ -499,21 +510,27 @@ impl Store {
                 let gate = self.team_gate(conn, principal, &conv).await?;
                 self.guard_patient_in_team(conn, practice, principal, op, patient, gate)
                     .await?;
-                Ok(conv)
+                Ok(Some(conv))
             }
             ConversationTarget::Main(patient) => {
                 check_practice(principal, practice)?;
                 // The patient gate first, so a hidden patient gets no thread created.
                 self.guard_patient_in_team(conn, practice, principal, op, patient, TeamGate::Open)
                     .await?;
-                let conv = self.main_conversation(conn, practice, patient, now).await?;
+                let found = match create_main_at {
+                    Some(now) => Some(self.main_conversation(conn, practice, patient, now).await?),
+                    None => self.find_main_conversation(conn, practice, patient).await?,
+                };
+                let Some(conv) = found else {
+                    return Ok(None);
+                };
                 let gate = self.team_gate(conn, principal, &conv).await?;
                 // With an open gate the check above already was this one.
                 if gate != TeamGate::Open {
                     self.guard_patient_in_team(conn, practice, principal, op, patient, gate)
                         .await?;
                 }
-                Ok(conv)
+                Ok(Some(conv))
             }
         }
     }
@@ -1115,9 +1132,10 @@ impl Store {
                 principal,
                 Operation::MessageSend,
                 target,
-                now,
+                Some(now),
             )
-            .await?;
+            .await?
+            .ok_or(StoreError::NotFound)?;
         let facts = self.send_facts(&mut tx.tx, practice, &conv).await;
         // Dropped, not committed: a preview leaves no thread behind.
         drop(tx);
@@ -1125,8 +1143,14 @@ impl Store {
     }
 
     /// Stores an outgoing message (or a note) with its attachments, outbox job and audit row,
-    /// in one transaction. `plan` decides the route from facts read in that transaction.
+    /// in one transaction. `plan` decides the route from facts read for this send.
     /// A repeated `Idempotency-Key` returns the first message and changes nothing.
+    ///
+    /// The facts are read and the plan made before the write lock is taken (SQLite has one
+    /// writer, so everything done under the lock is done one send at a time): a send is decided
+    /// on the state of one read snapshot, as if it had arrived then, and a consent revoked after
+    /// that snapshot stops the queued send in the outbox worker. Only a first message to a
+    /// patient without a main thread yet, and a retried key, are planned under the lock.
     #[allow(clippy::too_many_arguments)]
     pub async fn send_message<F>(
         &self,
@@ -1142,15 +1166,45 @@ impl Store {
         F: FnOnce(&SendFacts) -> std::result::Result<OutboundPlan, PlanRefused>,
     {
         check_practice(principal, practice)?;
-        // Sends share durable commits on SQLite (group commit); this returns only after the
+        let actor = principal.actor();
+        let actor_key = format!("{}:{}", actor.kind(), actor.id());
+        let mut plan = Some(plan);
+        let early = {
+            let mut read = self.pool.begin().await?;
+            let retried = match idempotency {
+                Some(idem) => idem.prior(&mut read, practice, &actor_key).await?.is_some(),
+                None => false,
+            };
+            let conv = if retried {
+                None
+            } else {
+                self.target_conversation(
+                    &mut read,
+                    practice,
+                    principal,
+                    Operation::MessageSend,
+                    target,
+                    None,
+                )
+                .await?
+            };
+            match conv {
+                Some(conv) => {
+                    let facts = self.send_facts(&mut read, practice, &conv).await?;
+                    let plan = plan.take().expect("planned once")(&facts)
+                        .map_err(|PlanRefused(why)| StoreError::Invalid(why))?;
+                    Some((conv, plan))
+                }
+                None => None,
+            }
+        };
+        // Sends share durable commits on SQLite (group commit); commit returns only after the
         // commit holding this message is durable.
         let mut tx = self.begin_grouped().await?;
         let sent = async {
             let now = tx.now_micros();
-            let actor = principal.actor();
-            let actor_key = format!("{}:{}", actor.kind(), actor.id());
             if let Some(idem) = idempotency
-                && let Some(id) = idem.prior(&mut tx, practice, &actor_key).await?
+                && let Some(id) = idem.prior(&mut tx.tx, practice, &actor_key).await?
             {
                 let message_id: MessageId = id.parse().map_err(|_| malformed("idempotency"))?;
                 let conv_id: String = sqlx::query_scalar(
@@ -1167,9 +1221,6 @@ impl Store {
                         conv_id.parse().map_err(|_| malformed("message"))?,
                     )
                     .await?;
-                let message = self
-                    .load_message(&mut tx.tx, practice, principal, &conv, message_id)
-                    .await?;
                 tx.audit(conversation_event(
                     practice,
                     actor,
@@ -1178,26 +1229,33 @@ impl Store {
                     vec![conv.patient.to_string(), message_id.to_string()],
                     Outcome::Success,
                 ));
-                return Ok((message, true));
+                return Ok((conv, message_id, true));
             }
-            let conv = self
-                .target_conversation(
-                    &mut tx.tx,
-                    practice,
-                    principal,
-                    Operation::MessageSend,
-                    target,
-                    now,
-                )
-                .await?;
-            let facts = self.send_facts(&mut tx.tx, practice, &conv).await?;
-            let plan = plan(&facts).map_err(|PlanRefused(why)| StoreError::Invalid(why))?;
+            let (conv, plan) = match early {
+                Some(planned) => planned,
+                None => {
+                    let conv = self
+                        .target_conversation(
+                            &mut tx.tx,
+                            practice,
+                            principal,
+                            Operation::MessageSend,
+                            target,
+                            Some(now),
+                        )
+                        .await?
+                        .ok_or(StoreError::NotFound)?;
+                    let facts = self.send_facts(&mut tx.tx, practice, &conv).await?;
+                    let plan = plan.take().expect("planned once")(&facts)
+                        .map_err(|PlanRefused(why)| StoreError::Invalid(why))?;
+                    (conv, plan)
+                }
+            };
             let message = self
-                .insert_message(&mut tx, practice, &conv, &actor, attachments, &plan)
+                .insert_message_at_commit(&mut tx, practice, &conv, &actor, attachments, &plan)
                 .await?;
             if let Some(idem) = idempotency {
-                idem.record(&mut tx, practice, &actor_key, &message.to_string())
-                    .await?;
+                idem.record(&mut tx, practice, &actor_key, &message.to_string());
             }
             let action = match plan.direction {
                 Direction::Note => Action::MessageNote,
@@ -1211,25 +1269,29 @@ impl Store {
                 vec![conv.patient.to_string(), message.to_string()],
                 Outcome::Success,
             ));
-            let view = self
-                .load_message(&mut tx.tx, practice, principal, &conv, message)
-                .await?;
-            Ok((view, false))
+            Ok((conv, message, false))
         }
         .await;
-        match sent {
-            Ok(sent) => {
-                tx.commit().await?;
-                self.inbox_changed();
-                Ok(sent)
-            }
+        let (conv, message, replayed) = match sent {
+            Ok(sent) => sent,
             Err(e) => {
                 tx.rollback().await;
-                Err(e)
+                return Err(e);
             }
+        };
+        tx.commit().await?;
+        if !replayed {
+            self.inbox_changed();
         }
+        // Read back once committed, outside the write lock.
+        let mut conn = self.pool.acquire().await?;
+        let view = self
+            .load_message(&mut conn, practice, principal, &conv, message)
+            .await?;
+        Ok((view, replayed))
     }
 
+    /// Stores a message with its attachments, notification job and inbox change.
     #[allow(clippy::too_many_arguments)]
     pub(crate) async fn insert_message(
         &self,
@@ -1240,120 +1302,68 @@ impl Store {
         attachments: &[NewAttachment],
         plan: &OutboundPlan,
     ) -> Result<MessageId> {
-        let body = &plan.body;
-        let now = tx.now_micros();
         let key = self
             .ring
             .patient_key(&mut tx.tx, practice, conv.patient)
             .await?;
-        let id = MessageId::new();
-        let row = id.to_string();
-        let seal =
-            |column: &str, text: &str| key.seal_str(FieldAad::new("messages", column, &row), text);
-        let status = match plan.direction {
-            Direction::Note => None,
-            _ => Some(plan.status.as_str()),
-        };
-        sqlx::query(
-            "INSERT INTO messages (id, practice_id, conversation_id, patient_id, direction, channel, kind, \
-             author_kind, author_id, body, route, decision, delivery, status, status_reason, legal_basis, \
-             created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $17)",
-        )
-        .bind(&row)
-        .bind(practice.to_string())
-        .bind(conv.id.to_string())
-        .bind(conv.patient.to_string())
-        .bind(plan.direction.as_str())
-        .bind(match plan.direction {
-            Direction::Note => None,
-            _ => Some(plan.channel.as_str()),
-        })
-        .bind(plan.kind.as_str())
-        .bind(author.kind())
-        .bind(author.id())
-        .bind(seal("body", body.expose()))
-        .bind(plan.route.map(Route::as_str))
-        .bind(plan.decision_json.as_deref().map(|d| seal("decision", d)))
-        .bind(plan.delivery.clone())
-        .bind(status)
-        .bind(plan.status_reason.as_deref().map(|r| seal("status_reason", r)))
-        .bind(plan.legal_basis.map(|b| b.to_string()))
-        .bind(now)
-        .execute(&mut *tx.tx)
-        .await?;
-        for attachment in attachments {
-            let aid = AttachmentId::new().to_string();
-            sqlx::query(
-                "INSERT INTO attachments (id, practice_id, message_id, patient_id, media_type, file_name, size, content, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-            )
-            .bind(&aid)
-            .bind(practice.to_string())
-            .bind(&row)
-            .bind(conv.patient.to_string())
-            .bind(&attachment.media_type)
-            .bind(key.seal_str(FieldAad::new("attachments", "file_name", &aid), &attachment.file_name))
-            .bind(attachment.bytes.len() as i64)
-            .bind(key.seal(FieldAad::new("attachments", "content", &aid), &attachment.bytes))
-            .bind(now)
-            .execute(&mut *tx.tx)
+        // The message's rows go as one command (see `Batch`).
+        let mut writes = Batch::new(self.backend());
+        let id = message_writes(
+            &mut writes,
+            &key,
+            self.backend(),
+            tx.now_micros(),
+            practice,
+            conv,
+            author,
+            attachments,
+            plan,
+        );
+        writes.execute(&mut tx.tx).await?;
+        self.queue_message_ehr_write(tx, practice, conv, plan, id);
+        Ok(id)
+    }
+
+    /// [`Store::insert_message`] with the rows written at commit, in one command with the
+    /// audit rows; for a transaction that reads none of them back before it commits.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn insert_message_at_commit(
+        &self,
+        tx: &mut WriteTx<'_>,
+        practice: PracticeId,
+        conv: &LoadedConversation,
+        author: &Actor,
+        attachments: &[NewAttachment],
+        plan: &OutboundPlan,
+    ) -> Result<MessageId> {
+        let key = self
+            .ring
+            .patient_key(&mut tx.tx, practice, conv.patient)
             .await?;
-        }
-        if let Some(job) = &plan.job {
-            if let Some((contact, token_hash, ttl)) = &job.secure_link {
-                crate::links::insert_link(
-                    &mut tx.tx,
-                    &self.ring,
-                    practice,
-                    conv.patient,
-                    contact,
-                    token_hash,
-                    now,
-                    *ttl,
-                    Some(&row),
-                )
-                .await?;
-            }
-            let job_id = OutboxJobId::new().to_string();
-            sqlx::query(
-                "INSERT INTO outbox_jobs (id, practice_id, patient_id, message_id, medium, purpose, \
-                 consent_channel, legal_basis, recipient, body, status, attempts, next_attempt_at, \
-                 created_at, updated_at, expires_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'pending', 0, $11, $11, $11, $12)",
-            )
-            .bind(&job_id)
-            .bind(practice.to_string())
-            .bind(conv.patient.to_string())
-            .bind(&row)
-            .bind(job.medium.as_str())
-            .bind(job.purpose.clone())
-            .bind(job.consent_channel.clone())
-            .bind(job.legal_basis.map(|b| b.to_string()))
-            .bind(key.seal_str(FieldAad::new("outbox_jobs", "recipient", &job_id), job.recipient.expose()))
-            .bind(key.seal_str(FieldAad::new("outbox_jobs", "body", &job_id), job.body.expose()))
-            .bind(now)
-            .bind(job.expires_at)
-            .execute(&mut *tx.tx)
-            .await?;
-        }
-        // A patient's or staff member's new message reopens a closed or snoozed thread; a
-        // staff reply answers an urgent flag.
-        let staff_reply = plan.direction == Direction::Outbound
-            && matches!(author, Actor::User(_) | Actor::ApiToken(_));
-        sqlx::query(
-            "UPDATE conversations SET last_message_at = $1, updated_at = $1, \
-             state = CASE WHEN $2 = 1 THEN 'open' ELSE state END, \
-             snoozed_until = CASE WHEN $2 = 1 THEN NULL ELSE snoozed_until END, \
-             urgent_at = CASE WHEN $4 = 1 THEN NULL ELSE urgent_at END WHERE id = $3",
-        )
-        .bind(now)
-        .bind(i64::from(plan.direction == Direction::Inbound))
-        .bind(conv.id.to_string())
-        .bind(i64::from(staff_reply))
-        .execute(&mut *tx.tx)
-        .await?;
-        record_change(tx, practice, conv.id, "message").await?;
+        let now = tx.now_micros();
+        let id = message_writes(
+            tx.deferred(),
+            &key,
+            self.backend(),
+            now,
+            practice,
+            conv,
+            author,
+            attachments,
+            plan,
+        );
+        self.queue_message_ehr_write(tx, practice, conv, plan, id);
+        Ok(id)
+    }
+
+    fn queue_message_ehr_write(
+        &self,
+        tx: &mut WriteTx<'_>,
+        practice: PracticeId,
+        conv: &LoadedConversation,
+        plan: &OutboundPlan,
+        message: MessageId,
+    ) {
         // Internal notes never go to the EHR.
         if plan.direction != Direction::Note {
             self.queue_ehr_write_in(
@@ -1361,12 +1371,10 @@ impl Store {
                 practice,
                 conv.patient,
                 salve_core::ehr::WriteKind::Communication,
-                &row,
+                &message.to_string(),
                 Some(conv.id),
-            )
-            .await?;
+            );
         }
-        Ok(id)
     }
 
     /// A patient's own message from the portal, into their main thread or one of their threads.
@@ -1700,8 +1708,7 @@ impl Store {
                 salve_core::ehr::WriteKind::Document,
                 &id.to_string(),
                 Some(id),
-            )
-            .await?;
+            );
         }
         self.commit_conversation_change(
             tx,
@@ -1886,23 +1893,172 @@ pub enum AttachmentReader<'a> {
 
 /// Records an inbox change (ids and a kind only) inside the transaction; on PostgreSQL it also
 /// notifies other instances when the transaction commits.
+/// Adds a new message's rows to `writes`: the message, its attachments (sealed with the
+/// patient's key), its secure link and outbox job, the thread's new state and the inbox change.
+#[allow(clippy::too_many_arguments)]
+fn message_writes(
+    writes: &mut Batch,
+    key: &salve_crypto::SymmetricKey,
+    backend: crate::Backend,
+    now: i64,
+    practice: PracticeId,
+    conv: &LoadedConversation,
+    author: &Actor,
+    attachments: &[NewAttachment],
+    plan: &OutboundPlan,
+) -> MessageId {
+    let body = &plan.body;
+    let id = MessageId::new();
+    let row = id.to_string();
+    let seal =
+        |column: &str, text: &str| key.seal_str(FieldAad::new("messages", column, &row), text);
+    let status = match plan.direction {
+        Direction::Note => None,
+        _ => Some(plan.status.as_str()),
+    };
+    writes
+            .push(
+                "INSERT INTO messages (id, practice_id, conversation_id, patient_id, direction, channel, kind, \
+                 author_kind, author_id, body, route, decision, delivery, status, status_reason, legal_basis, \
+                 created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $17)",
+            )
+            .bind(row.clone())
+            .bind(practice.to_string())
+            .bind(conv.id.to_string())
+            .bind(conv.patient.to_string())
+            .bind(plan.direction.as_str())
+            .bind(match plan.direction {
+                Direction::Note => None,
+                _ => Some(plan.channel.as_str()),
+            })
+            .bind(plan.kind.as_str())
+            .bind(author.kind())
+            .bind(author.id())
+            .bind(seal("body", body.expose()))
+            .bind(plan.route.map(Route::as_str))
+            .bind(plan.decision_json.as_deref().map(|d| seal("decision", d)))
+            .bind(plan.delivery.clone())
+            .bind(status)
+            .bind(plan.status_reason.as_deref().map(|r| seal("status_reason", r)))
+            .bind(plan.legal_basis.map(|b| b.to_string()))
+            .bind(now);
+    if let Some(job) = &plan.job {
+        if let Some((contact, token_hash, ttl)) = &job.secure_link {
+            crate::links::push_link(
+                writes,
+                key,
+                practice,
+                conv.patient,
+                contact,
+                token_hash,
+                now,
+                *ttl,
+                Some(&row),
+            );
+        }
+        let job_id = OutboxJobId::new().to_string();
+        writes
+                .push(
+                    "INSERT INTO outbox_jobs (id, practice_id, patient_id, message_id, medium, purpose, \
+                     consent_channel, legal_basis, recipient, body, status, attempts, next_attempt_at, \
+                     created_at, updated_at, expires_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'pending', 0, $11, $11, $11, $12)",
+                )
+                .bind(job_id.clone())
+                .bind(practice.to_string())
+                .bind(conv.patient.to_string())
+                .bind(row.clone())
+                .bind(job.medium.as_str())
+                .bind(job.purpose.clone())
+                .bind(job.consent_channel.clone())
+                .bind(job.legal_basis.map(|b| b.to_string()))
+                .bind(key.seal_str(FieldAad::new("outbox_jobs", "recipient", &job_id), job.recipient.expose()))
+                .bind(key.seal_str(FieldAad::new("outbox_jobs", "body", &job_id), job.body.expose()))
+                .bind(now)
+                .bind(job.expires_at);
+    }
+    // A patient's or staff member's new message reopens a closed or snoozed thread; a
+    // staff reply answers an urgent flag.
+    let staff_reply = plan.direction == Direction::Outbound
+        && matches!(author, Actor::User(_) | Actor::ApiToken(_));
+    writes
+        .push(
+            "UPDATE conversations SET last_message_at = $1, updated_at = $1, \
+                 state = CASE WHEN $2 = 1 THEN 'open' ELSE state END, \
+                 snoozed_until = CASE WHEN $2 = 1 THEN NULL ELSE snoozed_until END, \
+                 urgent_at = CASE WHEN $4 = 1 THEN NULL ELSE urgent_at END WHERE id = $3",
+        )
+        .bind(now)
+        .bind(i64::from(plan.direction == Direction::Inbound))
+        .bind(conv.id.to_string())
+        .bind(i64::from(staff_reply));
+    for attachment in attachments {
+        let aid = AttachmentId::new().to_string();
+        writes
+                .push(
+                    "INSERT INTO attachments (id, practice_id, message_id, patient_id, media_type, file_name, size, content, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                )
+                .bind(aid.clone())
+                .bind(practice.to_string())
+                .bind(row.clone())
+                .bind(conv.patient.to_string())
+                .bind(attachment.media_type.clone())
+                .bind(key.seal_str(FieldAad::new("attachments", "file_name", &aid), &attachment.file_name))
+                .bind(attachment.bytes.len() as i64)
+                .bind(key.seal(FieldAad::new("attachments", "content", &aid), &attachment.bytes))
+                .bind(now);
+    }
+    push_change(writes, backend, now, practice, conv.id, "message");
+    id
+}
+
 pub(crate) async fn record_change(
     tx: &mut WriteTx<'_>,
     practice: PracticeId,
     conversation: ConversationId,
     kind: &str,
 ) -> Result<()> {
-    sqlx::query("INSERT INTO inbox_changes (practice_id, conversation_id, kind, at) VALUES ($1, $2, $3, $4)")
+    let mut writes = Batch::new(tx.store.backend());
+    push_change(
+        &mut writes,
+        tx.store.backend(),
+        tx.now_micros(),
+        practice,
+        conversation,
+        kind,
+    );
+    writes.execute(&mut tx.tx).await
+}
+
+/// Records an inbox change at the transaction's commit.
+pub(crate) fn defer_change(
+    tx: &mut WriteTx<'_>,
+    practice: PracticeId,
+    conversation: ConversationId,
+    kind: &str,
+) {
+    let (backend, now) = (tx.store.backend(), tx.now_micros());
+    push_change(tx.deferred(), backend, now, practice, conversation, kind);
+}
+
+/// Adds an inbox change (and, on PostgreSQL, the wake-up of other instances' streams).
+fn push_change(
+    writes: &mut Batch,
+    backend: crate::Backend,
+    now: i64,
+    practice: PracticeId,
+    conversation: ConversationId,
+    kind: &str,
+) {
+    writes
+        .push("INSERT INTO inbox_changes (practice_id, conversation_id, kind, at) VALUES ($1, $2, $3, $4)")
         .bind(practice.to_string())
         .bind(conversation.to_string())
-        .bind(kind)
-        .bind(tx.now_micros())
-        .execute(&mut *tx.tx)
-        .await?;
-    if tx.store.backend() == crate::Backend::Postgres {
-        sqlx::query("SELECT pg_notify('salve_inbox', '')")
-            .execute(&mut *tx.tx)
-            .await?;
+        .bind(kind.to_owned())
+        .bind(now);
+    if backend == crate::Backend::Postgres {
+        writes.push("SELECT pg_notify('salve_inbox', '')");
     }
-    Ok(())
 }

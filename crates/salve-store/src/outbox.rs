@@ -182,16 +182,14 @@ impl Store {
             let recipient =
                 key.open_string(FieldAad::new("outbox_jobs", "recipient", &id), &recipient)?;
             let body = key.open_string(FieldAad::new("outbox_jobs", "body", &id), &body)?;
-            sqlx::query(
+            tx.defer(
                 "UPDATE outbox_jobs SET status = 'sending', claimed_by = $1, claimed_at = $2, \
                  attempts = attempts + 1, updated_at = $2 WHERE id = $3",
             )
-            .bind(worker)
+            .bind(worker.to_owned())
             .bind(now)
-            .bind(&id)
-            .execute(&mut *tx.tx)
-            .await?;
-            set_message_status(&mut tx, &message, "sending", None).await?;
+            .bind(id.clone());
+            set_message_status(&mut tx, &message, "sending", None);
             claimed.push(ClaimedJob {
                 id: id.parse().map_err(|_| malformed())?,
                 practice,
@@ -347,15 +345,20 @@ impl Store {
         let now = tx.now_micros();
         let id = job.id.to_string();
         let message = job.message.to_string();
-        let status: Option<String> =
-            sqlx::query_scalar("SELECT status FROM outbox_jobs WHERE id = $1")
-                .bind(&id)
-                .fetch_optional(&mut *tx.tx)
-                .await?;
-        if status.as_deref() != Some("sending") {
+        let found: Option<(String, String)> = sqlx::query_as(
+            "SELECT j.status, m.conversation_id FROM outbox_jobs j \
+             JOIN messages m ON m.id = j.message_id WHERE j.id = $1",
+        )
+        .bind(&id)
+        .fetch_optional(&mut *tx.tx)
+        .await?;
+        let Some(conversation) = found
+            .filter(|(status, _)| status == "sending")
+            .map(|(_, conversation)| conversation)
+        else {
             // Finished elsewhere (reconciled after a lease ran out): nothing changes twice.
             return Ok(());
-        }
+        };
         let key = self
             .ring
             .patient_key(&mut tx.tx, job.practice, job.patient)
@@ -416,7 +419,7 @@ impl Store {
                     .bind(&id)
                     .execute(&mut *tx.tx)
                     .await?;
-                    set_message_status(tx, &message, "queued", None).await?;
+                    set_message_status(tx, &message, "queued", None);
                     return Ok(());
                 }
                 JobOutcome::Unknown { reason } => (
@@ -429,7 +432,7 @@ impl Store {
                     Outcome::Failure,
                 ),
             };
-        sqlx::query(
+        tx.defer(
             "UPDATE outbox_jobs SET status = $1, last_error_kind = $2, provider_message_id = $3, \
              next_attempt_at = $4, updated_at = $5 WHERE id = $6",
         )
@@ -438,32 +441,22 @@ impl Store {
         .bind(provider_id.clone())
         .bind(next)
         .bind(now)
-        .bind(&id)
-        .execute(&mut *tx.tx)
-        .await?;
+        .bind(id.clone());
         let sealed_reason = reason
             .as_deref()
             .map(|r| key.seal_str(FieldAad::new("messages", "status_reason", &message), r));
-        set_message_status(tx, &message, message_status, sealed_reason).await?;
+        set_message_status(tx, &message, message_status, sealed_reason);
         if let Some(provider_id) = provider_id {
-            sqlx::query("UPDATE messages SET provider_message_id = $1 WHERE id = $2")
+            tx.defer("UPDATE messages SET provider_message_id = $1 WHERE id = $2")
                 .bind(provider_id)
-                .bind(&message)
-                .execute(&mut *tx.tx)
-                .await?;
+                .bind(message.clone());
         }
-        let conversation: String =
-            sqlx::query_scalar("SELECT conversation_id FROM messages WHERE id = $1")
-                .bind(&message)
-                .fetch_one(&mut *tx.tx)
-                .await?;
-        crate::messaging::record_change(
+        crate::messaging::defer_change(
             tx,
             job.practice,
             conversation.parse().map_err(|_| malformed())?,
             "status",
-        )
-        .await?;
+        );
         tx.audit(conversation_event(
             job.practice,
             Actor::System,
@@ -587,7 +580,7 @@ impl Store {
         .bind(job.id.to_string())
         .execute(&mut *tx.tx)
         .await?;
-        set_message_status(&mut tx, &job.message.to_string(), "queued", None).await?;
+        set_message_status(&mut tx, &job.message.to_string(), "queued", None);
         tx.commit().await
     }
 
@@ -655,22 +648,19 @@ impl Store {
     }
 }
 
-async fn set_message_status(
+/// Sets a message's status at the transaction's commit.
+fn set_message_status(
     tx: &mut WriteTx<'_>,
     message: &str,
     status: &str,
     sealed_reason: Option<Vec<u8>>,
-) -> Result<()> {
-    sqlx::query(
-        "UPDATE messages SET status = $1, status_reason = $2, updated_at = $3 WHERE id = $4",
-    )
-    .bind(status)
-    .bind(sealed_reason)
-    .bind(tx.now_micros())
-    .bind(message)
-    .execute(&mut *tx.tx)
-    .await?;
-    Ok(())
+) {
+    let now = tx.now_micros();
+    tx.defer("UPDATE messages SET status = $1, status_reason = $2, updated_at = $3 WHERE id = $4")
+        .bind(status.to_owned())
+        .bind(sealed_reason)
+        .bind(now)
+        .bind(message.to_owned());
 }
 
 /// Cancels a pending job and marks its message failed with a reason staff can read.
@@ -705,7 +695,7 @@ pub(crate) async fn cancel_job(
         ("failed", reason.to_owned())
     };
     let sealed = key.seal_str(FieldAad::new("messages", "status_reason", message), &reason);
-    set_message_status(tx, message, status, Some(sealed)).await?;
+    set_message_status(tx, message, status, Some(sealed));
     tx.audit(conversation_event(
         practice,
         Actor::System,

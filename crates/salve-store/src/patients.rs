@@ -70,7 +70,7 @@ impl Idempotency {
     /// is [`StoreError::IdempotencyMismatch`].
     pub(crate) async fn prior(
         &self,
-        tx: &mut WriteTx<'_>,
+        conn: &mut AnyConnection,
         practice: PracticeId,
         actor_key: &str,
     ) -> Result<Option<String>> {
@@ -81,7 +81,7 @@ impl Idempotency {
         .bind(practice.to_string())
         .bind(actor_key)
         .bind(self.key_hash.to_vec())
-        .fetch_optional(&mut *tx.tx)
+        .fetch_optional(&mut *conn)
         .await?;
         match prior {
             Some((request_hash, resource)) => {
@@ -94,27 +94,26 @@ impl Idempotency {
         }
     }
 
-    /// Records that this actor's key created `resource`, in the creating transaction.
-    pub(crate) async fn record(
+    /// Records that this actor's key created `resource`, in the creating transaction (written
+    /// at its commit).
+    pub(crate) fn record(
         &self,
         tx: &mut WriteTx<'_>,
         practice: PracticeId,
         actor_key: &str,
         resource: &str,
-    ) -> Result<()> {
-        sqlx::query(
+    ) {
+        let now = tx.now_micros();
+        tx.defer(
             "INSERT INTO idempotency_keys (practice_id, actor, key_hash, request_hash, status, resource_id, created_at) \
              VALUES ($1, $2, $3, $4, 201, $5, $6)",
         )
         .bind(practice.to_string())
-        .bind(actor_key)
+        .bind(actor_key.to_owned())
         .bind(self.key_hash.to_vec())
         .bind(self.request_hash.to_vec())
-        .bind(resource)
-        .bind(tx.now_micros())
-        .execute(&mut *tx.tx)
-        .await?;
-        Ok(())
+        .bind(resource.to_owned())
+        .bind(now);
     }
 }
 
@@ -181,7 +180,7 @@ impl Store {
         let mut tx = self.begin().await?;
         let actor_key = format!("{}:{}", actor.kind(), actor.id());
         if let Some(idem) = idempotency
-            && let Some(resource) = idem.prior(&mut tx, practice, &actor_key).await?
+            && let Some(resource) = idem.prior(&mut tx.tx, practice, &actor_key).await?
         {
             let id: PatientId = resource
                 .parse()
@@ -203,7 +202,7 @@ impl Store {
             .await?;
         let row = patient.id.to_string();
         if let Some(idem) = idempotency {
-            idem.record(&mut tx, practice, &actor_key, &row).await?;
+            idem.record(&mut tx, practice, &actor_key, &row);
         }
         tx.commit().await?;
         Ok((patient, false))

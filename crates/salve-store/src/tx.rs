@@ -22,6 +22,7 @@ use time::OffsetDateTime;
 use tokio::sync::{Mutex, OwnedMutexGuard, watch};
 
 use crate::audit::{context_aad_row, hash_row, row_hash_fields};
+use crate::batch::Batch;
 use crate::{Result, Store, StoreError};
 
 /// At most this many grouped writes share one commit (bounds the latency of the first one).
@@ -117,6 +118,7 @@ impl WriterState {
         };
         match &result {
             Ok(()) if batch.items > 0 => {
+                tracing::debug!(writes = batch.items, "group commit");
                 self.counts.0.fetch_add(1, Ordering::Relaxed);
                 self.counts
                     .1
@@ -192,6 +194,8 @@ pub(crate) struct WriteTx<'s> {
     _writer: Option<OwnedMutexGuard<WriterState>>,
     /// Set while a grouped write holds the lock inside its savepoint (cleared when it ends).
     grouped_open: bool,
+    /// Writes held back to run as one command with the audit rows at commit.
+    pending: Batch,
 }
 
 /// Counts a grouped write as waiting for the lock until it gets it (or is dropped).
@@ -231,6 +235,7 @@ impl Store {
             events: Vec::new(),
             _writer: writer,
             grouped_open: false,
+            pending: Batch::new(self.backend()),
         })
     }
 
@@ -271,6 +276,7 @@ impl Store {
             events: Vec::new(),
             _writer: None,
             grouped_open: true,
+            pending: Batch::new(self.backend()),
         })
     }
 }
@@ -331,10 +337,30 @@ impl WriteTx<'_> {
         self.events.push(event);
     }
 
+    /// Writes a statement at commit, in one command with the audit rows (see [`Batch`]). Only
+    /// for writes no later statement of this transaction reads.
+    pub(crate) fn defer(&mut self, sql: &'static str) -> &mut Batch {
+        self.pending.push(sql)
+    }
+
+    /// The writes held back for commit (see [`WriteTx::defer`]).
+    pub(crate) fn deferred(&mut self) -> &mut Batch {
+        &mut self.pending
+    }
+
     /// Appends the audit events to their chains, then commits everything at once. A grouped
     /// write returns once the batch holding it is durably committed.
     pub async fn commit(mut self) -> Result<()> {
-        if let Err(e) = self.append_audit().await {
+        let mut last = std::mem::replace(&mut self.pending, Batch::new(self.store.backend()));
+        if let Err(e) = self.append_audit(&mut last).await {
+            self.rollback().await;
+            return Err(e);
+        }
+        if self.grouped_open {
+            last.push(RELEASE);
+        }
+        if let Err(e) = last.execute(&mut self.tx).await {
+            // Nothing after the failing statement ran, the release included.
             self.rollback().await;
             return Err(e);
         }
@@ -351,11 +377,6 @@ impl WriteTx<'_> {
             .open
             .as_mut()
             .expect("a grouped write runs inside an open batch");
-        if let Err(e) = sqlx::raw_sql(RELEASE).execute(&mut *batch.tx).await {
-            let detail = StoreError::from(e).detail();
-            state.abort(detail).await;
-            return Err(group_failed());
-        }
         batch.items += 1;
         let (id, mut outcome) = (batch.id, batch.done.subscribe());
         let writer = &self.store.sqlite_writer;
@@ -421,7 +442,7 @@ impl WriteTx<'_> {
     }
 
     /// Appends the audit events to their chains (the last step before commit).
-    async fn append_audit(&mut self) -> Result<()> {
+    async fn append_audit(&mut self, writes: &mut Batch) -> Result<()> {
         let events = std::mem::take(&mut self.events);
         let mut by_scope: BTreeMap<ChainScope, Vec<AuditEvent>> = BTreeMap::new();
         for event in events {
@@ -468,33 +489,31 @@ impl WriteTx<'_> {
                         context_key_id.as_deref(),
                     ),
                 );
-                sqlx::query(
-                    "INSERT INTO audit_events (scope, seq, occurred_at, actor_kind, actor_id, action, \
-                     targets, outcome, context, context_key_id, prev_hash, hash) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-                )
-                .bind(&key)
+                writes
+                    .push(
+                        "INSERT INTO audit_events (scope, seq, occurred_at, actor_kind, actor_id, action, \
+                         targets, outcome, context, context_key_id, prev_hash, hash) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                    )
+                    .bind(key.clone())
                 .bind(seq)
                 .bind(at)
                 .bind(event.actor.kind())
                 .bind(&actor_id)
                 .bind(event.action.as_str())
-                .bind(&targets)
+                .bind(targets)
                 .bind(event.outcome.as_str())
                 .bind(context)
                 .bind(context_key_id)
                 .bind(prev.to_vec())
-                .bind(hash.to_vec())
-                .execute(&mut *self.tx)
-                .await?;
+                .bind(hash.to_vec());
                 prev = hash;
             }
-            sqlx::query("UPDATE audit_heads SET seq = $1, hash = $2 WHERE scope = $3")
+            writes
+                .push("UPDATE audit_heads SET seq = $1, hash = $2 WHERE scope = $3")
                 .bind(seq)
                 .bind(prev.to_vec())
-                .bind(&key)
-                .execute(&mut *self.tx)
-                .await?;
+                .bind(key);
         }
         Ok(())
     }

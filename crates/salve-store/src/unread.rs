@@ -220,8 +220,7 @@ impl Store {
             role: ContactRole::Patient,
         };
         let link = crate::links::insert_link(
-            &mut tx.tx,
-            &self.ring,
+            &mut tx,
             item.practice,
             item.patient,
             &contact,
