@@ -1,6 +1,8 @@
 //! The consent ledger and confidential-communication requests, as stored: append-only events
 //! with their evidence. The effective state is computed by `salve_core::consent`.
 
+use std::collections::HashMap;
+
 use salve_core::audit::{Action, Actor, Outcome, RequestContext};
 use salve_core::clock::from_micros;
 use salve_core::confidential::{ConfidentialRequest, ConfidentialRequestInput, RequestMethod};
@@ -141,7 +143,22 @@ impl Store {
         practice: PracticeId,
         patient: PatientId,
     ) -> Result<Vec<ConsentEvent>> {
+        Ok(self
+            .consent_histories_in(conn, practice, &[patient])
+            .await?
+            .remove(&patient)
+            .unwrap_or_default())
+    }
+
+    /// The consent histories of several of a practice's patients, in one query.
+    pub(crate) async fn consent_histories_in(
+        &self,
+        conn: &mut AnyConnection,
+        practice: PracticeId,
+        patients: &[PatientId],
+    ) -> Result<HashMap<PatientId, Vec<ConsentEvent>>> {
         type Row = (
+            String,
             String,
             String,
             String,
@@ -154,46 +171,67 @@ impl Store {
             String,
             i64,
         );
-        let rows: Vec<Row> = sqlx::query_as(
-            "SELECT id, channel, purpose, action, method, consent_text_version, consent_text_sha256, \
+        let mut histories: HashMap<PatientId, Vec<ConsentEvent>> = HashMap::new();
+        if patients.is_empty() {
+            return Ok(histories);
+        }
+        // Only placeholders are formatted in.
+        let mut query = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT patient_id, id, channel, purpose, action, method, consent_text_version, consent_text_sha256, \
              sms_risk_acknowledged, recorded_by_kind, recorded_by_id, recorded_at FROM consent_events \
-             WHERE patient_id = $1 AND practice_id = $2 ORDER BY recorded_at, id",
-        )
-        .bind(patient.to_string())
-        .bind(practice.to_string())
-        .fetch_all(&mut *conn)
-        .await?;
-        rows.into_iter()
-            .map(
-                |(id, channel, purpose, action, method, version, sha, ack, by_kind, by_id, at)| {
-                    let bad = || malformed("consent event");
-                    let input = ConsentEventInput {
-                        channel: ConsentChannel::parse(&channel).ok_or_else(bad)?,
-                        purpose: ConsentPurpose::parse(&purpose).ok_or_else(bad)?,
-                        action: ConsentAction::parse(&action).ok_or_else(bad)?,
-                        method: ConsentMethod::parse(&method).ok_or_else(bad)?,
-                        consent_text: match (version, sha) {
-                            (Some(version), Some(sha256_hex)) => Some(ConsentTextRef {
-                                version,
-                                sha256_hex,
-                            }),
-                            _ => None,
-                        },
-                        sms_risk_acknowledged: ack != 0,
-                    };
-                    let recorded_by = match by_kind.as_str() {
-                        "user" => Some(by_id.parse().map_err(|_| bad())?),
-                        _ => None,
-                    };
-                    Ok(ConsentEvent::new(
-                        id.parse().map_err(|_| bad())?,
-                        from_micros(at),
-                        recorded_by,
-                        input,
-                    ))
+             WHERE practice_id = $1 AND patient_id IN ({}) ORDER BY recorded_at, id",
+            placeholders(2, patients.len())
+        )))
+        .bind(practice.to_string());
+        for patient in patients {
+            query = query.bind(patient.to_string());
+        }
+        let rows: Vec<Row> = query.fetch_all(&mut *conn).await?;
+        for (
+            patient,
+            id,
+            channel,
+            purpose,
+            action,
+            method,
+            version,
+            sha,
+            ack,
+            by_kind,
+            by_id,
+            at,
+        ) in rows
+        {
+            let bad = || malformed("consent event");
+            let input = ConsentEventInput {
+                channel: ConsentChannel::parse(&channel).ok_or_else(bad)?,
+                purpose: ConsentPurpose::parse(&purpose).ok_or_else(bad)?,
+                action: ConsentAction::parse(&action).ok_or_else(bad)?,
+                method: ConsentMethod::parse(&method).ok_or_else(bad)?,
+                consent_text: match (version, sha) {
+                    (Some(version), Some(sha256_hex)) => Some(ConsentTextRef {
+                        version,
+                        sha256_hex,
+                    }),
+                    _ => None,
                 },
-            )
-            .collect()
+                sms_risk_acknowledged: ack != 0,
+            };
+            let recorded_by = match by_kind.as_str() {
+                "user" => Some(by_id.parse().map_err(|_| bad())?),
+                _ => None,
+            };
+            histories
+                .entry(patient.parse().map_err(|_| bad())?)
+                .or_default()
+                .push(ConsentEvent::new(
+                    id.parse().map_err(|_| bad())?,
+                    from_micros(at),
+                    recorded_by,
+                    input,
+                ));
+        }
+        Ok(histories)
     }
 
     pub(crate) async fn confidential_requests_in(
@@ -202,25 +240,56 @@ impl Store {
         practice: PracticeId,
         patient: PatientId,
     ) -> Result<Vec<ConfidentialRequest>> {
-        type Row = (String, Vec<u8>, String, String, String, i64, Option<i64>);
-        let rows: Vec<Row> = sqlx::query_as(
-            "SELECT id, rule, method, recorded_by_kind, recorded_by_id, recorded_at, withdrawn_at \
-             FROM confidential_requests WHERE patient_id = $1 AND practice_id = $2 ORDER BY recorded_at, id",
-        )
-        .bind(patient.to_string())
-        .bind(practice.to_string())
-        .fetch_all(&mut *conn)
-        .await?;
-        if rows.is_empty() {
-            return Ok(Vec::new());
+        Ok(self
+            .confidential_requests_of_in(conn, practice, &[patient])
+            .await?
+            .remove(&patient)
+            .unwrap_or_default())
+    }
+
+    /// The confidential-communication requests of several of a practice's patients, in one
+    /// query (each opened with its patient's key).
+    pub(crate) async fn confidential_requests_of_in(
+        &self,
+        conn: &mut AnyConnection,
+        practice: PracticeId,
+        patients: &[PatientId],
+    ) -> Result<HashMap<PatientId, Vec<ConfidentialRequest>>> {
+        type Row = (
+            String,
+            String,
+            Vec<u8>,
+            String,
+            String,
+            String,
+            i64,
+            Option<i64>,
+        );
+        let mut requests: HashMap<PatientId, Vec<ConfidentialRequest>> = HashMap::new();
+        if patients.is_empty() {
+            return Ok(requests);
         }
-        let key = self.ring.patient_key(conn, practice, patient).await?;
-        rows.into_iter()
-            .map(|(id, rule, method, by_kind, by_id, at, withdrawn)| {
-                let bad = || malformed("confidential request");
-                let rule =
-                    key.open_string(FieldAad::new("confidential_requests", "rule", &id), &rule)?;
-                Ok(ConfidentialRequest {
+        // Only placeholders are formatted in.
+        let mut query = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT patient_id, id, rule, method, recorded_by_kind, recorded_by_id, recorded_at, withdrawn_at \
+             FROM confidential_requests WHERE practice_id = $1 AND patient_id IN ({}) ORDER BY recorded_at, id",
+            placeholders(2, patients.len())
+        )))
+        .bind(practice.to_string());
+        for patient in patients {
+            query = query.bind(patient.to_string());
+        }
+        let rows: Vec<Row> = query.fetch_all(&mut *conn).await?;
+        for (patient, id, rule, method, by_kind, by_id, at, withdrawn) in rows {
+            let bad = || malformed("confidential request");
+            let patient: PatientId = patient.parse().map_err(|_| bad())?;
+            let key = self.ring.patient_key(conn, practice, patient).await?;
+            let rule =
+                key.open_string(FieldAad::new("confidential_requests", "rule", &id), &rule)?;
+            requests
+                .entry(patient)
+                .or_default()
+                .push(ConfidentialRequest {
                     id: id.parse().map_err(|_| bad())?,
                     rule: serde_json::from_str(&rule).map_err(|_| bad())?,
                     method: RequestMethod::parse(&method).ok_or_else(bad)?,
@@ -230,9 +299,9 @@ impl Store {
                         _ => None,
                     },
                     withdrawn_at: withdrawn.map(from_micros),
-                })
-            })
-            .collect()
+                });
+        }
+        Ok(requests)
     }
 
     /// A patient's consent history and confidential-communication requests (audited read).
@@ -548,4 +617,12 @@ impl Store {
         ));
         tx.commit().await
     }
+}
+
+/// `$first, $first+1, …`: `count` numbered parameters for an `IN (…)` list.
+pub(crate) fn placeholders(first: usize, count: usize) -> String {
+    (first..first + count)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }

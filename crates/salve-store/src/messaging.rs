@@ -1169,7 +1169,11 @@ impl Store {
         let actor = principal.actor();
         let actor_key = format!("{}:{}", actor.kind(), actor.id());
         let mut plan = Some(plan);
-        let early = {
+        // SQLite only: PostgreSQL has no single writer to keep free, and there the read
+        // transaction would only add round trips.
+        let early = if self.backend() != crate::Backend::Sqlite {
+            None
+        } else {
             let mut read = self.pool.begin().await?;
             let retried = match idempotency {
                 Some(idem) => idem.prior(&mut read, practice, &actor_key).await?.is_some(),
@@ -1199,8 +1203,11 @@ impl Store {
             }
         };
         // Sends share durable commits on SQLite (group commit); commit returns only after the
-        // commit holding this message is durable.
-        let mut tx = self.begin_grouped().await?;
+        // commit holding this message is durable. A send planned above only reads before then.
+        let mut tx = match early {
+            Some(_) => self.begin_grouped_at_commit().await?,
+            None => self.begin_grouped().await?,
+        };
         let sent = async {
             let now = tx.now_micros();
             if let Some(idem) = idempotency

@@ -2,6 +2,8 @@
 //! any number of instances), re-check consent at claim time, record the outcome. A job left in
 //! `sending` by a crash is never blindly re-sent: the worker reconciles it with the provider.
 
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
 use salve_core::audit::{Action, Actor, Outcome, RequestContext};
 use salve_core::confidential::Restrictions;
 use salve_core::consent::{ConsentChannel, ConsentPurpose, ConsentState, Medium as ConsentMedium};
@@ -9,6 +11,7 @@ use salve_core::patient::{Contact, ContactKind, ContactRole};
 use salve_core::{MessageId, OutboxJobId, PatientId, PracticeId, Sensitive};
 use salve_crypto::FieldAad;
 
+use crate::consent::placeholders;
 use crate::keyring::KeyRing;
 use crate::messaging::{Medium, conversation_event};
 use crate::tx::WriteTx;
@@ -86,6 +89,14 @@ fn system_ctx() -> RequestContext {
     RequestContext::default()
 }
 
+/// What decides whether a patient's queued jobs may still go: their consent history and
+/// confidential-communication requests.
+#[derive(Default)]
+pub(crate) struct JobFacts {
+    consent: Vec<salve_core::consent::ConsentEvent>,
+    confidential: Vec<salve_core::confidential::ConfidentialRequest>,
+}
+
 impl Store {
     /// Claims up to `limit` due jobs for `worker`, marking them `sending` in one transaction.
     /// Jobs whose consent was revoked since they were queued are cancelled instead.
@@ -115,6 +126,34 @@ impl Store {
         .bind(limit as i64)
         .fetch_all(&mut *tx.tx)
         .await?;
+        // The consent and confidential requests of every patient in the batch, two queries
+        // per practice (read here, under the write lock, so a revocation is never missed).
+        let mut patients: BTreeMap<PracticeId, BTreeSet<PatientId>> = BTreeMap::new();
+        for row in &rows {
+            if let (Ok(practice), Ok(patient)) = (row.1.parse(), row.2.parse()) {
+                patients.entry(practice).or_default().insert(patient);
+            }
+        }
+        let mut facts: HashMap<PatientId, JobFacts> = HashMap::new();
+        for (practice, ids) in patients {
+            let ids: Vec<PatientId> = ids.into_iter().collect();
+            let mut histories = self
+                .consent_histories_in(&mut tx.tx, practice, &ids)
+                .await?;
+            let mut requests = self
+                .confidential_requests_of_in(&mut tx.tx, practice, &ids)
+                .await?;
+            for patient in ids {
+                facts.insert(
+                    patient,
+                    JobFacts {
+                        consent: histories.remove(&patient).unwrap_or_default(),
+                        confidential: requests.remove(&patient).unwrap_or_default(),
+                    },
+                );
+            }
+        }
+        let no_facts = JobFacts::default();
         let mut claimed = Vec::new();
         for (
             id,
@@ -151,6 +190,7 @@ impl Store {
             if let Some(reason) = self
                 .job_blocked(
                     &mut tx,
+                    facts.get(&patient).unwrap_or(&no_facts),
                     practice,
                     patient,
                     &id,
@@ -213,6 +253,7 @@ impl Store {
     pub(crate) async fn job_blocked(
         &self,
         tx: &mut WriteTx<'_>,
+        facts: &JobFacts,
         practice: PracticeId,
         patient: PatientId,
         job: &str,
@@ -229,17 +270,11 @@ impl Store {
         if let (Some(channel), Some(purpose)) = (
             channel.and_then(ConsentChannel::parse),
             purpose.and_then(ConsentPurpose::parse),
-        ) {
-            let history = self
-                .consent_history_in(&mut tx.tx, practice, patient)
-                .await?;
-            if !ConsentState::from_history(&history).is_granted(channel, purpose) {
-                return Ok(Some("consent was revoked before sending"));
-            }
+        ) && !ConsentState::from_history(&facts.consent).is_granted(channel, purpose)
+        {
+            return Ok(Some("consent was revoked before sending"));
         }
-        let requests = self
-            .confidential_requests_in(&mut tx.tx, practice, patient)
-            .await?;
+        let requests = &facts.confidential;
         if requests.is_empty() {
             return Ok(None);
         }
@@ -263,7 +298,7 @@ impl Store {
             value: Sensitive::new(value),
             role: ContactRole::Patient,
         };
-        Ok(Restrictions::from_requests(&requests)
+        Ok(Restrictions::from_requests(requests)
             .allows(&contact, medium)
             .err()
             .map(|_| "a confidential-communication request now excludes this contact point"))
@@ -293,11 +328,20 @@ impl Store {
         .bind(practice.to_string())
         .fetch_all(&mut *tx.tx)
         .await?;
+        let facts = JobFacts {
+            consent: self
+                .consent_history_in(&mut tx.tx, practice, patient)
+                .await?,
+            confidential: self
+                .confidential_requests_in(&mut tx.tx, practice, patient)
+                .await?,
+        };
         let mut cancelled = 0;
         for (job, message, medium, recipient, channel, purpose) in pending {
             if let Some(reason) = self
                 .job_blocked(
                     tx,
+                    &facts,
                     practice,
                     patient,
                     &job,
@@ -328,8 +372,23 @@ impl Store {
             return Ok(());
         }
         let mut tx = self.begin().await?;
+        // One read for the whole batch: which jobs are still `sending`, and their threads.
+        // Only placeholders are formatted in.
+        let mut query = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT j.id, m.conversation_id FROM outbox_jobs j JOIN messages m ON m.id = j.message_id \
+             WHERE j.status = 'sending' AND j.id IN ({})",
+            placeholders(1, results.len())
+        )));
+        for (job, _) in results {
+            query = query.bind(job.id.to_string());
+        }
+        let rows: Vec<(String, String)> = query.fetch_all(&mut *tx.tx).await?;
+        let mut sending: HashMap<String, String> = rows.into_iter().collect();
         for (job, outcome) in results {
-            self.finish_in(&mut tx, job, outcome).await?;
+            // Finished elsewhere (reconciled after a lease ran out): nothing changes twice.
+            if let Some(conversation) = sending.remove(&job.id.to_string()) {
+                self.finish_in(&mut tx, job, outcome, &conversation).await?;
+            }
         }
         tx.commit().await?;
         self.inbox_changed();
@@ -341,24 +400,11 @@ impl Store {
         tx: &mut WriteTx<'_>,
         job: &ClaimedJob,
         outcome: &JobOutcome,
+        conversation: &str,
     ) -> Result<()> {
         let now = tx.now_micros();
         let id = job.id.to_string();
         let message = job.message.to_string();
-        let found: Option<(String, String)> = sqlx::query_as(
-            "SELECT j.status, m.conversation_id FROM outbox_jobs j \
-             JOIN messages m ON m.id = j.message_id WHERE j.id = $1",
-        )
-        .bind(&id)
-        .fetch_optional(&mut *tx.tx)
-        .await?;
-        let Some(conversation) = found
-            .filter(|(status, _)| status == "sending")
-            .map(|(_, conversation)| conversation)
-        else {
-            // Finished elsewhere (reconciled after a lease ran out): nothing changes twice.
-            return Ok(());
-        };
         let key = self
             .ring
             .patient_key(&mut tx.tx, job.practice, job.patient)

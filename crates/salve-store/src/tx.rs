@@ -84,6 +84,10 @@ impl WriterState {
     /// rolled back and its waiters told so.
     async fn clean_up(&mut self) {
         if !std::mem::take(&mut self.abandoned) {
+            if self.open.as_ref().is_some_and(|batch| batch.items == 0) {
+                // Left by a write that ended before its savepoint: nothing in it to keep.
+                let _ = self.flush().await;
+            }
             return;
         }
         let Some(batch) = self.open.as_mut() else {
@@ -192,8 +196,10 @@ pub(crate) struct WriteTx<'s> {
     /// SQLite: this process's writers queue here instead of sleeping in SQLite's busy handler.
     /// Declared last so the transaction ends before the next writer starts.
     _writer: Option<OwnedMutexGuard<WriterState>>,
-    /// Set while a grouped write holds the lock inside its savepoint (cleared when it ends).
+    /// Set while a grouped write holds the lock (cleared when it ends).
     grouped_open: bool,
+    /// Whether a grouped write's savepoint may exist yet (see [`Store::begin_grouped_at_commit`]).
+    savepoint_open: bool,
     /// Writes held back to run as one command with the audit rows at commit.
     pending: Batch,
 }
@@ -235,6 +241,7 @@ impl Store {
             events: Vec::new(),
             _writer: writer,
             grouped_open: false,
+            savepoint_open: false,
             pending: Batch::new(self.backend()),
         })
     }
@@ -242,6 +249,17 @@ impl Store {
     /// A write that may share its durable commit with other grouped writes (SQLite; see the
     /// module documentation). End it with [`WriteTx::commit`] or [`WriteTx::rollback`].
     pub(crate) async fn begin_grouped(&self) -> Result<WriteTx<'_>> {
+        self.grouped(false).await
+    }
+
+    /// [`Store::begin_grouped`] for a write whose every change is deferred
+    /// ([`WriteTx::defer`]): its savepoint opens in the command that runs them at commit, one
+    /// statement fewer under the lock. Before that it may only read.
+    pub(crate) async fn begin_grouped_at_commit(&self) -> Result<WriteTx<'_>> {
+        self.grouped(true).await
+    }
+
+    async fn grouped(&self, savepoint_at_commit: bool) -> Result<WriteTx<'_>> {
         if self.backend() != crate::Backend::Sqlite {
             return self.begin().await;
         }
@@ -263,11 +281,16 @@ impl Store {
                 done,
             });
         }
-        let batch = state.open.as_mut().expect("opened above");
-        if let Err(e) = sqlx::raw_sql(SAVEPOINT).execute(&mut *batch.tx).await {
-            let detail = StoreError::from(e).detail();
-            state.abort(detail).await;
-            return Err(group_failed());
+        let mut pending = Batch::new(self.backend());
+        if savepoint_at_commit {
+            pending.push(SAVEPOINT);
+        } else {
+            let batch = state.open.as_mut().expect("opened above");
+            if let Err(e) = sqlx::raw_sql(SAVEPOINT).execute(&mut *batch.tx).await {
+                let detail = StoreError::from(e).detail();
+                state.abort(detail).await;
+                return Err(group_failed());
+            }
         }
         Ok(WriteTx {
             store: self,
@@ -276,7 +299,8 @@ impl Store {
             events: Vec::new(),
             _writer: None,
             grouped_open: true,
-            pending: Batch::new(self.backend()),
+            savepoint_open: !savepoint_at_commit,
+            pending,
         })
     }
 }
@@ -297,7 +321,10 @@ impl Drop for WriteTx<'_> {
         if !self.grouped_open {
             return;
         }
-        if let TxConn::Grouped(state) = &mut self.tx {
+        // Without a savepoint nothing was written: the task only ends an empty batch.
+        if self.savepoint_open
+            && let TxConn::Grouped(state) = &mut self.tx
+        {
             state.abandoned = true;
         }
         let lock = self.store.sqlite_writer.lock.clone();
@@ -352,12 +379,22 @@ impl WriteTx<'_> {
     /// write returns once the batch holding it is durably committed.
     pub async fn commit(mut self) -> Result<()> {
         let mut last = std::mem::replace(&mut self.pending, Batch::new(self.store.backend()));
+        if self.store.backend() == crate::Backend::Postgres {
+            // The chain head is locked until commit: take it after the other writes, not before.
+            if let Err(e) = last.execute(&mut self.tx).await {
+                self.rollback().await;
+                return Err(e);
+            }
+            last = Batch::new(self.store.backend());
+        }
         if let Err(e) = self.append_audit(&mut last).await {
             self.rollback().await;
             return Err(e);
         }
         if self.grouped_open {
             last.push(RELEASE);
+            // From here the savepoint may exist, even if this call is abandoned mid-way.
+            self.savepoint_open = true;
         }
         if let Err(e) = last.execute(&mut self.tx).await {
             // Nothing after the failing statement ran, the release included.
@@ -427,6 +464,14 @@ impl WriteTx<'_> {
             .open
             .as_mut()
             .expect("a grouped write runs inside an open batch");
+        if !self.savepoint_open {
+            // Nothing was written.
+            let waiting = self.store.sqlite_writer.waiting.load(Ordering::SeqCst);
+            if batch.items == 0 || waiting == 0 {
+                let _ = state.flush().await;
+            }
+            return;
+        }
         match sqlx::raw_sql(ROLLBACK_ITEM).execute(&mut *batch.tx).await {
             Err(e) => {
                 let detail = StoreError::from(e).detail();
