@@ -1115,6 +1115,33 @@ impl Store {
         })
     }
 
+    /// The conversation a send goes to, checked for the principal, and the facts it is planned
+    /// from; `None` when the patient has no main thread yet and `create_main_at` is not given.
+    async fn send_target(
+        &self,
+        conn: &mut AnyConnection,
+        practice: PracticeId,
+        principal: &Principal,
+        target: ConversationTarget,
+        create_main_at: Option<i64>,
+    ) -> Result<Option<(LoadedConversation, SendFacts)>> {
+        let Some(conv) = self
+            .target_conversation(
+                conn,
+                practice,
+                principal,
+                Operation::MessageSend,
+                target,
+                create_main_at,
+            )
+            .await?
+        else {
+            return Ok(None);
+        };
+        let facts = self.send_facts(conn, practice, &conv).await?;
+        Ok(Some((conv, facts)))
+    }
+
     /// The facts a preview is planned from, with the same gate as a send; writes nothing.
     pub async fn send_facts_for(
         &self,
@@ -1125,21 +1152,12 @@ impl Store {
         check_practice(principal, practice)?;
         let mut tx = self.begin().await?;
         let now = tx.now_micros();
-        let conv = self
-            .target_conversation(
-                &mut tx.tx,
-                practice,
-                principal,
-                Operation::MessageSend,
-                target,
-                Some(now),
-            )
-            .await?
-            .ok_or(StoreError::NotFound)?;
-        let facts = self.send_facts(&mut tx.tx, practice, &conv).await;
+        let found = self
+            .send_target(&mut tx.tx, practice, principal, target, Some(now))
+            .await;
         // Dropped, not committed: a preview leaves no thread behind.
         drop(tx);
-        facts
+        Ok(found?.ok_or(StoreError::NotFound)?.1)
     }
 
     /// Stores an outgoing message (or a note) with its attachments, outbox job and audit row,
@@ -1179,26 +1197,14 @@ impl Store {
                 Some(idem) => idem.prior(&mut read, practice, &actor_key).await?.is_some(),
                 None => false,
             };
-            let conv = if retried {
+            let found = if retried {
                 None
             } else {
-                self.target_conversation(
-                    &mut read,
-                    practice,
-                    principal,
-                    Operation::MessageSend,
-                    target,
-                    None,
-                )
-                .await?
+                self.send_target(&mut read, practice, principal, target, None)
+                    .await?
             };
-            match conv {
-                Some(conv) => {
-                    let facts = self.send_facts(&mut read, practice, &conv).await?;
-                    let plan = plan.take().expect("planned once")(&facts)
-                        .map_err(|PlanRefused(why)| StoreError::Invalid(why))?;
-                    Some((conv, plan))
-                }
+            match found {
+                Some((conv, facts)) => Some((conv, planned(&mut plan, &facts)?)),
                 None => None,
             }
         };
@@ -1241,20 +1247,11 @@ impl Store {
             let (conv, plan) = match early {
                 Some(planned) => planned,
                 None => {
-                    let conv = self
-                        .target_conversation(
-                            &mut tx.tx,
-                            practice,
-                            principal,
-                            Operation::MessageSend,
-                            target,
-                            Some(now),
-                        )
+                    let (conv, facts) = self
+                        .send_target(&mut tx.tx, practice, principal, target, Some(now))
                         .await?
                         .ok_or(StoreError::NotFound)?;
-                    let facts = self.send_facts(&mut tx.tx, practice, &conv).await?;
-                    let plan = plan.take().expect("planned once")(&facts)
-                        .map_err(|PlanRefused(why)| StoreError::Invalid(why))?;
+                    let plan = planned(&mut plan, &facts)?;
                     (conv, plan)
                 }
             };
@@ -1900,6 +1897,17 @@ pub enum AttachmentReader<'a> {
 
 /// Records an inbox change (ids and a kind only) inside the transaction; on PostgreSQL it also
 /// notifies other instances when the transaction commits.
+/// Runs a send's plan (once: it may mint a link token) on its facts.
+fn planned<F>(plan: &mut Option<F>, facts: &SendFacts) -> Result<OutboundPlan>
+where
+    F: FnOnce(&SendFacts) -> std::result::Result<OutboundPlan, PlanRefused>,
+{
+    let plan = plan
+        .take()
+        .ok_or_else(|| StoreError::Invalid("a send is planned once".into()))?;
+    plan(facts).map_err(|PlanRefused(why)| StoreError::Invalid(why))
+}
+
 /// Adds a new message's rows to `writes`: the message, its attachments (sealed with the
 /// patient's key), its secure link and outbox job, the thread's new state and the inbox change.
 #[allow(clippy::too_many_arguments)]
