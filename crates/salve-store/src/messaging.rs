@@ -1306,25 +1306,11 @@ impl Store {
         attachments: &[NewAttachment],
         plan: &OutboundPlan,
     ) -> Result<MessageId> {
-        let key = self
-            .ring
-            .patient_key(&mut tx.tx, practice, conv.patient)
+        let id = self
+            .insert_message_at_commit(tx, practice, conv, author, attachments, plan)
             .await?;
-        // The message's rows go as one command (see `Batch`).
-        let mut writes = Batch::new(self.backend());
-        let id = message_writes(
-            &mut writes,
-            &key,
-            self.backend(),
-            tx.now_micros(),
-            practice,
-            conv,
-            author,
-            attachments,
-            plan,
-        );
-        writes.execute(&mut tx.tx).await?;
-        self.queue_message_ehr_write(tx, practice, conv, plan, id);
+        // Callers may read the rows back before they commit: written now, as one command.
+        tx.write_deferred().await?;
         Ok(id)
     }
 

@@ -370,6 +370,16 @@ impl WriteTx<'_> {
         self.pending.push(sql)
     }
 
+    /// Runs the deferred writes now, for a transaction about to read them back.
+    pub(crate) async fn write_deferred(&mut self) -> Result<()> {
+        let writes = std::mem::replace(&mut self.pending, Batch::new(self.store.backend()));
+        if self.grouped_open {
+            // The writes may begin with the savepoint (`begin_grouped_at_commit`).
+            self.savepoint_open = true;
+        }
+        writes.execute(&mut self.tx).await
+    }
+
     /// The writes held back for commit (see [`WriteTx::defer`]).
     pub(crate) fn deferred(&mut self) -> &mut Batch {
         &mut self.pending
