@@ -10,7 +10,6 @@ use salve_core::{PatientId, PracticeId, Sensitive};
 use salve_crypto::FieldAad;
 
 use crate::batch::Batch;
-use crate::tx::WriteTx;
 use crate::{Result, Store, StoreError};
 
 #[derive(Debug, Clone)]
@@ -93,10 +92,18 @@ impl Store {
                 StoreError::Invalid("the patient has no contact point with that index".into())
             })?
             .clone();
-        let id = insert_link(
-            &mut tx, practice, patient, &contact, token_hash, now, ttl_secs, None,
-        )
-        .await?;
+        let key = self.ring.patient_key(&mut tx.tx, practice, patient).await?;
+        let id = push_link(
+            tx.deferred(),
+            &key,
+            practice,
+            patient,
+            &contact,
+            token_hash,
+            now,
+            ttl_secs,
+            None,
+        );
         let info = LinkInfo {
             id,
             practice_id: practice,
@@ -437,39 +444,8 @@ impl Store {
 
 /// Stores a secure link inside the caller's transaction; returns its id. `message`: the secure
 /// message a notification's link announces (so a reminder can revoke it).
-#[allow(clippy::too_many_arguments)]
-pub(crate) async fn insert_link(
-    tx: &mut WriteTx<'_>,
-    practice: PracticeId,
-    patient: PatientId,
-    contact: &salve_core::patient::Contact,
-    token_hash: &[u8; 32],
-    now: i64,
-    ttl_secs: i64,
-    message: Option<&str>,
-) -> Result<uuid::Uuid> {
-    let key = tx
-        .store
-        .ring
-        .patient_key(&mut tx.tx, practice, patient)
-        .await?;
-    let mut writes = Batch::new(tx.store.backend());
-    let id = push_link(
-        &mut writes,
-        &key,
-        practice,
-        patient,
-        contact,
-        token_hash,
-        now,
-        ttl_secs,
-        message,
-    );
-    writes.execute(&mut tx.tx).await?;
-    Ok(id)
-}
-
-/// Adds a secure link's row to `writes`; its contact is sealed with the patient's key.
+/// Adds a secure link's row to `writes` (often [`crate::tx::WriteTx::deferred`]); its contact is sealed
+/// with the patient's key.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn push_link(
     writes: &mut Batch,

@@ -219,8 +219,9 @@ impl Store {
             value: Sensitive::new(recipient.clone()),
             role: ContactRole::Patient,
         };
-        let link = crate::links::insert_link(
-            &mut tx,
+        let link = crate::links::push_link(
+            tx.deferred(),
+            &key,
             item.practice,
             item.patient,
             &contact,
@@ -228,8 +229,7 @@ impl Store {
             now,
             ttl_secs,
             Some(&message),
-        )
-        .await?;
+        );
         let job = OutboxJobId::new().to_string();
         sqlx::query(
             "INSERT INTO outbox_jobs (id, practice_id, patient_id, message_id, medium, purpose, \
