@@ -47,6 +47,9 @@ pub enum StoreError {
     Io(String),
 }
 
+/// Another request with the same `Idempotency-Key` holds it and has not finished.
+pub const IDEMPOTENCY_KEY_IN_PROGRESS: &str = "a request with this Idempotency-Key is in progress";
+
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
         if let sqlx::Error::Database(db) = &e
@@ -58,7 +61,7 @@ impl From<sqlx::Error> for StoreError {
                 return StoreError::Conflict("another patient of this practice has this MRN");
             }
             if msg.contains("idempotency") || constraint.contains("idempotency") {
-                return StoreError::Conflict("a request with this Idempotency-Key is in progress");
+                return StoreError::Conflict(IDEMPOTENCY_KEY_IN_PROGRESS);
             }
         }
         StoreError::Database(e)

@@ -21,6 +21,7 @@ use time::OffsetDateTime;
 
 use crate::batch::Batch;
 use crate::catalog::{CatalogItem, MessagingSettings};
+use crate::error::IDEMPOTENCY_KEY_IN_PROGRESS;
 use crate::patients::{Idempotency, Patient, check_practice};
 use crate::tx::WriteTx;
 use crate::{Result, Store, StoreError};
@@ -342,6 +343,7 @@ pub(crate) fn conversation_event(
     AuditEvent::in_practice(practice, actor, ctx, action, targets, outcome)
 }
 
+#[derive(Clone)]
 pub(crate) struct LoadedConversation {
     pub(crate) id: ConversationId,
     pub(crate) patient: PatientId,
@@ -1208,16 +1210,74 @@ impl Store {
                 None => None,
             }
         };
+        // A send planned above checked its key in that snapshot: under the lock the key's
+        // primary key catches a request that recorded it since, and the send is then tried
+        // again with the key checked under the lock (replayed, or 409 while in progress).
+        let mut key_checked_early = early.is_some();
+        let (conv, message, replayed) = loop {
+            match self
+                .send_under_lock(
+                    practice,
+                    principal,
+                    ctx,
+                    target,
+                    attachments,
+                    idempotency,
+                    !key_checked_early,
+                    &actor_key,
+                    &mut plan,
+                    early.as_ref(),
+                )
+                .await
+            {
+                Err(StoreError::Conflict(IDEMPOTENCY_KEY_IN_PROGRESS)) if key_checked_early => {
+                    key_checked_early = false;
+                }
+                sent => break sent?,
+            }
+        };
+        if !replayed {
+            self.inbox_changed();
+        }
+        // Read back once committed, outside the write lock.
+        let mut conn = self.pool.acquire().await?;
+        let view = self
+            .load_message(&mut conn, practice, principal, &conv, message)
+            .await?;
+        Ok((view, replayed))
+    }
+
+    /// One attempt at a send's write: replays the key's first message if `check_key` and it has
+    /// one, else stores the message planned early or plans it now. Returns once durably
+    /// committed.
+    #[allow(clippy::too_many_arguments)]
+    async fn send_under_lock<F>(
+        &self,
+        practice: PracticeId,
+        principal: &Principal,
+        ctx: &RequestContext,
+        target: ConversationTarget,
+        attachments: &[NewAttachment],
+        idempotency: Option<Idempotency>,
+        check_key: bool,
+        actor_key: &str,
+        plan: &mut Option<F>,
+        early: Option<&(LoadedConversation, OutboundPlan)>,
+    ) -> Result<(LoadedConversation, MessageId, bool)>
+    where
+        F: FnOnce(&SendFacts) -> std::result::Result<OutboundPlan, PlanRefused>,
+    {
+        let actor = principal.actor();
         // Sends share durable commits on SQLite (group commit); commit returns only after the
-        // commit holding this message is durable. A send planned above only reads before then.
+        // commit holding this message is durable. A send planned early only reads before then.
         let mut tx = match early {
             Some(_) => self.begin_grouped_at_commit().await?,
             None => self.begin_grouped().await?,
         };
         let sent = async {
             let now = tx.now_micros();
-            if let Some(idem) = idempotency
-                && let Some(id) = idem.prior(&mut tx.tx, practice, &actor_key).await?
+            if let Some(idem) = idempotency.filter(|_| check_key)
+                && let Some(id) = idem.prior(&mut tx.tx, practice, actor_key).await?
             {
                 let message_id: MessageId = id.parse().map_err(|_| malformed("idempotency"))?;
                 let conv_id: String = sqlx::query_scalar(
@@ -1244,22 +1304,24 @@ impl Store {
                 ));
                 return Ok((conv, message_id, true));
             }
+            let planned_now;
             let (conv, plan) = match early {
-                Some(planned) => planned,
+                Some((conv, plan)) => (conv, plan),
                 None => {
                     let (conv, facts) = self
                         .send_target(&mut tx.tx, practice, principal, target, Some(now))
                         .await?
                         .ok_or(StoreError::NotFound)?;
-                    let plan = planned(&mut plan, &facts)?;
-                    (conv, plan)
+                    let plan = planned(plan, &facts)?;
+                    planned_now = (conv, plan);
+                    (&planned_now.0, &planned_now.1)
                 }
             };
             let message = self
-                .insert_message_at_commit(&mut tx, practice, &conv, &actor, attachments, &plan)
+                .insert_message_at_commit(&mut tx, practice, conv, &actor, attachments, plan)
                 .await?;
             if let Some(idem) = idempotency {
-                idem.record(&mut tx, practice, &actor_key, &message.to_string());
+                idem.record(&mut tx, practice, actor_key, &message.to_string());
             }
             let action = match plan.direction {
                 Direction::Note => Action::MessageNote,
@@ -1273,26 +1335,19 @@ impl Store {
                 vec![conv.patient.to_string(), message.to_string()],
                 Outcome::Success,
             ));
-            Ok((conv, message, false))
+            Ok((conv.clone(), message, false))
         }
         .await;
-        let (conv, message, replayed) = match sent {
-            Ok(sent) => sent,
+        match sent {
+            Ok(sent) => {
+                tx.commit().await?;
+                Ok(sent)
+            }
             Err(e) => {
                 tx.rollback().await;
-                return Err(e);
+                Err(e)
             }
-        };
-        tx.commit().await?;
-        if !replayed {
-            self.inbox_changed();
         }
-        // Read back once committed, outside the write lock.
-        let mut conn = self.pool.acquire().await?;
-        let view = self
-            .load_message(&mut conn, practice, principal, &conv, message)
-            .await?;
-        Ok((view, replayed))
     }
 
     /// Stores a message with its attachments, notification job and inbox change.

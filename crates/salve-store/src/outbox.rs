@@ -110,7 +110,9 @@ impl Store {
         {
             return Ok(Vec::new());
         }
-        let mut tx = self.begin().await?;
+        // Shares a durable commit with the sends around it (SQLite group commit); the claim is
+        // durable before any of its jobs is handed to a provider.
+        let mut tx = self.begin_grouped().await?;
         let now = tx.now_micros();
         let lock = match self.backend() {
             Backend::Postgres => " FOR UPDATE SKIP LOCKED",
@@ -371,7 +373,7 @@ impl Store {
         if results.is_empty() {
             return Ok(());
         }
-        let mut tx = self.begin().await?;
+        let mut tx = self.begin_grouped().await?;
         // One read for the whole batch: which jobs are still `sending`, and their threads.
         // Only placeholders are formatted in.
         let mut query = sqlx::query_as(sqlx::AssertSqlSafe(format!(

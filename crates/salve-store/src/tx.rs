@@ -2,16 +2,16 @@
 //! as the last step before commit, so an action whose audit row cannot be written never happens.
 //!
 //! On SQLite this process's writers queue on one fair lock (SQLite allows one writer anyway),
-//! and writes that opt in ([`Store::begin_grouped`], used by sends) share durable commits:
-//! each such write runs inside its own `SAVEPOINT` of one open transaction, and the transaction
-//! is committed (one fsync) when no further grouped write is waiting for the lock, when the
-//! batch is full, or when any other writer needs the lock. A grouped write's
-//! [`WriteTx::commit`] returns only after the commit that holds it is durable, and reports that
-//! commit's failure; a write that fails is rolled back to its savepoint and leaves the others in
-//! the batch untouched. PostgreSQL already shares WAL flushes between concurrent commits, so
+//! and writes that opt in ([`Store::begin_grouped`], used by sends and the outbox worker)
+//! share durable commits: each such write runs inside its own `SAVEPOINT` of one open
+//! transaction, and the transaction is committed (one fsync) when no further grouped write is
+//! waiting for the lock, when the batch is full, or when any other writer needs the lock. A
+//! grouped write's [`WriteTx::commit`] returns only after the commit that holds it is durable,
+//! and reports that commit's failure; a write that fails is rolled back to its savepoint and
+//! leaves the others in the batch untouched. PostgreSQL already shares WAL flushes between concurrent commits, so
 //! there a grouped write is an ordinary transaction.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
@@ -73,7 +73,14 @@ struct OpenBatch {
     /// Writes finished inside this batch (their savepoints released), waiting for its commit.
     items: usize,
     done: watch::Sender<BatchOutcome>,
+    /// The audit chain heads as this batch's writes left them. The batch holds SQLite's write
+    /// lock (`BEGIN IMMEDIATE`) from its start, so nothing else moves them until it ends;
+    /// emptied whenever a write is rolled back to its savepoint.
+    heads: HashMap<String, ChainHead>,
 }
+
+/// An audit chain's last sequence number and hash.
+type ChainHead = (i64, [u8; 32]);
 
 const SAVEPOINT: &str = "SAVEPOINT salve_item";
 const RELEASE: &str = "RELEASE SAVEPOINT salve_item";
@@ -90,16 +97,26 @@ impl WriterState {
             }
             return;
         }
-        let Some(batch) = self.open.as_mut() else {
-            return;
-        };
-        if let Err(e) = sqlx::raw_sql(ROLLBACK_ITEM).execute(&mut *batch.tx).await {
-            let detail = StoreError::from(e).detail();
-            self.abort(detail).await;
-        } else if batch.items == 0 {
+        if self.rollback_item().await && self.open.as_ref().is_some_and(|b| b.items == 0) {
             // Nothing else in it: end it rather than hold SQLite's write lock.
             let _ = self.flush().await;
         }
+    }
+
+    /// Rolls the open batch back to the current write's savepoint; if that fails, the whole
+    /// batch is rolled back. Whether the batch is still open.
+    async fn rollback_item(&mut self) -> bool {
+        let Some(batch) = self.open.as_mut() else {
+            return false;
+        };
+        // The write may have moved chain heads before it failed.
+        batch.heads.clear();
+        if let Err(e) = sqlx::raw_sql(ROLLBACK_ITEM).execute(&mut *batch.tx).await {
+            let detail = StoreError::from(e).detail();
+            self.abort(detail).await;
+            return false;
+        }
+        true
     }
 
     /// Commits the open batch (if any) and tells its waiters how it went.
@@ -279,6 +296,7 @@ impl Store {
                 tx,
                 items: 0,
                 done,
+                heads: HashMap::new(),
             });
         }
         let mut pending = Batch::new(self.backend());
@@ -397,10 +415,13 @@ impl WriteTx<'_> {
             }
             last = Batch::new(self.store.backend());
         }
-        if let Err(e) = self.append_audit(&mut last).await {
-            self.rollback().await;
-            return Err(e);
-        }
+        let heads = match self.append_audit(&mut last).await {
+            Ok(heads) => heads,
+            Err(e) => {
+                self.rollback().await;
+                return Err(e);
+            }
+        };
         if self.grouped_open {
             last.push(RELEASE);
             // From here the savepoint may exist, even if this call is abandoned mid-way.
@@ -425,6 +446,7 @@ impl WriteTx<'_> {
             .as_mut()
             .expect("a grouped write runs inside an open batch");
         batch.items += 1;
+        batch.heads.extend(heads);
         let (id, mut outcome) = (batch.id, batch.done.subscribe());
         let writer = &self.store.sqlite_writer;
         if batch.items >= MAX_GROUP || writer.waiting.load(Ordering::SeqCst) == 0 {
@@ -470,53 +492,55 @@ impl WriteTx<'_> {
         let TxConn::Grouped(mut state) = std::mem::replace(&mut self.tx, TxConn::Ended) else {
             return;
         };
-        let batch = state
-            .open
-            .as_mut()
-            .expect("a grouped write runs inside an open batch");
-        if !self.savepoint_open {
-            // Nothing was written.
-            let waiting = self.store.sqlite_writer.waiting.load(Ordering::SeqCst);
-            if batch.items == 0 || waiting == 0 {
-                let _ = state.flush().await;
-            }
+        // Without a savepoint nothing was written.
+        if self.savepoint_open && !state.rollback_item().await {
             return;
         }
-        match sqlx::raw_sql(ROLLBACK_ITEM).execute(&mut *batch.tx).await {
-            Err(e) => {
-                let detail = StoreError::from(e).detail();
-                state.abort(detail).await;
-            }
-            Ok(_) => {
-                let waiting = self.store.sqlite_writer.waiting.load(Ordering::SeqCst);
-                if batch.items == 0 || waiting == 0 {
-                    let _ = state.flush().await;
-                }
-            }
+        let items = state.open.as_ref().map_or(0, |b| b.items);
+        let waiting = self.store.sqlite_writer.waiting.load(Ordering::SeqCst);
+        if items == 0 || waiting == 0 {
+            let _ = state.flush().await;
         }
     }
 
-    /// Appends the audit events to their chains (the last step before commit).
-    async fn append_audit(&mut self, writes: &mut Batch) -> Result<()> {
+    /// The head of a chain as an earlier write of this grouped write's batch left it.
+    fn head_in_batch(&self, scope: &str) -> Option<ChainHead> {
+        match &self.tx {
+            TxConn::Grouped(state) => state.open.as_ref()?.heads.get(scope).copied(),
+            _ => None,
+        }
+    }
+
+    /// Appends the audit events to their chains (the last step before commit); the chain heads
+    /// once `writes` have run.
+    async fn append_audit(&mut self, writes: &mut Batch) -> Result<Vec<(String, ChainHead)>> {
         let events = std::mem::take(&mut self.events);
         let mut by_scope: BTreeMap<ChainScope, Vec<AuditEvent>> = BTreeMap::new();
         for event in events {
             by_scope.entry(event.scope).or_default().push(event);
         }
         let at = self.now_micros();
+        let mut heads = Vec::with_capacity(by_scope.len());
         // Heads are locked in a fixed order so two transactions never wait on each other.
         for (scope, events) in by_scope {
             let key = scope.key();
-            let (mut seq, head) = self
-                .store
-                .dialect
-                .lock_chain_head(&mut self.tx, &key)
-                .await?
-                .ok_or_else(|| StoreError::KeyRing(format!("no audit chain for {scope}")))?;
-            let mut prev: [u8; 32] = head
-                .as_slice()
-                .try_into()
-                .map_err(|_| StoreError::KeyRing(format!("corrupt chain head for {scope}")))?;
+            let (mut seq, mut prev) = match self.head_in_batch(&key) {
+                Some(head) => head,
+                None => {
+                    let (seq, head) = self
+                        .store
+                        .dialect
+                        .lock_chain_head(&mut self.tx, &key)
+                        .await?
+                        .ok_or_else(|| {
+                            StoreError::KeyRing(format!("no audit chain for {scope}"))
+                        })?;
+                    let head: [u8; 32] = head.as_slice().try_into().map_err(|_| {
+                        StoreError::KeyRing(format!("corrupt chain head for {scope}"))
+                    })?;
+                    (seq, head)
+                }
+            };
             let chain_keys = self.store.ring.chain_keys(&mut self.tx, &scope).await?;
             for event in events {
                 seq += 1;
@@ -568,8 +592,9 @@ impl WriteTx<'_> {
                 .push("UPDATE audit_heads SET seq = $1, hash = $2 WHERE scope = $3")
                 .bind(seq)
                 .bind(prev.to_vec())
-                .bind(key);
+                .bind(key.clone());
+            heads.push((key, (seq, prev)));
         }
-        Ok(())
+        Ok(heads)
     }
 }

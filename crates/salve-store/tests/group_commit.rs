@@ -407,3 +407,102 @@ async fn abandoned_sends_leave_the_batch_consistent() {
         .await
         .unwrap();
 }
+
+/// Many requests with one `Idempotency-Key` at once (a client retrying before its first try
+/// was answered): one message is stored, with one key row and one send audit row; on SQLite
+/// every other request replays it (a key recorded since the send's read snapshot is caught under
+/// the write lock and the send retried); on PostgreSQL one still in progress may get 409.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_sends_with_one_key_store_one_message() {
+    sqlx::any::install_default_drivers();
+    for db in TestDatabase::all().await {
+        let store = open(&db).await;
+        let practice = store
+            .create_practice(Actor::Cli, "Group Practice", "US", "America/Chicago")
+            .await
+            .unwrap();
+        let target = patient(&store, practice.id, 1).await;
+        // The thread exists, so every send is planned from its read snapshot on SQLite.
+        store
+            .send_message(
+                practice.id,
+                &Principal::Operator,
+                &RequestContext::default(),
+                ConversationTarget::Main(target),
+                &[],
+                None,
+                |_| Ok(portal_plan("first")),
+            )
+            .await
+            .unwrap();
+        // Other keys in the same batches, so the retried sends share them.
+        let mut tasks = Vec::new();
+        for n in 0..32usize {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                let key = if n % 2 == 0 { key(4242) } else { key(n) };
+                store
+                    .send_message(
+                        practice.id,
+                        &Principal::Operator,
+                        &RequestContext::default(),
+                        ConversationTarget::Main(target),
+                        &[],
+                        Some(key),
+                        |_| Ok(portal_plan("the same request")),
+                    )
+                    .await
+                    .map(|(view, replayed)| (n, view.id.to_string(), replayed))
+            }));
+        }
+        let (mut created, mut replayed, mut in_progress) = (Vec::new(), Vec::new(), 0);
+        for task in tasks {
+            match task.await.unwrap() {
+                Ok((n, id, false)) => created.push((n, id)),
+                Ok((n, id, true)) => replayed.push((n, id)),
+                Err(salve_store::StoreError::Conflict(_))
+                    if store.backend() == Backend::Postgres =>
+                {
+                    in_progress += 1
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+        let shared: Vec<_> = created.iter().filter(|(n, _)| n % 2 == 0).collect();
+        assert_eq!(
+            shared.len(),
+            1,
+            "one request with the shared key stored its message"
+        );
+        assert_eq!(created.len(), 17);
+        assert_eq!(replayed.len() + in_progress, 15);
+        assert!(
+            replayed
+                .iter()
+                .all(|(n, id)| n % 2 == 0 && *id == shared[0].1)
+        );
+        let practice_id = practice.id.to_string();
+        for (sql, want) in [
+            (
+                "SELECT COUNT(*) FROM messages WHERE practice_id = $1",
+                1 + 17,
+            ),
+            (
+                "SELECT COUNT(*) FROM idempotency_keys WHERE practice_id = $1",
+                17,
+            ),
+            (
+                "SELECT COUNT(*) FROM audit_events WHERE action = 'message.send' AND scope = $1",
+                1 + 17,
+            ),
+            (
+                "SELECT COUNT(*) FROM audit_events WHERE action = 'message.duplicate' AND scope = $1",
+                replayed.len() as i64,
+            ),
+        ] {
+            assert_eq!(count(&store, sql, &practice_id).await, want, "{sql}");
+        }
+        let report = store.verify_audit(None).await.unwrap();
+        assert!(report.problems.is_empty(), "{:?}", report.problems);
+    }
+}
