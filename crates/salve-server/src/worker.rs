@@ -44,19 +44,14 @@ fn retry_after(attempts: i64) -> i64 {
 
 /// Non-urgent texts wait out the night in the patient's time zone; system messages (opt-out
 /// and help confirmations, codes, after-hours replies, emergency guidance) and emails do not.
-fn quiet_hours_hold(
-    state: &AppState,
-    job: &ClaimedJob,
-    system: bool,
-    zone: &str,
-) -> anyhow::Result<Option<i64>> {
+fn quiet_hours_hold(state: &AppState, job: &ClaimedJob) -> anyhow::Result<Option<i64>> {
     let Some(quiet) = state.config.quiet_hours else {
         return Ok(None);
     };
-    if job.medium != Medium::Sms || system {
+    if job.medium != Medium::Sms || job.system {
         return Ok(None);
     }
-    let Ok(zone) = jiff::tz::TimeZone::get(zone) else {
+    let Ok(zone) = jiff::tz::TimeZone::get(&job.time_zone) else {
         return Ok(None);
     };
     let now = jiff::Timestamp::from_second(state.clock.now().unix_timestamp())?;
@@ -226,15 +221,14 @@ pub async fn run_once(state: &AppState, worker: &str) -> anyhow::Result<usize> {
                 }
             };
             let (provider, paced) = provider;
-            let (system, zone) = state.store.job_schedule_facts(&job).await?;
-            if let Some(after_secs) = quiet_hours_hold(state, &job, system, &zone)? {
+            if let Some(after_secs) = quiet_hours_hold(state, &job)? {
                 outcomes.push((job, JobOutcome::Held { after_secs }));
                 continue;
             }
             // The sender number's rate limit; system replies (confirmations, after-hours reply,
             // emergency guidance) are never held by it.
             if let Some(sender) = paced
-                && !system
+                && !job.system
                 && let Err(until) = state
                     .providers
                     .pace(sender, salve_core::clock::to_micros(state.clock.now()))

@@ -30,6 +30,11 @@ pub struct ClaimedJob {
     pub attempts: i64,
     /// The consent purpose it was queued for, or `emergency` for emergency guidance.
     pub purpose: Option<String>,
+    /// A system message (a keyword confirmation, code, after-hours reply or emergency
+    /// guidance): never held by quiet hours or the sender's pacing.
+    pub system: bool,
+    /// The patient's time zone, else the practice's (for quiet hours).
+    pub time_zone: String,
 }
 
 /// What became of a send.
@@ -79,7 +84,25 @@ type JobRow = (
     Option<String>,
     Option<String>,
     Option<i64>,
+    // The message's direction and the time zone that applies (see `ClaimedJob`).
+    Option<String>,
+    Option<String>,
 );
+
+/// A job row with what the worker needs to schedule it, in `JobRow`'s order.
+const JOB_SELECT: &str = "SELECT j.id, j.practice_id, j.patient_id, j.message_id, j.medium, \
+     j.recipient, j.body, j.attempts, j.consent_channel, j.purpose, j.expires_at, m.direction, \
+     COALESCE(p.time_zone, r.time_zone) FROM outbox_jobs j \
+     LEFT JOIN messages m ON m.id = j.message_id LEFT JOIN patients p ON p.id = j.patient_id \
+     LEFT JOIN practices r ON r.id = j.practice_id";
+
+/// Whether a job's message is a system message, and its time zone (`ClaimedJob`).
+fn schedule_facts(direction: Option<String>, zone: Option<String>) -> Result<(bool, String)> {
+    Ok((
+        direction.ok_or_else(malformed)? == "system",
+        zone.ok_or_else(malformed)?,
+    ))
+}
 
 fn malformed() -> StoreError {
     StoreError::KeyRing("malformed outbox job".into())
@@ -115,14 +138,13 @@ impl Store {
         let mut tx = self.begin_grouped().await?;
         let now = tx.now_micros();
         let lock = match self.backend() {
-            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+            Backend::Postgres => " FOR UPDATE OF j SKIP LOCKED",
             Backend::Sqlite => "",
         };
-        // Only the constant lock clause is formatted in.
+        // Only constant clauses are formatted in.
         let rows: Vec<JobRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT id, practice_id, patient_id, message_id, medium, recipient, body, attempts, \
-             consent_channel, purpose, expires_at FROM outbox_jobs WHERE status = 'pending' AND next_attempt_at <= $1 \
-             ORDER BY next_attempt_at, id LIMIT $2{lock}"
+            "{JOB_SELECT} WHERE j.status = 'pending' AND j.next_attempt_at <= $1 \
+             ORDER BY j.next_attempt_at, j.id LIMIT $2{lock}"
         )))
         .bind(now)
         .bind(limit as i64)
@@ -169,10 +191,13 @@ impl Store {
             channel,
             purpose,
             expires_at,
+            direction,
+            zone,
         ) in rows
         {
             let practice: PracticeId = practice.parse().map_err(|_| malformed())?;
             let patient: PatientId = patient.parse().map_err(|_| malformed())?;
+            let (system, time_zone) = schedule_facts(direction, zone)?;
             // Held by quiet hours, a retry or downtime past its use (a reminder close to its
             // visit): withdrawn, never sent late.
             if expires_at.is_some_and(|at| now >= at) {
@@ -242,6 +267,8 @@ impl Store {
                 body: Sensitive::new(body),
                 attempts: attempts + 1,
                 purpose,
+                system,
+                time_zone,
             });
         }
         tx.commit().await?;
@@ -526,22 +553,35 @@ impl Store {
         let now = tx.now_micros();
         let cutoff = now - lease_secs * 1_000_000;
         let lock = match self.backend() {
-            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+            Backend::Postgres => " FOR UPDATE OF j SKIP LOCKED",
             Backend::Sqlite => "",
         };
-        // Only the constant lock clause is formatted in.
+        // Only constant clauses are formatted in.
         let rows: Vec<JobRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT id, practice_id, patient_id, message_id, medium, recipient, body, attempts, \
-             consent_channel, purpose, expires_at FROM outbox_jobs WHERE status = 'sending' AND claimed_at <= $1 \
-             ORDER BY claimed_at LIMIT 100{lock}"
+            "{JOB_SELECT} WHERE j.status = 'sending' AND j.claimed_at <= $1 \
+             ORDER BY j.claimed_at LIMIT 100{lock}"
         )))
         .bind(cutoff)
         .fetch_all(&mut *tx.tx)
         .await?;
         let mut out = Vec::new();
-        for (id, practice, patient, message, medium, recipient, body, attempts, _, purpose, _) in
-            rows
+        for (
+            id,
+            practice,
+            patient,
+            message,
+            medium,
+            recipient,
+            body,
+            attempts,
+            _,
+            purpose,
+            _,
+            direction,
+            zone,
+        ) in rows
         {
+            let (system, time_zone) = schedule_facts(direction, zone)?;
             let practice: PracticeId = practice.parse().map_err(|_| malformed())?;
             let patient: PatientId = patient.parse().map_err(|_| malformed())?;
             let key = match self.ring.patient_key(&mut tx.tx, practice, patient).await {
@@ -579,6 +619,8 @@ impl Store {
                 medium: Medium::parse(&medium).ok_or_else(malformed)?,
                 attempts,
                 purpose,
+                system,
+                time_zone,
             });
         }
         tx.commit().await?;
@@ -630,21 +672,6 @@ impl Store {
         .await?;
         set_message_status(&mut tx, &job.message.to_string(), "queued", None);
         tx.commit().await
-    }
-
-    /// What decides when a claimed job may go: whether it is a system message (never held by
-    /// quiet hours) and the patient's time zone (the practice's when the patient has none).
-    pub async fn job_schedule_facts(&self, job: &ClaimedJob) -> Result<(bool, String)> {
-        let row: Option<(String, Option<String>, String)> = sqlx::query_as(
-            "SELECT m.direction, p.time_zone, r.time_zone FROM messages m \
-             JOIN patients p ON p.id = m.patient_id JOIN practices r ON r.id = m.practice_id \
-             WHERE m.id = $1",
-        )
-        .bind(job.message.to_string())
-        .fetch_optional(&self.pool)
-        .await?;
-        let (direction, patient_zone, practice_zone) = row.ok_or_else(malformed)?;
-        Ok((direction == "system", patient_zone.unwrap_or(practice_zone)))
     }
 
     /// The practice's jobs by id, with their message ids: which local-outbox records are
