@@ -9,7 +9,7 @@ use salve_core::confidential::Restrictions;
 use salve_core::consent::{ConsentChannel, ConsentPurpose, ConsentState, Medium as ConsentMedium};
 use salve_core::patient::{Contact, ContactKind, ContactRole};
 use salve_core::{MessageId, OutboxJobId, PatientId, PracticeId, Sensitive};
-use salve_crypto::FieldAad;
+use salve_crypto::{FieldAad, SymmetricKey};
 
 use crate::consent::placeholders;
 use crate::keyring::KeyRing;
@@ -72,36 +72,62 @@ pub enum JobOutcome {
 
 const MAX_ATTEMPTS: i64 = 8;
 
-type JobRow = (
-    String,
-    String,
-    String,
-    String,
-    String,
-    Vec<u8>,
-    Vec<u8>,
-    i64,
-    Option<String>,
-    Option<String>,
-    Option<i64>,
-    // The message's direction and the time zone that applies (see `ClaimedJob`).
-    Option<String>,
-    Option<String>,
-);
+/// A job as `JOB_SELECT` reads it.
+#[derive(sqlx::FromRow)]
+struct JobRow {
+    id: String,
+    practice_id: String,
+    patient_id: String,
+    message_id: String,
+    medium: String,
+    recipient: Vec<u8>,
+    body: Vec<u8>,
+    attempts: i64,
+    consent_channel: Option<String>,
+    purpose: Option<String>,
+    expires_at: Option<i64>,
+    /// The message's direction (`system` for system messages).
+    direction: Option<String>,
+    /// The patient's time zone, else the practice's.
+    time_zone: Option<String>,
+}
 
-/// A job row with what the worker needs to schedule it, in `JobRow`'s order.
+/// The job rows with what the worker needs to schedule them.
 const JOB_SELECT: &str = "SELECT j.id, j.practice_id, j.patient_id, j.message_id, j.medium, \
      j.recipient, j.body, j.attempts, j.consent_channel, j.purpose, j.expires_at, m.direction, \
-     COALESCE(p.time_zone, r.time_zone) FROM outbox_jobs j \
+     COALESCE(p.time_zone, r.time_zone) AS time_zone FROM outbox_jobs j \
      LEFT JOIN messages m ON m.id = j.message_id LEFT JOIN patients p ON p.id = j.patient_id \
      LEFT JOIN practices r ON r.id = j.practice_id";
 
-/// Whether a job's message is a system message, and its time zone (`ClaimedJob`).
-fn schedule_facts(direction: Option<String>, zone: Option<String>) -> Result<(bool, String)> {
-    Ok((
-        direction.ok_or_else(malformed)? == "system",
-        zone.ok_or_else(malformed)?,
-    ))
+impl JobRow {
+    fn ids(&self) -> Result<(PracticeId, PatientId)> {
+        Ok((
+            self.practice_id.parse().map_err(|_| malformed())?,
+            self.patient_id.parse().map_err(|_| malformed())?,
+        ))
+    }
+
+    /// The claimed job, its recipient and body opened with the patient's key.
+    fn claimed(self, key: &SymmetricKey, attempts: i64) -> Result<ClaimedJob> {
+        let (practice, patient) = self.ids()?;
+        let open = |column, sealed: &[u8]| {
+            key.open_string(FieldAad::new("outbox_jobs", column, &self.id), sealed)
+                .map(Sensitive::new)
+        };
+        Ok(ClaimedJob {
+            recipient: open("recipient", &self.recipient)?,
+            body: open("body", &self.body)?,
+            id: self.id.parse().map_err(|_| malformed())?,
+            practice,
+            patient,
+            message: self.message_id.parse().map_err(|_| malformed())?,
+            medium: Medium::parse(&self.medium).ok_or_else(malformed)?,
+            attempts,
+            system: self.direction.ok_or_else(malformed)? == "system",
+            time_zone: self.time_zone.ok_or_else(malformed)?,
+            purpose: self.purpose,
+        })
+    }
 }
 
 fn malformed() -> StoreError {
@@ -154,7 +180,7 @@ impl Store {
         // per practice (read here, under the write lock, so a revocation is never missed).
         let mut patients: BTreeMap<PracticeId, BTreeSet<PatientId>> = BTreeMap::new();
         for row in &rows {
-            if let (Ok(practice), Ok(patient)) = (row.1.parse(), row.2.parse()) {
+            if let Ok((practice, patient)) = row.ids() {
                 patients.entry(practice).or_default().insert(patient);
             }
         }
@@ -179,35 +205,19 @@ impl Store {
         }
         let no_facts = JobFacts::default();
         let mut claimed = Vec::new();
-        for (
-            id,
-            practice,
-            patient,
-            message,
-            medium,
-            recipient,
-            body,
-            attempts,
-            channel,
-            purpose,
-            expires_at,
-            direction,
-            zone,
-        ) in rows
-        {
-            let practice: PracticeId = practice.parse().map_err(|_| malformed())?;
-            let patient: PatientId = patient.parse().map_err(|_| malformed())?;
-            let (system, time_zone) = schedule_facts(direction, zone)?;
+        for row in rows {
+            let (practice, patient) = row.ids()?;
+            let (id, message) = (row.id.as_str(), row.message_id.as_str());
             // Held by quiet hours, a retry or downtime past its use (a reminder close to its
             // visit): withdrawn, never sent late.
-            if expires_at.is_some_and(|at| now >= at) {
+            if row.expires_at.is_some_and(|at| now >= at) {
                 cancel_job(
                     &mut tx,
                     &self.ring,
                     practice,
                     patient,
-                    &id,
-                    &message,
+                    id,
+                    message,
                     "too late to be useful: it could not be sent before its cut-off",
                 )
                 .await?;
@@ -220,18 +230,15 @@ impl Store {
                     facts.get(&patient).unwrap_or(&no_facts),
                     practice,
                     patient,
-                    &id,
-                    &medium,
-                    &recipient,
-                    channel.as_deref(),
-                    purpose.as_deref(),
+                    id,
+                    &row.medium,
+                    &row.recipient,
+                    row.consent_channel.as_deref(),
+                    row.purpose.as_deref(),
                 )
                 .await?
             {
-                cancel_job(
-                    &mut tx, &self.ring, practice, patient, &id, &message, reason,
-                )
-                .await?;
+                cancel_job(&mut tx, &self.ring, practice, patient, id, message, reason).await?;
                 continue;
             }
             let key = match self.ring.patient_key(&mut tx.tx, practice, patient).await {
@@ -239,37 +246,23 @@ impl Store {
                 Err(StoreError::Shredded) => {
                     sqlx::query("UPDATE outbox_jobs SET status = 'cancelled', updated_at = $1 WHERE id = $2")
                         .bind(now)
-                        .bind(&id)
+                        .bind(id)
                         .execute(&mut *tx.tx)
                         .await?;
                     continue;
                 }
                 Err(e) => return Err(e),
             };
-            let recipient =
-                key.open_string(FieldAad::new("outbox_jobs", "recipient", &id), &recipient)?;
-            let body = key.open_string(FieldAad::new("outbox_jobs", "body", &id), &body)?;
             tx.defer(
                 "UPDATE outbox_jobs SET status = 'sending', claimed_by = $1, claimed_at = $2, \
                  attempts = attempts + 1, updated_at = $2 WHERE id = $3",
             )
             .bind(worker.to_owned())
             .bind(now)
-            .bind(id.clone());
-            set_message_status(&mut tx, &message, "sending", None);
-            claimed.push(ClaimedJob {
-                id: id.parse().map_err(|_| malformed())?,
-                practice,
-                patient,
-                message: message.parse().map_err(|_| malformed())?,
-                medium: Medium::parse(&medium).ok_or_else(malformed)?,
-                recipient: Sensitive::new(recipient),
-                body: Sensitive::new(body),
-                attempts: attempts + 1,
-                purpose,
-                system,
-                time_zone,
-            });
+            .bind(id.to_owned());
+            set_message_status(&mut tx, message, "sending", None);
+            let attempts = row.attempts + 1;
+            claimed.push(row.claimed(&key, attempts)?);
         }
         tx.commit().await?;
         Ok(claimed)
@@ -565,25 +558,8 @@ impl Store {
         .fetch_all(&mut *tx.tx)
         .await?;
         let mut out = Vec::new();
-        for (
-            id,
-            practice,
-            patient,
-            message,
-            medium,
-            recipient,
-            body,
-            attempts,
-            _,
-            purpose,
-            _,
-            direction,
-            zone,
-        ) in rows
-        {
-            let (system, time_zone) = schedule_facts(direction, zone)?;
-            let practice: PracticeId = practice.parse().map_err(|_| malformed())?;
-            let patient: PatientId = patient.parse().map_err(|_| malformed())?;
+        for row in rows {
+            let (practice, patient) = row.ids()?;
             let key = match self.ring.patient_key(&mut tx.tx, practice, patient).await {
                 Ok(key) => key,
                 Err(StoreError::Shredded) => continue,
@@ -597,7 +573,7 @@ impl Store {
             )
             .bind(worker)
             .bind(now)
-            .bind(&id)
+            .bind(&row.id)
             .bind(cutoff)
             .execute(&mut *tx.tx)
             .await?
@@ -605,23 +581,8 @@ impl Store {
             if taken != 1 {
                 continue;
             }
-            out.push(ClaimedJob {
-                recipient: Sensitive::new(
-                    key.open_string(FieldAad::new("outbox_jobs", "recipient", &id), &recipient)?,
-                ),
-                body: Sensitive::new(
-                    key.open_string(FieldAad::new("outbox_jobs", "body", &id), &body)?,
-                ),
-                id: id.parse().map_err(|_| malformed())?,
-                practice,
-                patient,
-                message: message.parse().map_err(|_| malformed())?,
-                medium: Medium::parse(&medium).ok_or_else(malformed)?,
-                attempts,
-                purpose,
-                system,
-                time_zone,
-            });
+            let attempts = row.attempts;
+            out.push(row.claimed(&key, attempts)?);
         }
         tx.commit().await?;
         Ok(out)
