@@ -1214,20 +1214,18 @@ impl Store {
         // primary key catches a request that recorded it since, and the send is then tried
         // again with the key checked under the lock (replayed, or 409 while in progress).
         let mut key_checked_early = early.is_some();
+        let request = SendRequest {
+            practice,
+            principal,
+            ctx,
+            target,
+            attachments,
+            idempotency,
+            actor_key: &actor_key,
+        };
         let (conv, message, replayed) = loop {
             match self
-                .send_under_lock(
-                    practice,
-                    principal,
-                    ctx,
-                    target,
-                    attachments,
-                    idempotency,
-                    !key_checked_early,
-                    &actor_key,
-                    &mut plan,
-                    early.as_ref(),
-                )
+                .send_under_lock(&request, !key_checked_early, &mut plan, early.as_ref())
                 .await
             {
                 Err(StoreError::Conflict(IDEMPOTENCY_KEY_IN_PROGRESS)) if key_checked_early => {
@@ -1250,23 +1248,25 @@ impl Store {
     /// One attempt at a send's write: replays the key's first message if `check_key` and it has
     /// one, else stores the message planned early or plans it now. Returns once durably
     /// committed.
-    #[allow(clippy::too_many_arguments)]
     async fn send_under_lock<F>(
         &self,
-        practice: PracticeId,
-        principal: &Principal,
-        ctx: &RequestContext,
-        target: ConversationTarget,
-        attachments: &[NewAttachment],
-        idempotency: Option<Idempotency>,
+        request: &SendRequest<'_>,
         check_key: bool,
-        actor_key: &str,
         plan: &mut Option<F>,
         early: Option<&(LoadedConversation, OutboundPlan)>,
     ) -> Result<(LoadedConversation, MessageId, bool)>
     where
         F: FnOnce(&SendFacts) -> std::result::Result<OutboundPlan, PlanRefused>,
     {
+        let SendRequest {
+            practice,
+            principal,
+            ctx,
+            target,
+            attachments,
+            idempotency,
+            actor_key,
+        } = *request;
         let actor = principal.actor();
         // Sends share durable commits on SQLite (group commit); commit returns only after the
         // commit holding this message is durable. A send planned early only reads before then.
@@ -1936,8 +1936,19 @@ pub enum AttachmentReader<'a> {
     Patient(PatientId),
 }
 
-/// Records an inbox change (ids and a kind only) inside the transaction; on PostgreSQL it also
-/// notifies other instances when the transaction commits.
+/// What a send was asked to do, as `Store::send_message` received it.
+#[derive(Clone, Copy)]
+struct SendRequest<'a> {
+    practice: PracticeId,
+    principal: &'a Principal,
+    ctx: &'a RequestContext,
+    target: ConversationTarget,
+    attachments: &'a [NewAttachment],
+    idempotency: Option<Idempotency>,
+    /// `kind:id` of the principal's actor, as idempotency keys are recorded under.
+    actor_key: &'a str,
+}
+
 /// Runs a send's plan (once: it may mint a link token) on its facts.
 fn planned<F>(plan: &mut Option<F>, facts: &SendFacts) -> Result<OutboundPlan>
 where
@@ -2070,6 +2081,8 @@ fn message_writes(
     id
 }
 
+/// Records an inbox change (ids and a kind only) inside the transaction; on PostgreSQL it also
+/// notifies other instances when the transaction commits.
 pub(crate) async fn record_change(
     tx: &mut WriteTx<'_>,
     practice: PracticeId,

@@ -408,6 +408,29 @@ async fn abandoned_sends_leave_the_batch_consistent() {
         .unwrap();
 }
 
+/// The operator sends `text` to the patient's main thread: the message id and whether it was
+/// a replay.
+async fn operator_sends(
+    store: &Store,
+    practice: PracticeId,
+    patient: PatientId,
+    key: Option<Idempotency>,
+    text: &str,
+) -> Result<(String, bool), salve_store::StoreError> {
+    store
+        .send_message(
+            practice,
+            &Principal::Operator,
+            &RequestContext::default(),
+            ConversationTarget::Main(patient),
+            &[],
+            key,
+            |_| Ok(portal_plan(text)),
+        )
+        .await
+        .map(|(view, replayed)| (view.id.to_string(), replayed))
+}
+
 /// Many requests with one `Idempotency-Key` at once (a client retrying before its first try
 /// was answered): one message is stored, with one key row and one send audit row; on SQLite
 /// every other request replays it (a key recorded since the send's read snapshot is caught under
@@ -423,16 +446,7 @@ async fn concurrent_sends_with_one_key_store_one_message() {
             .unwrap();
         let target = patient(&store, practice.id, 1).await;
         // The thread exists, so every send is planned from its read snapshot on SQLite.
-        store
-            .send_message(
-                practice.id,
-                &Principal::Operator,
-                &RequestContext::default(),
-                ConversationTarget::Main(target),
-                &[],
-                None,
-                |_| Ok(portal_plan("first")),
-            )
+        operator_sends(&store, practice.id, target, None, "first")
             .await
             .unwrap();
         // Other keys in the same batches, so the retried sends share them.
@@ -441,18 +455,9 @@ async fn concurrent_sends_with_one_key_store_one_message() {
             let store = store.clone();
             tasks.push(tokio::spawn(async move {
                 let key = if n % 2 == 0 { key(4242) } else { key(n) };
-                store
-                    .send_message(
-                        practice.id,
-                        &Principal::Operator,
-                        &RequestContext::default(),
-                        ConversationTarget::Main(target),
-                        &[],
-                        Some(key),
-                        |_| Ok(portal_plan("the same request")),
-                    )
+                operator_sends(&store, practice.id, target, Some(key), "the same request")
                     .await
-                    .map(|(view, replayed)| (n, view.id.to_string(), replayed))
+                    .map(|(id, replayed)| (n, id, replayed))
             }));
         }
         let (mut created, mut replayed, mut in_progress) = (Vec::new(), Vec::new(), 0);
